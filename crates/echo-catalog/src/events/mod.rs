@@ -1,0 +1,141 @@
+//! Every event and command of echo as a Rust type, and the table that ties each one to its
+//! `.avsc` file under `avro/`.
+//!
+//! The `.avsc` files are what the Schema Registry holds; the Rust types mirror them and
+//! `tests/schemas.rs` fails when the two drift apart. Besides the standard Avro attributes each
+//! record carries three custom ones, which Avro tools ignore and the docs are generated from:
+//! `x-producer` (the context that writes it, or `client`), `x-trigger` (what causes it) and
+//! `x-failure-path` (what follows when it, or what it asks for, fails).
+//!
+//! The doc comments of the types and fields are the `doc` texts of the `.avsc` (compared with
+//! whitespace normalised): change both together.
+
+use anyhow::{bail, Context, Result};
+use apache_avro::{AvroSchema, Schema};
+
+use crate::record::{EventMetadata, Record, RecordInfo};
+
+pub mod processing;
+pub mod resource;
+pub mod transcription;
+pub mod upload;
+
+pub use processing::*;
+pub use resource::*;
+pub use transcription::*;
+pub use upload::*;
+
+/// Declares the record table: one line per type, `context::RustType => "type.name"`.
+///
+/// Each line implements [`Record`] for the type and adds its row to [`all`], with the full Avro
+/// name `echo.<context>.<RustType>` and the `.avsc` compiled in from
+/// `avro/<context>/<type.name>.avsc`, so the type name is written once.
+macro_rules! records {
+    ($($context:ident :: $ty:ident => $type_name:literal,)*) => {
+        $(
+            impl Record for $context::$ty {
+                const TYPE: &'static str = $type_name;
+
+                fn metadata(&self) -> &EventMetadata {
+                    &self.metadata
+                }
+            }
+        )*
+
+        static RECORDS: &[RecordInfo] = &[$(
+            RecordInfo {
+                type_name: $type_name,
+                record_name: concat!("echo.", stringify!($context), ".", stringify!($ty)),
+                context: stringify!($context),
+                avsc: include_str!(concat!(
+                    "../../../../avro/", stringify!($context), "/", $type_name, ".avsc"
+                )),
+                derived_schema: <$context::$ty as AvroSchema>::get_schema,
+            },
+        )*];
+    };
+}
+
+records! {
+    upload::UploadRequested => "upload.requested",
+    upload::UploadFinalize => "upload.finalize",
+    upload::UploadUrlGenerated => "upload.url.generated",
+    upload::UploadCompleted => "upload.completed",
+    upload::UploadFailed => "upload.failed",
+    upload::UploadExpired => "upload.expired",
+    processing::ValidationStarted => "validation.started",
+    processing::ValidationPassed => "validation.passed",
+    processing::ValidationFailed => "validation.failed",
+    processing::ProcessingJobCreated => "processing.job.created",
+    processing::ChunkProcess => "chunk.process",
+    processing::ChunkProcessingStarted => "chunk.processing.started",
+    processing::ChunkProcessingCompleted => "chunk.processing.completed",
+    processing::ChunkProcessingFailed => "chunk.processing.failed",
+    processing::ProcessingTimeout => "processing.timeout",
+    transcription::TranscriptionStarted => "transcription.started",
+    transcription::TranscriptionCompleted => "transcription.completed",
+    transcription::TranscriptionFailed => "transcription.failed",
+    resource::ResourceReady => "resource.ready",
+    resource::ResourceRejected => "resource.rejected",
+    resource::ResourceTtlReached => "resource.ttl.reached",
+    resource::CleanupInitiated => "cleanup.initiated",
+    resource::CleanupCompleted => "cleanup.completed",
+}
+
+/// The bounded contexts, in pipeline order; each has a folder under `avro/`.
+pub const CONTEXTS: &[&str] = &["upload", "processing", "transcription", "resource"];
+
+/// Every event and command type, grouped by context in pipeline order.
+pub fn all() -> &'static [RecordInfo] {
+    RECORDS
+}
+
+/// The row of a dotted type name (`upload.requested`).
+pub fn info(type_name: &str) -> Option<&'static RecordInfo> {
+    RECORDS.iter().find(|r| r.type_name == type_name)
+}
+
+/// The row of a full Avro record name (`echo.upload.UploadRequested`), for example the name of
+/// the writer schema a consumer got from the registry.
+pub fn by_record_name(full_name: &str) -> Option<&'static RecordInfo> {
+    RECORDS.iter().find(|r| r.record_name == full_name)
+}
+
+/// What the custom attributes of a record's `.avsc` say about it (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotations {
+    /// The record's `doc`: what it is.
+    pub doc: String,
+    /// `x-producer`: the context that writes it, or `client`.
+    pub producer: String,
+    /// `x-trigger`: what causes it.
+    pub trigger: String,
+    /// `x-failure-path`: what follows when it, or what it asks for, fails.
+    pub failure_path: String,
+}
+
+impl RecordInfo {
+    /// The `.avsc` parsed: the schema to register and to write with, docs included.
+    pub fn schema(&self) -> Result<Schema> {
+        Schema::parse_str(self.avsc)
+            .with_context(|| format!("parsing the schema of {}", self.type_name))
+    }
+
+    /// The record's doc and custom attributes, read from its `.avsc`.
+    pub fn annotations(&self) -> Result<Annotations> {
+        let json: serde_json::Value = serde_json::from_str(self.avsc)
+            .with_context(|| format!("parsing the .avsc of {}", self.type_name))?;
+        let text = |key: &str| -> Result<String> {
+            match json.get(key).and_then(|v| v.as_str()) {
+                Some(s) if !s.trim().is_empty() => Ok(s.to_owned()),
+                _ => bail!("the .avsc of {} has no `{key}` text", self.type_name),
+            }
+        };
+        Ok(Annotations {
+            doc: text("doc")?,
+            producer: text("x-producer")?,
+            trigger: text("x-trigger")?,
+            failure_path: text("x-failure-path")?,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! echo's catalogue: the topics (`topics/topics.toml`) and the Avro schemas (`avro/`) as
+//! Rust values, so that code, tools and docs derive from one source of truth.
+
+pub mod docs;
+pub mod events;
+pub mod record;
+pub mod topics;
+
+pub use docs::events_markdown;
+pub use events::Annotations;
+pub use record::{EventMetadata, Record, RecordInfo};
+pub use topics::{Catalogue, ProcessorSpec, TopicKind, TopicSpec};

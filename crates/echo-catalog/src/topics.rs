@@ -1,0 +1,310 @@
+//! The topic catalogue, parsed from `topics/topics.toml` (embedded at build time).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The catalogue text, compiled in so every binary agrees with the repository it was built from.
+const CATALOGUE_TOML: &str = include_str!("../../../topics/topics.toml");
+
+/// What a topic is for; decides its configs and who may write to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicKind {
+    /// Facts, past tense, read by any number of consumer groups.
+    Events,
+    /// Requests to one context, imperative, never mixed with events.
+    Commands,
+    /// Compacted per-key state of one processor.
+    Changelog,
+    /// One retry tier of one processor; records wait there until due.
+    Retry,
+    /// Records a processor gave up on, with the reason in headers.
+    Dlq,
+}
+
+/// One topic: its name, partitions, configs and the record types it carries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopicSpec {
+    /// Full topic name, `echo.<context>.<what>`.
+    pub name: String,
+    /// Events, commands or an internal topic.
+    pub kind: TopicKind,
+    /// The bounded context that owns (writes) the topic.
+    pub context: String,
+    /// What the record key is; the partitioner keeps one key's records in order.
+    pub key: String,
+    /// Partition count; `None` takes the catalogue default.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// One line for humans, shown by `topics describe` and docs.
+    pub description: String,
+    /// Event or command types published to this topic.
+    #[serde(default)]
+    pub carries: Vec<String>,
+}
+
+/// One processor (one consumer group) and the topics it reads and writes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProcessorSpec {
+    /// Name of the processor, also its consumer group and the stem of its internal topics.
+    pub name: String,
+    /// The bounded context the processor belongs to.
+    pub context: String,
+    /// One line for humans.
+    pub description: String,
+    /// Source topics.
+    pub consumes: Vec<String>,
+    /// Sink topics (besides its internal ones).
+    pub produces: Vec<String>,
+    /// Delay before each retry tier; its length is the number of tiers.
+    pub retry_backoff_ms: Vec<u64>,
+}
+
+/// Catalogue-wide defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Defaults {
+    /// Partition count of topics that do not set one.
+    pub partitions: i32,
+    /// Replication factor of every topic (1 on a single local broker).
+    pub replication_factor: i32,
+    /// Retention of events and commands.
+    pub retention_ms: i64,
+}
+
+/// The whole catalogue: declared topics, processors, and the internal topics derived from them.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    /// Catalogue-wide defaults.
+    pub defaults: Defaults,
+    /// Declared topics followed by every processor's internal topics.
+    pub topics: Vec<TopicSpec>,
+    /// Processors in declaration order.
+    pub processors: Vec<ProcessorSpec>,
+}
+
+#[derive(Deserialize)]
+struct RawCatalogue {
+    defaults: Defaults,
+    topic: Vec<TopicSpec>,
+    #[serde(default)]
+    processor: Vec<ProcessorSpec>,
+}
+
+impl Catalogue {
+    /// The catalogue this binary was built with.
+    pub fn load() -> Result<Catalogue> {
+        Catalogue::parse(CATALOGUE_TOML)
+    }
+
+    /// Parses and validates a catalogue, deriving internal topics.
+    pub fn parse(text: &str) -> Result<Catalogue> {
+        let raw: RawCatalogue = toml::from_str(text).context("parsing topics catalogue")?;
+        let mut catalogue = Catalogue {
+            defaults: raw.defaults,
+            topics: raw.topic,
+            processors: raw.processor,
+        };
+        let mut internal = Vec::new();
+        for p in &catalogue.processors {
+            internal.extend(catalogue.internal_topics_of(p)?);
+        }
+        catalogue.topics.extend(internal);
+        catalogue.validate()?;
+        Ok(catalogue)
+    }
+
+    fn internal_topics_of(&self, p: &ProcessorSpec) -> Result<Vec<TopicSpec>> {
+        let partitions = self.processor_partitions(p)?;
+        let internal = |name: String, kind, description: String| TopicSpec {
+            name,
+            kind,
+            context: p.context.clone(),
+            key: "same key as the input record".into(),
+            partitions: Some(partitions),
+            description,
+            carries: vec![],
+        };
+        let mut topics = vec![internal(
+            changelog_topic(&p.name),
+            TopicKind::Changelog,
+            format!(
+                "State of processor `{}`: handler state, dedup ids, timers.",
+                p.name
+            ),
+        )];
+        for (i, backoff) in p.retry_backoff_ms.iter().enumerate() {
+            topics.push(internal(
+                retry_topic(&p.name, i + 1),
+                TopicKind::Retry,
+                format!(
+                    "Retry tier {} of `{}`: records wait {backoff} ms, then run again.",
+                    i + 1,
+                    p.name
+                ),
+            ));
+        }
+        topics.push(internal(
+            dlq_topic(&p.name),
+            TopicKind::Dlq,
+            format!(
+                "Records `{}` gave up on, with the reason in headers.",
+                p.name
+            ),
+        ));
+        Ok(topics)
+    }
+
+    /// The partition count shared by every topic a processor reads (co-partitioning).
+    pub fn processor_partitions(&self, p: &ProcessorSpec) -> Result<i32> {
+        let mut counts = p
+            .consumes
+            .iter()
+            .map(|t| self.topic(t).map(|t| self.partitions_of(t)));
+        let first = counts
+            .next()
+            .with_context(|| format!("processor {} consumes nothing", p.name))??;
+        for count in counts {
+            if count? != first {
+                bail!(
+                    "processor {} reads topics with different partition counts",
+                    p.name
+                );
+            }
+        }
+        Ok(first)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut seen_topics = BTreeMap::new();
+        for t in &self.topics {
+            if seen_topics.insert(t.name.as_str(), ()).is_some() {
+                bail!("topic {} is declared twice", t.name);
+            }
+        }
+        let mut seen_types = BTreeMap::new();
+        for t in &self.topics {
+            for ty in &t.carries {
+                if let Some(other) = seen_types.insert(ty.as_str(), t.name.as_str()) {
+                    bail!("{ty} is carried by both {other} and {}", t.name);
+                }
+            }
+        }
+        for p in &self.processors {
+            for t in p.consumes.iter().chain(&p.produces) {
+                self.topic(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Result<&TopicSpec> {
+        self.topics
+            .iter()
+            .find(|t| t.name == name)
+            .with_context(|| format!("topic {name} is not in the catalogue"))
+    }
+
+    /// A processor by name.
+    pub fn processor(&self, name: &str) -> Result<&ProcessorSpec> {
+        self.processors
+            .iter()
+            .find(|p| p.name == name)
+            .with_context(|| format!("processor {name} is not in the catalogue"))
+    }
+
+    /// The topic an event or command type is published to.
+    pub fn topic_of(&self, record_type: &str) -> Result<&TopicSpec> {
+        self.topics
+            .iter()
+            .find(|t| t.carries.iter().any(|c| c == record_type))
+            .with_context(|| format!("no topic carries {record_type}"))
+    }
+
+    /// Partition count of a topic, with the default applied.
+    pub fn partitions_of(&self, topic: &TopicSpec) -> i32 {
+        topic.partitions.unwrap_or(self.defaults.partitions)
+    }
+
+    /// Topic configs `topics apply` sets, by kind.
+    pub fn configs_of(&self, topic: &TopicSpec) -> Vec<(&'static str, String)> {
+        match topic.kind {
+            TopicKind::Events | TopicKind::Commands | TopicKind::Retry => vec![
+                ("cleanup.policy", "delete".into()),
+                ("retention.ms", self.defaults.retention_ms.to_string()),
+            ],
+            // The DLQ is kept until an operator redrives or discards it.
+            TopicKind::Dlq => vec![
+                ("cleanup.policy", "delete".into()),
+                ("retention.ms", "-1".into()),
+            ],
+            // Compaction keeps the latest state per key forever; a tombstone deletes it.
+            TopicKind::Changelog => vec![
+                ("cleanup.policy", "compact".into()),
+                ("min.compaction.lag.ms", "0".into()),
+            ],
+        }
+    }
+}
+
+/// Name of a processor's state changelog topic.
+pub fn changelog_topic(processor: &str) -> String {
+    format!("echo.{processor}.changelog")
+}
+
+/// Name of a processor's retry tier `tier` (1-based).
+pub fn retry_topic(processor: &str, tier: usize) -> String {
+    format!("echo.{processor}.retry.{tier}")
+}
+
+/// Name of a processor's dead-letter topic.
+pub fn dlq_topic(processor: &str) -> String {
+    format!("echo.{processor}.dlq")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_catalogue_is_valid_and_derives_internal_topics() {
+        let c = Catalogue::load().unwrap();
+        let upload = c.processor("upload").unwrap();
+        assert_eq!(c.processor_partitions(upload).unwrap(), 6);
+        assert_eq!(
+            c.topic("echo.upload.changelog").unwrap().kind,
+            TopicKind::Changelog
+        );
+        assert_eq!(
+            c.topic("echo.upload.retry.3").unwrap().kind,
+            TopicKind::Retry
+        );
+        assert_eq!(c.topic("echo.upload.dlq").unwrap().kind, TopicKind::Dlq);
+        assert_eq!(
+            c.topic_of("upload.requested").unwrap().name,
+            "echo.upload.requests"
+        );
+    }
+
+    #[test]
+    fn a_type_on_two_topics_is_refused() {
+        let text = CATALOGUE_TOML.replace(
+            "carries = [\"upload.finalize\"]",
+            "carries = [\"upload.finalize\", \"upload.requested\"]",
+        );
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("upload.requested"), "{err}");
+    }
+
+    #[test]
+    fn a_processor_reading_unequal_partitions_is_refused() {
+        let text = CATALOGUE_TOML.replace(
+            "consumes = [\"echo.upload.requests\", \"echo.upload.commands\"]",
+            "consumes = [\"echo.upload.requests\", \"echo.processing.chunk-commands\"]",
+        );
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("different partition counts"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! One configuration for every echo binary: defaults for the local stack, then an optional
+//! TOML file, then `ECHO_*` environment variables (`ECHO_KAFKA__BOOTSTRAP_SERVERS=…`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Endpoints, credentials and tuning for every component.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EchoConfig {
+    /// Where installed services, models and local data live.
+    pub data_dir: PathBuf,
+    /// The Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// The Confluent-compatible Schema Registry.
+    pub registry: RegistryConfig,
+    /// The S3 server holding uploads and reports.
+    pub s3: S3Config,
+    /// Batching and dedup settings of the processor runtime.
+    pub runtime: RuntimeConfig,
+}
+
+/// How to reach Kafka and how echo names its topics there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KafkaConfig {
+    /// `host:port` list of brokers.
+    pub bootstrap_servers: String,
+    /// Prepended to every catalogue topic, so several environments (or test runs) can share
+    /// one cluster without seeing each other's records.
+    pub topic_prefix: String,
+    /// Upper bound of one processor transaction; a crashed producer's open transaction is
+    /// aborted by the broker after this long at most.
+    pub transaction_timeout_ms: u32,
+}
+
+/// Where the Schema Registry is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    /// Base URL of the registry's REST API.
+    pub url: String,
+}
+
+/// Where uploads and artifacts are stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct S3Config {
+    /// Base URL of the S3 endpoint (path-style addressing).
+    pub endpoint: String,
+    /// Signing region.
+    pub region: String,
+    /// Bucket for every object echo writes.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key; never printed.
+    pub secret_key: Secret,
+}
+
+/// Knobs of the processor loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeConfig {
+    /// Most records handled in one transaction.
+    pub batch_max_records: usize,
+    /// How long to wait for more records before committing a non-full batch.
+    pub batch_linger_ms: u64,
+    /// How many processed event ids are remembered per key for deduplication.
+    pub dedup_window: usize,
+    /// Multiplies every retry tier's backoff; below 1 in tests and staging, 1 in production.
+    pub retry_backoff_scale: f64,
+}
+
+/// A string that is never shown in logs or `Debug` output.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Secret {
+    /// The secret itself, for the one place that must sign with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The default data dir: `$ECHO_DATA_DIR`, else `$HOME/.local/share/echo`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("ECHO_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+            Path::new(&home).join(".local/share/echo")
+        })
+}
+
+impl Default for EchoConfig {
+    /// The local stack started by `echoctl dev up`.
+    fn default() -> Self {
+        let port = |var: &str, default: u16| {
+            std::env::var(var)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        EchoConfig {
+            data_dir: default_data_dir(),
+            kafka: KafkaConfig {
+                bootstrap_servers: format!("127.0.0.1:{}", port("ECHO_KAFKA_PORT", 9092)),
+                topic_prefix: String::new(),
+                transaction_timeout_ms: 10_000,
+            },
+            registry: RegistryConfig {
+                url: format!("http://127.0.0.1:{}", port("ECHO_REGISTRY_PORT", 8081)),
+            },
+            s3: S3Config {
+                endpoint: format!("http://127.0.0.1:{}", port("ECHO_S3_PORT", 9000)),
+                region: "us-east-1".into(),
+                bucket: "echo".into(),
+                access_key: std::env::var("ECHO_S3_ACCESS_KEY")
+                    .unwrap_or_else(|_| "echo-dev-access".into()),
+                secret_key: Secret(
+                    std::env::var("ECHO_S3_SECRET_KEY")
+                        .unwrap_or_else(|_| "echo-dev-secret-key-000000000000".into()),
+                ),
+            },
+            runtime: RuntimeConfig {
+                batch_max_records: 100,
+                batch_linger_ms: 50,
+                dedup_window: 256,
+                retry_backoff_scale: 1.0,
+            },
+        }
+    }
+}
+
+impl EchoConfig {
+    /// Defaults, then `file` (or `echo.toml` in the working directory if it exists), then
+    /// `ECHO_*` variables with `__` between levels.
+    pub fn load(file: Option<&Path>) -> Result<EchoConfig> {
+        let mut figment = Figment::from(Serialized::defaults(EchoConfig::default()));
+        match file {
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file("echo.toml")),
+        }
+        figment
+            .merge(Env::prefixed("ECHO_").split("__"))
+            .extract()
+            .context("loading echo configuration")
+    }
+
+    /// The real name of a catalogue topic in this environment.
+    pub fn topic(&self, catalogue_name: &str) -> String {
+        format!("{}{}", self.kafka.topic_prefix, catalogue_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = EchoConfig::default();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(c.s3.secret_key.expose()), "{shown}");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ECHO_KAFKA__TOPIC_PREFIX", "t1.");
+            let c = EchoConfig::load(None).unwrap();
+            assert_eq!(c.topic("echo.upload.events"), "t1.echo.upload.events");
+            Ok(())
+        });
+    }
+}

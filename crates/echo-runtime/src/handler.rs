@@ -1,0 +1,198 @@
+//! The contract between a processor and the runtime: the Decider pattern.
+//!
+//! `decide(state, input) -> decision` and `evolve(state, fact) -> state` are plain functions;
+//! an optional `observe` step does the I/O a decision needs (an S3 HEAD, a pre-signed URL)
+//! so that `decide` stays pure. Transactions, dedup, state, timers, retries and the DLQ are
+//! the runtime's job, written once.
+
+use std::cell::Cell;
+use std::future::Future;
+
+use echo_catalog::record::EventMetadata;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Incoming, Outgoing};
+
+/// Why a handler could not handle an input; decides between retry and DLQ.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Might work later (a dependency is down): goes through the retry tiers.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never work (bad input): goes to the DLQ at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A deadline a handler asked for; kept in the key's state so it survives restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// Name, unique per key: scheduling the same name again moves the deadline.
+    pub name: String,
+    /// When it fires, milliseconds since the epoch.
+    pub due_at_ms: i64,
+    /// Anything the handler wants back when it fires.
+    pub payload: String,
+    /// Metadata of the record that scheduled it, so fired events keep the causal chain.
+    pub scheduled_by: EventMetadata,
+}
+
+/// What a handler is asked to react to.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A record from one of the processor's source topics.
+    Record(&'a Incoming),
+    /// A timer of the key that came due.
+    Timer(&'a Timer),
+}
+
+/// What a handler decided; the runtime carries it out in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// Events and commands to publish.
+    pub emit: Vec<Outgoing>,
+    /// Timers to set (or move) for this key.
+    pub schedule: Vec<Timer>,
+    /// Names of this key's timers to drop.
+    pub cancel: Vec<String>,
+}
+
+impl Decision {
+    /// A decision that emits these records.
+    pub fn emit(emit: Vec<Outgoing>) -> Decision {
+        Decision {
+            emit,
+            ..Decision::default()
+        }
+    }
+}
+
+/// A fact the state evolves on: what the processor consumed and what it emitted.
+#[derive(Debug, Clone, Copy)]
+pub enum Fact<'a> {
+    /// An input record that was handled.
+    Consumed(&'a Incoming),
+    /// A timer that fired.
+    TimerFired(&'a Timer),
+    /// An output the processor emitted.
+    Emitted(&'a Outgoing),
+}
+
+/// What a handler may know besides state and input: the clock and the cause, fixed for one
+/// input so `decide` is a deterministic function.
+#[derive(Debug)]
+pub struct Context {
+    /// The processor's name, written as `producer`.
+    pub processor: String,
+    /// Wall-clock time at which the input is handled.
+    pub now_ms: i64,
+    /// Metadata of the input being handled (for a timer: of the record that set it).
+    pub cause: EventMetadata,
+    /// What output ids are derived from: the input's event id, or a timer's identity.
+    id_seed: String,
+    issued: Cell<u32>,
+}
+
+/// Namespace of the deterministic ids echo derives for emitted records.
+const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1d_06a0_4d0e_4b5e_9a3e_ec40_0000_0001);
+
+impl Context {
+    /// A context for handling an input caused by `cause`.
+    pub fn new(processor: &str, now_ms: i64, cause: EventMetadata, id_seed: &str) -> Context {
+        Context {
+            processor: processor.to_string(),
+            now_ms,
+            cause,
+            id_seed: id_seed.to_string(),
+            issued: Cell::new(0),
+        }
+    }
+
+    /// Metadata for the next record this input causes. Its id is derived from the cause and
+    /// a counter, so handling the same input again (after an aborted transaction) yields the
+    /// same ids, and downstream dedup sees the same events.
+    pub fn metadata(&self) -> EventMetadata {
+        let n = self.issued.get();
+        self.issued.set(n + 1);
+        let name = format!("{}/{}/{n}", self.id_seed, self.processor);
+        EventMetadata {
+            event_id: uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string(),
+            correlation_id: self.cause.correlation_id.clone(),
+            causation_id: Some(self.cause.event_id.clone()),
+            occurred_at: self.now_ms,
+            producer: self.processor.clone(),
+            schema_version: 1,
+        }
+    }
+
+    /// A timer due at `due_at_ms`, remembering this input as its cause.
+    pub fn timer(&self, name: &str, due_at_ms: i64, payload: impl Into<String>) -> Timer {
+        Timer {
+            name: name.to_string(),
+            due_at_ms,
+            payload: payload.into(),
+            scheduled_by: self.cause.clone(),
+        }
+    }
+}
+
+/// A stream processor: pure decisions over per-key state, plus an optional I/O step.
+pub trait Processor: Send + Sync + 'static {
+    /// The per-key state; changelogged as JSON.
+    type State: Default + Clone + Serialize + DeserializeOwned + Send + 'static;
+    /// What `observe` found out in the world, handed to `decide`.
+    type Observation;
+
+    /// The processor's name in topics/topics.toml.
+    fn name(&self) -> &'static str;
+
+    /// The I/O a decision needs; the default needs none.
+    fn observe(
+        &self,
+        state: &Self::State,
+        input: Input<'_>,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Self::Observation, HandlerError>>;
+
+    /// Decides what to emit and which timers to set. Pure.
+    fn decide(
+        &self,
+        state: &Self::State,
+        input: Input<'_>,
+        observed: Self::Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError>;
+
+    /// Folds one fact into the state. Pure.
+    fn evolve(&self, state: Self::State, fact: Fact<'_>) -> Self::State;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause() -> EventMetadata {
+        EventMetadata {
+            event_id: "e1".into(),
+            correlation_id: "r1".into(),
+            causation_id: None,
+            occurred_at: 1,
+            producer: "client".into(),
+            schema_version: 1,
+        }
+    }
+
+    #[test]
+    fn metadata_ids_are_deterministic_per_cause_and_distinct_per_output() {
+        let a = Context::new("upload", 5, cause(), "e1");
+        let b = Context::new("upload", 5, cause(), "e1");
+        let (a1, a2) = (a.metadata(), a.metadata());
+        let (b1, b2) = (b.metadata(), b.metadata());
+        assert_eq!(a1, b1);
+        assert_eq!(a2, b2);
+        assert_ne!(a1.event_id, a2.event_id);
+        assert_eq!(a1.causation_id.as_deref(), Some("e1"));
+        assert_eq!(a1.correlation_id, "r1");
+    }
+}

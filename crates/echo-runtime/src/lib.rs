@@ -1,0 +1,28 @@
+//! echo's stream-processing runtime, written once for every processor.
+//!
+//! A processor is a pure handler ([`handler::Processor`]) plus its entry in
+//! `topics/topics.toml`; [`driver::run`] does the rest: `read_committed` consumption, one
+//! Kafka transaction per batch (outputs, state changelog, reroutes and consumer offsets),
+//! dedup by event id, durable timers, retry tiers and the DLQ, graceful shutdown.
+
+pub mod codec;
+pub mod config;
+pub mod driver;
+pub mod envelope;
+pub mod handler;
+pub mod publisher;
+pub mod headers;
+pub mod retry;
+pub mod shutdown;
+pub mod state;
+
+pub use config::EchoConfig;
+pub use driver::{run, RunOptions};
+pub use envelope::{Incoming, Outgoing};
+pub use handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
+pub use shutdown::Shutdown;
+
+pub mod admin;
+pub mod registry;
+pub mod telemetry;
+pub mod topology;

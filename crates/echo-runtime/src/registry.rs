@@ -1,0 +1,131 @@
+//! `echoctl schemas register|check`: put every `.avsc` of avro/ under its subjects in the
+//! Schema Registry (TopicRecordNameStrategy: `<topic>-<record full name>`), refusing a change
+//! the registry finds incompatible.
+
+use anyhow::{bail, Context, Result};
+use echo_catalog::events;
+use echo_catalog::Catalogue;
+use serde_json::{json, Value};
+
+use crate::config::EchoConfig;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// One subject and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectOutcome {
+    /// `<topic>-<record name>`.
+    pub subject: String,
+    /// What the registry said.
+    pub status: SubjectStatus,
+}
+
+/// The state of one subject against the local schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectStatus {
+    /// Registered (or already there) under this schema id.
+    Registered(i64),
+    /// `check` only: the latest version already is this schema.
+    UpToDate,
+    /// `check` only: would be registered as a new, compatible version.
+    WouldRegister,
+    /// The registry refuses it: the reason.
+    Incompatible(String),
+}
+
+/// Every (subject, schema text) pair the catalogue implies in this environment.
+pub fn subjects(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for info in events::all() {
+        let topic = catalogue.topic_of(info.type_name)?;
+        out.push((
+            format!("{}-{}", config.topic(&topic.name), info.record_name),
+            info.avsc.to_string(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Registers every subject; with `dry_run` only checks. Fails if any is incompatible.
+pub async fn register(
+    config: &EchoConfig,
+    catalogue: &Catalogue,
+    dry_run: bool,
+) -> Result<Vec<SubjectOutcome>> {
+    let client = reqwest::Client::new();
+    let base = config.registry.url.trim_end_matches('/');
+    let mut outcomes = Vec::new();
+    for (subject, schema) in subjects(config, catalogue)? {
+        let status = if dry_run {
+            check_one(&client, base, &subject, &schema).await?
+        } else {
+            register_one(&client, base, &subject, &schema).await?
+        };
+        outcomes.push(SubjectOutcome { subject, status });
+    }
+    Ok(outcomes)
+}
+
+/// Registers one schema text under one subject.
+pub async fn register_one(
+    client: &reqwest::Client,
+    base: &str,
+    subject: &str,
+    schema: &str,
+) -> Result<SubjectStatus> {
+    let response = client
+        .post(format!("{base}/subjects/{subject}/versions"))
+        .header("Content-Type", CONTENT_TYPE)
+        .json(&json!({ "schema": schema }))
+        .send()
+        .await
+        .with_context(|| format!("registering {subject}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match status.as_u16() {
+        200 => Ok(SubjectStatus::Registered(body["id"].as_i64().unwrap_or(-1))),
+        409 => Ok(SubjectStatus::Incompatible(message(&body))),
+        _ => bail!("registry answered {status} for {subject}: {}", message(&body)),
+    }
+}
+
+async fn check_one(
+    client: &reqwest::Client,
+    base: &str,
+    subject: &str,
+    schema: &str,
+) -> Result<SubjectStatus> {
+    let lookup = client
+        .post(format!("{base}/subjects/{subject}"))
+        .header("Content-Type", CONTENT_TYPE)
+        .json(&json!({ "schema": schema }))
+        .send()
+        .await
+        .with_context(|| format!("looking up {subject}"))?;
+    if lookup.status().is_success() {
+        return Ok(SubjectStatus::UpToDate);
+    }
+    let response = client
+        .post(format!(
+            "{base}/compatibility/subjects/{subject}/versions/latest?verbose=true"
+        ))
+        .header("Content-Type", CONTENT_TYPE)
+        .json(&json!({ "schema": schema }))
+        .send()
+        .await
+        .with_context(|| format!("checking {subject}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match (status.as_u16(), body["is_compatible"].as_bool()) {
+        (200, Some(true)) | (404, _) => Ok(SubjectStatus::WouldRegister),
+        (200, Some(false)) => Ok(SubjectStatus::Incompatible(body["messages"].to_string())),
+        _ => bail!("registry answered {status} for {subject}: {}", message(&body)),
+    }
+}
+
+fn message(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string())
+}

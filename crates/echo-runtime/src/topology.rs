@@ -1,0 +1,50 @@
+//! The topology, printable like Kafka Streams' `Topology#describe()`: for every processor its
+//! sources, state store, sinks, retry tiers and DLQ, all derived from topics/topics.toml.
+
+use std::fmt::Write;
+
+use echo_catalog::topics::{changelog_topic, dlq_topic, retry_topic};
+use echo_catalog::Catalogue;
+
+/// Renders the topology as indented text.
+pub fn describe(catalogue: &Catalogue) -> String {
+    let mut out = String::new();
+    for p in &catalogue.processors {
+        let _ = writeln!(out, "Processor: {} (context {}, consumer group echo.{})", p.name, p.context, p.name);
+        let _ = writeln!(out, "  {}", p.description);
+        for t in &p.consumes {
+            let carries = catalogue.topic(t).map(|s| s.carries.join(", ")).unwrap_or_default();
+            let _ = writeln!(out, "  Source: {t} [{carries}]");
+        }
+        let _ = writeln!(out, "  State store: {} (compacted changelog; handler state, dedup ids, timers)", changelog_topic(&p.name));
+        for t in &p.produces {
+            let carries = catalogue.topic(t).map(|s| s.carries.join(", ")).unwrap_or_default();
+            let _ = writeln!(out, "  Sink: {t} [{carries}]");
+        }
+        for (i, backoff) in p.retry_backoff_ms.iter().enumerate() {
+            let _ = writeln!(out, "  Retry tier {}: {} (after {backoff} ms)", i + 1, retry_topic(&p.name, i + 1));
+        }
+        let _ = writeln!(out, "  Dead letters: {}", dlq_topic(&p.name));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_names_sources_store_sinks_and_dlq() {
+        let text = describe(&Catalogue::load().unwrap());
+        for needle in [
+            "Processor: upload",
+            "Source: echo.upload.requests [upload.requested]",
+            "State store: echo.upload.changelog",
+            "Sink: echo.upload.events",
+            "Retry tier 1: echo.upload.retry.1",
+            "Dead letters: echo.upload.dlq",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}

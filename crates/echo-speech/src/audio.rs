@@ -1,0 +1,499 @@
+//! Audio file probing and decoding to what Whisper consumes: 16 kHz mono `f32`.
+//!
+//! Containers and codecs are handled by symphonia (WAV/PCM, FLAC, Ogg Vorbis,
+//! MP3 and the rest of its default set); channels are averaged to mono and the
+//! sample rate is converted with rubato's FFT resampler, streaming, so memory
+//! holds only the 16 kHz output and never the source-rate signal.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Indexing, Resampler};
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::{Error as SymphoniaError, SeekErrorKind};
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::units::{Time, TimeBase};
+use tracing::warn;
+
+/// Sample rate, in Hz, of everything this module returns (Whisper's rate).
+pub const TARGET_SAMPLE_RATE: u32 = 16_000;
+
+/// Why an audio file could not be probed or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The bytes are not a container format symphonia recognises (e.g. not
+    /// audio at all).
+    #[error("{path}: unsupported or unrecognised audio format ({reason})")]
+    UnsupportedFormat {
+        /// The file concerned.
+        path: PathBuf,
+        /// symphonia's reason.
+        reason: String,
+    },
+    /// The container holds no audio track.
+    #[error("{path}: no audio track")]
+    NoAudioTrack {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The audio track uses a codec there is no decoder for.
+    #[error("{path}: unsupported audio codec {codec}")]
+    UnsupportedCodec {
+        /// The file concerned.
+        path: PathBuf,
+        /// The codec as symphonia names it.
+        codec: String,
+    },
+    /// The file is recognised but its data is malformed or truncated.
+    #[error("{path}: corrupt audio data ({reason})")]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The requested time range is empty or reversed.
+    #[error("invalid time range {start_ms}..{end_ms} ms")]
+    InvalidRange {
+        /// Requested start, in ms.
+        start_ms: u64,
+        /// Requested end, in ms.
+        end_ms: u64,
+    },
+    /// Sample-rate conversion failed (not expected for valid rates).
+    #[error("resampling {from_hz} Hz to 16 kHz failed: {reason}")]
+    Resample {
+        /// Source sample rate.
+        from_hz: u32,
+        /// rubato's reason.
+        reason: String,
+    },
+}
+
+/// Facts about an audio file, as found by [`probe`]; used to validate uploads
+/// and to plan chunked decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// Container format, symphonia's short name (e.g. `wave`, `flac`, `ogg`, `mp3`).
+    pub container: String,
+    /// Codec of the audio track, symphonia's short name (e.g. `pcm_s16le`, `flac`, `vorbis`, `mp3`).
+    pub codec: String,
+    /// Number of channels of the audio track.
+    pub channels: usize,
+    /// Native sample rate of the audio track, in Hz.
+    pub sample_rate: u32,
+    /// Number of frames (samples per channel) when the container states it.
+    pub frames: Option<u64>,
+    /// Playing time when the container states it (or it follows from `frames`).
+    pub duration: Option<Duration>,
+}
+
+/// Reads the container headers of `path` and reports what it holds, without
+/// decoding the whole file. Fails with a typed error for non-audio files and
+/// unsupported codecs.
+pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
+    Ok(Source::open(path)?.info)
+}
+
+/// Decodes the whole file to 16 kHz mono samples in `[-1, 1]`.
+pub fn decode_to_mono_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
+    decode(path, None)
+}
+
+/// Decodes only `range_ms` (milliseconds from the start; the end is clamped
+/// to the end of the file) to 16 kHz mono samples, seeking instead of decoding
+/// from the start where the container allows. Meant for transcribing long
+/// files chunk by chunk.
+pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, AudioError> {
+    if range_ms.start >= range_ms.end {
+        return Err(AudioError::InvalidRange {
+            start_ms: range_ms.start,
+            end_ms: range_ms.end,
+        });
+    }
+    decode(path, Some(range_ms))
+}
+
+/// An opened file: demuxer, decoder and what is known about the track.
+struct Source {
+    path: PathBuf,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    time_base: Option<TimeBase>,
+    info: AudioInfo,
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<Self, AudioError> {
+        let file = File::open(path).map_err(|source| AudioError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let format = symphonia::default::get_probe()
+            .probe(
+                &hint,
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
+            .map_err(|e| match e {
+                SymphoniaError::IoError(source)
+                    if source.kind() != std::io::ErrorKind::UnexpectedEof =>
+                {
+                    AudioError::Io {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+                other => AudioError::UnsupportedFormat {
+                    path: path.to_owned(),
+                    reason: other.to_string(),
+                },
+            })?;
+
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| AudioError::NoAudioTrack {
+                path: path.to_owned(),
+            })?;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| AudioError::NoAudioTrack {
+                path: path.to_owned(),
+            })?
+            .clone();
+        let track_id = track.id;
+        let time_base = track.time_base;
+        let frames = track.num_frames;
+        let track_duration = track.duration;
+
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| AudioError::UnsupportedCodec {
+                path: path.to_owned(),
+                codec: format!("{} ({e})", params.codec),
+            })?;
+        let codec = decoder.codec_info().short_name.to_owned();
+        let container = format.format_info().short_name.to_owned();
+
+        let sample_rate = params.sample_rate.ok_or_else(|| AudioError::Corrupt {
+            path: path.to_owned(),
+            reason: "sample rate not stated".into(),
+        })?;
+        let channels = params
+            .channels
+            .as_ref()
+            .map(|c| c.count())
+            .ok_or_else(|| AudioError::Corrupt {
+                path: path.to_owned(),
+                reason: "channel layout not stated".into(),
+            })?;
+        if sample_rate == 0 || channels == 0 {
+            return Err(AudioError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("{channels} channels at {sample_rate} Hz"),
+            });
+        }
+        let duration = frames
+            .map(|n| Duration::from_secs_f64(n as f64 / f64::from(sample_rate)))
+            .or_else(|| {
+                let (tb, d) = (time_base?, track_duration?);
+                let t = tb.calc_duration(d)?;
+                let (secs, nanos) = t.parts();
+                Some(Duration::new(u64::try_from(secs).ok()?, nanos))
+            });
+
+        Ok(Self {
+            path: path.to_owned(),
+            format,
+            decoder,
+            track_id,
+            time_base,
+            info: AudioInfo {
+                container,
+                codec,
+                channels,
+                sample_rate,
+                frames,
+                duration,
+            },
+        })
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> AudioError {
+        AudioError::Corrupt {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Seeks so that decoding resumes at or before `start_ms`. Returns false
+    /// when the position lies beyond the end of the stream.
+    fn seek_to(&mut self, start_ms: u64) -> Result<bool, AudioError> {
+        let Ok(ms) = i64::try_from(start_ms) else {
+            return Ok(false);
+        };
+        let to = SeekTo::Time {
+            time: Time::from_millis(ms),
+            track_id: Some(self.track_id),
+        };
+        match self.format.seek(SeekMode::Accurate, to) {
+            Ok(_) => {
+                self.decoder.reset();
+                Ok(true)
+            }
+            Err(SymphoniaError::SeekError(SeekErrorKind::OutOfRange)) => Ok(false),
+            // Unseekable streams are decoded from the start; frames before the
+            // range are dropped by position.
+            Err(SymphoniaError::SeekError(_)) => Ok(true),
+            Err(e) => Err(self.corrupt(format!("seeking to {start_ms} ms: {e}"))),
+        }
+    }
+}
+
+fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioError> {
+    let mut src = Source::open(path)?;
+    let rate = src.info.sample_rate;
+    let ms_to_frames = |ms: u64| (u128::from(ms) * u128::from(rate) / 1000) as i64;
+    let (start_frame, end_frame) = match &range_ms {
+        Some(r) => (ms_to_frames(r.start), ms_to_frames(r.end)),
+        None => (0, i64::MAX),
+    };
+    if start_frame > 0 && !src.seek_to(range_ms.as_ref().map_or(0, |r| r.start))? {
+        return Ok(Vec::new());
+    }
+
+    let mut resampler = StreamResampler::new(rate, path)?;
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut mono: Vec<f32> = Vec::new();
+    // Position (in source frames) of the next decoded frame when packets
+    // carry no usable timestamp.
+    let mut next_pos: i64 = 0;
+    let mut decoded_any = false;
+    let mut bad_packets = 0usize;
+    let mut last_error = String::new();
+
+    loop {
+        let packet = match src.format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break
+            }
+            Err(SymphoniaError::ResetRequired) => {
+                return Err(src.corrupt("stream layout changes mid-file"));
+            }
+            Err(e) => return Err(src.corrupt(e.to_string())),
+        };
+        if packet.track_id != src.track_id {
+            continue;
+        }
+        let pos = src.time_base.map_or(next_pos, |tb| {
+            let frames = i128::from(packet.pts.get()) * i128::from(tb.numer.get())
+                * i128::from(rate)
+                / i128::from(tb.denom.get());
+            i64::try_from(frames).unwrap_or(next_pos)
+        });
+        let buf = match src.decoder.decode(&packet) {
+            Ok(buf) => buf,
+            Err(SymphoniaError::DecodeError(msg)) => {
+                // A damaged packet is skipped (as players do); a file where
+                // nothing decodes is reported as corrupt below.
+                bad_packets += 1;
+                last_error = msg.to_owned();
+                continue;
+            }
+            Err(SymphoniaError::IoError(e)) => {
+                bad_packets += 1;
+                last_error = e.to_string();
+                continue;
+            }
+            Err(e) => return Err(src.corrupt(e.to_string())),
+        };
+        let channels = buf.spec().channels().count();
+        let frames = buf.frames();
+        if channels == 0 || frames == 0 {
+            continue;
+        }
+        decoded_any = true;
+        buf.copy_to_vec_interleaved(&mut interleaved);
+        next_pos = pos + frames as i64;
+        if next_pos <= start_frame {
+            continue;
+        }
+        if pos >= end_frame {
+            break;
+        }
+        let skip = usize::try_from(start_frame - pos).unwrap_or(0);
+        let take = usize::try_from(end_frame - pos).map_or(frames, |n| n.min(frames));
+        mono.clear();
+        let scale = 1.0 / channels as f32;
+        mono.extend(
+            interleaved
+                .chunks_exact(channels)
+                .take(take)
+                .skip(skip)
+                .map(|frame| frame.iter().sum::<f32>() * scale),
+        );
+        resampler.push(&mono)?;
+        if next_pos >= end_frame {
+            break;
+        }
+    }
+
+    if bad_packets > 0 {
+        if !decoded_any {
+            return Err(src.corrupt(format!("no packet could be decoded: {last_error}")));
+        }
+        warn!(path = %path.display(), bad_packets, %last_error, "skipped undecodable packets");
+    }
+    resampler.finish()
+}
+
+/// Converts a mono stream to 16 kHz chunk by chunk, trimming the resampler's
+/// delay so output sample `i` lines up with time `i / 16000` s.
+struct StreamResampler<'p> {
+    path: &'p Path,
+    from_hz: u32,
+    /// `None` when the source is already at 16 kHz.
+    fft: Option<Fft<f32>>,
+    pending: Vec<f32>,
+    out: Vec<f32>,
+    frames_in: u64,
+}
+
+impl<'p> StreamResampler<'p> {
+    /// Input chunk size handed to rubato; any size works, this one is a good
+    /// balance of speed and memory.
+    const CHUNK: usize = 4096;
+
+    fn new(from_hz: u32, path: &'p Path) -> Result<Self, AudioError> {
+        let fft = if from_hz == TARGET_SAMPLE_RATE {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new(
+                    from_hz as usize,
+                    TARGET_SAMPLE_RATE as usize,
+                    Self::CHUNK,
+                    1,
+                    FixedSync::Input,
+                )
+                .map_err(|e| AudioError::Resample {
+                    from_hz,
+                    reason: e.to_string(),
+                })?,
+            )
+        };
+        Ok(Self {
+            path,
+            from_hz,
+            fft,
+            pending: Vec::new(),
+            out: Vec::new(),
+            frames_in: 0,
+        })
+    }
+
+    fn push(&mut self, samples: &[f32]) -> Result<(), AudioError> {
+        self.frames_in += samples.len() as u64;
+        if self.fft.is_none() {
+            self.out.extend_from_slice(samples);
+            return Ok(());
+        }
+        self.pending.extend_from_slice(samples);
+        let mut consumed = 0;
+        loop {
+            let need = self.fft.as_ref().map_or(0, |f| f.input_frames_next());
+            if self.pending.len() - consumed < need {
+                break;
+            }
+            let chunk = std::mem::take(&mut self.pending);
+            let result = self.process(&chunk[consumed..consumed + need], None);
+            self.pending = chunk;
+            result?;
+            consumed += need;
+        }
+        self.pending.drain(..consumed);
+        Ok(())
+    }
+
+    /// Runs one chunk; `partial` marks the final, short (or empty) chunk,
+    /// which rubato pads with silence.
+    fn process(&mut self, input: &[f32], partial: Option<usize>) -> Result<(), AudioError> {
+        let from_hz = self.from_hz;
+        let err = |e: &dyn std::fmt::Display| AudioError::Resample {
+            from_hz,
+            reason: e.to_string(),
+        };
+        let Some(fft) = self.fft.as_mut() else {
+            return Ok(());
+        };
+        let in_len = fft.input_frames_next();
+        let padded;
+        let input = if input.len() < in_len {
+            padded = [input, &vec![0.0; in_len - input.len()]].concat();
+            &padded[..]
+        } else {
+            input
+        };
+        let adapter_in = InterleavedSlice::new(input, 1, input.len()).map_err(|e| err(&e))?;
+        let n_out = fft.output_frames_next();
+        let old = self.out.len();
+        self.out.resize(old + n_out, 0.0);
+        let mut adapter_out =
+            InterleavedSlice::new_mut(&mut self.out[old..], 1, n_out).map_err(|e| err(&e))?;
+        let indexing = partial.map(|n| Indexing::new().partial_len(n));
+        let (_, written) = fft
+            .process_into_buffer(&adapter_in, &mut adapter_out, indexing.as_ref())
+            .map_err(|e| err(&e))?;
+        self.out.truncate(old + written);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<f32>, AudioError> {
+        let Some(delay) = self.fft.as_ref().map(|f| f.output_delay()) else {
+            return Ok(self.out);
+        };
+        let expected = usize::try_from(
+            (self.frames_in * u64::from(TARGET_SAMPLE_RATE)).div_ceil(u64::from(self.from_hz)),
+        )
+        .map_err(|_| AudioError::Corrupt {
+            path: self.path.to_owned(),
+            reason: "too long".into(),
+        })?;
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.process(&rest, Some(rest.len()))?;
+        }
+        // Pump silence until the delayed tail has come out.
+        while self.out.len() < expected + delay {
+            self.process(&[], Some(0))?;
+        }
+        self.out.drain(..delay);
+        self.out.truncate(expected);
+        Ok(self.out)
+    }
+}

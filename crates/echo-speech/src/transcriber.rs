@@ -1,0 +1,153 @@
+//! Speech-to-text with whisper.cpp (through whisper-rs).
+//!
+//! A [`Transcriber`] loads the ggml model once and can then be shared by
+//! reference (or in an `Arc`) between threads: every [`Transcriber::transcribe`]
+//! call creates its own whisper state (KV caches, mel buffer), so calls never
+//! interfere and no locking is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use tracing::debug;
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+/// Sample rate, in Hz, of the audio [`Transcriber::transcribe`] accepts.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Errors of model loading and transcription.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    /// whisper.cpp could not load the model file (missing, truncated, not ggml).
+    #[error("loading whisper model {path}: {source}")]
+    LoadModel {
+        /// The model file that failed to load.
+        path: PathBuf,
+        /// whisper-rs's reason.
+        source: whisper_rs::WhisperError,
+    },
+    /// A whisper.cpp call failed while transcribing.
+    #[error("whisper transcription failed: {0}")]
+    Whisper(#[from] whisper_rs::WhisperError),
+    /// The configuration cannot be used (e.g. zero threads).
+    #[error("invalid transcriber config: {0}")]
+    InvalidConfig(String),
+}
+
+/// How transcription is run. Defaults: 1 thread, English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriberConfig {
+    /// CPU threads per transcription call. Defaults to 1: on small, busy
+    /// machines several workers with one thread each beat one worker with
+    /// many threads (measured: 2 threads collapse under load).
+    pub threads: usize,
+    /// Spoken language code given to whisper ("en" for the English-only
+    /// `tiny.en` model); fixing it skips language detection.
+    pub language: String,
+}
+
+impl Default for TranscriberConfig {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            language: "en".to_owned(),
+        }
+    }
+}
+
+/// One piece of transcript with its position in the audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Start of the segment, in milliseconds from the start of the samples
+    /// given to [`Transcriber::transcribe`] (whisper resolution: 10 ms).
+    pub start_ms: u64,
+    /// End of the segment, in milliseconds, same origin as `start_ms`.
+    pub end_ms: u64,
+    /// Recognised text, trimmed of surrounding whitespace.
+    pub text: String,
+    /// Mean probability of the segment's text tokens (0..=1), a cheap signal
+    /// for flagging doubtful segments; 0 when the segment has no text tokens.
+    pub confidence: f32,
+}
+
+/// A loaded Whisper model, ready to transcribe from any thread.
+#[derive(Debug)]
+pub struct Transcriber {
+    /// The model, loaded once; whisper-rs marks it `Send + Sync`.
+    ctx: WhisperContext,
+    /// Settings applied to every call.
+    config: TranscriberConfig,
+}
+
+impl Transcriber {
+    /// Loads the ggml model at `model_path` (see [`crate::model::prepare`]).
+    ///
+    /// Also routes whisper.cpp's and ggml's logging into `tracing` (once per
+    /// process) instead of letting it spam stderr.
+    pub fn new(model_path: &Path, config: TranscriberConfig) -> Result<Self, TranscribeError> {
+        if config.threads == 0 {
+            return Err(TranscribeError::InvalidConfig(
+                "threads must be at least 1".into(),
+            ));
+        }
+        install_logging_hooks();
+        let ctx = WhisperContext::new_with_params(model_path, WhisperContextParameters::default())
+            .map_err(|source| TranscribeError::LoadModel {
+                path: model_path.to_owned(),
+                source,
+            })?;
+        Ok(Self { ctx, config })
+    }
+
+    /// The settings this transcriber runs with.
+    pub fn config(&self) -> &TranscriberConfig {
+        &self.config
+    }
+
+    /// Transcribes 16 kHz mono samples (see [`crate::audio::decode_to_mono_16k`])
+    /// with greedy decoding. Empty input gives no segments.
+    pub fn transcribe(&self, samples_16k_mono: &[f32]) -> Result<Vec<Segment>, TranscribeError> {
+        if samples_16k_mono.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.ctx.create_state()?;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let threads = i32::try_from(self.config.threads).unwrap_or(i32::MAX);
+        params.set_n_threads(threads);
+        params.set_language(Some(&self.config.language));
+        params.set_translate(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        state.full(params, samples_16k_mono)?;
+
+        let eot = self.ctx.token_eot();
+        let mut segments = Vec::new();
+        for segment in state.as_iter() {
+            let text = segment.to_str_lossy()?.trim().to_owned();
+            let (sum, n) = (0..segment.n_tokens())
+                .filter_map(|i| segment.get_token(i))
+                // Ids from <|endoftext|> up are special/timestamp tokens.
+                .filter(|t| t.token_id() < eot)
+                .fold((0f32, 0u32), |(s, n), t| (s + t.token_probability(), n + 1));
+            let confidence = if n == 0 { 0.0 } else { sum / n as f32 };
+            // whisper timestamps are in centiseconds.
+            let start_ms = u64::try_from(segment.start_timestamp()).unwrap_or(0) * 10;
+            let end_ms = u64::try_from(segment.end_timestamp()).unwrap_or(0) * 10;
+            debug!(start_ms, end_ms, confidence, %text, "segment");
+            segments.push(Segment {
+                start_ms,
+                end_ms,
+                text,
+                confidence,
+            });
+        }
+        Ok(segments)
+    }
+}
+
+/// Sends whisper.cpp/ggml logs to `tracing` (whisper-rs `tracing_backend`).
+fn install_logging_hooks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(whisper_rs::install_logging_hooks);
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand: argument parsing next to what it executes.
+
+pub mod dev;
+pub mod model;
+pub mod run;
+pub mod schemas;
+pub mod topics;

@@ -1,0 +1,71 @@
+//! `echoctl`: one command line for echo — the local stack, the catalogue (topics, schemas,
+//! topology), the model, and the processors. Named `echoctl`, never `echo`, which is a shell
+//! builtin.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use echo_runtime::EchoConfig;
+
+/// Command-line arguments.
+#[derive(Parser)]
+#[command(name = "echoctl", version, about = "Run and operate the echo pipeline")]
+struct Cli {
+    /// Configuration file (TOML); defaults to ./echo.toml if present. `ECHO_*` variables
+    /// override it (`ECHO_KAFKA__BOOTSTRAP_SERVERS=…`).
+    #[arg(long, global = true, env = "ECHO_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand)]
+enum Command {
+    /// The local stack: Kafka, Schema Registry, S3, model.
+    Dev(cmd::dev::Args),
+    /// Topics of the catalogue on the cluster.
+    Topics(cmd::topics::Args),
+    /// Avro schemas of the catalogue in the registry.
+    Schemas(cmd::schemas::Args),
+    /// The whisper model.
+    Model(cmd::model::Args),
+    /// Prints the processor topology derived from topics/.
+    Topology,
+    /// Runs a processor.
+    Run(cmd::run::Args),
+}
+
+fn main() -> ExitCode {
+    echo_runtime::telemetry::init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = EchoConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Dev(args) => cmd::dev::run(&config, args).await,
+        Command::Topics(args) => cmd::topics::run(&config, args).await,
+        Command::Schemas(args) => cmd::schemas::run(&config, args).await,
+        Command::Model(args) => cmd::model::run(&config, args),
+        Command::Topology => {
+            print!("{}", echo_runtime::topology::describe(&echo_catalog::Catalogue::load()?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => cmd::run::run(config, args).await,
+    }
+}

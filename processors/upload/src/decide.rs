@@ -1,0 +1,367 @@
+//! The upload processor's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so every
+//! rule is testable with hand-made inputs and observations.
+//!
+//! Per resource: `upload.requested` → `upload.url.generated` (plus an expiry timer) or
+//! `upload.failed`; `upload.finalize` → `upload.completed` or `upload.failed`; the expiry timer
+//! → `upload.expired` then `upload.failed`. Each resource ends in exactly one terminal event.
+
+use echo_catalog::events::{
+    UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
+    UploadRequested, UploadUrlGenerated,
+};
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use serde::{Deserialize, Serialize};
+
+use crate::config::UploadConfig;
+use crate::service::ObjectFacts;
+
+/// Name of the per-resource timer that expires an upload nobody finalized.
+pub const EXPIRY_TIMER: &str = "upload-expiry";
+
+/// What the upload processor remembers about one resource (changelogged as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Missing fields take their defaults, so state changelogged by an older version still loads.
+#[serde(default)]
+pub struct UploadState {
+    /// The first request for the resource, which all later inputs are checked against;
+    /// `None` until one arrives, so a finalize without it is recognisably bogus.
+    pub requested: Option<RequestedUpload>,
+    /// `upload.completed` was emitted; nothing more happens to the resource.
+    pub completed: bool,
+    /// `upload.failed` was emitted; nothing more happens to the resource.
+    pub failed: bool,
+    /// `upload.expired` was emitted; kept apart from `failed` so operators can tell abandoned
+    /// uploads from rejected ones.
+    pub expired: bool,
+}
+
+/// The request a resource's upload is verified against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedUpload {
+    /// Content type the URL is signed for; the stored object must have it.
+    pub content_type: String,
+    /// Size the client declared; the stored object must have it.
+    pub declared_size_bytes: i64,
+    /// Server-chosen object key the URL is for, and the one finalize HEADs.
+    pub object_key: String,
+    /// When the issued URL stops working (ms since the epoch); `None` while no URL was
+    /// issued (the request was refused), so "already has a URL" is `Some`.
+    pub expires_at: Option<i64>,
+}
+
+impl UploadState {
+    /// Whether the resource reached its end (completed, failed or expired), after which
+    /// every input is ignored.
+    pub fn is_terminal(&self) -> bool {
+        self.completed || self.failed || self.expired
+    }
+}
+
+/// What `observe` found out for `decide`: the I/O results a decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The input needs no I/O (refused, duplicate, terminal, or a timer).
+    Nothing,
+    /// A pre-signed PUT URL for the request's object key and content type.
+    PresignedUrl(String),
+    /// The HEAD of the object a finalize refers to; `None` when nothing is stored there.
+    Object(Option<ObjectFacts>),
+}
+
+/// What a request deserves, decided before any I/O so `observe` presigns only when a URL
+/// will really be issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// The resource already has a URL or has ended: nothing to do (idempotent).
+    Ignore,
+    /// Refused: emit `upload.failed` with this reason and message.
+    Refuse(UploadFailureReason, String),
+    /// Accepted: issue a URL for this object key.
+    Issue {
+        /// The server-generated key the URL is for.
+        object_key: String,
+    },
+}
+
+/// The object key for a resource's audio. Server-generated from the resource id alone: a
+/// client-chosen file name must never pick where bytes land in the bucket.
+pub fn object_key(resource_id: &str) -> String {
+    format!("uploads/{resource_id}/source")
+}
+
+/// Whether a resource id is safe inside an object key: ids are UUIDs, and anything with `/`,
+/// `.` or other characters could address another resource's objects.
+fn valid_resource_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Screens an `upload.requested` for the resource `resource_id` in `state`.
+pub fn screen_request(
+    config: &UploadConfig,
+    state: &UploadState,
+    resource_id: &str,
+    request: &UploadRequested,
+) -> RequestVerdict {
+    if state.requested.is_some() || state.is_terminal() {
+        return RequestVerdict::Ignore;
+    }
+    let size = request.declared_size_bytes;
+    if !valid_resource_id(resource_id) {
+        return RequestVerdict::Refuse(
+            UploadFailureReason::InvalidRequest,
+            "the resource id must be 1-128 letters, digits, '-' or '_'".into(),
+        );
+    }
+    if size <= 0 {
+        return RequestVerdict::Refuse(
+            UploadFailureReason::InvalidRequest,
+            format!("declared size must be positive, got {size}"),
+        );
+    }
+    if !config.allows(&request.content_type) {
+        return RequestVerdict::Refuse(
+            UploadFailureReason::UnsupportedContentType,
+            format!(
+                "content type {:?} is not accepted; accepted: {}",
+                request.content_type,
+                config.allowed_content_types.join(", ")
+            ),
+        );
+    }
+    if size > config.max_size_bytes {
+        return RequestVerdict::Refuse(
+            UploadFailureReason::TooLarge,
+            format!(
+                "declared size {size} bytes is over the limit of {} bytes",
+                config.max_size_bytes
+            ),
+        );
+    }
+    RequestVerdict::Issue {
+        object_key: object_key(resource_id),
+    }
+}
+
+/// The object key a finalize must HEAD, or `None` when the finalize will be refused or ignored
+/// without looking (unknown or terminal resource).
+pub fn finalize_target(state: &UploadState) -> Option<&str> {
+    match &state.requested {
+        Some(req) if !state.is_terminal() && req.expires_at.is_some() => Some(&req.object_key),
+        _ => None,
+    }
+}
+
+/// Decides what an input causes, given the state and what `observe` found.
+pub fn decide(
+    config: &UploadConfig,
+    state: &UploadState,
+    input: Input<'_>,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    match input {
+        Input::Record(record) if record.is::<UploadRequested>() => {
+            on_requested(config, state, record, observed, ctx)
+        }
+        Input::Record(record) if record.is::<UploadFinalize>() => {
+            on_finalize(config, state, record, observed, ctx)
+        }
+        Input::Record(record) => Err(HandlerError::Permanent(format!(
+            "the upload processor does not handle {}",
+            record.type_name
+        ))),
+        Input::Timer(timer) if timer.name == EXPIRY_TIMER => Ok(on_expiry(state, ctx)),
+        // A timer of an older version of this processor: nothing to do any more.
+        Input::Timer(_) => Ok(Decision::default()),
+    }
+}
+
+fn on_requested(
+    config: &UploadConfig,
+    state: &UploadState,
+    record: &Incoming,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let request: UploadRequested = record.decode()?;
+    let resource_id = &record.metadata.correlation_id;
+    match screen_request(config, state, resource_id, &request) {
+        RequestVerdict::Ignore => Ok(Decision::default()),
+        RequestVerdict::Refuse(reason, message) => Ok(Decision::emit(vec![failed(
+            ctx,
+            resource_id,
+            reason,
+            message,
+        )])),
+        RequestVerdict::Issue { object_key } => {
+            let Observation::PresignedUrl(upload_url) = observed else {
+                return Err(HandlerError::Permanent(format!(
+                    "upload.requested for {resource_id} needs a pre-signed URL, observed {observed:?}"
+                )));
+            };
+            let expires_at = ctx.now_ms + config.url_ttl_ms();
+            let generated = UploadUrlGenerated {
+                metadata: ctx.metadata(),
+                object_key,
+                upload_url,
+                content_type: request.content_type,
+                expires_at,
+            };
+            Ok(Decision {
+                emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
+                schedule: vec![ctx.timer(EXPIRY_TIMER, expires_at, "")],
+                cancel: Vec::new(),
+            })
+        }
+    }
+}
+
+fn on_finalize(
+    config: &UploadConfig,
+    state: &UploadState,
+    record: &Incoming,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    // Decoding checks the payload even though only the resource id matters.
+    let _finalize: UploadFinalize = record.decode()?;
+    let resource_id = &record.metadata.correlation_id;
+    let Some(requested) = &state.requested else {
+        return Err(HandlerError::Permanent(format!(
+            "upload.finalize for unknown upload {resource_id}: no upload.requested was seen"
+        )));
+    };
+    if state.is_terminal() {
+        return Ok(Decision::default());
+    }
+    let Observation::Object(object) = observed else {
+        return Err(HandlerError::Permanent(format!(
+            "upload.finalize for {resource_id} needs a HEAD of the object, observed {observed:?}"
+        )));
+    };
+    let refuse = |reason, message: String| failed(ctx, resource_id, reason, message);
+    let out = match object {
+        None => refuse(
+            UploadFailureReason::ObjectMissing,
+            format!("nothing was uploaded to {}", requested.object_key),
+        ),
+        Some(o) if o.size != requested.declared_size_bytes => refuse(
+            UploadFailureReason::SizeMismatch,
+            format!(
+                "stored {} bytes, declared {}",
+                o.size, requested.declared_size_bytes
+            ),
+        ),
+        // Unreachable while the declared size was checked, but the limit may have been
+        // lowered since the URL was issued.
+        Some(o) if o.size > config.max_size_bytes => refuse(
+            UploadFailureReason::TooLarge,
+            format!(
+                "stored {} bytes, over the limit of {} bytes",
+                o.size, config.max_size_bytes
+            ),
+        ),
+        Some(o) if !o.content_type.eq_ignore_ascii_case(&requested.content_type) => refuse(
+            UploadFailureReason::ContentTypeMismatch,
+            format!(
+                "stored as {:?}, requested {:?}",
+                o.content_type, requested.content_type
+            ),
+        ),
+        Some(o) => Outgoing::new(
+            resource_id.as_str(),
+            &UploadCompleted {
+                metadata: ctx.metadata(),
+                object_key: requested.object_key.clone(),
+                size_bytes: o.size,
+                content_type: o.content_type,
+            },
+        ),
+    };
+    Ok(Decision {
+        emit: vec![out],
+        schedule: Vec::new(),
+        // Either way the upload has ended; it must not expire later.
+        cancel: vec![EXPIRY_TIMER.to_string()],
+    })
+}
+
+fn on_expiry(state: &UploadState, ctx: &Context) -> Decision {
+    let Some(requested) = &state.requested else {
+        return Decision::default();
+    };
+    let Some(expired_at) = requested.expires_at else {
+        return Decision::default();
+    };
+    if state.is_terminal() {
+        return Decision::default();
+    }
+    let resource_id = &ctx.cause.correlation_id;
+    let expired = UploadExpired {
+        metadata: ctx.metadata(),
+        object_key: requested.object_key.clone(),
+        expired_at,
+    };
+    Decision::emit(vec![
+        Outgoing::new(resource_id.as_str(), &expired),
+        failed(
+            ctx,
+            resource_id,
+            UploadFailureReason::Expired,
+            "the upload URL expired before upload.finalize".into(),
+        ),
+    ])
+}
+
+/// An `upload.failed` for the resource.
+fn failed(
+    ctx: &Context,
+    resource_id: &str,
+    reason_code: UploadFailureReason,
+    message: String,
+) -> Outgoing {
+    Outgoing::new(
+        resource_id,
+        &UploadFailed {
+            metadata: ctx.metadata(),
+            reason_code,
+            message,
+        },
+    )
+}
+
+/// Folds a fact into the state: the first request is remembered when consumed, everything
+/// else is learned from what the processor emitted (so the state is what the events say).
+pub fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
+    match fact {
+        Fact::Consumed(record) if record.is::<UploadRequested>() => {
+            if state.requested.is_none() && !state.is_terminal() {
+                if let Ok(request) = record.decode::<UploadRequested>() {
+                    state.requested = Some(RequestedUpload {
+                        content_type: request.content_type,
+                        declared_size_bytes: request.declared_size_bytes,
+                        object_key: object_key(&record.metadata.correlation_id),
+                        expires_at: None,
+                    });
+                }
+            }
+        }
+        Fact::Emitted(out) if out.is::<UploadUrlGenerated>() => {
+            if let (Ok(generated), Some(requested)) =
+                (out.decode::<UploadUrlGenerated>(), state.requested.as_mut())
+            {
+                requested.object_key = generated.object_key;
+                requested.content_type = generated.content_type;
+                requested.expires_at = Some(generated.expires_at);
+            }
+        }
+        Fact::Emitted(out) if out.is::<UploadCompleted>() => state.completed = true,
+        Fact::Emitted(out) if out.is::<UploadFailed>() => state.failed = true,
+        Fact::Emitted(out) if out.is::<UploadExpired>() => state.expired = true,
+        _ => {}
+    }
+    state
+}

@@ -1,0 +1,530 @@
+//! The upload rules as pure functions: hand-made inputs and observations in, decisions and
+//! states out, with the state folded the way the runtime folds it (input, then each output).
+
+use echo_catalog::events::{
+    UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
+    UploadRequested, UploadUrlGenerated,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_upload::decide::{self, Observation, EXPIRY_TIMER};
+use echo_upload::{ObjectFacts, UploadConfig, UploadState};
+
+const RESOURCE: &str = "0b7f3c1e-5d2a-4c4e-9f1a-2d3c4b5a6f70";
+const NOW: i64 = 1_700_000_000_000;
+const SIZE: i64 = 1_000_000;
+
+fn meta(event_id: &str, resource: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: resource.into(),
+        causation_id: None,
+        occurred_at: NOW,
+        producer: "client".into(),
+        schema_version: 1,
+    }
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.upload.requests".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn request_for(resource: &str, event_id: &str, content_type: &str, size: i64) -> Incoming {
+    incoming(&UploadRequested {
+        metadata: meta(event_id, resource),
+        // A hostile name: it must have no influence on where the bytes go.
+        filename: "../../other/uploads/x/source.wav".into(),
+        content_type: content_type.into(),
+        declared_size_bytes: size,
+    })
+}
+
+fn request(content_type: &str, size: i64) -> Incoming {
+    request_for(RESOURCE, "req-1", content_type, size)
+}
+
+fn finalize() -> Incoming {
+    incoming(&UploadFinalize {
+        metadata: meta("fin-1", RESOURCE),
+        etag: None,
+    })
+}
+
+fn ctx_for(cause: &EventMetadata) -> Context {
+    Context::new("upload", NOW, cause.clone(), &cause.event_id)
+}
+
+/// Handles one input the way the runtime does: decide, then fold the input and every output.
+fn handle(
+    config: &UploadConfig,
+    state: &UploadState,
+    input: Input<'_>,
+    observed: Observation,
+) -> Result<(Decision, UploadState), HandlerError> {
+    let cause = match input {
+        Input::Record(r) => r.metadata.clone(),
+        Input::Timer(t) => t.scheduled_by.clone(),
+    };
+    let ctx = ctx_for(&cause);
+    let decision = decide::decide(config, state, input, observed, &ctx)?;
+    let fact = match input {
+        Input::Record(r) => Fact::Consumed(r),
+        Input::Timer(t) => Fact::TimerFired(t),
+    };
+    let mut next = decide::evolve(state.clone(), fact);
+    for out in &decision.emit {
+        next = decide::evolve(next, Fact::Emitted(out));
+    }
+    Ok((decision, next))
+}
+
+fn url() -> Observation {
+    Observation::PresignedUrl("http://s3/presigned".into())
+}
+
+fn object(size: i64, content_type: &str) -> Observation {
+    Observation::Object(Some(ObjectFacts {
+        size,
+        content_type: content_type.into(),
+    }))
+}
+
+/// A resource whose URL was issued: the state after a valid `upload.requested`.
+fn pending() -> (UploadState, Timer) {
+    let config = UploadConfig::default();
+    let (decision, state) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("audio/wav", SIZE)),
+        url(),
+    )
+    .unwrap();
+    (state, decision.schedule[0].clone())
+}
+
+fn only<R: Record>(decision: &Decision) -> R {
+    assert_eq!(decision.emit.len(), 1, "{decision:?}");
+    decision.emit[0].decode::<R>().unwrap()
+}
+
+fn failure(decision: &Decision) -> UploadFailed {
+    only::<UploadFailed>(decision)
+}
+
+#[test]
+fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
+    let config = UploadConfig::default();
+    let input = request("audio/wav", SIZE);
+    let (decision, state) =
+        handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
+
+    let generated: UploadUrlGenerated = only(&decision);
+    assert_eq!(generated.object_key, format!("uploads/{RESOURCE}/source"));
+    assert_eq!(generated.upload_url, "http://s3/presigned");
+    assert_eq!(generated.content_type, "audio/wav");
+    assert_eq!(generated.expires_at, NOW + 900_000);
+    assert_eq!(generated.metadata.correlation_id, RESOURCE);
+    assert_eq!(generated.metadata.causation_id.as_deref(), Some("req-1"));
+    assert_eq!(decision.emit[0].key, RESOURCE);
+
+    assert_eq!(decision.schedule.len(), 1);
+    assert_eq!(decision.schedule[0].name, EXPIRY_TIMER);
+    assert_eq!(decision.schedule[0].due_at_ms, generated.expires_at);
+    assert!(decision.cancel.is_empty());
+
+    let requested = state.requested.as_ref().unwrap();
+    assert_eq!(requested.object_key, generated.object_key);
+    assert_eq!(requested.content_type, "audio/wav");
+    assert_eq!(requested.declared_size_bytes, SIZE);
+    assert_eq!(requested.expires_at, Some(generated.expires_at));
+    assert!(!state.is_terminal());
+}
+
+#[test]
+fn the_object_key_ignores_the_client_filename() {
+    let (state, _) = pending();
+    let key = &state.requested.unwrap().object_key;
+    assert_eq!(key, &decide::object_key(RESOURCE));
+    assert!(!key.contains("..") && !key.contains(".wav"), "{key}");
+}
+
+#[test]
+fn an_unsupported_content_type_is_refused() {
+    let config = UploadConfig::default();
+    for content_type in ["video/mp4", "", "audio/wav; x=../"] {
+        let (decision, state) = handle(
+            &config,
+            &UploadState::default(),
+            Input::Record(&request(content_type, SIZE)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        let failed = failure(&decision);
+        assert_eq!(failed.reason_code, UploadFailureReason::UnsupportedContentType);
+        assert!(decision.schedule.is_empty());
+        assert!(state.failed && state.is_terminal());
+    }
+}
+
+#[test]
+fn content_types_are_matched_case_insensitively() {
+    let (decision, _) = handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Record(&request("Audio/FLAC", SIZE)),
+        url(),
+    )
+    .unwrap();
+    assert_eq!(only::<UploadUrlGenerated>(&decision).content_type, "Audio/FLAC");
+}
+
+#[test]
+fn a_declared_size_over_the_limit_is_too_large() {
+    let config = UploadConfig {
+        max_size_bytes: 100,
+        ..UploadConfig::default()
+    };
+    let ok = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("audio/ogg", 100)),
+        url(),
+    )
+    .unwrap();
+    assert!(ok.0.emit[0].is::<UploadUrlGenerated>());
+
+    let (decision, _) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("audio/ogg", 101)),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert_eq!(failure(&decision).reason_code, UploadFailureReason::TooLarge);
+}
+
+#[test]
+fn a_size_of_zero_or_less_is_an_invalid_request() {
+    for size in [0, -1, i64::MIN] {
+        let (decision, _) = handle(
+            &UploadConfig::default(),
+            &UploadState::default(),
+            Input::Record(&request("audio/wav", size)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        assert_eq!(failure(&decision).reason_code, UploadFailureReason::InvalidRequest);
+    }
+}
+
+#[test]
+fn a_resource_id_unfit_for_an_object_key_is_an_invalid_request() {
+    for resource in ["", "a/../b", "../x", "a.b", &"x".repeat(129)] {
+        let (decision, _) = handle(
+            &UploadConfig::default(),
+            &UploadState::default(),
+            Input::Record(&request_for(resource, "req-x", "audio/wav", SIZE)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        assert_eq!(
+            failure(&decision).reason_code,
+            UploadFailureReason::InvalidRequest,
+            "{resource:?}"
+        );
+    }
+}
+
+#[test]
+fn a_second_request_for_a_resource_with_a_url_is_ignored() {
+    let (state, _) = pending();
+    let again = request_for(RESOURCE, "req-2", "audio/mpeg", 5);
+    assert_eq!(
+        decide::screen_request(
+            &UploadConfig::default(),
+            &state,
+            RESOURCE,
+            &again.decode().unwrap()
+        ),
+        decide::RequestVerdict::Ignore
+    );
+    let (decision, next) = handle(
+        &UploadConfig::default(),
+        &state,
+        Input::Record(&again),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty() && decision.schedule.is_empty());
+    assert_eq!(next, state, "the first request stays the one verified against");
+}
+
+#[test]
+fn a_request_for_a_refused_resource_is_ignored() {
+    let (_, refused) = handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Record(&request("video/mp4", SIZE)),
+        Observation::Nothing,
+    )
+    .unwrap();
+    let (decision, _) = handle(
+        &UploadConfig::default(),
+        &refused,
+        Input::Record(&request_for(RESOURCE, "req-2", "audio/wav", SIZE)),
+        url(),
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty());
+}
+
+#[test]
+fn finalize_for_an_unknown_upload_is_permanent() {
+    let err = handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Record(&finalize()),
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    match err {
+        HandlerError::Permanent(m) => assert!(m.contains("upload.finalize for unknown upload")),
+        e => panic!("expected a permanent error, got {e:?}"),
+    }
+}
+
+#[test]
+fn finalize_after_the_end_is_ignored() {
+    let config = UploadConfig::default();
+    let (state, timer) = pending();
+    let (_, completed) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    let (_, failed) = handle(&config, &state, Input::Record(&finalize()), Observation::Object(None))
+        .unwrap();
+    let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
+    let (_, refused) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("video/mp4", SIZE)),
+        Observation::Nothing,
+    )
+    .unwrap();
+
+    for ended in [completed, failed, expired, refused] {
+        assert!(ended.is_terminal());
+        assert_eq!(decide::finalize_target(&ended), None, "no HEAD for {ended:?}");
+        let (decision, next) = handle(
+            &config,
+            &ended,
+            Input::Record(&finalize()),
+            Observation::Nothing,
+        )
+        .unwrap();
+        assert!(decision.emit.is_empty() && decision.cancel.is_empty(), "{ended:?}");
+        assert_eq!(next, ended);
+    }
+}
+
+/// Finalize of a pending upload, returning the decision after checking the timer is cancelled
+/// and the upload has ended.
+fn finalize_with(config: &UploadConfig, observed: Observation) -> Decision {
+    let (state, _) = pending();
+    assert_eq!(
+        decide::finalize_target(&state),
+        Some(decide::object_key(RESOURCE).as_str())
+    );
+    let (decision, next) = handle(config, &state, Input::Record(&finalize()), observed).unwrap();
+    assert_eq!(decision.cancel, vec![EXPIRY_TIMER.to_string()]);
+    assert!(decision.schedule.is_empty());
+    assert!(next.is_terminal());
+    decision
+}
+
+#[test]
+fn finalize_without_an_object_fails_object_missing() {
+    let decision = finalize_with(&UploadConfig::default(), Observation::Object(None));
+    assert_eq!(failure(&decision).reason_code, UploadFailureReason::ObjectMissing);
+}
+
+#[test]
+fn finalize_with_another_size_fails_size_mismatch() {
+    for size in [SIZE - 1, SIZE + 1, 0] {
+        let decision = finalize_with(&UploadConfig::default(), object(size, "audio/wav"));
+        assert_eq!(failure(&decision).reason_code, UploadFailureReason::SizeMismatch);
+    }
+}
+
+#[test]
+fn finalize_over_a_lowered_limit_fails_too_large() {
+    let lowered = UploadConfig {
+        max_size_bytes: SIZE - 1,
+        ..UploadConfig::default()
+    };
+    let decision = finalize_with(&lowered, object(SIZE, "audio/wav"));
+    assert_eq!(failure(&decision).reason_code, UploadFailureReason::TooLarge);
+}
+
+#[test]
+fn finalize_with_another_content_type_fails_content_type_mismatch() {
+    for stored in ["audio/mpeg", "", "application/octet-stream"] {
+        let decision = finalize_with(&UploadConfig::default(), object(SIZE, stored));
+        assert_eq!(
+            failure(&decision).reason_code,
+            UploadFailureReason::ContentTypeMismatch
+        );
+    }
+}
+
+#[test]
+fn finalize_of_the_expected_object_completes() {
+    let decision = finalize_with(&UploadConfig::default(), object(SIZE, "audio/wav"));
+    let completed: UploadCompleted = only(&decision);
+    assert_eq!(completed.object_key, decide::object_key(RESOURCE));
+    assert_eq!(completed.size_bytes, SIZE);
+    assert_eq!(completed.content_type, "audio/wav");
+    assert_eq!(completed.metadata.causation_id.as_deref(), Some("fin-1"));
+    assert_eq!(decision.emit[0].key, RESOURCE);
+}
+
+#[test]
+fn the_expiry_timer_expires_and_fails_a_pending_upload() {
+    let (state, timer) = pending();
+    let (decision, next) = handle(
+        &UploadConfig::default(),
+        &state,
+        Input::Timer(&timer),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    let expired: UploadExpired = decision.emit[0].decode().unwrap();
+    assert_eq!(expired.object_key, decide::object_key(RESOURCE));
+    assert_eq!(expired.expired_at, NOW + 900_000);
+    let failed: UploadFailed = decision.emit[1].decode().unwrap();
+    assert_eq!(failed.reason_code, UploadFailureReason::Expired);
+    assert!(decision.emit.iter().all(|o: &Outgoing| o.key == RESOURCE));
+    assert_ne!(expired.metadata.event_id, failed.metadata.event_id);
+    assert!(next.expired && next.failed);
+}
+
+#[test]
+fn the_expiry_timer_does_nothing_after_the_end() {
+    let config = UploadConfig::default();
+    let (state, timer) = pending();
+    let (_, completed) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    let (decision, next) =
+        handle(&config, &completed, Input::Timer(&timer), Observation::Nothing).unwrap();
+    assert!(decision.emit.is_empty());
+    assert_eq!(next, completed);
+
+    let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
+    let (again, _) = handle(&config, &expired, Input::Timer(&timer), Observation::Nothing).unwrap();
+    assert!(again.emit.is_empty(), "expires only once");
+}
+
+#[test]
+fn unknown_timers_and_timers_of_unknown_uploads_do_nothing() {
+    let (state, timer) = pending();
+    let other = Timer {
+        name: "something-else".into(),
+        ..timer.clone()
+    };
+    let (decision, _) = handle(
+        &UploadConfig::default(),
+        &state,
+        Input::Timer(&other),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty());
+    let (decision, _) = handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Timer(&timer),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty());
+}
+
+#[test]
+fn a_missing_observation_is_a_permanent_error_not_a_guess() {
+    let config = UploadConfig::default();
+    let err = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("audio/wav", SIZE)),
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+    let (state, _) = pending();
+    let err = handle(&config, &state, Input::Record(&finalize()), Observation::Nothing)
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn records_the_processor_does_not_consume_are_permanent_errors() {
+    let stray = incoming(&UploadCompleted {
+        metadata: meta("x", RESOURCE),
+        object_key: "k".into(),
+        size_bytes: 1,
+        content_type: "audio/wav".into(),
+    });
+    let err = handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Record(&stray),
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn decisions_are_deterministic() {
+    let config = UploadConfig::default();
+    let input = request("audio/wav", SIZE);
+    let a = handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
+    let b = handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
+    assert_eq!(a.0.emit[0].metadata, b.0.emit[0].metadata);
+    assert_eq!(a.0.schedule, b.0.schedule);
+    assert_eq!(a.1, b.1);
+}
+
+#[test]
+fn the_state_round_trips_through_json() {
+    let (state, _) = pending();
+    let json = serde_json::to_string(&state).unwrap();
+    assert_eq!(serde_json::from_str::<UploadState>(&json).unwrap(), state);
+    assert_eq!(
+        serde_json::from_str::<UploadState>("{}").unwrap(),
+        UploadState::default(),
+        "state written before a field existed still loads"
+    );
+}

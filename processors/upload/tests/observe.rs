@@ -1,0 +1,152 @@
+//! The `observe` step of `UploadProcessor`: which inputs cause S3 calls. Uses an endpoint
+//! nothing listens on, so any call that reaches the network shows up as a transient error;
+//! pre-signing is local computation and works without a server.
+
+use echo_catalog::events::{UploadFinalize, UploadRequested};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_upload::{Observation, UploadConfig, UploadProcessor, UploadState};
+
+const RESOURCE: &str = "7d0c9a52-31f4-4b8e-8a61-0c2f3e4d5b6a";
+
+fn processor() -> UploadProcessor {
+    let mut config = EchoConfig::default();
+    // Port 1 on loopback: connection refused at once.
+    config.s3.endpoint = "http://127.0.0.1:1".into();
+    UploadProcessor::new(&config, UploadConfig::default()).unwrap()
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.upload.requests".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn meta(event_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: RESOURCE.into(),
+        causation_id: None,
+        occurred_at: 0,
+        producer: "client".into(),
+        schema_version: 1,
+    }
+}
+
+fn request(content_type: &str) -> Incoming {
+    incoming(&UploadRequested {
+        metadata: meta("req-1"),
+        filename: "talk.wav".into(),
+        content_type: content_type.into(),
+        declared_size_bytes: 10,
+    })
+}
+
+fn ctx(input: &Incoming) -> Context {
+    Context::new("upload", 0, input.metadata.clone(), &input.metadata.event_id)
+}
+
+#[test]
+fn new_refuses_unusable_settings() {
+    let bad = UploadConfig {
+        url_ttl_secs: 0,
+        ..UploadConfig::default()
+    };
+    assert!(UploadProcessor::new(&EchoConfig::default(), bad).is_err());
+    assert_eq!(processor().name(), "upload");
+}
+
+#[tokio::test]
+async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
+    let p = processor();
+    let input = request("audio/flac");
+    let observed = p
+        .observe(&UploadState::default(), Input::Record(&input), &ctx(&input))
+        .await
+        .unwrap();
+    let Observation::PresignedUrl(url) = observed else {
+        panic!("expected a URL, got {observed:?}");
+    };
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:1/echo/uploads/{RESOURCE}/source?")),
+        "path-style URL for the server-chosen key: {url}"
+    );
+    assert!(url.contains("X-Amz-Expires=900"), "{url}");
+    let signed = url
+        .split('&')
+        .find(|p| p.starts_with("X-Amz-SignedHeaders="))
+        .unwrap();
+    assert!(signed.contains("content-type"), "{signed}");
+}
+
+#[tokio::test]
+async fn refused_and_duplicate_requests_cost_no_s3_call() {
+    let p = processor();
+    let refused = request("video/mp4");
+    let observed = p
+        .observe(&UploadState::default(), Input::Record(&refused), &ctx(&refused))
+        .await
+        .unwrap();
+    assert_eq!(observed, Observation::Nothing);
+
+    let first = request("audio/wav");
+    let state = p.evolve(UploadState::default(), Fact::Consumed(&first));
+    let observed = p
+        .observe(&state, Input::Record(&first), &ctx(&first))
+        .await
+        .unwrap();
+    assert_eq!(observed, Observation::Nothing);
+}
+
+#[tokio::test]
+async fn finalize_of_an_unknown_upload_costs_no_s3_call() {
+    let p = processor();
+    let fin = incoming(&UploadFinalize {
+        metadata: meta("fin-1"),
+        etag: None,
+    });
+    let observed = p
+        .observe(&UploadState::default(), Input::Record(&fin), &ctx(&fin))
+        .await
+        .unwrap();
+    assert_eq!(observed, Observation::Nothing);
+}
+
+#[tokio::test]
+async fn finalize_of_a_pending_upload_heads_and_an_unreachable_store_is_transient() {
+    let p = processor();
+    let req = request("audio/wav");
+    let c = ctx(&req);
+    let observed = p
+        .observe(&UploadState::default(), Input::Record(&req), &c)
+        .await
+        .unwrap();
+    let decision = p
+        .decide(&UploadState::default(), Input::Record(&req), observed, &c)
+        .unwrap();
+    let mut state = p.evolve(UploadState::default(), Fact::Consumed(&req));
+    for out in &decision.emit {
+        state = p.evolve(state, Fact::Emitted(out));
+    }
+
+    let fin = incoming(&UploadFinalize {
+        metadata: meta("fin-1"),
+        etag: None,
+    });
+    let err = p
+        .observe(&state, Input::Record(&fin), &ctx(&fin))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Transient(_)), "{err:?}");
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Starts the local stack (Kafka KRaft broker, schema registry, S3) on 127.0.0.1, each only if
+# it is not already running, and waits until each answers. Safe to run repeatedly.
+# Usage: up.sh [SERVICE...]   (default: kafka registry s3)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+wanted=("$@")
+((${#wanted[@]})) || wanted=("${SERVICES[@]}")
+for s in "${wanted[@]}"; do
+  case "$s" in kafka | registry | s3) ;; *) die "unknown service '$s' (kafka, registry, s3)" ;; esac
+done
+
+take_lock
+"$STACK_DIR/install.sh"
+
+# Decide everything before starting anything, so a missing registry binary does not leave
+# a half-started stack behind.
+to_start=()
+for s in "${wanted[@]}"; do
+  if pid="$(service_pid "$s")"; then
+    : # ours and alive: at most still starting; waited for below, never started twice
+  else
+    rm -f "$(pid_file "$s")"
+    to_start+=("$s")
+  fi
+done
+for s in "${to_start[@]}"; do
+  if [[ "$s" == registry && ! -x "$ECHO_REGISTRY_BIN" ]]; then
+    die "schema registry binary not found at $ECHO_REGISTRY_BIN: run 'cargo build -p echo-schema-registry' (or set ECHO_REGISTRY_BIN)"
+  fi
+done
+
+# Start all first, then wait: the JVM's start-up overlaps with the others'.
+for s in "${to_start[@]}"; do start_service "$s"; done
+
+failed=0
+for s in "${wanted[@]}"; do
+  started=no
+  for t in "${to_start[@]}"; do [[ "$t" == "$s" ]] && started=yes; done
+  if [[ $started == no ]] && pid="$(service_pid "$s")" && port_open "$(service_port "$s")"; then
+    echo "$s already running on $(service_endpoint "$s") (pid $pid)"
+  elif pid="$(wait_service "$s")"; then
+    if [[ $started == yes ]]; then
+      echo "$s up on $(service_endpoint "$s") (pid $pid)"
+    else
+      echo "$s already running on $(service_endpoint "$s") (pid $pid)"
+    fi
+  else
+    failed=1
+  fi
+done
+exit "$failed"

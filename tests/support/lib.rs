@@ -1,0 +1,9 @@
+//! Support for echo's integration tests: each test gets its own topic prefix on the real
+//! local stack (started by `echoctl dev up`), so tests never see each other's records.
+
+pub mod probe;
+pub mod stack;
+pub mod test_processor;
+
+pub use probe::{read_topic, wait_for, Isolation, Seen};
+pub use stack::TestEnv;
