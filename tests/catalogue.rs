@@ -8,7 +8,9 @@ async fn topics_apply_is_idempotent_and_describe_reports_drift() {
     let env = TestEnv::new("topics").await.unwrap();
     let rows = admin::describe(&env.config, &env.catalogue).await.unwrap();
     assert!(rows.iter().all(|r| r.drift == Drift::InSync), "{rows:?}");
-    assert!(rows.iter().any(|r| r.name == env.topic("echo.upload.changelog")));
+    assert!(rows
+        .iter()
+        .any(|r| r.name == env.topic("echo.upload.changelog")));
     let again = admin::apply(&env.config, &env.catalogue).await.unwrap();
     assert!(again.iter().all(|r| r.drift == Drift::InSync));
 

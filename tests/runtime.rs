@@ -44,7 +44,9 @@ impl Running {
 }
 
 fn of_type<'a, R: Record>(seen: &'a [Seen]) -> Vec<&'a Seen> {
-    seen.iter().filter(|s| s.type_name == Some(R::TYPE)).collect()
+    seen.iter()
+        .filter(|s| s.type_name == Some(R::TYPE))
+        .collect()
 }
 
 fn caused_by<'a, R: Record>(seen: &'a [Seen], event_id: &str) -> Vec<&'a Seen> {
@@ -79,16 +81,25 @@ async fn read_committed_sees_committed_transactions_and_never_aborted_ones() {
             .unwrap();
         producer.flush(Duration::from_secs(10)).unwrap();
         if commit {
-            producer.commit_transaction(Duration::from_secs(30)).unwrap();
+            producer
+                .commit_transaction(Duration::from_secs(30))
+                .unwrap();
         } else {
             producer.abort_transaction(Duration::from_secs(30)).unwrap();
         }
     }
-    let committed = read_topic(&env.config, &topic, Isolation::Committed).await.unwrap();
-    let everything = read_topic(&env.config, &topic, Isolation::Uncommitted).await.unwrap();
+    let committed = read_topic(&env.config, &topic, Isolation::Committed)
+        .await
+        .unwrap();
+    let everything = read_topic(&env.config, &topic, Isolation::Uncommitted)
+        .await
+        .unwrap();
     let payloads = |s: &[Seen]| s.iter().map(|r| r.payload.clone()).collect::<Vec<_>>();
     assert_eq!(payloads(&committed), vec![b"kept".to_vec()]);
-    assert_eq!(payloads(&everything), vec![b"kept".to_vec(), b"dropped".to_vec()]);
+    assert_eq!(
+        payloads(&everything),
+        vec![b"kept".to_vec(), b"dropped".to_vec()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,7 +119,10 @@ async fn a_duplicate_input_event_has_no_second_effect() {
     .await
     .unwrap();
     running.stop().await;
-    assert_eq!(caused_by::<UploadUrlGenerated>(&seen, "dup-event-1").len(), 1);
+    assert_eq!(
+        caused_by::<UploadUrlGenerated>(&seen, "dup-event-1").len(),
+        1
+    );
     assert_eq!(processor.calls.lock().unwrap()["dup-event-1"], 1);
     // The marker is the second request the key's state counted, not the third.
     let marker_out = caused_by::<UploadUrlGenerated>(&seen, &marker.metadata.event_id);
@@ -116,7 +130,10 @@ async fn a_duplicate_input_event_has_no_second_effect() {
     // Downstream consumers get CloudEvents headers and a trace context.
     let headers = &marker_out[0].headers;
     assert_eq!(headers.get("ce_type"), Some("upload.url.generated"));
-    assert_eq!(headers.get("ce_causationid"), Some(marker.metadata.event_id.as_str()));
+    assert_eq!(
+        headers.get("ce_causationid"),
+        Some(marker.metadata.event_id.as_str())
+    );
     assert!(headers.get("traceparent").unwrap().starts_with("00-"));
 }
 
@@ -134,8 +151,13 @@ async fn state_and_a_pending_timer_survive_a_restart_and_the_timer_fires_once() 
     .unwrap();
     // Stopped before the timer (2 s) is due; it must fire after the restart.
     running.stop().await;
-    let seen = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed).await.unwrap();
-    assert!(of_type::<UploadExpired>(&seen).is_empty(), "timer fired too early");
+    let seen = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed)
+        .await
+        .unwrap();
+    assert!(
+        of_type::<UploadExpired>(&seen).is_empty(),
+        "timer fired too early"
+    );
 
     let running = start(&env.config, TestProcessor::default());
     let second = request("res-t", "plain.wav", None);
@@ -149,15 +171,26 @@ async fn state_and_a_pending_timer_survive_a_restart_and_the_timer_fires_once() 
     // Give a second firing every chance to happen before stopping.
     tokio::time::sleep(Duration::from_secs(2)).await;
     running.stop().await;
-    let seen_after = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed).await.unwrap();
+    let seen_after = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed)
+        .await
+        .unwrap();
     let expired = of_type::<UploadExpired>(&seen_after);
     assert_eq!(expired.len(), 1, "the timer must fire exactly once");
     assert_eq!(
-        expired[0].metadata.as_ref().unwrap().causation_id.as_deref(),
+        expired[0]
+            .metadata
+            .as_ref()
+            .unwrap()
+            .causation_id
+            .as_deref(),
         Some(first.metadata.event_id.as_str())
     );
     let second_out = caused_by::<UploadUrlGenerated>(&seen, &second.metadata.event_id);
-    assert_eq!(url_of(second_out[0]), "http://example.invalid/2", "state was lost");
+    assert_eq!(
+        url_of(second_out[0]),
+        "http://example.invalid/2",
+        "state was lost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,23 +207,37 @@ async fn transient_failures_climb_the_retry_tiers_then_succeed() {
     .await
     .unwrap();
     running.stop().await;
-    assert_eq!(caused_by::<UploadUrlGenerated>(&seen, &flaky.metadata.event_id).len(), 1);
+    assert_eq!(
+        caused_by::<UploadUrlGenerated>(&seen, &flaky.metadata.event_id).len(),
+        1
+    );
     assert_eq!(processor.calls.lock().unwrap()[&flaky.metadata.event_id], 3);
     for (tier, attempt) in [(1, "1"), (2, "2")] {
-        let retried = read_topic(&env.config, &env.topic(&format!("echo.upload.retry.{tier}")), Isolation::Committed)
-            .await
-            .unwrap();
+        let retried = read_topic(
+            &env.config,
+            &env.topic(&format!("echo.upload.retry.{tier}")),
+            Isolation::Committed,
+        )
+        .await
+        .unwrap();
         assert_eq!(retried.len(), 1, "tier {tier}");
         assert_eq!(retried[0].headers.get(echo::ATTEMPT), Some(attempt));
         assert_eq!(retried[0].headers.get(echo::ERROR_CLASS), Some("transient"));
         assert_eq!(retried[0].headers.get(echo::ORIGINAL_TOPIC), Some(REQUESTS));
     }
-    let dlq = read_topic(&env.config, &env.topic("echo.upload.dlq"), Isolation::Committed).await.unwrap();
+    let dlq = read_topic(
+        &env.config,
+        &env.topic("echo.upload.dlq"),
+        Isolation::Committed,
+    )
+    .await
+    .unwrap();
     assert!(dlq.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_the_partition_flows_on() {
+async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_the_partition_flows_on(
+) {
     let env = TestEnv::new("dlq").await.unwrap();
     let publisher = Publisher::new(&env.config).unwrap();
     let running = start(&env.config, TestProcessor::default());
@@ -200,7 +247,12 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
     let hopeless = request(key, &format!("{TRANSIENT}9-x.wav"), None);
     publisher.publish(key, &hopeless).await.unwrap();
     let (_, garbage_offset) = publisher
-        .publish_raw(&env.topic(REQUESTS), key, b"\x07not avro at all", HeaderList::default())
+        .publish_raw(
+            &env.topic(REQUESTS),
+            key,
+            b"\x07not avro at all",
+            HeaderList::default(),
+        )
         .await
         .unwrap();
     // A known record type on a topic that does not carry it.
@@ -227,34 +279,63 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
     let good = request(key, "good.wav", None);
     publisher.publish(key, &good).await.unwrap();
 
-    let dlq = wait_for(&env.config, &env.topic("echo.upload.dlq"), PATIENCE, |s| s.len() >= 4)
-        .await
-        .unwrap();
+    let dlq = wait_for(&env.config, &env.topic("echo.upload.dlq"), PATIENCE, |s| {
+        s.len() >= 4
+    })
+    .await
+    .unwrap();
     let events = wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
         !caused_by::<UploadUrlGenerated>(s, &good.metadata.event_id).is_empty()
     })
     .await
     .unwrap();
     running.stop().await;
-    assert_eq!(of_type::<UploadUrlGenerated>(&events).len(), 1, "only the good record succeeds");
+    assert_eq!(
+        of_type::<UploadUrlGenerated>(&events).len(),
+        1,
+        "only the good record succeeds"
+    );
 
     let class_of = |id: Option<&str>, class: &str| {
         dlq.iter()
-            .find(|r| r.headers.get(echo::ERROR_CLASS) == Some(class)
-                && id.is_none_or(|id| r.metadata.as_ref().map(|m| m.event_id.as_str()) == Some(id)))
-            .unwrap_or_else(|| panic!("no {class} record in the DLQ: {:?}", dlq.iter().map(|r| &r.headers).collect::<Vec<_>>()))
+            .find(|r| {
+                r.headers.get(echo::ERROR_CLASS) == Some(class)
+                    && id.is_none_or(|id| {
+                        r.metadata.as_ref().map(|m| m.event_id.as_str()) == Some(id)
+                    })
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {class} record in the DLQ: {:?}",
+                    dlq.iter().map(|r| &r.headers).collect::<Vec<_>>()
+                )
+            })
             .clone()
     };
     let p = class_of(Some(&permanent.metadata.event_id), "permanent");
-    assert_eq!(p.headers.get(echo::ERROR_MESSAGE), Some("this request can never work"));
+    assert_eq!(
+        p.headers.get(echo::ERROR_MESSAGE),
+        Some("this request can never work")
+    );
     assert_eq!(p.headers.get(echo::ORIGINAL_TOPIC), Some(REQUESTS));
     let h = class_of(Some(&hopeless.metadata.event_id), "transient");
-    assert_eq!(h.headers.get(echo::ATTEMPT), Some("4"), "three retry tiers, then the DLQ");
+    assert_eq!(
+        h.headers.get(echo::ATTEMPT),
+        Some("4"),
+        "three retry tiers, then the DLQ"
+    );
     let g = class_of(None, "undecodable");
     assert_eq!(g.payload, b"\x07not avro at all");
-    assert_eq!(g.headers.get(echo::ORIGINAL_OFFSET), Some(garbage_offset.to_string().as_str()));
+    assert_eq!(
+        g.headers.get(echo::ORIGINAL_OFFSET),
+        Some(garbage_offset.to_string().as_str())
+    );
     let w = class_of(None, "wrong_topic");
-    assert!(w.headers.get(echo::ERROR_MESSAGE).unwrap().contains("upload.url.generated"));
+    assert!(w
+        .headers
+        .get(echo::ERROR_MESSAGE)
+        .unwrap()
+        .contains("upload.url.generated"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,19 +353,40 @@ async fn an_incompatible_schema_change_is_refused_by_the_registry() {
         .unwrap()
         .push(serde_json::json!({"name": "bitrate", "type": "int"}));
     let client = reqwest::Client::new();
-    let status = registry::register_one(&client, &env.config.registry.url, subject, &changed.to_string())
-        .await
-        .unwrap();
-    assert!(matches!(status, SubjectStatus::Incompatible(_)), "{status:?}");
+    let status = registry::register_one(
+        &client,
+        &env.config.registry.url,
+        subject,
+        &changed.to_string(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(status, SubjectStatus::Incompatible(_)),
+        "{status:?}"
+    );
     // The same change with a default is compatible.
-    changed["fields"].as_array_mut().unwrap().last_mut().unwrap()["default"] = 0.into();
-    let status = registry::register_one(&client, &env.config.registry.url, subject, &changed.to_string())
-        .await
-        .unwrap();
+    changed["fields"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap()["default"] = 0.into();
+    let status = registry::register_one(
+        &client,
+        &env.config.registry.url,
+        subject,
+        &changed.to_string(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(status, SubjectStatus::Registered(_)), "{status:?}");
     // And the shipped catalogue, checked again, is still compatible with what is registered.
-    let outcomes = registry::register(&env.config, &env.catalogue, true).await.unwrap();
-    assert!(outcomes.iter().all(|o| !matches!(o.status, SubjectStatus::Incompatible(_))));
+    let outcomes = registry::register(&env.config, &env.catalogue, true)
+        .await
+        .unwrap();
+    assert!(outcomes
+        .iter()
+        .all(|o| !matches!(o.status, SubjectStatus::Incompatible(_))));
 }
 
 /// Entry point of the child process used by the SIGKILL test (not a test on its own).
@@ -302,7 +404,9 @@ async fn child_processor() {
         instance: "0".into(),
         shutdown,
     };
-    echo_runtime::run(config, TestProcessor::default(), options).await.unwrap();
+    echo_runtime::run(config, TestProcessor::default(), options)
+        .await
+        .unwrap();
 }
 
 fn spawn_child(env: &TestEnv) -> std::process::Child {
@@ -323,19 +427,31 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
         .map(|i| request(&format!("res-{}", i % 6), &format!("f{i}.wav"), None))
         .collect();
     for r in &inputs {
-        publisher.publish(&r.metadata.correlation_id, r).await.unwrap();
+        publisher
+            .publish(&r.metadata.correlation_id, r)
+            .await
+            .unwrap();
     }
     let topic = env.topic(EVENTS);
     let mut child = spawn_child(&env);
     // Kill while a transaction is open: its records are written but not yet committed.
     let started = std::time::Instant::now();
     loop {
-        let committed = read_topic(&env.config, &topic, Isolation::Committed).await.unwrap().len();
-        let written = read_topic(&env.config, &topic, Isolation::Uncommitted).await.unwrap().len();
+        let committed = read_topic(&env.config, &topic, Isolation::Committed)
+            .await
+            .unwrap()
+            .len();
+        let written = read_topic(&env.config, &topic, Isolation::Uncommitted)
+            .await
+            .unwrap()
+            .len();
         if written > committed && committed > 0 {
             break;
         }
-        assert!(started.elapsed() < PATIENCE, "never saw an open transaction");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "never saw an open transaction"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
@@ -350,8 +466,12 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
     child.kill().unwrap();
     child.wait().unwrap();
     seen.unwrap();
-    let committed = read_topic(&env.config, &topic, Isolation::Committed).await.unwrap();
-    let everything = read_topic(&env.config, &topic, Isolation::Uncommitted).await.unwrap();
+    let committed = read_topic(&env.config, &topic, Isolation::Committed)
+        .await
+        .unwrap();
+    let everything = read_topic(&env.config, &topic, Isolation::Uncommitted)
+        .await
+        .unwrap();
     for r in &inputs {
         assert_eq!(
             caused_by::<UploadUrlGenerated>(&committed, &r.metadata.event_id).len(),
@@ -361,5 +481,8 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
         );
     }
     assert_eq!(committed.len(), inputs.len());
-    assert!(everything.len() > committed.len(), "the kill interrupted no transaction");
+    assert!(
+        everything.len() > committed.len(),
+        "the kill interrupted no transaction"
+    );
 }

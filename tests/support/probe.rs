@@ -42,7 +42,11 @@ pub struct Seen {
 }
 
 /// Reads a whole topic from the beginning to its current end.
-pub async fn read_topic(config: &EchoConfig, topic: &str, isolation: Isolation) -> Result<Vec<Seen>> {
+pub async fn read_topic(
+    config: &EchoConfig,
+    topic: &str,
+    isolation: Isolation,
+) -> Result<Vec<Seen>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.bootstrap_servers)
         .set("group.id", "echo-tests-probe")
@@ -57,7 +61,11 @@ pub async fn read_topic(config: &EchoConfig, topic: &str, isolation: Isolation) 
         )
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
@@ -111,8 +119,11 @@ pub async fn wait_for(
             return Ok(seen);
         }
         if started.elapsed() > patience {
-            bail!("gave up waiting on {topic}; it holds {} records: {:?}", seen.len(),
-                seen.iter().map(|s| s.type_name).collect::<Vec<_>>());
+            bail!(
+                "gave up waiting on {topic}; it holds {} records: {:?}",
+                seen.len(),
+                seen.iter().map(|s| s.type_name).collect::<Vec<_>>()
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -71,7 +71,9 @@ impl Processor for TestProcessor {
                     }
                 }
                 if request.filename.starts_with(PERMANENT) {
-                    return Err(HandlerError::Permanent("this request can never work".into()));
+                    return Err(HandlerError::Permanent(
+                        "this request can never work".into(),
+                    ));
                 }
                 let url = UploadUrlGenerated {
                     metadata: ctx.metadata(),
@@ -94,7 +96,10 @@ impl Processor for TestProcessor {
                     object_key: format!("uploads/{}/source", timer.payload),
                     expired_at: ctx.now_ms,
                 };
-                Ok(Decision::emit(vec![Outgoing::new(&timer.payload, &expired)]))
+                Ok(Decision::emit(vec![Outgoing::new(
+                    &timer.payload,
+                    &expired,
+                )]))
             }
         }
     }

@@ -129,7 +129,10 @@ pub async fn apply(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<Top
             }
             Drift::Partitions { declared, .. } => {
                 let parts = NewPartitions::new(&row.name, *declared as usize);
-                check(admin.create_partitions([&parts], &options).await?, &row.name)?;
+                check(
+                    admin.create_partitions([&parts], &options).await?,
+                    &row.name,
+                )?;
             }
             Drift::Configs(_) => {
                 let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&row.name));

@@ -40,7 +40,11 @@ pub struct RunOptions {
 
 /// Runs `processor` until shutdown is requested or a fatal error (such as being fenced by a
 /// newer instance) occurs.
-pub async fn run<P: Processor>(config: EchoConfig, processor: P, options: RunOptions) -> Result<()> {
+pub async fn run<P: Processor>(
+    config: EchoConfig,
+    processor: P,
+    options: RunOptions,
+) -> Result<()> {
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || Driver::new(config, processor, options, handle)?.run())
         .await
@@ -341,7 +345,12 @@ impl<P: Processor> Driver<P> {
         for (p, map) in keys {
             self.store.install(p, map);
         }
-        info!(?partitions, records, elapsed_ms = started.elapsed().as_millis() as u64, "state restored");
+        info!(
+            ?partitions,
+            records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state restored"
+        );
         Ok(())
     }
 
@@ -395,7 +404,12 @@ impl<P: Processor> Driver<P> {
         }
         let changelog = self.config.topic(&changelog_topic(&self.spec.name));
         for (p, key, json) in self.store.take_dirty() {
-            self.send(BaseRecord::to(&changelog).partition(p).key(&key).payload(&json))?;
+            self.send(
+                BaseRecord::to(&changelog)
+                    .partition(p)
+                    .key(&key)
+                    .payload(&json),
+            )?;
         }
         if !offsets.is_empty() {
             let mut tpl = TopicPartitionList::new();
@@ -449,13 +463,19 @@ impl<P: Processor> Driver<P> {
         let prefix = &self.config.kafka.topic_prefix;
         if self.retry_tiers.contains_key(msg.topic()) {
             let source = SourcePosition {
-                topic: headers.get(echo::ORIGINAL_TOPIC).unwrap_or_default().to_string(),
+                topic: headers
+                    .get(echo::ORIGINAL_TOPIC)
+                    .unwrap_or_default()
+                    .to_string(),
                 partition: parse_or(headers.get(echo::ORIGINAL_PARTITION), msg.partition()),
                 offset: parse_or(headers.get(echo::ORIGINAL_OFFSET), msg.offset()),
             };
             return (source, parse_or(headers.get(echo::ATTEMPT), 0));
         }
-        let topic = msg.topic().strip_prefix(prefix.as_str()).unwrap_or(msg.topic());
+        let topic = msg
+            .topic()
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(msg.topic());
         let source = SourcePosition {
             topic: topic.to_string(),
             partition: msg.partition(),
@@ -521,7 +541,12 @@ impl<P: Processor> Driver<P> {
             source: source.clone(),
             attempt,
         };
-        let ctx = Context::new(&self.spec.name, now_ms(), metadata.clone(), &metadata.event_id);
+        let ctx = Context::new(
+            &self.spec.name,
+            now_ms(),
+            metadata.clone(),
+            &metadata.event_id,
+        );
         match self.decide(&key_state, Input::Record(&incoming), &ctx) {
             Ok(decision) => self.apply(
                 partition,
@@ -553,9 +578,14 @@ impl<P: Processor> Driver<P> {
             correlation_id = %timer.scheduled_by.correlation_id);
         let _entered = span.enter();
         match self.decide(&key_state, Input::Timer(&timer), &ctx) {
-            Ok(decision) => {
-                self.apply(partition, key, key_state, Fact::TimerFired(&timer), decision, None)
-            }
+            Ok(decision) => self.apply(
+                partition,
+                key,
+                key_state,
+                Fact::TimerFired(&timer),
+                decision,
+                None,
+            ),
             Err(HandlerError::Transient(e)) => {
                 let backoff = self.spec.retry_backoff_ms.first().copied().unwrap_or(1000);
                 warn!(error = %e, backoff, "timer handler failed; rescheduled");
@@ -579,10 +609,11 @@ impl<P: Processor> Driver<P> {
         input: Input<'_>,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        let observed = self
-            .handle
-            .block_on(self.processor.observe(&key_state.state, input, ctx))?;
-        self.processor.decide(&key_state.state, input, observed, ctx)
+        let observed =
+            self.handle
+                .block_on(self.processor.observe(&key_state.state, input, ctx))?;
+        self.processor
+            .decide(&key_state.state, input, observed, ctx)
     }
 
     /// Carries out a decision: evolves the state over the fact and every output, updates
@@ -677,7 +708,10 @@ impl<P: Processor> Driver<P> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }

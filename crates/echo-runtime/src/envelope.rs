@@ -81,9 +81,8 @@ impl Outgoing {
 }
 
 fn from_value<R: Record>(value: &Value) -> Result<R, HandlerError> {
-    apache_avro::from_value(value).map_err(|e| {
-        HandlerError::Permanent(format!("record does not decode as {}: {e}", R::TYPE))
-    })
+    apache_avro::from_value(value)
+        .map_err(|e| HandlerError::Permanent(format!("record does not decode as {}: {e}", R::TYPE)))
 }
 
 /// Reads the `metadata` field of any catalogue record.

@@ -95,7 +95,8 @@ pub struct Context {
 }
 
 /// Namespace of the deterministic ids echo derives for emitted records.
-const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5c1d_06a0_4d0e_4b5e_9a3e_ec40_0000_0001);
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5c1d_06a0_4d0e_4b5e_9a3e_ec40_0000_0001);
 
 impl Context {
     /// A context for handling an input caused by `cause`.

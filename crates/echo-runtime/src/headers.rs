@@ -81,19 +81,21 @@ impl HeaderList {
     /// Replaces (or adds) a header.
     pub fn set(&mut self, name: &str, value: impl ToString) {
         self.0.retain(|(k, _)| k != name);
-        self.0.push((name.to_string(), value.to_string().into_bytes()));
+        self.0
+            .push((name.to_string(), value.to_string().into_bytes()));
     }
 
     /// The headers in rdkafka's form.
     pub fn to_kafka(&self) -> OwnedHeaders {
-        self.0
-            .iter()
-            .fold(OwnedHeaders::new_with_capacity(self.0.len()), |h, (k, v)| {
+        self.0.iter().fold(
+            OwnedHeaders::new_with_capacity(self.0.len()),
+            |h, (k, v)| {
                 h.insert(Header {
                     key: k,
                     value: Some(v),
                 })
-            })
+            },
+        )
     }
 }
 
@@ -118,7 +120,11 @@ pub fn cloud_event(metadata: &EventMetadata, type_name: &str) -> HeaderList {
 /// `00-<trace>-<span>-01`: the trace id is the correlation id, so every event of one
 /// resource lands in one trace; the span id comes from the event id.
 pub fn traceparent(metadata: &EventMetadata) -> String {
-    let hex = |s: &str| s.chars().filter(char::is_ascii_hexdigit).collect::<String>();
+    let hex = |s: &str| {
+        s.chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect::<String>()
+    };
     let trace = format!("{:0>32}", hex(&metadata.correlation_id));
     let span = format!("{:0>16}", hex(&metadata.event_id));
     format!("00-{}-{}-01", &trace[..32], &span[..16])

@@ -43,8 +43,13 @@ impl Publisher {
             .encode(&topic, info, value)
             .await
             .with_context(|| format!("encoding {} (are schemas registered?)", R::TYPE))?;
-        self.publish_raw(&topic, key, &bytes, headers::cloud_event(record.metadata(), R::TYPE))
-            .await
+        self.publish_raw(
+            &topic,
+            key,
+            &bytes,
+            headers::cloud_event(record.metadata(), R::TYPE),
+        )
+        .await
     }
 
     /// Publishes raw bytes (already encoded, or deliberately not) to a real topic name.

@@ -85,7 +85,10 @@ pub async fn register_one(
     match status.as_u16() {
         200 => Ok(SubjectStatus::Registered(body["id"].as_i64().unwrap_or(-1))),
         409 => Ok(SubjectStatus::Incompatible(message(&body))),
-        _ => bail!("registry answered {status} for {subject}: {}", message(&body)),
+        _ => bail!(
+            "registry answered {status} for {subject}: {}",
+            message(&body)
+        ),
     }
 }
 
@@ -119,7 +122,10 @@ async fn check_one(
     match (status.as_u16(), body["is_compatible"].as_bool()) {
         (200, Some(true)) | (404, _) => Ok(SubjectStatus::WouldRegister),
         (200, Some(false)) => Ok(SubjectStatus::Incompatible(body["messages"].to_string())),
-        _ => bail!("registry answered {status} for {subject}: {}", message(&body)),
+        _ => bail!(
+            "registry answered {status} for {subject}: {}",
+            message(&body)
+        ),
     }
 }
 

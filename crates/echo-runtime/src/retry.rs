@@ -119,23 +119,46 @@ mod tests {
     #[test]
     fn transient_failures_climb_the_tiers_then_land_in_the_dlq() {
         let tiers = [100, 1000];
-        let first = reroute("upload", &tiers, &transient(), 0, &src(), &HeaderList::default(), 5);
+        let first = reroute(
+            "upload",
+            &tiers,
+            &transient(),
+            0,
+            &src(),
+            &HeaderList::default(),
+            5,
+        );
         assert_eq!(first.topic, "echo.upload.retry.1");
         assert_eq!(first.headers.get(echo::DUE_AT), Some("105"));
         assert_eq!(first.headers.get(echo::ATTEMPT), Some("1"));
         let second = reroute("upload", &tiers, &transient(), 1, &src(), &first.headers, 7);
         assert_eq!(second.topic, "echo.upload.retry.2");
         assert_eq!(second.headers.get(echo::DUE_AT), Some("1007"));
-        let last = reroute("upload", &tiers, &transient(), 2, &src(), &second.headers, 9);
+        let last = reroute(
+            "upload",
+            &tiers,
+            &transient(),
+            2,
+            &src(),
+            &second.headers,
+            9,
+        );
         assert_eq!(last.topic, "echo.upload.dlq");
-        assert_eq!(last.headers.get(echo::ORIGINAL_TOPIC), Some("echo.upload.requests"));
+        assert_eq!(
+            last.headers.get(echo::ORIGINAL_TOPIC),
+            Some("echo.upload.requests")
+        );
         assert_eq!(last.headers.get(echo::ORIGINAL_OFFSET), Some("41"));
         assert_eq!(last.headers.get(echo::ERROR_CLASS), Some("transient"));
     }
 
     #[test]
     fn permanent_and_undecodable_go_straight_to_the_dlq() {
-        for class in [ErrorClass::Permanent, ErrorClass::Undecodable, ErrorClass::WrongTopic] {
+        for class in [
+            ErrorClass::Permanent,
+            ErrorClass::Undecodable,
+            ErrorClass::WrongTopic,
+        ] {
             let f = Failure {
                 class,
                 message: "bad".into(),

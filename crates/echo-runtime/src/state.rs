@@ -141,7 +141,9 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> Default for StateStore<S
 }
 
 /// Decodes one changelog record value.
-pub fn decode_changelog<S: Serialize + DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<KeyState<S>> {
+pub fn decode_changelog<S: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+) -> serde_json::Result<KeyState<S>> {
     serde_json::from_slice(bytes)
 }
 

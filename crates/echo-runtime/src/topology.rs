@@ -10,19 +10,38 @@ use echo_catalog::Catalogue;
 pub fn describe(catalogue: &Catalogue) -> String {
     let mut out = String::new();
     for p in &catalogue.processors {
-        let _ = writeln!(out, "Processor: {} (context {}, consumer group echo.{})", p.name, p.context, p.name);
+        let _ = writeln!(
+            out,
+            "Processor: {} (context {}, consumer group echo.{})",
+            p.name, p.context, p.name
+        );
         let _ = writeln!(out, "  {}", p.description);
         for t in &p.consumes {
-            let carries = catalogue.topic(t).map(|s| s.carries.join(", ")).unwrap_or_default();
+            let carries = catalogue
+                .topic(t)
+                .map(|s| s.carries.join(", "))
+                .unwrap_or_default();
             let _ = writeln!(out, "  Source: {t} [{carries}]");
         }
-        let _ = writeln!(out, "  State store: {} (compacted changelog; handler state, dedup ids, timers)", changelog_topic(&p.name));
+        let _ = writeln!(
+            out,
+            "  State store: {} (compacted changelog; handler state, dedup ids, timers)",
+            changelog_topic(&p.name)
+        );
         for t in &p.produces {
-            let carries = catalogue.topic(t).map(|s| s.carries.join(", ")).unwrap_or_default();
+            let carries = catalogue
+                .topic(t)
+                .map(|s| s.carries.join(", "))
+                .unwrap_or_default();
             let _ = writeln!(out, "  Sink: {t} [{carries}]");
         }
         for (i, backoff) in p.retry_backoff_ms.iter().enumerate() {
-            let _ = writeln!(out, "  Retry tier {}: {} (after {backoff} ms)", i + 1, retry_topic(&p.name, i + 1));
+            let _ = writeln!(
+                out,
+                "  Retry tier {}: {} (after {backoff} ms)",
+                i + 1,
+                retry_topic(&p.name, i + 1)
+            );
         }
         let _ = writeln!(out, "  Dead letters: {}", dlq_topic(&p.name));
     }

@@ -187,7 +187,7 @@ fn describe(error: &CompatibilityError) -> String {
             writer_schema_type,
             reader_schema_type,
         } => format!(
-            "a {} written by the writer cannot be read as a {}",
+            "the writer's {} cannot be read as {}",
             type_name(writer_schema_type),
             type_name(reader_schema_type)
         ),
@@ -281,14 +281,14 @@ mod tests {
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert!(
             messages[0].contains("field 'n'")
-                && messages[0].contains("int cannot be read as a boolean"),
+                && messages[0].contains("writer's int cannot be read as boolean"),
             "{messages:?}"
         );
         let whole = Schema::parse_str(r#""string""#).unwrap();
         let messages = check(CompatibilityLevel::Backward, &whole, &versions(&v1));
         assert!(!messages[0].contains('\n'), "{messages:?}");
         assert!(
-            messages[0].contains("record cannot be read as a string"),
+            messages[0].contains("writer's record cannot be read as string"),
             "{messages:?}"
         );
     }

@@ -171,11 +171,12 @@ impl Source {
                 },
             })?;
 
-        let track = format
-            .default_track(TrackType::Audio)
-            .ok_or_else(|| AudioError::NoAudioTrack {
-                path: path.to_owned(),
-            })?;
+        let track =
+            format
+                .default_track(TrackType::Audio)
+                .ok_or_else(|| AudioError::NoAudioTrack {
+                    path: path.to_owned(),
+                })?;
         let params = track
             .codec_params
             .as_ref()
@@ -202,14 +203,15 @@ impl Source {
             path: path.to_owned(),
             reason: "sample rate not stated".into(),
         })?;
-        let channels = params
-            .channels
-            .as_ref()
-            .map(|c| c.count())
-            .ok_or_else(|| AudioError::Corrupt {
-                path: path.to_owned(),
-                reason: "channel layout not stated".into(),
-            })?;
+        let channels =
+            params
+                .channels
+                .as_ref()
+                .map(|c| c.count())
+                .ok_or_else(|| AudioError::Corrupt {
+                    path: path.to_owned(),
+                    reason: "channel layout not stated".into(),
+                })?;
         if sample_rate == 0 || channels == 0 {
             return Err(AudioError::Corrupt {
                 path: path.to_owned(),
@@ -311,9 +313,9 @@ fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioEr
             continue;
         }
         let pos = src.time_base.map_or(next_pos, |tb| {
-            let frames = i128::from(packet.pts.get()) * i128::from(tb.numer.get())
-                * i128::from(rate)
-                / i128::from(tb.denom.get());
+            let frames =
+                i128::from(packet.pts.get()) * i128::from(tb.numer.get()) * i128::from(rate)
+                    / i128::from(tb.denom.get());
             i64::try_from(frames).unwrap_or(next_pos)
         });
         let buf = match src.decoder.decode(&packet) {

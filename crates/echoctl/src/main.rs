@@ -3,6 +3,7 @@
 //! builtin.
 
 mod cmd;
+mod follow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Topology,
     /// Runs a processor.
     Run(cmd::run::Args),
+    /// Uploads a file as a client would and follows its events.
+    Submit(cmd::submit::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,9 +66,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas(args) => cmd::schemas::run(&config, args).await,
         Command::Model(args) => cmd::model::run(&config, args),
         Command::Topology => {
-            print!("{}", echo_runtime::topology::describe(&echo_catalog::Catalogue::load()?));
+            print!(
+                "{}",
+                echo_runtime::topology::describe(&echo_catalog::Catalogue::load()?)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cmd::run::run(config, args).await,
+        Command::Submit(args) => cmd::submit::run(&config, args).await,
     }
 }

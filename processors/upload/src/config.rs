@@ -100,5 +100,4 @@ mod tests {
         assert!(bad(|c| c.max_size_bytes = 0));
         assert!(bad(|c| c.allowed_content_types.clear()));
     }
-
 }

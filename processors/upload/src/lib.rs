@@ -19,9 +19,7 @@ pub mod service;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
-use echo_runtime::{
-    Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor,
-};
+use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 
 pub use config::UploadConfig;
 pub use decide::{Observation, RequestedUpload, UploadState};

@@ -92,7 +92,9 @@ impl S3Service {
         ttl_secs: u32,
     ) -> Result<String, HandlerError> {
         let value = HeaderValue::from_str(content_type).map_err(|e| {
-            HandlerError::Permanent(format!("content type {content_type:?} is not a header: {e}"))
+            HandlerError::Permanent(format!(
+                "content type {content_type:?} is not a header: {e}"
+            ))
         })?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, value);

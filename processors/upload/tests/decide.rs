@@ -128,8 +128,13 @@ fn failure(decision: &Decision) -> UploadFailed {
 fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
     let config = UploadConfig::default();
     let input = request("audio/wav", SIZE);
-    let (decision, state) =
-        handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
+    let (decision, state) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&input),
+        url(),
+    )
+    .unwrap();
 
     let generated: UploadUrlGenerated = only(&decision);
     assert_eq!(generated.object_key, format!("uploads/{RESOURCE}/source"));
@@ -173,7 +178,10 @@ fn an_unsupported_content_type_is_refused() {
         )
         .unwrap();
         let failed = failure(&decision);
-        assert_eq!(failed.reason_code, UploadFailureReason::UnsupportedContentType);
+        assert_eq!(
+            failed.reason_code,
+            UploadFailureReason::UnsupportedContentType
+        );
         assert!(decision.schedule.is_empty());
         assert!(state.failed && state.is_terminal());
     }
@@ -188,7 +196,10 @@ fn content_types_are_matched_case_insensitively() {
         url(),
     )
     .unwrap();
-    assert_eq!(only::<UploadUrlGenerated>(&decision).content_type, "Audio/FLAC");
+    assert_eq!(
+        only::<UploadUrlGenerated>(&decision).content_type,
+        "Audio/FLAC"
+    );
 }
 
 #[test]
@@ -213,7 +224,10 @@ fn a_declared_size_over_the_limit_is_too_large() {
         Observation::Nothing,
     )
     .unwrap();
-    assert_eq!(failure(&decision).reason_code, UploadFailureReason::TooLarge);
+    assert_eq!(
+        failure(&decision).reason_code,
+        UploadFailureReason::TooLarge
+    );
 }
 
 #[test]
@@ -226,7 +240,10 @@ fn a_size_of_zero_or_less_is_an_invalid_request() {
             Observation::Nothing,
         )
         .unwrap();
-        assert_eq!(failure(&decision).reason_code, UploadFailureReason::InvalidRequest);
+        assert_eq!(
+            failure(&decision).reason_code,
+            UploadFailureReason::InvalidRequest
+        );
     }
 }
 
@@ -269,7 +286,10 @@ fn a_second_request_for_a_resource_with_a_url_is_ignored() {
     )
     .unwrap();
     assert!(decision.emit.is_empty() && decision.schedule.is_empty());
-    assert_eq!(next, state, "the first request stays the one verified against");
+    assert_eq!(
+        next, state,
+        "the first request stays the one verified against"
+    );
 }
 
 #[test]
@@ -317,8 +337,13 @@ fn finalize_after_the_end_is_ignored() {
         object(SIZE, "audio/wav"),
     )
     .unwrap();
-    let (_, failed) = handle(&config, &state, Input::Record(&finalize()), Observation::Object(None))
-        .unwrap();
+    let (_, failed) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        Observation::Object(None),
+    )
+    .unwrap();
     let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
     let (_, refused) = handle(
         &config,
@@ -330,7 +355,11 @@ fn finalize_after_the_end_is_ignored() {
 
     for ended in [completed, failed, expired, refused] {
         assert!(ended.is_terminal());
-        assert_eq!(decide::finalize_target(&ended), None, "no HEAD for {ended:?}");
+        assert_eq!(
+            decide::finalize_target(&ended),
+            None,
+            "no HEAD for {ended:?}"
+        );
         let (decision, next) = handle(
             &config,
             &ended,
@@ -338,7 +367,10 @@ fn finalize_after_the_end_is_ignored() {
             Observation::Nothing,
         )
         .unwrap();
-        assert!(decision.emit.is_empty() && decision.cancel.is_empty(), "{ended:?}");
+        assert!(
+            decision.emit.is_empty() && decision.cancel.is_empty(),
+            "{ended:?}"
+        );
         assert_eq!(next, ended);
     }
 }
@@ -361,14 +393,20 @@ fn finalize_with(config: &UploadConfig, observed: Observation) -> Decision {
 #[test]
 fn finalize_without_an_object_fails_object_missing() {
     let decision = finalize_with(&UploadConfig::default(), Observation::Object(None));
-    assert_eq!(failure(&decision).reason_code, UploadFailureReason::ObjectMissing);
+    assert_eq!(
+        failure(&decision).reason_code,
+        UploadFailureReason::ObjectMissing
+    );
 }
 
 #[test]
 fn finalize_with_another_size_fails_size_mismatch() {
     for size in [SIZE - 1, SIZE + 1, 0] {
         let decision = finalize_with(&UploadConfig::default(), object(size, "audio/wav"));
-        assert_eq!(failure(&decision).reason_code, UploadFailureReason::SizeMismatch);
+        assert_eq!(
+            failure(&decision).reason_code,
+            UploadFailureReason::SizeMismatch
+        );
     }
 }
 
@@ -379,7 +417,10 @@ fn finalize_over_a_lowered_limit_fails_too_large() {
         ..UploadConfig::default()
     };
     let decision = finalize_with(&lowered, object(SIZE, "audio/wav"));
-    assert_eq!(failure(&decision).reason_code, UploadFailureReason::TooLarge);
+    assert_eq!(
+        failure(&decision).reason_code,
+        UploadFailureReason::TooLarge
+    );
 }
 
 #[test]
@@ -436,13 +477,24 @@ fn the_expiry_timer_does_nothing_after_the_end() {
         object(SIZE, "audio/wav"),
     )
     .unwrap();
-    let (decision, next) =
-        handle(&config, &completed, Input::Timer(&timer), Observation::Nothing).unwrap();
+    let (decision, next) = handle(
+        &config,
+        &completed,
+        Input::Timer(&timer),
+        Observation::Nothing,
+    )
+    .unwrap();
     assert!(decision.emit.is_empty());
     assert_eq!(next, completed);
 
     let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
-    let (again, _) = handle(&config, &expired, Input::Timer(&timer), Observation::Nothing).unwrap();
+    let (again, _) = handle(
+        &config,
+        &expired,
+        Input::Timer(&timer),
+        Observation::Nothing,
+    )
+    .unwrap();
     assert!(again.emit.is_empty(), "expires only once");
 }
 
@@ -483,8 +535,13 @@ fn a_missing_observation_is_a_permanent_error_not_a_guess() {
     .unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
     let (state, _) = pending();
-    let err = handle(&config, &state, Input::Record(&finalize()), Observation::Nothing)
-        .unwrap_err();
+    let err = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        Observation::Nothing,
+    )
+    .unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
 }
 
@@ -510,8 +567,20 @@ fn records_the_processor_does_not_consume_are_permanent_errors() {
 fn decisions_are_deterministic() {
     let config = UploadConfig::default();
     let input = request("audio/wav", SIZE);
-    let a = handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
-    let b = handle(&config, &UploadState::default(), Input::Record(&input), url()).unwrap();
+    let a = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&input),
+        url(),
+    )
+    .unwrap();
+    let b = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&input),
+        url(),
+    )
+    .unwrap();
     assert_eq!(a.0.emit[0].metadata, b.0.emit[0].metadata);
     assert_eq!(a.0.schedule, b.0.schedule);
     assert_eq!(a.1, b.1);

@@ -54,7 +54,12 @@ fn request(content_type: &str) -> Incoming {
 }
 
 fn ctx(input: &Incoming) -> Context {
-    Context::new("upload", 0, input.metadata.clone(), &input.metadata.event_id)
+    Context::new(
+        "upload",
+        0,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    )
 }
 
 #[test]
@@ -79,7 +84,9 @@ async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
         panic!("expected a URL, got {observed:?}");
     };
     assert!(
-        url.starts_with(&format!("http://127.0.0.1:1/echo/uploads/{RESOURCE}/source?")),
+        url.starts_with(&format!(
+            "http://127.0.0.1:1/echo/uploads/{RESOURCE}/source?"
+        )),
         "path-style URL for the server-chosen key: {url}"
     );
     assert!(url.contains("X-Amz-Expires=900"), "{url}");
@@ -95,7 +102,11 @@ async fn refused_and_duplicate_requests_cost_no_s3_call() {
     let p = processor();
     let refused = request("video/mp4");
     let observed = p
-        .observe(&UploadState::default(), Input::Record(&refused), &ctx(&refused))
+        .observe(
+            &UploadState::default(),
+            Input::Record(&refused),
+            &ctx(&refused),
+        )
         .await
         .unwrap();
     assert_eq!(observed, Observation::Nothing);

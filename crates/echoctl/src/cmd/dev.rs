@@ -72,7 +72,9 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
 fn scripts_dir() -> PathBuf {
     std::env::var_os("ECHO_STACK_SCRIPTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/stack")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/stack"))
+        })
 }
 
 fn port_of(url: &str) -> String {

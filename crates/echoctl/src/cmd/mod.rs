@@ -4,4 +4,5 @@ pub mod dev;
 pub mod model;
 pub mod run;
 pub mod schemas;
+pub mod submit;
 pub mod topics;

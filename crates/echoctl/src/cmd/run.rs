@@ -33,7 +33,7 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
     };
     match args.processor {
         Which::Upload => {
-            let processor = echo_upload::UploadProcessor::new(&config, Default::default()).await?;
+            let processor = echo_upload::UploadProcessor::new(&config, Default::default())?;
             echo_runtime::run(config, processor, options).await?;
         }
     }

@@ -41,5 +41,9 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         println!("{:<80} {status}", o.subject);
     }
     println!("{} subjects, {incompatible} incompatible", outcomes.len());
-    Ok(if incompatible > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if incompatible > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -38,10 +38,19 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         Action::Describe => {
             let rows = admin::describe(config, &catalogue).await?;
             for row in &rows {
-                println!("{:<44} {:>3} partitions  {}", row.name, row.partitions, describe_drift(&row.drift));
+                println!(
+                    "{:<44} {:>3} partitions  {}",
+                    row.name,
+                    row.partitions,
+                    describe_drift(&row.drift)
+                );
             }
             let drifted = rows.iter().any(|r| r.drift != Drift::InSync);
-            Ok(if drifted { ExitCode::from(3) } else { ExitCode::SUCCESS })
+            Ok(if drifted {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -50,7 +59,9 @@ fn describe_drift(drift: &Drift) -> String {
     match drift {
         Drift::InSync => "in sync".into(),
         Drift::Missing => "missing".into(),
-        Drift::Partitions { actual, declared } => format!("{actual} partitions, {declared} declared"),
+        Drift::Partitions { actual, declared } => {
+            format!("{actual} partitions, {declared} declared")
+        }
         Drift::Configs(c) => c
             .iter()
             .map(|(k, actual, declared)| format!("{k}={actual} (declared {declared})"))

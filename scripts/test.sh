@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): installs what is missing, builds, starts the
+# local stack (Kafka, Schema Registry, S3, whisper model), then runs lints and every test
+# against it. Idempotent: a second run reuses installs and running services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/stack/install.sh
+cargo build --workspace --all-targets
+cargo run --quiet -p echoctl -- dev up
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
