@@ -43,7 +43,7 @@ impl Running {
     }
 }
 
-fn of_type<'a, R: Record>(seen: &'a [Seen]) -> Vec<&'a Seen> {
+fn of_type<R: Record>(seen: &[Seen]) -> Vec<&Seen> {
     seen.iter()
         .filter(|s| s.type_name == Some(R::TYPE))
         .collect()

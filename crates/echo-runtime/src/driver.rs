@@ -74,6 +74,20 @@ impl ConsumerContext for RebalanceRecorder {
     }
 }
 
+/// Context of the restore reader: reaching a partition's end is how restoration knows it is
+/// done, not an error worth logging.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            error!(error = %error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 fn tpl_entries(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
         .iter()
@@ -296,13 +310,13 @@ impl<P: Processor> Driver<P> {
         }
         let started = Instant::now();
         let topic = self.config.topic(&changelog_topic(&self.spec.name));
-        let reader: BaseConsumer = ClientConfig::new()
+        let reader: BaseConsumer<RestoreContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
             .set("group.id", format!("{topic}.restore"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(RestoreContext)
             .context("creating restore consumer")?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions {

@@ -164,8 +164,10 @@ mod tests {
     #[test]
     fn dirty_keys_are_emitted_once_and_round_trip() {
         let mut store = StateStore::<u32>::new();
-        let mut ks = KeyState::default();
-        ks.state = 7;
+        let ks = KeyState::<u32> {
+            state: 7,
+            ..Default::default()
+        };
         store.put(3, "k", ks.clone());
         let dirty = store.take_dirty();
         assert_eq!(dirty.len(), 1);

@@ -3,7 +3,7 @@
 //!
 //! Everything here is plain synchronous code with no HTTP in sight, so it can be tested
 //! directly; [`crate::api`] only translates requests into these calls. Mutations build the
-//! next [`State`] on a copy, persist it (when a data file is configured) and only then
+//! next state on a copy, persist it (when a data file is configured) and only then
 //! swap it in, so a failed write leaves the registry exactly as it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,7 +17,7 @@ use crate::error::RegistryError;
 use crate::persist;
 use crate::schema::{self, ParsedSchema, SchemaReference, SchemaSubmission};
 
-/// The version of the data-file layout; bumped if [`State`] changes incompatibly.
+/// The version of the data-file layout; bumped if `State` changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Shorthand for results of store operations.

@@ -337,16 +337,19 @@ fn failed(
 /// else is learned from what the processor emitted (so the state is what the events say).
 pub fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
     match fact {
-        Fact::Consumed(record) if record.is::<UploadRequested>() => {
-            if state.requested.is_none() && !state.is_terminal() {
-                if let Ok(request) = record.decode::<UploadRequested>() {
-                    state.requested = Some(RequestedUpload {
-                        content_type: request.content_type,
-                        declared_size_bytes: request.declared_size_bytes,
-                        object_key: object_key(&record.metadata.correlation_id),
-                        expires_at: None,
-                    });
-                }
+        // Only the first request counts; later ones were ignored by `decide`.
+        Fact::Consumed(record)
+            if record.is::<UploadRequested>()
+                && state.requested.is_none()
+                && !state.is_terminal() =>
+        {
+            if let Ok(request) = record.decode::<UploadRequested>() {
+                state.requested = Some(RequestedUpload {
+                    content_type: request.content_type,
+                    declared_size_bytes: request.declared_size_bytes,
+                    object_key: object_key(&record.metadata.correlation_id),
+                    expires_at: None,
+                });
             }
         }
         Fact::Emitted(out) if out.is::<UploadUrlGenerated>() => {

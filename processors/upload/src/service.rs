@@ -58,9 +58,7 @@ impl S3Service {
     /// Creates the bucket if it does not exist yet; safe to call from every instance at
     /// startup, concurrently.
     pub async fn ensure_bucket(&self) -> Result<()> {
-        // GetBucketLocation rather than ListBuckets: it needs no permission on other buckets,
-        // and rust-s3 cannot parse s3s-fs's ListBuckets answer (no `Owner`).
-        if self.bucket.location().await.is_ok() {
+        if self.bucket_exists().await {
             return Ok(());
         }
         let name = &self.config.bucket;
@@ -77,10 +75,20 @@ impl S3Service {
             Err(S3Error::HttpFailWithBody(409, _)) => Ok(()),
             // A create racing another one can fail otherwise (s3s-fs answers 500); what
             // matters is whether the bucket is there now.
-            Err(_) if self.bucket.location().await.is_ok() => Ok(()),
+            Err(_) if self.bucket_exists().await => Ok(()),
             Err(e) => Err(e)
                 .with_context(|| format!("creating bucket {name} at {}", self.config.endpoint)),
         }
+    }
+
+    /// Whether the bucket is there and readable. Lists at most one key: ListBuckets needs
+    /// rights on every bucket and rust-s3 cannot parse s3s-fs's answer (no `Owner`), and
+    /// rust-s3's GetBucketLocation is broken with path-style addressing.
+    async fn bucket_exists(&self) -> bool {
+        self.bucket
+            .list_page("uploads/".into(), None, None, None, Some(1))
+            .await
+            .is_ok()
     }
 
     /// A URL that lets its holder PUT `key` for `ttl_secs`, only with exactly this

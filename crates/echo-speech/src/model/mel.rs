@@ -72,7 +72,11 @@ pub(crate) fn filters(n_mels: usize) -> Vec<f32> {
         for (k, &f) in fftfreqs.iter().enumerate() {
             let lower = -(mel_f[i] - f) / fdiff_lo;
             let upper = (mel_f[i + 2] - f) / fdiff_hi;
-            let w = lower.min(upper).max(0.0) as f32;
+            // np.maximum(0, np.minimum(lower, upper)) with numpy's exact
+            // semantics; f64::min/max leave the sign of a zero result
+            // unspecified, which would make the bytes build-dependent.
+            let tri = if lower <= upper { lower } else { upper };
+            let w = if 0.0 >= tri { 0.0 } else { tri as f32 };
             out[i * N_BINS + k] = (f64::from(w) * enorm) as f32;
         }
     }
@@ -95,5 +99,7 @@ mod tests {
         }
         // Known value of librosa.filters.mel(sr=16000, n_fft=400, n_mels=80)[0, 1].
         assert!((f[1] - 0.024_862_595).abs() < 1e-7, "got {}", f[1]);
+        // Zeros are +0.0, as numpy writes them (the sign would change the bytes).
+        assert_eq!(f[0].to_bits(), 0);
     }
 }

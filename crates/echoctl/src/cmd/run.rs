@@ -34,6 +34,7 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
     match args.processor {
         Which::Upload => {
             let processor = echo_upload::UploadProcessor::new(&config, Default::default())?;
+            processor.s3().ensure_bucket().await?;
             echo_runtime::run(config, processor, options).await?;
         }
     }

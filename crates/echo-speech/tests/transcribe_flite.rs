@@ -1,0 +1,101 @@
+//! End to end: synthetic speech (flite) → decode → whisper → exact text.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use echo_speech::audio::decode_to_mono_16k;
+use echo_speech::model::prepare;
+use echo_speech::transcriber::{Segment, Transcriber, TranscriberConfig};
+
+/// A sentence tiny.en transcribes word for word from flite's `slt` voice.
+const SENTENCE: &str =
+    "Please call Stella and ask her to bring these things with her from the store.";
+
+/// Lowercase, punctuation removed, whitespace collapsed.
+fn normalize(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn flite(text: &str, out: &Path) {
+    let status = Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(out)
+        .status()
+        .expect("flite must be installed (apt install flite)");
+    assert!(status.success(), "flite failed: {status}");
+}
+
+fn joined(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn flite_sentence_is_transcribed_exactly() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = tmp.path().join("speech.wav");
+    flite(SENTENCE, &wav);
+
+    let model = prepare(&echo_speech::default_data_dir(), false).expect("prepare model");
+    let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
+    let duration_ms = samples.len() as u64 * 1000 / 16_000;
+    assert!(duration_ms > 2_000, "speech too short: {duration_ms} ms");
+
+    let transcriber =
+        Arc::new(Transcriber::new(&model.path, TranscriberConfig::default()).expect("load"));
+
+    // The same model serves two threads at once; each call has its own state.
+    let (here, there) = std::thread::scope(|s| {
+        let other = {
+            let t = Arc::clone(&transcriber);
+            let samples = &samples;
+            s.spawn(move || t.transcribe(samples))
+        };
+        let here = transcriber.transcribe(&samples);
+        (here, other.join().expect("thread panicked"))
+    });
+    let segments = here.expect("transcribe");
+    assert_eq!(segments, there.expect("transcribe in second thread"));
+
+    assert_eq!(normalize(&joined(&segments)), normalize(SENTENCE));
+    for s in &segments {
+        assert!(s.start_ms < s.end_ms, "{s:?}");
+        assert!(
+            s.end_ms <= duration_ms + 1_000,
+            "{s:?} beyond {duration_ms} ms"
+        );
+        assert!(s.confidence > 0.5 && s.confidence <= 1.0, "{s:?}");
+    }
+}
+
+#[test]
+fn empty_input_gives_no_segments() {
+    let model = prepare(&echo_speech::default_data_dir(), false).expect("prepare model");
+    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
+    assert!(transcriber.transcribe(&[]).expect("transcribe").is_empty());
+}
+
+#[test]
+fn transcriber_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Transcriber>();
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let err = Transcriber::new(Path::new("/nonexistent/model.bin"), Default::default())
+        .expect_err("must fail");
+    assert!(err.to_string().contains("/nonexistent/model.bin"), "{err}");
+}
