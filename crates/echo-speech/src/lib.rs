@@ -7,6 +7,8 @@
 //!
 //! [`default_data_dir`] says where models and caches live unless configured.
 
+#![warn(missing_docs)]
+
 pub mod audio;
 mod data_dir;
 pub mod model;

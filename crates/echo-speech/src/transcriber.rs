@@ -12,7 +12,7 @@ use tracing::debug;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 /// Sample rate, in Hz, of the audio [`Transcriber::transcribe`] accepts.
-pub const SAMPLE_RATE: u32 = 16_000;
+pub const SAMPLE_RATE: u32 = crate::audio::TARGET_SAMPLE_RATE;
 
 /// Errors of model loading and transcription.
 #[derive(Debug, thiserror::Error)]

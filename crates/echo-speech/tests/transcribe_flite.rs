@@ -99,3 +99,19 @@ fn missing_model_is_a_clear_error() {
         .expect_err("must fail");
     assert!(err.to_string().contains("/nonexistent/model.bin"), "{err}");
 }
+
+#[test]
+fn zero_threads_is_rejected() {
+    let config = TranscriberConfig {
+        threads: 0,
+        ..TranscriberConfig::default()
+    };
+    let err = Transcriber::new(Path::new("/nonexistent/model.bin"), config).expect_err("must fail");
+    assert!(
+        matches!(
+            err,
+            echo_speech::transcriber::TranscribeError::InvalidConfig(_)
+        ),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgo
 use serde::{Deserialize, Serialize};
 
 use crate::config::UploadConfig;
-use crate::service::ObjectFacts;
+use echo_storage::ObjectFacts;
 
 /// Name of the per-resource timer that expires an upload nobody finalized.
 pub const EXPIRY_TIMER: &str = "upload-expiry";
@@ -86,7 +86,7 @@ pub enum RequestVerdict {
 /// The object key for a resource's audio. Server-generated from the resource id alone: a
 /// client-chosen file name must never pick where bytes land in the bucket.
 pub fn object_key(resource_id: &str) -> String {
-    format!("uploads/{resource_id}/source")
+    echo_storage::keys::upload(resource_id)
 }
 
 /// Whether a resource id is safe inside an object key: ids are UUIDs, and anything with `/`,

@@ -11,11 +11,10 @@
 //! - no finalize before the URL expires → `upload.expired` and `upload.failed`.
 //!
 //! Like every processor it is split in three: [`config`] (its settings), [`decide`] (pure
-//! logic, the Decider's `decide` and `evolve`) and [`service`] (the I/O `observe` does).
+//! logic, the Decider's `decide` and `evolve`) and `echo_storage` (the S3 I/O `observe` does).
 
 pub mod config;
 pub mod decide;
-pub mod service;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
@@ -23,7 +22,7 @@ use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Pro
 
 pub use config::UploadConfig;
 pub use decide::{Observation, RequestedUpload, UploadState};
-pub use service::{ObjectFacts, S3Service};
+pub use echo_storage::{ObjectFacts, S3Service};
 
 /// The upload processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]

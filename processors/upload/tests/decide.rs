@@ -137,7 +137,7 @@ fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
     .unwrap();
 
     let generated: UploadUrlGenerated = only(&decision);
-    assert_eq!(generated.object_key, format!("uploads/{RESOURCE}/source"));
+    assert_eq!(generated.object_key, format!("resources/{RESOURCE}/upload"));
     assert_eq!(generated.upload_url, "http://s3/presigned");
     assert_eq!(generated.content_type, "audio/wav");
     assert_eq!(generated.expires_at, NOW + 900_000);

@@ -85,7 +85,7 @@ async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
     };
     assert!(
         url.starts_with(&format!(
-            "http://127.0.0.1:1/echo/uploads/{RESOURCE}/source?"
+            "http://127.0.0.1:1/echo/resources/{RESOURCE}/upload?"
         )),
         "path-style URL for the server-chosen key: {url}"
     );

@@ -3,7 +3,7 @@
 //! not there: a pre-signed URL that does not enforce its content type must not go unnoticed.
 
 use echo_runtime::EchoConfig;
-use echo_upload::{ObjectFacts, S3Service};
+use echo_storage::{ObjectFacts, S3Service};
 
 const AUDIO: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt not really audio, just bytes";
 
@@ -20,7 +20,7 @@ async fn service() -> S3Service {
 }
 
 fn fresh_key() -> String {
-    format!("uploads/{}/source", uuid::Uuid::new_v4())
+    echo_storage::keys::upload(&uuid::Uuid::new_v4().to_string())
 }
 
 async fn put(url: &str, content_type: Option<&str>, body: &'static [u8]) -> reqwest::StatusCode {

@@ -86,7 +86,7 @@ impl S3Service {
     /// rust-s3's GetBucketLocation is broken with path-style addressing.
     async fn bucket_exists(&self) -> bool {
         self.bucket
-            .list_page("uploads/".into(), None, None, None, Some(1))
+            .list_page(keys::ROOT.into(), None, None, None, Some(1))
             .await
             .is_ok()
     }
@@ -157,5 +157,27 @@ fn classify(e: S3Error, what: &str) -> HandlerError {
         | S3Error::InvalidHeaderName(_)
         | S3Error::UrlParse(_) => HandlerError::Permanent(format!("{what}: {e}")),
         e => HandlerError::Transient(format!("{what}: {e}")),
+    }
+}
+
+/// Where a resource's objects live: everything of one resource under one prefix, so cleanup
+/// is a single prefix delete and no key is ever derived from client input.
+pub mod keys {
+    /// Prefix of all resources.
+    pub const ROOT: &str = "resources/";
+
+    /// Every object of a resource starts with this.
+    pub fn prefix(resource_id: &str) -> String {
+        format!("{ROOT}{resource_id}/")
+    }
+
+    /// The uploaded source audio.
+    pub fn upload(resource_id: &str) -> String {
+        format!("{}upload", prefix(resource_id))
+    }
+
+    /// A report artifact (`transcript.txt`, `transcript.srt`, …).
+    pub fn report(resource_id: &str, file: &str) -> String {
+        format!("{}report/{file}", prefix(resource_id))
     }
 }
