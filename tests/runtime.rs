@@ -56,6 +56,16 @@ fn caused_by<'a, R: Record>(seen: &'a [Seen], event_id: &str) -> Vec<&'a Seen> {
         .collect()
 }
 
+/// Waits until the output caused by `input` is committed; returns the whole topic.
+async fn url_generated_for(env: &TestEnv, input: &UploadRequested) -> Vec<Seen> {
+    let cause = input.metadata.event_id.as_str();
+    wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
+        !caused_by::<UploadUrlGenerated>(s, cause).is_empty()
+    })
+    .await
+    .unwrap()
+}
+
 fn url_of(seen: &Seen) -> String {
     let value = seen.value.clone().unwrap();
     apache_avro::from_value::<UploadUrlGenerated>(&value)
@@ -113,11 +123,7 @@ async fn a_duplicate_input_event_has_no_second_effect() {
     publisher.publish("res-1", &twice).await.unwrap();
     let marker = request("res-1", "b.wav", None);
     publisher.publish("res-1", &marker).await.unwrap();
-    let seen = wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
-        !caused_by::<UploadUrlGenerated>(s, &marker.metadata.event_id).is_empty()
-    })
-    .await
-    .unwrap();
+    let seen = url_generated_for(&env, &marker).await;
     running.stop().await;
     assert_eq!(
         caused_by::<UploadUrlGenerated>(&seen, "dup-event-1").len(),
@@ -144,11 +150,7 @@ async fn state_and_a_pending_timer_survive_a_restart_and_the_timer_fires_once() 
     let first = request("res-t", &format!("{WITH_TIMER}.wav"), None);
     let running = start(&env.config, TestProcessor::default());
     publisher.publish("res-t", &first).await.unwrap();
-    wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
-        !caused_by::<UploadUrlGenerated>(s, &first.metadata.event_id).is_empty()
-    })
-    .await
-    .unwrap();
+    url_generated_for(&env, &first).await;
     // Stopped before the timer (2 s) is due; it must fire after the restart.
     running.stop().await;
     let seen = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed)
@@ -201,11 +203,7 @@ async fn transient_failures_climb_the_retry_tiers_then_succeed() {
     let running = start(&env.config, processor.clone());
     let flaky = request("res-r", &format!("{TRANSIENT}2-x.wav"), None);
     publisher.publish("res-r", &flaky).await.unwrap();
-    let seen = wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
-        !caused_by::<UploadUrlGenerated>(s, &flaky.metadata.event_id).is_empty()
-    })
-    .await
-    .unwrap();
+    let seen = url_generated_for(&env, &flaky).await;
     running.stop().await;
     assert_eq!(
         caused_by::<UploadUrlGenerated>(&seen, &flaky.metadata.event_id).len(),
@@ -284,11 +282,7 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
     })
     .await
     .unwrap();
-    let events = wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
-        !caused_by::<UploadUrlGenerated>(s, &good.metadata.event_id).is_empty()
-    })
-    .await
-    .unwrap();
+    let events = url_generated_for(&env, &good).await;
     running.stop().await;
     assert_eq!(
         of_type::<UploadUrlGenerated>(&events).len(),

@@ -5,13 +5,10 @@
 //! * [`audio`]: probing and decoding audio files to 16 kHz mono `f32`.
 //! * [`transcriber`]: whisper.cpp transcription of 16 kHz mono samples.
 //!
-//! [`default_data_dir`] says where models and caches live unless configured.
+//! Where models and caches live is the caller's choice (`data_dir` in echo's configuration).
 
 #![warn(missing_docs)]
 
 pub mod audio;
-mod data_dir;
 pub mod model;
 pub mod transcriber;
-
-pub use data_dir::{default_data_dir, DATA_DIR_ENV};

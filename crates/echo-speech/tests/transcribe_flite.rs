@@ -48,7 +48,11 @@ fn flite_sentence_is_transcribed_exactly() {
     let wav = tmp.path().join("speech.wav");
     flite(SENTENCE, &wav);
 
-    let model = prepare(&echo_speech::default_data_dir(), false).expect("prepare model");
+    let model = prepare(
+        &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        false,
+    )
+    .expect("prepare model");
     let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
     let duration_ms = samples.len() as u64 * 1000 / 16_000;
     assert!(duration_ms > 2_000, "speech too short: {duration_ms} ms");
@@ -82,7 +86,11 @@ fn flite_sentence_is_transcribed_exactly() {
 
 #[test]
 fn empty_input_gives_no_segments() {
-    let model = prepare(&echo_speech::default_data_dir(), false).expect("prepare model");
+    let model = prepare(
+        &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        false,
+    )
+    .expect("prepare model");
     let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
     assert!(transcriber.transcribe(&[]).expect("transcribe").is_empty());
 }

@@ -2,6 +2,7 @@
 //!
 //! Only the `observe` step and startup call this; `decide` gets what it found as plain data.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -11,10 +12,15 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::{Bucket, BucketConfiguration, Region};
+use tokio::io::AsyncWriteExt;
 
 /// How long one S3 call may take before it counts as a transient failure; short enough that
 /// a hung object store does not stall a partition's transaction for long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long downloading a whole object (audio up to the upload limit) may take: far more
+/// bytes than the small requests [`REQUEST_TIMEOUT`] is meant for.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a HEAD of the uploaded object says, the facts `upload.finalize` is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +130,97 @@ impl S3Service {
             Err(e) => Err(classify(e, "HEAD of the uploaded object")),
         }
     }
+
+    /// Streams the object at `key` into the file at `path` (created or truncated) and returns
+    /// its size, or `None` (leaving no file) when nothing is stored there. Streaming keeps
+    /// large audio out of memory; callers wanting an all-or-nothing file download to a
+    /// temporary path and rename it.
+    pub async fn download_to(&self, key: &str, path: &Path) -> Result<Option<u64>, HandlerError> {
+        let local = |e: std::io::Error| {
+            HandlerError::Transient(format!("writing {key} to {}: {e}", path.display()))
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        // A whole object can take longer than one small request may.
+        let bucket = self
+            .bucket
+            .with_request_timeout(TRANSFER_TIMEOUT)
+            .map_err(|e| classify(e, "configuring a download"))?;
+        let got = bucket.get_object_to_writer(key, &mut file).await;
+        let flushed = file.flush().await;
+        drop(file);
+        let failure = match (got, flushed) {
+            (Ok(status), Ok(())) if (200..300).contains(&status) => {
+                let size = tokio::fs::metadata(path).await.map_err(local)?.len();
+                return Ok(Some(size));
+            }
+            (Err(S3Error::HttpFailWithBody(404, _)) | Ok(404), _) => None,
+            (Err(e), _) => Some(classify(e, &format!("GET of {key}"))),
+            (Ok(status), Ok(())) => Some(HandlerError::Transient(format!(
+                "GET of {key}: HTTP {status}"
+            ))),
+            (Ok(_), Err(e)) => Some(local(e)),
+        };
+        // Never leave a partial or empty file behind that could pass for the object.
+        let _ = tokio::fs::remove_file(path).await;
+        failure.map_or(Ok(None), Err)
+    }
+
+    /// Stores `bytes` at `key` with this `Content-Type`, replacing what was there: writing
+    /// the same bytes again is harmless, so a retried handler may simply write again.
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<(), HandlerError> {
+        self.bucket
+            .put_object_with_content_type(key, bytes, content_type)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, &format!("PUT of {key}")))
+    }
+
+    /// The bytes stored at `key`, or `None` if nothing is stored there.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, HandlerError> {
+        match self.bucket.get_object(key).await {
+            Ok(response) => Ok(Some(response.to_vec())),
+            // With `fail-on-err`, a missing object is an error carrying its status.
+            Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
+            Err(e) => Err(classify(e, &format!("GET of {key}"))),
+        }
+    }
+
+    /// Deletes every object under `prefix` and returns how many were deleted; idempotent, so
+    /// a retried cleanup deletes what is left (0 when nothing is). Only a whole resource's
+    /// prefix is accepted: an empty or foreign prefix would delete other resources' objects.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u32, HandlerError> {
+        if !keys::is_resource_prefix(prefix) {
+            return Err(HandlerError::Permanent(format!(
+                "refusing to delete under {prefix:?}: not the prefix of one resource"
+            )));
+        }
+        let mut deleted = 0;
+        loop {
+            // Always the first page: what was listed before is deleted by now, so there is no
+            // continuation token to keep. `list_page`, not `list`: the latter fails on s3s-fs.
+            let (page, _) = self
+                .bucket
+                .list_page(prefix.into(), None, None, None, Some(1000))
+                .await
+                .map_err(|e| classify(e, "listing objects to delete"))?;
+            for object in &page.contents {
+                match self.bucket.delete_object(&object.key).await {
+                    Ok(_) => deleted += 1,
+                    // Gone between list and delete (a concurrent cleanup): not ours to count.
+                    Err(S3Error::HttpFailWithBody(404, _)) => {}
+                    Err(e) => return Err(classify(e, "deleting an object")),
+                }
+            }
+            if page.contents.is_empty() || !page.is_truncated {
+                return Ok(deleted);
+            }
+        }
+    }
 }
 
 /// The endpoint as a custom region, so any S3-compatible server works.
@@ -169,6 +266,15 @@ pub mod keys {
     /// Every object of a resource starts with this.
     pub fn prefix(resource_id: &str) -> String {
         format!("{ROOT}{resource_id}/")
+    }
+
+    /// Whether `prefix` is exactly one resource's [`prefix`] (`resources/<id>/`, the id
+    /// non-empty, without `/` and not `.` or `..`): the only prefixes a cleanup may delete.
+    pub fn is_resource_prefix(prefix: &str) -> bool {
+        prefix
+            .strip_prefix(ROOT)
+            .and_then(|rest| rest.strip_suffix('/'))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/') && id != "." && id != "..")
     }
 
     /// The uploaded source audio.

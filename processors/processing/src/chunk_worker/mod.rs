@@ -1,1 +1,266 @@
-//! (being written)
+//! The `chunk-worker` processor: the consumer group on `echo.processing.chunk-commands`.
+//!
+//! Each `chunk.process` names a time range of a job's audio. The worker fetches the audio
+//! (once per file: a local cache, since one worker gets many chunks of the same file),
+//! decodes only that range, transcribes it with whisper and emits `chunk.processing.started`
+//! followed by `chunk.processing.completed` (segments on the whole audio's time line) or
+//! `chunk.processing.failed`, in one transaction, keyed by the resource id.
+//!
+//! Split like every processor: [`config`] (settings), [`decide`] (pure rules) and the I/O in
+//! [`ChunkWorker::observe`] (S3, decoding, whisper).
+
+pub mod config;
+pub mod decide;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result};
+use echo_catalog::events::ChunkProcess;
+use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_speech::audio::{decode_range, AudioError};
+use echo_speech::transcriber::{Transcriber, TranscriberConfig};
+use echo_storage::S3Service;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+pub use config::ChunkWorkerConfig;
+pub use decide::{ChunkWorkerState, Observation, Verdict};
+
+/// The chunk worker, run by `echo_runtime::run`.
+#[derive(Debug, Clone)]
+pub struct ChunkWorker {
+    /// Its settings (threads, worker name, cache size, the test-only delay).
+    worker: ChunkWorkerConfig,
+    /// The whisper model, loaded once at startup (loading per chunk would cost more than
+    /// transcribing); in an `Arc` so the blocking transcription task can hold it.
+    transcriber: Arc<Transcriber>,
+    /// The bucket the uploaded audio is read from.
+    s3: S3Service,
+    /// Where downloaded source files are kept (`<data_dir>/cache/objects/`).
+    cache_dir: PathBuf,
+}
+
+impl ChunkWorker {
+    /// A worker over the bucket of `config.s3` with the whisper model of `config.data_dir`
+    /// (prepared there if missing); fails on unusable settings or a model that does not load.
+    pub fn new(config: &EchoConfig, worker: ChunkWorkerConfig) -> Result<ChunkWorker> {
+        worker.validate()?;
+        let model = echo_speech::model::prepare(&config.data_dir, false)
+            .context("preparing the whisper model")?;
+        let transcriber = Transcriber::new(
+            &model.path,
+            TranscriberConfig {
+                threads: worker.threads,
+                ..TranscriberConfig::default()
+            },
+        )
+        .context("loading the whisper model")?;
+        if let Some(ms) = worker.test_delay_ms {
+            warn!(
+                delay_ms = ms,
+                "chunk worker delays every chunk (test-only setting)"
+            );
+        }
+        info!(model = %model.path.display(), sha256 = %model.sha256, worker = %worker.worker_name,
+            threads = worker.threads, "chunk worker ready");
+        Ok(ChunkWorker {
+            worker,
+            transcriber: Arc::new(transcriber),
+            s3: S3Service::new(config)?,
+            cache_dir: config.data_dir.join("cache").join("objects"),
+        })
+    }
+
+    /// The object store it reads from, for startup checks.
+    pub fn s3(&self) -> &S3Service {
+        &self.s3
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ChunkWorkerConfig {
+        &self.worker
+    }
+
+    /// Where the object at `key` is cached locally: named by a hash of the key, so any key
+    /// maps to one safe file name.
+    pub fn cache_path(&self, key: &str) -> PathBuf {
+        self.cache_dir
+            .join(hex::encode(Sha256::digest(key.as_bytes())))
+    }
+
+    /// The local copy of the object at `key`, downloaded unless already cached. Uploaded
+    /// audio never changes under its key, so a cached copy stays valid.
+    async fn fetch(&self, key: &str) -> Result<PathBuf, HandlerError> {
+        let path = self.cache_path(key);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            debug!(key, path = %path.display(), "source audio cached");
+            // Marks it recently used, for the cache's eviction.
+            touch(&path);
+            return Ok(path);
+        }
+        tokio::fs::create_dir_all(&self.cache_dir)
+            .await
+            .map_err(|e| {
+                HandlerError::Transient(format!("creating {}: {e}", self.cache_dir.display()))
+            })?;
+        // Downloaded beside and renamed into place, so no reader (another worker process on
+        // the same disk) ever sees a partial file.
+        let partial = path.with_extension(format!(
+            "partial-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        let Some(size) = self.s3.download_to(key, &partial).await? else {
+            // The upload completed before the command was issued, so this is the store not
+            // (yet) showing it, or a cleanup racing the job: retried, then the DLQ.
+            return Err(HandlerError::Transient(format!("no object at {key}")));
+        };
+        if let Err(e) = tokio::fs::rename(&partial, &path).await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(HandlerError::Transient(format!(
+                "moving the download of {key} to {}: {e}",
+                path.display()
+            )));
+        }
+        info!(key, size, path = %path.display(), "source audio downloaded");
+        evict(&self.cache_dir, &path, self.worker.cache_max_files);
+        Ok(path)
+    }
+}
+
+/// Sets the file's modification time to now; failure only affects eviction order.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Deletes the least recently used cached files beyond `max_files`, never `keep` (the file
+/// about to be transcribed) and never another process's download in progress.
+fn evict(dir: &Path, keep: &Path, max_files: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_none() && p != keep)
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    // `keep` is one of the `max_files`.
+    let excess = (files.len() + 1).saturating_sub(max_files);
+    files.sort();
+    for (_, path) in files.into_iter().take(excess) {
+        // A worker still decoding it keeps its open file; a later chunk downloads it again.
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!(path = %path.display(), "evicted cached source audio"),
+            Err(e) => debug!(path = %path.display(), error = %e, "eviction failed"),
+        }
+    }
+}
+
+/// Decodes the chunk's range and transcribes it (blocking: CPU-bound whisper). `Ok(Err)` is
+/// a chunk that cannot be transcribed; `Err` is local trouble worth a retry.
+fn transcribe_range(
+    transcriber: &Transcriber,
+    path: &Path,
+    command: &ChunkProcess,
+) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
+    let range = match decide::chunk_range(command) {
+        Ok(range) => range,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let samples = match decode_range(path, range.clone()) {
+        Ok(samples) => samples,
+        // The cached file vanished or the disk failed: not the audio's fault.
+        Err(e @ AudioError::Io { .. }) => return Err(HandlerError::Transient(e.to_string())),
+        Err(e) => {
+            return Ok(Err(format!(
+                "decoding {}..{} ms: {e}",
+                range.start, range.end
+            )))
+        }
+    };
+    if samples.is_empty() {
+        return Ok(Err(format!(
+            "no audio in {}..{} ms: the range lies beyond the end of the audio",
+            range.start, range.end
+        )));
+    }
+    Ok(transcriber
+        .transcribe(&samples)
+        .map_err(|e| format!("transcribing {}..{} ms: {e}", range.start, range.end)))
+}
+
+impl Processor for ChunkWorker {
+    type State = ChunkWorkerState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "chunk-worker"
+    }
+
+    /// Downloads and transcribes only for a command that will be reported, so re-delivered
+    /// and stale commands cost nothing.
+    async fn observe(
+        &self,
+        state: &ChunkWorkerState,
+        input: Input<'_>,
+        _ctx: &Context,
+    ) -> Result<Observation, HandlerError> {
+        let Input::Record(record) = input else {
+            return Ok(Observation::Skipped);
+        };
+        if !record.is::<ChunkProcess>() {
+            return Ok(Observation::Skipped);
+        }
+        let command: ChunkProcess = record.decode()?;
+        if decide::screen(state, &command) == Verdict::Ignore {
+            debug!(job_id = %command.job_id, chunk_index = command.chunk_index,
+                attempt = command.attempt, "chunk already handled");
+            return Ok(Observation::Skipped);
+        }
+        if let Err(reason) = decide::chunk_range(&command) {
+            return Ok(Observation::Failed(reason));
+        }
+        let path = self.fetch(&command.object_key).await?;
+        if let Some(ms) = self.worker.test_delay_ms {
+            // Test-only: simulates a hung worker (see `ChunkWorkerConfig::test_delay_ms`).
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let transcriber = Arc::clone(&self.transcriber);
+        let (start_ms, end_ms) = (command.start_ms, command.end_ms);
+        let outcome =
+            tokio::task::spawn_blocking(move || transcribe_range(&transcriber, &path, &command))
+                .await;
+        Ok(match outcome {
+            Ok(Ok(Ok(local))) => {
+                Observation::Transcribed(decide::global_segments(start_ms, end_ms, &local))
+            }
+            Ok(Ok(Err(reason))) => Observation::Failed(reason),
+            Ok(Err(e)) => return Err(e),
+            // A panic inside the decoder or whisper is this audio's problem: report the chunk
+            // as failed so the aggregator's retry limit applies, instead of looping here.
+            Err(e) => Observation::Failed(format!("transcription crashed: {e}")),
+        })
+    }
+
+    fn decide(
+        &self,
+        state: &ChunkWorkerState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide::decide(&self.worker, state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
+        decide::evolve(state, fact)
+    }
+}

@@ -1,1 +1,256 @@
-//! (being written)
+//! The `validation` processor: the entry point of the Processing context.
+//!
+//! It consumes `echo.upload.events` and produces `echo.processing.events` and
+//! `echo.processing.chunk-commands` (see `topics/topics.toml`). On the first
+//! `upload.completed` of a resource it downloads the audio, probes it and decodes it (proof
+//! that the chunk workers will be able to), checks it against [`ValidationConfig`], and
+//! either fails it (`validation.failed`) or plans the transcription job: `validation.passed`,
+//! `processing.job.created` and one `chunk.process` command per chunk.
+//!
+//! Split like every processor: [`config`] (settings), [`decide`] (pure `decide`/`evolve`),
+//! and the I/O in `observe` below (S3 download, CPU-bound decoding on a blocking thread).
+
+pub mod config;
+pub mod decide;
+
+use std::path::Path;
+
+use anyhow::Result;
+use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
+use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_speech::audio::{self, AudioError, AudioInfo};
+use echo_storage::S3Service;
+
+pub use config::ValidationConfig;
+pub use decide::{plan_chunks, AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
+
+/// Samples per millisecond of what `echo_speech::audio` decodes to (16 kHz).
+const SAMPLES_PER_MS: u64 = audio::TARGET_SAMPLE_RATE as u64 / 1000;
+
+/// The validation processor, run by `echo_runtime::run`.
+#[derive(Debug, Clone)]
+pub struct ValidationProcessor {
+    /// The limits and the chunk plan.
+    validation: ValidationConfig,
+    /// The bucket the uploaded audio is read from.
+    s3: S3Service,
+}
+
+impl ValidationProcessor {
+    /// A processor over the bucket of `config.s3`; fails on unusable settings. Does no I/O.
+    pub fn new(config: &EchoConfig, validation: ValidationConfig) -> Result<ValidationProcessor> {
+        validation.validate()?;
+        Ok(ValidationProcessor {
+            validation,
+            s3: S3Service::new(config)?,
+        })
+    }
+
+    /// The object store it reads from, for startup checks.
+    pub fn s3(&self) -> &S3Service {
+        &self.s3
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ValidationConfig {
+        &self.validation
+    }
+}
+
+impl Processor for ValidationProcessor {
+    type State = ValidationState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "validation"
+    }
+
+    /// Downloads and examines the audio only for a first `upload.completed`, so duplicates and
+    /// the other upload events cost no S3 call and no decoding.
+    async fn observe(
+        &self,
+        state: &ValidationState,
+        input: Input<'_>,
+        _ctx: &Context,
+    ) -> Result<Observation, HandlerError> {
+        if !decide::needs_examination(state, input) {
+            return Ok(Observation::Nothing);
+        }
+        let Input::Record(record) = input else {
+            return Ok(Observation::Nothing);
+        };
+        let completed: UploadCompleted = record.decode()?;
+        // A private directory, removed when dropped (also on every early return).
+        let dir = tempfile::tempdir()
+            .map_err(|e| HandlerError::Transient(format!("creating a temporary directory: {e}")))?;
+        let path = dir.path().join(file_name_for(&completed.content_type));
+        let size = self.s3.download_to(&completed.object_key, &path).await?;
+        match size {
+            None => {
+                return Ok(Observation::Refused(
+                    ValidationFailureReason::Undecodable,
+                    format!("nothing is stored at {}", completed.object_key),
+                ))
+            }
+            Some(0) => {
+                return Ok(Observation::Refused(
+                    ValidationFailureReason::Empty,
+                    "the uploaded file is empty (0 bytes)".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+        let config = self.validation.clone();
+        // Probing and decoding are CPU-bound: keep them off the async worker threads.
+        tokio::task::spawn_blocking(move || {
+            let observed = examine(&config, &path);
+            drop(dir);
+            observed
+        })
+        .await
+        // A panicking decoder was fed this file; it would panic again on every retry.
+        .map_err(|e| HandlerError::Permanent(format!("examining the audio panicked: {e}")))?
+    }
+
+    fn decide(
+        &self,
+        state: &ValidationState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide::decide(&self.validation, state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: ValidationState, fact: Fact<'_>) -> ValidationState {
+        decide::evolve(state, fact)
+    }
+}
+
+/// Probes the file, then decodes it from the start up to just past the duration limit: that
+/// proves every accepted sample decodes and measures the true duration, while the memory it
+/// takes stays bounded by the limit even when the container states no (or a false) duration.
+/// A file the probe alone condemns (too many channels, a refused codec, a stated duration over
+/// the limit) is not decoded at all.
+fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, HandlerError> {
+    let info = match audio::probe(path) {
+        Ok(info) => info,
+        Err(e) => return refusal(e),
+    };
+    let stated_ms = info
+        .duration
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let probed = facts(&info, stated_ms.unwrap_or(0));
+    let condemned = decide::check_limits(config, &probed).is_some_and(|(reason, _)| {
+        !matches!(
+            reason,
+            ValidationFailureReason::Empty | ValidationFailureReason::TooShort
+        )
+    });
+    if condemned {
+        return Ok(Observation::Audio(probed));
+    }
+    // One ms past the limit: enough to tell "too long" from "exactly at the limit".
+    let until_ms = u64::try_from(config.max_duration_ms).unwrap_or(0) + 1;
+    let samples = match audio::decode_range(path, 0..until_ms) {
+        Ok(samples) => samples,
+        Err(e) => return refusal(e),
+    };
+    let decoded_ms = i64::try_from(samples.len() as u64 / SAMPLES_PER_MS).unwrap_or(i64::MAX);
+    Ok(Observation::Audio(facts(&info, decoded_ms)))
+}
+
+fn facts(info: &AudioInfo, duration_ms: i64) -> AudioFacts {
+    AudioFacts {
+        container: info.container.clone(),
+        codec: info.codec.clone(),
+        channels: i32::try_from(info.channels).unwrap_or(i32::MAX),
+        sample_rate_hz: i32::try_from(info.sample_rate).unwrap_or(i32::MAX),
+        duration_ms,
+    }
+}
+
+/// Turns what the decoder refused into the reason a client is told; trouble reading the local
+/// temporary file is the machine's fault, not the file's, and is retried.
+fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
+    let reason = match &error {
+        AudioError::Io { .. } => return Err(HandlerError::Transient(error.to_string())),
+        AudioError::InvalidRange { .. } => return Err(HandlerError::Permanent(error.to_string())),
+        AudioError::UnsupportedCodec { .. } => ValidationFailureReason::UnsupportedCodec,
+        AudioError::NoAudioTrack { .. } => ValidationFailureReason::Empty,
+        AudioError::UnsupportedFormat { .. }
+        | AudioError::Corrupt { .. }
+        | AudioError::Resample { .. } => ValidationFailureReason::Undecodable,
+    };
+    Ok(Observation::Refused(reason, without_path(&error)))
+}
+
+/// The decoder's message without the temporary file's path, which means nothing to a client.
+fn without_path(error: &AudioError) -> String {
+    match error {
+        AudioError::UnsupportedFormat { reason, .. } => {
+            format!("not a recognised audio format ({reason})")
+        }
+        AudioError::NoAudioTrack { .. } => "the file holds no audio track".into(),
+        AudioError::UnsupportedCodec { codec, .. } => format!("unsupported audio codec {codec}"),
+        AudioError::Corrupt { reason, .. } => format!("corrupt audio data ({reason})"),
+        other => other.to_string(),
+    }
+}
+
+/// The temporary file's name: its extension is symphonia's format hint, taken from the stored
+/// content type (which the upload processor verified), so headerless formats such as raw MP3
+/// streams are recognised.
+fn file_name_for(content_type: &str) -> &'static str {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    match essence.to_ascii_lowercase().as_str() {
+        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "upload.wav",
+        "audio/flac" | "audio/x-flac" => "upload.flac",
+        "audio/ogg" | "application/ogg" => "upload.ogg",
+        "audio/mpeg" | "audio/mp3" => "upload.mp3",
+        _ => "upload",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_give_format_hints() {
+        assert_eq!(file_name_for("audio/wav"), "upload.wav");
+        assert_eq!(file_name_for("AUDIO/MPEG; charset=x"), "upload.mp3");
+        assert_eq!(file_name_for("video/mp4"), "upload");
+    }
+
+    #[test]
+    fn decoder_errors_map_to_reasons_and_hide_the_temporary_path() {
+        let path = std::path::PathBuf::from("/tmp/secret/upload.wav");
+        let corrupt = AudioError::Corrupt {
+            path: path.clone(),
+            reason: "bad".into(),
+        };
+        let Ok(Observation::Refused(reason, message)) = refusal(corrupt) else {
+            panic!("corrupt audio is refused");
+        };
+        assert_eq!(reason, ValidationFailureReason::Undecodable);
+        assert!(!message.contains("/tmp/secret"), "{message}");
+
+        let codec = AudioError::UnsupportedCodec {
+            path: path.clone(),
+            codec: "opus".into(),
+        };
+        assert!(matches!(
+            refusal(codec),
+            Ok(Observation::Refused(
+                ValidationFailureReason::UnsupportedCodec,
+                _
+            ))
+        ));
+        let io = AudioError::Io {
+            path,
+            source: std::io::Error::other("disk"),
+        };
+        assert!(matches!(refusal(io), Err(HandlerError::Transient(_))));
+    }
+}

@@ -1,0 +1,70 @@
+//! Settings of the chunk worker, loaded from the `chunk-worker` section of echo's configuration.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable that sets [`ChunkWorkerConfig::test_delay_ms`] (tests only).
+pub const TEST_DELAY_ENV: &str = "ECHO_CHUNK_WORKER_TEST_DELAY_MS";
+
+/// How one chunk worker instance transcribes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChunkWorkerConfig {
+    /// CPU threads whisper uses per chunk. 1 by default: many single-threaded workers scale
+    /// better than one multi-threaded one, which collapses on a busy machine (measured).
+    pub threads: usize,
+    /// Name written as `worker` in `chunk.processing.started`, to trace a slow or failing
+    /// worker; the host name (the pod name in Kubernetes) by default.
+    pub worker_name: String,
+    /// TEST ONLY: sleep this long before transcribing each chunk, so tests can simulate a hung
+    /// worker and exercise the aggregator's deadlines. `None` (the default) in every real
+    /// deployment; also set by the environment variable `ECHO_CHUNK_WORKER_TEST_DELAY_MS`.
+    pub test_delay_ms: Option<u64>,
+    /// How many downloaded source files the local cache keeps; the least recently used are
+    /// deleted past it. A worker transcribes many chunks of one file, so a few suffice, and
+    /// the bound keeps the disk from filling up with old uploads.
+    pub cache_max_files: usize,
+}
+
+impl Default for ChunkWorkerConfig {
+    fn default() -> Self {
+        ChunkWorkerConfig {
+            threads: 1,
+            worker_name: default_worker_name(),
+            test_delay_ms: std::env::var(TEST_DELAY_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+            cache_max_files: 8,
+        }
+    }
+}
+
+impl ChunkWorkerConfig {
+    /// Fails on settings no worker can run with, so a bad config stops it at startup.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.threads >= 1,
+            "chunk-worker.threads must be at least 1, got {}",
+            self.threads
+        );
+        ensure!(
+            !self.worker_name.trim().is_empty(),
+            "chunk-worker.worker_name must not be empty"
+        );
+        ensure!(
+            self.cache_max_files >= 1,
+            "chunk-worker.cache_max_files must be at least 1 (the file being transcribed)"
+        );
+        Ok(())
+    }
+}
+
+/// `$HOSTNAME` (set in Kubernetes pods), else `/etc/hostname`, else `worker`.
+fn default_worker_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_string())
+}

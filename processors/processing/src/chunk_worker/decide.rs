@@ -1,0 +1,205 @@
+//! The chunk worker's logic as pure functions: no I/O, so every rule is testable with
+//! hand-made commands and observations.
+//!
+//! Per chunk (the command key `"{job_id}:{chunk_index}"`): a `chunk.process` →
+//! `chunk.processing.started`, then `chunk.processing.completed` (segments on the whole
+//! audio's time line) or `chunk.processing.failed`, all keyed by the resource id. A command
+//! for a chunk already completed, or for an attempt already handled, is ignored.
+
+use std::ops::Range;
+
+use echo_catalog::events::{
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
+};
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use serde::{Deserialize, Serialize};
+
+use super::config::ChunkWorkerConfig;
+
+/// What the worker remembers about one chunk (changelogged as JSON), so a command that was
+/// already handled costs no second transcription.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Missing fields take their defaults, so state changelogged by an older version still loads.
+#[serde(default)]
+pub struct ChunkWorkerState {
+    /// Highest attempt this worker started (and, in the same transaction, finished); a
+    /// command with this attempt or a lower one is a re-delivery or a stale retry.
+    pub handled_attempt: Option<i32>,
+    /// `chunk.processing.completed` was emitted: the result is published, consumers keep the
+    /// first one, so a later attempt (the aggregator re-issuing a late chunk) is not redone.
+    pub completed: bool,
+}
+
+/// What `observe` found out for `decide`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// Nothing was looked at: the input is ignored, not a command, or a timer.
+    Skipped,
+    /// The chunk was transcribed: segments on the whole audio's time line (see
+    /// [`global_segments`]).
+    Transcribed(Vec<Segment>),
+    /// The chunk cannot be transcribed (undecodable range, whisper error): why, for operators.
+    /// An outcome, not an error, so the aggregator sees `chunk.processing.failed` and decides
+    /// about a retry.
+    Failed(String),
+}
+
+/// What a command deserves, decided before any I/O so `observe` transcribes only when the
+/// result will be emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Already completed, or this attempt (or a later one) was already handled.
+    Ignore,
+    /// Transcribe the chunk and report the outcome.
+    Process,
+}
+
+/// Screens a `chunk.process` against what the chunk's state says was done.
+pub fn screen(state: &ChunkWorkerState, command: &ChunkProcess) -> Verdict {
+    let handled = state
+        .handled_attempt
+        .is_some_and(|done| command.attempt <= done);
+    if state.completed || handled {
+        Verdict::Ignore
+    } else {
+        Verdict::Process
+    }
+}
+
+/// The chunk's time range for the decoder, or why it is unusable (negative or empty).
+pub fn chunk_range(command: &ChunkProcess) -> Result<Range<u64>, String> {
+    match (
+        u64::try_from(command.start_ms),
+        u64::try_from(command.end_ms),
+    ) {
+        (Ok(start), Ok(end)) if start < end => Ok(start..end),
+        _ => Err(format!(
+            "invalid chunk range {}..{} ms",
+            command.start_ms, command.end_ms
+        )),
+    }
+}
+
+/// Whisper's segments of a chunk moved onto the whole audio's time line (`+ start_ms`) and
+/// kept inside the chunk `[start_ms, end_ms]` (whisper may place an end past the audio it was
+/// given). Segments without text carry nothing for the transcript and are dropped.
+pub fn global_segments(
+    start_ms: i64,
+    end_ms: i64,
+    local: &[echo_speech::transcriber::Segment],
+) -> Vec<Segment> {
+    let to_global = |offset: u64| {
+        start_ms
+            .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+            .clamp(start_ms, end_ms.max(start_ms))
+    };
+    local
+        .iter()
+        .filter(|s| !s.text.trim().is_empty())
+        .map(|s| {
+            let start = to_global(s.start_ms);
+            Segment {
+                start_ms: start,
+                end_ms: to_global(s.end_ms).max(start),
+                text: s.text.trim().to_string(),
+                confidence: s.confidence.clamp(0.0, 1.0),
+            }
+        })
+        .collect()
+}
+
+/// Decides what an input causes, given the state and what `observe` found.
+pub fn decide(
+    config: &ChunkWorkerConfig,
+    state: &ChunkWorkerState,
+    input: Input<'_>,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    match input {
+        Input::Record(record) if record.is::<ChunkProcess>() => {
+            on_command(config, state, record, observed, ctx)
+        }
+        Input::Record(record) => Err(HandlerError::Permanent(format!(
+            "the chunk worker does not handle {}",
+            record.type_name
+        ))),
+        // The worker sets no timers; one from another version has nothing to do.
+        Input::Timer(_) => Ok(Decision::default()),
+    }
+}
+
+fn on_command(
+    config: &ChunkWorkerConfig,
+    state: &ChunkWorkerState,
+    record: &Incoming,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let command: ChunkProcess = record.decode()?;
+    if screen(state, &command) == Verdict::Ignore {
+        return Ok(Decision::default());
+    }
+    // Events are keyed by the resource, not by the command's chunk key.
+    let resource_id = record.metadata.correlation_id.as_str();
+    let started = ChunkProcessingStarted {
+        metadata: ctx.metadata(),
+        job_id: command.job_id.clone(),
+        chunk_index: command.chunk_index,
+        worker: config.worker_name.clone(),
+        attempt: command.attempt,
+    };
+    let outcome = match observed {
+        Observation::Transcribed(segments) => Outgoing::new(
+            resource_id,
+            &ChunkProcessingCompleted {
+                metadata: ctx.metadata(),
+                job_id: command.job_id,
+                chunk_index: command.chunk_index,
+                start_ms: command.start_ms,
+                end_ms: command.end_ms,
+                segments,
+            },
+        ),
+        Observation::Failed(reason) => Outgoing::new(
+            resource_id,
+            &ChunkProcessingFailed {
+                metadata: ctx.metadata(),
+                job_id: command.job_id,
+                chunk_index: command.chunk_index,
+                reason,
+                attempt: command.attempt,
+            },
+        ),
+        Observation::Skipped => {
+            return Err(HandlerError::Permanent(format!(
+                "chunk {}:{} needs a transcription outcome, observed none",
+                command.job_id, command.chunk_index
+            )))
+        }
+    };
+    Ok(Decision::emit(vec![
+        Outgoing::new(resource_id, &started),
+        outcome,
+    ]))
+}
+
+/// Folds a fact into the state, learning only from what the worker emitted (so the state is
+/// what the events say): the attempt from `started` and `failed`, completion from `completed`.
+pub fn evolve(mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
+    match fact {
+        Fact::Emitted(out) if out.is::<ChunkProcessingStarted>() => {
+            if let Ok(started) = out.decode::<ChunkProcessingStarted>() {
+                state.handled_attempt = state.handled_attempt.max(Some(started.attempt));
+            }
+        }
+        Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
+            if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
+                state.handled_attempt = state.handled_attempt.max(Some(failed.attempt));
+            }
+        }
+        Fact::Emitted(out) if out.is::<ChunkProcessingCompleted>() => state.completed = true,
+        _ => {}
+    }
+    state
+}

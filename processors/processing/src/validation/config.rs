@@ -1,0 +1,120 @@
+//! Settings of the validation processor, loaded from the `validation` section of echo's
+//! configuration.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// The limits uploaded audio is checked against, and how a passing file is cut into chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValidationConfig {
+    /// Longest audio accepted, in ms; bounds the work (and the decode memory) one upload can
+    /// cause. Default three hours.
+    pub max_duration_ms: i64,
+    /// Shortest audio accepted, in ms; shorter files hold no useful speech. Default 500 ms.
+    pub min_duration_ms: i64,
+    /// Most channels accepted; they are averaged to mono, and more than a surround layout is
+    /// almost certainly not a recording of speech. Default 8.
+    pub max_channels: i32,
+    /// Codecs accepted, by symphonia's short name (`pcm_s16le`, `flac`, `mp3`, `vorbis`…),
+    /// compared case-insensitively. Empty (the default) accepts every codec symphonia decodes,
+    /// since decodability is what the transcription needs.
+    pub allowed_codecs: Vec<String>,
+    /// Length of a chunk in ms: the unit of parallel transcription. Default 30 s, Whisper's
+    /// window, so no chunk pays for more than one window.
+    pub chunk_ms: i64,
+    /// How much consecutive chunks overlap, in ms, so a word cut at a boundary is whole in one
+    /// of them; the assembler de-duplicates. Default 1 s.
+    pub overlap_ms: i64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_duration_ms: 3 * 60 * 60 * 1000,
+            min_duration_ms: 500,
+            max_channels: 8,
+            allowed_codecs: Vec::new(),
+            chunk_ms: 30_000,
+            overlap_ms: 1_000,
+        }
+    }
+}
+
+impl ValidationConfig {
+    /// Fails on settings that would refuse every file or plan no usable chunks, so a bad
+    /// config stops the processor at startup instead of failing every upload.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.min_duration_ms >= 0,
+            "validation.min_duration_ms must not be negative, got {}",
+            self.min_duration_ms
+        );
+        ensure!(
+            self.max_duration_ms > 0 && self.max_duration_ms >= self.min_duration_ms,
+            "validation.max_duration_ms must be positive and at least min_duration_ms ({}), got {}",
+            self.min_duration_ms,
+            self.max_duration_ms
+        );
+        ensure!(
+            self.max_channels >= 1,
+            "validation.max_channels must be at least 1, got {}",
+            self.max_channels
+        );
+        ensure!(
+            self.chunk_ms > 0,
+            "validation.chunk_ms must be positive, got {}",
+            self.chunk_ms
+        );
+        ensure!(
+            (0..self.chunk_ms).contains(&self.overlap_ms),
+            "validation.overlap_ms must be at least 0 and less than chunk_ms ({}), got {}",
+            self.chunk_ms,
+            self.overlap_ms
+        );
+        Ok(())
+    }
+
+    /// Whether audio in this codec is accepted.
+    pub fn allows_codec(&self, codec: &str) -> bool {
+        self.allowed_codecs.is_empty()
+            || self
+                .allowed_codecs
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(codec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_accept_every_decodable_codec() {
+        let c = ValidationConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.max_duration_ms, 10_800_000);
+        assert!(c.allows_codec("pcm_s16le") && c.allows_codec("vorbis"));
+        let only_flac = ValidationConfig {
+            allowed_codecs: vec!["FLAC".into()],
+            ..c
+        };
+        assert!(only_flac.allows_codec("flac") && !only_flac.allows_codec("mp3"));
+    }
+
+    #[test]
+    fn unusable_settings_are_refused() {
+        let bad = |f: fn(&mut ValidationConfig)| {
+            let mut c = ValidationConfig::default();
+            f(&mut c);
+            c.validate().is_err()
+        };
+        assert!(bad(|c| c.min_duration_ms = -1));
+        assert!(bad(|c| c.max_duration_ms = 0));
+        assert!(bad(|c| c.max_duration_ms = c.min_duration_ms - 1));
+        assert!(bad(|c| c.max_channels = 0));
+        assert!(bad(|c| c.chunk_ms = 0));
+        assert!(bad(|c| c.overlap_ms = c.chunk_ms));
+        assert!(bad(|c| c.overlap_ms = -1));
+    }
+}

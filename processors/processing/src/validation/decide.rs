@@ -1,0 +1,296 @@
+//! The validation processor's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so
+//! every rule is testable with hand-made inputs and observations.
+//!
+//! Per resource, once: `upload.completed` → `validation.started`, then either
+//! `validation.failed`, or `validation.passed` + `processing.job.created` + one
+//! `chunk.process` command per planned chunk. Every other upload event is ignored.
+
+use std::ops::Range;
+
+use echo_catalog::events::{
+    ChunkProcess, ProcessingJobCreated, UploadCompleted, ValidationFailed, ValidationFailureReason,
+    ValidationPassed, ValidationStarted,
+};
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use serde::{Deserialize, Serialize};
+
+use super::config::ValidationConfig;
+
+/// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
+/// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
+pub const FIRST_ATTEMPT: i32 = 1;
+
+/// What the validation processor remembers about one resource (changelogged as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Missing fields take their defaults, so state changelogged by an older version still loads.
+#[serde(default)]
+pub struct ValidationState {
+    /// `validation.started` was emitted: the resource was validated (its outcome is emitted in
+    /// the same decision), so a repeated `upload.completed` causes nothing, not even a download.
+    pub started: bool,
+    /// `validation.passed` was emitted; kept for operators inspecting the state.
+    pub passed: bool,
+    /// `validation.failed` was emitted; kept for operators inspecting the state.
+    pub failed: bool,
+    /// The job planned for the resource, once `processing.job.created` was emitted; ties the
+    /// resource's state to the job records that follow.
+    pub job_id: Option<String>,
+}
+
+/// What the probe and the full decode found out about an uploaded file: the facts
+/// `validation.passed` carries and the limits are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFacts {
+    /// Container format, symphonia's short name (`wave`, `flac`, `ogg`, `mp3`…).
+    pub container: String,
+    /// Codec of the audio track, symphonia's short name (`pcm_s16le`, `flac`, `vorbis`…);
+    /// checked against the allowed codecs.
+    pub codec: String,
+    /// Number of channels; checked against the limit.
+    pub channels: i32,
+    /// Native sample rate in Hz, reported for the record.
+    pub sample_rate_hz: i32,
+    /// Duration in ms: measured by decoding when the file was decoded (the truth the chunk
+    /// workers will see), else what the container states (0 when it states nothing).
+    pub duration_ms: i64,
+}
+
+/// What `observe` found out for `decide`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The input needs no I/O (not `upload.completed`, or the resource was validated already).
+    Nothing,
+    /// The file was probed (and decoded unless the probe alone already breaks a limit).
+    Audio(AudioFacts),
+    /// The file cannot be used at all (missing, empty, not audio, undecodable): the reason and a
+    /// human-readable message for `validation.failed`.
+    Refused(ValidationFailureReason, String),
+}
+
+/// The time ranges (ms, end exclusive) of the chunks a file of `duration_ms` is cut into.
+///
+/// Chunk `i` covers `[i * (chunk_ms - overlap_ms), min(that + chunk_ms, duration_ms))`; chunks
+/// are planned until one reaches the end, so the last may be short, a file shorter than a chunk
+/// has exactly one, and no chunk lies wholly inside its predecessor's overlap. An empty file
+/// (or a nonsensical `chunk_ms`) has none. `overlap_ms` is clamped so the step is at least
+/// 1 ms: a bad setting must not make this loop forever (`ValidationConfig::validate` refuses it
+/// anyway).
+pub fn plan_chunks(duration_ms: i64, chunk_ms: i64, overlap_ms: i64) -> Vec<Range<i64>> {
+    if duration_ms <= 0 || chunk_ms <= 0 {
+        return Vec::new();
+    }
+    let step = (chunk_ms - overlap_ms).clamp(1, chunk_ms);
+    let mut chunks = Vec::new();
+    let mut start: i64 = 0;
+    loop {
+        let end = start.saturating_add(chunk_ms).min(duration_ms);
+        chunks.push(start..end);
+        if end >= duration_ms {
+            return chunks;
+        }
+        start += step;
+    }
+}
+
+/// The first limit `facts` break, as the reason and message of `validation.failed`, or `None`
+/// when the audio is acceptable. Public so `observe` can skip decoding a file the probe
+/// already condemns.
+pub fn check_limits(
+    config: &ValidationConfig,
+    facts: &AudioFacts,
+) -> Option<(ValidationFailureReason, String)> {
+    if facts.channels > config.max_channels {
+        return Some((
+            ValidationFailureReason::TooManyChannels,
+            format!(
+                "the audio has {} channels; at most {} are accepted",
+                facts.channels, config.max_channels
+            ),
+        ));
+    }
+    if !config.allows_codec(&facts.codec) {
+        return Some((
+            ValidationFailureReason::UnsupportedCodec,
+            format!(
+                "codec {:?} is not accepted; accepted: {}",
+                facts.codec,
+                config.allowed_codecs.join(", ")
+            ),
+        ));
+    }
+    if facts.duration_ms > config.max_duration_ms {
+        return Some((
+            ValidationFailureReason::TooLong,
+            format!(
+                "the audio lasts at least {} ms; at most {} ms are accepted",
+                facts.duration_ms, config.max_duration_ms
+            ),
+        ));
+    }
+    if facts.duration_ms <= 0 {
+        return Some((
+            ValidationFailureReason::Empty,
+            "the audio holds no samples".into(),
+        ));
+    }
+    if facts.duration_ms < config.min_duration_ms {
+        return Some((
+            ValidationFailureReason::TooShort,
+            format!(
+                "the audio lasts {} ms; at least {} ms are needed",
+                facts.duration_ms, config.min_duration_ms
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether an input needs the object downloaded and examined: only a first `upload.completed`.
+pub fn needs_examination(state: &ValidationState, input: Input<'_>) -> bool {
+    matches!(input, Input::Record(r) if r.is::<UploadCompleted>()) && !state.started
+}
+
+/// Decides what an input causes, given the state and what `observe` found.
+pub fn decide(
+    config: &ValidationConfig,
+    state: &ValidationState,
+    input: Input<'_>,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    match input {
+        Input::Record(record) if record.is::<UploadCompleted>() => {
+            on_completed(config, state, record, observed, ctx)
+        }
+        // The other upload events (URL issued, failed, expired) are not Processing's business.
+        Input::Record(_) => Ok(Decision::default()),
+        // This processor sets no timers; one from another version has nothing left to do.
+        Input::Timer(_) => Ok(Decision::default()),
+    }
+}
+
+fn on_completed(
+    config: &ValidationConfig,
+    state: &ValidationState,
+    record: &Incoming,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let completed: UploadCompleted = record.decode()?;
+    if state.started {
+        // Validated already (a second upload.completed): the outcome stands.
+        return Ok(Decision::default());
+    }
+    let resource_id = record.metadata.correlation_id.as_str();
+    let verdict = match observed {
+        Observation::Nothing => {
+            return Err(HandlerError::Permanent(format!(
+                "upload.completed for {resource_id} needs the audio examined, observed nothing"
+            )))
+        }
+        Observation::Refused(reason, message) => Err((reason, message)),
+        Observation::Audio(facts) => match check_limits(config, &facts) {
+            Some(refusal) => Err(refusal),
+            None => Ok(facts),
+        },
+    };
+    let mut emit = vec![Outgoing::new(
+        resource_id,
+        &ValidationStarted {
+            metadata: ctx.metadata(),
+            object_key: completed.object_key.clone(),
+        },
+    )];
+    match verdict {
+        Err((reason_code, message)) => emit.push(Outgoing::new(
+            resource_id,
+            &ValidationFailed {
+                metadata: ctx.metadata(),
+                reason_code,
+                message,
+            },
+        )),
+        Ok(facts) => emit.extend(plan_job(config, resource_id, &completed, facts, ctx)?),
+    }
+    Ok(Decision::emit(emit))
+}
+
+/// `validation.passed`, `processing.job.created` and the chunk commands of a passing file.
+fn plan_job(
+    config: &ValidationConfig,
+    resource_id: &str,
+    completed: &UploadCompleted,
+    facts: AudioFacts,
+    ctx: &Context,
+) -> Result<Vec<Outgoing>, HandlerError> {
+    let duration_ms = facts.duration_ms;
+    let chunks = plan_chunks(duration_ms, config.chunk_ms, config.overlap_ms);
+    let chunk_count = i32::try_from(chunks.len()).map_err(|_| {
+        HandlerError::Permanent(format!("{} chunks do not fit a record", chunks.len()))
+    })?;
+    let mut out = vec![Outgoing::new(
+        resource_id,
+        &ValidationPassed {
+            metadata: ctx.metadata(),
+            container: facts.container,
+            codec: facts.codec,
+            channels: facts.channels,
+            sample_rate_hz: facts.sample_rate_hz,
+            duration_ms,
+        },
+    )];
+    // The job's id is its creation event's id: deterministic, and unique per resource.
+    let job_metadata = ctx.metadata();
+    let job_id = job_metadata.event_id.clone();
+    out.push(Outgoing::new(
+        resource_id,
+        &ProcessingJobCreated {
+            metadata: job_metadata,
+            job_id: job_id.clone(),
+            object_key: completed.object_key.clone(),
+            chunk_count,
+            chunk_ms: config.chunk_ms,
+            overlap_ms: config.overlap_ms,
+            duration_ms,
+        },
+    ));
+    for (index, range) in (0..chunk_count).zip(chunks) {
+        out.push(Outgoing::new(
+            chunk_key(&job_id, index),
+            &ChunkProcess {
+                metadata: ctx.metadata(),
+                job_id: job_id.clone(),
+                chunk_index: index,
+                chunk_count,
+                object_key: completed.object_key.clone(),
+                start_ms: range.start,
+                end_ms: range.end,
+                attempt: FIRST_ATTEMPT,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// The key of a chunk's commands (`"{job_id}:{chunk_index}"`): spreads one job's chunks over
+/// the chunk-command partitions, so several workers share a job.
+pub fn chunk_key(job_id: &str, chunk_index: i32) -> String {
+    format!("{job_id}:{chunk_index}")
+}
+
+/// Folds a fact into the state; everything is learned from what the processor emitted, so the
+/// state is what its events say.
+pub fn evolve(mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
+    match fact {
+        Fact::Emitted(out) if out.is::<ValidationStarted>() => state.started = true,
+        Fact::Emitted(out) if out.is::<ValidationPassed>() => state.passed = true,
+        Fact::Emitted(out) if out.is::<ValidationFailed>() => state.failed = true,
+        Fact::Emitted(out) if out.is::<ProcessingJobCreated>() => {
+            if let Ok(job) = out.decode::<ProcessingJobCreated>() {
+                state.job_id = Some(job.job_id);
+            }
+        }
+        _ => {}
+    }
+    state
+}

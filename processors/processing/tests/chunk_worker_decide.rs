@@ -1,0 +1,376 @@
+//! The chunk worker's rules as pure functions: hand-made commands and observations in,
+//! decisions and states out, with the state folded the way the runtime folds it (input, then
+//! each output).
+
+use echo_catalog::events::{
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
+    UploadFinalize,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::chunk_worker::decide::{self, chunk_range, global_segments, screen};
+use echo_processing::chunk_worker::{ChunkWorkerConfig, ChunkWorkerState, Observation, Verdict};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Timer};
+use echo_speech::transcriber::Segment as LocalSegment;
+
+const RESOURCE: &str = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
+const JOB: &str = "8e7d6c5b-4a39-4281-9f0e-1d2c3b4a5f60";
+const NOW: i64 = 1_700_000_000_000;
+
+fn config() -> ChunkWorkerConfig {
+    ChunkWorkerConfig {
+        worker_name: "worker-7".into(),
+        test_delay_ms: None,
+        ..ChunkWorkerConfig::default()
+    }
+}
+
+fn command(event_id: &str, attempt: i32) -> Incoming {
+    let record = ChunkProcess {
+        metadata: EventMetadata {
+            event_id: event_id.into(),
+            correlation_id: RESOURCE.into(),
+            causation_id: Some("job-created".into()),
+            occurred_at: NOW,
+            producer: "validation".into(),
+            schema_version: 1,
+        },
+        job_id: JOB.into(),
+        chunk_index: 2,
+        chunk_count: 4,
+        object_key: format!("resources/{RESOURCE}/upload"),
+        start_ms: 58_000,
+        end_ms: 88_000,
+        attempt,
+    };
+    incoming(&record)
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    Incoming {
+        type_name: R::TYPE,
+        // Commands are keyed by chunk, not by resource.
+        key: format!("{JOB}:2"),
+        metadata: record.metadata().clone(),
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.processing.chunk-commands".into(),
+            partition: 3,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn decode(input: &Incoming) -> ChunkProcess {
+    input.decode().unwrap()
+}
+
+/// Handles one input the way the runtime does: decide, then fold the input and every output.
+fn handle(
+    state: &ChunkWorkerState,
+    input: &Incoming,
+    observed: Observation,
+) -> Result<(Decision, ChunkWorkerState), HandlerError> {
+    let ctx = Context::new(
+        "chunk-worker",
+        NOW,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    );
+    let decision = decide::decide(&config(), state, Input::Record(input), observed, &ctx)?;
+    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
+    for out in &decision.emit {
+        next = decide::evolve(next, Fact::Emitted(out));
+    }
+    Ok((decision, next))
+}
+
+fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
+    Segment {
+        start_ms,
+        end_ms,
+        text: text.into(),
+        confidence: 0.9,
+    }
+}
+
+fn transcribed() -> Observation {
+    Observation::Transcribed(vec![
+        segment(58_120, 61_000, "Hello there."),
+        segment(61_400, 64_900, "General Kenobi."),
+    ])
+}
+
+#[test]
+fn a_transcribed_chunk_emits_started_then_completed_keyed_by_the_resource() {
+    let input = command("cmd-1", 1);
+    let (decision, state) = handle(&ChunkWorkerState::default(), &input, transcribed()).unwrap();
+
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    assert!(decision.schedule.is_empty() && decision.cancel.is_empty());
+    for out in &decision.emit {
+        assert_eq!(out.key, RESOURCE, "events are keyed by the resource id");
+        assert_eq!(out.metadata.correlation_id, RESOURCE);
+        assert_eq!(out.metadata.causation_id.as_deref(), Some("cmd-1"));
+        assert_eq!(out.metadata.producer, "chunk-worker");
+    }
+    assert_ne!(
+        decision.emit[0].metadata.event_id,
+        decision.emit[1].metadata.event_id
+    );
+
+    let started: ChunkProcessingStarted = decision.emit[0].decode().unwrap();
+    assert_eq!(started.job_id, JOB);
+    assert_eq!(started.chunk_index, 2);
+    assert_eq!(started.worker, "worker-7");
+    assert_eq!(started.attempt, 1);
+
+    let completed: ChunkProcessingCompleted = decision.emit[1].decode().unwrap();
+    assert_eq!(completed.job_id, JOB);
+    assert_eq!(completed.chunk_index, 2);
+    assert_eq!((completed.start_ms, completed.end_ms), (58_000, 88_000));
+    let Observation::Transcribed(expected) = transcribed() else {
+        unreachable!()
+    };
+    assert_eq!(completed.segments, expected);
+
+    assert_eq!(
+        state,
+        ChunkWorkerState {
+            handled_attempt: Some(1),
+            completed: true,
+        }
+    );
+}
+
+#[test]
+fn the_same_input_decides_the_same_ids() {
+    let input = command("cmd-1", 1);
+    let (a, _) = handle(&ChunkWorkerState::default(), &input, transcribed()).unwrap();
+    let (b, _) = handle(&ChunkWorkerState::default(), &input, transcribed()).unwrap();
+    let ids = |d: &Decision| {
+        d.emit
+            .iter()
+            .map(|o| o.metadata.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&a),
+        ids(&b),
+        "a replayed batch must emit the same event ids"
+    );
+}
+
+#[test]
+fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk() {
+    let local = |start_ms, end_ms, text: &str| LocalSegment {
+        start_ms,
+        end_ms,
+        text: text.into(),
+        confidence: 0.8,
+    };
+    let global = global_segments(
+        58_000,
+        88_000,
+        &[
+            local(0, 2_500, " first "),
+            local(2_500, 2_500, "instant"),
+            local(3_000, 4_000, "   "),
+            // Whisper may end a segment past the audio it was given.
+            local(29_000, 31_000, "last"),
+        ],
+    );
+    assert_eq!(
+        global,
+        vec![
+            Segment {
+                start_ms: 58_000,
+                end_ms: 60_500,
+                text: "first".into(),
+                confidence: 0.8,
+            },
+            Segment {
+                start_ms: 60_500,
+                end_ms: 60_500,
+                text: "instant".into(),
+                confidence: 0.8,
+            },
+            Segment {
+                start_ms: 87_000,
+                end_ms: 88_000,
+                text: "last".into(),
+                confidence: 0.8,
+            },
+        ],
+        "offsets added, ends clamped to the chunk, empty texts dropped"
+    );
+    assert!(global_segments(0, 30_000, &[]).is_empty());
+}
+
+#[test]
+fn a_failed_chunk_emits_started_then_failed_with_reason_and_attempt() {
+    let input = command("cmd-2", 2);
+    let observed = Observation::Failed("decoding 58000..88000 ms: corrupt".into());
+    let (decision, state) = handle(&ChunkWorkerState::default(), &input, observed).unwrap();
+
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    let started: ChunkProcessingStarted = decision.emit[0].decode().unwrap();
+    assert_eq!(started.attempt, 2);
+    let failed: ChunkProcessingFailed = decision.emit[1].decode().unwrap();
+    assert_eq!(failed.job_id, JOB);
+    assert_eq!(failed.chunk_index, 2);
+    assert_eq!(failed.attempt, 2);
+    assert_eq!(failed.reason, "decoding 58000..88000 ms: corrupt");
+    assert_eq!(decision.emit[1].key, RESOURCE);
+
+    assert_eq!(
+        state,
+        ChunkWorkerState {
+            handled_attempt: Some(2),
+            completed: false,
+        }
+    );
+}
+
+#[test]
+fn a_completed_chunk_is_not_transcribed_again_whatever_the_attempt() {
+    let (_, done) = handle(
+        &ChunkWorkerState::default(),
+        &command("cmd-1", 1),
+        transcribed(),
+    )
+    .unwrap();
+    for (event_id, attempt) in [("cmd-1-again", 1), ("cmd-late", 2), ("cmd-old", 0)] {
+        let input = command(event_id, attempt);
+        assert_eq!(
+            screen(&done, &decode(&input)),
+            Verdict::Ignore,
+            "attempt {attempt}"
+        );
+        // observe skips the I/O for it, and decide emits nothing.
+        let (decision, state) = handle(&done, &input, Observation::Skipped).unwrap();
+        assert!(decision.emit.is_empty(), "attempt {attempt}: {decision:?}");
+        assert_eq!(state, done);
+    }
+}
+
+#[test]
+fn after_a_failure_only_a_later_attempt_is_processed() {
+    let failed_at_2 = ChunkWorkerState {
+        handled_attempt: Some(2),
+        completed: false,
+    };
+    // A re-delivered command of the failed attempt, or a stale earlier one: nothing to do.
+    for attempt in [1, 2] {
+        let input = command("cmd-x", attempt);
+        assert_eq!(screen(&failed_at_2, &decode(&input)), Verdict::Ignore);
+        let (decision, _) = handle(&failed_at_2, &input, Observation::Skipped).unwrap();
+        assert!(decision.emit.is_empty(), "attempt {attempt}: {decision:?}");
+    }
+    // The aggregator's retry.
+    let retry = command("cmd-3", 3);
+    assert_eq!(screen(&failed_at_2, &decode(&retry)), Verdict::Process);
+    let (decision, state) = handle(&failed_at_2, &retry, transcribed()).unwrap();
+    assert_eq!(decision.emit.len(), 2);
+    assert!(decision.emit[1].is::<ChunkProcessingCompleted>());
+    assert_eq!(
+        state,
+        ChunkWorkerState {
+            handled_attempt: Some(3),
+            completed: true,
+        }
+    );
+}
+
+#[test]
+fn a_fresh_chunk_is_processed() {
+    assert_eq!(
+        screen(&ChunkWorkerState::default(), &decode(&command("c", 1))),
+        Verdict::Process
+    );
+}
+
+#[test]
+fn a_command_that_needs_work_without_an_outcome_is_a_bug() {
+    let err = handle(
+        &ChunkWorkerState::default(),
+        &command("cmd-1", 1),
+        Observation::Skipped,
+    )
+    .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn other_records_are_refused_and_timers_ignored() {
+    let other = incoming(&UploadFinalize {
+        metadata: command("x", 1).metadata,
+        etag: None,
+    });
+    let err = handle(&ChunkWorkerState::default(), &other, Observation::Skipped).unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+
+    let input = command("cmd-1", 1);
+    let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "t");
+    let timer: Timer = ctx.timer("unknown", NOW, "");
+    let decision = decide::decide(
+        &config(),
+        &ChunkWorkerState::default(),
+        Input::Timer(&timer),
+        Observation::Skipped,
+        &ctx,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty() && decision.schedule.is_empty());
+}
+
+#[test]
+fn chunk_ranges_must_be_non_negative_and_non_empty() {
+    let with = |start_ms, end_ms| ChunkProcess {
+        start_ms,
+        end_ms,
+        ..decode(&command("c", 1))
+    };
+    assert_eq!(chunk_range(&with(58_000, 88_000)), Ok(58_000..88_000));
+    assert_eq!(chunk_range(&with(0, 1)), Ok(0..1));
+    assert!(chunk_range(&with(-1, 1_000)).is_err());
+    assert!(chunk_range(&with(5_000, 5_000)).is_err());
+    assert!(chunk_range(&with(6_000, 5_000)).is_err());
+}
+
+#[test]
+fn state_changelogged_by_an_older_version_still_loads() {
+    let state: ChunkWorkerState = serde_json::from_str("{}").unwrap();
+    assert_eq!(state, ChunkWorkerState::default());
+    let round: ChunkWorkerState = serde_json::from_str(
+        &serde_json::to_string(&ChunkWorkerState {
+            handled_attempt: Some(4),
+            completed: true,
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(round.handled_attempt, Some(4));
+}
+
+#[test]
+fn config_defaults_are_valid_and_unusable_settings_are_refused() {
+    let c = ChunkWorkerConfig::default();
+    c.validate().unwrap();
+    assert_eq!(c.threads, 1);
+    assert!(!c.worker_name.trim().is_empty());
+
+    let partial: ChunkWorkerConfig = serde_json::from_str(r#"{"threads": 2}"#).unwrap();
+    assert_eq!(partial.threads, 2);
+    assert_eq!(partial.worker_name, c.worker_name);
+
+    let bad = |f: fn(&mut ChunkWorkerConfig)| {
+        let mut c = ChunkWorkerConfig::default();
+        f(&mut c);
+        c.validate().is_err()
+    };
+    assert!(bad(|c| c.threads = 0));
+    assert!(bad(|c| c.worker_name = " ".into()));
+    assert!(bad(|c| c.cache_max_files = 0));
+}

@@ -1,0 +1,284 @@
+//! The chunk worker end to end through its public API (`observe` then `decide`), against the
+//! real local S3 server (127.0.0.1:9000, started by `scripts/stack/up.sh`) and the real
+//! whisper model of the data dir. Fails, never skips, when either is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use echo_catalog::events::{
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_storage::keys;
+
+/// Two sentences, about 7.6 s with flite's `slt` voice: the first ends before 5 s, the second
+/// lies in the second chunk.
+const SPEECH: &str =
+    "Please call Stella and ask her to bring these things with her from the store. \
+    The weather was cold, and the river ran fast under the old bridge.";
+
+fn worker(test_delay_ms: Option<u64>) -> ChunkWorker {
+    let config = EchoConfig::default();
+    let settings = ChunkWorkerConfig {
+        worker_name: "test-worker".into(),
+        test_delay_ms,
+        ..ChunkWorkerConfig::default()
+    };
+    ChunkWorker::new(&config, settings).expect("the whisper model must load")
+}
+
+async fn ready(worker: &ChunkWorker) {
+    if let Err(e) = worker.s3().ensure_bucket().await {
+        panic!("S3 is not usable ({e:#}); start the stack with scripts/stack/up.sh");
+    }
+}
+
+fn flite(text: &str, out: &Path) {
+    let status = Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(out)
+        .status()
+        .expect("flite must be installed (apt install flite)");
+    assert!(status.success(), "flite failed: {status}");
+}
+
+/// A fresh resource whose upload is the spoken `SPEECH`; returns (resource id, key, ms).
+async fn uploaded_speech(worker: &ChunkWorker) -> (String, String, i64) {
+    let resource = uuid::Uuid::new_v4().to_string();
+    let wav: PathBuf = std::env::temp_dir().join(format!("echo-chunk-worker-{resource}.wav"));
+    flite(SPEECH, &wav);
+    let duration = echo_speech::audio::probe(&wav)
+        .unwrap()
+        .duration
+        .expect("a WAV states its duration");
+    let bytes = std::fs::read(&wav).unwrap();
+    let _ = std::fs::remove_file(&wav);
+    let key = keys::upload(&resource);
+    worker
+        .s3()
+        .put_bytes(&key, &bytes, "audio/wav")
+        .await
+        .unwrap();
+    (resource, key, duration.as_millis() as i64)
+}
+
+fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) -> Incoming {
+    let record = ChunkProcess {
+        metadata: EventMetadata {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: resource.into(),
+            causation_id: None,
+            occurred_at: 0,
+            producer: "validation".into(),
+            schema_version: 1,
+        },
+        job_id: format!("job-of-{resource}"),
+        chunk_index: index,
+        chunk_count: 2,
+        object_key: key.into(),
+        start_ms,
+        end_ms,
+        attempt: 1,
+    };
+    Incoming {
+        type_name: ChunkProcess::TYPE,
+        key: format!("{}:{index}", record.job_id),
+        metadata: record.metadata().clone(),
+        value: apache_avro::to_value(&record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.processing.chunk-commands".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+/// observe + decide + evolve, the way the runtime handles one record.
+async fn handle(
+    worker: &ChunkWorker,
+    state: &ChunkWorkerState,
+    input: &Incoming,
+) -> Result<(Decision, ChunkWorkerState), HandlerError> {
+    let ctx = Context::new(
+        worker.name(),
+        0,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    );
+    let observed = worker.observe(state, Input::Record(input), &ctx).await?;
+    let decision = worker.decide(state, Input::Record(input), observed, &ctx)?;
+    let mut next = worker.evolve(state.clone(), Fact::Consumed(input));
+    for out in &decision.emit {
+        next = worker.evolve(next, Fact::Emitted(out));
+    }
+    Ok((decision, next))
+}
+
+/// Lowercase words, punctuation removed.
+fn words(completed: &ChunkProcessingCompleted) -> String {
+    completed
+        .segments
+        .iter()
+        .map(|s| s.text.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn completed(decision: &Decision, resource: &str) -> ChunkProcessingCompleted {
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    assert!(decision.emit.iter().all(|o| o.key == resource));
+    let started: ChunkProcessingStarted = decision.emit[0].decode().unwrap();
+    assert_eq!(started.worker, "test-worker");
+    decision.emit[1]
+        .decode()
+        .unwrap_or_else(|e| panic!("expected chunk.processing.completed: {e:?} {decision:?}"))
+}
+
+fn assert_inside(chunk: &ChunkProcessingCompleted) {
+    assert!(!chunk.segments.is_empty(), "{chunk:?}");
+    for s in &chunk.segments {
+        assert!(
+            chunk.start_ms <= s.start_ms && s.start_ms <= s.end_ms && s.end_ms <= chunk.end_ms,
+            "segment {s:?} outside the chunk {}..{}",
+            chunk.start_ms,
+            chunk.end_ms
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_overlapping_chunks_are_transcribed_with_global_timestamps() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let (resource, key, duration_ms) = uploaded_speech(&worker).await;
+    assert!(
+        (6_000..10_000).contains(&duration_ms),
+        "flite made {duration_ms} ms"
+    );
+
+    let first = command(&resource, &key, 0, 0, 5_000);
+    let (decision, state) = handle(&worker, &ChunkWorkerState::default(), &first)
+        .await
+        .unwrap();
+    let chunk0 = completed(&decision, &resource);
+    assert_eq!((chunk0.start_ms, chunk0.end_ms), (0, 5_000));
+    assert_inside(&chunk0);
+    let text0 = words(&chunk0);
+    for word in ["please", "call", "stella", "store"] {
+        assert!(
+            text0.contains(word),
+            "{word:?} missing from chunk 0: {text0:?}"
+        );
+    }
+    assert!(state.completed);
+    assert!(
+        worker.cache_path(&key).is_file(),
+        "the source is cached for the job's other chunks"
+    );
+
+    let second = command(&resource, &key, 1, 4_000, duration_ms);
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &second)
+        .await
+        .unwrap();
+    let chunk1 = completed(&decision, &resource);
+    assert_inside(&chunk1);
+    // The speech ends about 3.4 s into the chunk: chunk-relative ends would be near 3_400
+    // (and clamping could not lift them past the chunk's start), global ones near 7_400.
+    let last_end = chunk1.segments.last().unwrap().end_ms;
+    assert!(
+        last_end > duration_ms - 1_500,
+        "timestamps are global, not chunk-relative: {chunk1:?}"
+    );
+    let text1 = words(&chunk1);
+    for word in ["weather", "river", "bridge"] {
+        assert!(
+            text1.contains(word),
+            "{word:?} missing from chunk 1: {text1:?}"
+        );
+    }
+    assert!(
+        !text1.contains("stella"),
+        "chunk 1 starts after the first sentence: {text1:?}"
+    );
+
+    // A re-delivered command of the completed chunk is not transcribed again.
+    let again = command(&resource, &key, 0, 0, 5_000);
+    let (decision, _) = handle(&worker, &state, &again).await.unwrap();
+    assert!(decision.emit.is_empty(), "{decision:?}");
+}
+
+#[tokio::test]
+async fn a_command_for_a_missing_object_is_a_transient_error() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    let key = keys::upload(&resource);
+    let input = command(&resource, &key, 0, 0, 5_000);
+    let err = handle(&worker, &ChunkWorkerState::default(), &input)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HandlerError::Transient(m) if m.contains("no object")),
+        "{err:?}"
+    );
+    assert!(
+        !worker.cache_path(&key).exists(),
+        "nothing cached for a missing object"
+    );
+}
+
+#[tokio::test]
+async fn a_range_beyond_the_end_fails_the_chunk() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let (resource, key, duration_ms) = uploaded_speech(&worker).await;
+    let input = command(
+        &resource,
+        &key,
+        3,
+        duration_ms + 10_000,
+        duration_ms + 40_000,
+    );
+    let (decision, state) = handle(&worker, &ChunkWorkerState::default(), &input)
+        .await
+        .unwrap();
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    assert!(decision.emit[0].is::<ChunkProcessingStarted>());
+    let failed: ChunkProcessingFailed = decision.emit[1].decode().unwrap();
+    assert_eq!(failed.chunk_index, 3);
+    assert_eq!(failed.attempt, 1);
+    assert!(failed.reason.contains("beyond the end"), "{failed:?}");
+    assert_eq!(decision.emit[1].key, resource);
+    assert!(!state.completed);
+    assert_eq!(state.handled_attempt, Some(1));
+}
+
+#[tokio::test]
+async fn the_test_only_delay_holds_the_chunk_back() {
+    let worker = worker(Some(1_500));
+    ready(&worker).await;
+    let (resource, key, duration_ms) = uploaded_speech(&worker).await;
+    // Beyond the end: no whisper time, so the elapsed time is the delay.
+    let input = command(&resource, &key, 0, duration_ms + 1_000, duration_ms + 2_000);
+    let started = Instant::now();
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &input)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed().as_millis() >= 1_500,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(decision.emit[1].is::<ChunkProcessingFailed>());
+}

@@ -1,0 +1,423 @@
+//! The job aggregator's rules as pure functions: hand-made records and the timers it asked
+//! for in, decisions and states out, with the state folded the way the runtime folds it
+//! (input, then each output) and timers kept the way the runtime keeps them.
+
+use echo_catalog::events::{
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
+    ProcessingJobCreated, ProcessingTimeout, ValidationPassed,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::job_aggregator::decide::{self, chunk_timer};
+use echo_processing::job_aggregator::{
+    AggregatorState, ChunkStatus, JobAggregator, JobAggregatorConfig,
+};
+use echo_processing::validation::FIRST_ATTEMPT;
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Processor, Timer};
+
+const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+const JOB: &str = "job-1";
+const KEY: &str = "resources/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d/upload";
+const NOW: i64 = 1_700_000_000_000;
+/// 65 s in 30 s chunks overlapping 1 s: three chunks.
+const DURATION: i64 = 65_000;
+
+fn meta(event_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: RESOURCE.into(),
+        causation_id: None,
+        occurred_at: NOW,
+        producer: "test".into(),
+        schema_version: 1,
+    }
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.processing.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn job_created(job_id: &str, chunk_count: i32) -> Incoming {
+    incoming(&ProcessingJobCreated {
+        metadata: meta(job_id),
+        job_id: job_id.into(),
+        object_key: KEY.into(),
+        chunk_count,
+        chunk_ms: 30_000,
+        overlap_ms: 1_000,
+        duration_ms: DURATION,
+    })
+}
+
+fn completed(event_id: &str, job_id: &str, index: i32) -> Incoming {
+    incoming(&ChunkProcessingCompleted {
+        metadata: meta(event_id),
+        job_id: job_id.into(),
+        chunk_index: index,
+        start_ms: 0,
+        end_ms: 30_000,
+        segments: Vec::new(),
+    })
+}
+
+fn worker_failed(event_id: &str, index: i32) -> Incoming {
+    incoming(&ChunkProcessingFailed {
+        metadata: meta(event_id),
+        job_id: JOB.into(),
+        chunk_index: index,
+        reason: "model crashed".into(),
+        attempt: 1,
+    })
+}
+
+/// A runtime in miniature: the aggregator's state and timers for the resource.
+struct Harness {
+    config: JobAggregatorConfig,
+    state: AggregatorState,
+    timers: Vec<Timer>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            config: JobAggregatorConfig::default(),
+            state: AggregatorState::default(),
+            timers: Vec::new(),
+        }
+    }
+
+    /// A harness whose job of three chunks was just created at `NOW`.
+    fn with_job() -> Harness {
+        let mut h = Harness::new();
+        h.record(&job_created(JOB, 3), NOW).unwrap();
+        h
+    }
+
+    fn record(&mut self, input: &Incoming, now: i64) -> Result<Decision, HandlerError> {
+        let ctx = Context::new(
+            "job-aggregator",
+            now,
+            input.metadata.clone(),
+            &input.metadata.event_id,
+        );
+        let decision = decide::decide(&self.config, &self.state, Input::Record(input), &ctx)?;
+        self.apply(Fact::Consumed(input), &decision);
+        Ok(decision)
+    }
+
+    /// Fires the timer named `name` at its due time, as the driver does (removed, then handled).
+    fn fire(&mut self, name: &str) -> Decision {
+        let at = self.timers.iter().position(|t| t.name == name).unwrap();
+        let timer = self.timers.remove(at);
+        self.fire_timer(timer)
+    }
+
+    fn fire_timer(&mut self, timer: Timer) -> Decision {
+        let seed = format!(
+            "{}/timer/{}/{}",
+            timer.scheduled_by.event_id, timer.name, timer.due_at_ms
+        );
+        let ctx = Context::new(
+            "job-aggregator",
+            timer.due_at_ms,
+            timer.scheduled_by.clone(),
+            &seed,
+        );
+        let decision =
+            decide::decide(&self.config, &self.state, Input::Timer(&timer), &ctx).unwrap();
+        self.apply(Fact::TimerFired(&timer), &decision);
+        decision
+    }
+
+    fn apply(&mut self, fact: Fact<'_>, decision: &Decision) {
+        let mut state = decide::evolve(self.state.clone(), fact);
+        for out in &decision.emit {
+            state = decide::evolve(state, Fact::Emitted(out));
+        }
+        self.state = state;
+        self.timers.retain(|t| !decision.cancel.contains(&t.name));
+        for timer in &decision.schedule {
+            self.timers.retain(|t| t.name != timer.name);
+            self.timers.push(timer.clone());
+        }
+    }
+
+    fn timer(&self, name: &str) -> Option<&Timer> {
+        self.timers.iter().find(|t| t.name == name)
+    }
+
+    fn status(&self, index: usize) -> ChunkStatus {
+        self.state.job.as_ref().unwrap().chunks[index].status
+    }
+}
+
+fn types(decision: &Decision) -> Vec<&'static str> {
+    decision.emit.iter().map(|o| o.type_name).collect()
+}
+
+fn is_empty(decision: &Decision) -> bool {
+    decision.emit.is_empty() && decision.schedule.is_empty() && decision.cancel.is_empty()
+}
+
+#[test]
+fn a_new_job_gets_one_deadline_per_chunk_and_emits_nothing() {
+    let mut h = Harness::new();
+    let decision = h.record(&job_created(JOB, 3), NOW).unwrap();
+    assert!(decision.emit.is_empty() && decision.cancel.is_empty());
+    let names: Vec<&str> = decision.schedule.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["chunk-0", "chunk-1", "chunk-2"]);
+    for (i, t) in decision.schedule.iter().enumerate() {
+        // The base deadline, plus the queueing allowance for the chunks ahead of it.
+        assert_eq!(t.due_at_ms, NOW + 120_000 + 10_000 * i as i64);
+        assert_eq!(t.payload, JOB);
+        assert_eq!(t.scheduled_by.event_id, JOB);
+    }
+    let job = h.state.job.as_ref().unwrap();
+    assert_eq!((job.job_id.as_str(), job.chunk_count), (JOB, 3));
+    assert_eq!(job.object_key, KEY);
+    let ranges: Vec<_> = job.chunks.iter().map(|c| c.start_ms..c.end_ms).collect();
+    assert_eq!(ranges, [0..30_000, 29_000..59_000, 58_000..65_000]);
+    assert!(job
+        .chunks
+        .iter()
+        .all(|c| c.attempt == FIRST_ATTEMPT && c.status == ChunkStatus::Pending));
+}
+
+#[test]
+fn a_job_whose_chunk_count_contradicts_its_plan_is_refused() {
+    let mut h = Harness::new();
+    let err = h.record(&job_created(JOB, 4), NOW).unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn a_second_job_for_the_resource_is_ignored() {
+    let mut h = Harness::with_job();
+    let before = h.state.clone();
+    let decision = h.record(&job_created("job-2", 3), NOW + 5).unwrap();
+    assert!(is_empty(&decision), "{decision:?}");
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn a_completed_chunk_cancels_its_deadline_and_a_duplicate_changes_nothing() {
+    let mut h = Harness::with_job();
+    let decision = h.record(&completed("c-1", JOB, 1), NOW + 5).unwrap();
+    assert!(decision.emit.is_empty() && decision.schedule.is_empty());
+    assert_eq!(decision.cancel, [chunk_timer(1)]);
+    assert_eq!(h.status(1), ChunkStatus::Completed);
+    assert!(h.timer("chunk-1").is_none() && h.timer("chunk-0").is_some());
+
+    let before = h.state.clone();
+    let duplicate = h.record(&completed("c-2", JOB, 1), NOW + 6).unwrap();
+    assert!(is_empty(&duplicate), "{duplicate:?}");
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn a_chunk_a_worker_failed_is_settled_and_its_deadline_cancelled() {
+    let mut h = Harness::with_job();
+    let decision = h.record(&worker_failed("f-1", 2), NOW + 5).unwrap();
+    assert!(decision.emit.is_empty());
+    assert_eq!(decision.cancel, [chunk_timer(2)]);
+    assert_eq!(h.status(2), ChunkStatus::Failed);
+    // A later success does not overturn the first outcome.
+    let late = h.record(&completed("c-1", JOB, 2), NOW + 6).unwrap();
+    assert!(is_empty(&late));
+    assert_eq!(h.status(2), ChunkStatus::Failed);
+}
+
+#[test]
+fn a_late_chunk_times_out_and_is_reissued_with_the_next_attempt() {
+    let mut h = Harness::with_job();
+    let due = h.timer("chunk-1").unwrap().due_at_ms;
+    let decision = h.fire("chunk-1");
+    assert_eq!(types(&decision), ["processing.timeout", "chunk.process"]);
+
+    let timeout: ProcessingTimeout = decision.emit[0].decode().unwrap();
+    assert_eq!(decision.emit[0].key, RESOURCE);
+    assert_eq!(
+        (
+            timeout.job_id.as_str(),
+            timeout.chunk_index,
+            timeout.attempt,
+            timeout.deadline_ms
+        ),
+        (JOB, 1, FIRST_ATTEMPT, due)
+    );
+
+    let again: ChunkProcess = decision.emit[1].decode().unwrap();
+    assert_eq!(decision.emit[1].key, format!("{JOB}:1"));
+    assert_eq!(again.attempt, FIRST_ATTEMPT + 1);
+    assert_eq!((again.start_ms, again.end_ms), (29_000, 59_000));
+    assert_eq!((again.chunk_index, again.chunk_count), (1, 3));
+    assert_eq!(again.object_key, KEY);
+    assert_eq!(again.metadata.correlation_id, RESOURCE);
+    assert_eq!(again.metadata.causation_id.as_deref(), Some(JOB));
+
+    assert_eq!(decision.schedule.len(), 1);
+    assert_eq!(decision.schedule[0].name, "chunk-1");
+    assert_eq!(decision.schedule[0].due_at_ms, due + 120_000);
+    assert_eq!(decision.schedule[0].payload, JOB);
+    assert_eq!(h.state.job.as_ref().unwrap().chunks[1].attempt, 2);
+    assert_eq!(h.status(1), ChunkStatus::Pending);
+}
+
+#[test]
+fn a_chunk_fails_when_its_last_attempt_times_out() {
+    let mut h = Harness::with_job();
+    assert_eq!(
+        types(&h.fire("chunk-0")),
+        ["processing.timeout", "chunk.process"]
+    );
+    assert_eq!(
+        types(&h.fire("chunk-0")),
+        ["processing.timeout", "chunk.process"]
+    );
+    let last = h.fire("chunk-0");
+    assert_eq!(
+        types(&last),
+        ["processing.timeout", "chunk.processing.failed"]
+    );
+    assert!(last.schedule.is_empty());
+    let timeout: ProcessingTimeout = last.emit[0].decode().unwrap();
+    assert_eq!(timeout.attempt, 3);
+    let failed: ChunkProcessingFailed = last.emit[1].decode().unwrap();
+    assert_eq!(last.emit[1].key, RESOURCE);
+    assert_eq!((failed.job_id.as_str(), failed.chunk_index), (JOB, 0));
+    assert_eq!(failed.reason, "timed out after 3 attempts");
+    assert_eq!(failed.attempt, 3);
+    assert_eq!(h.status(0), ChunkStatus::Failed);
+    assert!(h.timer("chunk-0").is_none());
+
+    // Its own failure comes back on the topic it reads: nothing more happens.
+    let echo = incoming(&failed);
+    let before = h.state.clone();
+    assert!(is_empty(&h.record(&echo, NOW + 1).unwrap()));
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn the_attempt_limit_is_configurable() {
+    let mut h = Harness::new();
+    h.config.max_attempts = 1;
+    h.record(&job_created(JOB, 3), NOW).unwrap();
+    assert_eq!(
+        types(&h.fire("chunk-2")),
+        ["processing.timeout", "chunk.processing.failed"]
+    );
+}
+
+#[test]
+fn a_completion_of_the_timed_out_attempt_settles_the_reissued_chunk() {
+    let mut h = Harness::with_job();
+    h.fire("chunk-1");
+    assert!(h.timer("chunk-1").is_some());
+    // The first worker was only slow: its result arrives after the re-issue.
+    let decision = h.record(&completed("c-1", JOB, 1), NOW + 200_000).unwrap();
+    assert_eq!(decision.cancel, [chunk_timer(1)]);
+    assert_eq!(h.status(1), ChunkStatus::Completed);
+    assert!(h.timer("chunk-1").is_none());
+    // The re-issued attempt completes too: ignored.
+    assert!(is_empty(
+        &h.record(&completed("c-2", JOB, 1), NOW + 210_000).unwrap()
+    ));
+}
+
+#[test]
+fn a_timer_that_fires_after_completion_does_nothing() {
+    let mut h = Harness::with_job();
+    // The timer was already due when the completion was handled (same batch): the driver
+    // may still hand it over; it must find the chunk settled.
+    let timer = h.timer("chunk-0").unwrap().clone();
+    h.record(&completed("c-1", JOB, 0), NOW + 5).unwrap();
+    let before = h.state.clone();
+    let decision = h.fire_timer(timer);
+    assert!(is_empty(&decision), "{decision:?}");
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn unrelated_inputs_and_timers_are_ignored() {
+    let mut h = Harness::with_job();
+    let before = h.state.clone();
+    let started = incoming(&ChunkProcessingStarted {
+        metadata: meta("s-1"),
+        job_id: JOB.into(),
+        chunk_index: 0,
+        worker: "w-1".into(),
+        attempt: 1,
+    });
+    let timeout = incoming(&ProcessingTimeout {
+        metadata: meta("t-1"),
+        job_id: JOB.into(),
+        chunk_index: 0,
+        attempt: 1,
+        deadline_ms: NOW,
+    });
+    let passed = incoming(&ValidationPassed {
+        metadata: meta("v-1"),
+        container: "wave".into(),
+        codec: "pcm_s16le".into(),
+        channels: 1,
+        sample_rate_hz: 16_000,
+        duration_ms: DURATION,
+    });
+    for input in [&started, &timeout, &passed] {
+        assert!(
+            is_empty(&h.record(input, NOW + 1).unwrap()),
+            "{}",
+            input.type_name
+        );
+    }
+    // Results of another job, or of a chunk the job does not have.
+    assert!(is_empty(
+        &h.record(&completed("c-x", "job-2", 0), NOW + 1).unwrap()
+    ));
+    assert!(is_empty(
+        &h.record(&completed("c-y", JOB, 7), NOW + 1).unwrap()
+    ));
+    assert_eq!(h.state, before);
+
+    // A timer of another job, and one with a foreign name.
+    let mut foreign = h.timer("chunk-0").unwrap().clone();
+    foreign.payload = "job-2".into();
+    assert!(is_empty(&h.fire_timer(foreign.clone())));
+    foreign.name = "upload-expiry".into();
+    foreign.payload = JOB.into();
+    assert!(is_empty(&h.fire_timer(foreign)));
+    assert_eq!(h.state, before);
+}
+
+#[test]
+fn results_before_any_job_are_ignored() {
+    let mut h = Harness::new();
+    assert!(is_empty(&h.record(&completed("c-1", JOB, 0), NOW).unwrap()));
+    assert_eq!(h.state, AggregatorState::default());
+}
+
+#[test]
+fn the_processor_delegates_to_the_pure_rules() {
+    let p = JobAggregator::new(JobAggregatorConfig::default());
+    assert_eq!(p.name(), "job-aggregator");
+    let input = job_created(JOB, 3);
+    let ctx = Context::new("job-aggregator", NOW, input.metadata.clone(), JOB);
+    let decision = p
+        .decide(&AggregatorState::default(), Input::Record(&input), (), &ctx)
+        .unwrap();
+    assert_eq!(decision.schedule.len(), 3);
+    let state = p.evolve(AggregatorState::default(), Fact::Consumed(&input));
+    assert_eq!(state.job.unwrap().chunks.len(), 3);
+}

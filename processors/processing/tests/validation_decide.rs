@@ -1,0 +1,437 @@
+//! The validation rules as pure functions: hand-made inputs and observations in, decisions and
+//! states out, with the state folded the way the runtime folds it (input, then each output).
+
+use echo_catalog::events::{
+    ChunkProcess, ProcessingJobCreated, UploadCompleted, UploadFailed, UploadFailureReason,
+    ValidationFailed, ValidationFailureReason, ValidationPassed, ValidationStarted,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::validation::decide::{self, check_limits, needs_examination};
+use echo_processing::validation::{
+    plan_chunks, AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
+};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
+
+const RESOURCE: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
+const KEY: &str = "resources/3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b/upload";
+const NOW: i64 = 1_700_000_000_000;
+
+fn meta(event_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: RESOURCE.into(),
+        causation_id: None,
+        occurred_at: NOW,
+        producer: "upload".into(),
+        schema_version: 1,
+    }
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.upload.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn completed(event_id: &str) -> Incoming {
+    incoming(&UploadCompleted {
+        metadata: meta(event_id),
+        object_key: KEY.into(),
+        size_bytes: 96_044,
+        content_type: "audio/wav".into(),
+    })
+}
+
+fn facts(duration_ms: i64) -> AudioFacts {
+    AudioFacts {
+        container: "wave".into(),
+        codec: "pcm_s16le".into(),
+        channels: 1,
+        sample_rate_hz: 8_000,
+        duration_ms,
+    }
+}
+
+/// Handles one input the way the runtime does: decide, then fold the input and every output.
+fn handle(
+    config: &ValidationConfig,
+    state: &ValidationState,
+    input: &Incoming,
+    observed: Observation,
+) -> Result<(Decision, ValidationState), HandlerError> {
+    let ctx = Context::new(
+        "validation",
+        NOW,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    );
+    let decision = decide::decide(config, state, Input::Record(input), observed, &ctx)?;
+    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
+    for out in &decision.emit {
+        next = decide::evolve(next, Fact::Emitted(out));
+    }
+    Ok((decision, next))
+}
+
+fn types(decision: &Decision) -> Vec<&'static str> {
+    decision.emit.iter().map(|o| o.type_name).collect()
+}
+
+/// The reason and message of a decision that must be `validation.started` + `validation.failed`.
+fn failure(decision: &Decision) -> ValidationFailed {
+    assert_eq!(
+        types(decision),
+        ["validation.started", "validation.failed"],
+        "{decision:?}"
+    );
+    decision.emit[1].decode().unwrap()
+}
+
+// ------------------------------------------------------------------ chunk planner
+
+#[test]
+fn chunks_cover_the_file_and_consecutive_chunks_overlap_by_the_overlap() {
+    for duration in [1, 499, 29_999, 30_000, 30_001, 59_000, 95_123, 3_600_000] {
+        let chunks = plan_chunks(duration, 30_000, 1_000);
+        assert_eq!(chunks[0].start, 0, "{duration}");
+        assert_eq!(chunks.last().unwrap().end, duration, "{duration}");
+        for c in &chunks {
+            assert!(
+                c.start < c.end && c.end - c.start <= 30_000,
+                "{duration}: {c:?}"
+            );
+        }
+        for pair in chunks.windows(2) {
+            assert_eq!(pair[0].end - pair[1].start, 1_000, "{duration}: {pair:?}");
+            assert_eq!(
+                pair[1].start - pair[0].start,
+                29_000,
+                "{duration}: {pair:?}"
+            );
+        }
+        // Only the last chunk may be short, and it must not lie inside its predecessor.
+        for c in &chunks[..chunks.len() - 1] {
+            assert_eq!(c.end - c.start, 30_000, "{duration}: {c:?}");
+        }
+        if chunks.len() > 1 {
+            assert!(chunks[chunks.len() - 2].end < duration, "{duration}");
+        }
+    }
+}
+
+#[test]
+fn a_file_shorter_than_a_chunk_is_one_short_chunk() {
+    assert_eq!(plan_chunks(3_000, 30_000, 1_000), vec![0..3_000]);
+    assert_eq!(plan_chunks(30_000, 30_000, 1_000), vec![0..30_000]);
+}
+
+#[test]
+fn an_exact_multiple_of_the_step_ends_with_a_full_chunk() {
+    // 30 s + 2 steps of 29 s: three full chunks, no sliver after them.
+    assert_eq!(
+        plan_chunks(88_000, 30_000, 1_000),
+        vec![0..30_000, 29_000..59_000, 58_000..88_000]
+    );
+    // One ms more needs a fourth chunk, starting where the step puts it.
+    assert_eq!(plan_chunks(88_001, 30_000, 1_000)[3], 87_000..88_001);
+    // Without overlap the chunks tile the file.
+    assert_eq!(
+        plan_chunks(60_000, 30_000, 0),
+        vec![0..30_000, 30_000..60_000]
+    );
+}
+
+#[test]
+fn nothing_is_planned_for_an_empty_file_or_a_nonsensical_plan() {
+    assert!(plan_chunks(0, 30_000, 1_000).is_empty());
+    assert!(plan_chunks(-5, 30_000, 1_000).is_empty());
+    assert!(plan_chunks(10_000, 0, 0).is_empty());
+    // An overlap as long as the chunk would never advance; the planner still terminates.
+    assert_eq!(plan_chunks(3, 2, 2), vec![0..2, 1..3]);
+}
+
+// ------------------------------------------------------------------ decide
+
+#[test]
+fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
+    let config = ValidationConfig::default();
+    let input = completed("up-1");
+    let (decision, state) = handle(
+        &config,
+        &ValidationState::default(),
+        &input,
+        Observation::Audio(facts(65_000)),
+    )
+    .unwrap();
+
+    assert_eq!(
+        types(&decision),
+        [
+            "validation.started",
+            "validation.passed",
+            "processing.job.created",
+            "chunk.process",
+            "chunk.process",
+            "chunk.process"
+        ]
+    );
+    assert!(decision.schedule.is_empty() && decision.cancel.is_empty());
+    let started: ValidationStarted = decision.emit[0].decode().unwrap();
+    assert_eq!(started.object_key, KEY);
+
+    let passed: ValidationPassed = decision.emit[1].decode().unwrap();
+    assert_eq!(
+        (
+            passed.container.as_str(),
+            passed.codec.as_str(),
+            passed.channels,
+            passed.sample_rate_hz,
+            passed.duration_ms
+        ),
+        ("wave", "pcm_s16le", 1, 8_000, 65_000)
+    );
+
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(
+        job.job_id, job.metadata.event_id,
+        "job id = its creation event's id"
+    );
+    assert_eq!(job.object_key, KEY);
+    assert_eq!(
+        (
+            job.chunk_count,
+            job.chunk_ms,
+            job.overlap_ms,
+            job.duration_ms
+        ),
+        (3, 30_000, 1_000, 65_000)
+    );
+
+    let ranges = plan_chunks(65_000, 30_000, 1_000);
+    for (i, out) in decision.emit[3..].iter().enumerate() {
+        let cmd: ChunkProcess = out.decode().unwrap();
+        assert_eq!(out.key, format!("{}:{i}", job.job_id));
+        assert_eq!(cmd.job_id, job.job_id);
+        assert_eq!(cmd.chunk_index, i as i32);
+        assert_eq!(cmd.chunk_count, 3);
+        assert_eq!(cmd.object_key, KEY);
+        assert_eq!(cmd.start_ms..cmd.end_ms, ranges[i]);
+        assert_eq!(cmd.attempt, FIRST_ATTEMPT);
+    }
+
+    // Events are keyed by the resource and chained to the upload; every id is distinct.
+    let mut ids: Vec<&str> = decision
+        .emit
+        .iter()
+        .map(|o| o.metadata.event_id.as_str())
+        .collect();
+    for out in &decision.emit[..3] {
+        assert_eq!(out.key, RESOURCE);
+    }
+    for out in &decision.emit {
+        assert_eq!(out.metadata.correlation_id, RESOURCE);
+        assert_eq!(out.metadata.causation_id.as_deref(), Some("up-1"));
+        assert_eq!(out.metadata.producer, "validation");
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), decision.emit.len());
+
+    assert!(state.started && state.passed && !state.failed);
+    assert_eq!(state.job_id.as_deref(), Some(job.job_id.as_str()));
+}
+
+#[test]
+fn handling_the_same_upload_again_yields_the_same_job_id() {
+    let config = ValidationConfig::default();
+    let run = || {
+        let (decision, _) = handle(
+            &config,
+            &ValidationState::default(),
+            &completed("up-1"),
+            Observation::Audio(facts(3_000)),
+        )
+        .unwrap();
+        decision.emit[2]
+            .decode::<ProcessingJobCreated>()
+            .unwrap()
+            .job_id
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_file_the_decoder_refuses_fails_with_the_observed_reason() {
+    let config = ValidationConfig::default();
+    let (decision, state) = handle(
+        &config,
+        &ValidationState::default(),
+        &completed("up-1"),
+        Observation::Refused(
+            ValidationFailureReason::Undecodable,
+            "not a recognised audio format".into(),
+        ),
+    )
+    .unwrap();
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::Undecodable);
+    assert_eq!(failed.message, "not a recognised audio format");
+    assert_eq!(decision.emit[1].key, RESOURCE);
+    assert!(state.started && state.failed && !state.passed && state.job_id.is_none());
+}
+
+#[test]
+fn each_limit_fails_with_its_reason() {
+    let config = ValidationConfig {
+        allowed_codecs: vec!["pcm_s16le".into(), "flac".into()],
+        ..ValidationConfig::default()
+    };
+    let reason = |f: AudioFacts| {
+        let (decision, _) = handle(
+            &config,
+            &ValidationState::default(),
+            &completed("up-1"),
+            Observation::Audio(f),
+        )
+        .unwrap();
+        let failed = failure(&decision);
+        assert!(!failed.message.is_empty());
+        failed.reason_code
+    };
+    use ValidationFailureReason as R;
+    assert_eq!(reason(facts(10_800_001)), R::TooLong);
+    assert_eq!(reason(facts(499)), R::TooShort);
+    assert_eq!(reason(facts(0)), R::Empty);
+    assert_eq!(
+        reason(AudioFacts {
+            channels: 9,
+            ..facts(3_000)
+        }),
+        R::TooManyChannels
+    );
+    assert_eq!(
+        reason(AudioFacts {
+            codec: "vorbis".into(),
+            ..facts(3_000)
+        }),
+        R::UnsupportedCodec
+    );
+    // The limits themselves are inclusive.
+    assert_eq!(check_limits(&config, &facts(500)), None);
+    assert_eq!(check_limits(&config, &facts(10_800_000)), None);
+    assert_eq!(
+        check_limits(
+            &config,
+            &AudioFacts {
+                channels: 8,
+                codec: "FLAC".into(),
+                ..facts(3_000)
+            }
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_second_upload_completed_causes_nothing_and_needs_no_download() {
+    let config = ValidationConfig::default();
+    let first = completed("up-1");
+    assert!(needs_examination(
+        &ValidationState::default(),
+        Input::Record(&first)
+    ));
+    let (_, state) = handle(
+        &config,
+        &ValidationState::default(),
+        &first,
+        Observation::Audio(facts(3_000)),
+    )
+    .unwrap();
+
+    let again = completed("up-2");
+    assert!(!needs_examination(&state, Input::Record(&again)));
+    let (decision, after) = handle(&config, &state, &again, Observation::Nothing).unwrap();
+    assert!(decision.emit.is_empty(), "{decision:?}");
+    assert_eq!(after, state);
+
+    // A failed validation is final too.
+    let (_, failed) = handle(
+        &config,
+        &ValidationState::default(),
+        &first,
+        Observation::Refused(ValidationFailureReason::Empty, "empty".into()),
+    )
+    .unwrap();
+    assert!(!needs_examination(&failed, Input::Record(&again)));
+    let (decision, _) = handle(&config, &failed, &again, Observation::Nothing).unwrap();
+    assert!(decision.emit.is_empty());
+}
+
+#[test]
+fn other_upload_events_are_ignored_without_io() {
+    let config = ValidationConfig::default();
+    let other = incoming(&UploadFailed {
+        metadata: meta("up-9"),
+        reason_code: UploadFailureReason::Expired,
+        message: "expired".into(),
+    });
+    assert!(!needs_examination(
+        &ValidationState::default(),
+        Input::Record(&other)
+    ));
+    let (decision, state) = handle(
+        &config,
+        &ValidationState::default(),
+        &other,
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty() && decision.schedule.is_empty());
+    assert_eq!(state, ValidationState::default());
+}
+
+#[test]
+fn a_first_upload_completed_without_an_examination_is_a_bug_not_a_verdict() {
+    let err = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &completed("up-1"),
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn the_configured_chunk_plan_is_used() {
+    let config = ValidationConfig {
+        chunk_ms: 10_000,
+        overlap_ms: 500,
+        ..ValidationConfig::default()
+    };
+    let (decision, _) = handle(
+        &config,
+        &ValidationState::default(),
+        &completed("up-1"),
+        Observation::Audio(facts(20_000)),
+    )
+    .unwrap();
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(
+        (job.chunk_count, job.chunk_ms, job.overlap_ms),
+        (3, 10_000, 500)
+    );
+    let last: ChunkProcess = decision.emit.last().unwrap().decode().unwrap();
+    assert_eq!((last.start_ms, last.end_ms), (19_000, 20_000));
+}

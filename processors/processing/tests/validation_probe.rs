@@ -1,0 +1,329 @@
+//! The validation processor's `observe` + `decide` against the REAL local stack: audio made with
+//! flite and sox is put into S3, and the processor downloads, probes and decodes it. Fails
+//! (never skips) when the S3 server of `EchoConfig::default()` is down.
+
+use std::path::Path;
+use std::process::Command;
+
+use echo_catalog::events::{
+    ChunkProcess, ProcessingJobCreated, UploadCompleted, ValidationFailed, ValidationFailureReason,
+    ValidationPassed,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::validation::{
+    Observation, ValidationConfig, ValidationProcessor, ValidationState,
+};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, EchoConfig, Incoming, Input, Processor};
+use echo_storage::keys;
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.upload.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+/// A processor on the local stack, with the bucket there.
+async fn processor() -> ValidationProcessor {
+    let p = ValidationProcessor::new(&EchoConfig::default(), ValidationConfig::default()).unwrap();
+    p.s3()
+        .ensure_bucket()
+        .await
+        .expect("the local S3 server must be running (127.0.0.1:9000)");
+    p
+}
+
+/// Stores `bytes` as a fresh resource's upload; returns the `upload.completed` for it.
+async fn upload(p: &ValidationProcessor, bytes: &[u8], content_type: &str) -> Incoming {
+    let resource = uuid::Uuid::new_v4().to_string();
+    let key = keys::upload(&resource);
+    p.s3()
+        .put_bytes(&key, bytes, content_type)
+        .await
+        .expect("PUT to the local S3 server");
+    completed(&resource, &key, bytes.len() as i64, content_type)
+}
+
+fn completed(resource: &str, key: &str, size: i64, content_type: &str) -> Incoming {
+    incoming(&UploadCompleted {
+        metadata: EventMetadata {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: resource.into(),
+            causation_id: None,
+            occurred_at: 0,
+            producer: "upload".into(),
+            schema_version: 1,
+        },
+        object_key: key.into(),
+        size_bytes: size,
+        content_type: content_type.into(),
+    })
+}
+
+/// Observes and decides as the runtime does.
+async fn validate(p: &ValidationProcessor, input: &Incoming) -> (Observation, Decision) {
+    let ctx = Context::new(
+        "validation",
+        1_700_000_000_000,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    );
+    let state = ValidationState::default();
+    let observed = p
+        .observe(&state, Input::Record(input), &ctx)
+        .await
+        .expect("observe");
+    let decision = p
+        .decide(&state, Input::Record(input), observed.clone(), &ctx)
+        .expect("decide");
+    (observed, decision)
+}
+
+fn failure(decision: &Decision) -> ValidationFailed {
+    let types: Vec<_> = decision.emit.iter().map(|o| o.type_name).collect();
+    assert_eq!(
+        types,
+        ["validation.started", "validation.failed"],
+        "{decision:?}"
+    );
+    decision.emit[1].decode().unwrap()
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?} (apt install flite sox): {e}"));
+    assert!(status.success(), "{cmd:?}: {status}");
+}
+
+fn flite(text: &str, out: &Path) {
+    run(Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(out));
+}
+
+/// What sox says about an audio file (`soxi -s`: samples, `-r`: rate), the reference for ours.
+fn soxi(flag: &str, path: &Path) -> i64 {
+    let out = Command::new("soxi").arg(flag).arg(path).output().unwrap();
+    assert!(out.status.success(), "soxi {flag}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Length in ms of an audio file as sox sees it (samples / rate).
+fn sox_duration_ms(path: &Path) -> i64 {
+    soxi("-s", path) * 1000 / soxi("-r", path)
+}
+
+#[tokio::test]
+async fn flite_speech_passes_with_its_facts_and_gets_a_job() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speech.wav");
+    flite("Echo checks every upload before it is transcribed.", &wav);
+    let expected_ms = sox_duration_ms(&wav);
+    assert!((2_000..6_000).contains(&expected_ms), "{expected_ms}");
+
+    let input = upload(&p, &std::fs::read(&wav).unwrap(), "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let types: Vec<_> = decision.emit.iter().map(|o| o.type_name).collect();
+    assert_eq!(
+        types,
+        [
+            "validation.started",
+            "validation.passed",
+            "processing.job.created",
+            "chunk.process"
+        ]
+    );
+    let passed: ValidationPassed = decision.emit[1].decode().unwrap();
+    assert_eq!(passed.container, "wave");
+    assert_eq!(passed.codec, "pcm_s16le");
+    assert_eq!(passed.channels, 1);
+    assert_eq!(i64::from(passed.sample_rate_hz), soxi("-r", &wav));
+    assert!(
+        (passed.duration_ms - expected_ms).abs() <= 1,
+        "decoded {} ms, sox says {expected_ms} ms",
+        passed.duration_ms
+    );
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(job.chunk_count, 1);
+    assert_eq!(job.duration_ms, passed.duration_ms);
+    let chunk: ChunkProcess = decision.emit[3].decode().unwrap();
+    assert_eq!((chunk.start_ms, chunk.end_ms), (0, passed.duration_ms));
+    assert_eq!(
+        chunk.object_key,
+        keys::upload(&input.metadata.correlation_id)
+    );
+}
+
+#[tokio::test]
+async fn stereo_flac_at_another_rate_passes_with_its_own_facts() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speech.wav");
+    let flac = dir.path().join("speech.flac");
+    flite("Two channels, another codec, another rate.", &wav);
+    run(Command::new("sox")
+        .arg(&wav)
+        .args(["-c", "2", "-r", "44100"])
+        .arg(&flac));
+    let expected_ms = sox_duration_ms(&flac);
+
+    let input = upload(&p, &std::fs::read(&flac).unwrap(), "audio/flac").await;
+    let (_, decision) = validate(&p, &input).await;
+    let passed: ValidationPassed = decision.emit[1].decode().unwrap();
+    assert_eq!(
+        (passed.container.as_str(), passed.codec.as_str()),
+        ("flac", "flac")
+    );
+    assert_eq!((passed.channels, passed.sample_rate_hz), (2, 44_100));
+    assert!(
+        (passed.duration_ms - expected_ms).abs() <= 1,
+        "decoded {} ms, sox says {expected_ms} ms",
+        passed.duration_ms
+    );
+}
+
+#[tokio::test]
+async fn lossy_formats_pass_with_their_codec_and_about_their_length() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speech.wav");
+    flite("Compressed audio is validated the same way.", &wav);
+    let expected_ms = sox_duration_ms(&wav);
+    for (ext, content_type, container, codec) in [
+        ("ogg", "audio/ogg", "ogg", "vorbis"),
+        ("mp3", "audio/mpeg", "mp3", "mp3"),
+    ] {
+        let file = dir.path().join(format!("speech.{ext}"));
+        run(Command::new("sox").arg(&wav).arg(&file));
+        let input = upload(&p, &std::fs::read(&file).unwrap(), content_type).await;
+        let (_, decision) = validate(&p, &input).await;
+        let passed: ValidationPassed = decision.emit[1]
+            .decode()
+            .unwrap_or_else(|e| panic!("{ext}: {e:?} in {decision:?}"));
+        assert_eq!(
+            (passed.container.as_str(), passed.codec.as_str()),
+            (container, codec)
+        );
+        // Encoders pad: the decoded length is close to, not exactly, the source's.
+        assert!(
+            (passed.duration_ms - expected_ms).abs() <= 150,
+            "{ext}: decoded {} ms, source {expected_ms} ms",
+            passed.duration_ms
+        );
+    }
+}
+
+#[tokio::test]
+async fn garbage_bytes_named_wav_fail_as_undecodable() {
+    let p = processor().await;
+    // Deterministic noise that is no known container.
+    let garbage: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let input = upload(&p, &garbage, "audio/wav").await;
+    let (observed, decision) = validate(&p, &input).await;
+    assert!(
+        matches!(
+            observed,
+            Observation::Refused(ValidationFailureReason::Undecodable, _)
+        ),
+        "{observed:?}"
+    );
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::Undecodable);
+    assert!(!failed.message.contains("/tmp"), "{}", failed.message);
+}
+
+#[tokio::test]
+async fn an_empty_file_fails_as_empty() {
+    let p = processor().await;
+    let input = upload(&p, &[], "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::Empty);
+}
+
+#[tokio::test]
+async fn a_wav_with_a_header_but_no_samples_fails_as_empty() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("silence.wav");
+    flite("x", &wav);
+    // Keep the 44-byte header, declare no data.
+    let mut bytes = std::fs::read(&wav).unwrap();
+    bytes.truncate(44);
+    bytes[40..44].copy_from_slice(&0u32.to_le_bytes());
+    bytes[4..8].copy_from_slice(&36u32.to_le_bytes());
+    let input = upload(&p, &bytes, "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    assert_eq!(
+        failure(&decision).reason_code,
+        ValidationFailureReason::Empty
+    );
+}
+
+#[tokio::test]
+async fn a_too_short_clip_fails_as_too_short() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("blip.wav");
+    run(Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&wav)
+        .args(["synth", "0.2", "sine", "440"]));
+    let input = upload(&p, &std::fs::read(&wav).unwrap(), "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::TooShort);
+    assert!(failed.message.contains("200 ms"), "{}", failed.message);
+}
+
+#[tokio::test]
+async fn audio_over_the_duration_limit_fails_as_too_long() {
+    let limits = ValidationConfig {
+        max_duration_ms: 1_000,
+        min_duration_ms: 100,
+        ..ValidationConfig::default()
+    };
+    let p = ValidationProcessor::new(&EchoConfig::default(), limits).unwrap();
+    p.s3().ensure_bucket().await.expect("the local S3 server");
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speech.wav");
+    flite("This sentence lasts longer than one second.", &wav);
+    let input = upload(&p, &std::fs::read(&wav).unwrap(), "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::TooLong);
+    assert!(failed.message.contains("1000 ms"), "{}", failed.message);
+}
+
+#[tokio::test]
+async fn a_missing_object_fails_as_undecodable() {
+    let p = processor().await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    let input = completed(&resource, &keys::upload(&resource), 10, "audio/wav");
+    let (_, decision) = validate(&p, &input).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::Undecodable);
+    assert!(
+        failed.message.contains("nothing is stored"),
+        "{}",
+        failed.message
+    );
+}

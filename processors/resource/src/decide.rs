@@ -1,0 +1,298 @@
+//! The resource processor's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so every
+//! rule is testable with hand-made inputs and observations.
+//!
+//! Per resource, the first outcome wins and decides the whole lifecycle:
+//!
+//! - `transcription.completed` → `resource.ready`, and a `ttl` timer at now + retention;
+//!   the timer → `resource.ttl.reached` then `cleanup.initiated` (`TTL_REACHED`);
+//! - `validation.failed` or `transcription.failed` → `resource.rejected` then
+//!   `cleanup.initiated` (`REJECTED`);
+//! - `upload.failed` → `cleanup.initiated` (`UPLOAD_FAILED`);
+//! - `cleanup.initiated` (read back from its own topic, after `observe` deleted the prefix)
+//!   → `cleanup.completed`, the end of every resource.
+//!
+//! Once an outcome is there, inputs that contradict it (a second transcript, a failure after
+//! ready, a transcript after a rejection) produce nothing, so each resource ends in exactly one
+//! terminal state.
+
+use echo_catalog::events::{
+    CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
+    ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed, UploadFailed,
+    ValidationFailed, ValidationFailureReason,
+};
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ResourceConfig;
+
+/// Name of the per-resource timer that ends a ready resource's retention.
+pub const TTL_TIMER: &str = "ttl";
+
+/// The reason code `resource.rejected` carries for a failed transcription. The code set is
+/// validation's; of its symbols, "echo cannot decode this into speech" is the closest to a
+/// transcription that gave up on audio that had passed validation. The failure's own reason
+/// goes into the message, so nothing is lost for operators.
+pub const TRANSCRIPTION_FAILED_REASON: ValidationFailureReason =
+    ValidationFailureReason::Undecodable;
+
+/// How a resource's processing ended: the one outcome its lifecycle follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// `resource.ready` was emitted: the transcript is downloadable until the TTL.
+    Ready,
+    /// `resource.rejected` was emitted: the audio (or its transcription) failed.
+    Rejected,
+    /// The upload never completed; cleaned up without a `resource.rejected`, since nothing
+    /// was ever accepted.
+    UploadFailed,
+}
+
+/// What the resource processor remembers about one resource (changelogged as JSON). Everything
+/// is learned from what the processor emitted, so the state is what its events say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Missing fields take their defaults, so state changelogged by an older version still loads.
+#[serde(default)]
+pub struct ResourceState {
+    /// The first outcome; `None` while processing is still going on. Later outcomes are
+    /// ignored, which is what makes the terminal state unique.
+    pub outcome: Option<Outcome>,
+    /// `resource.ttl.reached` was emitted; the TTL timer must not act twice.
+    pub ttl_reached: bool,
+    /// `cleanup.initiated` was emitted: the objects are going, so nothing may make the
+    /// resource ready any more.
+    pub cleanup_initiated: bool,
+    /// `cleanup.completed` was emitted: the resource is gone; every later input is ignored.
+    pub cleaned: bool,
+}
+
+impl ResourceState {
+    /// Whether the resource's fate is decided (an outcome, or a cleanup of any origin), after
+    /// which inputs that would decide it again produce nothing.
+    pub fn is_settled(&self) -> bool {
+        self.outcome.is_some() || self.cleanup_initiated || self.cleaned
+    }
+}
+
+/// What `observe` found out for `decide`: the I/O results a decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The input needs no I/O (not a cleanup, or the resource is already cleaned).
+    Nothing,
+    /// The cleanup deleted this many objects under the resource's prefix.
+    Deleted(u32),
+}
+
+/// The prefix a `cleanup.initiated` asks to delete, or `None` when the resource is already
+/// cleaned and the input will be ignored without any I/O. A prefix other than the resource's
+/// own is refused (permanently): a cleanup must never reach another resource's objects.
+pub fn cleanup_target(
+    state: &ResourceState,
+    record: &Incoming,
+) -> Result<Option<String>, HandlerError> {
+    let initiated: CleanupInitiated = record.decode()?;
+    if state.cleaned {
+        return Ok(None);
+    }
+    let resource_id = &record.metadata.correlation_id;
+    let expected = echo_storage::keys::prefix(resource_id);
+    if initiated.prefix != expected {
+        return Err(HandlerError::Permanent(format!(
+            "cleanup.initiated for {resource_id} names prefix {:?}, expected {expected:?}",
+            initiated.prefix
+        )));
+    }
+    Ok(Some(expected))
+}
+
+/// Decides what an input causes, given the state and what `observe` found. Inputs of types the
+/// processor does not handle (its source topics carry many) produce nothing.
+pub fn decide(
+    config: &ResourceConfig,
+    state: &ResourceState,
+    input: Input<'_>,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    match input {
+        Input::Record(record) if record.is::<TranscriptionCompleted>() => {
+            on_transcribed(config, state, record, ctx)
+        }
+        Input::Record(record) if record.is::<ValidationFailed>() => {
+            let failed: ValidationFailed = record.decode()?;
+            Ok(on_rejected(
+                state,
+                record,
+                failed.reason_code,
+                failed.message,
+                ctx,
+            ))
+        }
+        Input::Record(record) if record.is::<TranscriptionFailed>() => {
+            let failed: TranscriptionFailed = record.decode()?;
+            let message = format!("transcription failed: {}", failed.reason);
+            Ok(on_rejected(
+                state,
+                record,
+                TRANSCRIPTION_FAILED_REASON,
+                message,
+                ctx,
+            ))
+        }
+        Input::Record(record) if record.is::<UploadFailed>() => {
+            let _failed: UploadFailed = record.decode()?;
+            Ok(on_upload_failed(state, record, ctx))
+        }
+        Input::Record(record) if record.is::<CleanupInitiated>() => {
+            on_cleanup(state, record, observed, ctx)
+        }
+        // Other facts of the pipeline (and this processor's own other events): not ours.
+        Input::Record(_) => Ok(Decision::default()),
+        Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
+        // A timer of an older version of this processor: nothing to do any more.
+        Input::Timer(_) => Ok(Decision::default()),
+    }
+}
+
+fn on_transcribed(
+    config: &ResourceConfig,
+    state: &ResourceState,
+    record: &Incoming,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let completed: TranscriptionCompleted = record.decode()?;
+    if state.is_settled() {
+        return Ok(Decision::default());
+    }
+    let resource_id = &record.metadata.correlation_id;
+    let ready = ResourceReady {
+        metadata: ctx.metadata(),
+        artifacts: completed.artifacts,
+    };
+    // Saturating: a validated retention cannot overflow, but a clock gone mad must not panic.
+    let expires_at = ctx.now_ms.saturating_add(config.retention_ms);
+    Ok(Decision {
+        emit: vec![Outgoing::new(resource_id.as_str(), &ready)],
+        schedule: vec![ctx.timer(TTL_TIMER, expires_at, "")],
+        cancel: Vec::new(),
+    })
+}
+
+fn on_rejected(
+    state: &ResourceState,
+    record: &Incoming,
+    reason_code: ValidationFailureReason,
+    message: String,
+    ctx: &Context,
+) -> Decision {
+    if state.is_settled() {
+        return Decision::default();
+    }
+    let resource_id = &record.metadata.correlation_id;
+    let rejected = ResourceRejected {
+        metadata: ctx.metadata(),
+        reason_code,
+        message,
+    };
+    Decision::emit(vec![
+        Outgoing::new(resource_id.as_str(), &rejected),
+        cleanup(ctx, resource_id, CleanupReason::Rejected),
+    ])
+}
+
+fn on_upload_failed(state: &ResourceState, record: &Incoming, ctx: &Context) -> Decision {
+    if state.is_settled() {
+        return Decision::default();
+    }
+    let resource_id = &record.metadata.correlation_id;
+    Decision::emit(vec![cleanup(ctx, resource_id, CleanupReason::UploadFailed)])
+}
+
+fn on_ttl(state: &ResourceState, timer: &Timer, ctx: &Context) -> Decision {
+    // Only a ready resource has a retention; one already cleaning up keeps its first cleanup.
+    if state.outcome != Some(Outcome::Ready)
+        || state.ttl_reached
+        || state.cleanup_initiated
+        || state.cleaned
+    {
+        return Decision::default();
+    }
+    let resource_id = &ctx.cause.correlation_id;
+    let reached = ResourceTtlReached {
+        metadata: ctx.metadata(),
+        expires_at: timer.due_at_ms,
+    };
+    Decision::emit(vec![
+        Outgoing::new(resource_id.as_str(), &reached),
+        cleanup(ctx, resource_id, CleanupReason::TtlReached),
+    ])
+}
+
+/// Any `cleanup.initiated` for a resource not yet cleaned is carried out, also one this
+/// processor has no record of emitting (an operator's, or state lost): deleting what the
+/// event names is what it asks for, and the prefix was checked to be the resource's own.
+fn on_cleanup(
+    state: &ResourceState,
+    record: &Incoming,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    if cleanup_target(state, record)?.is_none() {
+        return Ok(Decision::default());
+    }
+    let resource_id = &record.metadata.correlation_id;
+    let Observation::Deleted(deleted) = observed else {
+        return Err(HandlerError::Permanent(format!(
+            "cleanup.initiated for {resource_id} needs the prefix deleted, observed {observed:?}"
+        )));
+    };
+    let completed = CleanupCompleted {
+        metadata: ctx.metadata(),
+        // A resource has a handful of objects; saturate rather than fail on absurd counts.
+        deleted_objects: i32::try_from(deleted).unwrap_or(i32::MAX),
+    };
+    Ok(Decision {
+        emit: vec![Outgoing::new(resource_id.as_str(), &completed)],
+        schedule: Vec::new(),
+        // The objects are gone; a pending retention deadline has nothing left to end.
+        cancel: vec![TTL_TIMER.to_string()],
+    })
+}
+
+/// A `cleanup.initiated` for every object of the resource.
+fn cleanup(ctx: &Context, resource_id: &str, reason: CleanupReason) -> Outgoing {
+    Outgoing::new(
+        resource_id,
+        &CleanupInitiated {
+            metadata: ctx.metadata(),
+            reason,
+            prefix: echo_storage::keys::prefix(resource_id),
+        },
+    )
+}
+
+/// Folds a fact into the state. Only what the processor emitted counts: the inputs that caused
+/// it are already summed up by the outputs, and ignored inputs must change nothing.
+pub fn evolve(mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
+    let Fact::Emitted(out) = fact else {
+        return state;
+    };
+    if out.is::<ResourceReady>() {
+        state.outcome.get_or_insert(Outcome::Ready);
+    } else if out.is::<ResourceRejected>() {
+        state.outcome.get_or_insert(Outcome::Rejected);
+    } else if out.is::<ResourceTtlReached>() {
+        state.ttl_reached = true;
+    } else if out.is::<CleanupInitiated>() {
+        state.cleanup_initiated = true;
+        // An upload failure has no event of its own here: its cleanup is its outcome.
+        if let Ok(initiated) = out.decode::<CleanupInitiated>() {
+            if initiated.reason == CleanupReason::UploadFailed {
+                state.outcome.get_or_insert(Outcome::UploadFailed);
+            }
+        }
+    } else if out.is::<CleanupCompleted>() {
+        state.cleaned = true;
+    }
+    state
+}

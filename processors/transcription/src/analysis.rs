@@ -1,0 +1,180 @@
+//! Figures about a transcript, as a pure function of its segments: what the report's JSON and
+//! the `transcription.completed` event tell a client about the recording.
+
+use echo_catalog::events::Segment;
+use serde::{Deserialize, Serialize};
+
+/// What the analysis found; written into `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// Duration of the audio in ms (from the job), the base of every rate and ratio.
+    pub duration_ms: i64,
+    /// Number of words; `transcription.completed` carries it for display and billing.
+    pub word_count: i32,
+    /// Number of segments (subtitle cues) in the transcript.
+    pub segment_count: i32,
+    /// Words per minute of audio: how dense the speech is.
+    pub words_per_minute: f64,
+    /// Milliseconds covered by at least one segment (overlapping spans counted once).
+    pub speech_ms: i64,
+    /// Milliseconds of the audio covered by no segment.
+    pub silence_ms: i64,
+    /// `speech_ms / duration_ms`, 0 for zero-length audio; tells mostly-silent recordings
+    /// apart at a glance.
+    pub speech_ratio: f64,
+    /// Mean of the segments' recognition confidences (0 to 1; 0 without segments): a rough
+    /// quality signal for the whole transcript.
+    pub mean_confidence: f64,
+    /// Language of the transcript, from the configuration (the model is English-only).
+    pub language: String,
+    /// No speech was recognised at all, so a client can say so instead of showing an empty
+    /// transcript as if something went wrong.
+    pub empty: bool,
+}
+
+/// Analyses the assembled `segments` of audio lasting `duration_ms`.
+pub fn analyze(segments: &[Segment], duration_ms: i64, language: &str) -> Analysis {
+    let duration_ms = duration_ms.max(0);
+    let word_count = saturating_i32(segments.iter().map(|s| count_words(&s.text)).sum());
+    let speech_ms = covered_ms(segments, duration_ms);
+    let words_per_minute = if duration_ms > 0 {
+        round(f64::from(word_count) * 60_000.0 / duration_ms as f64, 2)
+    } else {
+        0.0
+    };
+    let speech_ratio = if duration_ms > 0 {
+        round(speech_ms as f64 / duration_ms as f64, 4)
+    } else {
+        0.0
+    };
+    let mean_confidence = if segments.is_empty() {
+        0.0
+    } else {
+        let sum: f64 = segments.iter().map(|s| f64::from(s.confidence)).sum();
+        round(sum / segments.len() as f64, 4)
+    };
+    Analysis {
+        duration_ms,
+        word_count,
+        segment_count: saturating_i32(segments.len()),
+        words_per_minute,
+        speech_ms,
+        silence_ms: duration_ms - speech_ms,
+        speech_ratio,
+        mean_confidence,
+        language: language.to_string(),
+        empty: word_count == 0,
+    }
+}
+
+/// Words in a text: whitespace-separated tokens with a letter or digit (a lone dash is not a
+/// word).
+pub fn count_words(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+/// Length of the union of the segments' spans, clipped to `[0, duration_ms)`: segments may
+/// overlap slightly and whisper's centisecond timestamps may run past the end.
+fn covered_ms(segments: &[Segment], duration_ms: i64) -> i64 {
+    let mut spans: Vec<(i64, i64)> = segments
+        .iter()
+        .map(|s| {
+            (
+                s.start_ms.clamp(0, duration_ms),
+                s.end_ms.clamp(0, duration_ms),
+            )
+        })
+        .filter(|(start, end)| end > start)
+        .collect();
+    spans.sort_unstable();
+    let mut covered = 0;
+    let mut reached = 0;
+    for (start, end) in spans {
+        let from = start.max(reached);
+        if end > from {
+            covered += end - from;
+            reached = end;
+        }
+    }
+    covered
+}
+
+fn saturating_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Rounds to `digits` decimals, so the report shows 142.86, not 142.85714285714286.
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start_ms: i64, end_ms: i64, text: &str, confidence: f32) -> Segment {
+        Segment {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            confidence,
+        }
+    }
+
+    #[test]
+    fn speech_figures_of_a_simple_transcript() {
+        let segments = [
+            seg(0, 2_000, "Hello there, world.", 0.75),
+            seg(1_500, 4_000, "How are you - today?", 0.25),
+            seg(10_000, 12_000, "Fine.", 0.5),
+        ];
+        let a = analyze(&segments, 20_000, "en");
+        assert_eq!(a.duration_ms, 20_000);
+        assert_eq!(a.word_count, 8);
+        assert_eq!(a.segment_count, 3);
+        assert_eq!(a.words_per_minute, 24.0);
+        // [0, 4000) and [10000, 12000): the overlap of the first two is counted once.
+        assert_eq!(a.speech_ms, 6_000);
+        assert_eq!(a.silence_ms, 14_000);
+        assert_eq!(a.speech_ratio, 0.3);
+        assert_eq!(a.mean_confidence, 0.5);
+        assert_eq!(a.language, "en");
+        assert!(!a.empty);
+    }
+
+    #[test]
+    fn silence_only_audio_is_empty_without_dividing_by_anything() {
+        let a = analyze(&[], 30_000, "en");
+        assert_eq!(a.word_count, 0);
+        assert_eq!(a.segment_count, 0);
+        assert_eq!(a.speech_ms, 0);
+        assert_eq!(a.silence_ms, 30_000);
+        assert_eq!(a.speech_ratio, 0.0);
+        assert_eq!(a.words_per_minute, 0.0);
+        assert_eq!(a.mean_confidence, 0.0);
+        assert!(a.empty);
+        assert!(serde_json::to_string(&a).is_ok());
+    }
+
+    #[test]
+    fn zero_length_audio_and_spans_past_the_end_are_clipped() {
+        let a = analyze(&[seg(0, 1_000, "hi", 1.0)], 0, "en");
+        assert_eq!((a.speech_ms, a.silence_ms, a.speech_ratio), (0, 0, 0.0));
+        assert_eq!(a.words_per_minute, 0.0);
+        assert_eq!(a.word_count, 1);
+
+        let b = analyze(&[seg(900, 1_500, "hi", 1.0)], 1_000, "en");
+        assert_eq!((b.speech_ms, b.silence_ms), (100, 900));
+    }
+
+    #[test]
+    fn rates_are_rounded_for_display() {
+        let a = analyze(&[seg(0, 100, "one two three four five", 0.3)], 2_100, "en");
+        assert_eq!(a.words_per_minute, 142.86);
+        assert_eq!(a.speech_ratio, 0.0476);
+        assert_eq!(a.mean_confidence, 0.3);
+    }
+}

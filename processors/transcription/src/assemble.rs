@@ -1,0 +1,304 @@
+//! Merging the segments of a job's chunks into one transcript, as a pure function.
+//!
+//! Consecutive chunks overlap (1 s by default) so that no word is cut at a boundary; the price
+//! is that words spoken in an overlap are recognised twice. The merge keeps each chunk's
+//! segments on its own side of the overlap's midpoint, then removes the run of words that is
+//! still duplicated across the seam (a segment straddling the midpoint in both chunks).
+
+use echo_catalog::events::Segment;
+use serde::{Deserialize, Serialize};
+
+/// What one chunk contributed: its time range and the segments recognised in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkTranscript {
+    /// Position of the chunk in the job; orders chunks that start at the same time.
+    pub index: i32,
+    /// Start of the chunk in the whole audio (ms); with the previous chunk's end it gives the
+    /// overlap to de-duplicate.
+    pub start_ms: i64,
+    /// End of the chunk in the whole audio (ms, exclusive).
+    pub end_ms: i64,
+    /// Recognised segments, timestamps already global (ms from the start of the audio).
+    pub segments: Vec<Segment>,
+}
+
+/// Merges the chunks of one job into a single time-ordered segment list in which no word of
+/// an overlap appears twice. Chunks may be given in any order; segments without speech
+/// (blank text, `[BLANK_AUDIO]`-style annotations) are left out.
+pub fn assemble(chunks: &[ChunkTranscript]) -> Vec<Segment> {
+    let mut ordered: Vec<&ChunkTranscript> = chunks.iter().collect();
+    ordered.sort_by_key(|c| (c.start_ms, c.index));
+
+    let mut out: Vec<Segment> = Vec::new();
+    // Where the previous chunk's segments begin in `out`, and where that chunk ends.
+    let mut previous: Option<(usize, i64)> = None;
+    for chunk in ordered {
+        let mut segments: Vec<Segment> = chunk
+            .segments
+            .iter()
+            .filter(|s| is_speech(&s.text))
+            .map(|s| Segment {
+                text: normalise_spaces(&s.text),
+                ..s.clone()
+            })
+            .collect();
+        segments.sort_by_key(|s| (s.start_ms, s.end_ms));
+
+        if let Some((prev_first, prev_end)) = previous {
+            let (a, b) = (chunk.start_ms, prev_end);
+            if a < b {
+                let mid = a + (b - a) / 2;
+                // Each chunk keeps what lies on its side of the midpoint.
+                let kept: Vec<Segment> = out
+                    .drain(prev_first..)
+                    .filter(|s| s.start_ms < mid)
+                    .collect();
+                out.extend(kept);
+                segments.retain(|s| s.end_ms > mid);
+                remove_seam_duplicates(&out[prev_first..], &mut segments, a, b);
+            }
+        }
+        previous = Some((out.len(), chunk.end_ms));
+        out.extend(segments);
+    }
+    out
+}
+
+/// Removes from the head of `next` the longest run of words that also ends `previous`,
+/// looking only at segments that reach into the overlap `[a, b)`: duplicates can only come
+/// from there, and looking further would eat words legitimately said twice.
+fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64, b: i64) {
+    let Some(seam_start) = previous.iter().position(|s| s.end_ms > a) else {
+        return;
+    };
+    let prev_words: Vec<String> = previous[seam_start..]
+        .iter()
+        .flat_map(|s| s.text.split_whitespace().map(word_key))
+        .collect();
+    let in_overlap = next.iter().take_while(|s| s.start_ms < b).count();
+    let next_words: Vec<String> = next[..in_overlap]
+        .iter()
+        .flat_map(|s| s.text.split_whitespace().map(word_key))
+        .collect();
+
+    let longest = (1..=prev_words.len().min(next_words.len()))
+        .rev()
+        .find(|&k| prev_words[prev_words.len() - k..] == next_words[..k]);
+    let Some(mut to_drop) = longest else {
+        return;
+    };
+    let prev_end = previous.last().map_or(i64::MIN, |s| s.end_ms);
+    while to_drop > 0 && !next.is_empty() {
+        let words: Vec<&str> = next[0].text.split_whitespace().collect();
+        if words.len() <= to_drop {
+            to_drop -= words.len();
+            next.remove(0);
+        } else {
+            let rest = words[to_drop..].join(" ");
+            let first = &mut next[0];
+            first.text = rest;
+            // The dropped words were the ones said before the previous segment ended, so the
+            // rest starts no earlier than that: keeps cues from overlapping.
+            if prev_end > first.start_ms && prev_end < first.end_ms {
+                first.start_ms = prev_end;
+            }
+            to_drop = 0;
+        }
+    }
+}
+
+/// How words are compared across the seam: the two chunks may differ in case and
+/// punctuation ("Hello," vs "hello").
+fn word_key(word: &str) -> String {
+    word.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// One space between words, none around: whisper's leading spaces and any line break would
+/// otherwise leak into subtitle cues (a blank line ends a cue).
+fn normalise_spaces(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether a segment's text is speech: not blank, not punctuation only, and not a
+/// non-speech annotation whisper emits for silence or noise (`[BLANK_AUDIO]`, `(music)`).
+pub fn is_speech(text: &str) -> bool {
+    let t = text.trim();
+    let annotation = [('[', ']'), ('(', ')'), ('*', '*')]
+        .iter()
+        .any(|&(open, close)| t.len() >= 2 && t.starts_with(open) && t.ends_with(close));
+    !annotation && t.chars().any(char::is_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {
+        Segment {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            confidence: 0.9,
+        }
+    }
+
+    fn chunk(index: i32, start_ms: i64, end_ms: i64, segments: Vec<Segment>) -> ChunkTranscript {
+        ChunkTranscript {
+            index,
+            start_ms,
+            end_ms,
+            segments,
+        }
+    }
+
+    fn texts(segments: &[Segment]) -> Vec<&str> {
+        segments.iter().map(|s| s.text.as_str()).collect()
+    }
+
+    #[test]
+    fn segments_wholly_on_the_wrong_side_of_the_overlap_midpoint_are_dropped() {
+        // Chunks [0, 30000) and [29000, 59000): overlap [29000, 30000), midpoint 29500.
+        let first = chunk(
+            0,
+            0,
+            30_000,
+            vec![
+                seg(0, 5_000, "one two"),
+                seg(28_000, 29_400, "three"),
+                seg(29_600, 30_000, "four"),
+            ],
+        );
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![
+                seg(29_000, 29_450, "three"),
+                seg(29_550, 31_000, "four five"),
+            ],
+        );
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["one two", "three", "four five"]);
+        let starts: Vec<i64> = merged.iter().map(|s| s.start_ms).collect();
+        assert_eq!(starts, [0, 28_000, 29_550]);
+    }
+
+    #[test]
+    fn a_word_run_recognised_in_both_chunks_across_the_midpoint_appears_once() {
+        // Both chunks hold a segment straddling the midpoint 29500 with the same words.
+        let first = chunk(
+            0,
+            0,
+            30_000,
+            vec![
+                seg(25_000, 28_000, "we went to"),
+                seg(28_000, 29_900, "the big market,"),
+            ],
+        );
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![
+                seg(29_100, 31_000, "Big market and then"),
+                seg(31_000, 33_000, "home again."),
+            ],
+        );
+        let merged = assemble(&[second.clone(), first.clone()]);
+        assert_eq!(
+            texts(&merged),
+            ["we went to", "the big market,", "and then", "home again."]
+        );
+        // The trimmed segment starts where the previous one ended: cues do not overlap.
+        assert_eq!(merged[2].start_ms, 29_900);
+        assert_eq!(merged[2].end_ms, 31_000);
+        // Order of the inputs does not matter.
+        assert_eq!(assemble(&[first, second]), merged);
+    }
+
+    #[test]
+    fn a_duplicate_run_spanning_whole_segments_is_removed_entirely() {
+        let first = chunk(0, 0, 30_000, vec![seg(28_000, 29_800, "hello there")]);
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![
+                seg(29_200, 29_600, "Hello"),
+                seg(29_600, 32_000, "there friend"),
+            ],
+        );
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["hello there", "friend"]);
+    }
+
+    #[test]
+    fn without_overlap_nothing_is_dropped_even_repeated_words() {
+        let first = chunk(0, 0, 30_000, vec![seg(28_000, 29_900, "yes yes")]);
+        let second = chunk(1, 30_000, 60_000, vec![seg(30_000, 31_000, "yes yes")]);
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["yes yes", "yes yes"]);
+    }
+
+    #[test]
+    fn words_repeated_outside_the_overlap_are_kept() {
+        let first = chunk(
+            0,
+            0,
+            30_000,
+            vec![seg(20_000, 22_000, "again"), seg(28_000, 29_000, "stop")],
+        );
+        let second = chunk(1, 29_000, 59_000, vec![seg(31_000, 32_000, "again")]);
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["again", "stop", "again"]);
+    }
+
+    #[test]
+    fn empty_chunks_and_non_speech_segments_are_harmless() {
+        assert!(assemble(&[]).is_empty());
+        let silent = chunk(
+            0,
+            0,
+            30_000,
+            vec![
+                seg(0, 30_000, " [BLANK_AUDIO]"),
+                seg(0, 10, "  "),
+                seg(5, 6, "..."),
+            ],
+        );
+        assert!(assemble(std::slice::from_ref(&silent)).is_empty());
+
+        let speech = chunk(
+            2,
+            58_000,
+            70_000,
+            vec![seg(60_000, 61_000, "  late   words ")],
+        );
+        let empty = chunk(1, 29_000, 59_000, Vec::new());
+        let merged = assemble(&[speech, empty, silent]);
+        assert_eq!(texts(&merged), ["late words"]);
+    }
+
+    #[test]
+    fn segments_within_a_chunk_come_out_in_time_order() {
+        let c = chunk(
+            0,
+            0,
+            30_000,
+            vec![seg(5_000, 6_000, "second"), seg(1_000, 2_000, "first")],
+        );
+        assert_eq!(texts(&assemble(&[c])), ["first", "second"]);
+    }
+
+    #[test]
+    fn speech_detection() {
+        assert!(is_speech(" Hello."));
+        assert!(!is_speech("[BLANK_AUDIO]"));
+        assert!(!is_speech("(music)"));
+        assert!(!is_speech(" - "));
+        assert!(!is_speech(""));
+    }
+}

@@ -1,0 +1,64 @@
+//! Settings of the transcription processor, loaded from the `transcription` section of echo's
+//! configuration.
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// How the transcript is described in its report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TranscriptionConfig {
+    /// Language written into the analysis (BCP-47 primary tag). A setting rather than a
+    /// detection result: the bundled whisper model is English-only, so the language is known
+    /// up front, and a multilingual model later only has to change this.
+    pub language: String,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig {
+            language: "en".into(),
+        }
+    }
+}
+
+impl TranscriptionConfig {
+    /// Fails on settings that would put garbage in every report, so a bad config stops the
+    /// processor at startup instead of writing wrong artifacts for every resource.
+    pub fn validate(&self) -> Result<()> {
+        let ok = (2..=8).contains(&self.language.len())
+            && self.language.bytes().all(|b| b.is_ascii_alphabetic());
+        ensure!(
+            ok,
+            "transcription.language must be a 2-8 letter language tag such as \"en\", got {:?}",
+            self.language
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_partial_sections_keep_them() {
+        let c = TranscriptionConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.language, "en");
+        let partial: TranscriptionConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(partial, c);
+        let de: TranscriptionConfig = serde_json::from_str(r#"{"language": "de"}"#).unwrap();
+        assert_eq!(de.language, "de");
+    }
+
+    #[test]
+    fn unusable_languages_are_refused() {
+        for bad in ["", "e", "en-US", "english!", "abcdefghi"] {
+            let c = TranscriptionConfig {
+                language: bad.into(),
+            };
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The transcription processor's logic as pure functions: no I/O, so every rule is testable
+//! with hand-made inputs and observations.
+//!
+//! Per resource and job: chunk results are collected (first result per chunk wins) until
+//! every chunk of the job has one, in whatever order they and `processing.job.created`
+//! arrive; the input that completes the set emits `transcription.started` and, the artifacts
+//! being written by `observe`, `transcription.completed`. A failed chunk without a result
+//! emits `transcription.failed`. Each job ends in exactly one terminal event.
+
+use std::collections::BTreeMap;
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptionCompleted,
+    TranscriptionFailed, TranscriptionStarted,
+};
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use serde::{Deserialize, Serialize};
+
+use crate::assemble::ChunkTranscript;
+use crate::report::artifact_keys;
+
+/// What the transcription processor remembers about one resource (changelogged as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+// Missing fields take their defaults, so state changelogged by an older version still loads.
+#[serde(default)]
+pub struct TranscriptionState {
+    /// Progress per job id: a resource may be processed more than once, and chunk results
+    /// of one job must never complete another.
+    pub jobs: BTreeMap<String, JobProgress>,
+}
+
+/// Everything known about one job of the resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobProgress {
+    /// The plan from `processing.job.created`; `None` while chunk results arrived first, so
+    /// completeness cannot be judged yet.
+    pub plan: Option<JobPlan>,
+    /// The first result of each chunk by index; later ones are re-issues and ignored. Cleared
+    /// once the job ends, as nothing reads it after that.
+    pub chunks: BTreeMap<i32, ChunkTranscript>,
+    /// `transcription.started` was emitted.
+    pub started: bool,
+    /// `transcription.completed` was emitted; nothing more happens to the job.
+    pub completed: bool,
+    /// `transcription.failed` was emitted; nothing more happens to the job.
+    pub failed: bool,
+}
+
+/// The parts of `processing.job.created` the assembly needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// How many chunks make the job complete.
+    pub chunk_count: i32,
+    /// Duration of the audio, the base of the analysis.
+    pub duration_ms: i64,
+}
+
+impl JobProgress {
+    /// Whether the job reached its end, after which every input about it is ignored.
+    pub fn is_terminal(&self) -> bool {
+        self.completed || self.failed
+    }
+}
+
+/// A job whose every chunk has a result: what `observe` assembles and writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyJob {
+    /// The job's id.
+    pub job_id: String,
+    /// Its plan.
+    pub plan: JobPlan,
+    /// One result per chunk, in index order.
+    pub chunks: Vec<ChunkTranscript>,
+}
+
+/// What `observe` did for `decide`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The input completes no job: nothing was written.
+    Nothing,
+    /// The input completed a job and its artifacts are stored.
+    Written(Written),
+}
+
+/// The figures of a written transcript that `transcription.completed` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The job whose transcript was written; checked against the job the input completes.
+    pub job_id: String,
+    /// Words in the transcript.
+    pub word_count: i32,
+    /// Duration of the transcribed audio (ms).
+    pub duration_ms: i64,
+}
+
+/// The resource an input is about; it names the S3 prefix written to, so it must not be able
+/// to address anything outside its own (ids are UUIDs).
+pub fn resource_id(record: &Incoming) -> Result<&str, HandlerError> {
+    let id = record.metadata.correlation_id.as_str();
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(id)
+    } else {
+        Err(HandlerError::Permanent(format!(
+            "resource id {id:?} is not 1-128 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+/// The job `record` completes, if it does: the input supplies the last missing piece (the
+/// plan or the last chunk result) of a job that has not ended. `observe` and `decide` both
+/// ask, so the I/O happens exactly for the inputs that emit `transcription.completed`.
+pub fn ready_job(
+    state: &TranscriptionState,
+    record: &Incoming,
+) -> Result<Option<ReadyJob>, HandlerError> {
+    let (job_id, plan, new_chunk) = if record.is::<ProcessingJobCreated>() {
+        let job: ProcessingJobCreated = record.decode()?;
+        let known = state.jobs.get(&job.job_id).and_then(|p| p.plan.clone());
+        if known.is_some() {
+            // A second job.created for the same job: the first already decided.
+            return Ok(None);
+        }
+        let plan = plan_of(&job);
+        (job.job_id, plan, None)
+    } else if record.is::<ChunkProcessingCompleted>() {
+        let chunk: ChunkProcessingCompleted = record.decode()?;
+        let Some(plan) = state.jobs.get(&chunk.job_id).and_then(|p| p.plan.clone()) else {
+            return Ok(None);
+        };
+        (chunk.job_id.clone(), plan, Some(chunk_transcript(chunk)))
+    } else {
+        return Ok(None);
+    };
+
+    if plan.chunk_count < 0 {
+        // Refused by `decide`; never ready, so nothing is written for it.
+        return Ok(None);
+    }
+    let empty = JobProgress::default();
+    let progress = state.jobs.get(&job_id).unwrap_or(&empty);
+    if progress.is_terminal() || progress.started {
+        return Ok(None);
+    }
+    if let Some(c) = &new_chunk {
+        if progress.chunks.contains_key(&c.index) || !(0..plan.chunk_count).contains(&c.index) {
+            return Ok(None);
+        }
+    }
+    let mut chunks = Vec::new();
+    for index in 0..plan.chunk_count {
+        let found = progress
+            .chunks
+            .get(&index)
+            .or(new_chunk.as_ref().filter(|c| c.index == index));
+        match found {
+            Some(c) => chunks.push(c.clone()),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(ReadyJob {
+        job_id,
+        plan,
+        chunks,
+    }))
+}
+
+/// Decides what an input causes, given the state and what `observe` did.
+pub fn decide(
+    state: &TranscriptionState,
+    input: Input<'_>,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let Input::Record(record) = input else {
+        // This processor sets no timers; one from an older version has nothing to do.
+        return Ok(Decision::default());
+    };
+    if record.is::<ProcessingJobCreated>() {
+        let job: ProcessingJobCreated = record.decode()?;
+        if job.chunk_count < 0 {
+            return Err(HandlerError::Permanent(format!(
+                "job {} has a negative chunk count {}",
+                job.job_id, job.chunk_count
+            )));
+        }
+    } else if record.is::<ChunkProcessingCompleted>() {
+        check_chunk(state, record)?;
+    } else if record.is::<ChunkProcessingFailed>() {
+        return on_chunk_failed(state, record, ctx);
+    } else {
+        // The topic also carries validation and other chunk facts, none of them ours.
+        return Ok(Decision::default());
+    }
+
+    let Some(ready) = ready_job(state, record)? else {
+        return Ok(Decision::default());
+    };
+    let Observation::Written(written) = observed else {
+        return Err(HandlerError::Permanent(format!(
+            "job {} is complete but observe wrote no artifacts ({observed:?})",
+            ready.job_id
+        )));
+    };
+    if written.job_id != ready.job_id {
+        return Err(HandlerError::Permanent(format!(
+            "job {} is complete but observe wrote the artifacts of job {}",
+            ready.job_id, written.job_id
+        )));
+    }
+    let resource = resource_id(record)?;
+    let started = TranscriptionStarted {
+        metadata: ctx.metadata(),
+        job_id: ready.job_id.clone(),
+        chunk_count: ready.plan.chunk_count,
+    };
+    let completed = TranscriptionCompleted {
+        metadata: ctx.metadata(),
+        job_id: ready.job_id,
+        artifacts: artifact_keys(resource),
+        word_count: written.word_count,
+        duration_ms: written.duration_ms,
+    };
+    Ok(Decision::emit(vec![
+        Outgoing::new(resource, &started),
+        Outgoing::new(resource, &completed),
+    ]))
+}
+
+/// A chunk result with an impossible index is a bug upstream: refused (to the DLQ) rather
+/// than silently waited on forever.
+fn check_chunk(state: &TranscriptionState, record: &Incoming) -> Result<(), HandlerError> {
+    let chunk: ChunkProcessingCompleted = record.decode()?;
+    let count = state
+        .jobs
+        .get(&chunk.job_id)
+        .and_then(|p| p.plan.as_ref())
+        .map(|p| p.chunk_count);
+    let in_range = chunk.chunk_index >= 0 && count.is_none_or(|n| chunk.chunk_index < n);
+    if in_range {
+        Ok(())
+    } else {
+        Err(HandlerError::Permanent(format!(
+            "chunk {} of job {} is outside the job's {count:?} chunks",
+            chunk.chunk_index, chunk.job_id
+        )))
+    }
+}
+
+fn on_chunk_failed(
+    state: &TranscriptionState,
+    record: &Incoming,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let failed: ChunkProcessingFailed = record.decode()?;
+    if let Some(progress) = state.jobs.get(&failed.job_id) {
+        // An ended job stays ended; a chunk that already has a result (a re-issued copy
+        // failed after the first succeeded) does not fail the job: first result wins.
+        if progress.is_terminal() || progress.chunks.contains_key(&failed.chunk_index) {
+            return Ok(Decision::default());
+        }
+    }
+    let resource = resource_id(record)?;
+    let out = TranscriptionFailed {
+        metadata: ctx.metadata(),
+        job_id: failed.job_id,
+        reason: format!(
+            "chunk {} failed on attempt {}: {}",
+            failed.chunk_index, failed.attempt, failed.reason
+        ),
+    };
+    Ok(Decision::emit(vec![Outgoing::new(resource, &out)]))
+}
+
+/// Folds a fact into the state: plans and chunk results are remembered when consumed, the
+/// job's progress is learned from what the processor emitted.
+pub fn evolve(mut state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
+    match fact {
+        Fact::Consumed(record) if record.is::<ProcessingJobCreated>() => {
+            if let Ok(job) = record.decode::<ProcessingJobCreated>() {
+                let progress = state.jobs.entry(job.job_id.clone()).or_default();
+                if progress.plan.is_none() {
+                    progress.plan = Some(plan_of(&job));
+                }
+            }
+        }
+        Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
+            if let Ok(chunk) = record.decode::<ChunkProcessingCompleted>() {
+                let progress = state.jobs.entry(chunk.job_id.clone()).or_default();
+                let in_range = chunk.chunk_index >= 0
+                    && progress
+                        .plan
+                        .as_ref()
+                        .is_none_or(|p| chunk.chunk_index < p.chunk_count);
+                if !progress.is_terminal() && in_range {
+                    progress
+                        .chunks
+                        .entry(chunk.chunk_index)
+                        .or_insert_with(|| chunk_transcript(chunk));
+                }
+            }
+        }
+        Fact::Emitted(out) if out.is::<TranscriptionStarted>() => {
+            if let Ok(started) = out.decode::<TranscriptionStarted>() {
+                state.jobs.entry(started.job_id).or_default().started = true;
+            }
+        }
+        Fact::Emitted(out) if out.is::<TranscriptionCompleted>() => {
+            if let Ok(completed) = out.decode::<TranscriptionCompleted>() {
+                let progress = state.jobs.entry(completed.job_id).or_default();
+                progress.completed = true;
+                progress.chunks.clear();
+            }
+        }
+        Fact::Emitted(out) if out.is::<TranscriptionFailed>() => {
+            if let Ok(failed) = out.decode::<TranscriptionFailed>() {
+                let progress = state.jobs.entry(failed.job_id).or_default();
+                progress.failed = true;
+                progress.chunks.clear();
+            }
+        }
+        _ => {}
+    }
+    state
+}
+
+fn plan_of(job: &ProcessingJobCreated) -> JobPlan {
+    JobPlan {
+        chunk_count: job.chunk_count,
+        duration_ms: job.duration_ms,
+    }
+}
+
+fn chunk_transcript(chunk: ChunkProcessingCompleted) -> ChunkTranscript {
+    ChunkTranscript {
+        index: chunk.chunk_index,
+        start_ms: chunk.start_ms,
+        end_ms: chunk.end_ms,
+        segments: chunk.segments,
+    }
+}

@@ -1,0 +1,255 @@
+//! The report artifacts, rendered as pure functions of the transcript: plain text, SubRip,
+//! WebVTT and JSON. Deterministic, so a retried handler writes byte-identical objects.
+
+use echo_catalog::events::{Segment, TranscriptArtifacts};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{analyze, Analysis};
+use crate::assemble::{assemble, ChunkTranscript};
+
+/// An assembled and analysed transcript: what `report.json` holds and every other file is
+/// rendered from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// The job it was assembled from, so a report can be traced to its chunk events.
+    pub job_id: String,
+    /// Figures about the recording.
+    pub analysis: Analysis,
+    /// The merged segments, in time order, timestamps in ms from the start of the audio.
+    pub segments: Vec<Segment>,
+}
+
+impl Transcript {
+    /// Assembles and analyses the chunks of job `job_id` over audio of `duration_ms`.
+    pub fn build(
+        job_id: &str,
+        duration_ms: i64,
+        chunks: &[ChunkTranscript],
+        language: &str,
+    ) -> Transcript {
+        let segments = assemble(chunks);
+        Transcript {
+            job_id: job_id.to_string(),
+            analysis: analyze(&segments, duration_ms, language),
+            segments,
+        }
+    }
+}
+
+/// One rendered file: where it goes, its bytes and the type it is served as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Object key under the resource's report prefix.
+    pub key: String,
+    /// The file's content (UTF-8).
+    pub body: String,
+    /// `Content-Type` stored with the object, so a pre-signed GET serves it properly.
+    pub content_type: &'static str,
+}
+
+/// File name of the plain-text transcript under `keys::report`.
+pub const TXT: &str = "transcript.txt";
+/// SubRip subtitles.
+pub const SRT: &str = "transcript.srt";
+/// WebVTT subtitles.
+pub const VTT: &str = "transcript.vtt";
+/// Segments plus analysis.
+pub const JSON: &str = "report.json";
+
+/// The object keys of a resource's transcript files, as `transcription.completed` announces
+/// them.
+pub fn artifact_keys(resource_id: &str) -> TranscriptArtifacts {
+    let key = |file| echo_storage::keys::report(resource_id, file);
+    TranscriptArtifacts {
+        txt_key: key(TXT),
+        srt_key: key(SRT),
+        vtt_key: key(VTT),
+        json_key: key(JSON),
+    }
+}
+
+/// The four files of `transcript` for resource `resource_id`.
+pub fn render(resource_id: &str, transcript: &Transcript) -> Vec<Artifact> {
+    let keys = artifact_keys(resource_id);
+    vec![
+        Artifact {
+            key: keys.txt_key,
+            body: txt(&transcript.segments),
+            content_type: "text/plain; charset=utf-8",
+        },
+        Artifact {
+            key: keys.srt_key,
+            body: srt(&transcript.segments),
+            content_type: "application/x-subrip; charset=utf-8",
+        },
+        Artifact {
+            key: keys.vtt_key,
+            body: vtt(&transcript.segments),
+            content_type: "text/vtt; charset=utf-8",
+        },
+        Artifact {
+            key: keys.json_key,
+            body: json(transcript),
+            content_type: "application/json",
+        },
+    ]
+}
+
+/// Plain text: one segment per line; empty for a transcript without speech.
+pub fn txt(segments: &[Segment]) -> String {
+    segments.iter().map(|s| format!("{}\n", s.text)).collect()
+}
+
+/// SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line after each.
+pub fn srt(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "{}\n{} --> {}\n{}\n\n",
+                i + 1,
+                timestamp(s.start_ms, ','),
+                timestamp(s.end_ms, ','),
+                cue_text(&s.text)
+            )
+        })
+        .collect()
+}
+
+/// WebVTT: the `WEBVTT` header, then cues `HH:MM:SS.mmm --> HH:MM:SS.mmm`.
+pub fn vtt(segments: &[Segment]) -> String {
+    let mut out = String::from("WEBVTT\n\n");
+    for s in segments {
+        out.push_str(&format!(
+            "{} --> {}\n{}\n\n",
+            timestamp(s.start_ms, '.'),
+            timestamp(s.end_ms, '.'),
+            cue_text(&s.text)
+        ));
+    }
+    out
+}
+
+/// The transcript as pretty JSON with a final newline.
+pub fn json(transcript: &Transcript) -> String {
+    let mut out = serde_json::to_string_pretty(transcript).expect("a transcript always serializes");
+    out.push('\n');
+    out
+}
+
+/// `HH:MM:SS<sep>mmm`; hours grow past two digits rather than wrap, negatives clamp to 0.
+fn timestamp(ms: i64, separator: char) -> String {
+    let ms = ms.max(0);
+    let (h, m, s, milli) = (
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1_000 % 60,
+        ms % 1_000,
+    );
+    format!("{h:02}:{m:02}:{s:02}{separator}{milli:03}")
+}
+
+/// Cue text that cannot break the cue: `-->` would be read as a timing line.
+fn cue_text(text: &str) -> String {
+    text.replace("-->", "->")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Vec<Segment> {
+        vec![
+            Segment {
+                start_ms: 0,
+                end_ms: 2_500,
+                text: "Hello world.".into(),
+                confidence: 0.5,
+            },
+            Segment {
+                start_ms: 3_723_004,
+                end_ms: 3_725_010,
+                text: "Second line.".into(),
+                confidence: 0.75,
+            },
+        ]
+    }
+
+    #[test]
+    fn plain_text_has_one_segment_per_line() {
+        assert_eq!(txt(&example()), "Hello world.\nSecond line.\n");
+        assert_eq!(txt(&[]), "");
+    }
+
+    #[test]
+    fn srt_cues_are_numbered_with_comma_milliseconds() {
+        assert_eq!(
+            srt(&example()),
+            "1\n00:00:00,000 --> 00:00:02,500\nHello world.\n\n\
+             2\n01:02:03,004 --> 01:02:05,010\nSecond line.\n\n"
+        );
+        assert_eq!(srt(&[]), "");
+    }
+
+    #[test]
+    fn vtt_has_its_header_and_dot_milliseconds() {
+        assert_eq!(
+            vtt(&example()),
+            "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello world.\n\n\
+             01:02:03.004 --> 01:02:05.010\nSecond line.\n\n"
+        );
+        assert_eq!(vtt(&[]), "WEBVTT\n\n");
+    }
+
+    #[test]
+    fn json_holds_segments_and_analysis() {
+        let segments = example();
+        let transcript = Transcript {
+            job_id: "job-1".into(),
+            analysis: analyze(&segments, 3_730_000, "en"),
+            segments,
+        };
+        let text = json(&transcript);
+        assert!(text.ends_with("}\n"));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["job_id"], "job-1");
+        assert_eq!(value["segments"][1]["start_ms"], 3_723_004);
+        assert_eq!(value["segments"][1]["text"], "Second line.");
+        assert_eq!(value["segments"][0]["confidence"], 0.5);
+        assert_eq!(value["analysis"]["word_count"], 4);
+        assert_eq!(value["analysis"]["language"], "en");
+        assert_eq!(value["analysis"]["empty"], false);
+        let back: Transcript = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, transcript);
+    }
+
+    #[test]
+    fn timestamps_clamp_negatives_and_outgrow_two_hour_digits() {
+        assert_eq!(timestamp(-5, ','), "00:00:00,000");
+        assert_eq!(timestamp(100 * 3_600_000 + 1, '.'), "100:00:00.001");
+        assert_eq!(cue_text("a --> b"), "a -> b");
+    }
+
+    #[test]
+    fn artifacts_live_under_the_resource_report_prefix() {
+        let keys = artifact_keys("r1");
+        assert_eq!(keys.txt_key, "resources/r1/report/transcript.txt");
+        assert_eq!(keys.srt_key, "resources/r1/report/transcript.srt");
+        assert_eq!(keys.vtt_key, "resources/r1/report/transcript.vtt");
+        assert_eq!(keys.json_key, "resources/r1/report/report.json");
+        let t = Transcript::build("j", 1_000, &[], "en");
+        let files = render("r1", &t);
+        let names: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                keys.txt_key.as_str(),
+                &keys.srt_key,
+                &keys.vtt_key,
+                &keys.json_key
+            ]
+        );
+        assert!(t.analysis.empty);
+    }
+}

@@ -1,0 +1,400 @@
+//! The transcription rules as pure functions: hand-made inputs in, decisions and states out,
+//! with the state folded the way the runtime folds it (input, then each output). The
+//! observation is what `observe` would find, computed by the same pure functions minus S3.
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, ProcessingJobCreated,
+    Segment, TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted, ValidationPassed,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
+use echo_transcription::decide::{self, Observation, Written};
+use echo_transcription::{Transcript, TranscriptionState};
+
+const RESOURCE: &str = "3f6e2b1a-9c8d-4e7f-a1b2-c3d4e5f60718";
+const JOB: &str = "job-1";
+const NOW: i64 = 1_700_000_000_000;
+
+fn meta(event_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: RESOURCE.into(),
+        causation_id: None,
+        occurred_at: NOW,
+        producer: "processing".into(),
+        schema_version: 1,
+    }
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.processing.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn job_created(job_id: &str, chunk_count: i32, duration_ms: i64) -> Incoming {
+    incoming(&ProcessingJobCreated {
+        metadata: meta(&format!("created-{job_id}")),
+        job_id: job_id.into(),
+        object_key: format!("resources/{RESOURCE}/upload"),
+        chunk_count,
+        chunk_ms: 30_000,
+        overlap_ms: 1_000,
+        duration_ms,
+    })
+}
+
+/// Chunk `index` of a 30 s / 1 s-overlap plan, saying `text` in one segment.
+fn chunk_done(event_id: &str, job_id: &str, index: i32, text: &str) -> Incoming {
+    let start_ms = i64::from(index) * 29_000;
+    incoming(&ChunkProcessingCompleted {
+        metadata: meta(event_id),
+        job_id: job_id.into(),
+        chunk_index: index,
+        start_ms,
+        end_ms: start_ms + 30_000,
+        segments: vec![Segment {
+            start_ms: start_ms + 5_000,
+            end_ms: start_ms + 8_000,
+            text: text.into(),
+            confidence: 0.9,
+        }],
+    })
+}
+
+fn chunk_failed(event_id: &str, job_id: &str, index: i32) -> Incoming {
+    incoming(&ChunkProcessingFailed {
+        metadata: meta(event_id),
+        job_id: job_id.into(),
+        chunk_index: index,
+        reason: "decoder exploded".into(),
+        attempt: 3,
+    })
+}
+
+/// What `observe` would report for this input, without the S3 writes.
+fn observe(state: &TranscriptionState, input: &Incoming) -> Observation {
+    match decide::ready_job(state, input).unwrap() {
+        None => Observation::Nothing,
+        Some(ready) => {
+            let t = Transcript::build(&ready.job_id, ready.plan.duration_ms, &ready.chunks, "en");
+            Observation::Written(Written {
+                job_id: ready.job_id,
+                word_count: t.analysis.word_count,
+                duration_ms: t.analysis.duration_ms,
+            })
+        }
+    }
+}
+
+/// Handles one input the way the runtime does: observe, decide, then fold the input and
+/// every output.
+fn handle_with(
+    state: &TranscriptionState,
+    input: &Incoming,
+    observed: Observation,
+) -> Result<(Decision, TranscriptionState), HandlerError> {
+    let ctx = Context::new(
+        "transcription",
+        NOW,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    );
+    let decision = decide::decide(state, Input::Record(input), observed, &ctx)?;
+    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
+    for out in &decision.emit {
+        next = decide::evolve(next, Fact::Emitted(out));
+    }
+    Ok((decision, next))
+}
+
+fn handle(state: &TranscriptionState, input: &Incoming) -> (Decision, TranscriptionState) {
+    handle_with(state, input, observe(state, input)).unwrap()
+}
+
+/// Feeds inputs in order, asserting none but the last emits anything; returns the last
+/// decision and the final state.
+fn feed(inputs: &[Incoming]) -> (Decision, TranscriptionState) {
+    let mut state = TranscriptionState::default();
+    let (last, init) = inputs.split_last().unwrap();
+    for input in init {
+        let (decision, next) = handle(&state, input);
+        assert!(
+            decision.emit.is_empty(),
+            "{} emitted {decision:?}",
+            input.type_name
+        );
+        state = next;
+    }
+    handle(&state, last)
+}
+
+fn assert_completed(decision: &Decision, job_id: &str, chunk_count: i32, words: i32) {
+    assert_eq!(decision.emit.len(), 2, "{decision:?}");
+    let started: TranscriptionStarted = decision.emit[0].decode().unwrap();
+    let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
+    assert_eq!(started.job_id, job_id);
+    assert_eq!(started.chunk_count, chunk_count);
+    assert_eq!(completed.job_id, job_id);
+    assert_eq!(completed.word_count, words);
+    assert_eq!(
+        completed.artifacts.txt_key,
+        format!("resources/{RESOURCE}/report/transcript.txt")
+    );
+    assert_eq!(
+        completed.artifacts.json_key,
+        format!("resources/{RESOURCE}/report/report.json")
+    );
+    for out in &decision.emit {
+        assert_eq!(out.key, RESOURCE);
+        assert_eq!(out.metadata.correlation_id, RESOURCE);
+    }
+    assert_ne!(started.metadata.event_id, completed.metadata.event_id);
+}
+
+#[test]
+fn job_first_then_chunks_in_any_order_completes_on_the_last_chunk() {
+    let (decision, state) = feed(&[
+        job_created(JOB, 3, 80_000),
+        chunk_done("c2", JOB, 2, "three words here"),
+        chunk_done("c0", JOB, 0, "one"),
+        chunk_done("c1", JOB, 1, "two words"),
+    ]);
+    assert_completed(&decision, JOB, 3, 6);
+    let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
+    assert_eq!(completed.duration_ms, 80_000);
+    assert_eq!(completed.metadata.causation_id.as_deref(), Some("c1"));
+    let progress = &state.jobs[JOB];
+    assert!(progress.started && progress.completed && !progress.failed);
+    assert!(
+        progress.chunks.is_empty(),
+        "results are dropped once the job ended"
+    );
+}
+
+#[test]
+fn chunks_before_the_job_complete_when_the_job_arrives() {
+    let (decision, _) = feed(&[
+        chunk_done("c1", JOB, 1, "later"),
+        chunk_done("c0", JOB, 0, "first"),
+        job_created(JOB, 2, 50_000),
+    ]);
+    assert_completed(&decision, JOB, 2, 2);
+}
+
+#[test]
+fn a_one_chunk_job_completes_on_its_only_chunk() {
+    let (decision, _) = feed(&[job_created(JOB, 1, 10_000), chunk_done("c0", JOB, 0, "hi")]);
+    assert_completed(&decision, JOB, 1, 1);
+}
+
+#[test]
+fn the_first_result_of_a_chunk_wins_and_duplicates_change_nothing() {
+    let mut state = TranscriptionState::default();
+    for input in [
+        job_created(JOB, 2, 50_000),
+        chunk_done("c0", JOB, 0, "first result"),
+        chunk_done("c0-again", JOB, 0, "a much longer second result"),
+        job_created(JOB, 2, 50_000),
+    ] {
+        let (decision, next) = handle(&state, &input);
+        assert!(decision.emit.is_empty());
+        state = next;
+    }
+    assert_eq!(state.jobs[JOB].chunks[&0].segments[0].text, "first result");
+
+    let (decision, state) = handle(&state, &chunk_done("c1", JOB, 1, "end"));
+    assert_completed(&decision, JOB, 2, 3);
+
+    // After completion nothing about the job emits again, not even its completing inputs.
+    for input in [
+        chunk_done("c1-again", JOB, 1, "end"),
+        chunk_done("c0-third", JOB, 0, "x"),
+        job_created(JOB, 2, 50_000),
+        chunk_failed("f1", JOB, 1),
+    ] {
+        assert_eq!(observe(&state, &input), Observation::Nothing);
+        let (decision, next) = handle(&state, &input);
+        assert!(decision.emit.is_empty(), "{decision:?}");
+        assert_eq!(next, state);
+    }
+}
+
+#[test]
+fn a_failed_chunk_fails_the_job_once_and_nothing_follows() {
+    let mut state = TranscriptionState::default();
+    for input in [job_created(JOB, 3, 80_000), chunk_done("c0", JOB, 0, "a")] {
+        state = handle(&state, &input).1;
+    }
+    let (decision, state) = handle(&state, &chunk_failed("f2", JOB, 2));
+    assert_eq!(decision.emit.len(), 1);
+    let failed: TranscriptionFailed = decision.emit[0].decode().unwrap();
+    assert_eq!(failed.job_id, JOB);
+    assert!(failed.reason.contains("chunk 2"), "{}", failed.reason);
+    assert!(
+        failed.reason.contains("decoder exploded"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(failed.metadata.causation_id.as_deref(), Some("f2"));
+    assert_eq!(decision.emit[0].key, RESOURCE);
+    assert!(state.jobs[JOB].failed);
+
+    // Later failures and even the chunks that would have completed the job: nothing.
+    let mut state = state;
+    for input in [
+        chunk_failed("f1", JOB, 1),
+        chunk_done("c1", JOB, 1, "b"),
+        chunk_done("c2", JOB, 2, "c"),
+    ] {
+        assert_eq!(observe(&state, &input), Observation::Nothing);
+        let (decision, next) = handle(&state, &input);
+        assert!(decision.emit.is_empty(), "{decision:?}");
+        state = next;
+    }
+    assert!(!state.jobs[JOB].completed && !state.jobs[JOB].started);
+}
+
+#[test]
+fn a_failure_before_the_job_is_known_still_fails_it() {
+    let (decision, state) = feed(&[chunk_failed("f0", JOB, 0)]);
+    let failed: TranscriptionFailed = decision.emit[0].decode().unwrap();
+    assert_eq!(failed.job_id, JOB);
+    let (decision, _) = handle(&state, &job_created(JOB, 1, 10_000));
+    assert!(decision.emit.is_empty());
+}
+
+#[test]
+fn a_failed_copy_of_a_chunk_that_already_has_a_result_is_ignored() {
+    let mut state = TranscriptionState::default();
+    for input in [
+        job_created(JOB, 2, 50_000),
+        chunk_done("c0", JOB, 0, "kept"),
+        chunk_failed("f0", JOB, 0),
+    ] {
+        let (decision, next) = handle(&state, &input);
+        assert!(decision.emit.is_empty(), "{decision:?}");
+        state = next;
+    }
+    let (decision, _) = handle(&state, &chunk_done("c1", JOB, 1, "done"));
+    assert_completed(&decision, JOB, 2, 2);
+}
+
+#[test]
+fn jobs_of_one_resource_are_kept_apart() {
+    let mut state = TranscriptionState::default();
+    for input in [
+        job_created("job-a", 2, 50_000),
+        job_created("job-b", 1, 10_000),
+        chunk_done("a0", "job-a", 0, "a"),
+        // Chunk 1 of another job must not complete job-a.
+        chunk_done("b1", "job-b", 1, "wrong"),
+    ] {
+        let outcome = handle_with(&state, &input, observe(&state, &input));
+        match outcome {
+            Ok((decision, next)) => {
+                assert!(decision.emit.is_empty(), "{decision:?}");
+                state = next;
+            }
+            // job-b has one chunk: index 1 is refused.
+            Err(HandlerError::Permanent(_)) => assert_eq!(input.metadata.event_id, "b1"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let (decision, state) = handle(&state, &chunk_done("b0", "job-b", 0, "bee"));
+    assert_completed(&decision, "job-b", 1, 1);
+    let (decision, _) = handle(&state, &chunk_done("a1", "job-a", 1, "aye"));
+    assert_completed(&decision, "job-a", 2, 2);
+}
+
+#[test]
+fn impossible_chunk_indices_and_counts_are_permanent() {
+    let state = handle(&TranscriptionState::default(), &job_created(JOB, 2, 50_000)).1;
+    for bad in [
+        chunk_done("c5", JOB, 5, "x"),
+        chunk_done("cm", JOB, -1, "x"),
+    ] {
+        assert_eq!(observe(&state, &bad), Observation::Nothing);
+        let err = handle_with(&state, &bad, Observation::Nothing).unwrap_err();
+        assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+    }
+    let negative = job_created("job-n", -1, 1_000);
+    assert_eq!(
+        observe(&TranscriptionState::default(), &negative),
+        Observation::Nothing
+    );
+    let err = handle_with(
+        &TranscriptionState::default(),
+        &negative,
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn a_completing_input_without_written_artifacts_is_refused() {
+    let state = handle(&TranscriptionState::default(), &job_created(JOB, 1, 10_000)).1;
+    let last = chunk_done("c0", JOB, 0, "hi");
+    let err = handle_with(&state, &last, Observation::Nothing).unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+    let other = Observation::Written(Written {
+        job_id: "another".into(),
+        word_count: 1,
+        duration_ms: 10_000,
+    });
+    let err = handle_with(&state, &last, other).unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn other_processing_facts_are_ignored() {
+    let passed = incoming(&ValidationPassed {
+        metadata: meta("v1"),
+        container: "wav".into(),
+        codec: "pcm".into(),
+        channels: 1,
+        sample_rate_hz: 16_000,
+        duration_ms: 10_000,
+    });
+    let started = incoming(&ChunkProcessingStarted {
+        metadata: meta("s1"),
+        job_id: JOB.into(),
+        chunk_index: 0,
+        worker: "w1".into(),
+        attempt: 1,
+    });
+    for input in [passed, started] {
+        assert_eq!(
+            observe(&TranscriptionState::default(), &input),
+            Observation::Nothing
+        );
+        let (decision, state) = handle(&TranscriptionState::default(), &input);
+        assert!(decision.emit.is_empty());
+        assert_eq!(state, TranscriptionState::default());
+    }
+}
+
+#[test]
+fn state_survives_its_json_changelog() {
+    let mut state = TranscriptionState::default();
+    for input in [job_created(JOB, 2, 50_000), chunk_done("c0", JOB, 0, "a")] {
+        state = handle(&state, &input).1;
+    }
+    let json = serde_json::to_string(&state).unwrap();
+    let back: TranscriptionState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    let old: TranscriptionState = serde_json::from_str("{}").unwrap();
+    assert_eq!(old, TranscriptionState::default());
+}

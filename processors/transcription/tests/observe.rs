@@ -1,0 +1,208 @@
+//! The `observe` step of `TranscriptionProcessor` against the real local S3 (the shared dev
+//! stack; these tests fail when it is down): the input completing a job writes the four
+//! artifacts, every other input costs no S3 call, and an unreachable store is transient.
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, ProcessingJobCreated, Segment, TranscriptionCompleted,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_transcription::{
+    Observation, TranscriptionConfig, TranscriptionProcessor, TranscriptionState,
+};
+
+fn meta(resource: &str, event_id: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: event_id.into(),
+        correlation_id: resource.into(),
+        causation_id: None,
+        occurred_at: 0,
+        producer: "processing".into(),
+        schema_version: 1,
+    }
+}
+
+fn incoming<R: Record>(record: &R) -> Incoming {
+    let metadata = record.metadata().clone();
+    Incoming {
+        type_name: R::TYPE,
+        key: metadata.correlation_id.clone(),
+        metadata,
+        value: apache_avro::to_value(record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.processing.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {
+    Segment {
+        start_ms,
+        end_ms,
+        text: text.into(),
+        confidence: 0.5,
+    }
+}
+
+/// A two-chunk job whose chunks both heard "brown fox" in their 1 s overlap.
+fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
+    let job = incoming(&ProcessingJobCreated {
+        metadata: meta(resource, "created"),
+        job_id: "job-1".into(),
+        object_key: format!("resources/{resource}/upload"),
+        chunk_count: 2,
+        chunk_ms: 30_000,
+        overlap_ms: 1_000,
+        duration_ms: 40_000,
+    });
+    let chunk0 = incoming(&ChunkProcessingCompleted {
+        metadata: meta(resource, "c0"),
+        job_id: "job-1".into(),
+        chunk_index: 0,
+        start_ms: 0,
+        end_ms: 30_000,
+        segments: vec![
+            seg(1_000, 3_000, " The quick"),
+            seg(28_000, 29_800, " brown fox"),
+        ],
+    });
+    let chunk1 = incoming(&ChunkProcessingCompleted {
+        metadata: meta(resource, "c1"),
+        job_id: "job-1".into(),
+        chunk_index: 1,
+        start_ms: 29_000,
+        end_ms: 40_000,
+        segments: vec![seg(29_200, 31_000, " Brown fox jumps.")],
+    });
+    (job, chunk0, chunk1)
+}
+
+fn ctx(input: &Incoming) -> Context {
+    Context::new(
+        "transcription",
+        0,
+        input.metadata.clone(),
+        &input.metadata.event_id,
+    )
+}
+
+/// Folds inputs that do not complete the job into a state, the runtime's way.
+fn fold(p: &TranscriptionProcessor, inputs: &[&Incoming]) -> TranscriptionState {
+    inputs.iter().fold(TranscriptionState::default(), |s, i| {
+        p.evolve(s, Fact::Consumed(i))
+    })
+}
+
+fn unreachable_store() -> TranscriptionProcessor {
+    let mut config = EchoConfig::default();
+    // Port 1 on loopback: connection refused at once.
+    config.s3.endpoint = "http://127.0.0.1:1".into();
+    TranscriptionProcessor::new(&config, TranscriptionConfig::default()).unwrap()
+}
+
+#[test]
+fn new_refuses_unusable_settings() {
+    let bad = TranscriptionConfig {
+        language: String::new(),
+    };
+    assert!(TranscriptionProcessor::new(&EchoConfig::default(), bad).is_err());
+    assert_eq!(unreachable_store().name(), "transcription");
+}
+
+#[tokio::test]
+async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() {
+    let p = TranscriptionProcessor::new(&EchoConfig::default(), TranscriptionConfig::default())
+        .unwrap();
+    p.s3()
+        .ensure_bucket()
+        .await
+        .expect("the local S3 must be up");
+    let resource = uuid::Uuid::new_v4().to_string();
+    let (job, chunk0, chunk1) = job_inputs(&resource);
+    let state = fold(&p, &[&job, &chunk0]);
+
+    // Run twice, as a retried transaction would: rewriting the same objects is harmless.
+    let mut decision = None;
+    for _ in 0..2 {
+        let c = ctx(&chunk1);
+        let observed = p.observe(&state, Input::Record(&chunk1), &c).await.unwrap();
+        assert!(matches!(observed, Observation::Written(_)), "{observed:?}");
+        decision = Some(
+            p.decide(&state, Input::Record(&chunk1), observed, &c)
+                .unwrap(),
+        );
+    }
+    let decision = decision.unwrap();
+    let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
+    assert_eq!(completed.word_count, 5);
+    assert_eq!(completed.duration_ms, 40_000);
+
+    let read = |key: String| {
+        let s3 = p.s3().clone();
+        async move {
+            let bytes = s3.get_bytes(&key).await.unwrap();
+            String::from_utf8(bytes.unwrap_or_else(|| panic!("{key} was not written"))).unwrap()
+        }
+    };
+    let a = &completed.artifacts;
+    assert_eq!(
+        a.txt_key,
+        format!("resources/{resource}/report/transcript.txt")
+    );
+    assert_eq!(
+        read(a.txt_key.clone()).await,
+        "The quick\nbrown fox\njumps.\n"
+    );
+    assert_eq!(
+        read(a.srt_key.clone()).await,
+        "1\n00:00:01,000 --> 00:00:03,000\nThe quick\n\n\
+         2\n00:00:28,000 --> 00:00:29,800\nbrown fox\n\n\
+         3\n00:00:29,800 --> 00:00:31,000\njumps.\n\n"
+    );
+    let vtt = read(a.vtt_key.clone()).await;
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nThe quick\n"));
+    let report: serde_json::Value = serde_json::from_str(&read(a.json_key.clone()).await).unwrap();
+    assert_eq!(report["job_id"], "job-1");
+    assert_eq!(report["analysis"]["word_count"], 5);
+    assert_eq!(report["analysis"]["language"], "en");
+    assert_eq!(report["segments"].as_array().unwrap().len(), 3);
+    // Stored with their types, so a pre-signed GET serves them properly.
+    let head = p.s3().head(&a.vtt_key).await.unwrap().unwrap();
+    assert_eq!(head.content_type, "text/vtt; charset=utf-8");
+    let head = p.s3().head(&a.json_key).await.unwrap().unwrap();
+    assert_eq!(head.content_type, "application/json");
+}
+
+#[tokio::test]
+async fn inputs_that_complete_nothing_cost_no_s3_call() {
+    let p = unreachable_store();
+    let (job, chunk0, chunk1) = job_inputs("r-quiet");
+    let cases = [
+        (TranscriptionState::default(), &job),
+        (fold(&p, &[&job]), &chunk0),
+        (TranscriptionState::default(), &chunk1),
+    ];
+    for (state, input) in cases {
+        let observed = p
+            .observe(&state, Input::Record(input), &ctx(input))
+            .await
+            .unwrap();
+        assert_eq!(observed, Observation::Nothing);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_on_the_completing_input_is_transient() {
+    let p = unreachable_store();
+    let (job, chunk0, chunk1) = job_inputs("r-down");
+    let state = fold(&p, &[&chunk0, &chunk1]);
+    let err = p
+        .observe(&state, Input::Record(&job), &ctx(&job))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Transient(_)), "{err:?}");
+}
