@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Endpoints, credentials and tuning for every component.
@@ -22,6 +23,18 @@ pub struct EchoConfig {
     pub s3: S3Config,
     /// Batching and dedup settings of the processor runtime.
     pub runtime: RuntimeConfig,
+    /// The file this was loaded from, so processor sections come from the same place.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// The file (explicit, or `echo.toml` if present) and then the environment.
+fn sources(file: Option<&Path>) -> Figment {
+    let figment = match file {
+        Some(path) => Figment::from(Toml::file_exact(path)),
+        None => Figment::from(Toml::file("echo.toml")),
+    };
+    figment.merge(Env::prefixed("ECHO_").split("__"))
 }
 
 /// How to reach Kafka and how echo names its topics there.
@@ -114,7 +127,9 @@ impl Default for EchoConfig {
             kafka: KafkaConfig {
                 bootstrap_servers: format!("127.0.0.1:{}", port("ECHO_KAFKA_PORT", 9092)),
                 topic_prefix: String::new(),
-                transaction_timeout_ms: 10_000,
+                // Above the slowest handler: a chunk transcription takes seconds, validating a
+                // long file tens of seconds.
+                transaction_timeout_ms: 120_000,
             },
             registry: RegistryConfig {
                 url: format!("http://127.0.0.1:{}", port("ECHO_REGISTRY_PORT", 8081)),
@@ -136,6 +151,7 @@ impl Default for EchoConfig {
                 dedup_window: 256,
                 retry_backoff_scale: 1.0,
             },
+            file: None,
         }
     }
 }
@@ -144,15 +160,24 @@ impl EchoConfig {
     /// Defaults, then `file` (or `echo.toml` in the working directory if it exists), then
     /// `ECHO_*` variables with `__` between levels.
     pub fn load(file: Option<&Path>) -> Result<EchoConfig> {
-        let mut figment = Figment::from(Serialized::defaults(EchoConfig::default()));
-        match file {
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None => figment = figment.merge(Toml::file("echo.toml")),
+        let mut config: EchoConfig = Figment::from(Serialized::defaults(EchoConfig::default()))
+            .merge(sources(file))
+            .extract()
+            .context("loading echo configuration")?;
+        config.file = file.map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// A processor's own section (`[upload]`, `[chunk_worker]`, …) from the same file and
+    /// environment (`ECHO_CHUNK_WORKER__THREADS=2`); its defaults where absent.
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T> {
+        let figment = Figment::new().merge(sources(self.file.as_deref()));
+        if figment.find_value(name).is_err() {
+            return Ok(T::default());
         }
         figment
-            .merge(Env::prefixed("ECHO_").split("__"))
-            .extract()
-            .context("loading echo configuration")
+            .extract_inner(name)
+            .with_context(|| format!("loading the [{name}] configuration section"))
     }
 
     /// The real name of a catalogue topic in this environment.
@@ -179,6 +204,17 @@ mod tests {
             jail.set_env("ECHO_KAFKA__TOPIC_PREFIX", "t1.");
             let c = EchoConfig::load(None).unwrap();
             assert_eq!(c.topic("echo.upload.events"), "t1.echo.upload.events");
+            jail.set_env("ECHO_CHUNK_WORKER__THREADS", "3");
+            #[derive(Default, Deserialize)]
+            struct Worker {
+                threads: u32,
+                #[serde(default)]
+                name: String,
+            }
+            let w: Worker = c.section("chunk_worker").unwrap();
+            assert_eq!((w.threads, w.name.as_str()), (3, ""));
+            let absent: Worker = c.section("nothing_here").unwrap();
+            assert_eq!(absent.threads, 0);
             Ok(())
         });
     }

@@ -1,17 +1,26 @@
-//! `echoctl submit FILE`: the client side of an upload. Publishes `upload.requested`, PUTs
-//! the file to the pre-signed URL it gets back, sends `upload.finalize`, and prints the
-//! resource's events until the upload is completed or failed.
+//! `echoctl submit FILE [--wait] [--json]`: the client side of the pipeline. Publishes
+//! `upload.requested`, PUTs the file to the pre-signed URL it gets back (with a progress bar),
+//! sends `upload.finalize`, and with `--wait` follows the resource's events until a terminal
+//! one, then prints the transcript or the failure.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use echo_catalog::events::{UploadFailed, UploadFinalize, UploadRequested, UploadUrlGenerated};
+use echo_catalog::events::{
+    ProcessingJobCreated, ResourceReady, ResourceRejected, UploadFailed, UploadFinalize,
+    UploadRequested, UploadUrlGenerated,
+};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::driver::now_ms;
 use echo_runtime::publisher::Publisher;
 use echo_runtime::EchoConfig;
+use echo_storage::S3Service;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio_util::io::ReaderStream;
 
 use crate::follow::{Followed, Follower};
 
@@ -23,15 +32,104 @@ pub struct Args {
     /// Content type; guessed from the extension when absent.
     #[arg(long)]
     content_type: Option<String>,
-    /// How long to wait for each answer.
-    #[arg(long, default_value = "60")]
+    /// Follow the resource to a terminal event and print the transcript.
+    #[arg(long)]
+    wait: bool,
+    /// Print one JSON object (resource, status, transcript, artifacts, events) instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait for the next event before giving up.
+    #[arg(long, default_value = "300")]
     timeout_secs: u64,
+}
+
+/// How a submission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// The upload was verified (without `--wait`).
+    Uploaded,
+    /// `resource.ready`: transcript and report are written.
+    Ready,
+    /// `resource.rejected`: the audio failed validation or transcription.
+    Rejected,
+    /// `upload.failed`: the upload never became usable.
+    UploadFailed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Uploaded => "uploaded",
+            Status::Ready => "ready",
+            Status::Rejected => "rejected",
+            Status::UploadFailed => "upload_failed",
+        }
+    }
+}
+
+/// The client session: what it saw so far.
+struct Session {
+    json: bool,
+    events: Vec<(String, EventMetadata)>,
+    chunks: Option<ProgressBar>,
+    chunks_done: BTreeSet<i64>,
+}
+
+impl Session {
+    fn record(&mut self, type_name: &str, metadata: &EventMetadata) {
+        if !self.json {
+            let line = format!(
+                "{type_name:<28} by {:<16} id {}",
+                metadata.producer, metadata.event_id
+            );
+            // A hidden bar (no terminal) swallows its printlns.
+            match &self.chunks {
+                Some(bar) if !bar.is_hidden() => bar.println(line),
+                _ => println!("{line}"),
+            }
+        }
+        self.events.push((type_name.to_string(), metadata.clone()));
+    }
+
+    fn note(&self, line: String) {
+        if !self.json {
+            println!("{line}");
+        }
+    }
+
+    /// Keeps the chunk progress bar in step with the events.
+    fn track_chunks(&mut self, event: &Followed) -> Result<()> {
+        if event.type_name == ProcessingJobCreated::TYPE && !self.json {
+            let job: ProcessingJobCreated = apache_avro::from_value(&event.value)?;
+            let bar = ProgressBar::new(job.chunk_count as u64).with_style(
+                ProgressStyle::with_template("chunks {bar:30} {pos}/{len}")
+                    .expect("static template"),
+            );
+            self.chunks = Some(bar);
+        }
+        if event.type_name == "chunk.processing.completed" {
+            if let apache_avro::types::Value::Record(fields) = &event.value {
+                let index = fields
+                    .iter()
+                    .find(|(n, _)| n == "chunk_index")
+                    .map(|(_, v)| v);
+                if let Some(apache_avro::types::Value::Int(i)) = index {
+                    self.chunks_done.insert(*i as i64);
+                }
+            }
+            if let Some(bar) = &self.chunks {
+                bar.set_position(self.chunks_done.len() as u64);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs the client.
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .len();
     let filename = args
         .file
         .file_name()
@@ -39,72 +137,188 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         .unwrap_or_default();
     let content_type = args
         .content_type
+        .clone()
         .unwrap_or_else(|| guess_content_type(&filename).to_string());
     let resource = uuid::Uuid::new_v4().to_string();
     let patience = Duration::from_secs(args.timeout_secs);
-    let follower = Follower::new(config, &["echo.upload.events"], &resource)?;
+    let topics = [
+        "echo.upload.events",
+        "echo.processing.events",
+        "echo.transcription.events",
+        "echo.resource.events",
+    ];
+    let follower = Follower::new(config, &topics, &resource)?;
     let publisher = Publisher::new(config)?;
-    println!("resource {resource}");
+    let mut session = Session {
+        json: args.json,
+        events: Vec::new(),
+        chunks: None,
+        chunks_done: BTreeSet::new(),
+    };
+    session.note(format!("resource {resource}"));
 
     let request = UploadRequested {
         metadata: client_metadata(&resource, None),
         filename,
         content_type: content_type.clone(),
-        declared_size_bytes: bytes.len() as i64,
+        declared_size_bytes: size as i64,
     };
     publisher.publish(&resource, &request).await?;
-    print_event(UploadRequested::TYPE, &request.metadata);
+    session.record(UploadRequested::TYPE, &request.metadata);
 
     let answer = follower.next(patience).await?;
-    print_event(answer.type_name, &answer.metadata);
-    let url: UploadUrlGenerated = match answer.type_name {
-        t if t == UploadUrlGenerated::TYPE => apache_avro::from_value(&answer.value)?,
-        _ => return failed(&answer),
-    };
-    let response = reqwest::Client::new()
-        .put(&url.upload_url)
-        .header("Content-Type", &content_type)
-        .body(bytes)
-        .send()
-        .await
-        .context("uploading to the pre-signed URL")?;
-    if !response.status().is_success() {
-        bail!("the S3 server refused the upload: {}", response.status());
+    session.record(answer.type_name, &answer.metadata);
+    if answer.type_name != UploadUrlGenerated::TYPE {
+        return finish(config, &args, &follower, session, &resource, answer).await;
     }
-    println!(
-        "{:<28} {} bytes to {}",
-        "uploaded", request.declared_size_bytes, url.object_key
-    );
+    let url: UploadUrlGenerated = apache_avro::from_value(&answer.value)?;
+    upload(&args, &url.upload_url, &content_type, size).await?;
+    session.note(format!(
+        "{:<28} {size} bytes to {}",
+        "uploaded", url.object_key
+    ));
 
     let finalize = UploadFinalize {
         metadata: client_metadata(&resource, Some(&url.metadata.event_id)),
         etag: None,
     };
     publisher.publish(&resource, &finalize).await?;
-    print_event(UploadFinalize::TYPE, &finalize.metadata);
-    let outcome = follower.next(patience).await?;
-    print_event(outcome.type_name, &outcome.metadata);
-    match outcome.type_name {
-        "upload.completed" => Ok(ExitCode::SUCCESS),
-        _ => failed(&outcome),
-    }
+    session.record(UploadFinalize::TYPE, &finalize.metadata);
+    let next = follower.next(patience).await?;
+    session.record(next.type_name, &next.metadata);
+    finish(config, &args, &follower, session, &resource, next).await
 }
 
-fn failed(event: &Followed) -> Result<ExitCode> {
-    if event.type_name == UploadFailed::TYPE {
-        let f: UploadFailed = apache_avro::from_value(&event.value)?;
-        eprintln!("upload failed: {:?}: {}", f.reason_code, f.message);
+/// Follows events after the upload until the outcome is known, then reports it.
+async fn finish(
+    config: &EchoConfig,
+    args: &Args,
+    follower: &Follower,
+    mut session: Session,
+    resource: &str,
+    mut event: Followed,
+) -> Result<ExitCode> {
+    let patience = Duration::from_secs(args.timeout_secs);
+    let mut reason = None;
+    let mut ready = None;
+    let status = loop {
+        session.track_chunks(&event)?;
+        match event.type_name {
+            "upload.completed" if !args.wait => break Status::Uploaded,
+            "upload.failed" => {
+                let f: UploadFailed = apache_avro::from_value(&event.value)?;
+                reason = Some(format!("{:?}: {}", f.reason_code, f.message));
+                if !args.wait {
+                    break Status::UploadFailed;
+                }
+            }
+            "resource.rejected" => {
+                let r: ResourceRejected = apache_avro::from_value(&event.value)?;
+                reason = Some(format!("{:?}: {}", r.reason_code, r.message));
+                if !args.wait {
+                    break Status::Rejected;
+                }
+            }
+            "resource.ready" => {
+                ready = Some(apache_avro::from_value::<ResourceReady>(&event.value)?);
+                break Status::Ready;
+            }
+            // Cleanup ends every failed resource's chain.
+            "cleanup.completed" if reason.is_some() => {
+                let rejected = session
+                    .events
+                    .iter()
+                    .any(|(t, _)| t == ResourceRejected::TYPE);
+                break if rejected {
+                    Status::Rejected
+                } else {
+                    Status::UploadFailed
+                };
+            }
+            _ => {}
+        }
+        event = follower.next(patience).await?;
+        session.record(event.type_name, &event.metadata);
+    };
+    if let Some(bar) = &session.chunks {
+        bar.finish_and_clear();
+    }
+    let transcript = match &ready {
+        Some(r) => {
+            let s3 = S3Service::new(config)?;
+            let bytes = s3
+                .get_bytes(&r.artifacts.txt_key)
+                .await?
+                .with_context(|| format!("transcript {} is missing", r.artifacts.txt_key))?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        None => None,
+    };
+    if args.json {
+        let report = json!({
+            "resource_id": resource,
+            "status": status.as_str(),
+            "reason": reason,
+            "transcript": transcript,
+            "artifacts": ready.as_ref().map(|r| json!({
+                "txt": r.artifacts.txt_key,
+                "srt": r.artifacts.srt_key,
+                "vtt": r.artifacts.vtt_key,
+                "json": r.artifacts.json_key,
+            })),
+            "events": session.events.iter().map(|(t, m)| json!({
+                "type": t,
+                "time": m.occurred_at,
+                "producer": m.producer,
+                "event_id": m.event_id,
+                "causation_id": m.causation_id,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        eprintln!("unexpected event {}", event.type_name);
+        if let Some(text) = &transcript {
+            println!("\ntranscript:\n{}", text.trim_end());
+        }
+        if let Some(why) = &reason {
+            eprintln!("{}: {why}", status.as_str());
+        }
     }
-    Ok(ExitCode::FAILURE)
+    Ok(match status {
+        Status::Uploaded | Status::Ready => ExitCode::SUCCESS,
+        Status::Rejected | Status::UploadFailed => ExitCode::FAILURE,
+    })
 }
 
-fn print_event(type_name: &str, metadata: &EventMetadata) {
-    println!(
-        "{type_name:<28} by {:<12} id {}",
-        metadata.producer, metadata.event_id
-    );
+/// PUTs the file to the pre-signed URL, streaming it with a progress bar.
+async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result<()> {
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(size).with_style(
+            ProgressStyle::with_template("upload {bar:30} {bytes}/{total_bytes}")
+                .expect("static template"),
+        )
+    };
+    let file = tokio::fs::File::open(&args.file).await?;
+    let progress = bar.clone();
+    let stream = futures_util::StreamExt::inspect(ReaderStream::new(file), move |chunk| {
+        if let Ok(bytes) = chunk {
+            progress.inc(bytes.len() as u64);
+        }
+    });
+    let response = reqwest::Client::new()
+        .put(url)
+        .header("Content-Type", content_type)
+        .header("Content-Length", size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .context("uploading to the pre-signed URL")?;
+    bar.finish_and_clear();
+    if !response.status().is_success() {
+        bail!("the S3 server refused the upload: {}", response.status());
+    }
+    Ok(())
 }
 
 /// Metadata of a record the client issues.
