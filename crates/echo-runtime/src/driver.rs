@@ -673,12 +673,15 @@ impl<P: Processor> Driver<P> {
             .block_on(self.codec.encode(&topic, info, out.value.clone()))
             .map_err(|e| TxnError::Retry(anyhow!("encoding {} for {topic}: {e}", out.type_name)))?;
         let headers = headers::cloud_event(&out.metadata, out.type_name).to_kafka();
-        self.send(
-            BaseRecord::to(&topic)
-                .key(&out.key)
-                .payload(&bytes)
-                .headers(headers),
-        )
+        let mut record = BaseRecord::to(&topic)
+            .key(&out.key)
+            .payload(&bytes)
+            .headers(headers);
+        if let Some(p) = out.partition {
+            let count = self.catalogue.partitions_of(topic_spec) as u32;
+            record = record.partition((p % count) as i32);
+        }
+        self.send(record)
     }
 
     /// Sends a failed record, unchanged, to its retry tier or the DLQ.

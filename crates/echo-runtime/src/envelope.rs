@@ -56,6 +56,9 @@ pub struct Outgoing {
     pub metadata: EventMetadata,
     /// Its Avro value.
     pub value: Value,
+    /// A partition chosen by the handler (taken modulo the topic's partition count) instead
+    /// of the key's hash; `None` for the usual key partitioning.
+    pub partition: Option<u32>,
 }
 
 impl Outgoing {
@@ -66,7 +69,14 @@ impl Outgoing {
             key: key.into(),
             metadata: record.metadata().clone(),
             value: apache_avro::to_value(record).expect("catalogue records always serialize"),
+            partition: None,
         }
+    }
+
+    /// Places the record on partition `partition` modulo the topic's partition count.
+    pub fn on_partition(mut self, partition: u32) -> Outgoing {
+        self.partition = Some(partition);
+        self
     }
 
     /// Whether this output is of record type `R`.

@@ -435,3 +435,30 @@ fn the_configured_chunk_plan_is_used() {
     let last: ChunkProcess = decision.emit.last().unwrap().decode().unwrap();
     assert_eq!((last.start_ms, last.end_ms), (19_000, 20_000));
 }
+
+#[test]
+fn one_jobs_chunk_commands_sit_on_consecutive_partitions() {
+    let (decision, _) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &completed("up-spread"),
+        Observation::Audio(facts(200_000)),
+    )
+    .unwrap();
+    let hints: Vec<u32> = decision
+        .emit
+        .iter()
+        .filter(|o| o.type_name == "chunk.process")
+        .map(|o| o.partition.expect("chunk commands choose their partition"))
+        .collect();
+    assert_eq!(hints.len(), 7);
+    for pair in hints.windows(2) {
+        assert_eq!(pair[1], pair[0].wrapping_add(1));
+    }
+    // Every other output is partitioned by its key.
+    assert!(decision
+        .emit
+        .iter()
+        .filter(|o| o.type_name != "chunk.process")
+        .all(|o| o.partition.is_none()));
+}

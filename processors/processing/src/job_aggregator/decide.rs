@@ -15,7 +15,7 @@ use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgo
 use serde::{Deserialize, Serialize};
 
 use super::config::JobAggregatorConfig;
-use crate::validation::decide::{chunk_key, plan_chunks, FIRST_ATTEMPT};
+use crate::validation::decide::{chunk_command, plan_chunks, FIRST_ATTEMPT};
 
 /// Prefix of a chunk's deadline timer; the full name is `chunk-{index}` (unique per resource,
 /// as a resource has one job), its payload the job id.
@@ -222,19 +222,16 @@ fn on_deadline(
     )];
     let mut schedule = Vec::new();
     if chunk.attempt < config.max_attempts {
-        emit.push(Outgoing::new(
-            chunk_key(&job.job_id, index),
-            &ChunkProcess {
-                metadata: ctx.metadata(),
-                job_id: job.job_id.clone(),
-                chunk_index: index,
-                chunk_count: job.chunk_count,
-                object_key: job.object_key.clone(),
-                start_ms: chunk.start_ms,
-                end_ms: chunk.end_ms,
-                attempt: chunk.attempt + 1,
-            },
-        ));
+        emit.push(chunk_command(&ChunkProcess {
+            metadata: ctx.metadata(),
+            job_id: job.job_id.clone(),
+            chunk_index: index,
+            chunk_count: job.chunk_count,
+            object_key: job.object_key.clone(),
+            start_ms: chunk.start_ms,
+            end_ms: chunk.end_ms,
+            attempt: chunk.attempt + 1,
+        }));
         schedule.push(ctx.timer(
             &timer.name,
             config.retry_deadline(ctx.now_ms),

@@ -255,21 +255,33 @@ fn plan_job(
         },
     ));
     for (index, range) in (0..chunk_count).zip(chunks) {
-        out.push(Outgoing::new(
-            chunk_key(&job_id, index),
-            &ChunkProcess {
-                metadata: ctx.metadata(),
-                job_id: job_id.clone(),
-                chunk_index: index,
-                chunk_count,
-                object_key: completed.object_key.clone(),
-                start_ms: range.start,
-                end_ms: range.end,
-                attempt: FIRST_ATTEMPT,
-            },
-        ));
+        out.push(chunk_command(&ChunkProcess {
+            metadata: ctx.metadata(),
+            job_id: job_id.clone(),
+            chunk_index: index,
+            chunk_count,
+            object_key: completed.object_key.clone(),
+            start_ms: range.start,
+            end_ms: range.end,
+            attempt: FIRST_ATTEMPT,
+        }));
     }
     Ok(out)
+}
+
+/// A chunk command as an output. Every attempt of a chunk goes to the same partition (so
+/// the worker owning it sees its earlier attempts), and one job's chunks sit on consecutive
+/// partitions from a point derived from the job, so the worker group shares a job evenly
+/// rather than by hash chance.
+pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
+    let start = fnv1a(command.job_id.as_bytes());
+    Outgoing::new(chunk_key(&command.job_id, command.chunk_index), command)
+        .on_partition(start.wrapping_add(command.chunk_index as u32))
+}
+
+/// 32-bit FNV-1a: a stable hash, the same in every process and release.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 /// The key of a chunk's commands (`"{job_id}:{chunk_index}"`): spreads one job's chunks over

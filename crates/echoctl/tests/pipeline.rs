@@ -1,0 +1,311 @@
+//! The whole pipeline end to end, as operators and clients run it: `echoctl run all` in a
+//! child process and clients against it, on the real broker, registry, S3 server and whisper
+//! model. Each test has its own topic prefix; they run one at a time (each starts whisper).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, ChunkProcessingStarted, ProcessingJobCreated, UploadFailed,
+    UploadFinalize, UploadRequested, UploadUrlGenerated,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::driver::now_ms;
+use echo_runtime::publisher::Publisher;
+use echo_tests::pipeline::{convert, event_types, speak, submit, word_error_rate, Pipeline};
+use echo_tests::{wait_for, Seen, TestEnv};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
+
+/// A bit over a minute of speech in flite's voice: several chunks.
+const SCRIPT: &str = "The morning train left the station a few minutes late. Most of the passengers \
+were reading or looking out of the windows at the fields. A small dog slept under one of the seats \
+near the door. When the conductor came through the car, he checked every ticket with great care. \
+Outside, the clouds were moving slowly across the sky, and the light changed from grey to gold. \
+A woman near the back of the car was writing a letter to her brother. She told him about her new \
+job at the library and the people she had met there. The train crossed a long bridge over a wide \
+river. Children on the bank waved at the windows as it passed. After an hour the train reached the \
+city, and everyone stood up to collect their bags. The dog woke up, stretched, and followed its \
+owner onto the platform. It was going to be a busy day in town. In the afternoon the weather turned \
+warm, and many people walked along the river to enjoy the sun. A group of students sat on the grass \
+and talked about their plans for the summer. One of them wanted to travel to the mountains, another \
+hoped to work on a farm near the coast. Later, the bells of the old church rang six times, and the \
+shops began to close for the evening.";
+
+/// A short sentence tiny.en transcribes exactly from flite.
+const SENTENCE: &str = "Please call Stella and ask her to bring these things with her from the store.";
+
+/// Measured on the 68 s script with tiny.en: about 0.05 (a few misheard words such as
+/// "grey to gold"). The bound leaves room for seam effects without hiding lost chunks,
+/// which would cost at least a sixth of the words.
+const MAX_WER: f64 = 0.12;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+fn decode<R: Record>(seen: &Seen) -> R {
+    apache_avro::from_value(seen.value.as_ref().expect("decoded record")).unwrap()
+}
+
+fn of_resource<'a>(seen: &'a [Seen], resource: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|s| s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new("e2e").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "speech.wav", SCRIPT).unwrap();
+    // 10 s chunks: enough of them that a two-worker group always shares the job.
+    let _pipeline = Pipeline::start(bin(), &env, 2, &[("ECHO_VALIDATION__CHUNK_MS", "10000")]).unwrap();
+    let report = submit(bin(), &env, &wav, &[]).unwrap();
+
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let transcript = report["transcript"].as_str().unwrap();
+    let wer = word_error_rate(SCRIPT, transcript);
+    assert!(wer <= MAX_WER, "WER {wer:.3} over {MAX_WER}: {transcript}");
+
+    // The target flow, in causal order.
+    let types = event_types(&report);
+    let flow = [
+        "upload.requested",
+        "upload.url.generated",
+        "upload.completed",
+        "validation.started",
+        "validation.passed",
+        "processing.job.created",
+        "chunk.processing.started",
+        "chunk.processing.completed",
+        "transcription.started",
+        "transcription.completed",
+        "resource.ready",
+    ];
+    let mut position = 0;
+    for step in flow {
+        let found = types[position..].iter().position(|t| t == step);
+        position += found.unwrap_or_else(|| panic!("{step} missing or out of order in {types:?}"));
+    }
+    // Every event's cause came before it (chunk events are caused by commands, not listed).
+    let events = report["events"].as_array().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        let Some(cause) = e["causation_id"].as_str() else { continue };
+        if e["type"].as_str().unwrap().starts_with("chunk.processing") {
+            continue;
+        }
+        assert!(
+            events[..i].iter().any(|earlier| earlier["event_id"] == cause),
+            "{} came before its cause",
+            e["type"]
+        );
+    }
+    assert_eq!(types.iter().filter(|t| *t == "resource.ready").count(), 1);
+
+    let resource = report["resource_id"].as_str().unwrap();
+    let processing = wait_for(&env.config, &env.topic("echo.processing.events"), Duration::from_secs(30), |_| true)
+        .await
+        .unwrap();
+    let mine = of_resource(&processing, resource);
+    let job: ProcessingJobCreated = mine
+        .iter()
+        .find(|s| s.type_name == Some(ProcessingJobCreated::TYPE))
+        .map(|s| decode(s))
+        .unwrap();
+    assert!(job.chunk_count >= 7, "{} chunks", job.chunk_count);
+    let completed: Vec<ChunkProcessingCompleted> = mine
+        .iter()
+        .filter(|s| s.type_name == Some(ChunkProcessingCompleted::TYPE))
+        .map(|s| decode(s))
+        .collect();
+    let mut indexes: Vec<i32> = completed.iter().map(|c| c.chunk_index).collect();
+    indexes.sort();
+    assert_eq!(indexes, (0..job.chunk_count).collect::<Vec<_>>(), "one completion per chunk");
+    let workers: std::collections::BTreeSet<String> = mine
+        .iter()
+        .filter(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
+        .map(|s| decode::<ChunkProcessingStarted>(s).worker)
+        .collect();
+    assert_eq!(workers.len(), 2, "both workers must have processed chunks: {workers:?}");
+    let resource_events = wait_for(&env.config, &env.topic("echo.resource.events"), Duration::from_secs(30), |_| true)
+        .await
+        .unwrap();
+    let ready = of_resource(&resource_events, resource)
+        .into_iter()
+        .filter(|s| s.type_name == Some("resource.ready"))
+        .count();
+    assert_eq!(ready, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wav_flac_ogg_and_mp3_uploads_are_all_transcribed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new("formats").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "sentence.wav", SENTENCE).unwrap();
+    let _pipeline = Pipeline::start(bin(), &env, 1, &[]).unwrap();
+    let mut files = vec![wav.clone()];
+    // Other containers, and a CD-like stereo 44.1 kHz layout, so resampling and downmix run.
+    for (name, effects) in [
+        ("sentence.flac", &["rate", "44100", "channels", "2"][..]),
+        ("sentence.ogg", &["rate", "44100", "channels", "2"][..]),
+        ("sentence.mp3", &["rate", "44100", "channels", "2"][..]),
+        ("sentence-22k.wav", &["rate", "22050"][..]),
+    ] {
+        let out = dir.path().join(name);
+        convert(&wav, &out, effects).unwrap();
+        files.push(out);
+    }
+    for file in files {
+        let report = submit(bin(), &env, &file, &[]).unwrap();
+        assert_eq!(report["status"], "ready", "{}: {report:#}", file.display());
+        let wer = word_error_rate(SENTENCE, report["transcript"].as_str().unwrap());
+        assert!(wer <= 0.15, "{}: WER {wer:.2}: {}", file.display(), report["transcript"]);
+    }
+}
+
+/// A client that misbehaves on purpose: asks for a URL, then does what the test says.
+struct Client {
+    env: TestEnv,
+    publisher: Publisher,
+}
+
+impl Client {
+    fn metadata(resource: &str, cause: Option<&str>) -> EventMetadata {
+        EventMetadata {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: resource.to_string(),
+            causation_id: cause.map(str::to_string),
+            occurred_at: now_ms(),
+            producer: "test-client".into(),
+            schema_version: 1,
+        }
+    }
+
+    async fn request(&self, resource: &str, declared: i64) -> UploadUrlGenerated {
+        let request = UploadRequested {
+            metadata: Self::metadata(resource, None),
+            filename: "../../etc/passwd.wav".into(),
+            content_type: "audio/wav".into(),
+            declared_size_bytes: declared,
+        };
+        self.publisher.publish(resource, &request).await.unwrap();
+        let seen = self.wait_upload(resource, UploadUrlGenerated::TYPE).await;
+        let url: UploadUrlGenerated = decode(&seen);
+        assert_eq!(url.object_key, echo_storage::keys::upload(resource), "key ignores the filename");
+        url
+    }
+
+    async fn finalize(&self, resource: &str, url: &UploadUrlGenerated) {
+        let finalize = UploadFinalize {
+            metadata: Self::metadata(resource, Some(&url.metadata.event_id)),
+            etag: None,
+        };
+        self.publisher.publish(resource, &finalize).await.unwrap();
+    }
+
+    async fn wait_upload(&self, resource: &str, type_name: &str) -> Seen {
+        self.wait(resource, "echo.upload.events", type_name).await
+    }
+
+    async fn wait(&self, resource: &str, topic: &str, type_name: &str) -> Seen {
+        let seen = wait_for(&self.env.config, &self.env.topic(topic), Duration::from_secs(90), |s| {
+            of_resource(s, resource).iter().any(|r| r.type_name == Some(type_name))
+        })
+        .await
+        .unwrap();
+        of_resource(&seen, resource)
+            .into_iter()
+            .find(|r| r.type_name == Some(type_name))
+            .cloned()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_uploads_take_their_failure_paths_to_cleanup() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new("failures").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _pipeline = Pipeline::start(bin(), &env, 1, &[("ECHO_UPLOAD__URL_TTL_SECS", "3")]).unwrap();
+
+    // Corrupt audio: validation.failed → resource.rejected → cleanup.
+    let noise = dir.path().join("noise.wav");
+    std::fs::write(&noise, (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    let report = submit(bin(), &env, &noise, &[]).unwrap();
+    assert_eq!(report["status"], "rejected", "{report:#}");
+    let types = event_types(&report);
+    for step in ["upload.completed", "validation.failed", "resource.rejected", "cleanup.initiated", "cleanup.completed"] {
+        assert!(types.iter().any(|t| t == step), "{step} missing from {types:?}");
+    }
+    assert!(!types.iter().any(|t| t == "resource.ready"));
+
+    let client = Client {
+        publisher: Publisher::new(&env.config).unwrap(),
+        env,
+    };
+    let http = reqwest::Client::new();
+
+    // An upload never made: upload.expired → upload.failed → cleanup.initiated → completed.
+    let abandoned = uuid::Uuid::new_v4().to_string();
+    client.request(&abandoned, 1000).await;
+    client.wait_upload(&abandoned, "upload.expired").await;
+    let failed: UploadFailed = decode(&client.wait_upload(&abandoned, UploadFailed::TYPE).await);
+    assert_eq!(format!("{:?}", failed.reason_code), "Expired");
+    client.wait(&abandoned, "echo.resource.events", "cleanup.initiated").await;
+    client.wait(&abandoned, "echo.resource.events", "cleanup.completed").await;
+
+    // Declared size differs from what was put.
+    let liar = uuid::Uuid::new_v4().to_string();
+    let url = client.request(&liar, 100).await;
+    let put = http.put(&url.upload_url).header("Content-Type", "audio/wav").body(vec![0u8; 200]).send().await.unwrap();
+    assert!(put.status().is_success());
+    client.finalize(&liar, &url).await;
+    let failed: UploadFailed = decode(&client.wait_upload(&liar, UploadFailed::TYPE).await);
+    assert_eq!(format!("{:?}", failed.reason_code), "SizeMismatch", "{}", failed.message);
+    client.wait(&liar, "echo.resource.events", "cleanup.completed").await;
+
+    // A content type other than the signed one: S3 refuses the PUT, so nothing is there.
+    let sneaky = uuid::Uuid::new_v4().to_string();
+    let url = client.request(&sneaky, 100).await;
+    let put = http.put(&url.upload_url).header("Content-Type", "audio/flac").body(vec![0u8; 100]).send().await.unwrap();
+    assert!(put.status().is_client_error(), "S3 accepted an unsigned content type");
+    client.finalize(&sneaky, &url).await;
+    let failed: UploadFailed = decode(&client.wait_upload(&sneaky, UploadFailed::TYPE).await);
+    assert_eq!(format!("{:?}", failed.reason_code), "ObjectMissing", "{}", failed.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_chunk_worker_times_out_and_the_job_still_ends_explicitly() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let env = TestEnv::new("hung").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "sentence.wav", SENTENCE).unwrap();
+    // The worker takes 6 s longer than usual, past a 3 s deadline: the aggregator times the
+    // chunk out and re-issues it; the late result still settles it.
+    let _pipeline = Pipeline::start(
+        bin(),
+        &env,
+        1,
+        &[
+            ("ECHO_CHUNK_WORKER__TEST_DELAY_MS", "6000"),
+            ("ECHO_JOB_AGGREGATOR__CHUNK_DEADLINE_MS", "3000"),
+            ("ECHO_JOB_AGGREGATOR__QUEUE_ALLOWANCE_MS", "0"),
+            ("ECHO_JOB_AGGREGATOR__MAX_ATTEMPTS", "5"),
+        ],
+    )
+    .unwrap();
+    let report = submit(bin(), &env, &wav, &[]).unwrap();
+    let types = event_types(&report);
+    assert!(types.iter().any(|t| t == "processing.timeout"), "no timeout in {types:?}");
+    match report["status"].as_str().unwrap() {
+        "ready" => assert!(types.iter().any(|t| t == "transcription.completed")),
+        "rejected" => assert!(types.iter().any(|t| t == "chunk.processing.failed")),
+        other => panic!("the job ended as {other}: {types:?}"),
+    }
+}

@@ -1,0 +1,154 @@
+//! Running the whole pipeline as its operators do: `echoctl run all` in a child process on a
+//! test's own topic prefix, and clients against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::stack::TestEnv;
+
+/// A running `echoctl run all`, stopped with SIGTERM when dropped.
+pub struct Pipeline {
+    child: Child,
+}
+
+/// `echoctl` with the test's environment: its topic prefix plus `settings` (`ECHO_*`).
+pub fn echoctl(bin: &Path, env: &TestEnv, settings: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("ECHO_KAFKA__TOPIC_PREFIX", &env.config.kafka.topic_prefix)
+        .env("ECHO_RUNTIME__BATCH_LINGER_MS", "20")
+        .env("RUST_LOG", "warn");
+    for (k, v) in settings {
+        command.env(k, v);
+    }
+    command
+}
+
+impl Pipeline {
+    /// Starts every processor (and `chunk_workers` workers) with extra `settings`.
+    pub fn start(bin: &Path, env: &TestEnv, chunk_workers: usize, settings: &[(&str, &str)]) -> Result<Pipeline> {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!(
+            "{}pipeline.log",
+            env.config.kafka.topic_prefix
+        )))?;
+        let child = echoctl(bin, env, settings)
+            .args(["run", "all", "--instance", "test", "--chunk-workers"])
+            .arg(chunk_workers.to_string())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting echoctl run all")?;
+        Ok(Pipeline { child })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `echoctl submit FILE --wait --json` and returns its JSON report.
+pub fn submit(bin: &Path, env: &TestEnv, file: &Path, settings: &[(&str, &str)]) -> Result<serde_json::Value> {
+    let output = echoctl(bin, env, settings)
+        .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
+        .arg(file)
+        .output()
+        .context("running echoctl submit")?;
+    serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "submit printed no JSON (exit {:?}): {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Event types of a submit report, in order.
+pub fn event_types(report: &serde_json::Value) -> Vec<String> {
+    report["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Speaks `text` with flite into a WAV file in `dir`.
+pub fn speak(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let status = Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(&path)
+        .status()
+        .context("running flite")?;
+    if !status.success() {
+        bail!("flite failed");
+    }
+    Ok(path)
+}
+
+/// Converts audio with sox (format from the extension of `to`); `effects` are sox effects.
+pub fn convert(from: &Path, to: &Path, effects: &[&str]) -> Result<()> {
+    let status = Command::new("sox")
+        .arg(from)
+        .arg(to)
+        .args(effects)
+        .status()
+        .context("running sox")?;
+    if !status.success() {
+        bail!("sox failed converting to {}", to.display());
+    }
+    Ok(())
+}
+
+/// Word error rate of `hypothesis` against `reference`: word-level edit distance divided by
+/// the reference length, after lowercasing and dropping punctuation.
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut row: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, hw) in h.iter().enumerate() {
+            let cost = usize::from(rw != hw);
+            let next = (prev + cost).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[h.len()] as f64 / r.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::word_error_rate;
+
+    #[test]
+    fn word_error_rate_counts_substitutions_insertions_and_deletions() {
+        assert_eq!(word_error_rate("a b c d", "a b c d"), 0.0);
+        assert_eq!(word_error_rate("a b c d", "A, b. c d!"), 0.0);
+        assert_eq!(word_error_rate("a b c d", "a x c d"), 0.25);
+        assert_eq!(word_error_rate("a b c d", "a b c d e"), 0.25);
+        assert_eq!(word_error_rate("a b c d", "a c d"), 0.25);
+    }
+}
