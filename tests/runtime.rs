@@ -407,7 +407,7 @@ fn spawn_child(env: &TestEnv) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child_processor", "--exact", "--ignored", "--nocapture"])
         .env("ECHO_TEST_CHILD_PREFIX", &env.config.kafka.topic_prefix)
-        .env("ECHO_TEST_DELAY_BEFORE_COMMIT_MS", "400")
+        .env("ECHO_TEST_DELAY_BEFORE_COMMIT_MS", "2000")
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
@@ -431,11 +431,13 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
     // Kill while a transaction is open: its records are written but not yet committed.
     let started = std::time::Instant::now();
     loop {
-        let committed = read_topic(&env.config, &topic, Isolation::Committed)
+        // Written first, committed second: records written before and still uncommitted
+        // after belong to an open transaction (the commit is held back 2 s).
+        let written = read_topic(&env.config, &topic, Isolation::Uncommitted)
             .await
             .unwrap()
             .len();
-        let written = read_topic(&env.config, &topic, Isolation::Uncommitted)
+        let committed = read_topic(&env.config, &topic, Isolation::Committed)
             .await
             .unwrap()
             .len();

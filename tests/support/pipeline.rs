@@ -28,11 +28,15 @@ pub fn echoctl(bin: &Path, env: &TestEnv, settings: &[(&str, &str)]) -> Command 
 
 impl Pipeline {
     /// Starts every processor (and `chunk_workers` workers) with extra `settings`.
-    pub fn start(bin: &Path, env: &TestEnv, chunk_workers: usize, settings: &[(&str, &str)]) -> Result<Pipeline> {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!(
-            "{}pipeline.log",
-            env.config.kafka.topic_prefix
-        )))?;
+    pub fn start(
+        bin: &Path,
+        env: &TestEnv,
+        chunk_workers: usize,
+        settings: &[(&str, &str)],
+    ) -> Result<Pipeline> {
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("{}pipeline.log", env.config.kafka.topic_prefix)),
+        )?;
         let child = echoctl(bin, env, settings)
             .args(["run", "all", "--instance", "test", "--chunk-workers"])
             .arg(chunk_workers.to_string())
@@ -54,7 +58,12 @@ impl Drop for Pipeline {
 }
 
 /// Runs `echoctl submit FILE --wait --json` and returns its JSON report.
-pub fn submit(bin: &Path, env: &TestEnv, file: &Path, settings: &[(&str, &str)]) -> Result<serde_json::Value> {
+pub fn submit(
+    bin: &Path,
+    env: &TestEnv,
+    file: &Path,
+    settings: &[(&str, &str)],
+) -> Result<serde_json::Value> {
     let output = echoctl(bin, env, settings)
         .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
         .arg(file)

@@ -281,7 +281,9 @@ pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
 
 /// 32-bit FNV-1a: a stable hash, the same in every process and release.
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The key of a chunk's commands (`"{job_id}:{chunk_index}"`): spreads one job's chunks over
