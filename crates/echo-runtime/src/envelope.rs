@@ -34,6 +34,24 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// An input as the runtime would hand it over after reading `record` under `key` from
+    /// offset 0 of `topic` on its first delivery: for tests and tools that drive a handler
+    /// directly.
+    pub fn from_record<R: Record>(key: &str, record: &R, topic: &str) -> Incoming {
+        Incoming {
+            type_name: R::TYPE,
+            key: key.to_string(),
+            metadata: record.metadata().clone(),
+            value: apache_avro::to_value(record).expect("catalogue records always serialize"),
+            source: SourcePosition {
+                topic: topic.to_string(),
+                partition: 0,
+                offset: 0,
+            },
+            attempt: 0,
+        }
+    }
+
     /// Whether this input is of record type `R`.
     pub fn is<R: Record>(&self) -> bool {
         self.type_name == R::TYPE

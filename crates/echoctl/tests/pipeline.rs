@@ -3,7 +3,6 @@
 //! model. Each test has its own topic prefix; they run one at a time (each starts whisper).
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use echo_catalog::events::{
@@ -42,7 +41,8 @@ const SENTENCE: &str =
 /// which would cost at least a sixth of the words.
 const MAX_WER: f64 = 0.12;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+// Async-aware: a test holds its turn across awaits, and each test has its own runtime.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn bin() -> &'static Path {
     Path::new(BIN)
@@ -60,7 +60,7 @@ fn of_resource<'a>(seen: &'a [Seen], resource: &str) -> Vec<&'a Seen> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("e2e").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wav = speak(dir.path(), "speech.wav", SCRIPT).unwrap();
@@ -172,7 +172,7 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wav_flac_ogg_and_mp3_uploads_are_all_transcribed() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("formats").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wav = speak(dir.path(), "sentence.wav", SENTENCE).unwrap();
@@ -273,7 +273,7 @@ impl Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_uploads_take_their_failure_paths_to_cleanup() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("failures").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let _pipeline = Pipeline::start(bin(), &env, 1, &[("ECHO_UPLOAD__URL_TTL_SECS", "3")]).unwrap();
@@ -372,7 +372,7 @@ async fn bad_uploads_take_their_failure_paths_to_cleanup() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_chunk_worker_times_out_and_the_job_still_ends_explicitly() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("hung").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wav = speak(dir.path(), "sentence.wav", SENTENCE).unwrap();

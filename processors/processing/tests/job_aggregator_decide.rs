@@ -12,7 +12,6 @@ use echo_processing::job_aggregator::{
     AggregatorState, ChunkStatus, JobAggregator, JobAggregatorConfig,
 };
 use echo_processing::validation::FIRST_ATTEMPT;
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Processor, Timer};
 
 const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
@@ -34,19 +33,11 @@ fn meta(event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.processing.events".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.processing.events",
+    )
 }
 
 fn job_created(job_id: &str, chunk_count: i32) -> Incoming {

@@ -10,7 +10,6 @@ use echo_processing::validation::decide::{self, check_limits, needs_examination}
 use echo_processing::validation::{
     plan_chunks, AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
 };
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
 
 const RESOURCE: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
@@ -29,19 +28,11 @@ fn meta(event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.upload.events".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.upload.events",
+    )
 }
 
 fn completed(event_id: &str) -> Incoming {

@@ -13,24 +13,15 @@ use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::validation::{
     Observation, ValidationConfig, ValidationProcessor, ValidationState,
 };
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, EchoConfig, Incoming, Input, Processor};
 use echo_storage::keys;
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.upload.events".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.upload.events",
+    )
 }
 
 /// A processor on the local stack, with the bucket there.

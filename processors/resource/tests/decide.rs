@@ -31,19 +31,7 @@ fn meta(event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(&record.metadata().correlation_id, record, "test")
 }
 
 /// An output read back from its topic, as the processor sees its own events.

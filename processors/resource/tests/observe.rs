@@ -4,7 +4,6 @@
 use echo_catalog::events::{CleanupInitiated, CleanupReason, TranscriptionFailed};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::{Observation, ResourceConfig, ResourceProcessor, ResourceState};
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, EchoConfig, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
 
@@ -29,19 +28,7 @@ fn meta(event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(&record.metadata().correlation_id, record, "test")
 }
 
 fn cleanup(prefix: &str) -> Incoming {

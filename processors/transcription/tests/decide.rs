@@ -7,7 +7,6 @@ use echo_catalog::events::{
     Segment, TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
 use echo_transcription::decide::{self, Observation, Written};
 use echo_transcription::{Transcript, TranscriptionState};
@@ -28,19 +27,11 @@ fn meta(event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.processing.events".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.processing.events",
+    )
 }
 
 fn job_created(job_id: &str, chunk_count: i32, duration_ms: i64) -> Incoming {

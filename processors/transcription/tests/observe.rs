@@ -6,7 +6,6 @@ use echo_catalog::events::{
     ChunkProcessingCompleted, ProcessingJobCreated, Segment, TranscriptionCompleted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_transcription::{
     Observation, TranscriptionConfig, TranscriptionProcessor, TranscriptionState,
@@ -24,19 +23,11 @@ fn meta(resource: &str, event_id: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.processing.events".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.processing.events",
+    )
 }
 
 fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {

@@ -6,7 +6,6 @@ use echo_catalog::events::{
     UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_upload::decide::{self, Observation, EXPIRY_TIMER};
 use echo_upload::{ObjectFacts, UploadConfig, UploadState};
@@ -27,19 +26,11 @@ fn meta(event_id: &str, resource: &str) -> EventMetadata {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.upload.requests".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.upload.requests",
+    )
 }
 
 fn request_for(resource: &str, event_id: &str, content_type: &str, size: i64) -> Incoming {

@@ -4,7 +4,6 @@
 
 use echo_catalog::events::{UploadFinalize, UploadRequested};
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_upload::{Observation, UploadConfig, UploadProcessor, UploadState};
 
@@ -18,19 +17,11 @@ fn processor() -> UploadProcessor {
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
-    let metadata = record.metadata().clone();
-    Incoming {
-        type_name: R::TYPE,
-        key: metadata.correlation_id.clone(),
-        metadata,
-        value: apache_avro::to_value(record).unwrap(),
-        source: SourcePosition {
-            topic: "echo.upload.requests".into(),
-            partition: 0,
-            offset: 0,
-        },
-        attempt: 0,
-    }
+    Incoming::from_record(
+        &record.metadata().correlation_id,
+        record,
+        "echo.upload.requests",
+    )
 }
 
 fn meta(event_id: &str) -> EventMetadata {
