@@ -19,8 +19,11 @@ impl TestEnv {
     /// when the stack is not up: the test command starts it first.
     pub async fn new(name: &str) -> Result<TestEnv> {
         let mut config = EchoConfig::load(None)?;
+        PRUNED
+            .get_or_try_init(|| prune_earlier_runs(&config))
+            .await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        config.kafka.topic_prefix = format!("test.{name}.{}.", &id[..8]);
+        config.kafka.topic_prefix = format!("{TEST_PREFIX}{name}.{}.", &id[..8]);
         config.runtime.batch_linger_ms = 20;
         config.runtime.retry_backoff_scale = 0.01;
         let catalogue = Catalogue::load()?;
@@ -33,6 +36,36 @@ impl TestEnv {
     pub fn topic(&self, name: &str) -> String {
         self.config.topic(name)
     }
+}
+
+/// Where every test environment's topics and subjects start.
+const TEST_PREFIX: &str = "test.";
+
+/// Set once the leftovers of earlier runs are gone; the first environment of a test process
+/// prunes them before any of this process's environments exist.
+static PRUNED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Deletes the topics and registry subjects earlier test runs left on the shared stack, so
+/// the broker does not accumulate thousands of partitions run after run.
+async fn prune_earlier_runs(config: &EchoConfig) -> Result<()> {
+    admin::delete_prefixed(config, TEST_PREFIX).await?;
+    let base = config.registry.url.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let subjects: Vec<String> = client
+        .get(format!("{base}/subjects"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for subject in subjects.iter().filter(|s| s.starts_with(TEST_PREFIX)) {
+        for permanent in [false, true] {
+            client
+                .delete(format!("{base}/subjects/{subject}?permanent={permanent}"))
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// A generous bound for anything a healthy stack does in well under a second.

@@ -159,3 +159,30 @@ fn check(results: Vec<rdkafka::admin::TopicResult>, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Deletes every topic whose name starts with `prefix` (an environment's topics, such as a
+/// finished test run's). Returns how many were deleted.
+pub async fn delete_prefixed(config: &EchoConfig, prefix: &str) -> Result<usize> {
+    anyhow::ensure!(!prefix.is_empty(), "refusing to delete every topic");
+    let admin = admin(config)?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("fetching cluster metadata")?;
+    let names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    for batch in names.chunks(200) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        for result in admin.delete_topics(&refs, &options).await? {
+            if let Err((name, e)) = result {
+                anyhow::bail!("deleting {name}: {e}");
+            }
+        }
+    }
+    Ok(names.len())
+}
