@@ -55,7 +55,9 @@ pub fn assemble(chunks: &[ChunkTranscript]) -> Vec<Segment> {
                     .collect();
                 out.extend(kept);
                 segments.retain(|s| s.end_ms > mid);
-                remove_seam_duplicates(&out[prev_first..], &mut segments, a, b);
+                if !remove_seam_duplicates(&out[prev_first..], &mut segments, a, b) {
+                    realign_seam(&mut out, prev_first, &mut segments, a, b);
+                }
             }
         }
         previous = Some((out.len(), chunk.end_ms));
@@ -67,9 +69,10 @@ pub fn assemble(chunks: &[ChunkTranscript]) -> Vec<Segment> {
 /// Removes from the head of `next` the longest run of words that also ends `previous`,
 /// looking only at segments that reach into the overlap `[a, b)`: duplicates can only come
 /// from there, and looking further would eat words legitimately said twice.
-fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64, b: i64) {
+/// Returns whether it found such a run.
+fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64, b: i64) -> bool {
     let Some(seam_start) = previous.iter().position(|s| s.end_ms > a) else {
-        return;
+        return false;
     };
     let prev_words: Vec<String> = previous[seam_start..]
         .iter()
@@ -85,7 +88,7 @@ fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64,
         .rev()
         .find(|&k| prev_words[prev_words.len() - k..] == next_words[..k]);
     let Some(mut to_drop) = longest else {
-        return;
+        return false;
     };
     let prev_end = previous.last().map_or(i64::MIN, |s| s.end_ms);
     while to_drop > 0 && !next.is_empty() {
@@ -103,6 +106,87 @@ fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64,
                 first.start_ms = prev_end;
             }
             to_drop = 0;
+        }
+    }
+    true
+}
+
+/// How far from the seam `realign_seam` looks, in words on each side.
+const SEAM_WORDS: usize = 8;
+
+/// When the two chunks disagree at the seam (the earlier one heard a word cut in half:
+/// "the train crossed along." / "crossed a long bridge"), finds the longest run of words both
+/// recognised near the seam and keeps the later chunk's version from there: the earlier
+/// chunk's words from the run on are dropped, and so are the later chunk's words before it.
+/// A single-word run must be a long word, so a stray "the" does not move the seam.
+fn realign_seam(
+    out: &mut Vec<Segment>,
+    prev_first: usize,
+    next: &mut Vec<Segment>,
+    a: i64,
+    b: i64,
+) {
+    let Some(offset) = out[prev_first..].iter().position(|s| s.end_ms > a) else {
+        return;
+    };
+    let seam_start = prev_first + offset;
+    let prev_words: Vec<String> = out[seam_start..]
+        .iter()
+        .flat_map(|s| s.text.split_whitespace().map(word_key))
+        .collect();
+    let in_overlap = next.iter().take_while(|s| s.start_ms < b).count();
+    let next_words: Vec<String> = next[..in_overlap]
+        .iter()
+        .flat_map(|s| s.text.split_whitespace().map(word_key))
+        .take(SEAM_WORDS)
+        .collect();
+    let tail_from = prev_words.len().saturating_sub(SEAM_WORDS);
+    let mut best: Option<(usize, usize, usize)> = None; // (run length, prev index, next index)
+    for i in tail_from..prev_words.len() {
+        for j in 0..next_words.len() {
+            let run = prev_words[i..]
+                .iter()
+                .zip(&next_words[j..])
+                .take_while(|(p, n)| p == n && !p.is_empty())
+                .count();
+            let long_enough = run >= 2 || (run == 1 && prev_words[i].chars().count() >= 5);
+            if long_enough && best.is_none_or(|(len, _, _)| run > len) {
+                best = Some((run, i, j));
+            }
+        }
+    }
+    let Some((_, prev_cut, next_cut)) = best else {
+        return;
+    };
+    drop_words_from_end(out, seam_start, prev_words.len() - prev_cut);
+    drop_words_from_start(next, next_cut);
+}
+
+/// Removes `count` words from the end of `segments[from..]`, dropping emptied segments.
+fn drop_words_from_end(segments: &mut Vec<Segment>, from: usize, mut count: usize) {
+    while count > 0 && segments.len() > from {
+        let last = segments.last_mut().expect("checked non-empty");
+        let words: Vec<&str> = last.text.split_whitespace().collect();
+        if words.len() <= count {
+            count -= words.len();
+            segments.pop();
+        } else {
+            last.text = words[..words.len() - count].join(" ");
+            count = 0;
+        }
+    }
+}
+
+/// Removes `count` words from the start of `segments`, dropping emptied segments.
+fn drop_words_from_start(segments: &mut Vec<Segment>, mut count: usize) {
+    while count > 0 && !segments.is_empty() {
+        let words: Vec<&str> = segments[0].text.split_whitespace().collect();
+        if words.len() <= count {
+            count -= words.len();
+            segments.remove(0);
+        } else {
+            segments[0].text = words[count..].join(" ");
+            count = 0;
         }
     }
 }
@@ -291,6 +375,59 @@ mod tests {
             vec![seg(5_000, 6_000, "second"), seg(1_000, 2_000, "first")],
         );
         assert_eq!(texts(&assemble(&[c])), ["first", "second"]);
+    }
+
+    #[test]
+    fn a_word_cut_in_half_at_the_seam_is_realigned_on_the_later_chunk() {
+        // Both seams as whisper heard them in the 68 s sample cut at fixed 30 s points.
+        let first = chunk(
+            0,
+            0,
+            30_000,
+            vec![
+                seg(20_000, 25_000, "She told him about her new job."),
+                seg(25_000, 30_000, "The train crossed along."),
+            ],
+        );
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![
+                seg(29_000, 33_000, "crossed a long bridge over a wide river."),
+                seg(50_000, 58_500, "one of them wanted to travel to the map."),
+            ],
+        );
+        let third = chunk(
+            2,
+            58_000,
+            70_000,
+            vec![seg(
+                58_000,
+                62_000,
+                "to travel to the mountains, another hope.",
+            )],
+        );
+        let merged = assemble(&[first, second, third]);
+        let text = texts(&merged).join(" ");
+        assert_eq!(
+            text,
+            "She told him about her new job. The train crossed a long bridge over a wide river. \
+             one of them wanted to travel to the mountains, another hope."
+        );
+    }
+
+    #[test]
+    fn a_short_common_word_does_not_move_the_seam() {
+        let first = chunk(0, 0, 30_000, vec![seg(25_000, 30_000, "and then the")]);
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![seg(29_000, 33_000, "dog ran to the park")],
+        );
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["and then the", "dog ran to the park"]);
     }
 
     #[test]
