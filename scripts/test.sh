@@ -10,4 +10,5 @@ cargo build --workspace --all-targets
 cargo run --quiet -p echoctl -- dev up
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+bash scripts/k8s-check.sh
 cargo test --workspace

