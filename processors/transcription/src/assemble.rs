@@ -87,25 +87,16 @@ fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64,
     let longest = (1..=prev_words.len().min(next_words.len()))
         .rev()
         .find(|&k| prev_words[prev_words.len() - k..] == next_words[..k]);
-    let Some(mut to_drop) = longest else {
+    let Some(to_drop) = longest else {
         return false;
     };
     let prev_end = previous.last().map_or(i64::MIN, |s| s.end_ms);
-    while to_drop > 0 && !next.is_empty() {
-        let words: Vec<&str> = next[0].text.split_whitespace().collect();
-        if words.len() <= to_drop {
-            to_drop -= words.len();
-            next.remove(0);
-        } else {
-            let rest = words[to_drop..].join(" ");
-            let first = &mut next[0];
-            first.text = rest;
-            // The dropped words were the ones said before the previous segment ended, so the
-            // rest starts no earlier than that: keeps cues from overlapping.
-            if prev_end > first.start_ms && prev_end < first.end_ms {
-                first.start_ms = prev_end;
-            }
-            to_drop = 0;
+    drop_words_from_start(next, to_drop);
+    // The dropped words were the ones said before the previous segment ended, so the rest
+    // starts no earlier than that: keeps cues from overlapping.
+    if let Some(first) = next.first_mut() {
+        if prev_end > first.start_ms && prev_end < first.end_ms {
+            first.start_ms = prev_end;
         }
     }
     true
