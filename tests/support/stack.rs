@@ -18,12 +18,20 @@ impl TestEnv {
     /// Creates every catalogue topic and subject under a fresh prefix. Fails (never skips)
     /// when the stack is not up: the test command starts it first.
     pub async fn new(name: &str) -> Result<TestEnv> {
-        let mut config = EchoConfig::load(None)?;
+        let config = EchoConfig::load(None)?;
         PRUNED
             .get_or_try_init(|| prune_earlier_runs(&config))
             .await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        config.kafka.topic_prefix = format!("{TEST_PREFIX}{name}.{}.", &id[..8]);
+        let env = TestEnv::at(&format!("{TEST_PREFIX}{}.{name}.{}.", now_secs(), &id[..8])).await?;
+        Ok(env)
+    }
+
+    /// Creates every catalogue topic and subject under `prefix`, with the fast retry
+    /// backoff and batch linger tests use.
+    pub async fn at(prefix: &str) -> Result<TestEnv> {
+        let mut config = EchoConfig::load(None)?;
+        config.kafka.topic_prefix = prefix.to_string();
         config.runtime.batch_linger_ms = 20;
         config.runtime.retry_backoff_scale = 0.01;
         let catalogue = Catalogue::load()?;
@@ -38,8 +46,33 @@ impl TestEnv {
     }
 }
 
-/// Where every test environment's topics and subjects start.
+/// Where every test environment's topics and subjects start; the creation time (seconds since
+/// the epoch) follows, so pruning can tell a finished run from one still going.
 const TEST_PREFIX: &str = "test.";
+
+/// Environments older than this are leftovers: no test process runs that long. Younger ones
+/// may belong to another test process running at the same time, and are left alone.
+const LEFTOVER_AFTER_SECS: u64 = 30 * 60;
+
+/// Seconds since the epoch, the time stamp of a test environment's prefix.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Whether a topic or subject name belongs to an earlier, finished test environment.
+fn is_leftover(name: &str, now: u64) -> bool {
+    let Some(rest) = name.strip_prefix(TEST_PREFIX) else {
+        return false;
+    };
+    match rest.split('.').next().and_then(|s| s.parse::<u64>().ok()) {
+        Some(created) => now.saturating_sub(created) > LEFTOVER_AFTER_SECS,
+        // Names from before the prefix carried a time.
+        None => true,
+    }
+}
 
 /// Set once the leftovers of earlier runs are gone; the first environment of a test process
 /// prunes them before any of this process's environments exist.
@@ -48,7 +81,13 @@ static PRUNED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 /// Deletes the topics and registry subjects earlier test runs left on the shared stack, so
 /// the broker does not accumulate thousands of partitions run after run.
 async fn prune_earlier_runs(config: &EchoConfig) -> Result<()> {
-    admin::delete_prefixed(config, TEST_PREFIX).await?;
+    let now = now_secs();
+    prune(config, |name| is_leftover(name, now)).await
+}
+
+/// Deletes every topic and registry subject whose name `doomed` selects.
+pub async fn prune(config: &EchoConfig, doomed: impl Fn(&str) -> bool) -> Result<()> {
+    admin::delete_where(config, &doomed).await?;
     let base = config.registry.url.trim_end_matches('/');
     let client = reqwest::Client::new();
     let subjects: Vec<String> = client
@@ -57,7 +96,7 @@ async fn prune_earlier_runs(config: &EchoConfig) -> Result<()> {
         .await?
         .json()
         .await?;
-    for subject in subjects.iter().filter(|s| s.starts_with(TEST_PREFIX)) {
+    for subject in subjects.iter().filter(|s| doomed(s)) {
         for permanent in [false, true] {
             client
                 .delete(format!("{base}/subjects/{subject}?permanent={permanent}"))
@@ -70,3 +109,24 @@ async fn prune_earlier_runs(config: &EchoConfig) -> Result<()> {
 
 /// A generous bound for anything a healthy stack does in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_or_untimed_test_environments_are_leftovers() {
+        let now = 1_800_000_000;
+        assert!(is_leftover(
+            "test.1799990000.e2e.ab12cd34.echo.upload.events",
+            now
+        ));
+        assert!(!is_leftover(
+            "test.1799999000.e2e.ab12cd34.echo.upload.events",
+            now
+        ));
+        assert!(is_leftover("test.e2e.ab12cd34.echo.upload.events", now));
+        assert!(!is_leftover("echo.upload.events", now));
+        assert!(!is_leftover("chaos.7.echo.upload.events", now));
+    }
+}

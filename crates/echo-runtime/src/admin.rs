@@ -160,10 +160,9 @@ fn check(results: Vec<rdkafka::admin::TopicResult>, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes every topic whose name starts with `prefix` (an environment's topics, such as a
+/// Deletes every topic whose name `doomed` selects (an environment's topics, such as a
 /// finished test run's). Returns how many were deleted.
-pub async fn delete_prefixed(config: &EchoConfig, prefix: &str) -> Result<usize> {
-    anyhow::ensure!(!prefix.is_empty(), "refusing to delete every topic");
+pub async fn delete_where(config: &EchoConfig, doomed: impl Fn(&str) -> bool) -> Result<usize> {
     let admin = admin(config)?;
     let metadata = admin
         .inner()
@@ -173,7 +172,7 @@ pub async fn delete_prefixed(config: &EchoConfig, prefix: &str) -> Result<usize>
         .topics()
         .iter()
         .map(|t| t.name().to_string())
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| doomed(n))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
     for batch in names.chunks(200) {

@@ -38,16 +38,7 @@ impl Follower {
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for name in topics {
-            let topic = config.topic(name);
-            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-            for p in metadata.topics()[0].partitions() {
-                let (_, high) =
-                    consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10))?;
-                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(high))?;
-            }
-        }
+        let tpl = retry_while_broker_unavailable(|| end_offsets(&consumer, config, topics))?;
         consumer.assign(&tpl)?;
         Ok(Follower {
             consumer,
@@ -63,7 +54,15 @@ impl Follower {
             let Some(polled) = self.consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let message = polled?;
+            // Consumer errors (a broker restarting, a leader moving) are reported here but
+            // recovered by the client library itself: wait them out.
+            let message = match polled {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::debug!(error = %e, "consumer error; the client reconnects");
+                    continue;
+                }
+            };
             let Ok(decoded) = self.codec.decode(message.payload()).await else {
                 continue;
             };
@@ -82,5 +81,44 @@ impl Follower {
             "no event for resource {} within {patience:?}",
             self.resource
         )
+    }
+}
+
+/// The current end of every partition of `topics`.
+fn end_offsets(
+    consumer: &BaseConsumer,
+    config: &EchoConfig,
+    topics: &[&str],
+) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for name in topics {
+        let topic = config.topic(name);
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        for p in metadata.topics()[0].partitions() {
+            let (_, high) = consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10))?;
+            tpl.add_partition_offset(&topic, p.id(), Offset::Offset(high))?;
+        }
+    }
+    Ok(tpl)
+}
+
+/// How long a client waits out a broker that is restarting or electing leaders before it
+/// gives up.
+const BROKER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Runs `attempt` until it succeeds or [`BROKER_PATIENCE`] is spent: metadata requests fail
+/// outright (not after a retry) while a broker restarts, and a client should ride that out
+/// as the producer does.
+fn retry_while_broker_unavailable<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if started.elapsed() < BROKER_PATIENCE => {
+                tracing::warn!(error = %format!("{e:#}"), "broker not ready; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.context("the broker stayed unavailable")),
+        }
     }
 }
