@@ -141,6 +141,7 @@ async fn run(args: Args) -> Result<bool> {
     let expected: HashMap<String, audit::Expect> =
         uploads.iter().map(|u| (u.filename(), u.expect)).collect();
     let figures = verdict::settle(&env, &expected, Duration::from_secs(args.settle_secs)).await?;
+    println!("audited after {:.0} s", started.elapsed().as_secs_f64());
     let quality = verdict::artifacts(&env, &uploads).await?;
     fleet.stop();
     let dlq = verdict::dlq_counts(&env).await?;
@@ -275,7 +276,11 @@ async fn unleash(
             chaos.broker_restarts += 1;
             continue;
         }
-        println!("  kill -9 {} (down {down} ms)", fleet.name(victim));
+        println!(
+            "  kill -9 {} (down {down} ms; {} of {total} clients done)",
+            fleet.name(victim),
+            done.load(Ordering::SeqCst)
+        );
         fleet.kill(victim)?;
         chaos.kills += 1;
         tokio::time::sleep(Duration::from_millis(down)).await;

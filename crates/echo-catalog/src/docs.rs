@@ -227,8 +227,8 @@ fn type_text(ty: &Value) -> String {
 fn render_topics(out: &mut String, catalogue: &Catalogue) {
     out.push_str(
         "## Topics\n\n\
-         From `topics/topics.toml`; the changelog, retry and DLQ topics of every processor are\n\
-         derived from its entry.\n\n\
+         From `topics/topics.toml`; the changelog, retry, DLQ and DLQ-redriven topics of every\n\
+         processor are derived from its entry.\n\n\
          | Topic | Kind | Partitions | Key | Context | Carries | Description |\n\
          |---|---|---|---|---|---|---|\n",
     );
@@ -299,6 +299,7 @@ fn topic_kind(kind: TopicKind) -> &'static str {
         TopicKind::Changelog => "changelog",
         TopicKind::Retry => "retry",
         TopicKind::Dlq => "dlq",
+        TopicKind::Redriven => "redriven",
     }
 }
 

@@ -22,6 +22,9 @@ pub enum TopicKind {
     Retry,
     /// Records a processor gave up on, with the reason in headers.
     Dlq,
+    /// Compacted markers of the DLQ records of one processor that `echoctl dlq redrive`
+    /// already re-published, so no record is redriven twice.
+    Redriven,
 }
 
 /// One topic: its name, partitions, configs and the record types it carries.
@@ -153,6 +156,18 @@ impl Catalogue {
                 p.name
             ),
         ));
+        topics.push(TopicSpec {
+            key: "`<partition>:<offset>` of the DLQ record".into(),
+            ..internal(
+                dlq_redriven_topic(&p.name),
+                TopicKind::Redriven,
+                format!(
+                    "DLQ records of `{}` already redriven, one marker each, written in the \
+                     redrive's transaction.",
+                    p.name
+                ),
+            )
+        });
         Ok(topics)
     }
 
@@ -240,8 +255,9 @@ impl Catalogue {
                 ("cleanup.policy", "delete".into()),
                 ("retention.ms", "-1".into()),
             ],
-            // Compaction keeps the latest state per key forever; a tombstone deletes it.
-            TopicKind::Changelog => vec![
+            // Compaction keeps the latest state (or marker) per key forever; a tombstone
+            // deletes it.
+            TopicKind::Changelog | TopicKind::Redriven => vec![
                 ("cleanup.policy", "compact".into()),
                 ("min.compaction.lag.ms", "0".into()),
             ],
@@ -264,6 +280,11 @@ pub fn dlq_topic(processor: &str) -> String {
     format!("echo.{processor}.dlq")
 }
 
+/// Name of the topic marking which of a processor's DLQ records were redriven.
+pub fn dlq_redriven_topic(processor: &str) -> String {
+    format!("echo.{processor}.dlq-redriven")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +303,10 @@ mod tests {
             TopicKind::Retry
         );
         assert_eq!(c.topic("echo.upload.dlq").unwrap().kind, TopicKind::Dlq);
+        assert_eq!(
+            c.topic("echo.upload.dlq-redriven").unwrap().kind,
+            TopicKind::Redriven
+        );
         assert_eq!(
             c.topic_of("upload.requested").unwrap().name,
             "echo.upload.requests"

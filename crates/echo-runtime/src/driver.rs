@@ -38,17 +38,64 @@ pub struct RunOptions {
     pub shutdown: Shutdown,
 }
 
-/// Runs `processor` until shutdown is requested or a fatal error (such as being fenced by a
-/// newer instance) occurs.
+/// Runs `processor` until shutdown is requested or it must stop (fenced by a newer instance,
+/// a bug). When the transaction state becomes unknown (a broker restart in the middle of a
+/// commit), it starts over with new clients, as a restarted process would: the new
+/// transactional producer completes or aborts what was left open, and the consumer resumes
+/// from the committed offsets.
 pub async fn run<P: Processor>(
     config: EchoConfig,
     processor: P,
     options: RunOptions,
 ) -> Result<()> {
     let handle = Handle::current();
-    tokio::task::spawn_blocking(move || Driver::new(config, processor, options, handle)?.run())
+    let processor = Arc::new(processor);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let (config, processor, options, handle) = (
+            config.clone(),
+            processor.clone(),
+            options.clone(),
+            handle.clone(),
+        );
+        let shutdown = options.shutdown.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut driver = Driver::new(config, processor, options, handle).map_err(Exit::Stop)?;
+            driver.run()
+        })
         .await
-        .context("processor thread panicked")?
+        .context("processor thread panicked")?;
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(Exit::Stop(e)) => return Err(e.context("processor stopped")),
+            Err(Exit::Recover(e)) if shutdown.is_requested() => return Err(e),
+            Err(Exit::Recover(e)) => {
+                warn!(error = %format!("{e:#}"), ?backoff, "processor restarting with new clients");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Why a driver stopped before shutdown was requested.
+enum Exit {
+    /// The clients are in an unknown state; new ones recover it.
+    Recover(anyhow::Error),
+    /// Starting over would not help: fenced by a newer instance, or a bug.
+    Stop(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Exit {
+        Exit::Recover(e)
+    }
+}
+
+impl From<KafkaError> for Exit {
+    fn from(e: KafkaError) -> Exit {
+        Exit::Recover(e.into())
+    }
 }
 
 /// Partition changes seen by the consumer, handled by the loop after each poll.
@@ -74,19 +121,25 @@ impl ConsumerContext for RebalanceRecorder {
     }
 }
 
-/// Context of the restore reader: reaching a partition's end is how restoration knows it is
-/// done, not an error worth logging.
-struct RestoreContext;
+/// Context of consumers that read partitions to their end (the state restore, operators'
+/// tools): reaching a partition's end is how such a reader knows it is done, not an error
+/// worth logging.
+pub struct ReadToEndContext;
 
-impl ClientContext for RestoreContext {
+impl ClientContext for ReadToEndContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            error!(error = %error, reason, "restore consumer error");
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            error!(error = %error, reason, "read-to-end consumer error");
         }
     }
 }
 
-impl ConsumerContext for RestoreContext {}
+impl ConsumerContext for ReadToEndContext {}
 
 fn tpl_entries(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
@@ -118,7 +171,7 @@ struct Driver<P: Processor> {
     config: EchoConfig,
     catalogue: Catalogue,
     spec: ProcessorSpec,
-    processor: P,
+    processor: Arc<P>,
     handle: Handle,
     codec: Codec,
     consumer: BaseConsumer<RebalanceRecorder>,
@@ -139,8 +192,17 @@ struct Driver<P: Processor> {
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a starting processor waits for the transaction coordinator (a broker that has
+/// just restarted loads its transaction state first).
+const COORDINATOR_PATIENCE: Duration = Duration::from_secs(120);
+
 impl<P: Processor> Driver<P> {
-    fn new(config: EchoConfig, processor: P, options: RunOptions, handle: Handle) -> Result<Self> {
+    fn new(
+        config: EchoConfig,
+        processor: Arc<P>,
+        options: RunOptions,
+        handle: Handle,
+    ) -> Result<Self> {
         let catalogue = Catalogue::load()?;
         let mut spec = catalogue.processor(processor.name())?.clone();
         for backoff in &mut spec.retry_backoff_ms {
@@ -195,10 +257,8 @@ impl<P: Processor> Driver<P> {
         })
     }
 
-    fn run(&mut self) -> Result<()> {
-        self.producer
-            .init_transactions(KAFKA_TIMEOUT)
-            .context("initialising transactions")?;
+    fn run(&mut self) -> Result<(), Exit> {
+        self.init_transactions()?;
         let mut sources: Vec<String> = self
             .spec
             .consumes
@@ -221,7 +281,7 @@ impl<P: Processor> Driver<P> {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(TxnError::Fatal(e)) => {
                     let _ = self.producer.abort_transaction(KAFKA_TIMEOUT);
-                    return Err(e.context("processor stopped"));
+                    return Err(Exit::Stop(e));
                 }
                 Err(TxnError::Retry(e)) => {
                     warn!(error = %format!("{e:#}"), "transaction aborted; replaying batch");
@@ -237,6 +297,25 @@ impl<P: Processor> Driver<P> {
         info!(processor = %self.spec.name, "processor stopping");
         self.consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Registers the transactional id (fencing a predecessor's open transaction). Right after
+    /// a broker restart the transaction coordinator may not be ready yet; that is waited out
+    /// rather than ending the processor.
+    fn init_transactions(&self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.producer.init_transactions(KAFKA_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e))
+                    if !e.is_fatal() && started.elapsed() < COORDINATOR_PATIENCE =>
+                {
+                    warn!(error = %e, "transaction coordinator not ready; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).context("initialising transactions"),
+            }
+        }
     }
 
     /// Polls up to `batch_max_records`, waiting at most `batch_linger_ms` once one arrived.
@@ -310,13 +389,13 @@ impl<P: Processor> Driver<P> {
         }
         let started = Instant::now();
         let topic = self.config.topic(&changelog_topic(&self.spec.name));
-        let reader: BaseConsumer<RestoreContext> = ClientConfig::new()
+        let reader: BaseConsumer<ReadToEndContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.config.kafka.bootstrap_servers)
             .set("group.id", format!("{topic}.restore"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
-            .create_with_context(RestoreContext)
+            .create_with_context(ReadToEndContext)
             .context("creating restore consumer")?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions {

@@ -23,6 +23,7 @@ pub use handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer
 pub use shutdown::Shutdown;
 
 pub mod admin;
+pub mod operations;
 pub mod registry;
 pub mod telemetry;
 pub mod topology;

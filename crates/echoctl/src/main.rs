@@ -4,6 +4,7 @@
 
 mod cmd;
 mod follow;
+mod topic_reader;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ enum Command {
     Run(cmd::run::Args),
     /// Uploads a file as a client would and follows its events.
     Submit(cmd::submit::Args),
+    /// Dead letters: count, inspect and redrive them.
+    Dlq(cmd::dlq::Args),
+    /// Consumer lag of every processor, and what waits in its retry tiers and DLQ.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,5 +79,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => cmd::run::run(config, args).await,
         Command::Submit(args) => cmd::submit::run(&config, args).await,
+        Command::Dlq(args) => cmd::dlq::run(&config, args).await,
+        Command::Status(args) => cmd::status::run(&config, args).await,
     }
 }

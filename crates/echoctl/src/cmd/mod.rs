@@ -1,8 +1,10 @@
 //! One module per subcommand: argument parsing next to what it executes.
 
 pub mod dev;
+pub mod dlq;
 pub mod model;
 pub mod run;
 pub mod schemas;
+pub mod status;
 pub mod submit;
 pub mod topics;

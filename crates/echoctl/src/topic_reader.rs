@@ -1,0 +1,122 @@
+//! Reading topics as operators' commands need them: the partitions of a topic, every
+//! committed record up to the current end, or the one record at a position. Reads see only
+//! committed transactions (`read_committed`), as every echo consumer does.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use echo_runtime::driver::ReadToEndContext;
+use echo_runtime::EchoConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// How long a command waits on the broker (an answer, or the next record) before giving up.
+pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The partition ids of `topic`; fails when the topic does not exist.
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        .with_context(|| format!("fetching metadata of {topic}"))?;
+    match metadata.topics().first() {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().iter().map(|p| p.id()).collect())
+        }
+        _ => bail!("topic {topic} does not exist (create it with `echoctl topics apply`)"),
+    }
+}
+
+/// A consumer that sees committed records only and reports each partition's end, so a read
+/// knows when it has everything. It assigns partitions itself and never commits, so its group
+/// id only satisfies the client and no group state is ever stored.
+fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", "echoctl-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        // An empty partition's end is known only when a fetch returns; do not let the
+        // broker hold it back waiting for data.
+        .set("fetch.wait.max.ms", "20")
+        .create_with_context(ReadToEndContext)
+        .context("creating Kafka consumer")
+}
+
+/// Every committed record of `topics`, from the beginning of each partition to its end as it
+/// was when the read got there. The topics are read side by side, one consumer each (an end
+/// of partition names the partition but not its topic).
+pub fn read_to_end(config: &EchoConfig, topics: &[String]) -> Result<Vec<OwnedMessage>> {
+    let mut readers = Vec::new();
+    for topic in topics {
+        let consumer = committed_reader(config)?;
+        let partitions = partitions_of(&consumer, topic)?;
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let open: HashSet<i32> = partitions.into_iter().collect();
+        readers.push((topic, consumer, open));
+    }
+    let mut records = Vec::new();
+    let mut last_progress = Instant::now();
+    while readers.iter().any(|(_, _, open)| !open.is_empty()) {
+        for (topic, consumer, open) in readers.iter_mut().filter(|(_, _, o)| !o.is_empty()) {
+            match consumer.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => {
+                    records.push(m.detach());
+                    last_progress = Instant::now();
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                    last_progress = Instant::now();
+                }
+                Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+                None if last_progress.elapsed() > KAFKA_TIMEOUT => {
+                    bail!("reading {topic}: partitions {open:?} sent nothing for {KAFKA_TIMEOUT:?}")
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The committed record at `offset` of `partition` of `topic`.
+pub fn read_one(
+    config: &EchoConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<OwnedMessage> {
+    let consumer = committed_reader(config)?;
+    if !partitions_of(&consumer, topic)?.contains(&partition) {
+        bail!("{topic} has no partition {partition}");
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.offset() == offset => return Ok(m.detach()),
+            // The next readable record is a later one, or there is none: nothing committed
+            // sits at that offset (out of range, an aborted write or a transaction marker).
+            Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => {
+                bail!("{topic} partition {partition} has no committed record at offset {offset}")
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+            None if started.elapsed() > KAFKA_TIMEOUT => {
+                bail!("reading {topic} partition {partition}: nothing for {KAFKA_TIMEOUT:?}")
+            }
+            None => {}
+        }
+    }
+}
