@@ -17,8 +17,9 @@ REPO_ROOT="$(cd "$STACK_DIR/../.." && pwd)"
 # Seconds to wait for a service to become ready (Kafka's first start formats and creates
 # nothing, but a cold JVM on a busy 2-core machine can take a while).
 : "${ECHO_STACK_TIMEOUT:=120}"
-# Small heap: these machines have 2 cores and little memory to spare.
-: "${ECHO_KAFKA_HEAP:=-Xmx512m}"
+# Test runs create thousands of partitions (every test has its own topics, deleted by the
+# next run); 512 MB ran out of heap with a few parallel test processes.
+: "${ECHO_KAFKA_HEAP:=-Xmx1g}"
 export ECHO_DATA_DIR ECHO_KAFKA_PORT ECHO_KAFKA_CONTROLLER_PORT ECHO_REGISTRY_PORT ECHO_S3_PORT \
   ECHO_S3_ACCESS_KEY ECHO_S3_SECRET_KEY ECHO_REGISTRY_BIN ECHO_STACK_TIMEOUT ECHO_KAFKA_HEAP
 

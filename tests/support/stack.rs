@@ -23,7 +23,8 @@ impl TestEnv {
             .get_or_try_init(|| prune_earlier_runs(&config))
             .await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let env = TestEnv::at(&format!("{TEST_PREFIX}{}.{name}.{}.", now_secs(), &id[..8])).await?;
+        let pid = std::process::id();
+        let env = TestEnv::at(&format!("{TEST_PREFIX}{pid}.{name}.{}.", &id[..8])).await?;
         Ok(env)
     }
 
@@ -46,30 +47,24 @@ impl TestEnv {
     }
 }
 
-/// Where every test environment's topics and subjects start; the creation time (seconds since
-/// the epoch) follows, so pruning can tell a finished run from one still going.
+/// Where every test environment's topics and subjects start; the id of the test process
+/// follows, so pruning can tell a finished run from one still going.
 const TEST_PREFIX: &str = "test.";
 
-/// Environments older than this are leftovers: no test process runs that long. Younger ones
-/// may belong to another test process running at the same time, and are left alone.
-const LEFTOVER_AFTER_SECS: u64 = 30 * 60;
-
-/// Seconds since the epoch, the time stamp of a test environment's prefix.
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+/// Whether process `pid` is running (Linux).
+fn is_running(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Whether a topic or subject name belongs to an earlier, finished test environment.
-fn is_leftover(name: &str, now: u64) -> bool {
+/// Whether a topic or subject name belongs to an earlier test process, one no longer
+/// running; a running one may be another test process beside this one, and is left alone.
+fn is_leftover(name: &str, running: impl Fn(u32) -> bool) -> bool {
     let Some(rest) = name.strip_prefix(TEST_PREFIX) else {
         return false;
     };
-    match rest.split('.').next().and_then(|s| s.parse::<u64>().ok()) {
-        Some(created) => now.saturating_sub(created) > LEFTOVER_AFTER_SECS,
-        // Names from before the prefix carried a time.
+    match rest.split('.').next().and_then(|s| s.parse::<u32>().ok()) {
+        Some(pid) => !running(pid),
+        // Names from before the prefix carried the process id.
         None => true,
     }
 }
@@ -81,8 +76,7 @@ static PRUNED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 /// Deletes the topics and registry subjects earlier test runs left on the shared stack, so
 /// the broker does not accumulate thousands of partitions run after run.
 async fn prune_earlier_runs(config: &EchoConfig) -> Result<()> {
-    let now = now_secs();
-    prune(config, |name| is_leftover(name, now)).await
+    prune(config, |name| is_leftover(name, is_running)).await
 }
 
 /// Deletes every topic and registry subject whose name `doomed` selects.
@@ -115,18 +109,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_old_or_untimed_test_environments_are_leftovers() {
-        let now = 1_800_000_000;
-        assert!(is_leftover(
-            "test.1799990000.e2e.ab12cd34.echo.upload.events",
-            now
-        ));
+    fn only_environments_of_finished_processes_are_leftovers() {
+        let running = |pid: u32| pid == 41;
         assert!(!is_leftover(
-            "test.1799999000.e2e.ab12cd34.echo.upload.events",
-            now
+            "test.41.e2e.ab12cd34.echo.upload.events",
+            running
         ));
-        assert!(is_leftover("test.e2e.ab12cd34.echo.upload.events", now));
-        assert!(!is_leftover("echo.upload.events", now));
-        assert!(!is_leftover("chaos.7.echo.upload.events", now));
+        assert!(is_leftover(
+            "test.42.e2e.ab12cd34.echo.upload.events",
+            running
+        ));
+        assert!(is_leftover("test.e2e.ab12cd34.echo.upload.events", running));
+        assert!(!is_leftover("echo.upload.events", running));
+        assert!(!is_leftover("chaos.7.echo.upload.events", running));
+        assert!(!is_leftover(
+            &format!("test.{}.x.y.t", std::process::id()),
+            is_running
+        ));
     }
 }
