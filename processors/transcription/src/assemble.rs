@@ -91,7 +91,7 @@ fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64,
         return false;
     };
     let prev_end = previous.last().map_or(i64::MIN, |s| s.end_ms);
-    drop_words_from_start(next, to_drop);
+    drop_words(next, 0, to_drop, End::Head);
     // The dropped words were the ones said before the previous segment ended, so the rest
     // starts no earlier than that: keeps cues from overlapping.
     if let Some(first) = next.first_mut() {
@@ -149,34 +149,36 @@ fn realign_seam(
     let Some((_, prev_cut, next_cut)) = best else {
         return;
     };
-    drop_words_from_end(out, seam_start, prev_words.len() - prev_cut);
-    drop_words_from_start(next, next_cut);
+    drop_words(out, seam_start, prev_words.len() - prev_cut, End::Tail);
+    drop_words(next, 0, next_cut, End::Head);
 }
 
-/// Removes `count` words from the end of `segments[from..]`, dropping emptied segments.
-fn drop_words_from_end(segments: &mut Vec<Segment>, from: usize, mut count: usize) {
+/// Which end of a run of segments words are removed from.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// The first words (the later chunk's side of a seam).
+    Head,
+    /// The last words (the earlier chunk's side of a seam).
+    Tail,
+}
+
+/// Removes `count` words from one end of `segments[from..]`, dropping emptied segments.
+fn drop_words(segments: &mut Vec<Segment>, from: usize, mut count: usize, end: End) {
     while count > 0 && segments.len() > from {
-        let last = segments.last_mut().expect("checked non-empty");
-        let words: Vec<&str> = last.text.split_whitespace().collect();
+        let index = match end {
+            End::Head => from,
+            End::Tail => segments.len() - 1,
+        };
+        let words: Vec<&str> = segments[index].text.split_whitespace().collect();
         if words.len() <= count {
             count -= words.len();
-            segments.pop();
+            segments.remove(index);
         } else {
-            last.text = words[..words.len() - count].join(" ");
-            count = 0;
-        }
-    }
-}
-
-/// Removes `count` words from the start of `segments`, dropping emptied segments.
-fn drop_words_from_start(segments: &mut Vec<Segment>, mut count: usize) {
-    while count > 0 && !segments.is_empty() {
-        let words: Vec<&str> = segments[0].text.split_whitespace().collect();
-        if words.len() <= count {
-            count -= words.len();
-            segments.remove(0);
-        } else {
-            segments[0].text = words[count..].join(" ");
+            let kept = match end {
+                End::Head => &words[count..],
+                End::Tail => &words[..words.len() - count],
+            };
+            segments[index].text = kept.join(" ");
             count = 0;
         }
     }
