@@ -115,16 +115,14 @@ impl Processor for TestProcessor {
 /// An `upload.requested` from a client, with a fresh event id unless one is given.
 pub fn request(resource: &str, filename: &str, event_id: Option<&str>) -> UploadRequested {
     UploadRequested {
-        metadata: EventMetadata {
-            event_id: event_id
+        metadata: EventMetadata::new(
+            event_id
                 .map(str::to_string)
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            correlation_id: resource.to_string(),
-            causation_id: None,
-            occurred_at: echo_runtime::driver::now_ms(),
-            producer: "test-client".into(),
-            schema_version: 1,
-        },
+            resource.to_string(),
+            "test-client",
+            echo_runtime::driver::now_ms(),
+        ),
         filename: filename.into(),
         content_type: "audio/wav".into(),
         declared_size_bytes: 1000,

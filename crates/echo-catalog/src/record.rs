@@ -24,6 +24,35 @@ pub struct EventMetadata {
     pub schema_version: i32,
 }
 
+impl EventMetadata {
+    /// Metadata of record `event_id`, written by `producer` at `occurred_at` (ms since the
+    /// epoch) about the resource `correlation_id`, with no cause yet: a client's first request.
+    /// [`EventMetadata::with_cause`] names the cause of any other record.
+    pub fn new(
+        event_id: impl Into<String>,
+        correlation_id: impl Into<String>,
+        producer: impl Into<String>,
+        occurred_at: i64,
+    ) -> Self {
+        EventMetadata {
+            event_id: event_id.into(),
+            correlation_id: correlation_id.into(),
+            causation_id: None,
+            occurred_at,
+            producer: producer.into(),
+            schema_version: 1,
+        }
+    }
+
+    /// The same metadata, caused by the record whose event id is `cause` (none: no cause).
+    pub fn with_cause(self, cause: Option<&str>) -> Self {
+        EventMetadata {
+            causation_id: cause.map(str::to_string),
+            ..self
+        }
+    }
+}
+
 /// An event or command type of the catalogue: a Rust type that mirrors one `.avsc` file.
 pub trait Record: Serialize + DeserializeOwned + AvroSchema + Send + Sync + 'static {
     /// The dotted type name used in topics/ and in `ce_type` (`upload.requested`).

@@ -396,14 +396,17 @@ fn commands_are_on_command_topics() {
 // ---------------------------------------------------------------- round trips
 
 fn metadata(n: u8) -> EventMetadata {
-    EventMetadata {
-        event_id: format!("00000000-0000-7000-8000-0000000000{n:02}"),
-        correlation_id: "0190b6c0-0000-7000-8000-000000000001".into(),
-        causation_id: (n > 0).then(|| format!("00000000-0000-7000-8000-0000000000{:02}", n - 1)),
-        occurred_at: 1_750_000_000_000 + i64::from(n),
-        producer: "test".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(
+        format!("00000000-0000-7000-8000-0000000000{n:02}"),
+        "0190b6c0-0000-7000-8000-000000000001",
+        "test",
+        1_750_000_000_000 + i64::from(n),
+    )
+    .with_cause(
+        (n > 0)
+            .then(|| format!("00000000-0000-7000-8000-0000000000{:02}", n - 1))
+            .as_deref(),
+    )
 }
 
 /// Encodes with the registered (`.avsc`) schema and decodes again, both through

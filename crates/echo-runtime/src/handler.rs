@@ -117,14 +117,13 @@ impl Context {
         let n = self.issued.get();
         self.issued.set(n + 1);
         let name = format!("{}/{}/{n}", self.id_seed, self.processor);
-        EventMetadata {
-            event_id: uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string(),
-            correlation_id: self.cause.correlation_id.clone(),
-            causation_id: Some(self.cause.event_id.clone()),
-            occurred_at: self.now_ms,
-            producer: self.processor.clone(),
-            schema_version: 1,
-        }
+        EventMetadata::new(
+            uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string(),
+            self.cause.correlation_id.clone(),
+            self.processor.clone(),
+            self.now_ms,
+        )
+        .with_cause(Some(&self.cause.event_id))
     }
 
     /// A timer due at `due_at_ms`, remembering this input as its cause.
@@ -174,14 +173,7 @@ mod tests {
     use super::*;
 
     fn cause() -> EventMetadata {
-        EventMetadata {
-            event_id: "e1".into(),
-            correlation_id: "r1".into(),
-            causation_id: None,
-            occurred_at: 1,
-            producer: "client".into(),
-            schema_version: 1,
-        }
+        EventMetadata::new("e1", "r1", "client", 1)
     }
 
     #[test]

@@ -142,14 +142,13 @@ mod tests {
     use super::*;
 
     fn meta() -> EventMetadata {
-        EventMetadata {
-            event_id: "6f1c2b3a-0000-4000-8000-00000000abcd".into(),
-            correlation_id: "11111111-2222-4333-8444-555555555555".into(),
-            causation_id: Some("c".into()),
-            occurred_at: 1_700_000_000_123,
-            producer: "upload".into(),
-            schema_version: 1,
-        }
+        EventMetadata::new(
+            "6f1c2b3a-0000-4000-8000-00000000abcd",
+            "11111111-2222-4333-8444-555555555555",
+            "upload",
+            1_700_000_000_123,
+        )
+        .with_cause(Some("c"))
     }
 
     #[test]

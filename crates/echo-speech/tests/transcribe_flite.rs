@@ -1,36 +1,16 @@
 //! End to end: synthetic speech (flite) → decode → whisper → exact text.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use echo_speech::audio::decode_to_mono_16k;
 use echo_speech::model::prepare;
 use echo_speech::transcriber::{Segment, Transcriber, TranscriberConfig};
+use echo_tests::pipeline::{speak, word_error_rate};
 
 /// A sentence tiny.en transcribes word for word from flite's `slt` voice.
 const SENTENCE: &str =
     "Please call Stella and ask her to bring these things with her from the store.";
-
-/// Lowercase, punctuation removed, whitespace collapsed.
-fn normalize(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn flite(text: &str, out: &Path) {
-    let status = Command::new("flite")
-        .args(["-voice", "slt", "-t", text, "-o"])
-        .arg(out)
-        .status()
-        .expect("flite must be installed (apt install flite)");
-    assert!(status.success(), "flite failed: {status}");
-}
 
 fn joined(segments: &[Segment]) -> String {
     segments
@@ -45,8 +25,7 @@ fn flite_sentence_is_transcribed_exactly() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let wav = tmp.path().join("speech.wav");
-    flite(SENTENCE, &wav);
+    let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
 
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
@@ -73,7 +52,8 @@ fn flite_sentence_is_transcribed_exactly() {
     let segments = here.expect("transcribe");
     assert_eq!(segments, there.expect("transcribe in second thread"));
 
-    assert_eq!(normalize(&joined(&segments)), normalize(SENTENCE));
+    let heard = joined(&segments);
+    assert_eq!(word_error_rate(SENTENCE, &heard), 0.0, "heard {heard:?}");
     for s in &segments {
         assert!(s.start_ms < s.end_ms, "{s:?}");
         assert!(

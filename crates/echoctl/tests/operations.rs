@@ -154,14 +154,12 @@ async fn dead_letters_of_a_real_processor_are_listed_shown_and_redriven_exactly_
     }
     let unknown = uuid::Uuid::new_v4().to_string();
     let finalize = UploadFinalize {
-        metadata: EventMetadata {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: unknown.clone(),
-            causation_id: None,
-            occurred_at: now_ms(),
-            producer: "test-client".into(),
-            schema_version: 1,
-        },
+        metadata: EventMetadata::new(
+            uuid::Uuid::new_v4().to_string(),
+            unknown.clone(),
+            "test-client",
+            now_ms(),
+        ),
         etag: None,
     };
     publisher.publish(&unknown, &finalize).await.unwrap();

@@ -210,14 +210,13 @@ struct Client {
 
 impl Client {
     fn metadata(resource: &str, cause: Option<&str>) -> EventMetadata {
-        EventMetadata {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: resource.to_string(),
-            causation_id: cause.map(str::to_string),
-            occurred_at: now_ms(),
-            producer: "test-client".into(),
-            schema_version: 1,
-        }
+        EventMetadata::new(
+            uuid::Uuid::new_v4().to_string(),
+            resource.to_string(),
+            "test-client",
+            now_ms(),
+        )
+        .with_cause(cause)
     }
 
     async fn request(&self, resource: &str, declared: i64) -> UploadUrlGenerated {

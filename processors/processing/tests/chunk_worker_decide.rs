@@ -27,14 +27,8 @@ fn config() -> ChunkWorkerConfig {
 
 fn command(event_id: &str, attempt: i32) -> Incoming {
     let record = ChunkProcess {
-        metadata: EventMetadata {
-            event_id: event_id.into(),
-            correlation_id: RESOURCE.into(),
-            causation_id: Some("job-created".into()),
-            occurred_at: NOW,
-            producer: "validation".into(),
-            schema_version: 1,
-        },
+        metadata: EventMetadata::new(event_id, RESOURCE, "validation", NOW)
+            .with_cause(Some("job-created")),
         job_id: JOB.into(),
         chunk_index: 2,
         chunk_count: 4,

@@ -2,8 +2,6 @@
 //! real local S3 server (127.0.0.1:9000, started by `scripts/stack/up.sh`) and the real
 //! whisper model of the data dir. Fails, never skips, when either is missing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use echo_catalog::events::{
@@ -14,6 +12,7 @@ use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerS
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
+use echo_tests::pipeline::speak;
 
 /// Two sentences, about 7.6 s with flite's `slt` voice: the first ends before 5 s, the second
 /// lies in the second chunk.
@@ -37,20 +36,15 @@ async fn ready(worker: &ChunkWorker) {
     }
 }
 
-fn flite(text: &str, out: &Path) {
-    let status = Command::new("flite")
-        .args(["-voice", "slt", "-t", text, "-o"])
-        .arg(out)
-        .status()
-        .expect("flite must be installed (apt install flite)");
-    assert!(status.success(), "flite failed: {status}");
-}
-
 /// A fresh resource whose upload is the spoken `SPEECH`; returns (resource id, key, ms).
 async fn uploaded_speech(worker: &ChunkWorker) -> (String, String, i64) {
     let resource = uuid::Uuid::new_v4().to_string();
-    let wav: PathBuf = std::env::temp_dir().join(format!("echo-chunk-worker-{resource}.wav"));
-    flite(SPEECH, &wav);
+    let wav = speak(
+        &std::env::temp_dir(),
+        &format!("echo-chunk-worker-{resource}.wav"),
+        SPEECH,
+    )
+    .expect("flite must be installed");
     let duration = echo_speech::audio::probe(&wav)
         .unwrap()
         .duration
@@ -68,14 +62,7 @@ async fn uploaded_speech(worker: &ChunkWorker) -> (String, String, i64) {
 
 fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) -> Incoming {
     let record = ChunkProcess {
-        metadata: EventMetadata {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: resource.into(),
-            causation_id: None,
-            occurred_at: 0,
-            producer: "validation".into(),
-            schema_version: 1,
-        },
+        metadata: EventMetadata::new(uuid::Uuid::new_v4().to_string(), resource, "validation", 0),
         job_id: format!("job-of-{resource}"),
         chunk_index: index,
         chunk_count: 2,

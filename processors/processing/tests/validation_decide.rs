@@ -17,14 +17,7 @@ const KEY: &str = "resources/3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b/upload";
 const NOW: i64 = 1_700_000_000_000;
 
 fn meta(event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: RESOURCE.into(),
-        causation_id: None,
-        occurred_at: NOW,
-        producer: "upload".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, RESOURCE, "upload", NOW)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {

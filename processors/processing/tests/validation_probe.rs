@@ -47,14 +47,7 @@ async fn upload(p: &ValidationProcessor, bytes: &[u8], content_type: &str) -> In
 
 fn completed(resource: &str, key: &str, size: i64, content_type: &str) -> Incoming {
     incoming(&UploadCompleted {
-        metadata: EventMetadata {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: resource.into(),
-            causation_id: None,
-            occurred_at: 0,
-            producer: "upload".into(),
-            schema_version: 1,
-        },
+        metadata: EventMetadata::new(uuid::Uuid::new_v4().to_string(), resource, "upload", 0),
         object_key: key.into(),
         size_bytes: size,
         content_type: content_type.into(),

@@ -33,14 +33,7 @@ fn raw_bucket(config: &EchoConfig) -> Box<Bucket> {
 
 fn cleanup_for(resource: &str, event_id: &str) -> Incoming {
     let record = CleanupInitiated {
-        metadata: EventMetadata {
-            event_id: event_id.into(),
-            correlation_id: resource.into(),
-            causation_id: None,
-            occurred_at: 0,
-            producer: "resource".into(),
-            schema_version: 1,
-        },
+        metadata: EventMetadata::new(event_id, resource, "resource", 0),
         reason: CleanupReason::TtlReached,
         prefix: keys::prefix(resource),
     };

@@ -20,14 +20,7 @@ const NOW: i64 = 1_700_000_000_000;
 const WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 fn meta(event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: RESOURCE.into(),
-        causation_id: None,
-        occurred_at: NOW,
-        producer: "test".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, RESOURCE, "test", NOW)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {

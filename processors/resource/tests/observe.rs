@@ -17,14 +17,7 @@ fn processor() -> ResourceProcessor {
 }
 
 fn meta(event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: RESOURCE.into(),
-        causation_id: None,
-        occurred_at: 0,
-        producer: "test".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, RESOURCE, "test", 0)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
@@ -39,13 +32,19 @@ fn cleanup(prefix: &str) -> Incoming {
     })
 }
 
-fn ctx(input: &Incoming) -> Context {
-    Context::new(
+/// What `p` observes for `input` in `state`, as the runtime would call it.
+async fn observe(
+    p: &ResourceProcessor,
+    state: &ResourceState,
+    input: &Incoming,
+) -> Result<Observation, HandlerError> {
+    let ctx = Context::new(
         "resource",
         0,
         input.metadata.clone(),
         &input.metadata.event_id,
-    )
+    );
+    p.observe(state, Input::Record(input), &ctx).await
 }
 
 #[test]
@@ -65,13 +64,7 @@ async fn only_a_pending_cleanup_reaches_the_store() {
         job_id: "job-1".into(),
         reason: "boom".into(),
     });
-    let observed = p
-        .observe(
-            &ResourceState::default(),
-            Input::Record(&failed),
-            &ctx(&failed),
-        )
-        .await;
+    let observed = observe(&p, &ResourceState::default(), &failed).await;
     assert_eq!(observed, Ok(Observation::Nothing));
 
     let input = cleanup(&keys::prefix(RESOURCE));
@@ -79,19 +72,11 @@ async fn only_a_pending_cleanup_reaches_the_store() {
         cleaned: true,
         ..ResourceState::default()
     };
-    let observed = p
-        .observe(&cleaned, Input::Record(&input), &ctx(&input))
-        .await;
+    let observed = observe(&p, &cleaned, &input).await;
     assert_eq!(observed, Ok(Observation::Nothing));
 
     // Not cleaned yet: the delete is attempted, and a store that is down is transient.
-    let observed = p
-        .observe(
-            &ResourceState::default(),
-            Input::Record(&input),
-            &ctx(&input),
-        )
-        .await;
+    let observed = observe(&p, &ResourceState::default(), &input).await;
     assert!(
         matches!(observed, Err(HandlerError::Transient(_))),
         "{observed:?}"
@@ -102,13 +87,7 @@ async fn only_a_pending_cleanup_reaches_the_store() {
 async fn a_foreign_prefix_is_refused_before_any_io() {
     let p = processor();
     let input = cleanup(&keys::prefix("someone-else"));
-    let observed = p
-        .observe(
-            &ResourceState::default(),
-            Input::Record(&input),
-            &ctx(&input),
-        )
-        .await;
+    let observed = observe(&p, &ResourceState::default(), &input).await;
     assert!(
         matches!(observed, Err(HandlerError::Permanent(_))),
         "{observed:?}"

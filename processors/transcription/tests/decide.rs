@@ -16,14 +16,7 @@ const JOB: &str = "job-1";
 const NOW: i64 = 1_700_000_000_000;
 
 fn meta(event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: RESOURCE.into(),
-        causation_id: None,
-        occurred_at: NOW,
-        producer: "processing".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, RESOURCE, "processing", NOW)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {

@@ -12,14 +12,7 @@ use echo_transcription::{
 };
 
 fn meta(resource: &str, event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: resource.into(),
-        causation_id: None,
-        occurred_at: 0,
-        producer: "processing".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, resource, "processing", 0)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {

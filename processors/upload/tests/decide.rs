@@ -15,14 +15,7 @@ const NOW: i64 = 1_700_000_000_000;
 const SIZE: i64 = 1_000_000;
 
 fn meta(event_id: &str, resource: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: resource.into(),
-        causation_id: None,
-        occurred_at: NOW,
-        producer: "client".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, resource, "client", NOW)
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {

@@ -25,14 +25,7 @@ fn incoming<R: Record>(record: &R) -> Incoming {
 }
 
 fn meta(event_id: &str) -> EventMetadata {
-    EventMetadata {
-        event_id: event_id.into(),
-        correlation_id: RESOURCE.into(),
-        causation_id: None,
-        occurred_at: 0,
-        producer: "client".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(event_id, RESOURCE, "client", 0)
 }
 
 fn request(content_type: &str) -> Incoming {
