@@ -64,8 +64,21 @@ pub fn submit(
     file: &Path,
     settings: &[(&str, &str)],
 ) -> Result<serde_json::Value> {
+    submit_with(bin, env, file, &[], settings)
+}
+
+/// Runs `echoctl submit FILE --wait --json` with extra submit `options` (such as
+/// `--resource-id ID`) and returns its JSON report.
+pub fn submit_with(
+    bin: &Path,
+    env: &TestEnv,
+    file: &Path,
+    options: &[&str],
+    settings: &[(&str, &str)],
+) -> Result<serde_json::Value> {
     let output = echoctl(bin, env, settings)
         .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
+        .args(options)
         .arg(file)
         .output()
         .context("running echoctl submit")?;

@@ -41,6 +41,15 @@ pub struct Args {
     /// How long to wait for the next event before giving up.
     #[arg(long, default_value = "300")]
     timeout_secs: u64,
+    /// The resource id to submit under; a fresh UUID when absent. A client may choose its own
+    /// (to retry idempotently, or to place the resource's records on a chosen partition); the
+    /// upload processor refuses ids that are not 1-128 letters, digits, '-' or '_'.
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// The file name announced in `upload.requested`; the file's own name when absent. It is
+    /// informational only: the object key is chosen by the server.
+    #[arg(long)]
+    filename: Option<String>,
 }
 
 /// How a submission ended.
@@ -130,16 +139,20 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let size = std::fs::metadata(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?
         .len();
-    let filename = args
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let filename = args.filename.clone().unwrap_or_else(|| {
+        args.file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let content_type = args
         .content_type
         .clone()
         .unwrap_or_else(|| guess_content_type(&filename).to_string());
-    let resource = uuid::Uuid::new_v4().to_string();
+    let resource = args
+        .resource_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let patience = Duration::from_secs(args.timeout_secs);
     let topics = [
         "echo.upload.events",
@@ -323,14 +336,13 @@ async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result
 
 /// Metadata of a record the client issues.
 fn client_metadata(resource: &str, causation: Option<&str>) -> EventMetadata {
-    EventMetadata {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        correlation_id: resource.to_string(),
-        causation_id: causation.map(str::to_string),
-        occurred_at: now_ms(),
-        producer: "echoctl".into(),
-        schema_version: 1,
-    }
+    EventMetadata::new(
+        uuid::Uuid::new_v4().to_string(),
+        resource.to_string(),
+        "echoctl",
+        now_ms(),
+    )
+    .with_cause(causation)
 }
 
 fn guess_content_type(filename: &str) -> &'static str {

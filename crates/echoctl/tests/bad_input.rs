@@ -1,0 +1,1044 @@
+//! The bad-input corpus: one test per kind of input echo must refuse with a named reason, or
+//! survive, each run through the whole pipeline as operators and clients run it
+//! (`echoctl run all` in a child process, `echoctl submit` or a deliberately misbehaving
+//! client against it, on the real broker, registry, S3 server and whisper model).
+//!
+//! Every test asserts the named outcome (`validation.failed` → `resource.rejected` → cleanup,
+//! `upload.failed` → cleanup, or a DLQ record with its class and message) and then that the
+//! partition the bad input sat on keeps flowing: a good file submitted under a resource id
+//! chosen to land on the same partition (`echoctl submit --resource-id`) becomes
+//! `resource.ready`. The one exception is the replayed chunk command: a chunk's partition
+//! follows its job, which no client chooses, so that test reads the worker group's committed
+//! offset past the replay instead, then sees the next file transcribed.
+//!
+//! | case | test |
+//! |------|------|
+//! | empty file | [`an_empty_file_is_rejected_with_a_named_reason`] |
+//! | truncated WAV/MP3 | [`truncated_wav_and_mp3_files_are_rejected_as_undecodable`] |
+//! | random bytes with an audio extension | [`random_bytes_named_as_audio_are_rejected_as_undecodable`] |
+//! | unsupported codec | [`an_unsupported_codec_in_a_valid_container_is_rejected_as_such`] |
+//! | valid audio over the duration limit | [`audio_over_the_duration_limit_is_rejected_as_too_long`] |
+//! | over the size limit | [`a_file_over_the_size_limit_is_refused_before_any_url`] |
+//! | declared size ≠ actual | [`a_declared_size_other_than_the_stored_one_fails_the_upload`] |
+//! | content type ≠ signed | [`a_content_type_other_than_the_signed_one_is_refused_by_s3`] |
+//! | pure silence | [`pure_silence_gives_an_empty_transcript_and_the_report_says_so`] |
+//! | extremely short audio (< 0.5 s) | [`extremely_short_audio_is_rejected_as_too_short`] |
+//! | multichannel and odd sample rates | [`multichannel_audio_at_odd_sample_rates_is_transcribed`] |
+//! | a record that is not Avro | [`a_record_that_is_not_avro_goes_to_the_dlq`] |
+//! | Avro with an unknown schema id | [`avro_with_an_unknown_schema_id_goes_to_the_dlq`] |
+//! | a known schema on the wrong topic | [`a_known_schema_on_the_wrong_topic_goes_to_the_dlq`] |
+//! | replayed `upload.requested` | [`a_replayed_upload_request_gets_no_second_url`] |
+//! | replayed `chunk.process` | [`a_replayed_chunk_command_has_no_second_transcription_effect`] |
+//! | `upload.finalize` for an unknown upload | [`a_finalize_for_an_unknown_upload_goes_to_the_dlq`] |
+//! | expired pre-signed URL | [`an_expired_upload_url_is_refused_by_s3_and_the_upload_expires`] |
+//! | tampered pre-signed URL | [`a_tampered_upload_url_is_refused_by_s3`] |
+//! | path tricks in the filename | [`path_tricks_in_the_filename_do_not_move_the_object_key`] |
+//!
+//! The same inputs are also met at lower levels: the validation processor's own tests probe
+//! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
+//! validation_probe.rs`), the runtime's tests send garbage and wrong-topic records through a
+//! test processor (`tests/runtime.rs`), and `pipeline.rs` runs the upload failure paths. This
+//! file is the one list, end to end, with the partition checked after each.
+//!
+//! Each test starts its own pipeline (whisper included) on its own topic prefix; they run one
+//! at a time.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, ChunkProcessingStarted, CleanupCompleted, ResourceReady,
+    TranscriptionCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
+    UploadRequested, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
+    ValidationPassed,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::driver::now_ms;
+use echo_runtime::headers::{echo, HeaderList};
+use echo_runtime::publisher::Publisher;
+use echo_storage::{keys, S3Service};
+use echo_tests::partition::{partition_of, resource_id_on};
+use echo_tests::pipeline::{convert, event_types, speak, submit_with, word_error_rate, Pipeline};
+use echo_tests::stack::PATIENCE;
+use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
+
+/// The good record every case is followed by: short, so whisper is quick, and spoken, so a
+/// transcript is really made.
+const GOOD_SENTENCE: &str = "Please call Stella.";
+
+/// A longer sentence tiny.en transcribes exactly from flite (the one `pipeline.rs` measures).
+const SENTENCE: &str =
+    "Please call Stella and ask her to bring these things with her from the store.";
+
+/// The topic every resource's records enter by; all resource-keyed topics share its
+/// partition count (co-partitioning), so a resource's partition is the same in each.
+const REQUESTS: &str = "echo.upload.requests";
+
+/// Async-aware: a test holds its turn across awaits, and each test has its own runtime.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The `echoctl` binary under test, built by cargo for this test target.
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+/// The records of `seen` that belong to resource `resource`.
+fn of_resource<'a>(seen: &'a [Seen], resource: &'a str) -> impl Iterator<Item = &'a Seen> + 'a {
+    seen.iter()
+        .filter(move |s| s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource))
+}
+
+/// The catalogue record `R` a record read back holds (the caller knows its type).
+fn decode<R: Record>(seen: &Seen) -> R {
+    apache_avro::from_value(seen.value.as_ref().expect("decoded record")).unwrap()
+}
+
+/// Metadata of a record a client issues itself.
+fn client_metadata(resource: &str, cause: Option<&str>) -> EventMetadata {
+    EventMetadata::new(
+        uuid::Uuid::new_v4().to_string(),
+        resource.to_string(),
+        "bad-input-client",
+        now_ms(),
+    )
+    .with_cause(cause)
+}
+
+/// One case's world: its own topics and pipeline, a scratch directory, and the good file that
+/// follows the bad input. Holds the turn until dropped (after the pipeline has stopped).
+struct Case {
+    env: TestEnv,
+    publisher: Publisher,
+    s3: S3Service,
+    dir: tempfile::TempDir,
+    good: PathBuf,
+    _pipeline: Pipeline,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Case {
+    /// Prepares a fresh topic prefix and the good file (while another case may still run),
+    /// then waits its turn and starts a pipeline there with extra `settings` (`ECHO_*`
+    /// variables).
+    async fn start(name: &str, settings: &[(&str, &str)]) -> Case {
+        let env = TestEnv::new(name).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let good = speak(dir.path(), "good.wav", GOOD_SENTENCE).unwrap();
+        let turn = ONE_AT_A_TIME.lock().await;
+        let pipeline = Pipeline::start(bin(), &env, 1, settings).unwrap();
+        Case {
+            publisher: Publisher::new(&env.config).unwrap(),
+            s3: S3Service::new(&env.config).unwrap(),
+            env,
+            dir,
+            good,
+            _pipeline: pipeline,
+            _turn: turn,
+        }
+    }
+
+    /// A path in the scratch directory.
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `bytes` to a scratch file and returns its path.
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// `file` converted by sox into a scratch file named `name` (format from its extension).
+    fn converted(&self, file: &Path, name: &str, effects: &[&str]) -> PathBuf {
+        let out = self.path(name);
+        convert(file, &out, effects).unwrap();
+        out
+    }
+
+    /// `echoctl submit FILE --wait --json` with extra `options`; its JSON report.
+    fn submit(&self, file: &Path, options: &[&str]) -> Value {
+        submit_with(bin(), &self.env, file, options, &[]).unwrap()
+    }
+
+    /// How many partitions the resource-keyed topics have.
+    fn resource_partitions(&self) -> i32 {
+        let catalogue = &self.env.catalogue;
+        catalogue.partitions_of(catalogue.topic(REQUESTS).unwrap())
+    }
+
+    /// Every committed record of the catalogue topic `topic`.
+    async fn topic(&self, topic: &str) -> Vec<Seen> {
+        read_topic(
+            &self.env.config,
+            &self.env.topic(topic),
+            Isolation::Committed,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The records of type `R` about `resource` on the topic the catalogue puts `R` on.
+    async fn events<R: Record>(&self, resource: &str) -> Vec<R> {
+        let topic = &self.env.catalogue.topic_of(R::TYPE).unwrap().name;
+        of_resource(&self.topic(topic).await, resource)
+            .filter(|s| s.type_name == Some(R::TYPE))
+            .map(decode)
+            .collect()
+    }
+
+    /// Waits for the first record of type `R` about `resource` and decodes it.
+    async fn wait_event<R: Record>(&self, resource: &str) -> R {
+        let topic = self
+            .env
+            .topic(&self.env.catalogue.topic_of(R::TYPE).unwrap().name);
+        let seen = wait_for(&self.env.config, &topic, Duration::from_secs(90), |s| {
+            of_resource(s, resource).any(|r| r.type_name == Some(R::TYPE))
+        })
+        .await
+        .unwrap();
+        let found = of_resource(&seen, resource)
+            .find(|r| r.type_name == Some(R::TYPE))
+            .unwrap();
+        decode(found)
+    }
+
+    /// The partition keeps flowing: the good file, submitted under a resource id whose records
+    /// land on `partition`, becomes ready. Where its request really landed is read back, so the
+    /// claim does not rest on the hash alone.
+    async fn good_record_flows_on(&self, partition: i32) {
+        let resource = resource_id_on(partition, self.resource_partitions());
+        let report = self.submit(&self.good, &["--resource-id", &resource]);
+        assert_eq!(
+            report["status"], "ready",
+            "the good record after the bad one on partition {partition}: {report:#}"
+        );
+        let placed: Vec<i32> = of_resource(&self.topic(REQUESTS).await, &resource)
+            .map(|s| s.partition)
+            .collect();
+        assert_eq!(placed, [partition], "where the good request landed");
+    }
+
+    /// [`Case::good_record_flows_on`] the partition of resource `resource`.
+    async fn good_record_flows_after(&self, resource: &str) {
+        self.good_record_flows_on(partition_of(resource, self.resource_partitions()))
+            .await;
+    }
+
+    /// A fresh resource id on the same partition as `resource`, for a second input that must
+    /// meet what the first one left behind.
+    fn beside(&self, resource: &str) -> String {
+        let partitions = self.resource_partitions();
+        resource_id_on(partition_of(resource, partitions), partitions)
+    }
+
+    /// Submits `file` (with extra submit `options`), which validation must refuse with
+    /// `reason` and a message containing `says`; checks the whole failure path
+    /// (`validation.failed` → `resource.rejected`, which tells the client the same → cleanup).
+    /// Returns the resource id.
+    async fn refused_by_validation(
+        &self,
+        file: &Path,
+        options: &[&str],
+        reason: ValidationFailureReason,
+        says: &str,
+    ) -> String {
+        let report = self.submit(file, options);
+        assert_eq!(report["status"], "rejected", "{report:#}");
+        let types = event_types(&report);
+        for step in [
+            "upload.completed",
+            "validation.started",
+            "validation.failed",
+            "resource.rejected",
+            "cleanup.initiated",
+            "cleanup.completed",
+        ] {
+            assert!(types.iter().any(|t| t == step), "{step} missing: {types:?}");
+        }
+        assert!(!types.iter().any(|t| t == "validation.passed"), "{types:?}");
+        let resource = report["resource_id"].as_str().unwrap();
+        let failed = self.events::<ValidationFailed>(resource).await;
+        assert_eq!(failed.len(), 1, "one validation.failed");
+        let failed = &failed[0];
+        assert_eq!(failed.reason_code, reason, "{}", failed.message);
+        assert!(
+            failed.message.contains(says),
+            "the message {:?} does not say {says:?}",
+            failed.message
+        );
+        assert_eq!(
+            report["reason"],
+            format!("{:?}: {}", failed.reason_code, failed.message),
+            "the client is told the reason"
+        );
+        resource.to_string()
+    }
+
+    /// [`Case::refused_by_validation`] of `file`, then the good record flows on its partition:
+    /// the whole story of a single bad file.
+    async fn rejected_then_flows(&self, file: &Path, reason: ValidationFailureReason, says: &str) {
+        let resource = self.refused_by_validation(file, &[], reason, says).await;
+        self.good_record_flows_after(&resource).await;
+    }
+
+    /// Waits for the upload of `resource` to fail with `reason` and a message containing
+    /// `says`, then for its cleanup.
+    async fn upload_fails(&self, resource: &str, reason: UploadFailureReason, says: &str) {
+        let failed: UploadFailed = self.wait_event(resource).await;
+        assert_eq!(failed.reason_code, reason, "{}", failed.message);
+        assert!(
+            failed.message.contains(says),
+            "the message {:?} does not say {says:?}",
+            failed.message
+        );
+        self.wait_event::<CleanupCompleted>(resource).await;
+        assert_eq!(
+            self.events::<UploadFailed>(resource).await.len(),
+            1,
+            "one upload.failed"
+        );
+    }
+
+    /// Waits for the record published at `at` (partition, offset) on the catalogue topic
+    /// `topic` to reach the DLQ of `processor` with error class `class` and a message
+    /// containing `says`; checks the headers that trace it back.
+    async fn dead_lettered(
+        &self,
+        processor: &str,
+        topic: &str,
+        at: (i32, i64),
+        class: &str,
+        says: &str,
+    ) {
+        let (partition, offset) = at;
+        let is_it = |r: &Seen| {
+            r.headers.get(echo::ORIGINAL_TOPIC) == Some(topic)
+                && r.headers.get(echo::ORIGINAL_PARTITION) == Some(partition.to_string().as_str())
+                && r.headers.get(echo::ORIGINAL_OFFSET) == Some(offset.to_string().as_str())
+        };
+        let dlq = self.env.topic(&format!("echo.{processor}.dlq"));
+        let seen = wait_for(&self.env.config, &dlq, PATIENCE, |s| s.iter().any(is_it))
+            .await
+            .unwrap();
+        let record = seen.iter().find(|r| is_it(r)).unwrap();
+        assert_eq!(
+            record.headers.get(echo::ERROR_CLASS),
+            Some(class),
+            "{:?}",
+            record.headers
+        );
+        let message = record.headers.get(echo::ERROR_MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains(says),
+            "the DLQ message {message:?} does not say {says:?}"
+        );
+        assert_eq!(record.headers.get(echo::PROCESSOR), Some(processor));
+    }
+
+    /// Waits until the consumer group of `processor` has committed past `offset` on
+    /// `partition` of the catalogue topic `topic`: it has handled that record and moved on.
+    /// Processors commit their input offsets in the transaction of their outputs, so whatever
+    /// the record caused is readable by then.
+    async fn committed_past(&self, processor: &str, topic: &str, partition: i32, offset: i64) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set(
+                "bootstrap.servers",
+                &self.env.config.kafka.bootstrap_servers,
+            )
+            .set("group.id", self.env.topic(&format!("echo.{processor}")))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut wanted = TopicPartitionList::new();
+        wanted.add_partition(&self.env.topic(topic), partition);
+        let started = std::time::Instant::now();
+        loop {
+            let committed = consumer
+                .committed_offsets(wanted.clone(), Duration::from_secs(10))
+                .unwrap();
+            let at = committed.elements()[0].offset();
+            if matches!(at, Offset::Offset(next) if next > offset) {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{processor} never committed past offset {offset} of {topic} [{partition}]: {at:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Publishes `payload` as it is to the requests topic under `key`: the upload processor must
+    /// dead-letter it with error class `class` and a message containing `says`, and the next
+    /// good record on its partition must flow.
+    async fn raw_request_dead_lettered(&self, key: &str, payload: &[u8], class: &str, says: &str) {
+        let at = self
+            .publisher
+            .publish_raw(
+                &self.env.topic(REQUESTS),
+                key,
+                payload,
+                HeaderList::default(),
+            )
+            .await
+            .unwrap();
+        self.dead_lettered("upload", REQUESTS, at, class, says)
+            .await;
+        self.good_record_flows_on(at.0).await;
+    }
+
+    /// Asks for an upload URL as a client would, declaring `declared_size` bytes of
+    /// `content_type`, and returns what the upload processor answered.
+    async fn request_url(
+        &self,
+        resource: &str,
+        declared_size: usize,
+        content_type: &str,
+    ) -> UploadUrlGenerated {
+        let request = UploadRequested {
+            metadata: client_metadata(resource, None),
+            filename: "speech.wav".into(),
+            content_type: content_type.into(),
+            declared_size_bytes: declared_size as i64,
+        };
+        self.publisher.publish(resource, &request).await.unwrap();
+        self.wait_event(resource).await
+    }
+
+    /// Finalizes the upload `url` was issued for although S3 refused every PUT: the upload fails
+    /// as missing, and the next good record on its partition flows.
+    async fn finalize_with_nothing_uploaded(&self, url: &UploadUrlGenerated) {
+        let resource = &url.metadata.correlation_id;
+        self.finalize(url).await;
+        self.upload_fails(
+            resource,
+            UploadFailureReason::ObjectMissing,
+            "nothing was uploaded",
+        )
+        .await;
+        self.good_record_flows_after(resource).await;
+    }
+
+    /// Sends `upload.finalize` for the upload `url` was issued for.
+    async fn finalize(&self, url: &UploadUrlGenerated) {
+        let resource = &url.metadata.correlation_id;
+        let finalize = UploadFinalize {
+            metadata: client_metadata(resource, Some(&url.metadata.event_id)),
+            etag: None,
+        };
+        self.publisher.publish(resource, &finalize).await.unwrap();
+    }
+}
+
+/// PUTs `body` to a pre-signed `url` as `content_type`; the status and the S3 server's answer.
+async fn put(url: &str, content_type: &str, body: Vec<u8>) -> (reqwest::StatusCode, String) {
+    let response = reqwest::Client::new()
+        .put(url)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Asserts that S3 answered a PUT with 403 Forbidden and an error that says `says`.
+fn refused_by_s3((status, answer): (reqwest::StatusCode, String), says: &str) {
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer.contains(says), "{answer}");
+}
+
+/// A WAV file with a valid header that announces no samples at all.
+fn wav_header_only() -> Vec<u8> {
+    let mut wav = Vec::new();
+    wav.extend(b"RIFF");
+    wav.extend(36u32.to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes()); // PCM
+    wav.extend(1u16.to_le_bytes()); // mono
+    wav.extend(16_000u32.to_le_bytes());
+    wav.extend(32_000u32.to_le_bytes()); // bytes per second
+    wav.extend(2u16.to_le_bytes()); // block align
+    wav.extend(16u16.to_le_bytes()); // bits per sample
+    wav.extend(b"data");
+    wav.extend(0u32.to_le_bytes());
+    wav
+}
+
+/// Deterministic bytes with no structure (a multiplicative hash of the index).
+fn noise(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// The first `percent` of a file's bytes, as an interrupted transfer leaves it.
+fn truncated(file: &Path, percent: usize) -> Vec<u8> {
+    let bytes = std::fs::read(file).unwrap();
+    bytes[..bytes.len() * percent / 100].to_vec()
+}
+
+/// `mp3` (a constant-bitrate stream of identical frames, as sox writes it) with an `Info` tag
+/// frame in front stating its frame count, as LAME writes by default: the only way an MP3
+/// states its length. A tagless stream cut at a frame boundary is just a shorter stream.
+fn with_info_tag(mp3: &[u8]) -> Vec<u8> {
+    let header = &mp3[..4];
+    let frame_len = 4 + mp3[4..]
+        .windows(4)
+        .position(|w| w == header)
+        .expect("a second frame");
+    let frames = mp3.len() / frame_len;
+    assert!(
+        mp3.len().is_multiple_of(frame_len)
+            && (0..frames).all(|i| &mp3[i * frame_len..][..4] == header),
+        "not a stream of identical frames"
+    );
+    // MPEG-2 mono: 9 bytes of side information (zero) between the header and the tag.
+    assert_eq!(header[1] & 0x18, 0x10, "MPEG-2");
+    assert_eq!(header[3] >> 6, 3, "mono");
+    let mut tag = header.to_vec();
+    tag.extend([0u8; 9]);
+    tag.extend(b"Info");
+    tag.extend(1u32.to_be_bytes()); // flags: the frame count is present
+    tag.extend((frames as u32).to_be_bytes());
+    tag.resize(frame_len, 0);
+    tag.extend(mp3);
+    tag
+}
+
+/// An Ogg Opus stream (RFC 7845) of `seconds` of 20 ms packets: a valid container whose codec
+/// echo's decoder does not implement. The packets' payload is filler; no decoder gets that far.
+fn ogg_opus(seconds: u64) -> Vec<u8> {
+    const PRE_SKIP: u16 = 312;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1); // version
+    head.push(1); // channels
+    head.extend(PRE_SKIP.to_le_bytes());
+    head.extend(48_000u32.to_le_bytes()); // input sample rate
+    head.extend(0i16.to_le_bytes()); // output gain
+    head.push(0); // channel mapping family: mono/stereo
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend(4u32.to_le_bytes());
+    tags.extend(b"echo");
+    tags.extend(0u32.to_le_bytes()); // no user comments
+
+    const BEGIN: u8 = 0x02;
+    const END: u8 = 0x04;
+    let mut out = ogg_page(BEGIN, 0, 0, &[&head]);
+    out.extend(ogg_page(0, 0, 1, &[&tags]));
+    // TOC 0xf8: CELT fullband, 20 ms, mono, one frame; 960 samples at 48 kHz each.
+    let packet: &[u8] = &[0xf8, 0xff, 0xfe, 0x00, 0x11];
+    for second in 0..seconds {
+        let granule = u64::from(PRE_SKIP) + (second + 1) * 50 * 960;
+        let flags = if second + 1 == seconds { END } else { 0 };
+        let sequence = 2 + second as u32;
+        out.extend(ogg_page(flags, granule, sequence, &[packet; 50]));
+    }
+    out
+}
+
+/// One Ogg page (RFC 3533) of whole `packets`, with its checksum.
+fn ogg_page(flags: u8, granule: u64, sequence: u32, packets: &[&[u8]]) -> Vec<u8> {
+    let mut lacing = Vec::new();
+    for packet in packets {
+        lacing.extend(std::iter::repeat_n(255u8, packet.len() / 255));
+        lacing.push((packet.len() % 255) as u8);
+    }
+    let mut page = b"OggS".to_vec();
+    page.push(0); // version
+    page.push(flags);
+    page.extend(granule.to_le_bytes());
+    page.extend(0x0ec0u32.to_le_bytes()); // stream serial number
+    page.extend(sequence.to_le_bytes());
+    page.extend(0u32.to_le_bytes()); // checksum, filled in below
+    page.push(lacing.len() as u8);
+    page.extend(lacing);
+    for packet in packets {
+        page.extend(*packet);
+    }
+    let crc = ogg_crc(&page);
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    page
+}
+
+/// Ogg's page checksum: CRC-32 with polynomial 0x04c11db7, unreflected, no final xor.
+fn ogg_crc(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |mut crc, b| {
+        crc ^= u32::from(*b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_file_is_rejected_with_a_named_reason() {
+    let case = Case::start("empty", &[]).await;
+    // Zero bytes: refused at the request, before any URL is issued.
+    let empty = case.write("empty.wav", &[]);
+    let report = case.submit(&empty, &[]);
+    assert_eq!(report["status"], "upload_failed", "{report:#}");
+    assert!(!event_types(&report)
+        .iter()
+        .any(|t| t == "upload.url.generated"));
+    let resource = report["resource_id"].as_str().unwrap();
+    case.upload_fails(
+        resource,
+        UploadFailureReason::InvalidRequest,
+        "declared size must be positive, got 0",
+    )
+    .await;
+    // A header and no samples, on the same partition: uploaded, then refused by validation.
+    let header_only = case.write("header-only.wav", &wav_header_only());
+    let resource = case
+        .refused_by_validation(
+            &header_only,
+            &["--resource-id", &case.beside(resource)],
+            ValidationFailureReason::Empty,
+            "no samples",
+        )
+        .await;
+    case.good_record_flows_after(&resource).await;
+}
+
+/// Cut at 40 %, as an interrupted transfer leaves a file: both decode without error up to the
+/// cut, so only the length their headers state gives them away (an MP3 states it in the
+/// `Info` tag LAME writes; a tagless MP3 cut at a frame boundary is a valid shorter stream).
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_wav_and_mp3_files_are_rejected_as_undecodable() {
+    let case = Case::start("truncated", &[]).await;
+    let wav = speak(case.dir.path(), "sentence.wav", SENTENCE).unwrap();
+    let sox_mp3 = case.converted(&wav, "sentence.mp3", &[]);
+    let mp3 = case.write(
+        "tagged.mp3",
+        &with_info_tag(&std::fs::read(sox_mp3).unwrap()),
+    );
+    // The second goes on the first one's partition.
+    let mut resource: Option<String> = None;
+    for (name, whole) in [("cut.wav", &wav), ("cut.mp3", &mp3)] {
+        let cut = case.write(name, &truncated(whole, 40));
+        let beside = resource.as_deref().map(|r| case.beside(r));
+        let options: Vec<&str> = beside.iter().flat_map(|id| ["--resource-id", id]).collect();
+        let refused = case
+            .refused_by_validation(
+                &cut,
+                &options,
+                ValidationFailureReason::Undecodable,
+                "the file is truncated: its header states",
+            )
+            .await;
+        resource = Some(refused);
+    }
+    case.good_record_flows_after(&resource.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_bytes_named_as_audio_are_rejected_as_undecodable() {
+    let case = Case::start("random", &[]).await;
+    let garbage = case.write("noise.wav", &noise(20_000));
+    case.rejected_then_flows(
+        &garbage,
+        ValidationFailureReason::Undecodable,
+        "not a recognised audio format",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupported_codec_in_a_valid_container_is_rejected_as_such() {
+    let case = Case::start("codec", &[]).await;
+    let opus = case.write("speech.ogg", &ogg_opus(2));
+    case.rejected_then_flows(
+        &opus,
+        ValidationFailureReason::UnsupportedCodec,
+        "unsupported audio codec",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_over_the_duration_limit_is_rejected_as_too_long() {
+    // The good sentence lasts about 1.5 s, the long one about 4.5 s.
+    let case = Case::start("too-long", &[("ECHO_VALIDATION__MAX_DURATION_MS", "3000")]).await;
+    let long = speak(case.dir.path(), "long.wav", SENTENCE).unwrap();
+    case.rejected_then_flows(
+        &long,
+        ValidationFailureReason::TooLong,
+        "at most 3000 ms are accepted",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_over_the_size_limit_is_refused_before_any_url() {
+    let case = Case::start("too-large", &[("ECHO_UPLOAD__MAX_SIZE_BYTES", "100000")]).await;
+    let large = case.converted(&case.good, "large.wav", &["pad", "0", "4"]);
+    let size = std::fs::metadata(&large).unwrap().len();
+    assert!(size > 100_000 && std::fs::metadata(&case.good).unwrap().len() < 100_000);
+    let report = case.submit(&large, &[]);
+    assert_eq!(report["status"], "upload_failed", "{report:#}");
+    assert!(!event_types(&report)
+        .iter()
+        .any(|t| t == "upload.url.generated"));
+    let resource = report["resource_id"].as_str().unwrap();
+    case.upload_fails(
+        resource,
+        UploadFailureReason::TooLarge,
+        &format!("declared size {size} bytes is over the limit of 100000 bytes"),
+    )
+    .await;
+    case.good_record_flows_after(resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_size_other_than_the_stored_one_fails_the_upload() {
+    let case = Case::start("size-mismatch", &[]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case
+        .request_url(&resource, bytes.len() - 1000, "audio/wav")
+        .await;
+    let (status, answer) = put(&url.upload_url, "audio/wav", bytes.clone()).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    case.finalize(&url).await;
+    case.upload_fails(
+        &resource,
+        UploadFailureReason::SizeMismatch,
+        &format!(
+            "stored {} bytes, declared {}",
+            bytes.len(),
+            bytes.len() - 1000
+        ),
+    )
+    .await;
+    case.good_record_flows_after(&resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_content_type_other_than_the_signed_one_is_refused_by_s3() {
+    let case = Case::start("content-type", &[]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, bytes.len(), "audio/wav").await;
+    refused_by_s3(
+        put(&url.upload_url, "audio/flac", bytes).await,
+        "SignatureDoesNotMatch",
+    );
+    case.finalize_with_nothing_uploaded(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pure_silence_gives_an_empty_transcript_and_the_report_says_so() {
+    let case = Case::start("silence", &[]).await;
+    let silence = case.path("silence.wav");
+    let status = std::process::Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&silence)
+        .args(["trim", "0", "3"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report = case.submit(&silence, &[]);
+    assert_eq!(report["status"], "ready", "{report:#}");
+    assert_eq!(report["transcript"].as_str().unwrap().trim(), "");
+    let resource = report["resource_id"].as_str().unwrap();
+    let completed: TranscriptionCompleted = case.wait_event(resource).await;
+    assert_eq!(completed.word_count, 0);
+    let json = case
+        .s3
+        .get_bytes(&completed.artifacts.json_key)
+        .await
+        .unwrap()
+        .expect("report.json is written");
+    let written: Value = serde_json::from_slice(&json).unwrap();
+    let analysis = &written["analysis"];
+    assert_eq!(analysis["empty"], true, "{analysis:#}");
+    assert_eq!(analysis["word_count"], 0, "{analysis:#}");
+    assert_eq!(analysis["duration_ms"], 3000, "{analysis:#}");
+    case.good_record_flows_after(resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extremely_short_audio_is_rejected_as_too_short() {
+    let case = Case::start("too-short", &[]).await;
+    let short = case.converted(&case.good, "short.wav", &["trim", "0", "0.3"]);
+    case.rejected_then_flows(
+        &short,
+        ValidationFailureReason::TooShort,
+        "the audio lasts 300 ms; at least 500 ms are needed",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multichannel_audio_at_odd_sample_rates_is_transcribed() {
+    let case = Case::start("multichannel", &[]).await;
+    let wav = speak(case.dir.path(), "sentence.wav", SENTENCE).unwrap();
+    // The second file goes on the first one's partition: it is the good record after it.
+    let mut beside: Option<String> = None;
+    for (name, channels, rate) in [("six.wav", 6, 11_025), ("three.flac", 3, 8_000)] {
+        let options: Vec<&str> = beside.iter().flat_map(|id| ["--resource-id", id]).collect();
+        let file = case.converted(
+            &wav,
+            name,
+            &["rate", &rate.to_string(), "channels", &channels.to_string()],
+        );
+        let report = case.submit(&file, &options);
+        assert_eq!(report["status"], "ready", "{name}: {report:#}");
+        let wer = word_error_rate(SENTENCE, report["transcript"].as_str().unwrap());
+        assert!(wer <= 0.2, "{name}: WER {wer:.2}: {}", report["transcript"]);
+        let resource = report["resource_id"].as_str().unwrap();
+        let passed: ValidationPassed = case.wait_event(resource).await;
+        assert_eq!(
+            (passed.channels, passed.sample_rate_hz),
+            (channels, rate),
+            "{name}"
+        );
+        if let Some(id) = &beside {
+            assert_eq!(resource, id, "submitted beside the first");
+        }
+        beside = Some(case.beside(resource));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_that_is_not_avro_goes_to_the_dlq() {
+    let case = Case::start("not-avro", &[]).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    case.raw_request_dead_lettered(
+        &key,
+        b"{\"filename\": \"speech.wav\"}",
+        "undecodable",
+        "not Confluent-framed Avro",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_with_an_unknown_schema_id_goes_to_the_dlq() {
+    let case = Case::start("unknown-schema", &[]).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    // Confluent framing (magic 0, schema id) around an id no registry has handed out.
+    let mut framed = vec![0u8];
+    framed.extend(0x7fff_fff0u32.to_be_bytes());
+    framed.extend([0x02, 0x41, 0x00]);
+    case.raw_request_dead_lettered(&key, &framed, "undecodable", "404")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_known_schema_on_the_wrong_topic_goes_to_the_dlq() {
+    let case = Case::start("wrong-topic", &[]).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    // An upload.url.generated, properly registered and encoded for echo.upload.events, sent to
+    // the requests topic, which does not carry it.
+    let stray = UploadUrlGenerated {
+        metadata: client_metadata(&key, None),
+        object_key: keys::upload(&key),
+        upload_url: "http://example.invalid/".into(),
+        content_type: "audio/wav".into(),
+        expires_at: now_ms(),
+    };
+    let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
+        .unwrap()
+        .encode(
+            &case.env.topic("echo.upload.events"),
+            echo_catalog::events::info(UploadUrlGenerated::TYPE).unwrap(),
+            apache_avro::to_value(&stray).unwrap(),
+        )
+        .await
+        .unwrap();
+    case.raw_request_dead_lettered(
+        &key,
+        &encoded,
+        "wrong_topic",
+        "upload.url.generated does not belong on echo.upload.requests",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_upload_request_gets_no_second_url() {
+    let case = Case::start("replayed-request", &[]).await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    let request = UploadRequested {
+        metadata: client_metadata(&resource, None),
+        filename: "speech.wav".into(),
+        content_type: "audio/wav".into(),
+        declared_size_bytes: 1000,
+    };
+    for _ in 0..2 {
+        case.publisher.publish(&resource, &request).await.unwrap();
+    }
+    // The good record comes after both on the same partition, so both were handled by then.
+    case.good_record_flows_after(&resource).await;
+    let urls = case.events::<UploadUrlGenerated>(&resource).await;
+    assert_eq!(
+        urls.len(),
+        1,
+        "one URL for one request, however often it is delivered"
+    );
+    assert_eq!(
+        urls[0].metadata.causation_id.as_deref(),
+        Some(request.metadata.event_id.as_str())
+    );
+    assert!(case.topic("echo.upload.dlq").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_chunk_command_has_no_second_transcription_effect() {
+    const COMMANDS: &str = "echo.processing.chunk-commands";
+    let case = Case::start("replayed-chunk", &[]).await;
+    let report = case.submit(&case.good, &[]);
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let resource = report["resource_id"].as_str().unwrap();
+
+    // Deliver its (only) chunk command a second time, where it was: same partition, same
+    // record, as a producer retry or a re-read would.
+    let commands = case.topic(COMMANDS).await;
+    let original: Vec<&Seen> = of_resource(&commands, resource).collect();
+    assert_eq!(original.len(), 1, "one chunk");
+    let original = original[0];
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            &case.env.config.kafka.bootstrap_servers,
+        )
+        .create()
+        .unwrap();
+    let replay = producer
+        .send(
+            FutureRecord::to(&case.env.topic(COMMANDS))
+                .partition(original.partition)
+                .key(&original.key)
+                .payload(&original.payload)
+                .headers(original.headers.to_kafka()),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert_eq!(replay.partition, original.partition);
+
+    // The worker group reads past the replay; whatever it did about it is committed with it.
+    case.committed_past("chunk-worker", COMMANDS, replay.partition, replay.offset)
+        .await;
+    let started = case.events::<ChunkProcessingStarted>(resource).await;
+    let completed = case.events::<ChunkProcessingCompleted>(resource).await;
+    assert_eq!(
+        (started.len(), completed.len()),
+        (1, 1),
+        "one transcription"
+    );
+    assert_eq!(
+        case.events::<TranscriptionCompleted>(resource).await.len(),
+        1
+    );
+    assert_eq!(case.events::<ResourceReady>(resource).await.len(), 1);
+    assert!(case.topic("echo.chunk-worker.dlq").await.is_empty());
+    // A chunk command's partition follows its job, which a client cannot choose: the
+    // committed offset above shows the replay's partition moved on, and the next file is
+    // transcribed.
+    case.good_record_flows_after(resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finalize_for_an_unknown_upload_goes_to_the_dlq() {
+    let case = Case::start("unknown-finalize", &[]).await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    let finalize = UploadFinalize {
+        metadata: client_metadata(&resource, None),
+        etag: None,
+    };
+    let at = case.publisher.publish(&resource, &finalize).await.unwrap();
+    case.dead_lettered(
+        "upload",
+        "echo.upload.commands",
+        at,
+        "permanent",
+        &format!("upload.finalize for unknown upload {resource}"),
+    )
+    .await;
+    assert!(case.events::<UploadFailed>(&resource).await.is_empty());
+    case.good_record_flows_on(at.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_upload_url_is_refused_by_s3_and_the_upload_expires() {
+    let case = Case::start("expired-url", &[("ECHO_UPLOAD__URL_TTL_SECS", "4")]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, bytes.len(), "audio/wav").await;
+    // upload.expired fires when the URL's lifetime is over.
+    let expired: UploadExpired = case.wait_event(&resource).await;
+    assert!(now_ms() >= expired.expired_at);
+    refused_by_s3(put(&url.upload_url, "audio/wav", bytes).await, "expired");
+    case.upload_fails(&resource, UploadFailureReason::Expired, "expired")
+        .await;
+    case.good_record_flows_after(&resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_upload_url_is_refused_by_s3() {
+    let case = Case::start("tampered-url", &[]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, bytes.len(), "audio/wav").await;
+    // Point the signed URL at another object key, keeping its signature.
+    let tampered = url
+        .upload_url
+        .replacen(&url.object_key, &keys::upload("someone-else"), 1);
+    assert_ne!(tampered, url.upload_url);
+    refused_by_s3(
+        put(&tampered, "audio/wav", bytes.clone()).await,
+        "SignatureDoesNotMatch",
+    );
+    // And a signature with one character changed.
+    let (head, signature) = url.upload_url.split_once("X-Amz-Signature=").unwrap();
+    let flipped = if signature.starts_with('0') { '1' } else { '0' };
+    let forged = format!("{head}X-Amz-Signature={flipped}{}", &signature[1..]);
+    refused_by_s3(
+        put(&forged, "audio/wav", bytes).await,
+        "SignatureDoesNotMatch",
+    );
+    case.finalize_with_nothing_uploaded(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_tricks_in_the_filename_do_not_move_the_object_key() {
+    let case = Case::start("path-tricks", &[]).await;
+    let report = case.submit(
+        &case.good,
+        &["--filename", "../../../etc/passwd/..%2f..%2fspeech.wav"],
+    );
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let resource = report["resource_id"].as_str().unwrap();
+    let url: UploadUrlGenerated = case.wait_event(resource).await;
+    assert_eq!(url.object_key, keys::upload(resource));
+    let path = url.upload_url.split('?').next().unwrap();
+    assert!(path.ends_with(&url.object_key), "{path}");
+    for artifact in report["artifacts"].as_object().unwrap().values() {
+        assert!(
+            artifact
+                .as_str()
+                .unwrap()
+                .starts_with(&keys::prefix(resource)),
+            "{artifact}"
+        );
+    }
+    case.good_record_flows_after(resource).await;
+}
