@@ -140,27 +140,46 @@ fn touch(path: &Path) {
     }
 }
 
+/// How long after its last write a download counts as abandoned: a worker killed mid-download
+/// leaves its `.partial-*` file behind, and nobody else would delete it. A download gives up
+/// after the storage's transfer timeout (5 min), so one untouched for twice that is dead.
+const ABANDONED_DOWNLOAD: Duration = Duration::from_secs(600);
+
 /// Deletes the least recently used cached files beyond `max_files`, never `keep` (the file
-/// about to be transcribed) and never another process's download in progress.
+/// about to be transcribed), and downloads abandoned longer than [`ABANDONED_DOWNLOAD`] ago;
+/// never another process's download in progress.
 fn evict(dir: &Path, keep: &Path, max_files: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut files: Vec<(SystemTime, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_none() && p != keep)
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .collect();
+    let now = SystemTime::now();
+    let mut files: Vec<(SystemTime, PathBuf)> = Vec::new();
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let Some(modified) = std::fs::metadata(&path).and_then(|m| m.modified()).ok() else {
+            continue;
+        };
+        if path.extension().is_none() {
+            if path != keep {
+                files.push((modified, path));
+            }
+        } else if now.duration_since(modified).unwrap_or_default() > ABANDONED_DOWNLOAD {
+            remove(&path, "abandoned download");
+        }
+    }
     // `keep` is one of the `max_files`.
     let excess = (files.len() + 1).saturating_sub(max_files);
     files.sort();
     for (_, path) in files.into_iter().take(excess) {
         // A worker still decoding it keeps its open file; a later chunk downloads it again.
-        match std::fs::remove_file(&path) {
-            Ok(()) => debug!(path = %path.display(), "evicted cached source audio"),
-            Err(e) => debug!(path = %path.display(), error = %e, "eviction failed"),
-        }
+        remove(&path, "cached source audio");
+    }
+}
+
+/// Deletes a cache file; failure only costs disk space until the next eviction.
+fn remove(path: &Path, what: &str) {
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), what, "evicted"),
+        Err(e) => debug!(path = %path.display(), what, error = %e, "eviction failed"),
     }
 }
 
@@ -262,5 +281,50 @@ impl Processor for ChunkWorker {
 
     fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
         decide::evolve(state, fact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file in `dir` last written `age` ago.
+    fn file(dir: &Path, name: &str, age: Duration) -> PathBuf {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+        path
+    }
+
+    #[test]
+    fn eviction_keeps_the_newest_files_and_the_one_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let oldest = file(dir.path(), "a", minutes(30));
+        let in_use = file(dir.path(), "b", minutes(20));
+        let older = file(dir.path(), "c", minutes(10));
+        let newest = file(dir.path(), "d", minutes(1));
+        evict(dir.path(), &in_use, 2);
+        assert!(!oldest.exists() && !older.exists());
+        assert!(in_use.exists() && newest.exists());
+    }
+
+    #[test]
+    fn abandoned_downloads_are_deleted_and_running_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = file(dir.path(), "k", Duration::ZERO);
+        let abandoned = file(
+            dir.path(),
+            "x.partial-1-1",
+            ABANDONED_DOWNLOAD + Duration::from_secs(5),
+        );
+        let running = file(dir.path(), "y.partial-2-2", Duration::from_secs(5));
+        evict(dir.path(), &keep, 8);
+        assert!(
+            !abandoned.exists(),
+            "a killed worker's download is cleaned up"
+        );
+        assert!(running.exists(), "a download in progress is left alone");
+        assert!(keep.exists());
     }
 }
