@@ -209,19 +209,44 @@ async fn dead_letters_of_a_real_processor_are_listed_shown_and_redriven_exactly_
         &["dlq", "redrive", "--processor", "upload", "--dry-run"],
     );
     assert_eq!(redriven_count(&dry, "would redrive"), 3, "{dry}");
+    // `dlq list --records` gives each dead letter's position, for `dlq show`.
+    let records = echoctl_json(&env, &["dlq", "list", "--processor", "upload", "--records"]);
+    let records = records.as_array().expect("an array");
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert!(records.iter().all(|r| r["redriven"] == false));
     let position_of = |class: &str| -> (String, String) {
-        let line = dry
-            .lines()
-            .find(|l| l.starts_with("would redrive ") && l.contains(&format!("({class},")))
-            .unwrap_or_else(|| panic!("no {class} record in {dry}"));
-        let (partition, offset) = line
-            .split_whitespace()
-            .nth(2)
-            .unwrap()
-            .split_once('/')
-            .unwrap();
-        (partition.to_string(), offset.to_string())
+        let record = records
+            .iter()
+            .find(|r| r["class"] == class)
+            .unwrap_or_else(|| panic!("no {class} record in {records:#?}"));
+        assert!(
+            dry.contains(&format!(
+                "would redrive {}/{} ",
+                record["partition"], record["offset"]
+            )),
+            "the dry run names the same record: {dry}"
+        );
+        (
+            record["partition"].to_string(),
+            record["offset"].to_string(),
+        )
     };
+    let finalize_record = records.iter().find(|r| r["class"] == "permanent").unwrap();
+    assert_eq!(finalize_record["type"], "upload.finalize");
+    assert_eq!(finalize_record["original_topic"], COMMANDS);
+    assert!(
+        finalize_record["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&unknown),
+        "{finalize_record:#}"
+    );
+    let table = echoctl_ok(&env, &["dlq", "list", "--processor", "upload", "--records"]);
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header and a row per record: {table}"
+    );
     assert_eq!(read(&env, REQUESTS).await.len(), 2);
     assert_eq!(read(&env, COMMANDS).await.len(), 1);
     assert!(read(&env, REDRIVEN).await.is_empty());
@@ -337,6 +362,15 @@ async fn dead_letters_of_a_real_processor_are_listed_shown_and_redriven_exactly_
             (group("undecodable", REQUESTS), (2, 2)),
             (group("permanent", COMMANDS), (1, 1)),
         ])
+    );
+    let records = echoctl_json(&env, &["dlq", "list", "--processor", "upload", "--records"]);
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["redriven"] == true),
+        "{records:#}"
     );
     let shown = echoctl_ok(
         &env,

@@ -34,11 +34,15 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Action {
     /// Counts each processor's dead letters by error class and original topic, with how
-    /// many were already redriven.
+    /// many were already redriven; `--records` lists them one by one instead.
     List {
         /// Only this processor's DLQ.
         #[arg(long)]
         processor: Option<String>,
+        /// One row per dead letter (its DLQ position for `dlq show`, class, type, whether
+        /// redriven, reason) instead of counts.
+        #[arg(long)]
+        records: bool,
         /// Prints a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -83,7 +87,22 @@ const PREVIEW_BYTES: usize = 64;
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let catalogue = Catalogue::load()?;
     match args.action {
-        Action::List { processor, json } => list(config, &catalogue, processor.as_deref(), json)?,
+        Action::List {
+            processor,
+            records,
+            json,
+        } => {
+            let processors = match processor {
+                Some(name) => vec![catalogue.processor(&name)?],
+                None => catalogue.processors.iter().collect(),
+            };
+            let dead = read_dead_letters(config, processors)?;
+            if records {
+                list_records(&dead, json)?
+            } else {
+                list_groups(&dead, json)?
+            }
+        }
         Action::Show {
             processor,
             partition,
@@ -167,13 +186,9 @@ fn redriven_positions(markers: Vec<OwnedMessage>) -> HashSet<(i32, i64)> {
 }
 
 /// Prints the record counts per processor, error class and original topic.
-fn list(config: &EchoConfig, catalogue: &Catalogue, only: Option<&str>, json: bool) -> Result<()> {
-    let processors = match only {
-        Some(name) => vec![catalogue.processor(name)?],
-        None => catalogue.processors.iter().collect(),
-    };
+fn list_groups(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
     let mut rows = Vec::new();
-    for dead in read_dead_letters(config, processors)? {
+    for dead in dead_letters {
         let records: Vec<(HeaderList, bool)> = dead
             .records
             .iter()
@@ -216,6 +231,55 @@ fn list(config: &EchoConfig, catalogue: &Catalogue, only: Option<&str>, json: bo
                 processor, key.class, key.original_topic, count.total, count.redriven
             );
         }
+    }
+    Ok(())
+}
+
+/// Prints every dead letter, oldest first per DLQ partition: where it sits (what `dlq show`
+/// takes), where it came from, its class, type and reason, and whether it was redriven.
+fn list_records(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for dead in dead_letters {
+        for m in &dead.records {
+            let headers = HeaderList::from_kafka(m.headers());
+            let header = |name: &str| headers.get(name).unwrap_or("?").to_string();
+            rows.push(serde_json::json!({
+                "processor": dead.processor.name,
+                "partition": m.partition(),
+                "offset": m.offset(),
+                "class": header(echo::ERROR_CLASS),
+                "type": headers.get(ce::TYPE),
+                "original_topic": header(echo::ORIGINAL_TOPIC),
+                "original_partition": header(echo::ORIGINAL_PARTITION),
+                "original_offset": header(echo::ORIGINAL_OFFSET),
+                "redriven": dead.redriven.contains(&(m.partition(), m.offset())),
+                "reason": header(echo::ERROR_MESSAGE),
+            }));
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no dead letters");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} REASON",
+        "PROCESSOR", "PARTITION", "OFFSET", "CLASS", "TYPE", "REDRIVEN"
+    );
+    for row in &rows {
+        println!(
+            "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} {}",
+            row["processor"].as_str().unwrap_or_default(),
+            row["partition"].as_i64().unwrap_or_default(),
+            row["offset"].as_i64().unwrap_or_default(),
+            row["class"].as_str().unwrap_or_default(),
+            row["type"].as_str().unwrap_or("-"),
+            if row["redriven"] == true { "yes" } else { "no" },
+            row["reason"].as_str().unwrap_or_default(),
+        );
     }
     Ok(())
 }
