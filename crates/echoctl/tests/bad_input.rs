@@ -37,8 +37,8 @@
 //! The same inputs are also met at lower levels: the validation processor's own tests probe
 //! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
 //! validation_probe.rs`), the runtime's tests send garbage and wrong-topic records through a
-//! test processor (`tests/runtime.rs`), and `pipeline.rs` runs the upload failure paths. This
-//! file is the one list, end to end, with the partition checked after each.
+//! test processor (`tests/runtime.rs`). This file is the one list, end to end, with the
+//! partition checked after each.
 //!
 //! Each test starts its own pipeline (whisper included) on its own topic prefix; they run one
 //! at a time.
@@ -108,6 +108,16 @@ fn client_metadata(resource: &str, cause: Option<&str>) -> EventMetadata {
         now_ms(),
     )
     .with_cause(cause)
+}
+
+/// A client's `upload.requested` for `resource`: `declared_size` bytes of `content_type`.
+fn upload_request(resource: &str, declared_size: usize, content_type: &str) -> UploadRequested {
+    UploadRequested {
+        metadata: client_metadata(resource, None),
+        filename: "speech.wav".into(),
+        content_type: content_type.into(),
+        declared_size_bytes: declared_size as i64,
+    }
 }
 
 /// One case's world: its own topics and pipeline, a scratch directory, and the good file that
@@ -402,12 +412,7 @@ impl Case {
         declared_size: usize,
         content_type: &str,
     ) -> UploadUrlGenerated {
-        let request = UploadRequested {
-            metadata: client_metadata(resource, None),
-            filename: "speech.wav".into(),
-            content_type: content_type.into(),
-            declared_size_bytes: declared_size as i64,
-        };
+        let request = upload_request(resource, declared_size, content_type);
         self.publisher.publish(resource, &request).await.unwrap();
         self.wait_event(resource).await
     }
@@ -875,12 +880,7 @@ async fn a_known_schema_on_the_wrong_topic_goes_to_the_dlq() {
 async fn a_replayed_upload_request_gets_no_second_url() {
     let case = Case::start("replayed-request", &[]).await;
     let resource = uuid::Uuid::new_v4().to_string();
-    let request = UploadRequested {
-        metadata: client_metadata(&resource, None),
-        filename: "speech.wav".into(),
-        content_type: "audio/wav".into(),
-        declared_size_bytes: 1000,
-    };
+    let request = upload_request(&resource, 1000, "audio/wav");
     for _ in 0..2 {
         case.publisher.publish(&resource, &request).await.unwrap();
     }

@@ -6,7 +6,7 @@ use echo_catalog::events::{
     ValidationFailed, ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::validation::decide::{self, check_limits, needs_examination};
+use echo_processing::validation::decide::{self, check_limits, needs_examination, truncation};
 use echo_processing::validation::{
     plan_chunks, AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
 };
@@ -445,4 +445,20 @@ fn one_jobs_chunk_commands_sit_on_consecutive_partitions() {
         .iter()
         .filter(|o| o.type_name != "chunk.process")
         .all(|o| o.partition.is_none()));
+}
+
+#[test]
+fn audio_shorter_than_its_header_states_is_truncated() {
+    let message = truncation(4_500, 1_800).expect("cut at 40 %");
+    assert!(message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("4500 ms") && message.contains("1800 ms"),
+        "{message}"
+    );
+    // Encoder padding and rounding are not truncation, nor is audio longer than stated.
+    assert_eq!(truncation(4_500, 4_300), None);
+    assert_eq!(truncation(4_500, 4_600), None);
+    // Long files are allowed a percent of slack.
+    assert_eq!(truncation(3_600_000, 3_570_000), None);
+    assert!(truncation(3_600_000, 3_500_000).is_some());
 }

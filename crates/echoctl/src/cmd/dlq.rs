@@ -137,6 +137,13 @@ struct DeadLetters<'a> {
     redriven: HashSet<(i32, i64)>,
 }
 
+impl DeadLetters<'_> {
+    /// Whether the DLQ record `m` was already redriven.
+    fn was_redriven(&self, m: &OwnedMessage) -> bool {
+        self.redriven.contains(&(m.partition(), m.offset()))
+    }
+}
+
 /// Reads the DLQ and the redrive markers of each of `processors`, all in one pass.
 fn read_dead_letters<'a>(
     config: &EchoConfig,
@@ -192,10 +199,7 @@ fn list_groups(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
         let records: Vec<(HeaderList, bool)> = dead
             .records
             .iter()
-            .map(|m| {
-                let was_redriven = dead.redriven.contains(&(m.partition(), m.offset()));
-                (HeaderList::from_kafka(m.headers()), was_redriven)
-            })
+            .map(|m| (HeaderList::from_kafka(m.headers()), dead.was_redriven(m)))
             .collect();
         let groups = operations::group(records.iter().map(|(h, r)| (h, *r)));
         rows.extend(
@@ -235,6 +239,29 @@ fn list_groups(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
     Ok(())
 }
 
+/// One row of `dlq list --records`: a dead letter, where it sits and where it came from.
+#[derive(serde::Serialize)]
+struct DeadLetterRow<'a> {
+    /// The processor that gave up on it.
+    processor: &'a str,
+    /// Its DLQ partition and offset: what `dlq show` takes.
+    partition: i32,
+    offset: i64,
+    /// `echo_error_class`, `?` when missing.
+    class: String,
+    /// `ce_type`; none for a record that was never a catalogue record.
+    #[serde(rename = "type")]
+    record_type: Option<String>,
+    /// Where it was first read (`echo_original_*`), `?` when missing.
+    original_topic: String,
+    original_partition: String,
+    original_offset: String,
+    /// Whether a redrive already re-published it.
+    redriven: bool,
+    /// `echo_error_message`, for people.
+    reason: String,
+}
+
 /// Prints every dead letter, oldest first per DLQ partition: where it sits (what `dlq show`
 /// takes), where it came from, its class, type and reason, and whether it was redriven.
 fn list_records(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
@@ -243,43 +270,41 @@ fn list_records(dead_letters: &[DeadLetters], json: bool) -> Result<()> {
         for m in &dead.records {
             let headers = HeaderList::from_kafka(m.headers());
             let header = |name: &str| headers.get(name).unwrap_or("?").to_string();
-            rows.push(serde_json::json!({
-                "processor": dead.processor.name,
-                "partition": m.partition(),
-                "offset": m.offset(),
-                "class": header(echo::ERROR_CLASS),
-                "type": headers.get(ce::TYPE),
-                "original_topic": header(echo::ORIGINAL_TOPIC),
-                "original_partition": header(echo::ORIGINAL_PARTITION),
-                "original_offset": header(echo::ORIGINAL_OFFSET),
-                "redriven": dead.redriven.contains(&(m.partition(), m.offset())),
-                "reason": header(echo::ERROR_MESSAGE),
-            }));
+            rows.push(DeadLetterRow {
+                processor: &dead.processor.name,
+                partition: m.partition(),
+                offset: m.offset(),
+                class: header(echo::ERROR_CLASS),
+                record_type: headers.get(ce::TYPE).map(str::to_string),
+                original_topic: header(echo::ORIGINAL_TOPIC),
+                original_partition: header(echo::ORIGINAL_PARTITION),
+                original_offset: header(echo::ORIGINAL_OFFSET),
+                redriven: dead.was_redriven(m),
+                reason: header(echo::ERROR_MESSAGE),
+            });
         }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    if rows.is_empty() {
+    } else if rows.is_empty() {
         println!("no dead letters");
-        return Ok(());
-    }
-    println!(
-        "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} REASON",
-        "PROCESSOR", "PARTITION", "OFFSET", "CLASS", "TYPE", "REDRIVEN"
-    );
-    for row in &rows {
+    } else {
         println!(
-            "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} {}",
-            row["processor"].as_str().unwrap_or_default(),
-            row["partition"].as_i64().unwrap_or_default(),
-            row["offset"].as_i64().unwrap_or_default(),
-            row["class"].as_str().unwrap_or_default(),
-            row["type"].as_str().unwrap_or("-"),
-            if row["redriven"] == true { "yes" } else { "no" },
-            row["reason"].as_str().unwrap_or_default(),
+            "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} REASON",
+            "PROCESSOR", "PARTITION", "OFFSET", "CLASS", "TYPE", "REDRIVEN"
         );
+        for row in &rows {
+            println!(
+                "{:<16} {:>9} {:>8} {:<12} {:<22} {:<8} {}",
+                row.processor,
+                row.partition,
+                row.offset,
+                row.class,
+                row.record_type.as_deref().unwrap_or("-"),
+                if row.redriven { "yes" } else { "no" },
+                row.reason,
+            );
+        }
     }
     Ok(())
 }

@@ -145,6 +145,26 @@ pub fn check_limits(
     None
 }
 
+/// How far the decoded audio may fall short of what the container states before the file
+/// counts as truncated: encoder delay, padding and resampling cost a few tens of ms, and a
+/// container's stated length may be approximate by a fraction of a percent.
+fn truncation_tolerance_ms(stated_ms: i64) -> i64 {
+    (stated_ms / 100).max(250)
+}
+
+/// Why a file whose container states `stated_ms` but decodes to only `decoded_ms` is refused,
+/// or `None` when the two agree: audio cut short (an interrupted transfer) decodes without
+/// error up to the cut, and transcribing the part that is left would pass a fragment off as
+/// the recording. Public so `observe` can refuse the file before its facts are reported.
+pub fn truncation(stated_ms: i64, decoded_ms: i64) -> Option<String> {
+    (decoded_ms + truncation_tolerance_ms(stated_ms) < stated_ms).then(|| {
+        format!(
+            "the file is truncated: its header states {stated_ms} ms of audio, \
+             only {decoded_ms} ms are present"
+        )
+    })
+}
+
 /// Whether an input needs the object downloaded and examined: only a first `upload.completed`.
 pub fn needs_examination(state: &ValidationState, input: Input<'_>) -> bool {
     matches!(input, Input::Record(r) if r.is::<UploadCompleted>()) && !state.started

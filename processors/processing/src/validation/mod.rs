@@ -158,33 +158,13 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
         Err(e) => return refusal(e),
     };
     let decoded_ms = i64::try_from(samples.len() as u64 / SAMPLES_PER_MS).unwrap_or(i64::MAX);
-    if let Some(message) = stated_ms.and_then(|stated| truncation(stated, decoded_ms)) {
+    if let Some(message) = stated_ms.and_then(|stated| decide::truncation(stated, decoded_ms)) {
         return Ok(Observation::Refused(
             ValidationFailureReason::Undecodable,
             message,
         ));
     }
     Ok(Observation::Audio(facts(&info, decoded_ms)))
-}
-
-/// How far the decoded audio may fall short of what the container states before the file
-/// counts as truncated: encoder delay, padding and resampling cost a few tens of ms, and a
-/// container's stated length may be approximate by a fraction of a percent.
-fn truncation_tolerance_ms(stated_ms: i64) -> i64 {
-    (stated_ms / 100).max(250)
-}
-
-/// Why a file whose container states `stated_ms` but decodes to only `decoded_ms` is refused,
-/// or `None` when the two agree: audio cut short (an interrupted transfer) decodes without
-/// error up to the cut, and transcribing the part that is left would pass a fragment off as
-/// the recording.
-fn truncation(stated_ms: i64, decoded_ms: i64) -> Option<String> {
-    (decoded_ms + truncation_tolerance_ms(stated_ms) < stated_ms).then(|| {
-        format!(
-            "the file is truncated: its header states {stated_ms} ms of audio, \
-             only {decoded_ms} ms are present"
-        )
-    })
 }
 
 fn facts(info: &AudioInfo, duration_ms: i64) -> AudioFacts {
@@ -248,22 +228,6 @@ mod tests {
         assert_eq!(file_name_for("audio/wav"), "upload.wav");
         assert_eq!(file_name_for("AUDIO/MPEG; charset=x"), "upload.mp3");
         assert_eq!(file_name_for("video/mp4"), "upload");
-    }
-
-    #[test]
-    fn audio_shorter_than_its_header_states_is_truncated() {
-        let message = truncation(4_500, 1_800).expect("cut at 40 %");
-        assert!(message.contains("truncated"), "{message}");
-        assert!(
-            message.contains("4500 ms") && message.contains("1800 ms"),
-            "{message}"
-        );
-        // Encoder padding and rounding are not truncation, nor is audio longer than stated.
-        assert_eq!(truncation(4_500, 4_300), None);
-        assert_eq!(truncation(4_500, 4_600), None);
-        // Long files are allowed a percent of slack.
-        assert_eq!(truncation(3_600_000, 3_570_000), None);
-        assert!(truncation(3_600_000, 3_500_000).is_some());
     }
 
     #[test]
