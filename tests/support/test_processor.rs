@@ -15,22 +15,61 @@ use serde::{Deserialize, Serialize};
 pub const TRANSIENT: &str = "transient-";
 /// Filename prefix: fail permanently.
 pub const PERMANENT: &str = "permanent";
-/// Filename prefix: also schedule an expiry timer 2 s later.
+/// Filename prefix: also schedule an expiry timer 2 s later (`timer-25000-x`: 25 s later).
 pub const WITH_TIMER: &str = "timer";
+/// Filename prefix: `observe` takes this many milliseconds (`slow-1500-x`).
+pub const SLOW: &str = "slow-";
+/// Filename prefix: the output's URL has this many bytes (`huge-1100000-x`).
+pub const HUGE: &str = "huge-";
+/// Filename prefix: the handler panics.
+pub const PANIC: &str = "panic";
+/// Filename prefix: the key is finished after this request (see `Processor::is_finished`).
+pub const FINISH: &str = "finish";
+
+/// The number after `prefix` in a filename like `slow-1500-x`.
+fn number_after(filename: &str, prefix: &str) -> Option<u64> {
+    filename
+        .strip_prefix(prefix)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// How many requests a key has seen; proves state survives restarts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counter {
     /// Requests handled for this key.
     pub requests: u32,
+    /// Set by a `finish` request.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// The test processor. `calls` counts handler invocations per event id, across restarts
 /// within one test process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TestProcessor {
     /// Handler invocations per event id.
     pub calls: Arc<Mutex<HashMap<String, u32>>>,
+    /// The catalogue processor whose topics it runs on.
+    pub name: &'static str,
+}
+
+impl Default for TestProcessor {
+    fn default() -> Self {
+        TestProcessor::named("upload")
+    }
+}
+
+impl TestProcessor {
+    /// A test processor on the topics of catalogue processor `name`.
+    pub fn named(name: &'static str) -> TestProcessor {
+        TestProcessor {
+            calls: Arc::default(),
+            name,
+        }
+    }
 }
 
 impl Processor for TestProcessor {
@@ -38,10 +77,21 @@ impl Processor for TestProcessor {
     type Observation = ();
 
     fn name(&self) -> &'static str {
-        "upload"
+        self.name
     }
 
-    async fn observe(&self, _: &Counter, _: Input<'_>, _: &Context) -> Result<(), HandlerError> {
+    async fn observe(
+        &self,
+        _: &Counter,
+        input: Input<'_>,
+        _: &Context,
+    ) -> Result<(), HandlerError> {
+        if let Input::Record(incoming) = input {
+            let request: UploadRequested = incoming.decode()?;
+            if let Some(ms) = number_after(&request.filename, SLOW) {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+        }
         Ok(())
     }
 
@@ -75,18 +125,28 @@ impl Processor for TestProcessor {
                         "this request can never work".into(),
                     ));
                 }
+                if request.filename.starts_with(PANIC) {
+                    panic!("a bug in the handler");
+                }
+                let mut upload_url = format!("http://example.invalid/{}", state.requests + 1);
+                if let Some(bytes) = number_after(&request.filename, HUGE) {
+                    upload_url.push_str(&"x".repeat(bytes as usize));
+                }
                 let url = UploadUrlGenerated {
                     metadata: ctx.metadata(),
                     object_key: format!("uploads/{}/source", incoming.key),
-                    upload_url: format!("http://example.invalid/{}", state.requests + 1),
+                    upload_url,
                     content_type: request.content_type,
                     expires_at: ctx.now_ms + 2_000,
                 };
                 let mut decision = Decision::emit(vec![Outgoing::new(&incoming.key, &url)]);
                 if request.filename.starts_with(WITH_TIMER) {
-                    decision
-                        .schedule
-                        .push(ctx.timer("expiry", ctx.now_ms + 2_000, &incoming.key));
+                    let after = number_after(&request.filename, "timer-").unwrap_or(2_000);
+                    decision.schedule.push(ctx.timer(
+                        "expiry",
+                        ctx.now_ms + after as i64,
+                        &incoming.key,
+                    ));
                 }
                 Ok(decision)
             }
@@ -105,10 +165,17 @@ impl Processor for TestProcessor {
     }
 
     fn evolve(&self, mut state: Counter, fact: Fact<'_>) -> Counter {
-        if let Fact::Consumed(_) = fact {
+        if let Fact::Consumed(incoming) = fact {
             state.requests += 1;
+            if let Ok(request) = incoming.decode::<UploadRequested>() {
+                state.finished |= request.filename.starts_with(FINISH);
+            }
         }
         state
+    }
+
+    fn is_finished(&self, state: &Counter) -> bool {
+        state.finished
     }
 }
 

@@ -50,6 +50,28 @@ pub struct KafkaConfig {
     pub transaction_timeout_ms: u32,
 }
 
+impl KafkaConfig {
+    /// How long one batch may run before it is closed and committed: half the transaction
+    /// timeout, so that the record that was running when the budget ran out still ends
+    /// within the timeout.
+    pub fn batch_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.transaction_timeout_ms) / 2)
+    }
+
+    /// The longest a handler's I/O (`observe`: S3, whisper) may take for one input: a
+    /// quarter of the transaction timeout; past it the input fails transiently and retries.
+    pub fn observe_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.transaction_timeout_ms) / 4)
+    }
+
+    /// The consumer's `max.poll.interval.ms`: a batch (budget, last input, commit) always
+    /// ends within the transaction timeout plus a commit's wait, so the group never expels
+    /// a member for a batch that is still within its transaction.
+    pub fn max_poll_interval_ms(&self) -> u64 {
+        u64::from(self.transaction_timeout_ms) + 30_000
+    }
+}
+
 /// Where the Schema Registry is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegistryConfig {
@@ -79,10 +101,18 @@ pub struct RuntimeConfig {
     pub batch_max_records: usize,
     /// How long to wait for more records before committing a non-full batch.
     pub batch_linger_ms: u64,
-    /// How many processed event ids are remembered per key for deduplication.
+    /// How many processed event ids are remembered per key for deduplication: more than the
+    /// events of the longest job (a chunk brings about four to its job's keys), since a key
+    /// lives as long as its job.
     pub dedup_window: usize,
     /// Multiplies every retry tier's backoff; below 1 in tests and staging, 1 in production.
     pub retry_backoff_scale: f64,
+    /// Replays after which a record (or timer) whose transaction keeps failing on its own is
+    /// poison and goes to the DLQ, so that no record and no bug can loop forever.
+    pub poison_after_failures: u32,
+    /// How long a finished key is kept before it is deleted: as long as the topics keep the
+    /// records that could replay into it (their retention), so dedup still sees them.
+    pub retire_after_ms: i64,
 }
 
 /// A string that is never shown in logs or `Debug` output.
@@ -148,8 +178,10 @@ impl Default for EchoConfig {
             runtime: RuntimeConfig {
                 batch_max_records: 100,
                 batch_linger_ms: 50,
-                dedup_window: 256,
+                dedup_window: 4096,
                 retry_backoff_scale: 1.0,
+                poison_after_failures: 3,
+                retire_after_ms: 7 * 24 * 3600 * 1000,
             },
             file: None,
         }

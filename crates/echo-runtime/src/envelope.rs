@@ -6,7 +6,7 @@ use echo_catalog::record::{EventMetadata, Record};
 use crate::handler::HandlerError;
 
 /// Where an input record was first read from (retries keep the original position).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourcePosition {
     /// Catalogue name of the topic (without the environment prefix).
     pub topic: String,

@@ -166,6 +166,14 @@ pub trait Processor: Send + Sync + 'static {
 
     /// Folds one fact into the state. Pure.
     fn evolve(&self, state: Self::State, fact: Fact<'_>) -> Self::State;
+
+    /// Whether a key in `state` has reached its end: nothing it could still receive would
+    /// change what it does. The runtime deletes such a key (and tombstones its changelog
+    /// record) once no timer of it is pending and the retention grace period has passed, so
+    /// state does not grow with every resource ever seen. The default keeps every key.
+    fn is_finished(&self, _state: &Self::State) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod echo {
     pub const ATTEMPT: &str = "echo_retry_attempt";
     /// Milliseconds since the epoch before which the record must not run again.
     pub const DUE_AT: &str = "echo_retry_due_at";
-    /// `transient`, `permanent`, `undecodable` or `wrong_topic`.
+    /// `transient`, `permanent`, `undecodable`, `wrong_topic` or `poison`.
     pub const ERROR_CLASS: &str = "echo_error_class";
     /// Human-readable reason.
     pub const ERROR_MESSAGE: &str = "echo_error_message";
@@ -49,6 +49,14 @@ pub mod echo {
     pub const ORIGINAL_OFFSET: &str = "echo_original_offset";
     /// Processor that gave up on the record.
     pub const PROCESSOR: &str = "echo_processor";
+    /// Size in bytes of the value the record arrived with (DLQ records).
+    pub const VALUE_BYTES: &str = "echo_value_bytes";
+    /// SHA-256 (hex) of the value the record arrived with (DLQ records), so a dead letter
+    /// whose value had to be cut can still be matched with the original.
+    pub const VALUE_SHA256: &str = "echo_value_sha256";
+    /// Present when a dead letter does not carry the whole original record: says what was
+    /// cut (`value: kept 998000 of 1040000 bytes`). Such a record cannot be redriven.
+    pub const TRUNCATED: &str = "echo_truncated";
 }
 
 /// An owned, ordered header list that is easy to read and extend.

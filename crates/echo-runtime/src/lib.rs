@@ -7,11 +7,13 @@
 
 pub mod codec;
 pub mod config;
+pub mod dead_letter;
 pub mod driver;
 pub mod envelope;
 pub mod handler;
 pub mod headers;
 pub mod publisher;
+pub mod replay_guard;
 pub mod retry;
 pub mod shutdown;
 pub mod state;

@@ -45,6 +45,9 @@ pub fn redrive_target(
     processor: &ProcessorSpec,
     partitions: i32,
 ) -> Result<RedriveTarget, String> {
+    if let Some(cut) = headers.get(echo::TRUNCATED) {
+        return Err(format!("the dead letter is not the whole record ({cut})"));
+    }
     let topic = headers
         .get(echo::ORIGINAL_TOPIC)
         .ok_or_else(|| format!("no {} header", echo::ORIGINAL_TOPIC))?;
@@ -71,11 +74,13 @@ pub fn redrive_target(
 }
 
 /// True for headers echo's runtime adds on retry/DLQ (`echo_retry_*`, `echo_error_*`,
-/// `echo_original_*`, `echo_processor`), which a redrive must drop.
+/// `echo_original_*`, `echo_processor`, the value's size and hash), which a redrive must drop.
 pub fn is_echo_error_header(name: &str) -> bool {
     name == echo::ATTEMPT
         || name == echo::DUE_AT
         || name == echo::PROCESSOR
+        || name == echo::VALUE_BYTES
+        || name == echo::VALUE_SHA256
         || name.starts_with("echo_error_")
         || name.starts_with("echo_original_")
         || name.starts_with("echo_retry_")
@@ -297,6 +302,10 @@ mod tests {
             })
         );
         assert!(redrive_target(&from("echo.upload.events", "0"), upload, 6).is_err());
+        let mut cut = from("echo.upload.commands", "5");
+        cut.set(echo::TRUNCATED, "value: kept 10 of 20 bytes");
+        let refused = redrive_target(&cut, upload, 6).unwrap_err();
+        assert!(refused.contains("not the whole record"), "{refused}");
         assert!(redrive_target(&from("echo.upload.commands", "6"), upload, 6).is_err());
         assert!(redrive_target(&from("echo.upload.commands", "-1"), upload, 6).is_err());
         assert!(redrive_target(&h(&[]), upload, 6).is_err());

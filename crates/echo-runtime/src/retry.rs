@@ -18,6 +18,8 @@ pub enum ErrorClass {
     Undecodable,
     /// A known record type that this topic does not carry.
     WrongTopic,
+    /// Its transaction kept failing on replay for a reason nobody classified: quarantined.
+    Poison,
 }
 
 impl ErrorClass {
@@ -28,6 +30,7 @@ impl ErrorClass {
             ErrorClass::Permanent => "permanent",
             ErrorClass::Undecodable => "undecodable",
             ErrorClass::WrongTopic => "wrong_topic",
+            ErrorClass::Poison => "poison",
         }
     }
 }
@@ -39,6 +42,16 @@ pub struct Failure {
     pub class: ErrorClass,
     /// What went wrong, for operators.
     pub message: String,
+}
+
+impl Failure {
+    /// A failure of `class` for `message`.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
 }
 
 impl From<HandlerError> for Failure {
@@ -66,8 +79,9 @@ pub struct Reroute {
 }
 
 /// Routes a failed record: transient failures climb the retry tiers (attempt `n` goes to
-/// tier `n`, due after its backoff), everything else, and a transient failure past the last
-/// tier, goes to the DLQ.
+/// tier `n`, due after its backoff), everything else, a transient failure past the last
+/// tier, and one too large to be forwarded whole (`forwardable` false) go to the DLQ.
+#[allow(clippy::too_many_arguments)] // each is one fact about the failed record
 pub fn reroute(
     processor: &str,
     backoff_ms: &[u64],
@@ -76,11 +90,17 @@ pub fn reroute(
     source: &SourcePosition,
     original: &HeaderList,
     now_ms: i64,
+    forwardable: bool,
 ) -> Reroute {
     let next_attempt = attempt + 1;
     let mut headers = original.clone();
     headers.set(echo::ERROR_CLASS, failure.class.as_str());
-    headers.set(echo::ERROR_MESSAGE, &failure.message);
+    if forwardable {
+        headers.set(echo::ERROR_MESSAGE, &failure.message);
+    } else {
+        let message = format!("{}; too large to be retried", failure.message);
+        headers.set(echo::ERROR_MESSAGE, message);
+    }
     headers.set(echo::ORIGINAL_TOPIC, &source.topic);
     headers.set(echo::ORIGINAL_PARTITION, source.partition);
     headers.set(echo::ORIGINAL_OFFSET, source.offset);
@@ -88,7 +108,7 @@ pub fn reroute(
     headers.set(echo::ATTEMPT, next_attempt);
     let tier = next_attempt as usize;
     let topic = match (failure.class, backoff_ms.get(tier - 1)) {
-        (ErrorClass::Transient, Some(backoff)) => {
+        (ErrorClass::Transient, Some(backoff)) if forwardable => {
             headers.set(echo::DUE_AT, now_ms + *backoff as i64);
             retry_topic(processor, tier)
         }
@@ -127,11 +147,21 @@ mod tests {
             &src(),
             &HeaderList::default(),
             5,
+            true,
         );
         assert_eq!(first.topic, "echo.upload.retry.1");
         assert_eq!(first.headers.get(echo::DUE_AT), Some("105"));
         assert_eq!(first.headers.get(echo::ATTEMPT), Some("1"));
-        let second = reroute("upload", &tiers, &transient(), 1, &src(), &first.headers, 7);
+        let second = reroute(
+            "upload",
+            &tiers,
+            &transient(),
+            1,
+            &src(),
+            &first.headers,
+            7,
+            true,
+        );
         assert_eq!(second.topic, "echo.upload.retry.2");
         assert_eq!(second.headers.get(echo::DUE_AT), Some("1007"));
         let last = reroute(
@@ -142,6 +172,7 @@ mod tests {
             &src(),
             &second.headers,
             9,
+            true,
         );
         assert_eq!(last.topic, "echo.upload.dlq");
         assert_eq!(
@@ -153,17 +184,47 @@ mod tests {
     }
 
     #[test]
+    fn a_transient_failure_too_large_to_forward_goes_to_the_dlq() {
+        let r = reroute(
+            "upload",
+            &[100],
+            &transient(),
+            0,
+            &src(),
+            &HeaderList::default(),
+            0,
+            false,
+        );
+        assert_eq!(r.topic, "echo.upload.dlq");
+        assert_eq!(r.headers.get(echo::DUE_AT), None);
+        assert_eq!(
+            r.headers.get(echo::ERROR_MESSAGE),
+            Some("s3 down; too large to be retried")
+        );
+    }
+
+    #[test]
     fn permanent_and_undecodable_go_straight_to_the_dlq() {
         for class in [
             ErrorClass::Permanent,
             ErrorClass::Undecodable,
             ErrorClass::WrongTopic,
+            ErrorClass::Poison,
         ] {
             let f = Failure {
                 class,
                 message: "bad".into(),
             };
-            let r = reroute("upload", &[100], &f, 0, &src(), &HeaderList::default(), 0);
+            let r = reroute(
+                "upload",
+                &[100],
+                &f,
+                0,
+                &src(),
+                &HeaderList::default(),
+                0,
+                true,
+            );
             assert_eq!(r.topic, "echo.upload.dlq");
             assert_eq!(r.headers.get(echo::ERROR_CLASS), Some(class.as_str()));
             assert_eq!(r.headers.get(echo::ERROR_MESSAGE), Some("bad"));

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
+use std::time::Instant;
 
 use tracing::debug;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
@@ -28,6 +29,9 @@ pub enum TranscribeError {
     /// A whisper.cpp call failed while transcribing.
     #[error("whisper transcription failed: {0}")]
     Whisper(#[from] whisper_rs::WhisperError),
+    /// The deadline given to [`Transcriber::transcribe_until`] passed; whisper stopped.
+    #[error("transcription stopped: its deadline passed")]
+    DeadlinePassed,
     /// The configuration cannot be used (e.g. zero threads).
     #[error("invalid transcriber config: {0}")]
     InvalidConfig(String),
@@ -106,6 +110,17 @@ impl Transcriber {
     /// Transcribes 16 kHz mono samples (see [`crate::audio::decode_to_mono_16k`])
     /// with greedy decoding. Empty input gives no segments.
     pub fn transcribe(&self, samples_16k_mono: &[f32]) -> Result<Vec<Segment>, TranscribeError> {
+        self.transcribe_until(samples_16k_mono, None)
+    }
+
+    /// Like [`Transcriber::transcribe`], but whisper.cpp gives up once `deadline` has
+    /// passed ([`TranscribeError::DeadlinePassed`]): a caller that has stopped waiting must
+    /// not leave a transcription running on a core it needs for the next one.
+    pub fn transcribe_until(
+        &self,
+        samples_16k_mono: &[f32],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Segment>, TranscribeError> {
         if samples_16k_mono.is_empty() {
             return Ok(Vec::new());
         }
@@ -119,7 +134,26 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        state.full(params, samples_16k_mono)?;
+        // whisper-rs's `set_abort_callback_safe` hands whisper.cpp a pointer of the wrong
+        // type (0.16), so the callback is set by hand: a plain function and a pointer to
+        // the deadline, which lives on this stack for the whole `full` call.
+        let deadline_slot = deadline;
+        if let Some(deadline) = &deadline_slot {
+            // SAFETY: `past_deadline` reads `user_data` as the `Instant` it points at, and
+            // `deadline_slot` outlives `state.full`, the only caller of the callback.
+            unsafe {
+                params.set_abort_callback(Some(past_deadline));
+                params.set_abort_callback_user_data(
+                    deadline as *const Instant as *mut std::ffi::c_void,
+                );
+            }
+        }
+        let ran = state.full(params, samples_16k_mono);
+        // An abort is reported as a failure of whisper; one that finished anyway counts.
+        if ran.is_err() && deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(TranscribeError::DeadlinePassed);
+        }
+        ran?;
 
         let eot = self.ctx.token_eot();
         let mut segments = Vec::new();
@@ -150,4 +184,11 @@ impl Transcriber {
 fn install_logging_hooks() {
     static ONCE: Once = Once::new();
     ONCE.call_once(whisper_rs::install_logging_hooks);
+}
+
+/// whisper.cpp's abort callback: true once the deadline `user_data` points at has passed.
+unsafe extern "C" fn past_deadline(user_data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: set by `transcribe_until` to a live `Instant`.
+    let deadline = unsafe { &*(user_data as *const Instant) };
+    Instant::now() >= *deadline
 }

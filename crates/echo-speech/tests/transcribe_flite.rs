@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use echo_speech::audio::decode_to_mono_16k;
 use echo_speech::model::prepare;
-use echo_speech::transcriber::{Segment, Transcriber, TranscriberConfig};
+use echo_speech::transcriber::{Segment, TranscribeError, Transcriber, TranscriberConfig};
 use echo_tests::pipeline::{speak, word_error_rate};
 
 /// A sentence tiny.en transcribes word for word from flite's `slt` voice.
@@ -62,6 +62,32 @@ fn flite_sentence_is_transcribed_exactly() {
         );
         assert!(s.confidence > 0.5 && s.confidence <= 1.0, "{s:?}");
     }
+}
+
+#[test]
+fn a_transcription_past_its_deadline_stops() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
+    let model = prepare(
+        &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        false,
+    )
+    .expect("prepare model");
+    let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
+    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
+    // Whisper itself must give up (its abort callback), or it would return the segments.
+    let stopped = transcriber.transcribe_until(&samples, Some(std::time::Instant::now()));
+    assert!(
+        matches!(stopped, Err(TranscribeError::DeadlinePassed)),
+        "{stopped:?}"
+    );
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let heard = joined(
+        &transcriber
+            .transcribe_until(&samples, Some(far))
+            .expect("transcribe"),
+    );
+    assert_eq!(word_error_rate(SENTENCE, &heard), 0.0, "heard {heard:?}");
 }
 
 #[test]

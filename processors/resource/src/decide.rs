@@ -67,6 +67,13 @@ pub struct ResourceState {
 }
 
 impl ResourceState {
+    /// The resource is gone (`cleanup.completed`): every later input is ignored.
+    pub fn is_finished(&self) -> bool {
+        self.cleaned
+    }
+}
+
+impl ResourceState {
     /// Whether the resource's fate is decided (an outcome, or a cleanup of any origin), after
     /// which inputs that would decide it again produce nothing.
     pub fn is_settled(&self) -> bool {

@@ -106,4 +106,8 @@ impl Processor for ResourceProcessor {
     fn evolve(&self, state: ResourceState, fact: Fact<'_>) -> ResourceState {
         decide::evolve(state, fact)
     }
+
+    fn is_finished(&self, state: &ResourceState) -> bool {
+        state.is_finished()
+    }
 }

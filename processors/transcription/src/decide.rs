@@ -29,6 +29,13 @@ pub struct TranscriptionState {
     pub jobs: BTreeMap<String, JobProgress>,
 }
 
+impl TranscriptionState {
+    /// Every job of the resource ended (`transcription.completed` or `.failed`).
+    pub fn is_finished(&self) -> bool {
+        !self.jobs.is_empty() && self.jobs.values().all(|j| j.completed || j.failed)
+    }
+}
+
 /// Everything known about one job of the resource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -129,4 +129,8 @@ impl Processor for TranscriptionProcessor {
     fn evolve(&self, state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
         decide::evolve(state, fact)
     }
+
+    fn is_finished(&self, state: &TranscriptionState) -> bool {
+        state.is_finished()
+    }
 }

@@ -35,6 +35,13 @@ pub struct UploadState {
     pub expired: bool,
 }
 
+impl UploadState {
+    /// The upload ended (completed, failed or expired): nothing more happens to it.
+    pub fn is_finished(&self) -> bool {
+        self.completed || self.failed || self.expired
+    }
+}
+
 /// The request a resource's upload is verified against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestedUpload {

@@ -110,4 +110,8 @@ impl Processor for UploadProcessor {
     fn evolve(&self, state: UploadState, fact: Fact<'_>) -> UploadState {
         decide::evolve(state, fact)
     }
+
+    fn is_finished(&self, state: &UploadState) -> bool {
+        state.is_finished()
+    }
 }

@@ -30,6 +30,13 @@ pub struct ChunkWorkerState {
     pub completed: bool,
 }
 
+impl ChunkWorkerState {
+    /// The chunk's result is published; later attempts are not redone.
+    pub fn is_finished(&self) -> bool {
+        self.completed
+    }
+}
+
 /// What `observe` found out for `decide`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {

@@ -14,13 +14,13 @@ pub mod decide;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 use echo_speech::audio::{decode_range, AudioError};
-use echo_speech::transcriber::{Transcriber, TranscriberConfig};
+use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig};
 use echo_storage::S3Service;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
@@ -40,6 +40,9 @@ pub struct ChunkWorker {
     s3: S3Service,
     /// Where downloaded source files are kept (`<data_dir>/cache/objects/`).
     cache_dir: PathBuf,
+    /// How long one chunk's transcription may run: the runtime stops waiting for `observe`
+    /// after its timeout, and whisper must stop then too rather than hold a core.
+    whisper_limit: Duration,
 }
 
 impl ChunkWorker {
@@ -70,6 +73,7 @@ impl ChunkWorker {
             transcriber: Arc::new(transcriber),
             s3: S3Service::new(config)?,
             cache_dir: config.data_dir.join("cache").join("objects"),
+            whisper_limit: config.kafka.observe_timeout(),
         })
     }
 
@@ -189,6 +193,7 @@ fn transcribe_range(
     transcriber: &Transcriber,
     path: &Path,
     command: &ChunkProcess,
+    deadline: Instant,
 ) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
     let range = match decide::chunk_range(command) {
         Ok(range) => range,
@@ -211,9 +216,18 @@ fn transcribe_range(
             range.start, range.end
         )));
     }
-    Ok(transcriber
-        .transcribe(&samples)
-        .map_err(|e| format!("transcribing {}..{} ms: {e}", range.start, range.end)))
+    match transcriber.transcribe_until(&samples, Some(deadline)) {
+        Ok(segments) => Ok(Ok(segments)),
+        // Too slow now (a busy machine), not this audio's fault: retried later.
+        Err(e @ TranscribeError::DeadlinePassed) => Err(HandlerError::Transient(format!(
+            "transcribing {}..{} ms: {e}",
+            range.start, range.end
+        ))),
+        Err(e) => Ok(Err(format!(
+            "transcribing {}..{} ms: {e}",
+            range.start, range.end
+        ))),
+    }
 }
 
 impl Processor for ChunkWorker {
@@ -254,9 +268,11 @@ impl Processor for ChunkWorker {
         }
         let transcriber = Arc::clone(&self.transcriber);
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
-        let outcome =
-            tokio::task::spawn_blocking(move || transcribe_range(&transcriber, &path, &command))
-                .await;
+        let deadline = Instant::now() + self.whisper_limit;
+        let outcome = tokio::task::spawn_blocking(move || {
+            transcribe_range(&transcriber, &path, &command, deadline)
+        })
+        .await;
         Ok(match outcome {
             Ok(Ok(Ok(local))) => {
                 Observation::Transcribed(decide::global_segments(start_ms, end_ms, &local))
@@ -281,6 +297,10 @@ impl Processor for ChunkWorker {
 
     fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
         decide::evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &ChunkWorkerState) -> bool {
+        state.is_finished()
     }
 }
 

@@ -41,6 +41,15 @@ pub struct AggregatorState {
     pub job: Option<TrackedJob>,
 }
 
+impl AggregatorState {
+    /// Every chunk of the job has its result (completed or failed): no deadline is left.
+    pub fn is_finished(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|job| job.chunks.iter().all(|c| c.status != ChunkStatus::Pending))
+    }
+}
+
 /// A job being watched: enough to re-issue any of its chunks without other input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackedJob {

@@ -68,4 +68,8 @@ impl Processor for JobAggregator {
     fn evolve(&self, state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
         decide::evolve(state, fact)
     }
+
+    fn is_finished(&self, state: &AggregatorState) -> bool {
+        state.is_finished()
+    }
 }

@@ -37,6 +37,13 @@ pub struct ValidationState {
     pub job_id: Option<String>,
 }
 
+impl ValidationState {
+    /// The resource was validated (its outcome is emitted with `validation.started`).
+    pub fn is_finished(&self) -> bool {
+        self.started
+    }
+}
+
 /// What the probe and the full decode found out about an uploaded file: the facts
 /// `validation.passed` carries and the limits are checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]

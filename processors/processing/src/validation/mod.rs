@@ -125,6 +125,10 @@ impl Processor for ValidationProcessor {
     fn evolve(&self, state: ValidationState, fact: Fact<'_>) -> ValidationState {
         decide::evolve(state, fact)
     }
+
+    fn is_finished(&self, state: &ValidationState) -> bool {
+        state.is_finished()
+    }
 }
 
 /// Probes the file, then decodes it from the start up to just past the duration limit: that

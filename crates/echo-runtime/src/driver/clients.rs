@@ -1,0 +1,128 @@
+//! The Kafka clients a processor runs with, and the settings that make the guarantees hold.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tracing::{error, warn};
+
+use crate::config::EchoConfig;
+use crate::dead_letter::MAX_RECORD_BYTES;
+
+/// Partition changes seen by the consumer, handled by the loop after each poll.
+#[derive(Default)]
+pub(super) struct RebalanceLog {
+    /// Newly assigned `(topic, partition)`s.
+    pub assigned: Vec<(String, i32)>,
+    /// Revoked (or lost) `(topic, partition)`s.
+    pub revoked: Vec<(String, i32)>,
+}
+
+/// Consumer context that records rebalances for the loop.
+pub(super) struct RebalanceRecorder(pub Arc<Mutex<RebalanceLog>>);
+
+impl ClientContext for RebalanceRecorder {}
+
+impl ConsumerContext for RebalanceRecorder {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut log = self.0.lock().expect("rebalance log");
+        match rebalance {
+            Rebalance::Assign(tpl) => log.assigned.extend(tpl_entries(tpl)),
+            Rebalance::Revoke(tpl) => log.revoked.extend(tpl_entries(tpl)),
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// Context of consumers that read partitions to their end (the state restore, operators'
+/// tools): reaching a partition's end is how such a reader knows it is done, not an error
+/// worth logging.
+pub struct ReadToEndContext;
+
+impl ClientContext for ReadToEndContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            error!(error = %error, reason, "read-to-end consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for ReadToEndContext {}
+
+/// `(topic, partition)` of every entry.
+pub(super) fn tpl_entries(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// The group member of processor group `group`.
+pub(super) fn consumer(
+    config: &EchoConfig,
+    group: &str,
+    instance: &str,
+    rebalances: Arc<Mutex<RebalanceLog>>,
+) -> Result<BaseConsumer<RebalanceRecorder>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", group)
+        .set("client.id", format!("{group}.{instance}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        // Range keeps partition N of every co-partitioned input on the same instance,
+        // which owns state partition N.
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "10000")
+        // A batch polls nothing while it runs; it is bounded by the transaction timeout.
+        .set(
+            "max.poll.interval.ms",
+            config.kafka.max_poll_interval_ms().to_string(),
+        )
+        // Records up to the broker's limit must be readable, to be moved to the DLQ.
+        .set(
+            "fetch.message.max.bytes",
+            (2 * MAX_RECORD_BYTES).to_string(),
+        )
+        .create_with_context(RebalanceRecorder(rebalances))
+        .context("creating consumer")
+}
+
+/// The transactional producer of one instance.
+pub(super) fn transactional_producer(
+    config: &EchoConfig,
+    group: &str,
+    instance: &str,
+) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    producer_config(config)
+        .set("transactional.id", format!("{group}.{instance}"))
+        .set(
+            "transaction.timeout.ms",
+            config.kafka.transaction_timeout_ms.to_string(),
+        )
+        .create()
+        .context("creating transactional producer")
+}
+
+/// Producer settings shared by processors and tools.
+pub fn producer_config(config: &EchoConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        // The Java client's partitioner, so keys land on the same partition whichever
+        // client wrote them (co-partitioning depends on it).
+        .set("partitioner", "murmur2_random")
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
+        .set("linger.ms", "5");
+    c
+}

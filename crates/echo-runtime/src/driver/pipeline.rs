@@ -1,0 +1,567 @@
+//! One record through the processor: decode → check it belongs here → dedup → hold it
+//! behind its key's parked record → observe and decide → apply (evolve the state, produce
+//! the outputs) or reroute it to a retry tier or the DLQ. And the key's due work: timers,
+//! the drain of held records, retirement.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use anyhow::anyhow;
+use echo_catalog::events;
+use echo_catalog::topics::dlq_topic;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::BaseRecord;
+use tracing::{debug, error, info_span, warn};
+
+use super::now_ms;
+use super::transaction::TxnError;
+use super::Driver;
+use crate::codec::DecodeError;
+use crate::dead_letter::{self, dead_letter, MAX_RECORD_BYTES};
+use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
+use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
+use crate::headers::{self, echo, HeaderList};
+use crate::retry::{reroute, ErrorClass, Failure};
+use crate::state::{encode_changelog, DueWork, HeldRecord, KeyState};
+
+/// A record as the pipeline sees it: just read, or held in its key's state and handled now.
+pub(super) struct RecordIn<'a> {
+    /// Real name of the topic it was read from.
+    pub topic: &'a str,
+    /// Partition (the same number in every co-partitioned topic and the state).
+    pub partition: i32,
+    /// Offset it was read at.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<&'a [u8]>,
+    /// Its value.
+    pub value: Option<&'a [u8]>,
+    /// Its headers.
+    pub headers: HeaderList,
+    /// Where it was first read, for a record that was held in its key's state.
+    pub held_from: Option<&'a SourcePosition>,
+}
+
+impl<'a> RecordIn<'a> {
+    /// A record just read from a source topic or a retry tier.
+    pub fn of(msg: &'a OwnedMessage) -> RecordIn<'a> {
+        RecordIn {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            value: msg.payload(),
+            headers: HeaderList::from_kafka(msg.headers()),
+            held_from: None,
+        }
+    }
+
+    /// A record that waited in its key's state.
+    pub(super) fn held(record: &'a HeldRecord) -> RecordIn<'a> {
+        RecordIn {
+            topic: &record.topic,
+            partition: record.source.partition,
+            offset: record.source.offset,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: record.header_list(),
+            held_from: Some(&record.source),
+        }
+    }
+
+    /// The record, to wait in its key's state.
+    fn to_held(&self, source: &SourcePosition) -> HeldRecord {
+        HeldRecord {
+            topic: self.topic.to_string(),
+            source: source.clone(),
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Why a decision could not be carried out.
+enum ApplyError {
+    /// The decision cannot be written (an output too large or not encodable, a state too
+    /// large): the input fails with this error.
+    Refused(HandlerError),
+    /// The transaction failed.
+    Txn(TxnError),
+}
+
+impl From<TxnError> for ApplyError {
+    fn from(e: TxnError) -> ApplyError {
+        ApplyError::Txn(e)
+    }
+}
+
+/// An output encoded and checked, ready to produce.
+struct Encoded {
+    topic: String,
+    key: String,
+    partition: Option<i32>,
+    bytes: Vec<u8>,
+    headers: HeaderList,
+}
+
+impl<P: Processor> Driver<P> {
+    /// Handles one record inside the open transaction.
+    pub(super) fn handle_record(&mut self, rec: &RecordIn<'_>) -> Result<(), TxnError> {
+        let (source, attempt) = self.source_of(rec);
+        let from_retry = self.retry_tiers.contains_key(rec.topic);
+        let decoded = match self.handle.block_on(self.codec.decode(rec.value)) {
+            Ok(d) => d,
+            Err(DecodeError::RegistryUnavailable(e)) => {
+                return Err(TxnError::Infra(anyhow!("schema registry unavailable: {e}")))
+            }
+            Err(e) => {
+                let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
+                return self.reroute(rec, &failure, attempt, &source).map(drop);
+            }
+        };
+        let type_name = decoded.info.type_name;
+        let carried = self
+            .catalogue
+            .topic(&source.topic)
+            .is_ok_and(|t| t.carries.iter().any(|c| c == type_name));
+        if !carried {
+            let message = format!("{type_name} does not belong on {}", source.topic);
+            let failure = Failure::new(ErrorClass::WrongTopic, message);
+            return self.reroute(rec, &failure, attempt, &source).map(drop);
+        }
+        let Some(metadata) = metadata_of(&decoded.value) else {
+            let failure = Failure::new(ErrorClass::Undecodable, "record has no readable metadata");
+            return self.reroute(rec, &failure, attempt, &source).map(drop);
+        };
+        let key = rec
+            .key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or(&metadata.correlation_id)
+            .to_string();
+        let span = info_span!("handle", processor = %self.spec.name, event_type = type_name,
+            correlation_id = %metadata.correlation_id, event_id = %metadata.event_id);
+        let _entered = span.enter();
+        let partition = rec.partition;
+        let mut key_state = self.store.get(partition, &key);
+        if key_state.has_seen(&metadata.event_id) {
+            debug!("duplicate event skipped");
+            return Ok(());
+        }
+        let behind_parked = key_state.parked.is_some() || !key_state.waiting.is_empty();
+        if !from_retry && rec.held_from.is_none() && behind_parked {
+            return self.hold_behind(rec, &source, partition, &key, key_state);
+        }
+        // The key's parked record is back from its retry tier: whatever happens to it now,
+        // the records behind it may follow.
+        let was_parked = from_retry && key_state.parked.as_deref() == Some(&metadata.event_id);
+        if was_parked {
+            key_state.parked = None;
+        }
+        let incoming = Incoming {
+            type_name,
+            key: key.clone(),
+            metadata: metadata.clone(),
+            value: decoded.value,
+            source: source.clone(),
+            attempt,
+        };
+        let ctx = Context::new(
+            &self.spec.name,
+            now_ms(),
+            metadata.clone(),
+            &metadata.event_id,
+        );
+        let decided = self.decide(&key_state, Input::Record(&incoming), &ctx);
+        let failure = match decided {
+            Ok(decision) => {
+                let fact = Fact::Consumed(&incoming);
+                match self.apply(
+                    partition,
+                    &key,
+                    key_state,
+                    fact,
+                    decision,
+                    Some(&metadata.event_id),
+                ) {
+                    Ok(()) => return Ok(()),
+                    Err(ApplyError::Txn(e)) => return Err(e),
+                    Err(ApplyError::Refused(e)) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        warn!(error = %failure, attempt, "handler failed");
+        let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
+        let mut key_state = self.store.get(partition, &key);
+        if retried {
+            key_state.parked = Some(metadata.event_id.clone());
+        } else if was_parked {
+            key_state.parked = None;
+        } else {
+            return Ok(());
+        }
+        self.store.put(partition, &key, key_state);
+        Ok(())
+    }
+
+    /// Keeps a record of a key whose earlier record is in a retry tier in the key's state,
+    /// to be handled after it. A key whose backlog would make its state too large to
+    /// changelog sends the record to the DLQ instead.
+    fn hold_behind(
+        &mut self,
+        rec: &RecordIn<'_>,
+        source: &SourcePosition,
+        partition: i32,
+        key: &str,
+        mut key_state: KeyState<P::State>,
+    ) -> Result<(), TxnError> {
+        key_state.waiting.push_back(rec.to_held(source));
+        let size = encode_changelog(&key_state).len() + key.len();
+        if size > MAX_RECORD_BYTES / 2 {
+            let message = format!(
+                "{} records of key {key} already wait behind one in a retry tier; no room for more",
+                key_state.waiting.len() - 1
+            );
+            let failure = Failure::new(ErrorClass::Permanent, message);
+            return self.reroute(rec, &failure, 0, source).map(drop);
+        }
+        debug!(
+            waiting = key_state.waiting.len(),
+            "held behind the key's record in a retry tier"
+        );
+        self.store.put(partition, key, key_state);
+        Ok(())
+    }
+
+    /// Runs due work of a key.
+    pub(super) fn run_due(
+        &mut self,
+        partition: i32,
+        key: &str,
+        work: &DueWork,
+    ) -> Result<(), TxnError> {
+        match work {
+            DueWork::Timer(name) => {
+                let timer = self.store.get(partition, key).timers.get(name).cloned();
+                match timer {
+                    Some(timer) => self.fire_timer(partition, key, timer),
+                    None => Ok(()),
+                }
+            }
+            DueWork::Drain => self.drain(partition, key),
+            DueWork::Retire => {
+                let ks = self.store.get(partition, key);
+                let due = ks.retire_at_ms.is_some_and(|at| at <= now_ms());
+                if due && ks.timers.is_empty() && self.processor.is_finished(&ks.state) {
+                    debug!(key, "finished key retired");
+                    self.store.remove(partition, key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles the records held behind a key's parked record, oldest first, until one of them
+    /// is parked in turn.
+    fn drain(&mut self, partition: i32, key: &str) -> Result<(), TxnError> {
+        loop {
+            let mut key_state = self.store.get(partition, key);
+            if key_state.parked.is_some() {
+                return Ok(());
+            }
+            let Some(next) = key_state.waiting.pop_front() else {
+                return Ok(());
+            };
+            self.store.put(partition, key, key_state);
+            self.handle_record(&RecordIn::held(&next))?;
+        }
+    }
+
+    fn fire_timer(&mut self, partition: i32, key: &str, timer: Timer) -> Result<(), TxnError> {
+        let mut key_state = self.store.get(partition, key);
+        key_state.timers.remove(&timer.name);
+        let seed = format!(
+            "{}/timer/{}/{}",
+            timer.scheduled_by.event_id, timer.name, timer.due_at_ms
+        );
+        let ctx = Context::new(&self.spec.name, now_ms(), timer.scheduled_by.clone(), &seed);
+        let span = info_span!("timer", processor = %self.spec.name, timer = %timer.name,
+            correlation_id = %timer.scheduled_by.correlation_id);
+        let _entered = span.enter();
+        let failure = match self.decide(&key_state, Input::Timer(&timer), &ctx) {
+            Ok(decision) => {
+                let fact = Fact::TimerFired(&timer);
+                match self.apply(partition, key, key_state.clone(), fact, decision, None) {
+                    Ok(()) => return Ok(()),
+                    Err(ApplyError::Txn(e)) => return Err(e),
+                    Err(ApplyError::Refused(e)) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        match failure {
+            HandlerError::Transient(e) => {
+                let backoff = self.spec.retry_backoff_ms.first().copied().unwrap_or(1000);
+                warn!(error = %e, backoff, "timer handler failed; rescheduled");
+                let mut again = timer.clone();
+                again.due_at_ms = now_ms() + backoff as i64;
+                key_state.timers.insert(again.name.clone(), again);
+            }
+            HandlerError::Permanent(e) => {
+                error!(error = %e, "timer handler failed permanently; timer dropped");
+                let value = serde_json::to_vec(&timer).expect("timers serialize");
+                self.dead_letter_due(partition, key, &timer.name, &e, &value)?;
+            }
+        }
+        self.store.put(partition, key, key_state);
+        Ok(())
+    }
+
+    /// Runs `observe` (bounded by the observe timeout) and `decide`; a panic in either is a
+    /// permanent failure of the input, not the end of the processor.
+    fn decide(
+        &self,
+        key_state: &KeyState<P::State>,
+        input: Input<'_>,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        let limit = self.config.kafka.observe_timeout();
+        let run = || {
+            let observed = self.handle.block_on(async {
+                tokio::time::timeout(limit, self.processor.observe(&key_state.state, input, ctx))
+                    .await
+            });
+            let observed = observed.map_err(|_| {
+                HandlerError::Transient(format!(
+                    "observe took longer than {} ms (a quarter of the transaction timeout)",
+                    limit.as_millis()
+                ))
+            })??;
+            self.processor
+                .decide(&key_state.state, input, observed, ctx)
+        };
+        catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(HandlerError::Permanent(format!("handler panicked: {what}")))
+        })
+    }
+
+    /// Carries out a decision: encodes and checks every output, evolves the state over the
+    /// fact and every output, updates timers, dedup memory and retirement, checks the state
+    /// still fits a changelog record, and only then produces (inside the open transaction).
+    fn apply(
+        &mut self,
+        partition: i32,
+        key: &str,
+        mut key_state: KeyState<P::State>,
+        fact: Fact<'_>,
+        decision: Decision,
+        processed_id: Option<&str>,
+    ) -> Result<(), ApplyError> {
+        let encoded = decision
+            .emit
+            .iter()
+            .map(|out| self.encode(out))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = self.processor.evolve(key_state.state, fact);
+        for out in &decision.emit {
+            state = self.processor.evolve(state, Fact::Emitted(out));
+        }
+        for name in &decision.cancel {
+            key_state.timers.remove(name);
+        }
+        for timer in decision.schedule {
+            key_state.timers.insert(timer.name.clone(), timer);
+        }
+        key_state.state = state;
+        if let Some(id) = processed_id {
+            key_state.remember(id, self.config.runtime.dedup_window);
+        }
+        let finished = self.processor.is_finished(&key_state.state)
+            && key_state.timers.is_empty()
+            && key_state.parked.is_none()
+            && key_state.waiting.is_empty();
+        key_state.retire_at_ms = match (finished, key_state.retire_at_ms) {
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(now_ms() + self.config.runtime.retire_after_ms),
+            (false, _) => None,
+        };
+        let size = encode_changelog(&key_state).len() + key.len();
+        if size > MAX_RECORD_BYTES / 2 {
+            return Err(ApplyError::Refused(HandlerError::Permanent(format!(
+                "the state of key {key} would be {size} bytes, more than a changelog record may hold"
+            ))));
+        }
+        for out in &encoded {
+            let mut record = BaseRecord::to(&out.topic)
+                .key(&out.key)
+                .payload(&out.bytes)
+                .headers(out.headers.to_kafka());
+            if let Some(p) = out.partition {
+                record = record.partition(p);
+            }
+            self.send(record)?;
+        }
+        self.store.put(partition, key, key_state);
+        Ok(())
+    }
+
+    /// An output in its topic's wire format, or why it cannot be written.
+    fn encode(&self, out: &Outgoing) -> Result<Encoded, ApplyError> {
+        let fatal = |e: anyhow::Error| ApplyError::Txn(TxnError::Fatal(e));
+        let info = events::info(out.type_name)
+            .ok_or_else(|| fatal(anyhow!("{} is not in the catalogue", out.type_name)))?;
+        let topic_spec = self.catalogue.topic_of(out.type_name).map_err(fatal)?;
+        let topic = self.config.topic(&topic_spec.name);
+        let bytes = self
+            .handle
+            .block_on(self.codec.encode(&topic, info, out.value.clone()))
+            .map_err(|e| {
+                let message = format!("encoding {} for {topic}: {e}", out.type_name);
+                if e.retriable {
+                    ApplyError::Txn(TxnError::Infra(anyhow!(message)))
+                } else {
+                    ApplyError::Refused(HandlerError::Permanent(message))
+                }
+            })?;
+        let headers = headers::cloud_event(&out.metadata, out.type_name);
+        if !dead_letter::fits(Some(out.key.as_bytes()), Some(&bytes), &headers) {
+            return Err(ApplyError::Refused(HandlerError::Permanent(format!(
+                "output {} would be {} bytes, more than the {MAX_RECORD_BYTES} a record may have",
+                out.type_name,
+                dead_letter::record_bytes(Some(out.key.as_bytes()), Some(&bytes), &headers)
+            ))));
+        }
+        let partition = out.partition.map(|p| {
+            let count = self.catalogue.partitions_of(topic_spec) as u32;
+            (p % count) as i32
+        });
+        Ok(Encoded {
+            topic,
+            key: out.key.clone(),
+            partition,
+            bytes,
+            headers,
+        })
+    }
+
+    /// Where a record really comes from, and how often it failed before.
+    pub(super) fn source_of(&self, rec: &RecordIn<'_>) -> (SourcePosition, u32) {
+        if let Some(source) = rec.held_from {
+            return (source.clone(), 0);
+        }
+        let headers = &rec.headers;
+        if self.retry_tiers.contains_key(rec.topic) {
+            let source = SourcePosition {
+                topic: headers
+                    .get(echo::ORIGINAL_TOPIC)
+                    .unwrap_or_default()
+                    .to_string(),
+                partition: parse_or(headers.get(echo::ORIGINAL_PARTITION), rec.partition),
+                offset: parse_or(headers.get(echo::ORIGINAL_OFFSET), rec.offset),
+            };
+            return (source, parse_or(headers.get(echo::ATTEMPT), 0));
+        }
+        let prefix = &self.config.kafka.topic_prefix;
+        let topic = rec.topic.strip_prefix(prefix.as_str()).unwrap_or(rec.topic);
+        let source = SourcePosition {
+            topic: topic.to_string(),
+            partition: rec.partition,
+            offset: rec.offset,
+        };
+        (source, 0)
+    }
+
+    /// Sends a failed record to its retry tier (whole) or the DLQ (cut to fit if it must
+    /// be); whether it went to a retry tier.
+    pub(super) fn reroute(
+        &self,
+        rec: &RecordIn<'_>,
+        failure: &Failure,
+        attempt: u32,
+        source: &SourcePosition,
+    ) -> Result<bool, TxnError> {
+        let forwardable = dead_letter::fits(rec.key, rec.value, &rec.headers);
+        let route = reroute(
+            &self.spec.name,
+            &self.spec.retry_backoff_ms,
+            failure,
+            attempt,
+            source,
+            &rec.headers,
+            now_ms(),
+            forwardable,
+        );
+        let to_dlq = route.topic == dlq_topic(&self.spec.name);
+        warn!(to = %route.topic, class = failure.class.as_str(), message = %failure.message,
+            "record rerouted");
+        let topic = self.config.topic(&route.topic);
+        let (key, value, headers) = if to_dlq {
+            let letter = dead_letter(rec.key, rec.value, route.headers);
+            (letter.key, letter.value, letter.headers)
+        } else {
+            (
+                rec.key.map(<[u8]>::to_vec),
+                rec.value.map(<[u8]>::to_vec),
+                route.headers,
+            )
+        };
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
+            .partition(rec.partition)
+            .headers(headers.to_kafka());
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        self.send(record)?;
+        Ok(!to_dlq)
+    }
+
+    /// Writes a dead letter for due work of a key that could not run (a timer: the timer
+    /// as JSON is its value), so every dropped piece of work is named somewhere.
+    pub(super) fn dead_letter_due(
+        &self,
+        partition: i32,
+        key: &str,
+        what: &str,
+        reason: &str,
+        value: &[u8],
+    ) -> Result<(), TxnError> {
+        let mut headers = HeaderList::default();
+        headers.set(echo::ERROR_CLASS, ErrorClass::Permanent.as_str());
+        headers.set(echo::ERROR_MESSAGE, format!("{what}: {reason}"));
+        headers.set(
+            echo::ORIGINAL_TOPIC,
+            echo_catalog::topics::changelog_topic(&self.spec.name),
+        );
+        headers.set(echo::ORIGINAL_PARTITION, partition);
+        headers.set(echo::PROCESSOR, &self.spec.name);
+        let letter = dead_letter(Some(key.as_bytes()), Some(value), headers);
+        let topic = self.config.topic(&dlq_topic(&self.spec.name));
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
+            .partition(partition)
+            .headers(letter.headers.to_kafka());
+        if let Some(k) = &letter.key {
+            record = record.key(k);
+        }
+        if let Some(v) = &letter.value {
+            record = record.payload(v);
+        }
+        self.send(record)
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(v: Option<&str>, default: T) -> T {
+    v.and_then(|s| s.parse().ok()).unwrap_or(default)
+}

@@ -1,0 +1,83 @@
+//! Quarantine: the one unit of work that kept failing alone on replay is taken out of the
+//! way in a transaction of its own: a record goes to the DLQ (class `poison`, with the last
+//! error), a timer or a held record of a key is dropped with a dead letter, and the offsets
+//! move past it, so the partition flows on.
+
+use std::collections::{HashMap, HashSet};
+
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::Producer;
+use tracing::error;
+
+use super::batch_loop::Due;
+use super::pipeline::RecordIn;
+use super::transaction::{Done, TxnError};
+use super::Driver;
+use crate::handler::Processor;
+use crate::retry::{ErrorClass, Failure};
+use crate::state::DueWork;
+
+impl<P: Processor> Driver<P> {
+    /// Quarantines the single unit of `batch` and `due` (the loop only calls this for one).
+    pub(super) fn quarantine(
+        &mut self,
+        batch: &[OwnedMessage],
+        due: &[Due],
+        failures: u32,
+        reason: &str,
+    ) -> Result<Done, TxnError> {
+        let message = format!("failed {failures} times in a row on replay: {reason}");
+        self.producer.begin_transaction()?;
+        let mut offsets = HashMap::new();
+        let mut touched = HashSet::new();
+        if let Some(msg) = batch.first() {
+            error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                %message, "record quarantined to the DLQ");
+            let rec = RecordIn::of(msg);
+            let (source, attempt) = self.source_of(&rec);
+            let failure = Failure::new(ErrorClass::Poison, &message);
+            self.reroute(&rec, &failure, attempt, &source)?;
+            self.unpark(msg);
+            offsets.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            touched.insert(msg.partition());
+        } else if let Some((p, key, work)) = due.first() {
+            error!(partition = p, key, work = work.name(), %message, "due work quarantined");
+            let mut key_state = self.store.get(*p, key);
+            match work {
+                DueWork::Timer(name) => {
+                    if let Some(timer) = key_state.timers.remove(name) {
+                        let value = serde_json::to_vec(&timer).expect("timers serialize");
+                        self.dead_letter_due(*p, key, name, &message, &value)?;
+                    }
+                }
+                DueWork::Drain => {
+                    if let Some(held) = key_state.waiting.pop_front() {
+                        let rec = RecordIn::held(&held);
+                        let failure = Failure::new(ErrorClass::Poison, &message);
+                        self.reroute(&rec, &failure, 0, &held.source)?;
+                    }
+                }
+                DueWork::Retire => key_state.retire_at_ms = None,
+            }
+            self.store.put(*p, key, key_state);
+            touched.insert(*p);
+        }
+        self.finish(offsets, &touched)?;
+        Ok(Done::new(batch.len(), 1))
+    }
+
+    /// A quarantined retry-tier record was its key's parked record: the key's held records
+    /// may follow now.
+    fn unpark(&mut self, msg: &OwnedMessage) {
+        if !self.retry_tiers.contains_key(msg.topic()) {
+            return;
+        }
+        let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return;
+        };
+        let mut key_state = self.store.get(msg.partition(), key);
+        if key_state.parked.take().is_some() {
+            self.store.put(msg.partition(), key, key_state);
+        }
+    }
+}

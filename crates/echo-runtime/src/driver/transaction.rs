@@ -1,0 +1,269 @@
+//! One transaction: the records of a batch (until its time budget is spent), the due work of
+//! its keys, the changelog of every key that changed, and the consumer offsets of every
+//! partition whose state it writes, committed together.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use echo_catalog::topics::changelog_topic;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode as Code;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::info;
+
+use super::batch_loop::Due;
+use super::pipeline::RecordIn;
+use super::Driver;
+use crate::handler::Processor;
+
+/// How long one Kafka call may wait.
+pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failure of one transaction attempt.
+pub(super) enum TxnError {
+    /// Broker, network or registry trouble: abort, rewind, back off and try again.
+    Infra(anyhow::Error),
+    /// A failure whose cause may lie in what the transaction carried (a record the broker
+    /// refuses, an error nobody classified): abort, rewind and replay unit by unit.
+    Suspect(anyhow::Error),
+    /// This instance must stop (fenced by a newer one, or a bug in the catalogue).
+    Fatal(anyhow::Error),
+}
+
+impl TxnError {
+    /// The error, whatever its kind.
+    pub(super) fn into_inner(self) -> anyhow::Error {
+        match self {
+            TxnError::Infra(e) | TxnError::Suspect(e) | TxnError::Fatal(e) => e,
+        }
+    }
+}
+
+impl From<KafkaError> for TxnError {
+    fn from(e: KafkaError) -> TxnError {
+        if matches!(&e, KafkaError::Transaction(t) if t.is_fatal()) {
+            return TxnError::Fatal(e.into());
+        }
+        match e.rdkafka_error_code() {
+            Some(code) if !is_infrastructure(code) => TxnError::Suspect(e.into()),
+            _ => TxnError::Infra(e.into()),
+        }
+    }
+}
+
+/// Whether an error code says the broker, the network or the group is in trouble, rather
+/// than anything about the records: only those are retried without end.
+fn is_infrastructure(code: Code) -> bool {
+    use Code::*;
+    matches!(
+        code,
+        BrokerTransportFailure
+            | BrokerDestroy
+            | DestroyBroker
+            | Resolve
+            | MessageTimedOut
+            | AllBrokersDown
+            | OperationTimedOut
+            | TimedOutQueue
+            | QueueFull
+            | WaitingForCoordinator
+            | RequestTimedOut
+            | BrokerNotAvailable
+            | ReplicaNotAvailable
+            | LeaderNotAvailable
+            | NotLeaderForPartition
+            | NetworkException
+            | CoordinatorLoadInProgress
+            | CoordinatorNotAvailable
+            | NotCoordinator
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend
+            | ISRInsufficient
+            | KafkaStorageError
+            | FencedLeaderEpoch
+            | UnknownLeaderEpoch
+            | NotController
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+            | IllegalGeneration
+            | UnknownMemberId
+            | RebalanceInProgress
+            | FencedInstanceId
+            | AssignmentLost
+            | ConcurrentTransactions
+            | TransactionCoordinatorFenced
+            | InvalidProducerEpoch
+            | ProducerFenced
+            | Fenced
+            | UnknownProducerId
+            | OutOfOrderSequenceNumber
+            | InvalidTransactionalState
+            | State
+            | InProgress
+            | PreviousInProgress
+            | Retry
+            | PurgeQueue
+            | PurgeInflight
+            | Interrupted
+            | ThrottlingQuotaExceeded
+            | Authentication
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | TransactionalIdAuthorizationFailed
+            | SaslAuthenticationFailed
+    )
+}
+
+/// How far a committed transaction got.
+pub(super) struct Done {
+    /// Records of the batch it covered, from the start (the rest is read again).
+    pub records: usize,
+    /// Units of work it carried (records handled and due work run).
+    pub units: usize,
+}
+
+impl<P: Processor> Driver<P> {
+    /// Runs the batch and then the due work in one transaction, closing it early once the
+    /// time budget is spent.
+    pub(super) fn transact(
+        &mut self,
+        batch: &[OwnedMessage],
+        due: &[Due],
+    ) -> Result<Done, TxnError> {
+        let started = Instant::now();
+        let budget = self.config.kafka.batch_budget();
+        self.producer.begin_transaction()?;
+        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut touched: HashSet<i32> = HashSet::new();
+        let mut held: HashSet<(String, i32)> = HashSet::new();
+        let mut records = 0;
+        let mut units = 0;
+        for msg in batch {
+            if records > 0 && started.elapsed() >= budget {
+                info!(
+                    records,
+                    of = batch.len(),
+                    "time budget spent; batch closed early"
+                );
+                break;
+            }
+            records += 1;
+            let tp = (msg.topic().to_string(), msg.partition());
+            if held.contains(&tp) {
+                continue;
+            }
+            if let Some(at) = self.not_yet_due(msg) {
+                self.hold(msg, at)?;
+                held.insert(tp);
+                continue;
+            }
+            self.handle_record(&RecordIn::of(msg))?;
+            offsets.insert(tp, msg.offset() + 1);
+            touched.insert(msg.partition());
+            units += 1;
+        }
+        if records == batch.len() && started.elapsed() < budget {
+            for (p, key, work) in due {
+                self.run_due(*p, key, work)?;
+                touched.insert(*p);
+                units += 1;
+            }
+        }
+        self.finish(offsets, &touched)?;
+        Ok(Done::new(records, units))
+    }
+
+    /// Writes the changelog of every changed key, the offsets, and commits.
+    pub(super) fn finish(
+        &mut self,
+        mut offsets: HashMap<(String, i32), i64>,
+        touched: &HashSet<i32>,
+    ) -> Result<(), TxnError> {
+        let changelog = self.config.topic(&changelog_topic(&self.spec.name));
+        for (p, key, json) in self.store.take_dirty() {
+            let record = BaseRecord::<str, [u8]>::to(&changelog)
+                .partition(p)
+                .key(&key);
+            self.send(match &json {
+                Some(json) => record.payload(json),
+                None => record,
+            })?;
+        }
+        // Every partition whose state this transaction writes carries its offsets, even if
+        // none of its records was read: a member expelled from the group fails here instead
+        // of committing state its successor owns (group metadata fencing, KIP-447).
+        for (tp, next) in &self.committed {
+            if touched.contains(&tp.1) {
+                offsets.entry(tp.clone()).or_insert(*next);
+            }
+        }
+        if !offsets.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, p), next) in &offsets {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(*next))
+                    .map_err(TxnError::from)?;
+            }
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| TxnError::Infra(anyhow!("no consumer group metadata yet")))?;
+            self.producer
+                .send_offsets_to_transaction(&tpl, &group, KAFKA_TIMEOUT)?;
+        }
+        if let Some(delay) = self.delay_before_commit {
+            std::thread::sleep(delay);
+        }
+        self.producer.commit_transaction(KAFKA_TIMEOUT)?;
+        self.committed.extend(offsets);
+        Ok(())
+    }
+
+    /// Produces one record into the open transaction, waiting while the queue is full.
+    pub(super) fn send<K, V>(&self, mut record: BaseRecord<'_, K, V>) -> Result<(), TxnError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        V: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(Code::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_trouble_is_infrastructure_and_record_trouble_is_suspect() {
+        let production = |code| TxnError::from(KafkaError::MessageProduction(code));
+        for code in [
+            Code::BrokerTransportFailure,
+            Code::NotCoordinator,
+            Code::MessageTimedOut,
+        ] {
+            assert!(matches!(production(code), TxnError::Infra(_)), "{code:?}");
+        }
+        for code in [
+            Code::MessageSizeTooLarge,
+            Code::InvalidRecord,
+            Code::InvalidMessage,
+            Code::PolicyViolation,
+        ] {
+            assert!(matches!(production(code), TxnError::Suspect(_)), "{code:?}");
+        }
+    }
+}
