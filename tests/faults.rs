@@ -244,7 +244,7 @@ async fn an_output_too_large_or_a_panic_sends_the_input_to_the_dlq() {
     );
     let panicked = message_of(&panics.metadata.event_id);
     assert!(
-        panicked.contains("handler panicked: a bug in the handler"),
+        panicked.contains("handler panicked in decide: a bug in the handler"),
         "{panicked}"
     );
 }
@@ -293,7 +293,7 @@ async fn a_record_whose_transaction_keeps_failing_is_quarantined() {
     assert_eq!(letter.headers.get(echo::ERROR_CLASS), Some("poison"));
     let message = letter.headers.get(echo::ERROR_MESSAGE).unwrap();
     assert!(
-        message.starts_with("failed 3 times in a row on replay"),
+        message.starts_with("failed 3 times on replay, alone"),
         "{message}"
     );
     assert!(message.to_lowercase().contains("too large"), "{message}");

@@ -18,6 +18,10 @@ impl TestEnv {
     /// Creates every catalogue topic and subject under a fresh prefix. Fails (never skips)
     /// when the stack is not up: the test command starts it first.
     pub async fn new(name: &str) -> Result<TestEnv> {
+        // The processors' logs, when asked for (`RUST_LOG=echo_runtime=debug cargo test …`).
+        if std::env::var_os("RUST_LOG").is_some() {
+            echo_runtime::telemetry::init();
+        }
         let config = EchoConfig::load(None)?;
         PRUNED
             .get_or_try_init(|| prune_earlier_runs(&config))

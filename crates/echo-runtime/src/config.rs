@@ -66,9 +66,10 @@ impl KafkaConfig {
 
     /// The consumer's `max.poll.interval.ms`: a batch (budget, last input, commit) always
     /// ends within the transaction timeout plus a commit's wait, so the group never expels
-    /// a member for a batch that is still within its transaction.
+    /// a member for a batch that is still within its transaction; never below the client's
+    /// default (300 s), which also leaves a large restore time to finish between two polls.
     pub fn max_poll_interval_ms(&self) -> u64 {
-        u64::from(self.transaction_timeout_ms) + 30_000
+        (u64::from(self.transaction_timeout_ms) + 30_000).max(300_000)
     }
 }
 

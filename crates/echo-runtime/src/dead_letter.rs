@@ -48,10 +48,8 @@ pub struct DeadLetter {
 pub fn dead_letter(key: Option<&[u8]>, value: Option<&[u8]>, headers: HeaderList) -> DeadLetter {
     let mut headers = headers;
     if let Some(message) = headers.get(echo::ERROR_MESSAGE) {
-        if message.len() > MAX_MESSAGE_BYTES {
-            let cut = truncate_utf8(message, MAX_MESSAGE_BYTES).to_string();
-            headers.set(echo::ERROR_MESSAGE, format!("{cut}…"));
-        }
+        let capped = capped_message(message);
+        headers.set(echo::ERROR_MESSAGE, capped);
     }
     let original = value.unwrap_or_default();
     headers.set(echo::VALUE_BYTES, original.len());
@@ -101,6 +99,15 @@ impl DeadLetter {
     fn weight_without_value(&self) -> usize {
         record_bytes(self.key.as_deref(), None, &self.headers)
     }
+}
+
+/// An error message as echo's headers carry it: at most [`MAX_MESSAGE_BYTES`] (a handler's
+/// message can quote its input), cut on a character boundary and marked with `…`.
+pub fn capped_message(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    format!("{}…", truncate_utf8(message, MAX_MESSAGE_BYTES))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

@@ -3,9 +3,12 @@
 //!
 //! A transaction that fails for a reason that may lie in its input (anything but broker and
 //! network trouble) is replayed one unit of work at a time, so the culprit stands alone; a
-//! unit that then fails [`ReplayGuard::limit`] times in a row is poison: the runtime moves it
-//! to the DLQ (due work: drops it, with a dead letter) and goes on. Pure bookkeeping; the
-//! driver asks and tells.
+//! unit that then fails [`ReplayGuard::new`]'s `limit` times on its own is poison: the
+//! runtime moves it to the DLQ (due work: drops it, with a dead letter) and goes on. Each
+//! unit's failures are counted until that unit commits or is quarantined, whatever else
+//! commits in between. Pure bookkeeping; the driver asks and tells.
+
+use std::collections::HashMap;
 
 /// One unit of work of a transaction: a record, or due work of a key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,27 +36,27 @@ pub enum Unit {
 /// Remembers the failures of the last transactions.
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
-    /// Consecutive failures after which a lone unit is poison.
+    /// Failures on its own after which a unit is poison.
     limit: u32,
     /// Units still to be run one per transaction, after a failed transaction of several.
     isolate: usize,
-    /// The lone unit that failed last, how often in a row, and the last reason.
-    suspect: Option<(Unit, u32, String)>,
+    /// Units that failed on their own: how often, and the last reason.
+    suspects: HashMap<Unit, (u32, String)>,
 }
 
 impl ReplayGuard {
-    /// A guard that quarantines a unit after `limit` failures in a row (at least one).
+    /// A guard that quarantines a unit after `limit` failures on its own (at least one).
     pub fn new(limit: u32) -> ReplayGuard {
         ReplayGuard {
             limit: limit.max(1),
             isolate: 0,
-            suspect: None,
+            suspects: HashMap::new(),
         }
     }
 
     /// Whether the next transaction must carry a single unit.
     pub fn isolating(&self) -> bool {
-        self.isolate > 0 || self.suspect.is_some()
+        self.isolate > 0 || !self.suspects.is_empty()
     }
 
     /// A transaction of `units` failed for a reason that may lie in them.
@@ -61,36 +64,38 @@ impl ReplayGuard {
         match units {
             [] => {}
             [unit] => {
-                let count = match &self.suspect {
-                    Some((u, n, _)) if u == unit => n + 1,
-                    _ => 1,
-                };
-                self.suspect = Some((unit.clone(), count, reason.to_string()));
+                let entry = self
+                    .suspects
+                    .entry(unit.clone())
+                    .or_insert((0, String::new()));
+                entry.0 += 1;
+                entry.1 = reason.to_string();
             }
-            several => {
-                self.isolate = self.isolate.max(several.len());
-                self.suspect = None;
-            }
+            several => self.isolate = self.isolate.max(several.len()),
         }
     }
 
     /// A transaction of `units` committed.
-    pub fn committed(&mut self, units: usize) {
-        self.isolate = self.isolate.saturating_sub(units);
-        self.suspect = None;
+    pub fn committed(&mut self, units: &[Unit]) {
+        self.isolate = self.isolate.saturating_sub(units.len());
+        for unit in units {
+            self.suspects.remove(unit);
+        }
     }
 
-    /// The unit to quarantine instead of running it again, with how often it failed and why.
-    pub fn poison(&self) -> Option<(&Unit, u32, &str)> {
-        match &self.suspect {
-            Some((unit, n, reason)) if *n >= self.limit => Some((unit, *n, reason)),
+    /// How often `unit` failed on its own and why, if that makes it poison.
+    pub fn poison(&self, unit: &Unit) -> Option<(u32, &str)> {
+        match self.suspects.get(unit) {
+            Some((n, reason)) if *n >= self.limit => Some((*n, reason)),
             _ => None,
         }
     }
 
-    /// The poison unit was quarantined (its transaction committed).
-    pub fn quarantined(&mut self) {
-        self.committed(1);
+    /// The partitions were reassigned: units read again elsewhere are not this instance's
+    /// to count, and a suspect that never comes back must not keep it isolating forever.
+    pub fn forget(&mut self) {
+        self.isolate = 0;
+        self.suspects.clear();
     }
 }
 
@@ -112,46 +117,40 @@ mod tests {
         assert!(!g.isolating());
         g.failed(&[record(0), record(1), record(2)], "boom");
         assert!(g.isolating());
-        assert!(g.poison().is_none());
-        g.committed(1);
-        g.committed(1);
+        assert!(g.poison(&record(0)).is_none());
+        g.committed(&[record(0)]);
+        g.committed(&[record(1)]);
         assert!(g.isolating());
-        g.committed(1);
+        g.committed(&[record(2)]);
         assert!(!g.isolating());
     }
 
     #[test]
-    fn a_lone_unit_failing_limit_times_in_a_row_is_poison() {
+    fn a_lone_unit_failing_limit_times_is_poison_whatever_commits_between() {
         let mut g = ReplayGuard::new(3);
         g.failed(&[record(0), record(1)], "boom");
-        g.committed(1);
+        g.committed(&[record(0)]);
         g.failed(&[record(1)], "first");
+        // Another partition's record commits in between: the count stays.
+        g.committed(&[record(7)]);
         g.failed(&[record(1)], "second");
-        assert!(g.poison().is_none());
+        assert!(g.poison(&record(1)).is_none());
         g.failed(&[record(1)], "third");
-        let (unit, count, reason) = g.poison().unwrap();
-        assert_eq!((unit, count, reason), (&record(1), 3, "third"));
-        g.quarantined();
-        assert!(g.poison().is_none());
+        assert_eq!(g.poison(&record(1)), Some((3, "third")));
+        assert!(g.poison(&record(7)).is_none());
+        g.committed(&[record(1)]);
+        assert!(g.poison(&record(1)).is_none());
         assert!(!g.isolating());
     }
 
     #[test]
-    fn another_unit_failing_starts_the_count_again() {
+    fn a_rebalance_forgets_the_suspects() {
         let mut g = ReplayGuard::new(2);
         g.failed(&[record(1)], "x");
-        g.failed(&[record(2)], "x");
-        assert!(g.poison().is_none());
-        g.failed(&[record(2)], "x");
-        assert_eq!(g.poison().unwrap().0, &record(2));
-    }
-
-    #[test]
-    fn a_commit_in_between_clears_the_suspicion() {
-        let mut g = ReplayGuard::new(2);
         g.failed(&[record(1)], "x");
-        g.committed(1);
-        g.failed(&[record(1)], "x");
-        assert!(g.poison().is_none());
+        assert!(g.poison(&record(1)).is_some());
+        g.forget();
+        assert!(g.poison(&record(1)).is_none());
+        assert!(!g.isolating());
     }
 }

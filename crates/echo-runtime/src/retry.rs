@@ -3,6 +3,7 @@
 
 use echo_catalog::topics::{dlq_topic, retry_topic};
 
+use crate::dead_letter::capped_message;
 use crate::envelope::SourcePosition;
 use crate::handler::HandlerError;
 use crate::headers::{echo, HeaderList};
@@ -95,11 +96,14 @@ pub fn reroute(
     let next_attempt = attempt + 1;
     let mut headers = original.clone();
     headers.set(echo::ERROR_CLASS, failure.class.as_str());
+    let message = capped_message(&failure.message);
     if forwardable {
-        headers.set(echo::ERROR_MESSAGE, &failure.message);
-    } else {
-        let message = format!("{}; too large to be retried", failure.message);
         headers.set(echo::ERROR_MESSAGE, message);
+    } else {
+        headers.set(
+            echo::ERROR_MESSAGE,
+            format!("{message}; too large to be retried"),
+        );
     }
     headers.set(echo::ORIGINAL_TOPIC, &source.topic);
     headers.set(echo::ORIGINAL_PARTITION, source.partition);

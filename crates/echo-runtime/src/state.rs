@@ -94,19 +94,47 @@ pub struct HeldRecord {
     /// Its value.
     #[serde(with = "base64_opt")]
     pub value: Option<Vec<u8>>,
-    /// Its headers.
-    pub headers: Vec<(String, String)>,
+    /// Its headers, values as bytes (a client's may not be text).
+    #[serde(with = "base64_headers")]
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl HeldRecord {
     /// The headers in the form the runtime reads.
     pub fn header_list(&self) -> HeaderList {
-        HeaderList(
-            self.headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                .collect(),
-        )
+        HeaderList(self.headers.clone())
+    }
+}
+
+/// Header values in the JSON changelog as base64.
+mod base64_headers {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(h: &[(String, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let encoded: Vec<(&str, String)> = h
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    base64::engine::general_purpose::STANDARD.encode(v),
+                )
+            })
+            .collect();
+        encoded.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+        Vec::<(String, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| {
+                let v = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map_err(serde::de::Error::custom)?;
+                Ok((k, v))
+            })
+            .collect()
     }
 }
 
@@ -521,7 +549,7 @@ mod tests {
             },
             key: Some(b"k".to_vec()),
             value: Some(vec![0, 1, 2, 255]),
-            headers: vec![("ce_type".into(), "upload.requested".into())],
+            headers: vec![("ce_type".into(), vec![0xff, b'x'])],
         }
     }
 

@@ -405,3 +405,15 @@ fn the_processor_delegates_to_the_pure_rules() {
     let state = p.evolve(AggregatorState::default(), Fact::Consumed(&input));
     assert_eq!(state.job.unwrap().chunks.len(), 3);
 }
+
+#[test]
+fn a_job_is_finished_once_every_chunk_has_its_result() {
+    let mut h = Harness::with_job();
+    assert!(!AggregatorState::default().is_finished(), "no job yet");
+    assert!(!h.state.is_finished());
+    h.record(&completed("c-0", JOB, 0), NOW + 5).unwrap();
+    h.record(&worker_failed("f-1", 1), NOW + 5).unwrap();
+    assert!(!h.state.is_finished(), "chunk 2 is still pending");
+    h.record(&completed("c-2", JOB, 2), NOW + 6).unwrap();
+    assert!(h.state.is_finished());
+}

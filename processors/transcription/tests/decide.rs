@@ -382,3 +382,20 @@ fn state_survives_its_json_changelog() {
     let old: TranscriptionState = serde_json::from_str("{}").unwrap();
     assert_eq!(old, TranscriptionState::default());
 }
+
+#[test]
+fn a_resource_is_finished_once_every_job_ended() {
+    use echo_transcription::decide::JobProgress;
+    let mut state = TranscriptionState::default();
+    assert!(!state.is_finished(), "no job yet");
+    let ended = |completed, failed| JobProgress {
+        completed,
+        failed,
+        ..JobProgress::default()
+    };
+    state.jobs.insert("j1".into(), ended(true, false));
+    state.jobs.insert("j2".into(), ended(false, false));
+    assert!(!state.is_finished(), "j2 is still running");
+    state.jobs.insert("j2".into(), ended(false, true));
+    assert!(state.is_finished());
+}

@@ -15,7 +15,7 @@ use rdkafka::producer::Producer;
 use rdkafka::Offset;
 use tracing::{info, warn};
 
-use super::transaction::{Done, TxnError, KAFKA_TIMEOUT};
+use super::transaction::{TxnError, KAFKA_TIMEOUT};
 use super::{now_ms, Driver, Exit};
 use crate::handler::Processor;
 use crate::replay_guard::Unit;
@@ -44,30 +44,16 @@ impl<P: Processor> Driver<P> {
         let mut backoff = Duration::from_millis(200);
         while !self.shutdown.is_requested() {
             self.resume_due_partitions()?;
-            let alone = self.guard.isolating();
-            let batch = self.collect_batch(if alone {
-                1
-            } else {
-                self.config.runtime.batch_max_records
-            })?;
-            let mut due = if alone && !batch.is_empty() {
-                Vec::new()
-            } else {
-                self.store.due(now_ms())
-            };
-            if alone {
-                due.truncate(1);
-            }
+            let (batch, due) = self.next_work()?;
             if batch.is_empty() && due.is_empty() {
                 continue;
             }
             let units = units_of(&batch, &due);
-            let poison = match self.guard.poison() {
-                Some((unit, count, reason)) if units.len() == 1 && &units[0] == unit => {
-                    Some((count, reason.to_string()))
-                }
+            let poison = match units.as_slice() {
+                [unit] => self.guard.poison(unit).map(|(n, why)| (n, why.to_string())),
                 _ => None,
             };
+            self.refusals.take();
             let outcome = match poison {
                 Some((count, reason)) => self.quarantine(&batch, &due, count, &reason),
                 None => self.transact(&batch, &due),
@@ -75,9 +61,16 @@ impl<P: Processor> Driver<P> {
             match outcome {
                 Ok(done) => {
                     self.store.commit();
-                    self.guard.committed(done.units);
-                    // A batch closed early by its time budget: the rest is read again.
-                    self.seek_back(&batch[done.records..])?;
+                    self.guard
+                        .committed(&units_of(&batch[..done.records], &due[..done.due_run]));
+                    // A batch closed early by its time budget: the rest is read again
+                    // (a held partition is already positioned at its held record).
+                    let rest: Vec<OwnedMessage> = batch[done.records..]
+                        .iter()
+                        .filter(|m| !done.held.contains(&(m.topic().to_string(), m.partition())))
+                        .cloned()
+                        .collect();
+                    self.seek_back(&rest)?;
                     backoff = Duration::from_millis(200);
                 }
                 Err(TxnError::Fatal(e)) => {
@@ -87,18 +80,22 @@ impl<P: Processor> Driver<P> {
                 Err(failed) => {
                     let suspect = matches!(failed, TxnError::Suspect(_));
                     let e = failed.into_inner();
-                    warn!(error = %format!("{e:#}"), suspect, units = units.len(),
-                        "transaction aborted; replaying");
                     self.producer
                         .abort_transaction(KAFKA_TIMEOUT)
                         .context("aborting transaction")?;
                     self.store.rollback();
                     self.seek_back(&batch)?;
-                    if suspect {
-                        self.guard.failed(&units, &format!("{e:#}"));
-                    }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    // After a refused delivery every call reports only an erroneous state;
+                    // the refusal itself (reported by now) says whether a record is at fault.
+                    let refused = self.refusals.take();
+                    let reason = refused.clone().unwrap_or_else(|| format!("{e:#}"));
+                    let suspect = suspect || refused.is_some();
+                    warn!(error = %reason, suspect, units = units.len(), "transaction aborted; replaying");
+                    if suspect {
+                        self.guard.failed(&units, &reason);
+                    }
                 }
             }
         }
@@ -124,6 +121,22 @@ impl<P: Processor> Driver<P> {
                 Err(e) => return Err(e).context("initialising transactions"),
             }
         }
+    }
+
+    /// What the next transaction carries: a batch and the due work of the owned keys, or,
+    /// while the replay guard isolates, one unit of either (due work first, since records
+    /// keep coming and would starve it).
+    fn next_work(&mut self) -> anyhow::Result<(Vec<OwnedMessage>, Vec<Due>)> {
+        if !self.guard.isolating() {
+            let batch = self.collect_batch(self.config.runtime.batch_max_records)?;
+            return Ok((batch, self.store.due(now_ms())));
+        }
+        let mut due = self.store.due(now_ms());
+        if !due.is_empty() {
+            due.truncate(1);
+            return Ok((Vec::new(), due));
+        }
+        Ok((self.collect_batch(1)?, Vec::new()))
     }
 
     /// Polls up to `max` records, waiting at most `batch_linger_ms` once one arrived.
@@ -185,11 +198,4 @@ fn units_of(batch: &[OwnedMessage], due: &[Due]) -> Vec<Unit> {
         work: work.name().to_string(),
     });
     records.chain(due).collect()
-}
-
-impl Done {
-    /// A transaction that handled `records` records of its batch and `units` units in all.
-    pub(super) fn new(records: usize, units: usize) -> Done {
-        Done { records, units }
-    }
 }

@@ -6,10 +6,12 @@ use anyhow::{Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{error, warn};
 
+use super::transaction::is_infrastructure;
 use crate::config::EchoConfig;
 use crate::dead_letter::MAX_RECORD_BYTES;
 
@@ -84,7 +86,8 @@ pub(super) fn consumer(
         // which owns state partition N.
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", "10000")
-        // A batch polls nothing while it runs; it is bounded by the transaction timeout.
+        // A batch polls nothing while it runs; it is bounded by the transaction timeout
+        // (and a restore, which also runs between polls, by its stall limit).
         .set(
             "max.poll.interval.ms",
             config.kafka.max_poll_interval_ms().to_string(),
@@ -98,19 +101,54 @@ pub(super) fn consumer(
         .context("creating consumer")
 }
 
+/// Producer context that remembers why the broker refused a record of the open
+/// transaction. A refused delivery leaves the transaction in an error state, and every later
+/// call only says "erroneous state"; this keeps the cause, so the loop can tell a record the
+/// broker will always refuse (replayed alone, then quarantined) from broker trouble.
+#[derive(Clone, Default)]
+pub(super) struct DeliveryWatch(Arc<Mutex<Option<String>>>);
+
+impl DeliveryWatch {
+    /// The first refusal that lies in a record since the last call.
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().expect("delivery watch").take()
+    }
+}
+
+impl ClientContext for DeliveryWatch {}
+
+impl ProducerContext for DeliveryWatch {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let lies_in_record = e
+                .rdkafka_error_code()
+                .is_some_and(|c| !is_infrastructure(c));
+            if lies_in_record {
+                self.0
+                    .lock()
+                    .expect("delivery watch")
+                    .get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
 /// The transactional producer of one instance.
 pub(super) fn transactional_producer(
     config: &EchoConfig,
     group: &str,
     instance: &str,
-) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    watch: DeliveryWatch,
+) -> Result<ThreadedProducer<DeliveryWatch>> {
     producer_config(config)
         .set("transactional.id", format!("{group}.{instance}"))
         .set(
             "transaction.timeout.ms",
             config.kafka.transaction_timeout_ms.to_string(),
         )
-        .create()
+        .create_with_context(watch)
         .context("creating transactional producer")
 }
 

@@ -26,7 +26,7 @@ use echo_catalog::topics::retry_topic;
 use echo_catalog::{Catalogue, ProcessorSpec};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 use tokio::runtime::Handle;
 use tracing::warn;
 
@@ -39,7 +39,7 @@ use crate::handler::Processor;
 use crate::replay_guard::ReplayGuard;
 use crate::shutdown::Shutdown;
 use crate::state::StateStore;
-use clients::{RebalanceLog, RebalanceRecorder};
+use clients::{DeliveryWatch, RebalanceLog, RebalanceRecorder};
 
 /// How one processor instance runs.
 #[derive(Debug, Clone)]
@@ -128,7 +128,9 @@ struct Driver<P: Processor> {
     /// The group member reading the sources and retry tiers.
     consumer: BaseConsumer<RebalanceRecorder>,
     /// The transactional producer of outputs, reroutes, changelog and offsets.
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<DeliveryWatch>,
+    /// Why the broker refused a record of the open transaction, if it did.
+    refusals: DeliveryWatch,
     /// Partition changes recorded by the consumer's rebalance callback.
     rebalances: Arc<Mutex<RebalanceLog>>,
     /// The owned partitions' state.
@@ -143,6 +145,8 @@ struct Driver<P: Processor> {
     committed: HashMap<(String, i32), i64>,
     /// What keeps failing on replay, to isolate and quarantine it.
     guard: ReplayGuard,
+    /// When the open transaction's time budget runs out.
+    budget_ends: Option<std::time::Instant>,
     /// Test-only: sleep between producing and committing, to kill a process mid-transaction.
     delay_before_commit: Option<Duration>,
     /// Raised to stop after the current transaction.
@@ -164,7 +168,9 @@ impl<P: Processor> Driver<P> {
         let group = config.topic(&format!("echo.{}", spec.name));
         let rebalances = Arc::new(Mutex::new(RebalanceLog::default()));
         let consumer = clients::consumer(&config, &group, &options.instance, rebalances.clone())?;
-        let producer = clients::transactional_producer(&config, &group, &options.instance)?;
+        let refusals = DeliveryWatch::default();
+        let producer =
+            clients::transactional_producer(&config, &group, &options.instance, refusals.clone())?;
         let retry_tiers = (1..=spec.retry_backoff_ms.len())
             .map(|tier| (config.topic(&retry_topic(&spec.name, tier)), tier))
             .collect();
@@ -175,6 +181,8 @@ impl<P: Processor> Driver<P> {
         Ok(Driver {
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
+            budget_ends: None,
+            refusals,
             config,
             catalogue,
             spec,

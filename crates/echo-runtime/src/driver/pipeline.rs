@@ -75,12 +75,7 @@ impl<'a> RecordIn<'a> {
             source: source.clone(),
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.map(<[u8]>::to_vec),
-            headers: self
-                .headers
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect(),
+            headers: self.headers.0.clone(),
         }
     }
 }
@@ -121,7 +116,7 @@ impl<P: Processor> Driver<P> {
             }
             Err(e) => {
                 let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
-                return self.reroute(rec, &failure, attempt, &source).map(drop);
+                return self.dead_end(rec, &failure, attempt, &source, None);
             }
         };
         let type_name = decoded.info.type_name;
@@ -132,11 +127,12 @@ impl<P: Processor> Driver<P> {
         if !carried {
             let message = format!("{type_name} does not belong on {}", source.topic);
             let failure = Failure::new(ErrorClass::WrongTopic, message);
-            return self.reroute(rec, &failure, attempt, &source).map(drop);
+            let correlation = metadata_of(&decoded.value).map(|m| m.correlation_id);
+            return self.dead_end(rec, &failure, attempt, &source, correlation.as_deref());
         }
         let Some(metadata) = metadata_of(&decoded.value) else {
             let failure = Failure::new(ErrorClass::Undecodable, "record has no readable metadata");
-            return self.reroute(rec, &failure, attempt, &source).map(drop);
+            return self.dead_end(rec, &failure, attempt, &source, None);
         };
         let key = rec
             .key
@@ -209,6 +205,38 @@ impl<P: Processor> Driver<P> {
         Ok(())
     }
 
+    /// Sends a record that cannot be handled at all (undecodable, on the wrong topic) to the
+    /// DLQ. One that came back from a retry tier was its key's parked record: the records
+    /// held behind it may follow now.
+    fn dead_end(
+        &mut self,
+        rec: &RecordIn<'_>,
+        failure: &Failure,
+        attempt: u32,
+        source: &SourcePosition,
+        correlation_id: Option<&str>,
+    ) -> Result<(), TxnError> {
+        self.reroute(rec, failure, attempt, source)?;
+        if self.retry_tiers.contains_key(rec.topic) {
+            let key = rec
+                .key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .or(correlation_id);
+            if let Some(key) = key {
+                self.unpark(rec.partition, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears a key's parked record (it left the retry tiers without being handled).
+    pub(super) fn unpark(&mut self, partition: i32, key: &str) {
+        let mut key_state = self.store.get(partition, key);
+        if key_state.parked.take().is_some() {
+            self.store.put(partition, key, key_state);
+        }
+    }
+
     /// Keeps a record of a key whose earlier record is in a retry tier in the key's state,
     /// to be handled after it. A key whose backlog would make its state too large to
     /// changelog sends the record to the DLQ instead.
@@ -221,8 +249,7 @@ impl<P: Processor> Driver<P> {
         mut key_state: KeyState<P::State>,
     ) -> Result<(), TxnError> {
         key_state.waiting.push_back(rec.to_held(source));
-        let size = encode_changelog(&key_state).len() + key.len();
-        if size > MAX_RECORD_BYTES / 2 {
+        if !changelog_fits(key, &key_state) {
             let message = format!(
                 "{} records of key {key} already wait behind one in a retry tier; no room for more",
                 key_state.waiting.len() - 1
@@ -247,19 +274,29 @@ impl<P: Processor> Driver<P> {
     ) -> Result<(), TxnError> {
         match work {
             DueWork::Timer(name) => {
+                // Looked up again: a record of this transaction may have moved or dropped it.
                 let timer = self.store.get(partition, key).timers.get(name).cloned();
                 match timer {
-                    Some(timer) => self.fire_timer(partition, key, timer),
-                    None => Ok(()),
+                    Some(timer) if timer.due_at_ms <= now_ms() => {
+                        self.fire_timer(partition, key, timer)
+                    }
+                    _ => Ok(()),
                 }
             }
             DueWork::Drain => self.drain(partition, key),
             DueWork::Retire => {
-                let ks = self.store.get(partition, key);
-                let due = ks.retire_at_ms.is_some_and(|at| at <= now_ms());
-                if due && ks.timers.is_empty() && self.processor.is_finished(&ks.state) {
-                    debug!(key, "finished key retired");
+                let mut ks = self.store.get(partition, key);
+                let Some(at) = ks.retire_at_ms.filter(|at| *at <= now_ms()) else {
+                    return Ok(());
+                };
+                let idle = ks.timers.is_empty() && ks.parked.is_none() && ks.waiting.is_empty();
+                if idle && self.finished(&ks.state) {
+                    debug!(key, retire_at_ms = at, "finished key retired");
                     self.store.remove(partition, key);
+                } else {
+                    // Work came back to the key since it finished: it lives on.
+                    ks.retire_at_ms = None;
+                    self.store.put(partition, key, ks);
                 }
                 Ok(())
             }
@@ -267,8 +304,11 @@ impl<P: Processor> Driver<P> {
     }
 
     /// Handles the records held behind a key's parked record, oldest first, until one of them
-    /// is parked in turn.
+    /// is parked in turn or the transaction's budget is spent (the rest is due again). While
+    /// the replay guard isolates, one record per transaction, so the one that fails is the
+    /// one a quarantine of the drain takes out.
     fn drain(&mut self, partition: i32, key: &str) -> Result<(), TxnError> {
+        let one = self.guard.isolating();
         loop {
             let mut key_state = self.store.get(partition, key);
             if key_state.parked.is_some() {
@@ -279,6 +319,9 @@ impl<P: Processor> Driver<P> {
             };
             self.store.put(partition, key, key_state);
             self.handle_record(&RecordIn::held(&next))?;
+            if one || self.budget_spent() {
+                return Ok(());
+            }
         }
     }
 
@@ -322,8 +365,9 @@ impl<P: Processor> Driver<P> {
         Ok(())
     }
 
-    /// Runs `observe` (bounded by the observe timeout) and `decide`; a panic in either is a
-    /// permanent failure of the input, not the end of the processor.
+    /// Runs `observe` (bounded by the observe timeout) and `decide`. A panic is the input's
+    /// failure, not the end of the processor: in `decide` (pure, so it would panic again)
+    /// a permanent one; in `observe` (I/O, which may not) a transient one.
     fn decide(
         &self,
         key_state: &KeyState<P::State>,
@@ -331,28 +375,31 @@ impl<P: Processor> Driver<P> {
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
         let limit = self.config.kafka.observe_timeout();
-        let run = || {
-            let observed = self.handle.block_on(async {
+        let observe = || {
+            self.handle.block_on(async {
                 tokio::time::timeout(limit, self.processor.observe(&key_state.state, input, ctx))
                     .await
-            });
-            let observed = observed.map_err(|_| {
+            })
+        };
+        let observed = catch_unwind(AssertUnwindSafe(observe))
+            .map_err(|panic| HandlerError::Transient(panicked("observe", panic)))?
+            .map_err(|_| {
                 HandlerError::Transient(format!(
                     "observe took longer than {} ms (a quarter of the transaction timeout)",
                     limit.as_millis()
                 ))
             })??;
+        let decide = || {
             self.processor
                 .decide(&key_state.state, input, observed, ctx)
         };
-        catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(HandlerError::Permanent(format!("handler panicked: {what}")))
-        })
+        catch_unwind(AssertUnwindSafe(decide))
+            .unwrap_or_else(|panic| Err(HandlerError::Permanent(panicked("decide", panic))))
+    }
+
+    /// `is_finished`, a panic in which counts as not finished (the key is kept).
+    fn finished(&self, state: &P::State) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.processor.is_finished(state))).unwrap_or(false)
     }
 
     /// Carries out a decision: encodes and checks every output, evolves the state over the
@@ -372,10 +419,16 @@ impl<P: Processor> Driver<P> {
             .iter()
             .map(|out| self.encode(out))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut state = self.processor.evolve(key_state.state, fact);
-        for out in &decision.emit {
-            state = self.processor.evolve(state, Fact::Emitted(out));
-        }
+        let evolved = catch_unwind(AssertUnwindSafe(|| {
+            let mut state = self.processor.evolve(key_state.state, fact);
+            for out in &decision.emit {
+                state = self.processor.evolve(state, Fact::Emitted(out));
+            }
+            state
+        }));
+        let state = evolved.map_err(|panic| {
+            ApplyError::Refused(HandlerError::Permanent(panicked("evolve", panic)))
+        })?;
         for name in &decision.cancel {
             key_state.timers.remove(name);
         }
@@ -386,7 +439,7 @@ impl<P: Processor> Driver<P> {
         if let Some(id) = processed_id {
             key_state.remember(id, self.config.runtime.dedup_window);
         }
-        let finished = self.processor.is_finished(&key_state.state)
+        let finished = self.finished(&key_state.state)
             && key_state.timers.is_empty()
             && key_state.parked.is_none()
             && key_state.waiting.is_empty();
@@ -395,10 +448,10 @@ impl<P: Processor> Driver<P> {
             (true, None) => Some(now_ms() + self.config.runtime.retire_after_ms),
             (false, _) => None,
         };
-        let size = encode_changelog(&key_state).len() + key.len();
-        if size > MAX_RECORD_BYTES / 2 {
+        if !changelog_fits(key, &key_state) {
             return Err(ApplyError::Refused(HandlerError::Permanent(format!(
-                "the state of key {key} would be {size} bytes, more than a changelog record may hold"
+                "the state of key {key} would be {} bytes, more than a changelog record may hold",
+                encode_changelog(&key_state).len()
             ))));
         }
         for out in &encoded {
@@ -490,17 +543,26 @@ impl<P: Processor> Driver<P> {
         attempt: u32,
         source: &SourcePosition,
     ) -> Result<bool, TxnError> {
-        let forwardable = dead_letter::fits(rec.key, rec.value, &rec.headers);
-        let route = reroute(
-            &self.spec.name,
-            &self.spec.retry_backoff_ms,
-            failure,
-            attempt,
-            source,
-            &rec.headers,
-            now_ms(),
-            forwardable,
-        );
+        let route_with = |forwardable| {
+            reroute(
+                &self.spec.name,
+                &self.spec.retry_backoff_ms,
+                failure,
+                attempt,
+                source,
+                &rec.headers,
+                now_ms(),
+                forwardable,
+            )
+        };
+        let mut route = route_with(true);
+        // A retry tier gets the record whole, with the routing headers: if that is too
+        // large, it cannot be retried.
+        if route.topic != dlq_topic(&self.spec.name)
+            && !dead_letter::fits(rec.key, rec.value, &route.headers)
+        {
+            route = route_with(false);
+        }
         let to_dlq = route.topic == dlq_topic(&self.spec.name);
         warn!(to = %route.topic, class = failure.class.as_str(), message = %failure.message,
             "record rerouted");
@@ -560,6 +622,25 @@ impl<P: Processor> Driver<P> {
         }
         self.send(record)
     }
+}
+
+/// What a caught panic says, for the DLQ.
+fn panicked(step: &str, panic: Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("handler panicked in {step}: {what}")
+}
+
+/// Whether a key's state can be written to the changelog as one record.
+fn changelog_fits<S: serde::Serialize + serde::de::DeserializeOwned>(
+    key: &str,
+    key_state: &KeyState<S>,
+) -> bool {
+    let json = encode_changelog(key_state);
+    dead_letter::fits(Some(key.as_bytes()), Some(&json), &HeaderList::default())
 }
 
 fn parse_or<T: std::str::FromStr>(v: Option<&str>, default: T) -> T {

@@ -13,6 +13,7 @@ use super::batch_loop::Due;
 use super::pipeline::RecordIn;
 use super::transaction::{Done, TxnError};
 use super::Driver;
+use crate::envelope::metadata_of;
 use crate::handler::Processor;
 use crate::retry::{ErrorClass, Failure};
 use crate::state::DueWork;
@@ -26,7 +27,7 @@ impl<P: Processor> Driver<P> {
         failures: u32,
         reason: &str,
     ) -> Result<Done, TxnError> {
-        let message = format!("failed {failures} times in a row on replay: {reason}");
+        let message = format!("failed {failures} times on replay, alone: {reason}");
         self.producer.begin_transaction()?;
         let mut offsets = HashMap::new();
         let mut touched = HashSet::new();
@@ -37,7 +38,7 @@ impl<P: Processor> Driver<P> {
             let (source, attempt) = self.source_of(&rec);
             let failure = Failure::new(ErrorClass::Poison, &message);
             self.reroute(&rec, &failure, attempt, &source)?;
-            self.unpark(msg);
+            self.unpark_record(msg);
             offsets.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
             touched.insert(msg.partition());
         } else if let Some((p, key, work)) = due.first() {
@@ -63,21 +64,31 @@ impl<P: Processor> Driver<P> {
             touched.insert(*p);
         }
         self.finish(offsets, &touched)?;
-        Ok(Done::new(batch.len(), 1))
+        Ok(Done {
+            records: batch.len(),
+            due_run: due.len(),
+            held: HashSet::new(),
+        })
     }
 
     /// A quarantined retry-tier record was its key's parked record: the key's held records
-    /// may follow now.
-    fn unpark(&mut self, msg: &OwnedMessage) {
+    /// may follow now. The key is found as the pipeline finds it: the record's key, else the
+    /// correlation id of its value.
+    fn unpark_record(&mut self, msg: &OwnedMessage) {
         if !self.retry_tiers.contains_key(msg.topic()) {
             return;
         }
-        let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            return;
+        let key = match msg.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            Some(key) => Some(key.to_string()),
+            None => self
+                .handle
+                .block_on(self.codec.decode(msg.payload()))
+                .ok()
+                .and_then(|d| metadata_of(&d.value))
+                .map(|m| m.correlation_id),
         };
-        let mut key_state = self.store.get(msg.partition(), key);
-        if key_state.parked.take().is_some() {
-            self.store.put(msg.partition(), key, key_state);
+        if let Some(key) = key {
+            self.unpark(msg.partition(), &key);
         }
     }
 }

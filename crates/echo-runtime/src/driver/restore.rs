@@ -36,6 +36,7 @@ impl<P: Processor> Driver<P> {
             batch.retain(|m| !revoked.contains(&(m.topic().to_string(), m.partition())));
             self.paused.retain(|tp, _| !revoked.contains(tp));
             self.committed.retain(|tp, _| !revoked.contains(tp));
+            self.guard.forget();
             let owned = self.assigned_partitions()?;
             for p in self.store.partitions() {
                 if !owned.contains(&p) {

@@ -45,7 +45,8 @@ impl TxnError {
 
 impl From<KafkaError> for TxnError {
     fn from(e: KafkaError) -> TxnError {
-        if matches!(&e, KafkaError::Transaction(t) if t.is_fatal()) {
+        let fatal_txn = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        if fatal_txn || e.rdkafka_error_code() == Some(Code::Fatal) {
             return TxnError::Fatal(e.into());
         }
         match e.rdkafka_error_code() {
@@ -57,7 +58,7 @@ impl From<KafkaError> for TxnError {
 
 /// Whether an error code says the broker, the network or the group is in trouble, rather
 /// than anything about the records: only those are retried without end.
-fn is_infrastructure(code: Code) -> bool {
+pub(super) fn is_infrastructure(code: Code) -> bool {
     use Code::*;
     matches!(
         code,
@@ -124,8 +125,10 @@ fn is_infrastructure(code: Code) -> bool {
 pub(super) struct Done {
     /// Records of the batch it covered, from the start (the rest is read again).
     pub records: usize,
-    /// Units of work it carried (records handled and due work run).
-    pub units: usize,
+    /// Due work it ran, from the start of the due list.
+    pub due_run: usize,
+    /// Retry partitions it paused at a record not yet due (already positioned there).
+    pub held: HashSet<(String, i32)>,
 }
 
 impl<P: Processor> Driver<P> {
@@ -136,16 +139,15 @@ impl<P: Processor> Driver<P> {
         batch: &[OwnedMessage],
         due: &[Due],
     ) -> Result<Done, TxnError> {
-        let started = Instant::now();
-        let budget = self.config.kafka.batch_budget();
+        let budget_ends = Instant::now() + self.config.kafka.batch_budget();
+        self.budget_ends = Some(budget_ends);
         self.producer.begin_transaction()?;
         let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
         let mut touched: HashSet<i32> = HashSet::new();
         let mut held: HashSet<(String, i32)> = HashSet::new();
         let mut records = 0;
-        let mut units = 0;
         for msg in batch {
-            if records > 0 && started.elapsed() >= budget {
+            if records > 0 && Instant::now() >= budget_ends {
                 info!(
                     records,
                     of = batch.len(),
@@ -166,17 +168,29 @@ impl<P: Processor> Driver<P> {
             self.handle_record(&RecordIn::of(msg))?;
             offsets.insert(tp, msg.offset() + 1);
             touched.insert(msg.partition());
-            units += 1;
         }
-        if records == batch.len() && started.elapsed() < budget {
+        let mut due_run = 0;
+        if records == batch.len() {
             for (p, key, work) in due {
+                if (records > 0 || due_run > 0) && Instant::now() >= budget_ends {
+                    break;
+                }
                 self.run_due(*p, key, work)?;
                 touched.insert(*p);
-                units += 1;
+                due_run += 1;
             }
         }
         self.finish(offsets, &touched)?;
-        Ok(Done::new(records, units))
+        Ok(Done {
+            records,
+            due_run,
+            held,
+        })
+    }
+
+    /// Whether the open transaction's time budget is spent (a drain stops there).
+    pub(super) fn budget_spent(&self) -> bool {
+        self.budget_ends.is_some_and(|at| Instant::now() >= at)
     }
 
     /// Writes the changelog of every changed key, the offsets, and commits.
