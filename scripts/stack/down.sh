@@ -14,11 +14,15 @@ for a in "$@"; do
 done
 
 take_lock
-# Clients first, broker last (its controlled shutdown is the slowest).
-for s in registry s3 kafka; do stop_service "$s"; done
+# Clients first, brokers last (their controlled shutdown is the slowest), all nodes together.
+for s in registry s3; do stop_service "$s"; done
+stop_service "${KAFKA_NODES[@]}"
 
 if [[ $purge == yes ]]; then
   # The whole registry folder: the registry may keep temp/backup files beside schemas.json.
-  rm -rf "$KAFKA_DATA" "$CLUSTER_ID_FILE" "$KAFKA_CONFIG" "$S3_DATA" "$REGISTRY_DIR"
+  # Every node's storage and config (a single broker's under kafka/, a cluster's under
+  # kafka/node<i>/), so the next up.sh may start a cluster of another size.
+  rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/server.properties" "$KAFKA_DIR"/node[1-9] \
+    "$CLUSTER_ID_FILE" "$BROKERS_FILE" "$CLIENTS_ENV" "$S3_DATA" "$REGISTRY_DIR"
   echo "purged data under $ECHO_DATA_DIR (kept $JARS_DIR)"
 fi

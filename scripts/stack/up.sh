@@ -2,16 +2,27 @@
 # Starts the local stack (Kafka KRaft broker, schema registry, S3) on 127.0.0.1, each only if
 # it is not already running, and waits until each answers. Safe to run repeatedly.
 # Usage: up.sh [SERVICE...]   (default: kafka registry s3)
+# With ECHO_KAFKA_BROKERS=N (N > 1) `kafka` means the N nodes kafka-1…kafka-N (see lib.sh),
+# and the settings their clients need are written to $ECHO_DATA_DIR/kafka/clients.env.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-wanted=("$@")
-((${#wanted[@]})) || wanted=("${SERVICES[@]}")
-for s in "${wanted[@]}"; do
-  case "$s" in kafka | registry | s3) ;; *) die "unknown service '$s' (kafka, registry, s3)" ;; esac
+asked=("$@")
+((${#asked[@]})) || asked=(kafka registry s3)
+wanted=()
+for s in "${asked[@]}"; do
+  case "$s" in
+    kafka) wanted+=("${KAFKA_NODES[@]}") ;;
+    registry | s3) wanted+=("$s") ;;
+    *)
+      for n in "${KAFKA_NODES[@]}"; do [[ "$s" == "$n" ]] && { wanted+=("$s"); continue 2; }; done
+      die "unknown service '$s' (${SERVICES[*]})"
+      ;;
+  esac
 done
 
 take_lock
+check_broker_count
 "$STACK_DIR/install.sh"
 
 # Decide everything before starting anything, so a missing registry binary does not leave
@@ -50,4 +61,8 @@ for s in "${wanted[@]}"; do
     failed=1
   fi
 done
+if ((ECHO_KAFKA_BROKERS > 1 && !failed)); then
+  write_clients_env
+  echo "kafka cluster: $ECHO_KAFKA_BROKERS brokers, bootstrap $(kafka_bootstrap), replication factor $KAFKA_REPLICATION, min.insync.replicas $KAFKA_MIN_ISR (client settings in $CLIENTS_ENV)"
+fi
 exit "$failed"

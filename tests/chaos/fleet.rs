@@ -57,16 +57,7 @@ impl Fleet {
         })
         .collect();
         for i in 1..=chunk_workers {
-            members.push(Member {
-                name: format!("chunk-worker-{i}"),
-                args: vec![
-                    "run".into(),
-                    "chunk-worker".into(),
-                    "--instance".into(),
-                    format!("chaos-w{i}"),
-                ],
-                child: None,
-            });
+            members.push(chunk_worker(i));
         }
         let mut fleet = Fleet {
             echoctl: echoctl.to_path_buf(),
@@ -79,6 +70,30 @@ impl Fleet {
             fleet.spawn(i)?;
         }
         Ok(fleet)
+    }
+
+    /// Starts one more chunk worker, at the end of the fleet: the worker group rebalances.
+    /// Returns its index.
+    pub fn add_chunk_worker(&mut self) -> Result<usize> {
+        let n = self
+            .members
+            .iter()
+            .filter(|m| m.name.starts_with("chunk-worker-"))
+            .count();
+        self.members.push(chunk_worker(n + 1));
+        let i = self.members.len() - 1;
+        self.spawn(i)?;
+        Ok(i)
+    }
+
+    /// Stops the last member with SIGTERM, as a scale-down would, and drops it from the
+    /// fleet: its group rebalances again.
+    pub fn remove_last(&mut self) -> Option<String> {
+        let mut member = self.members.pop()?;
+        if let Some(child) = member.child.take() {
+            terminate(child);
+        }
+        Some(member.name)
     }
 
     /// How many processes the fleet has.
@@ -145,14 +160,33 @@ impl Fleet {
     /// Stops every member with SIGTERM (graceful shutdown) and waits for it.
     pub fn stop(&mut self) {
         for member in &mut self.members {
-            if let Some(mut child) = member.child.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let _ = child.wait();
+            if let Some(child) = member.child.take() {
+                terminate(child);
             }
         }
     }
+}
+
+/// Chunk worker number `i` (from 1), under its own instance name.
+fn chunk_worker(i: usize) -> Member {
+    Member {
+        name: format!("chunk-worker-{i}"),
+        args: vec![
+            "run".into(),
+            "chunk-worker".into(),
+            "--instance".into(),
+            format!("chaos-w{i}"),
+        ],
+        child: None,
+    }
+}
+
+/// SIGTERM (graceful shutdown), then waits for the process to end.
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }
 
 impl Drop for Fleet {

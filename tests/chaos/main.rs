@@ -7,8 +7,14 @@
 //! terminal. It exits non-zero unless nothing is stuck, lost or duplicated. Run it with
 //! `scripts/chaos.sh` (the local stack must be up); the same seed gives the same uploads
 //! and the same sequence of kills.
+//!
+//! With `--brokers N` (a cluster started by `echoctl dev up --brokers N`, whose settings the
+//! environment carries) it SIGKILLs the broker leading the busiest partition instead of
+//! restarting the only one, starts it again after a while, and makes the chunk workers'
+//! group rebalance by adding a worker and later removing it.
 
 mod audit;
+mod cluster;
 mod corpus;
 mod fleet;
 mod verdict;
@@ -52,9 +58,17 @@ struct Args {
     /// Longest pause between two kills, ms (the shortest is a fifth of it).
     #[arg(long, default_value = "8000")]
     kill_every_ms: u64,
-    /// Do not restart the broker.
+    /// Do not restart the broker (with --brokers N: do not kill one).
     #[arg(long)]
     no_broker_restart: bool,
+    /// Brokers of the cluster the run uses: 1 restarts the broker; more kills the leader of
+    /// the busiest partition and rebalances the chunk workers once.
+    #[arg(long, default_value = "1")]
+    brokers: usize,
+    /// How long the killed broker stays down, s (above Kafka's 9 s broker session timeout,
+    /// so its partitions move to other leaders meanwhile).
+    #[arg(long, default_value = "15")]
+    broker_down_secs: u64,
     /// How long to wait, once the clients are done, for the last uploads to end.
     #[arg(long, default_value = "300")]
     settle_secs: u64,
@@ -86,6 +100,9 @@ async fn run(args: Args) -> Result<bool> {
     let echoctl = sibling_binary("echoctl")?;
 
     let base = echo_runtime::EchoConfig::load(None)?;
+    if args.brokers > 1 {
+        check_cluster(&base, args.brokers).await?;
+    }
     prune(&base, |name| name.starts_with(CHAOS_PREFIX)).await?;
     let env = TestEnv::at(&format!("{CHAOS_PREFIX}{seed}.")).await?;
 
@@ -126,15 +143,22 @@ async fn run(args: Args) -> Result<bool> {
 
     let done = Arc::new(AtomicUsize::new(0));
     let clients = submit_all(&echoctl, &settings, &uploads, args.clients, done.clone());
-    let chaos = unleash(&mut fleet, &args, &mut rng, &done, uploads.len()).await?;
+    let chaos = unleash(&mut fleet, &env, &args, &mut rng, &done, uploads.len()).await?;
     let client_failures = clients.await?;
     fleet.revive()?;
+    let brokers = if args.brokers > 1 {
+        format!(
+            "{} leader broker(s) killed, {} worker(s) added and removed",
+            chaos.broker_kills, chaos.rebalances
+        )
+    } else {
+        format!("broker restarted {} time(s)", chaos.broker_restarts)
+    };
     println!(
-        "clients done after {:.0} s: {} kills, {} processes exited on their own, broker restarted {} time(s), {} client(s) failed",
+        "clients done after {:.0} s: {} kills, {} processes exited on their own, {brokers}, {} client(s) failed",
         started.elapsed().as_secs_f64(),
         chaos.kills,
         fleet.exits,
-        chaos.broker_restarts,
         client_failures
     );
 
@@ -151,8 +175,16 @@ async fn run(args: Args) -> Result<bool> {
 
 /// The command that repeats this run.
 fn args_line(args: &Args, seed: u64) -> String {
+    let cluster = if args.brokers > 1 {
+        format!(
+            " --brokers {} --broker-down-secs {}",
+            args.brokers, args.broker_down_secs
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "scripts/chaos.sh --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --kill-every-ms {}{}",
+        "scripts/chaos.sh --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --kill-every-ms {}{}{cluster}",
         args.uploads,
         args.chunk_workers,
         args.clients,
@@ -160,6 +192,29 @@ fn args_line(args: &Args, seed: u64) -> String {
         args.kill_every_ms,
         if args.no_broker_restart { " --no-broker-restart" } else { "" }
     )
+}
+
+/// A run with several brokers needs a cluster of that size, and topics that outlive a broker.
+async fn check_cluster(config: &echo_runtime::EchoConfig, brokers: usize) -> Result<()> {
+    let ids = cluster::brokers(config).await?;
+    anyhow::ensure!(
+        ids.len() == brokers,
+        "the cluster at {} has {} broker(s) ({ids:?}), not {brokers}: start it with `echoctl dev up --brokers {brokers}` and export the settings it prints (scripts/chaos.sh --brokers {brokers} does both)",
+        config.kafka.bootstrap_servers,
+        ids.len()
+    );
+    anyhow::ensure!(
+        config.kafka.replication_factor > 1,
+        "kafka.replication_factor is {}: killing a broker would lose its partitions (set ECHO_KAFKA__REPLICATION_FACTOR as `echoctl dev up --brokers {brokers}` prints)",
+        config.kafka.replication_factor
+    );
+    println!(
+        "cluster: brokers {ids:?} at {}, replication factor {}, min.insync.replicas {}",
+        config.kafka.bootstrap_servers,
+        config.kafka.replication_factor,
+        config.kafka.min_insync_replicas
+    );
+    Ok(())
 }
 
 /// A binary built next to this one.
@@ -229,12 +284,19 @@ struct Chaos {
     kills: usize,
     /// Broker restarts.
     broker_restarts: usize,
+    /// Brokers SIGKILLed (and started again), in a cluster.
+    broker_kills: usize,
+    /// Chunk workers added to the group and removed again, in a cluster.
+    rebalances: usize,
 }
 
 /// Kills and restarts processes at random until every client is done; restarts the broker
-/// once, when a random share (30–60 %) of the clients are done.
+/// once, when a random share (30–60 %) of the clients are done. In a cluster it kills the
+/// leader of the busiest partition at that point instead, and adds a chunk worker when
+/// 10–25 % are done, removing it again at 65–85 %.
 async fn unleash(
     fleet: &mut Fleet,
+    env: &TestEnv,
     args: &Args,
     rng: &mut StdRng,
     done: &AtomicUsize,
@@ -243,8 +305,20 @@ async fn unleash(
     let mut chaos = Chaos {
         kills: 0,
         broker_restarts: 0,
+        broker_kills: 0,
+        rebalances: 0,
     };
     let broker_at = (total * rng.random_range(30..=60)).div_ceil(100);
+    // Drawn only in a cluster, so a single-broker run keeps its seed's schedule.
+    let (join_at, leave_at) = if args.brokers > 1 {
+        (
+            (total * rng.random_range(10..=25)).div_ceil(100),
+            (total * rng.random_range(65..=85)).div_ceil(100),
+        )
+    } else {
+        (usize::MAX, usize::MAX)
+    };
+    let mut joined: Option<usize> = None;
     let restart_broker =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack/restart-kafka.sh");
     while done.load(Ordering::SeqCst) < total {
@@ -259,7 +333,35 @@ async fn unleash(
             break;
         }
         fleet.revive()?;
-        if !args.no_broker_restart
+        let finished = done.load(Ordering::SeqCst);
+        if joined.is_none() && chaos.rebalances == 0 && finished >= join_at {
+            let i = fleet.add_chunk_worker()?;
+            println!(
+                "  {} joins the chunk workers' group ({finished} of {total} clients done)",
+                fleet.name(i)
+            );
+            joined = Some(i);
+            continue;
+        }
+        if joined.is_some() && finished >= leave_at {
+            if let Some(name) = fleet.remove_last() {
+                println!("  {name} leaves the group ({finished} of {total} clients done)");
+            }
+            joined = None;
+            chaos.rebalances += 1;
+            continue;
+        }
+        if args.brokers > 1
+            && !args.no_broker_restart
+            && chaos.broker_kills == 0
+            && finished >= broker_at
+        {
+            kill_leader(env, args, &restart_broker, finished, total).await?;
+            chaos.broker_kills += 1;
+            continue;
+        }
+        if args.brokers == 1
+            && !args.no_broker_restart
             && chaos.broker_restarts == 0
             && done.load(Ordering::SeqCst) >= broker_at
         {
@@ -286,5 +388,65 @@ async fn unleash(
         tokio::time::sleep(Duration::from_millis(down)).await;
         fleet.restart(victim)?;
     }
+    if joined.is_some() {
+        // The clients finished before the extra worker's time to leave: it leaves now.
+        if let Some(name) = fleet.remove_last() {
+            println!("  {name} leaves the group (all clients done)");
+        }
+        chaos.rebalances += 1;
+    }
     Ok(chaos)
+}
+
+/// SIGKILLs the broker leading the run's busiest partition, keeps it down for
+/// `--broker-down-secs` and starts it again (`restart-kafka.sh --kill`); says where the
+/// partition's leadership went meanwhile.
+async fn kill_leader(
+    env: &TestEnv,
+    args: &Args,
+    script: &Path,
+    finished: usize,
+    total: usize,
+) -> Result<()> {
+    let busiest = cluster::busiest(&env.config, &env.config.kafka.topic_prefix).await?;
+    anyhow::ensure!(
+        busiest.leader >= 0,
+        "{}[{}] has no leader",
+        busiest.topic,
+        busiest.partition
+    );
+    println!(
+        "  kill -9 broker {} (leader of the busiest partition, {}[{}] with {} records; down {} s; {finished} of {total} clients done)",
+        busiest.leader,
+        busiest.topic,
+        busiest.partition,
+        busiest.records,
+        args.broker_down_secs
+    );
+    let mut restart = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(["--kill", "--down", &args.broker_down_secs.to_string()])
+        .arg(busiest.leader.to_string())
+        .spawn()
+        .context("killing the broker")?;
+    // Past the broker session timeout (9 s) the controller has fenced the dead broker and
+    // moved its leaderships.
+    let look = Duration::from_secs(args.broker_down_secs.saturating_sub(2).max(1));
+    tokio::time::sleep(look).await;
+    match cluster::leader_of(&env.config, &busiest.topic, busiest.partition).await {
+        Ok(leader) => println!(
+            "  {}[{}] is led by broker {leader} after {} s",
+            busiest.topic,
+            busiest.partition,
+            look.as_secs()
+        ),
+        Err(e) => println!("  could not read the new leader: {e:#}"),
+    }
+    let status = restart.wait().await.context("restarting the broker")?;
+    anyhow::ensure!(
+        status.success(),
+        "restarting broker {} failed",
+        busiest.leader
+    );
+    Ok(())
 }

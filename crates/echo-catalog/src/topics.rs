@@ -70,8 +70,6 @@ pub struct ProcessorSpec {
 pub struct Defaults {
     /// Partition count of topics that do not set one.
     pub partitions: i32,
-    /// Replication factor of every topic (1 on a single local broker).
-    pub replication_factor: i32,
     /// Retention of events and commands.
     pub retention_ms: i64,
 }

@@ -76,8 +76,7 @@ pub async fn describe(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<
                     .flat_map(|r| r.entries)
                     .filter_map(|e| e.value.map(|v| (e.name, v)))
                     .collect();
-                let differing: Vec<_> = catalogue
-                    .configs_of(spec)
+                let differing: Vec<_> = topic_configs(config, catalogue, spec)
                     .into_iter()
                     .filter_map(|(k, v)| {
                         let actual = current.get(k).cloned().unwrap_or_default();
@@ -113,14 +112,14 @@ pub async fn apply(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<Top
         .collect();
     for row in &before {
         let spec = specs[&row.name];
-        let configs = catalogue.configs_of(spec);
+        let configs = topic_configs(config, catalogue, spec);
         match &row.drift {
             Drift::InSync => {}
             Drift::Missing => {
                 let mut topic = NewTopic::new(
                     &row.name,
                     row.partitions,
-                    TopicReplication::Fixed(catalogue.defaults.replication_factor),
+                    TopicReplication::Fixed(config.kafka.replication_factor),
                 );
                 for (k, v) in &configs {
                     topic = topic.set(k, v);
@@ -147,6 +146,20 @@ pub async fn apply(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<Top
         }
     }
     Ok(before)
+}
+
+/// The catalogue's configs of a topic, plus the durability this deployment asks for.
+fn topic_configs(
+    config: &EchoConfig,
+    catalogue: &Catalogue,
+    spec: &echo_catalog::TopicSpec,
+) -> Vec<(&'static str, String)> {
+    let mut configs = catalogue.configs_of(spec);
+    configs.push((
+        "min.insync.replicas",
+        config.kafka.min_insync_replicas.to_string(),
+    ));
+    configs
 }
 
 fn check(results: Vec<rdkafka::admin::TopicResult>, name: &str) -> Result<()> {

@@ -48,6 +48,12 @@ pub struct KafkaConfig {
     /// Upper bound of one processor transaction; a crashed producer's open transaction is
     /// aborted by the broker after this long at most.
     pub transaction_timeout_ms: u32,
+    /// Replicas of every topic echo creates: 1 on the single local broker, 3 on a cluster
+    /// that must survive the loss of a broker. Applies when a topic is created.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of every topic echo creates: the replicas that must have a
+    /// write before it is acknowledged (2 with 3 replicas: one broker may be down).
+    pub min_insync_replicas: i32,
 }
 
 impl KafkaConfig {
@@ -161,6 +167,8 @@ impl Default for EchoConfig {
                 // Above the slowest handler: a chunk transcription takes seconds, validating a
                 // long file tens of seconds.
                 transaction_timeout_ms: 120_000,
+                replication_factor: 1,
+                min_insync_replicas: 1,
             },
             registry: RegistryConfig {
                 url: format!("http://127.0.0.1:{}", port("ECHO_REGISTRY_PORT", 8081)),
@@ -235,8 +243,13 @@ mod tests {
     fn env_overrides_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ECHO_KAFKA__TOPIC_PREFIX", "t1.");
+            jail.set_env("ECHO_KAFKA__REPLICATION_FACTOR", "3");
             let c = EchoConfig::load(None).unwrap();
             assert_eq!(c.topic("echo.upload.events"), "t1.echo.upload.events");
+            assert_eq!(
+                (c.kafka.replication_factor, c.kafka.min_insync_replicas),
+                (3, 1)
+            );
             jail.set_env("ECHO_CHUNK_WORKER__THREADS", "3");
             #[derive(Default, Deserialize)]
             struct Worker {

@@ -23,6 +23,11 @@ enum Action {
         /// Skip preparing the whisper model.
         #[arg(long)]
         no_model: bool,
+        /// Kafka brokers: 1 (the default, on the configured port) or a cluster of N
+        /// broker+controller nodes on consecutive port pairs from it, with replication
+        /// factor min(N, 3). Clients then need the settings it prints.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
+        brokers: Option<u8>,
     },
     /// Stops the services by their recorded pids.
     Down {
@@ -37,8 +42,11 @@ enum Action {
 /// Runs the subcommand.
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     match args.action {
-        Action::Up { no_model } => {
-            script(config, "up.sh", &[])?;
+        Action::Up { no_model, brokers } => {
+            let count = brokers.map(|n| n.to_string());
+            let env: Vec<_> = count.iter().map(|n| ("ECHO_KAFKA_BROKERS", n)).collect();
+            script_with(config, "up.sh", &[], &env)?;
+            let config = &with_cluster_settings(config)?;
             let catalogue = Catalogue::load()?;
             let before = admin::apply(config, &catalogue).await?;
             println!("topics: {} in the catalogue, all applied", before.len());
@@ -62,7 +70,7 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Action::Status => {
-            let code = script_status(config, "status.sh", &[])?;
+            let code = script_status(config, "status.sh", &[], &[])?;
             Ok(ExitCode::from(code))
         }
     }
@@ -77,22 +85,78 @@ fn scripts_dir() -> PathBuf {
         })
 }
 
+/// The port of a URL, or of the first `host:port` of a bootstrap list (a cluster's first node,
+/// from which the scripts number the others).
 fn port_of(url: &str) -> String {
-    url.rsplit(':')
+    url.split(',')
+        .next()
+        .unwrap_or_default()
+        .rsplit(':')
         .next()
         .unwrap_or_default()
         .trim_end_matches('/')
         .to_string()
 }
 
+/// A multi-broker stack records what its clients need (`kafka/clients.env`, written by
+/// up.sh): every node's address, the replication factor and `min.insync.replicas`. Applies
+/// them, so the topics are created replicated, and prints them for the user's shell.
+fn with_cluster_settings(config: &EchoConfig) -> Result<EchoConfig> {
+    let mut config = config.clone();
+    let file = config.data_dir.join("kafka/clients.env");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(config);
+    };
+    let mut lines = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let number = || {
+            value
+                .parse::<i32>()
+                .with_context(|| format!("{}: {key} is not a number", file.display()))
+        };
+        match key {
+            "ECHO_KAFKA__BOOTSTRAP_SERVERS" => config.kafka.bootstrap_servers = value.into(),
+            "ECHO_KAFKA__REPLICATION_FACTOR" => config.kafka.replication_factor = number()?,
+            "ECHO_KAFKA__MIN_INSYNC_REPLICAS" => config.kafka.min_insync_replicas = number()?,
+            _ => continue,
+        }
+        lines.push(line.to_string());
+    }
+    println!("clients of this cluster need (also in {}):", file.display());
+    for line in lines {
+        println!("  export {line}");
+    }
+    Ok(config)
+}
+
 fn script(config: &EchoConfig, name: &str, args: &[&str]) -> Result<()> {
-    match script_status(config, name, args)? {
+    script_with(config, name, args, &[])
+}
+
+fn script_with(
+    config: &EchoConfig,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &String)],
+) -> Result<()> {
+    match script_status(config, name, args, env)? {
         0 => Ok(()),
         code => bail!("{name} failed with exit code {code}"),
     }
 }
 
-fn script_status(config: &EchoConfig, name: &str, args: &[&str]) -> Result<u8> {
+fn script_status(
+    config: &EchoConfig,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &String)],
+) -> Result<u8> {
     let registry_bin = std::env::current_exe()?
         .parent()
         .context("echoctl has no folder")?
@@ -107,7 +171,20 @@ fn script_status(config: &EchoConfig, name: &str, args: &[&str]) -> Result<u8> {
         .env("ECHO_S3_ACCESS_KEY", &config.s3.access_key)
         .env("ECHO_S3_SECRET_KEY", config.s3.secret_key.expose())
         .env("ECHO_REGISTRY_BIN", registry_bin)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running {name}"))?;
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_of;
+
+    #[test]
+    fn the_port_of_a_bootstrap_list_is_its_first_node_s() {
+        assert_eq!(port_of("127.0.0.1:19092,127.0.0.1:19094"), "19092");
+        assert_eq!(port_of("127.0.0.1:9092"), "9092");
+        assert_eq!(port_of("http://127.0.0.1:8081/"), "8081");
+    }
 }
