@@ -2,7 +2,7 @@
 //! real local stack with a plain Kafka client sending what a careless or malicious producer
 //! would, and with processors frozen, expelled and rebalanced. Each test has its own topics.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use echo_catalog::events::{UploadExpired, UploadUrlGenerated};
@@ -11,6 +11,7 @@ use echo_runtime::headers::echo;
 use echo_runtime::publisher::Publisher;
 use echo_runtime::{EchoConfig, RunOptions, Shutdown};
 use echo_tests::partition::partition_of;
+use echo_tests::running::{child_config, spawn_child, start};
 use echo_tests::stack::PATIENCE;
 use echo_tests::test_processor::{request, TestProcessor, FINISH, HUGE, PANIC, SLOW, TRANSIENT};
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
@@ -26,35 +27,6 @@ const REQUESTS: &str = "echo.upload.requests";
 const COMMANDS: &str = "echo.upload.commands";
 const EVENTS: &str = "echo.upload.events";
 const DLQ: &str = "echo.upload.dlq";
-
-/// A processor running in this process until `stop`.
-struct Running {
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-fn start(config: &EchoConfig, processor: TestProcessor, instance: &str) -> Running {
-    let shutdown = Shutdown::new();
-    let options = RunOptions {
-        instance: instance.into(),
-        shutdown: shutdown.clone(),
-    };
-    let task = tokio::spawn(echo_runtime::run(config.clone(), processor, options));
-    Running { shutdown, task }
-}
-
-impl Running {
-    /// Stops it; fails the test if it had stopped on its own (an error, or fenced).
-    async fn stop(self) {
-        assert!(
-            !self.task.is_finished(),
-            "the processor stopped on its own: {:?}",
-            self.task.await
-        );
-        self.shutdown.trigger();
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 /// A plain client, not echo's: it writes any bytes, up to twice a record's usual limit.
 fn hostile_producer(
@@ -474,12 +446,9 @@ async fn a_finished_key_is_deleted_after_its_grace_period() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "run by a_zombie_instance_cannot_commit_a_timer_its_successor_fired"]
 async fn child_processor() {
-    let Ok(prefix) = std::env::var("ECHO_TEST_CHILD_PREFIX") else {
+    let Some(config) = child_config() else {
         return;
     };
-    let mut config = EchoConfig::load(None).unwrap();
-    config.kafka.topic_prefix = prefix;
-    config.runtime.batch_linger_ms = 20;
     let options = RunOptions {
         instance: "a".into(),
         shutdown: Shutdown::new(),
@@ -487,15 +456,6 @@ async fn child_processor() {
     echo_runtime::run(config, TestProcessor::default(), options)
         .await
         .unwrap();
-}
-
-fn spawn_child(env: &TestEnv) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["child_processor", "--exact", "--ignored", "--nocapture"])
-        .env("ECHO_TEST_CHILD_PREFIX", &env.config.kafka.topic_prefix)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 fn signal(child: &Child, name: &str) {
@@ -531,7 +491,7 @@ async fn a_zombie_instance_cannot_commit_a_timer_its_successor_fired() {
     wait_for_url(&env, &timed.metadata.event_id).await;
     first.stop().await;
     // Instance a starts again: it restores the timer, and commits nothing on its partition.
-    let mut zombie = spawn_child(&env);
+    let mut zombie = spawn_child(&env, "child_processor", &[]);
     let marker = request(&elsewhere, "marker.wav", None);
     publisher.publish(&elsewhere, &marker).await.unwrap();
     wait_for_url(&env, &marker.metadata.event_id).await;

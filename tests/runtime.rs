@@ -2,7 +2,6 @@
 //! across a SIGKILL, dedup, state and timers across restarts, retry tiers and the DLQ.
 //! Run with the stack up (`echoctl dev up`); every test has its own topic prefix.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use echo_catalog::events::{UploadExpired, UploadRequested, UploadUrlGenerated};
@@ -11,6 +10,7 @@ use echo_runtime::headers::{echo, HeaderList};
 use echo_runtime::publisher::Publisher;
 use echo_runtime::registry::{self, SubjectStatus};
 use echo_runtime::{EchoConfig, RunOptions, Shutdown};
+use echo_tests::running::{child_config, Running};
 use echo_tests::stack::PATIENCE;
 use echo_tests::test_processor::{request, TestProcessor, PERMANENT, TRANSIENT, WITH_TIMER};
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
@@ -20,27 +20,8 @@ use rdkafka::ClientConfig;
 const REQUESTS: &str = "echo.upload.requests";
 const EVENTS: &str = "echo.upload.events";
 
-/// A processor running in this process until `stop`.
-struct Running {
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 fn start(config: &EchoConfig, processor: TestProcessor) -> Running {
-    let shutdown = Shutdown::new();
-    let options = RunOptions {
-        instance: "0".into(),
-        shutdown: shutdown.clone(),
-    };
-    let task = tokio::spawn(echo_runtime::run(config.clone(), processor, options));
-    Running { shutdown, task }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.unwrap().unwrap();
-    }
+    echo_tests::running::start(config, processor, "0")
 }
 
 fn of_type<R: Record>(seen: &[Seen]) -> Vec<&Seen> {
@@ -387,16 +368,13 @@ async fn an_incompatible_schema_change_is_refused_by_the_registry() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "run by processor_killed_mid_transaction_produces_each_output_once"]
 async fn child_processor() {
-    let Ok(prefix) = std::env::var("ECHO_TEST_CHILD_PREFIX") else {
+    let Some(mut config) = child_config() else {
         return;
     };
-    let mut config = EchoConfig::load(None).unwrap();
-    config.kafka.topic_prefix = prefix;
     config.runtime.batch_max_records = 4;
-    let shutdown = Shutdown::new();
     let options = RunOptions {
         instance: "0".into(),
-        shutdown,
+        shutdown: Shutdown::new(),
     };
     echo_runtime::run(config, TestProcessor::default(), options)
         .await
@@ -404,13 +382,9 @@ async fn child_processor() {
 }
 
 fn spawn_child(env: &TestEnv) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["child_processor", "--exact", "--ignored", "--nocapture"])
-        .env("ECHO_TEST_CHILD_PREFIX", &env.config.kafka.topic_prefix)
-        .env("ECHO_TEST_DELAY_BEFORE_COMMIT_MS", "2000")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    // Commits held back 2 s: time to kill the child while a transaction is open.
+    let vars = [("ECHO_TEST_DELAY_BEFORE_COMMIT_MS", "2000")];
+    echo_tests::running::spawn_child(env, "child_processor", &vars)
 }
 
 #[tokio::test(flavor = "multi_thread")]

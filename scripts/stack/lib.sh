@@ -246,7 +246,7 @@ stop_service() {
       if kill -0 "$pid" 2>/dev/null; then
         log "$name (pid $pid) did not stop in 20 s: killing"
         kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        wait_gone "$pid"
       fi
       echo "$name stopped (pid $pid)"
     else
@@ -256,13 +256,19 @@ stop_service() {
   done
 }
 
+# wait_gone PID: waits up to 5 s for the process to be gone.
+wait_gone() {
+  local i
+  for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+}
+
 # kill_service NAME: SIGKILL, as a machine failure would (no controlled shutdown), and waits
 # until the process is gone.
 kill_service() {
-  local name="$1" pid i
+  local name="$1" pid
   if pid="$(service_pid "$name")"; then
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    wait_gone "$pid"
     echo "$name killed (pid $pid)"
   else
     echo "$name not running"

@@ -4,6 +4,7 @@
 pub mod partition;
 pub mod pipeline;
 pub mod probe;
+pub mod running;
 pub mod stack;
 pub mod test_processor;
 

@@ -20,24 +20,28 @@ fn joined(segments: &[Segment]) -> String {
         .join(" ")
 }
 
-#[test]
-fn flite_sentence_is_transcribed_exactly() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-
+/// The model's transcriber and [`SENTENCE`] spoken by flite, as 16 kHz mono samples.
+fn the_sentence() -> (Transcriber, Vec<f32>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
-
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
         false,
     )
     .expect("prepare model");
     let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
+    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
+    (transcriber, samples)
+}
+
+#[test]
+fn flite_sentence_is_transcribed_exactly() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+
+    let (transcriber, samples) = the_sentence();
     let duration_ms = samples.len() as u64 * 1000 / 16_000;
     assert!(duration_ms > 2_000, "speech too short: {duration_ms} ms");
-
-    let transcriber =
-        Arc::new(Transcriber::new(&model.path, TranscriberConfig::default()).expect("load"));
+    let transcriber = Arc::new(transcriber);
 
     // The same model serves two threads at once; each call has its own state.
     let (here, there) = std::thread::scope(|s| {
@@ -66,15 +70,7 @@ fn flite_sentence_is_transcribed_exactly() {
 
 #[test]
 fn a_transcription_past_its_deadline_stops() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
-    let model = prepare(
-        &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
-        false,
-    )
-    .expect("prepare model");
-    let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
-    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
+    let (transcriber, samples) = the_sentence();
     // Whisper itself must give up (its abort callback), or it would return the segments.
     let stopped = transcriber.transcribe_until(&samples, Some(std::time::Instant::now()));
     assert!(
