@@ -15,18 +15,14 @@ use rdkafka::producer::Producer;
 use rdkafka::Offset;
 use tracing::{info, warn};
 
-use super::transaction::{TxnError, KAFKA_TIMEOUT};
-use super::{now_ms, Driver, Exit};
+use super::txn_error::{TxnError, KAFKA_TIMEOUT};
+use super::{now_ms, Driver, Due, Exit};
 use crate::handler::Processor;
 use crate::replay_guard::Unit;
-use crate::state::DueWork;
 
 /// How long a starting processor waits for the transaction coordinator (a broker that has
 /// just restarted loads its transaction state first).
 const COORDINATOR_PATIENCE: Duration = Duration::from_secs(120);
-
-/// Due work of a key: `(partition, key, work)`.
-pub(super) type Due = (i32, String, DueWork);
 
 impl<P: Processor> Driver<P> {
     pub(super) fn run(&mut self) -> Result<(), Exit> {

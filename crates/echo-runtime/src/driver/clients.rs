@@ -11,7 +11,7 @@ use rdkafka::producer::{ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{error, warn};
 
-use super::transaction::is_infrastructure;
+use super::txn_error::is_infrastructure;
 use crate::config::EchoConfig;
 use crate::dead_letter::MAX_RECORD_BYTES;
 

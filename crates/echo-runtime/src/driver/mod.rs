@@ -6,7 +6,8 @@
 //! One concept a file: [`clients`] (the Kafka clients and their settings), [`batch_loop`]
 //! (collect, transact, react to failures), [`transaction`] (one transaction and what it
 //! commits), [`pipeline`] (one record: decode → dedup → decide → apply, and timers),
-//! [`retry_hold`] (retry-tier partitions paused until their head record is due),
+//! [`txn_error`] (what a failure asks of the loop), [`retry_hold`] (retry-tier partitions
+//! paused until their head record is due), [`quarantine`] (poison),
 //! [`restore`] (state from the changelog on assignment).
 
 mod batch_loop;
@@ -16,6 +17,7 @@ mod quarantine;
 mod restore;
 mod retry_hold;
 mod transaction;
+mod txn_error;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -110,6 +112,9 @@ impl From<KafkaError> for Exit {
         Exit::Recover(e.into())
     }
 }
+
+/// Due work of a key: `(partition, key, work)`.
+type Due = (i32, String, crate::state::DueWork);
 
 /// One processor instance's clients, state and bookkeeping; lives on one blocking thread.
 struct Driver<P: Processor> {

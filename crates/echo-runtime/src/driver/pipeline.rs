@@ -13,7 +13,7 @@ use rdkafka::producer::BaseRecord;
 use tracing::{debug, error, info_span, warn};
 
 use super::now_ms;
-use super::transaction::TxnError;
+use super::txn_error::TxnError;
 use super::Driver;
 use crate::codec::DecodeError;
 use crate::dead_letter::{self, dead_letter, MAX_RECORD_BYTES};

@@ -9,10 +9,11 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::Producer;
 use tracing::error;
 
-use super::batch_loop::Due;
 use super::pipeline::RecordIn;
-use super::transaction::{Done, TxnError};
+use super::transaction::Done;
+use super::txn_error::TxnError;
 use super::Driver;
+use super::Due;
 use crate::envelope::metadata_of;
 use crate::handler::Processor;
 use crate::retry::{ErrorClass, Failure};

@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::clients::{tpl_entries, ReadToEndContext};
-use super::transaction::KAFKA_TIMEOUT;
+use super::txn_error::KAFKA_TIMEOUT;
 use super::Driver;
 use crate::config::EchoConfig;
 use crate::handler::Processor;

@@ -5,7 +5,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::transaction::{TxnError, KAFKA_TIMEOUT};
+use super::txn_error::{TxnError, KAFKA_TIMEOUT};
 use super::{now_ms, Driver};
 use crate::handler::Processor;
 use crate::headers::{echo, HeaderList};

@@ -15,111 +15,10 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::info;
 
-use super::batch_loop::Due;
 use super::pipeline::RecordIn;
-use super::Driver;
+use super::txn_error::{TxnError, KAFKA_TIMEOUT};
+use super::{Driver, Due};
 use crate::handler::Processor;
-
-/// How long one Kafka call may wait.
-pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A failure of one transaction attempt.
-pub(super) enum TxnError {
-    /// Broker, network or registry trouble: abort, rewind, back off and try again.
-    Infra(anyhow::Error),
-    /// A failure whose cause may lie in what the transaction carried (a record the broker
-    /// refuses, an error nobody classified): abort, rewind and replay unit by unit.
-    Suspect(anyhow::Error),
-    /// This instance must stop (fenced by a newer one, or a bug in the catalogue).
-    Fatal(anyhow::Error),
-}
-
-impl TxnError {
-    /// The error, whatever its kind.
-    pub(super) fn into_inner(self) -> anyhow::Error {
-        match self {
-            TxnError::Infra(e) | TxnError::Suspect(e) | TxnError::Fatal(e) => e,
-        }
-    }
-}
-
-impl From<KafkaError> for TxnError {
-    fn from(e: KafkaError) -> TxnError {
-        let fatal_txn = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-        if fatal_txn || e.rdkafka_error_code() == Some(Code::Fatal) {
-            return TxnError::Fatal(e.into());
-        }
-        match e.rdkafka_error_code() {
-            Some(code) if !is_infrastructure(code) => TxnError::Suspect(e.into()),
-            _ => TxnError::Infra(e.into()),
-        }
-    }
-}
-
-/// Whether an error code says the broker, the network or the group is in trouble, rather
-/// than anything about the records: only those are retried without end.
-pub(super) fn is_infrastructure(code: Code) -> bool {
-    use Code::*;
-    matches!(
-        code,
-        BrokerTransportFailure
-            | BrokerDestroy
-            | DestroyBroker
-            | Resolve
-            | MessageTimedOut
-            | AllBrokersDown
-            | OperationTimedOut
-            | TimedOutQueue
-            | QueueFull
-            | WaitingForCoordinator
-            | RequestTimedOut
-            | BrokerNotAvailable
-            | ReplicaNotAvailable
-            | LeaderNotAvailable
-            | NotLeaderForPartition
-            | NetworkException
-            | CoordinatorLoadInProgress
-            | CoordinatorNotAvailable
-            | NotCoordinator
-            | NotEnoughReplicas
-            | NotEnoughReplicasAfterAppend
-            | ISRInsufficient
-            | KafkaStorageError
-            | FencedLeaderEpoch
-            | UnknownLeaderEpoch
-            | NotController
-            | UnknownTopicOrPartition
-            | UnknownTopic
-            | UnknownPartition
-            | IllegalGeneration
-            | UnknownMemberId
-            | RebalanceInProgress
-            | FencedInstanceId
-            | AssignmentLost
-            | ConcurrentTransactions
-            | TransactionCoordinatorFenced
-            | InvalidProducerEpoch
-            | ProducerFenced
-            | Fenced
-            | UnknownProducerId
-            | OutOfOrderSequenceNumber
-            | InvalidTransactionalState
-            | State
-            | InProgress
-            | PreviousInProgress
-            | Retry
-            | PurgeQueue
-            | PurgeInflight
-            | Interrupted
-            | ThrottlingQuotaExceeded
-            | Authentication
-            | TopicAuthorizationFailed
-            | GroupAuthorizationFailed
-            | ClusterAuthorizationFailed
-            | TransactionalIdAuthorizationFailed
-            | SaslAuthenticationFailed
-    )
-}
 
 /// How far a committed transaction got.
 pub(super) struct Done {
@@ -253,31 +152,6 @@ impl<P: Processor> Driver<P> {
                 }
                 Err((e, _)) => return Err(e.into()),
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_trouble_is_infrastructure_and_record_trouble_is_suspect() {
-        let production = |code| TxnError::from(KafkaError::MessageProduction(code));
-        for code in [
-            Code::BrokerTransportFailure,
-            Code::NotCoordinator,
-            Code::MessageTimedOut,
-        ] {
-            assert!(matches!(production(code), TxnError::Infra(_)), "{code:?}");
-        }
-        for code in [
-            Code::MessageSizeTooLarge,
-            Code::InvalidRecord,
-            Code::InvalidMessage,
-            Code::PolicyViolation,
-        ] {
-            assert!(matches!(production(code), TxnError::Suspect(_)), "{code:?}");
         }
     }
 }
