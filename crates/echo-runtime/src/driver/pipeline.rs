@@ -577,16 +577,13 @@ impl<P: Processor> Driver<P> {
                 route.headers,
             )
         };
-        let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
-            .partition(rec.partition)
-            .headers(headers.to_kafka());
-        if let Some(k) = &key {
-            record = record.key(k);
-        }
-        if let Some(v) = &value {
-            record = record.payload(v);
-        }
-        self.send(record)?;
+        self.send_raw(
+            &topic,
+            rec.partition,
+            key.as_deref(),
+            value.as_deref(),
+            &headers,
+        )?;
         Ok(!to_dlq)
     }
 
@@ -611,13 +608,32 @@ impl<P: Processor> Driver<P> {
         headers.set(echo::PROCESSOR, &self.spec.name);
         let letter = dead_letter(Some(key.as_bytes()), Some(value), headers);
         let topic = self.config.topic(&dlq_topic(&self.spec.name));
-        let mut record = BaseRecord::<[u8], [u8]>::to(&topic)
+        self.send_raw(
+            &topic,
+            partition,
+            letter.key.as_deref(),
+            letter.value.as_deref(),
+            &letter.headers,
+        )
+    }
+
+    /// Produces bytes as they are (a rerouted record, a dead letter) to `partition` of
+    /// `topic`; an absent key or value stays absent.
+    fn send_raw(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &HeaderList,
+    ) -> Result<(), TxnError> {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
             .partition(partition)
-            .headers(letter.headers.to_kafka());
-        if let Some(k) = &letter.key {
+            .headers(headers.to_kafka());
+        if let Some(k) = key {
             record = record.key(k);
         }
-        if let Some(v) = &letter.value {
+        if let Some(v) = value {
             record = record.payload(v);
         }
         self.send(record)
