@@ -241,6 +241,7 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
         upload_url: "u".into(),
         content_type: "audio/wav".into(),
         expires_at: 0,
+        sealed_upload_url: None,
     };
     let encoded = echo_runtime::codec::Codec::new(&env.config.registry.url)
         .unwrap()

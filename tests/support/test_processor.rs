@@ -138,6 +138,7 @@ impl Processor for TestProcessor {
                     upload_url,
                     content_type: request.content_type,
                     expires_at: ctx.now_ms + 2_000,
+                    sealed_upload_url: None,
                 };
                 let mut decision = Decision::emit(vec![Outgoing::new(&incoming.key, &url)]);
                 if request.filename.starts_with(WITH_TIMER) {
@@ -193,5 +194,6 @@ pub fn request(resource: &str, filename: &str, event_id: Option<&str>) -> Upload
         filename: filename.into(),
         content_type: "audio/wav".into(),
         declared_size_bytes: 1000,
+        reply_key: None,
     }
 }

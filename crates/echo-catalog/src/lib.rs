@@ -3,10 +3,13 @@
 
 pub mod docs;
 pub mod events;
+pub mod keys;
 pub mod record;
+pub mod sealed;
 pub mod topics;
 
 pub use docs::events_markdown;
 pub use events::Annotations;
+pub use keys::KeyRule;
 pub use record::{EventMetadata, Record, RecordInfo};
 pub use topics::{Catalogue, ProcessorSpec, TopicKind, TopicSpec};

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::keys::KeyRule;
+
 /// The catalogue text, compiled in so every binary agrees with the repository it was built from.
 const CATALOGUE_TOML: &str = include_str!("../../../topics/topics.toml");
 
@@ -36,7 +38,9 @@ pub struct TopicSpec {
     pub kind: TopicKind,
     /// The bounded context that owns (writes) the topic.
     pub context: String,
-    /// What the record key is; the partitioner keeps one key's records in order.
+    /// What the record key is; the partitioner keeps one key's records in order. For
+    /// events and commands one of the [`KeyRule`]s, which consumers check every record
+    /// against.
     pub key: String,
     /// Partition count; `None` takes the catalogue default.
     #[serde(default)]
@@ -46,6 +50,14 @@ pub struct TopicSpec {
     /// Event or command types published to this topic.
     #[serde(default)]
     pub carries: Vec<String>,
+}
+
+impl TopicSpec {
+    /// The rule its records are keyed by; declared for every events and commands topic (the
+    /// catalogue refuses to load otherwise), derived from the source topic for internal ones.
+    pub fn key_rule(&self) -> Result<KeyRule> {
+        KeyRule::parse(&self.key)
+    }
 }
 
 /// One processor (one consumer group) and the topics it reads and writes.
@@ -198,6 +210,9 @@ impl Catalogue {
         }
         let mut seen_types = BTreeMap::new();
         for t in &self.topics {
+            if matches!(t.kind, TopicKind::Events | TopicKind::Commands) {
+                t.key_rule().with_context(|| format!("topic {}", t.name))?;
+            }
             for ty in &t.carries {
                 if let Some(other) = seen_types.insert(ty.as_str(), t.name.as_str()) {
                     bail!("{ty} is carried by both {other} and {}", t.name);

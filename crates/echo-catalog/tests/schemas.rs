@@ -471,6 +471,7 @@ fn every_type_round_trips_through_its_avsc() {
             filename: "talk.ogg".into(),
             content_type: "audio/ogg".into(),
             declared_size_bytes: 5_000_000,
+            reply_key: None,
         },
         seen,
     );
@@ -495,6 +496,7 @@ fn every_type_round_trips_through_its_avsc() {
             upload_url: "https://s3.local/uploads/r/audio.ogg?X-Amz-Signature=x".into(),
             content_type: "audio/ogg".into(),
             expires_at: 1_750_000_900_000,
+            sealed_upload_url: None,
         },
         seen,
     );
@@ -504,6 +506,7 @@ fn every_type_round_trips_through_its_avsc() {
             object_key: key(),
             size_bytes: 5_000_000,
             content_type: "audio/ogg".into(),
+            etag: None,
         },
         seen,
     );
@@ -558,6 +561,8 @@ fn every_type_round_trips_through_its_avsc() {
             chunk_ms: 30_000,
             overlap_ms: 1_000,
             duration_ms: 3_600_000,
+            etag: None,
+            size_bytes: None,
         },
         seen,
     );
@@ -571,6 +576,8 @@ fn every_type_round_trips_through_its_avsc() {
             start_ms: 3_570_000,
             end_ms: 3_600_000,
             attempt: 2,
+            etag: None,
+            size_bytes: None,
         },
         seen,
     );
@@ -749,6 +756,7 @@ fn enum_symbols_match_serde_names() {
         V::TooShort,
         V::Empty,
         V::TooManyChannels,
+        V::ObjectChanged,
     ]);
     check(&[
         CleanupReason::UploadFailed,

@@ -174,6 +174,13 @@ pub trait Processor: Send + Sync + 'static {
     fn is_finished(&self, _state: &Self::State) -> bool {
         false
     }
+
+    /// What of a finished key must outlive its retirement, kept as the key's whole state
+    /// (without dedup memory or timers) instead of deleting it: for facts that must hold for
+    /// ever, such as "this resource id was used". The default keeps nothing.
+    fn retired(&self, _state: &Self::State) -> Option<Self::State> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod echo {
     pub const ATTEMPT: &str = "echo_retry_attempt";
     /// Milliseconds since the epoch before which the record must not run again.
     pub const DUE_AT: &str = "echo_retry_due_at";
-    /// `transient`, `permanent`, `undecodable`, `wrong_topic` or `poison`.
+    /// `transient`, `permanent`, `undecodable`, `wrong_topic`, `key_mismatch` or `poison`.
     pub const ERROR_CLASS: &str = "echo_error_class";
     /// Human-readable reason.
     pub const ERROR_MESSAGE: &str = "echo_error_message";

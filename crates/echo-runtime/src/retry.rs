@@ -19,6 +19,9 @@ pub enum ErrorClass {
     Undecodable,
     /// A known record type that this topic does not carry.
     WrongTopic,
+    /// The record key is not what the record names (its resource, its chunk): handling it
+    /// would touch another key's state. The message starts with [`KEY_MISMATCH`].
+    KeyMismatch,
     /// Its transaction kept failing on replay for a reason nobody classified: quarantined.
     Poison,
 }
@@ -31,10 +34,14 @@ impl ErrorClass {
             ErrorClass::Permanent => "permanent",
             ErrorClass::Undecodable => "undecodable",
             ErrorClass::WrongTopic => "wrong_topic",
+            ErrorClass::KeyMismatch => "key_mismatch",
             ErrorClass::Poison => "poison",
         }
     }
 }
+
+/// The reason code a record refused for its key carries in its DLQ message.
+pub const KEY_MISMATCH: &str = "KEY_MISMATCH";
 
 /// A failure to route.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use echo_runtime::config::S3Config;
 use echo_runtime::{EchoConfig, HandlerError};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
+use reqwest::StatusCode;
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::{Bucket, BucketConfiguration, Region};
@@ -22,6 +23,39 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// bytes than the small requests [`REQUEST_TIMEOUT`] is meant for.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long the URL of a pinned download is valid: it is used at once, by echo itself.
+const PRESIGNED_GET_SECS: u32 = 60;
+
+/// Which object a reader must get: the version verified at upload, no larger than it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pin {
+    /// The ETag the object had when it was verified; `None` accepts any version (records
+    /// written before ETags were recorded).
+    pub etag: Option<String>,
+    /// The size it had; a longer body is cut off and refused. `None` for no cap.
+    pub max_bytes: Option<u64>,
+}
+
+/// What a pinned download found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Download {
+    /// The pinned object, this many bytes, is in the file.
+    Stored(u64),
+    /// Nothing is stored under the key.
+    Missing,
+    /// Another version is stored than the one pinned: the audio was replaced after it was
+    /// verified. What was found instead, for the failure message.
+    Changed {
+        /// The ETag found, or why there is none.
+        found: String,
+    },
+    /// The body ran past the pinned size (this many bytes read when it was cut off).
+    TooLarge {
+        /// Bytes received before giving up.
+        at_least: u64,
+    },
+}
+
 /// What a HEAD of the uploaded object says, the facts `upload.finalize` is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectFacts {
@@ -29,6 +63,9 @@ pub struct ObjectFacts {
     pub size: i64,
     /// Stored `Content-Type` (empty when the store reports none), compared with the signed one.
     pub content_type: String,
+    /// The object's ETag (quotes included, as the store sends it): which version of the
+    /// object was verified, so readers can insist on exactly that one (`If-Match`).
+    pub etag: Option<String>,
 }
 
 /// The bucket every upload lands in, with the two operations the processor needs.
@@ -39,6 +76,8 @@ pub struct S3Service {
     bucket: Box<Bucket>,
     /// Endpoint and credentials, kept to create the bucket at startup.
     config: S3Config,
+    /// Plain HTTP client for pinned downloads (see [`S3Service::download_to`]).
+    http: reqwest::Client,
 }
 
 impl S3Service {
@@ -53,6 +92,7 @@ impl S3Service {
         Ok(S3Service {
             bucket,
             config: s3.clone(),
+            http: reqwest::Client::new(),
         })
     }
 
@@ -98,11 +138,13 @@ impl S3Service {
     }
 
     /// A URL that lets its holder PUT `key` for `ttl_secs`, only with exactly this
-    /// `Content-Type`: the header is part of the signature, so the store rejects any other.
+    /// `Content-Type` and exactly `content_length` bytes: both headers are part of the
+    /// signature, so the store rejects any other type or size.
     pub async fn presign_put(
         &self,
         key: &str,
         content_type: &str,
+        content_length: i64,
         ttl_secs: u32,
     ) -> Result<String, HandlerError> {
         let value = HeaderValue::from_str(content_type).map_err(|e| {
@@ -112,6 +154,7 @@ impl S3Service {
         })?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, value);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(content_length));
         self.bucket
             .presign_put(key, ttl_secs, Some(headers), None)
             .await
@@ -124,6 +167,7 @@ impl S3Service {
             Ok((head, _)) => Ok(Some(ObjectFacts {
                 size: head.content_length.unwrap_or(0),
                 content_type: head.content_type.unwrap_or_default(),
+                etag: head.e_tag,
             })),
             // With `fail-on-err`, a missing object is an error carrying its status.
             Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
@@ -131,38 +175,88 @@ impl S3Service {
         }
     }
 
-    /// Streams the object at `key` into the file at `path` (created or truncated) and returns
-    /// its size, or `None` (leaving no file) when nothing is stored there. Streaming keeps
-    /// large audio out of memory; callers wanting an all-or-nothing file download to a
-    /// temporary path and rename it.
-    pub async fn download_to(&self, key: &str, path: &Path) -> Result<Option<u64>, HandlerError> {
+    /// Streams the version `pin` names of the object at `key` into the file at `path`
+    /// (created or truncated). Streaming keeps large audio out of memory; callers wanting an
+    /// all-or-nothing file download to a temporary path and rename it. Anything but
+    /// [`Download::Stored`] leaves no file behind.
+    ///
+    /// The store is asked for exactly the pinned version (`If-Match`), and the answer's ETag is
+    /// checked too, for stores that ignore the condition; the body is cut off past the pinned
+    /// size, whatever the store claims the length is.
+    pub async fn download_to(
+        &self,
+        key: &str,
+        path: &Path,
+        pin: &Pin,
+    ) -> Result<Download, HandlerError> {
+        let got = self.stream_to(key, path, pin).await;
+        if !matches!(got, Ok(Download::Stored(_))) {
+            // Never leave a partial or empty file behind that could pass for the object.
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        got
+    }
+
+    async fn stream_to(&self, key: &str, path: &Path, pin: &Pin) -> Result<Download, HandlerError> {
         let local = |e: std::io::Error| {
             HandlerError::Transient(format!("writing {key} to {}: {e}", path.display()))
         };
-        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
-        // A whole object can take longer than one small request may.
-        let bucket = self
+        // A pre-signed GET through a plain HTTP client: rust-s3's streaming download neither
+        // sends conditions nor shows the answer's headers.
+        let url = self
             .bucket
-            .with_request_timeout(TRANSFER_TIMEOUT)
-            .map_err(|e| classify(e, "configuring a download"))?;
-        let got = bucket.get_object_to_writer(key, &mut file).await;
-        let flushed = file.flush().await;
-        drop(file);
-        let failure = match (got, flushed) {
-            (Ok(status), Ok(())) if (200..300).contains(&status) => {
-                let size = tokio::fs::metadata(path).await.map_err(local)?.len();
-                return Ok(Some(size));
-            }
-            (Err(S3Error::HttpFailWithBody(404, _)) | Ok(404), _) => None,
-            (Err(e), _) => Some(classify(e, &format!("GET of {key}"))),
-            (Ok(status), Ok(())) => Some(HandlerError::Transient(format!(
+            .presign_get(key, PRESIGNED_GET_SECS, None)
+            .await
+            .map_err(|e| classify(e, &format!("pre-signing a GET of {key}")))?;
+        let mut request = self.http.get(url).timeout(TRANSFER_TIMEOUT);
+        if let Some(etag) = &pin.etag {
+            request = request.header(IF_MATCH, etag);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {e}")))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Download::Missing);
+        }
+        if status == StatusCode::PRECONDITION_FAILED {
+            return Ok(Download::Changed {
+                found: "another version (the store refused If-Match)".into(),
+            });
+        }
+        if !status.is_success() {
+            return Err(HandlerError::Transient(format!(
                 "GET of {key}: HTTP {status}"
-            ))),
-            (Ok(_), Err(e)) => Some(local(e)),
-        };
-        // Never leave a partial or empty file behind that could pass for the object.
-        let _ = tokio::fs::remove_file(path).await;
-        failure.map_or(Ok(None), Err)
+            )));
+        }
+        let found = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(etag) = &pin.etag {
+            if found.as_deref() != Some(etag.as_str()) {
+                return Ok(Download::Changed {
+                    found: found.unwrap_or_else(|| "no ETag".into()),
+                });
+            }
+        }
+        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut size: u64 = 0;
+        while let Some(bytes) = response
+            .chunk()
+            .await
+            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {e}")))?
+        {
+            size += bytes.len() as u64;
+            if pin.max_bytes.is_some_and(|max| size > max) {
+                return Ok(Download::TooLarge { at_least: size });
+            }
+            file.write_all(&bytes).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(Download::Stored(size))
     }
 
     /// Stores `bytes` at `key` with this `Content-Type`, replacing what was there: writing

@@ -19,7 +19,7 @@
 //! | unsupported codec | [`an_unsupported_codec_in_a_valid_container_is_rejected_as_such`] |
 //! | valid audio over the duration limit | [`audio_over_the_duration_limit_is_rejected_as_too_long`] |
 //! | over the size limit | [`a_file_over_the_size_limit_is_refused_before_any_url`] |
-//! | declared size ≠ actual | [`a_declared_size_other_than_the_stored_one_fails_the_upload`] |
+//! | declared size ≠ actual (the URL signs the length) | [`a_put_of_another_length_than_declared_is_refused_by_s3`] |
 //! | content type ≠ signed | [`a_content_type_other_than_the_signed_one_is_refused_by_s3`] |
 //! | pure silence | [`pure_silence_gives_an_empty_transcript_and_the_report_says_so`] |
 //! | extremely short audio (< 0.5 s) | [`extremely_short_audio_is_rejected_as_too_short`] |
@@ -33,6 +33,13 @@
 //! | expired pre-signed URL | [`an_expired_upload_url_is_refused_by_s3_and_the_upload_expires`] |
 //! | tampered pre-signed URL | [`a_tampered_upload_url_is_refused_by_s3`] |
 //! | path tricks in the filename | [`path_tricks_in_the_filename_do_not_move_the_object_key`] |
+//! | `upload.requested` keyed by another id, naming a ready resource | [`a_request_keyed_by_another_id_cannot_reach_an_existing_resource`] |
+//! | `upload.finalize` keyed by another id | [`a_finalize_keyed_by_another_id_is_dead_lettered`] |
+//! | `chunk.process` keyed by another chunk | [`a_chunk_command_keyed_by_another_chunk_is_dead_lettered`] |
+//! | a second request for a used resource id, after its state retired | [`a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired`] |
+//! | the object replaced after `upload.finalize` | [`a_file_replaced_after_finalize_is_not_transcribed`] |
+//! | a PUT after the cleanup, with a still-valid URL | [`an_object_put_after_the_cleanup_is_swept_once_the_url_expired`] |
+//! | another client reading the URL; a request with no key to seal it to | [`an_upload_url_is_readable_only_by_its_requester`] |
 //!
 //! The same inputs are also met at lower levels: the validation processor's own tests probe
 //! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
@@ -44,6 +51,7 @@
 //! at a time.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use echo_catalog::events::{
@@ -53,6 +61,7 @@ use echo_catalog::events::{
     ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
+use echo_catalog::sealed::ReplyKey;
 use echo_runtime::driver::now_ms;
 use echo_runtime::headers::{echo, HeaderList};
 use echo_runtime::publisher::Publisher;
@@ -117,8 +126,12 @@ fn upload_request(resource: &str, declared_size: usize, content_type: &str) -> U
         filename: "speech.wav".into(),
         content_type: content_type.into(),
         declared_size_bytes: declared_size as i64,
+        reply_key: Some(CLIENT_KEY.public()),
     }
 }
+
+/// The misbehaving client's key pair: echo seals the upload URLs it asks for to it.
+static CLIENT_KEY: LazyLock<ReplyKey> = LazyLock::new(ReplyKey::generate);
 
 /// One case's world: its own topics and pipeline, a scratch directory, and the good file that
 /// follows the bad input. Holds the turn until dropped (after the pipeline has stopped).
@@ -405,7 +418,7 @@ impl Case {
     }
 
     /// Asks for an upload URL as a client would, declaring `declared_size` bytes of
-    /// `content_type`, and returns what the upload processor answered.
+    /// `content_type`, and returns what the upload processor answered, its URL opened.
     async fn request_url(
         &self,
         resource: &str,
@@ -414,7 +427,12 @@ impl Case {
     ) -> UploadUrlGenerated {
         let request = upload_request(resource, declared_size, content_type);
         self.publisher.publish(resource, &request).await.unwrap();
-        self.wait_event(resource).await
+        let mut url: UploadUrlGenerated = self.wait_event(resource).await;
+        assert_eq!(url.upload_url, "", "a URL never travels in clear");
+        url.upload_url = CLIENT_KEY
+            .open(url.sealed_upload_url.as_deref().expect("a sealed URL"))
+            .unwrap();
+        url
     }
 
     /// Finalizes the upload `url` was issued for although S3 refused every PUT: the upload fails
@@ -710,30 +728,6 @@ async fn a_file_over_the_size_limit_is_refused_before_any_url() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_declared_size_other_than_the_stored_one_fails_the_upload() {
-    let case = Case::start("size-mismatch", &[]).await;
-    let bytes = std::fs::read(&case.good).unwrap();
-    let resource = uuid::Uuid::new_v4().to_string();
-    let url = case
-        .request_url(&resource, bytes.len() - 1000, "audio/wav")
-        .await;
-    let (status, answer) = put(&url.upload_url, "audio/wav", bytes.clone()).await;
-    assert!(status.is_success(), "{status}: {answer}");
-    case.finalize(&url).await;
-    case.upload_fails(
-        &resource,
-        UploadFailureReason::SizeMismatch,
-        &format!(
-            "stored {} bytes, declared {}",
-            bytes.len(),
-            bytes.len() - 1000
-        ),
-    )
-    .await;
-    case.good_record_flows_after(&resource).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_content_type_other_than_the_signed_one_is_refused_by_s3() {
     let case = Case::start("content-type", &[]).await;
     let bytes = std::fs::read(&case.good).unwrap();
@@ -857,6 +851,7 @@ async fn a_known_schema_on_the_wrong_topic_goes_to_the_dlq() {
         upload_url: "http://example.invalid/".into(),
         content_type: "audio/wav".into(),
         expires_at: now_ms(),
+        sealed_upload_url: None,
     };
     let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
         .unwrap()
@@ -1029,8 +1024,9 @@ async fn path_tricks_in_the_filename_do_not_move_the_object_key() {
     let resource = report["resource_id"].as_str().unwrap();
     let url: UploadUrlGenerated = case.wait_event(resource).await;
     assert_eq!(url.object_key, keys::upload(resource));
-    let path = url.upload_url.split('?').next().unwrap();
-    assert!(path.ends_with(&url.object_key), "{path}");
+    // The URL itself is sealed to the submitting client; its key is the object key above.
+    assert_eq!(url.upload_url, "");
+    assert!(url.sealed_upload_url.is_some());
     for artifact in report["artifacts"].as_object().unwrap().values() {
         assert!(
             artifact
@@ -1041,4 +1037,283 @@ async fn path_tricks_in_the_filename_do_not_move_the_object_key() {
         );
     }
     case.good_record_flows_after(resource).await;
+}
+
+// ---------------------------------------------------------------- hostile clients: identity
+
+/// A resource that became ready, and its only `upload.url.generated`.
+async fn ready_resource(case: &Case) -> (String, UploadUrlGenerated) {
+    let report = case.submit(&case.good, &[]);
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let resource = report["resource_id"].as_str().unwrap().to_string();
+    let url: UploadUrlGenerated = case.wait_event(&resource).await;
+    (resource, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_keyed_by_another_id_cannot_reach_an_existing_resource() {
+    let case = Case::start("foreign-key-request", &[]).await;
+    let (victim, _) = ready_resource(&case).await;
+    // Names the ready resource in its metadata, under a key of its own: once asking for a
+    // fresh URL to the victim's object, once with a refused content type (which would fail,
+    // and clean up, the victim's upload).
+    let key = case.beside(&victim);
+    for content_type in ["audio/wav", "video/mp4"] {
+        let request = upload_request(&victim, 1000, content_type);
+        let at = case.publisher.publish(&key, &request).await.unwrap();
+        case.dead_lettered("upload", REQUESTS, at, "key_mismatch", "KEY_MISMATCH")
+            .await;
+    }
+    case.good_record_flows_after(&key).await;
+    assert_eq!(
+        case.events::<UploadUrlGenerated>(&victim).await.len(),
+        1,
+        "no second URL for the victim's object"
+    );
+    assert!(case.events::<UploadFailed>(&victim).await.is_empty());
+    assert_eq!(case.events::<CleanupCompleted>(&victim).await.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finalize_keyed_by_another_id_is_dead_lettered() {
+    let case = Case::start("foreign-key-finalize", &[]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let victim = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&victim, bytes.len(), "audio/wav").await;
+    let key = case.beside(&victim);
+    let finalize = UploadFinalize {
+        metadata: client_metadata(&victim, Some(&url.metadata.event_id)),
+        etag: None,
+    };
+    let at = case.publisher.publish(&key, &finalize).await.unwrap();
+    case.dead_lettered(
+        "upload",
+        "echo.upload.commands",
+        at,
+        "key_mismatch",
+        "KEY_MISMATCH",
+    )
+    .await;
+    // Had it been handled, the victim's upload would have failed as missing.
+    case.good_record_flows_after(&key).await;
+    assert!(case.events::<UploadFailed>(&victim).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_command_keyed_by_another_chunk_is_dead_lettered() {
+    const COMMANDS: &str = "echo.processing.chunk-commands";
+    let case = Case::start("foreign-key-chunk", &[]).await;
+    let (resource, _) = ready_resource(&case).await;
+    let commands = case.topic(COMMANDS).await;
+    let original = of_resource(&commands, &resource).next().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            &case.env.config.kafka.bootstrap_servers,
+        )
+        .create()
+        .unwrap();
+    // The resource's own chunk command, re-sent under another chunk's key.
+    let forged = producer
+        .send(
+            FutureRecord::to(&case.env.topic(COMMANDS))
+                .partition(original.partition)
+                .key("another-job:0")
+                .payload(&original.payload)
+                .headers(original.headers.to_kafka()),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    case.dead_lettered(
+        "chunk-worker",
+        COMMANDS,
+        (forged.partition, forged.offset),
+        "key_mismatch",
+        "KEY_MISMATCH",
+    )
+    .await;
+    case.committed_past("chunk-worker", COMMANDS, forged.partition, forged.offset)
+        .await;
+    assert_eq!(
+        case.events::<ChunkProcessingStarted>(&resource).await.len(),
+        1
+    );
+    case.good_record_flows_after(&resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired() {
+    let case = Case::start("used-id", &[("ECHO_RUNTIME__RETIRE_AFTER_MS", "1000")]).await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    // Refused at once (a content type echo does not take): the upload ends, its key retires.
+    let refused = upload_request(&resource, 1000, "video/mp4");
+    case.publisher.publish(&resource, &refused).await.unwrap();
+    case.upload_fails(
+        &resource,
+        UploadFailureReason::UnsupportedContentType,
+        "video/mp4",
+    )
+    .await;
+    // Well past the retirement, a new request (new event id, right key) for the same id.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let again = upload_request(&resource, 1000, "audio/wav");
+    case.publisher.publish(&resource, &again).await.unwrap();
+    case.good_record_flows_after(&resource).await;
+    assert!(
+        case.events::<UploadUrlGenerated>(&resource)
+            .await
+            .is_empty(),
+        "a used resource id got a URL"
+    );
+}
+
+// ---------------------------------------------------------------- hostile clients: uploads
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_replaced_after_finalize_is_not_transcribed() {
+    let case = Case::start("replaced-after-finalize", &[]).await;
+    let verified = std::fs::read(&case.good).unwrap();
+    let other = speak(
+        case.dir.path(),
+        "other.wav",
+        "The train crossed a long bridge.",
+    )
+    .unwrap();
+    // The other words, cut or padded to exactly the verified file's length.
+    let samples = (verified.len() - 44) / 2;
+    let replacement = case.converted(
+        &other,
+        "replacement.wav",
+        &["pad", "0", "10", "trim", "0", &format!("{samples}s")],
+    );
+    let replacement = std::fs::read(replacement).unwrap();
+    assert_eq!(
+        replacement.len(),
+        verified.len(),
+        "same size as the verified file"
+    );
+
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case
+        .request_url(&resource, verified.len(), "audio/wav")
+        .await;
+    let (status, answer) = put(&url.upload_url, "audio/wav", verified).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    case.finalize(&url).await;
+    let completed: echo_catalog::events::UploadCompleted = case.wait_event(&resource).await;
+    assert!(
+        completed.etag.is_some(),
+        "upload.completed records the ETag"
+    );
+    let (status, answer) = put(&url.upload_url, "audio/wav", replacement).await;
+    assert!(status.is_success(), "{status}: {answer}");
+
+    let rejected: echo_catalog::events::ResourceRejected = case.wait_event(&resource).await;
+    assert!(
+        rejected.reason_code == ValidationFailureReason::ObjectChanged
+            || rejected.message.contains("OBJECT_CHANGED"),
+        "{:?}: {}",
+        rejected.reason_code,
+        rejected.message
+    );
+    assert!(case.events::<ResourceReady>(&resource).await.is_empty());
+    case.good_record_flows_after(&resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_of_another_length_than_declared_is_refused_by_s3() {
+    let case = Case::start("length-mismatch", &[]).await;
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case
+        .request_url(&resource, bytes.len() - 1000, "audio/wav")
+        .await;
+    refused_by_s3(
+        put(&url.upload_url, "audio/wav", bytes).await,
+        "SignatureDoesNotMatch",
+    );
+    case.finalize_with_nothing_uploaded(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_put_after_the_cleanup_is_swept_once_the_url_expired() {
+    let case = Case::start(
+        "swept",
+        &[
+            ("ECHO_UPLOAD__URL_TTL_SECS", "15"),
+            ("ECHO_RESOURCE__SWEEP_GRACE_MS", "1000"),
+        ],
+    )
+    .await;
+    let junk = noise(4000);
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, junk.len(), "audio/wav").await;
+    let (status, answer) = put(&url.upload_url, "audio/wav", junk.clone()).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    case.finalize(&url).await;
+    // Not audio: rejected and cleaned up while the URL is still valid.
+    case.wait_event::<CleanupCompleted>(&resource).await;
+    assert!(
+        now_ms() < url.expires_at,
+        "the cleanup came before the URL expired"
+    );
+    let (status, answer) = put(&url.upload_url, "audio/wav", junk).await;
+    assert!(
+        status.is_success(),
+        "a PUT after the cleanup: {status}: {answer}"
+    );
+    let key = keys::upload(&resource);
+    assert!(case.s3.head(&key).await.unwrap().is_some());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while case.s3.head(&key).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the object PUT after the cleanup is still there 60 s later (URL expired at {})",
+            url.expires_at
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        now_ms() >= url.expires_at,
+        "swept only once the URL expired"
+    );
+    case.good_record_flows_after(&resource).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_url_is_readable_only_by_its_requester() {
+    let case = Case::start("sealed-url", &[]).await;
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, 1000, "audio/wav").await;
+    assert!(
+        url.upload_url.contains("X-Amz-Signature="),
+        "the requester opens it"
+    );
+    // What every other reader of the events topic sees.
+    let seen = case.events::<UploadUrlGenerated>(&resource).await;
+    assert_eq!(seen[0].upload_url, "");
+    let sealed = seen[0].sealed_upload_url.as_deref().unwrap();
+    assert!(!sealed.contains("X-Amz"), "{sealed}");
+    assert!(
+        ReplyKey::generate().open(sealed).is_err(),
+        "another client cannot open it"
+    );
+
+    // A request with no key to seal to gets no URL at all.
+    let other = case.beside(&resource);
+    let request = UploadRequested {
+        reply_key: None,
+        ..upload_request(&other, 1000, "audio/wav")
+    };
+    case.publisher.publish(&other, &request).await.unwrap();
+    case.upload_fails(
+        &other,
+        UploadFailureReason::InvalidRequest,
+        "reply_key is required",
+    )
+    .await;
+    assert!(case.events::<UploadUrlGenerated>(&other).await.is_empty());
+    case.good_record_flows_after(&other).await;
 }

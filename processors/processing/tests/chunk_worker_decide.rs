@@ -36,6 +36,8 @@ fn command(event_id: &str, attempt: i32) -> Incoming {
         start_ms: 58_000,
         end_ms: 88_000,
         attempt,
+        etag: None,
+        size_bytes: None,
     };
     incoming(&record)
 }

@@ -11,7 +11,7 @@ use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
-use echo_storage::keys;
+use echo_storage::{keys, Pin};
 use echo_tests::pipeline::speak;
 
 /// Two sentences, about 7.6 s with flite's `slt` voice: the first ends before 5 s, the second
@@ -70,6 +70,8 @@ fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) ->
         start_ms,
         end_ms,
         attempt: 1,
+        etag: None,
+        size_bytes: None,
     };
     Incoming {
         type_name: ChunkProcess::TYPE,
@@ -170,7 +172,7 @@ async fn two_overlapping_chunks_are_transcribed_with_global_timestamps() {
     }
     assert!(state.completed);
     assert!(
-        worker.cache_path(&key).is_file(),
+        worker.cache_path(&key, &Pin::default()).is_file(),
         "the source is cached for the job's other chunks"
     );
 
@@ -220,7 +222,7 @@ async fn a_command_for_a_missing_object_is_a_transient_error() {
         "{err:?}"
     );
     assert!(
-        !worker.cache_path(&key).exists(),
+        !worker.cache_path(&key, &Pin::default()).exists(),
         "nothing cached for a missing object"
     );
 }
@@ -268,4 +270,45 @@ async fn the_test_only_delay_holds_the_chunk_back() {
         started.elapsed()
     );
     assert!(decision.emit[1].is::<ChunkProcessingFailed>());
+}
+
+/// `input` pinned to the version `etag` of its object, as validation issues it.
+fn pinned(input: &Incoming, etag: &str) -> Incoming {
+    let mut record: ChunkProcess = input.decode().unwrap();
+    record.etag = Some(etag.into());
+    Incoming {
+        value: apache_avro::to_value(&record).unwrap(),
+        ..input.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_command_pinned_to_a_replaced_object_fails_the_chunk_as_object_changed() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let (resource, key, _) = uploaded_speech(&worker).await;
+    let verified = worker.s3().head(&key).await.unwrap().unwrap();
+    let etag = verified.etag.expect("the store names the version");
+    // Replaced after it was verified: same size, other bytes.
+    let mut other = worker.s3().get_bytes(&key).await.unwrap().unwrap();
+    other[44..].reverse();
+    worker
+        .s3()
+        .put_bytes(&key, &other, "audio/wav")
+        .await
+        .unwrap();
+    let input = pinned(&command(&resource, &key, 0, 0, 5_000), &etag);
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &input)
+        .await
+        .unwrap();
+    let failed: ChunkProcessingFailed = decision.emit[1].decode().unwrap();
+    assert!(failed.reason.starts_with("OBJECT_CHANGED"), "{failed:?}");
+    let pin = Pin {
+        etag: Some(etag),
+        max_bytes: None,
+    };
+    assert!(
+        !worker.cache_path(&key, &pin).exists(),
+        "the other version is not cached as the pinned one"
+    );
 }

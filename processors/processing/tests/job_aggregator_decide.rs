@@ -42,6 +42,8 @@ fn job_created(job_id: &str, chunk_count: i32) -> Incoming {
         chunk_ms: 30_000,
         overlap_ms: 1_000,
         duration_ms: DURATION,
+        etag: None,
+        size_bytes: None,
     })
 }
 

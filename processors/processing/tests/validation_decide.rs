@@ -34,6 +34,7 @@ fn completed(event_id: &str) -> Incoming {
         object_key: KEY.into(),
         size_bytes: 96_044,
         content_type: "audio/wav".into(),
+        etag: None,
     })
 }
 

@@ -34,7 +34,8 @@ async fn processor() -> ValidationProcessor {
     p
 }
 
-/// Stores `bytes` as a fresh resource's upload; returns the `upload.completed` for it.
+/// Stores `bytes` as a fresh resource's upload; returns the `upload.completed` for it, with
+/// the ETag the store gave it, as the upload processor records it.
 async fn upload(p: &ValidationProcessor, bytes: &[u8], content_type: &str) -> Incoming {
     let resource = uuid::Uuid::new_v4().to_string();
     let key = keys::upload(&resource);
@@ -42,15 +43,23 @@ async fn upload(p: &ValidationProcessor, bytes: &[u8], content_type: &str) -> In
         .put_bytes(&key, bytes, content_type)
         .await
         .expect("PUT to the local S3 server");
-    completed(&resource, &key, bytes.len() as i64, content_type)
+    let etag = p.s3().head(&key).await.unwrap().unwrap().etag;
+    completed(&resource, &key, bytes.len() as i64, content_type, etag)
 }
 
-fn completed(resource: &str, key: &str, size: i64, content_type: &str) -> Incoming {
+fn completed(
+    resource: &str,
+    key: &str,
+    size: i64,
+    content_type: &str,
+    etag: Option<String>,
+) -> Incoming {
     incoming(&UploadCompleted {
         metadata: EventMetadata::new(uuid::Uuid::new_v4().to_string(), resource, "upload", 0),
         object_key: key.into(),
         size_bytes: size,
         content_type: content_type.into(),
+        etag,
     })
 }
 
@@ -148,6 +157,17 @@ async fn flite_speech_passes_with_its_facts_and_gets_a_job() {
     assert_eq!(job.duration_ms, passed.duration_ms);
     let chunk: ChunkProcess = decision.emit[3].decode().unwrap();
     assert_eq!((chunk.start_ms, chunk.end_ms), (0, passed.duration_ms));
+    // The version validation examined is the one every chunk reads.
+    let verified: UploadCompleted = input.decode().unwrap();
+    assert!(verified.etag.is_some());
+    assert_eq!(
+        (&job.etag, job.size_bytes),
+        (&verified.etag, Some(verified.size_bytes))
+    );
+    assert_eq!(
+        (&chunk.etag, chunk.size_bytes),
+        (&verified.etag, Some(verified.size_bytes))
+    );
     assert_eq!(
         chunk.object_key,
         keys::upload(&input.metadata.correlation_id)
@@ -301,7 +321,7 @@ async fn audio_over_the_duration_limit_fails_as_too_long() {
 async fn a_missing_object_fails_as_undecodable() {
     let p = processor().await;
     let resource = uuid::Uuid::new_v4().to_string();
-    let input = completed(&resource, &keys::upload(&resource), 10, "audio/wav");
+    let input = completed(&resource, &keys::upload(&resource), 10, "audio/wav", None);
     let (_, decision) = validate(&p, &input).await;
     let failed = failure(&decision);
     assert_eq!(failed.reason_code, ValidationFailureReason::Undecodable);
@@ -310,4 +330,48 @@ async fn a_missing_object_fails_as_undecodable() {
         "{}",
         failed.message
     );
+}
+
+#[tokio::test]
+async fn audio_replaced_after_it_was_verified_fails_as_object_changed() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("speech.wav");
+    flite("Only the verified audio is examined.", &wav);
+    let bytes = std::fs::read(&wav).unwrap();
+    let input = upload(&p, &bytes, "audio/wav").await;
+    let verified: UploadCompleted = input.decode().unwrap();
+    // Same size, other bytes, PUT after upload.completed recorded the ETag.
+    let mut other = bytes.clone();
+    other[44..].reverse();
+    p.s3()
+        .put_bytes(&verified.object_key, &other, "audio/wav")
+        .await
+        .unwrap();
+    let (_, decision) = validate(&p, &input).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::ObjectChanged);
+    assert!(
+        failed.message.contains("not the version verified"),
+        "{}",
+        failed.message
+    );
+
+    // Longer than verified: cut off at the verified size.
+    let longer = [bytes.as_slice(), b"more"].concat();
+    p.s3()
+        .put_bytes(&verified.object_key, &longer, "audio/wav")
+        .await
+        .unwrap();
+    let unpinned = completed(
+        &verified.metadata.correlation_id,
+        &verified.object_key,
+        verified.size_bytes,
+        "audio/wav",
+        None,
+    );
+    let (_, decision) = validate(&p, &unpinned).await;
+    let failed = failure(&decision);
+    assert_eq!(failed.reason_code, ValidationFailureReason::ObjectChanged);
+    assert!(failed.message.contains("larger than"), "{}", failed.message);
 }

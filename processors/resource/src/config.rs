@@ -19,12 +19,17 @@ pub struct ResourceConfig {
     /// from `resource.ready`; then its objects are deleted. Bounds storage, and keeps users'
     /// audio no longer than promised.
     pub retention_ms: i64,
+    /// How long after its upload URL expires a cleaned-up resource's prefix is swept once
+    /// more, in milliseconds: a client holding the URL can PUT after the cleanup, and a PUT
+    /// started just before the expiry may still be finishing.
+    pub sweep_grace_ms: i64,
 }
 
 impl Default for ResourceConfig {
     fn default() -> Self {
         ResourceConfig {
             retention_ms: 7 * DAY_MS,
+            sweep_grace_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -37,6 +42,11 @@ impl ResourceConfig {
             (1..=MAX_RETENTION_MS).contains(&self.retention_ms),
             "resource.retention_ms must be between 1 and {MAX_RETENTION_MS}, got {}",
             self.retention_ms
+        );
+        ensure!(
+            (0..=DAY_MS).contains(&self.sweep_grace_ms),
+            "resource.sweep_grace_ms must be between 0 and {DAY_MS}, got {}",
+            self.sweep_grace_ms
         );
         Ok(())
     }
@@ -60,7 +70,10 @@ mod tests {
     #[test]
     fn unusable_retention_is_refused() {
         for bad in [0, -1, MAX_RETENTION_MS + 1] {
-            let c = ResourceConfig { retention_ms: bad };
+            let c = ResourceConfig {
+                retention_ms: bad,
+                ..ResourceConfig::default()
+            };
             assert!(c.validate().is_err(), "{bad} accepted");
         }
     }

@@ -18,7 +18,7 @@
 use echo_catalog::events::{
     CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
     ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed, UploadFailed,
-    ValidationFailed, ValidationFailureReason,
+    UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,10 @@ use crate::config::ResourceConfig;
 
 /// Name of the per-resource timer that ends a ready resource's retention.
 pub const TTL_TIMER: &str = "ttl";
+
+/// Name of the per-resource timer that deletes, once the upload URL can no longer be used,
+/// whatever a client PUT under a resource already cleaned up.
+pub const SWEEP_TIMER: &str = "sweep";
 
 /// The reason code `resource.rejected` carries for a failed transcription. The code set is
 /// validation's; of its symbols, "echo cannot decode this into speech" is the closest to a
@@ -64,6 +68,10 @@ pub struct ResourceState {
     pub cleanup_initiated: bool,
     /// `cleanup.completed` was emitted: the resource is gone; every later input is ignored.
     pub cleaned: bool,
+    /// When the resource's upload URL stops working (from `upload.url.generated`): until
+    /// then (and a grace period) a client can still PUT under the resource, so a cleanup
+    /// before it is followed by a sweep.
+    pub upload_url_expires_at: Option<i64>,
 }
 
 impl ResourceState {
@@ -86,8 +94,17 @@ impl ResourceState {
 pub enum Observation {
     /// The input needs no I/O (not a cleanup, or the resource is already cleaned).
     Nothing,
-    /// The cleanup deleted this many objects under the resource's prefix.
+    /// The cleanup (or the sweep after it) deleted this many objects under the resource's
+    /// prefix.
     Deleted(u32),
+}
+
+/// The prefix the sweep timer deletes: the resource's own, once it is cleaned up; `None`
+/// otherwise (nothing to sweep, the cleanup has not happened).
+pub fn sweep_target(state: &ResourceState, resource_id: &str) -> Option<String> {
+    state
+        .cleaned
+        .then(|| echo_storage::keys::prefix(resource_id))
 }
 
 /// The prefix a `cleanup.initiated` asks to delete, or `None` when the resource is already
@@ -151,11 +168,13 @@ pub fn decide(
             Ok(on_upload_failed(state, record, ctx))
         }
         Input::Record(record) if record.is::<CleanupInitiated>() => {
-            on_cleanup(state, record, observed, ctx)
+            on_cleanup(config, state, record, observed, ctx)
         }
         // Other facts of the pipeline (and this processor's own other events): not ours.
         Input::Record(_) => Ok(Decision::default()),
         Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
+        // `observe` deleted what was PUT after the cleanup; nothing more to say.
+        Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(Decision::default()),
         // A timer of an older version of this processor: nothing to do any more.
         Input::Timer(_) => Ok(Decision::default()),
     }
@@ -239,6 +258,7 @@ fn on_ttl(state: &ResourceState, timer: &Timer, ctx: &Context) -> Decision {
 /// processor has no record of emitting (an operator's, or state lost): deleting what the
 /// event names is what it asks for, and the prefix was checked to be the resource's own.
 fn on_cleanup(
+    config: &ResourceConfig,
     state: &ResourceState,
     record: &Incoming,
     observed: Observation,
@@ -258,9 +278,17 @@ fn on_cleanup(
         // A resource has a handful of objects; saturate rather than fail on absurd counts.
         deleted_objects: i32::try_from(deleted).unwrap_or(i32::MAX),
     };
+    // A client may still PUT with its URL until the URL expires: sweep once more after that.
+    let sweep_at = state
+        .upload_url_expires_at
+        .map(|at| at.saturating_add(config.sweep_grace_ms))
+        .filter(|at| *at > ctx.now_ms);
     Ok(Decision {
         emit: vec![Outgoing::new(resource_id.as_str(), &completed)],
-        schedule: Vec::new(),
+        schedule: sweep_at
+            .map(|at| ctx.timer(SWEEP_TIMER, at, ""))
+            .into_iter()
+            .collect(),
         // The objects are gone; a pending retention deadline has nothing left to end.
         cancel: vec![TTL_TIMER.to_string()],
     })
@@ -278,11 +306,20 @@ fn cleanup(ctx: &Context, resource_id: &str, reason: CleanupReason) -> Outgoing 
     )
 }
 
-/// Folds a fact into the state. Only what the processor emitted counts: the inputs that caused
-/// it are already summed up by the outputs, and ignored inputs must change nothing.
+/// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
+/// it are already summed up by the outputs, and ignored inputs must change nothing), but for
+/// the upload URL's expiry, which the sweep needs and no output of its own carries.
 pub fn evolve(mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
-    let Fact::Emitted(out) = fact else {
-        return state;
+    let out = match fact {
+        Fact::Emitted(out) => out,
+        Fact::Consumed(record) if record.is::<UploadUrlGenerated>() => {
+            if let Ok(generated) = record.decode::<UploadUrlGenerated>() {
+                state.upload_url_expires_at =
+                    state.upload_url_expires_at.max(Some(generated.expires_at));
+            }
+            return state;
+        }
+        _ => return state,
     };
     if out.is::<ResourceReady>() {
         state.outcome.get_or_insert(Outcome::Ready);

@@ -11,7 +11,9 @@
 //!   (`REJECTED`);
 //! - `upload.failed` → `cleanup.initiated` (`UPLOAD_FAILED`);
 //! - `cleanup.initiated`, read back from its own topic → every object under the resource's
-//!   prefix is deleted → `cleanup.completed`.
+//!   prefix is deleted → `cleanup.completed`;
+//! - a cleanup before the upload URL expired → once the URL expired (and a grace period
+//!   passed), the prefix is swept again: what a client PUT after the cleanup is deleted too.
 //!
 //! Deleting on the way back, not when deciding on the cleanup, keeps the decision that a
 //! resource goes apart from the I/O that carries it out: the deletion is retried on its own,
@@ -29,7 +31,7 @@ use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Pro
 use tracing::info;
 
 pub use config::ResourceConfig;
-pub use decide::{Observation, Outcome, ResourceState, TTL_TIMER};
+pub use decide::{Observation, Outcome, ResourceState, SWEEP_TIMER, TTL_TIMER};
 pub use echo_storage::S3Service;
 
 /// The resource processor, run by `echo_runtime::run`.
@@ -79,8 +81,18 @@ impl Processor for ResourceProcessor {
         input: Input<'_>,
         _ctx: &Context,
     ) -> Result<Observation, HandlerError> {
-        let Input::Record(record) = input else {
-            return Ok(Observation::Nothing);
+        let record = match input {
+            Input::Timer(timer) if timer.name == SWEEP_TIMER => {
+                let resource_id = &timer.scheduled_by.correlation_id;
+                let Some(prefix) = decide::sweep_target(state, resource_id) else {
+                    return Ok(Observation::Nothing);
+                };
+                let deleted = self.s3.delete_prefix(&prefix).await?;
+                info!(prefix, deleted, "swept what was uploaded after the cleanup");
+                return Ok(Observation::Deleted(deleted));
+            }
+            Input::Timer(_) => return Ok(Observation::Nothing),
+            Input::Record(record) => record,
         };
         if !record.is::<CleanupInitiated>() {
             return Ok(Observation::Nothing);

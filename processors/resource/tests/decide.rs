@@ -5,11 +5,11 @@
 use echo_catalog::events::{
     CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
     ResourceTtlReached, TranscriptArtifacts, TranscriptionCompleted, TranscriptionFailed,
-    UploadCompleted, UploadFailed, UploadFailureReason, ValidationFailed, ValidationFailureReason,
-    ValidationPassed,
+    UploadCompleted, UploadFailed, UploadFailureReason, UploadUrlGenerated, ValidationFailed,
+    ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_resource::decide::{self, Observation, Outcome, ResourceState, TTL_TIMER};
+use echo_resource::decide::{self, Observation, Outcome, ResourceState, SWEEP_TIMER, TTL_TIMER};
 use echo_resource::ResourceConfig;
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
@@ -191,6 +191,7 @@ fn a_transcript_makes_the_resource_ready_and_starts_its_retention() {
 fn the_retention_comes_from_the_config() {
     let config = ResourceConfig {
         retention_ms: 60_000,
+        ..ResourceConfig::default()
     };
     let input = transcribed("tc-1");
     let ctx = Context::new("resource", NOW, input.metadata.clone(), "tc-1");
@@ -543,6 +544,7 @@ fn inputs_the_processor_does_not_handle_produce_nothing() {
             object_key: keys::upload(RESOURCE),
             size_bytes: 10,
             content_type: "audio/wav".into(),
+            etag: None,
         }),
         // Its own events other than cleanup.initiated come back too.
         incoming(&ResourceReady {
@@ -601,4 +603,60 @@ fn only_whole_resource_prefixes_may_be_deleted() {
     ] {
         assert!(!keys::is_resource_prefix(bad), "{bad:?} accepted");
     }
+}
+
+fn url_generated(event_id: &str, expires_at: i64) -> Incoming {
+    incoming(&UploadUrlGenerated {
+        metadata: meta(event_id),
+        object_key: keys::upload(RESOURCE),
+        upload_url: "http://127.0.0.1:9000/echo/resources/x/upload?X-Amz-Signature=0".into(),
+        content_type: "audio/wav".into(),
+        expires_at,
+        sealed_upload_url: None,
+    })
+}
+
+#[test]
+fn a_cleanup_before_the_upload_url_expired_is_followed_by_a_sweep() {
+    let expires_at = NOW + 60_000;
+    let (_, state) = handle_record(
+        &ResourceState::default(),
+        &url_generated("url-1", expires_at),
+    );
+    assert_eq!(state.upload_url_expires_at, Some(expires_at));
+    let (decision, state) = handle_record(&state, &upload_failed("uf-1"));
+    let input = read_back(&decision.emit[0]);
+    let (decision, state) = handle(&state, Input::Record(&input), Observation::Deleted(1)).unwrap();
+    assert_eq!(types(&decision), ["cleanup.completed"]);
+    let grace = ResourceConfig::default().sweep_grace_ms;
+    let sweep: Vec<&Timer> = decision
+        .schedule
+        .iter()
+        .filter(|t| t.name == SWEEP_TIMER)
+        .collect();
+    assert_eq!(sweep.len(), 1, "{:?}", decision.schedule);
+    assert_eq!(sweep[0].due_at_ms, expires_at + grace);
+    assert_eq!(
+        decide::sweep_target(&state, RESOURCE),
+        Some(keys::prefix(RESOURCE)),
+        "the sweep deletes the resource's prefix"
+    );
+    let (decision, _) = handle(&state, Input::Timer(sweep[0]), Observation::Deleted(1)).unwrap();
+    assert!(is_empty(&decision), "the sweep itself says nothing");
+}
+
+#[test]
+fn a_cleanup_after_the_upload_url_expired_needs_no_sweep() {
+    let (_, state) = handle_record(
+        &ResourceState::default(),
+        &url_generated("url-1", NOW - 3_600_000),
+    );
+    let (decision, state) = handle_record(&state, &upload_failed("uf-1"));
+    let input = read_back(&decision.emit[0]);
+    let (decision, _) = handle(&state, Input::Record(&input), Observation::Deleted(1)).unwrap();
+    assert!(decision.schedule.is_empty(), "{:?}", decision.schedule);
+    assert_eq!(
+        decide::sweep_target(&ResourceState::default(), RESOURCE),
+        None
+    );
 }

@@ -49,7 +49,10 @@ async fn observe(
 
 #[test]
 fn new_refuses_unusable_settings() {
-    let bad = ResourceConfig { retention_ms: 0 };
+    let bad = ResourceConfig {
+        retention_ms: 0,
+        ..ResourceConfig::default()
+    };
     assert!(ResourceProcessor::new(&EchoConfig::default(), bad).is_err());
     let p = processor();
     assert_eq!(p.name(), "resource");

@@ -36,6 +36,8 @@ fn job_created(job_id: &str, chunk_count: i32, duration_ms: i64) -> Incoming {
         chunk_ms: 30_000,
         overlap_ms: 1_000,
         duration_ms,
+        etag: None,
+        size_bytes: None,
     })
 }
 

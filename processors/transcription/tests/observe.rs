@@ -42,6 +42,8 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
         chunk_ms: 30_000,
         overlap_ms: 1_000,
         duration_ms: 40_000,
+        etag: None,
+        size_bytes: None,
     });
     let chunk0 = incoming(&ChunkProcessingCompleted {
         metadata: meta(resource, "c0"),

@@ -17,6 +17,10 @@ pub struct UploadConfig {
     pub max_size_bytes: i64,
     /// MIME types echo can decode; anything else is refused before a URL is issued.
     pub allowed_content_types: Vec<String>,
+    /// Whether a request without `reply_key` gets its URL in clear on the shared events topic,
+    /// where every client can read it. Off: such a request is refused, so no URL is ever
+    /// readable by anyone but its requester. Only for clients that cannot seal yet.
+    pub allow_clear_urls: bool,
 }
 
 impl Default for UploadConfig {
@@ -33,6 +37,7 @@ impl Default for UploadConfig {
             ]
             .map(String::from)
             .to_vec(),
+            allow_clear_urls: false,
         }
     }
 }

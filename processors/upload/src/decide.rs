@@ -40,6 +40,15 @@ impl UploadState {
     pub fn is_finished(&self) -> bool {
         self.completed || self.failed || self.expired
     }
+
+    /// What is kept of a finished upload for ever: how it ended, which is enough for every
+    /// later request for the resource id to be ignored, without the request's details.
+    pub fn residue(&self) -> UploadState {
+        UploadState {
+            requested: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// The request a resource's upload is verified against.
@@ -69,10 +78,20 @@ impl UploadState {
 pub enum Observation {
     /// The input needs no I/O (refused, duplicate, terminal, or a timer).
     Nothing,
-    /// A pre-signed PUT URL for the request's object key and content type.
-    PresignedUrl(String),
+    /// A pre-signed PUT URL for the request's object key, content type and size, as it is
+    /// delivered.
+    PresignedUrl(DeliveredUrl),
     /// The HEAD of the object a finalize refers to; `None` when nothing is stored there.
     Object(Option<ObjectFacts>),
+}
+
+/// A pre-signed URL in the form it travels in `upload.url.generated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveredUrl {
+    /// Sealed to the request's `reply_key` (see `echo_catalog::sealed`).
+    Sealed(String),
+    /// In clear, for a request without `reply_key` where the deployment allows it.
+    Clear(String),
 }
 
 /// What a request deserves, decided before any I/O so `observe` presigns only when a URL
@@ -127,6 +146,22 @@ pub fn screen_request(
             UploadFailureReason::InvalidRequest,
             format!("declared size must be positive, got {size}"),
         );
+    }
+    match &request.reply_key {
+        Some(key) => {
+            if let Err(e) = echo_catalog::sealed::public_key(key) {
+                return RequestVerdict::Refuse(UploadFailureReason::InvalidRequest, e.to_string());
+            }
+        }
+        None if !config.allow_clear_urls => {
+            return RequestVerdict::Refuse(
+                UploadFailureReason::InvalidRequest,
+                "reply_key is required: the upload URL is only delivered sealed to the \
+                 requesting client's key"
+                    .into(),
+            );
+        }
+        None => {}
     }
     if !config.allows(&request.content_type) {
         return RequestVerdict::Refuse(
@@ -204,10 +239,14 @@ fn on_requested(
             message,
         )])),
         RequestVerdict::Issue { object_key } => {
-            let Observation::PresignedUrl(upload_url) = observed else {
+            let Observation::PresignedUrl(url) = observed else {
                 return Err(HandlerError::Permanent(format!(
                     "upload.requested for {resource_id} needs a pre-signed URL, observed {observed:?}"
                 )));
+            };
+            let (upload_url, sealed_upload_url) = match url {
+                DeliveredUrl::Sealed(sealed) => (String::new(), Some(sealed)),
+                DeliveredUrl::Clear(url) => (url, None),
             };
             let expires_at = ctx.now_ms + config.url_ttl_ms();
             let generated = UploadUrlGenerated {
@@ -216,6 +255,7 @@ fn on_requested(
                 upload_url,
                 content_type: request.content_type,
                 expires_at,
+                sealed_upload_url,
             };
             Ok(Decision {
                 emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
@@ -236,14 +276,15 @@ fn on_finalize(
     // Decoding checks the payload even though only the resource id matters.
     let _finalize: UploadFinalize = record.decode()?;
     let resource_id = &record.metadata.correlation_id;
+    // An ended upload (its request may be retired) ignores late finalizes.
+    if state.is_terminal() {
+        return Ok(Decision::default());
+    }
     let Some(requested) = &state.requested else {
         return Err(HandlerError::Permanent(format!(
             "upload.finalize for unknown upload {resource_id}: no upload.requested was seen"
         )));
     };
-    if state.is_terminal() {
-        return Ok(Decision::default());
-    }
     let Observation::Object(object) = observed else {
         return Err(HandlerError::Permanent(format!(
             "upload.finalize for {resource_id} needs a HEAD of the object, observed {observed:?}"
@@ -285,6 +326,7 @@ fn on_finalize(
                 object_key: requested.object_key.clone(),
                 size_bytes: o.size,
                 content_type: o.content_type,
+                etag: o.etag,
             },
         ),
     };

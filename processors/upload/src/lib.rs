@@ -4,8 +4,8 @@
 //! `echo.upload.events` (see `topics/topics.toml`):
 //!
 //! - `upload.requested` → a pre-signed PUT URL for a server-chosen object key, signed for the
-//!   declared content type (`upload.url.generated`), or `upload.failed` when the request is
-//!   refused;
+//!   declared content type and size and sealed to the client's `reply_key`
+//!   (`upload.url.generated`), or `upload.failed` when the request is refused;
 //! - `upload.finalize` → a HEAD of the object, checked against the request
 //!   (`upload.completed` or `upload.failed`);
 //! - no finalize before the URL expires → `upload.expired` and `upload.failed`.
@@ -21,7 +21,7 @@ use echo_catalog::events::{UploadFinalize, UploadRequested};
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 
 pub use config::UploadConfig;
-pub use decide::{Observation, RequestedUpload, UploadState};
+pub use decide::{DeliveredUrl, Observation, RequestedUpload, UploadState};
 pub use echo_storage::{ObjectFacts, S3Service};
 
 /// The upload processor, run by `echo_runtime::run`.
@@ -85,9 +85,22 @@ impl Processor for UploadProcessor {
             if let decide::RequestVerdict::Issue { object_key } = verdict {
                 let url = self
                     .s3
-                    .presign_put(&object_key, &request.content_type, self.upload.url_ttl_secs)
+                    .presign_put(
+                        &object_key,
+                        &request.content_type,
+                        request.declared_size_bytes,
+                        self.upload.url_ttl_secs,
+                    )
                     .await?;
-                return Ok(Observation::PresignedUrl(url));
+                let delivered = match &request.reply_key {
+                    // The key was checked by `screen_request`; sealing cannot fail on it.
+                    Some(key) => DeliveredUrl::Sealed(
+                        echo_catalog::sealed::seal(key, &url)
+                            .map_err(|e| HandlerError::Permanent(e.to_string()))?,
+                    ),
+                    None => DeliveredUrl::Clear(url),
+                };
+                return Ok(Observation::PresignedUrl(delivered));
             }
         } else if record.is::<UploadFinalize>() {
             if let Some(key) = decide::finalize_target(state) {
@@ -113,5 +126,11 @@ impl Processor for UploadProcessor {
 
     fn is_finished(&self, state: &UploadState) -> bool {
         state.is_finished()
+    }
+
+    /// A resource id, once used, is never issued a URL again: its retired state keeps how
+    /// the upload ended.
+    fn retired(&self, state: &UploadState) -> Option<UploadState> {
+        Some(state.residue())
     }
 }

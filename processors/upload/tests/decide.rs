@@ -7,12 +7,14 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
-use echo_upload::decide::{self, Observation, EXPIRY_TIMER};
+use echo_upload::decide::{self, DeliveredUrl, Observation, EXPIRY_TIMER};
 use echo_upload::{ObjectFacts, UploadConfig, UploadState};
 
 const RESOURCE: &str = "0b7f3c1e-5d2a-4c4e-9f1a-2d3c4b5a6f70";
 const NOW: i64 = 1_700_000_000_000;
 const SIZE: i64 = 1_000_000;
+/// A client's X25519 public key (any 32 bytes), in base64 as `reply_key` carries it.
+const CLIENT_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 fn meta(event_id: &str, resource: &str) -> EventMetadata {
     EventMetadata::new(event_id, resource, "client", NOW)
@@ -33,6 +35,7 @@ fn request_for(resource: &str, event_id: &str, content_type: &str, size: i64) ->
         filename: "../../other/uploads/x/source.wav".into(),
         content_type: content_type.into(),
         declared_size_bytes: size,
+        reply_key: Some(CLIENT_KEY.into()),
     })
 }
 
@@ -76,13 +79,14 @@ fn handle(
 }
 
 fn url() -> Observation {
-    Observation::PresignedUrl("http://s3/presigned".into())
+    Observation::PresignedUrl(DeliveredUrl::Sealed("c2VhbGVk".into()))
 }
 
 fn object(size: i64, content_type: &str) -> Observation {
     Observation::Object(Some(ObjectFacts {
         size,
         content_type: content_type.into(),
+        etag: None,
     }))
 }
 
@@ -122,7 +126,8 @@ fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
 
     let generated: UploadUrlGenerated = only(&decision);
     assert_eq!(generated.object_key, format!("resources/{RESOURCE}/upload"));
-    assert_eq!(generated.upload_url, "http://s3/presigned");
+    assert_eq!(generated.sealed_upload_url.as_deref(), Some("c2VhbGVk"));
+    assert_eq!(generated.upload_url, "", "never in clear when sealed");
     assert_eq!(generated.content_type, "audio/wav");
     assert_eq!(generated.expires_at, NOW + 900_000);
     assert_eq!(generated.metadata.correlation_id, RESOURCE);
@@ -536,6 +541,7 @@ fn records_the_processor_does_not_consume_are_permanent_errors() {
         object_key: "k".into(),
         size_bytes: 1,
         content_type: "audio/wav".into(),
+        etag: None,
     });
     let err = handle(
         &UploadConfig::default(),
@@ -580,4 +586,80 @@ fn the_state_round_trips_through_json() {
         UploadState::default(),
         "state written before a field existed still loads"
     );
+}
+
+/// A request whose `reply_key` is `reply_key`.
+fn request_with_key(reply_key: Option<&str>) -> Incoming {
+    incoming(&UploadRequested {
+        metadata: meta("req-1", RESOURCE),
+        filename: "talk.wav".into(),
+        content_type: "audio/wav".into(),
+        declared_size_bytes: SIZE,
+        reply_key: reply_key.map(String::from),
+    })
+}
+
+#[test]
+fn a_request_without_a_key_to_seal_the_url_to_is_refused() {
+    let config = UploadConfig::default();
+    for key in [None, Some("not base64!"), Some("AAAA")] {
+        let (decision, _) = handle(
+            &config,
+            &UploadState::default(),
+            Input::Record(&request_with_key(key)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        let failed = failure(&decision);
+        assert_eq!(failed.reason_code, UploadFailureReason::InvalidRequest);
+        assert!(failed.message.contains("reply_key"), "{}", failed.message);
+    }
+}
+
+#[test]
+fn a_deployment_may_allow_clear_urls_for_requests_without_a_key() {
+    let config = UploadConfig {
+        allow_clear_urls: true,
+        ..UploadConfig::default()
+    };
+    let (decision, _) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request_with_key(None)),
+        Observation::PresignedUrl(DeliveredUrl::Clear("http://s3/presigned".into())),
+    )
+    .unwrap();
+    let generated: UploadUrlGenerated = only(&decision);
+    assert_eq!(generated.upload_url, "http://s3/presigned");
+    assert_eq!(generated.sealed_upload_url, None);
+}
+
+#[test]
+fn a_retired_upload_still_refuses_every_later_request_and_finalize() {
+    let config = UploadConfig::default();
+    let (state, _) = pending();
+    let (_, ended) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    let residue = ended.residue();
+    assert!(
+        residue.requested.is_none(),
+        "the request's details are dropped"
+    );
+    assert!(residue.is_finished());
+    let again = request_for(RESOURCE, "req-2", "audio/wav", SIZE);
+    let (decision, _) = handle(&config, &residue, Input::Record(&again), url()).unwrap();
+    assert!(decision.emit.is_empty(), "{decision:?}");
+    let (decision, _) = handle(
+        &config,
+        &residue,
+        Input::Record(&finalize()),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty(), "{decision:?}");
 }

@@ -2,10 +2,13 @@
 //! nothing listens on, so any call that reaches the network shows up as a transient error;
 //! pre-signing is local computation and works without a server.
 
+use std::sync::LazyLock;
+
 use echo_catalog::events::{UploadFinalize, UploadRequested};
 use echo_catalog::record::{EventMetadata, Record};
+use echo_catalog::sealed::ReplyKey;
 use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
-use echo_upload::{Observation, UploadConfig, UploadProcessor, UploadState};
+use echo_upload::{DeliveredUrl, Observation, UploadConfig, UploadProcessor, UploadState};
 
 const RESOURCE: &str = "7d0c9a52-31f4-4b8e-8a61-0c2f3e4d5b6a";
 
@@ -28,12 +31,16 @@ fn meta(event_id: &str) -> EventMetadata {
     EventMetadata::new(event_id, RESOURCE, "client", 0)
 }
 
+/// The requesting client's key pair: the URL comes back sealed to it.
+static CLIENT: LazyLock<ReplyKey> = LazyLock::new(ReplyKey::generate);
+
 fn request(content_type: &str) -> Incoming {
     incoming(&UploadRequested {
         metadata: meta("req-1"),
         filename: "talk.wav".into(),
         content_type: content_type.into(),
         declared_size_bytes: 10,
+        reply_key: Some(CLIENT.public()),
     })
 }
 
@@ -64,9 +71,11 @@ async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
         .observe(&UploadState::default(), Input::Record(&input), &ctx(&input))
         .await
         .unwrap();
-    let Observation::PresignedUrl(url) = observed else {
-        panic!("expected a URL, got {observed:?}");
+    let Observation::PresignedUrl(DeliveredUrl::Sealed(sealed)) = observed else {
+        panic!("expected a sealed URL, got {observed:?}");
     };
+    assert!(!sealed.contains("X-Amz"), "the URL travels sealed");
+    let url = CLIENT.open(&sealed).unwrap();
     assert!(
         url.starts_with(&format!(
             "http://127.0.0.1:1/echo/resources/{RESOURCE}/upload?"
@@ -79,6 +88,7 @@ async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
         .find(|p| p.starts_with("X-Amz-SignedHeaders="))
         .unwrap();
     assert!(signed.contains("content-type"), "{signed}");
+    assert!(signed.contains("content-length"), "{signed}");
 }
 
 #[tokio::test]

@@ -51,7 +51,8 @@ pub struct ValidationFailed {
 /// Why uploaded audio was refused, so a client can tell the user what to fix. `UNDECODABLE`: the
 /// file is not audio echo can decode. `UNSUPPORTED_CODEC`: it decodes, but with a codec echo does
 /// not accept. `TOO_LONG` / `TOO_SHORT`: the duration is outside the limits. `EMPTY`: the file has
-/// no audio samples. `TOO_MANY_CHANNELS`: more channels than echo mixes down.
+/// no audio samples. `TOO_MANY_CHANNELS`: more channels than echo mixes down. `OBJECT_CHANGED`: the
+/// stored audio is no longer the object verified at upload (replaced after `upload.finalize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[avro(namespace = "echo.processing")]
@@ -64,6 +65,7 @@ pub enum ValidationFailureReason {
     TooShort,
     Empty,
     TooManyChannels,
+    ObjectChanged,
 }
 
 /// A transcription job was planned: the audio is split into overlapping chunks.
@@ -86,6 +88,12 @@ pub struct ProcessingJobCreated {
     pub overlap_ms: i64,
     /// Duration of the whole audio in milliseconds.
     pub duration_ms: i64,
+    /// ETag of the audio as verified at upload; every chunk command of the job, re-issued ones
+    /// too, reads exactly this version. Null only in records written before it existed.
+    pub etag: Option<String>,
+    /// Size of the audio as verified at upload; no worker downloads more. Null only in records
+    /// written before it existed.
+    pub size_bytes: Option<i64>,
 }
 
 /// Command to a chunk worker: transcribe one chunk of a job's audio.
@@ -111,6 +119,12 @@ pub struct ChunkProcess {
     /// Attempt number, from 1; a retry increments it, and the limit on it decides when a chunk
     /// gives up.
     pub attempt: i32,
+    /// ETag of the audio as verified at upload (from `upload.completed`); the worker reads exactly
+    /// this version. Null only in records written before it existed.
+    pub etag: Option<String>,
+    /// Size of the audio as verified at upload; the worker downloads no more than this. Null only
+    /// in records written before it existed.
+    pub size_bytes: Option<i64>,
 }
 
 /// A worker took a chunk; starts its processing deadline.

@@ -20,6 +20,10 @@ pub struct UploadRequested {
     /// Size the client says it will upload; checked against the limit before a URL is issued and
     /// against the stored object on finalize.
     pub declared_size_bytes: i64,
+    /// X25519 public key (32 bytes, base64) the upload URL is sealed to, so that only this client
+    /// can read the URL on the shared events topic. Required unless the deployment allows clear
+    /// URLs (`upload.allow_clear_urls`).
+    pub reply_key: Option<String>,
 }
 
 /// Command from the client: the PUT to the pre-signed URL is done, verify the object and complete
@@ -44,14 +48,18 @@ pub struct UploadUrlGenerated {
     pub metadata: EventMetadata,
     /// Object-store key the file must be PUT to; later events refer to the audio by it.
     pub object_key: String,
-    /// Pre-signed PUT URL for the client; a bearer credential until `expires_at`, so it must not be
-    /// logged.
+    /// Pre-signed PUT URL in clear, only for a request without `reply_key` where the deployment
+    /// allows it; empty when the URL is sealed (`sealed_upload_url`). A bearer credential until
+    /// `expires_at`, so it must not be logged.
     pub upload_url: String,
     /// Content type the URL was signed for; the client must send exactly this `Content-Type`.
     pub content_type: String,
     /// When the URL stops working, milliseconds since the Unix epoch; the upload expires if not
     /// finalized by then.
     pub expires_at: i64,
+    /// The pre-signed PUT URL sealed to the request's `reply_key` (a libsodium sealed box,
+    /// base64): only the requesting client can open it. Null when the URL was issued in clear.
+    pub sealed_upload_url: Option<String>,
 }
 
 /// The audio is stored and verified against the request; Processing may read it.
@@ -67,6 +75,10 @@ pub struct UploadCompleted {
     pub size_bytes: i64,
     /// Content type of the stored object; a hint for the decoder.
     pub content_type: String,
+    /// ETag of the object as verified; readers fetch exactly this version (`If-Match`), so audio
+    /// replaced after the upload is never processed. Null only in records written before it
+    /// existed.
+    pub etag: Option<String>,
 }
 
 /// The upload will not complete; terminal for the upload.

@@ -6,7 +6,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use anyhow::anyhow;
+use apache_avro::types::Value;
 use echo_catalog::events;
+use echo_catalog::record::EventMetadata;
 use echo_catalog::topics::dlq_topic;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
@@ -16,11 +18,11 @@ use super::now_ms;
 use super::txn_error::TxnError;
 use super::Driver;
 use crate::codec::DecodeError;
-use crate::dead_letter::{self, dead_letter, MAX_RECORD_BYTES};
+use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
 use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
 use crate::headers::{self, echo, HeaderList};
-use crate::retry::{reroute, ErrorClass, Failure};
+use crate::retry::{reroute, ErrorClass, Failure, KEY_MISMATCH};
 use crate::state::{encode_changelog, DueWork, HeldRecord, KeyState};
 
 /// A record as the pipeline sees it: just read, or held in its key's state and handled now.
@@ -116,7 +118,7 @@ impl<P: Processor> Driver<P> {
             }
             Err(e) => {
                 let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
-                return self.dead_end(rec, &failure, attempt, &source, None);
+                return self.dead_end(rec, &failure, attempt, &source);
             }
         };
         let type_name = decoded.info.type_name;
@@ -127,18 +129,21 @@ impl<P: Processor> Driver<P> {
         if !carried {
             let message = format!("{type_name} does not belong on {}", source.topic);
             let failure = Failure::new(ErrorClass::WrongTopic, message);
-            let correlation = metadata_of(&decoded.value).map(|m| m.correlation_id);
-            return self.dead_end(rec, &failure, attempt, &source, correlation.as_deref());
+            return self.dead_end(rec, &failure, attempt, &source);
         }
         let Some(metadata) = metadata_of(&decoded.value) else {
             let failure = Failure::new(ErrorClass::Undecodable, "record has no readable metadata");
-            return self.dead_end(rec, &failure, attempt, &source, None);
+            return self.dead_end(rec, &failure, attempt, &source);
         };
-        let key = rec
-            .key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .unwrap_or(&metadata.correlation_id)
-            .to_string();
+        // State is kept by the record key, handlers act on what the record names: the two
+        // must be one, or a record could read and change another resource's state.
+        let key = match self.checked_key(&source.topic, rec.key, &metadata, &decoded.value) {
+            Ok(key) => key,
+            Err(message) => {
+                let failure = Failure::new(ErrorClass::KeyMismatch, message);
+                return self.dead_end(rec, &failure, attempt, &source);
+            }
+        };
         let span = info_span!("handle", processor = %self.spec.name, event_type = type_name,
             correlation_id = %metadata.correlation_id, event_id = %metadata.event_id);
         let _entered = span.enter();
@@ -205,24 +210,53 @@ impl<P: Processor> Driver<P> {
         Ok(())
     }
 
-    /// Sends a record that cannot be handled at all (undecodable, on the wrong topic) to the
-    /// DLQ. One that came back from a retry tier was its key's parked record: the records
-    /// held behind it may follow now.
+    /// The key a record belongs to: its Kafka key, which must be the one its source topic's
+    /// [`KeyRule`](echo_catalog::KeyRule) derives from what the record names (the resource
+    /// in `correlation_id`, the chunk in the payload); otherwise why not, as the DLQ reason.
+    fn checked_key(
+        &self,
+        source_topic: &str,
+        key: Option<&[u8]>,
+        metadata: &EventMetadata,
+        value: &Value,
+    ) -> Result<String, String> {
+        let rule = self
+            .catalogue
+            .topic(source_topic)
+            .and_then(|t| t.key_rule())
+            .map_err(|e| format!("{KEY_MISMATCH}: {e:#}"))?;
+        let expected = rule
+            .expected(&metadata.correlation_id, value)
+            .map_err(|e| format!("{KEY_MISMATCH}: {e}"))?;
+        match key.map(std::str::from_utf8) {
+            Some(Ok(key)) if key == expected => Ok(expected),
+            Some(Ok(key)) => Err(format!(
+                "{KEY_MISMATCH}: the record key {:?} is not {expected:?}, the key the record \
+                 names ({rule:?})",
+                capped_message(key)
+            )),
+            Some(Err(_)) => Err(format!(
+                "{KEY_MISMATCH}: the record key is not UTF-8; it must be {expected:?} ({rule:?})"
+            )),
+            None => Err(format!(
+                "{KEY_MISMATCH}: the record has no key; it must be {expected:?} ({rule:?})"
+            )),
+        }
+    }
+
+    /// Sends a record that cannot be handled at all (undecodable, on the wrong topic, keyed
+    /// by something else than it names) to the DLQ. One that came back from a retry tier was
+    /// its key's parked record: the records held behind it may follow now.
     fn dead_end(
         &mut self,
         rec: &RecordIn<'_>,
         failure: &Failure,
         attempt: u32,
         source: &SourcePosition,
-        correlation_id: Option<&str>,
     ) -> Result<(), TxnError> {
         self.reroute(rec, failure, attempt, source)?;
         if self.retry_tiers.contains_key(rec.topic) {
-            let key = rec
-                .key
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .or(correlation_id);
-            if let Some(key) = key {
+            if let Some(key) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) {
                 self.unpark(rec.partition, key);
             }
         }
@@ -292,7 +326,17 @@ impl<P: Processor> Driver<P> {
                 let idle = ks.timers.is_empty() && ks.parked.is_none() && ks.waiting.is_empty();
                 if idle && self.finished(&ks.state) {
                     debug!(key, retire_at_ms = at, "finished key retired");
-                    self.store.remove(partition, key);
+                    match self.residue(&ks.state) {
+                        Some(state) => self.store.put(
+                            partition,
+                            key,
+                            KeyState {
+                                state,
+                                ..KeyState::default()
+                            },
+                        ),
+                        None => self.store.remove(partition, key),
+                    }
                 } else {
                     // Work came back to the key since it finished: it lives on.
                     ks.retire_at_ms = None;
@@ -397,6 +441,11 @@ impl<P: Processor> Driver<P> {
             .unwrap_or_else(|panic| Err(HandlerError::Permanent(panicked("decide", panic))))
     }
 
+    /// `retired`, a panic in which keeps nothing.
+    fn residue(&self, state: &P::State) -> Option<P::State> {
+        catch_unwind(AssertUnwindSafe(|| self.processor.retired(state))).unwrap_or(None)
+    }
+
     /// `is_finished`, a panic in which counts as not finished (the key is kept).
     fn finished(&self, state: &P::State) -> bool {
         catch_unwind(AssertUnwindSafe(|| self.processor.is_finished(state))).unwrap_or(false)
@@ -474,6 +523,23 @@ impl<P: Processor> Driver<P> {
         let info = events::info(out.type_name)
             .ok_or_else(|| fatal(anyhow!("{} is not in the catalogue", out.type_name)))?;
         let topic_spec = self.catalogue.topic_of(out.type_name).map_err(fatal)?;
+        // What echo writes passes the key check its consumers make.
+        let rule = topic_spec.key_rule().map_err(fatal)?;
+        match rule.expected(&out.metadata.correlation_id, &out.value) {
+            Ok(expected) if expected == out.key => {}
+            Ok(expected) => {
+                return Err(ApplyError::Refused(HandlerError::Permanent(format!(
+                    "output {} is keyed {:?}, its topic's key is {expected:?}",
+                    out.type_name, out.key
+                ))))
+            }
+            Err(e) => {
+                return Err(ApplyError::Refused(HandlerError::Permanent(format!(
+                    "output {}: {e}",
+                    out.type_name
+                ))))
+            }
+        }
         let topic = self.config.topic(&topic_spec.name);
         let bytes = self
             .handle

@@ -14,7 +14,6 @@ use super::transaction::Done;
 use super::txn_error::TxnError;
 use super::Driver;
 use super::Due;
-use crate::envelope::metadata_of;
 use crate::handler::Processor;
 use crate::retry::{ErrorClass, Failure};
 use crate::state::DueWork;
@@ -73,23 +72,14 @@ impl<P: Processor> Driver<P> {
     }
 
     /// A quarantined retry-tier record was its key's parked record: the key's held records
-    /// may follow now. The key is found as the pipeline finds it: the record's key, else the
-    /// correlation id of its value.
+    /// may follow now. Only a record whose key passed the pipeline's key check is ever
+    /// parked, so its Kafka key is the key.
     fn unpark_record(&mut self, msg: &OwnedMessage) {
         if !self.retry_tiers.contains_key(msg.topic()) {
             return;
         }
-        let key = match msg.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            Some(key) => Some(key.to_string()),
-            None => self
-                .handle
-                .block_on(self.codec.decode(msg.payload()))
-                .ok()
-                .and_then(|d| metadata_of(&d.value))
-                .map(|m| m.correlation_id),
-        };
-        if let Some(key) = key {
-            self.unpark(msg.partition(), &key);
+        if let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            self.unpark(msg.partition(), key);
         }
     }
 }

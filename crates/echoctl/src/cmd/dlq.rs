@@ -65,7 +65,7 @@ enum Action {
         #[arg(long)]
         processor: String,
         /// Only records of this error class (`transient`, `permanent`, `undecodable`,
-        /// `wrong_topic`).
+        /// `wrong_topic`, `key_mismatch`, `poison`).
         #[arg(long)]
         class: Option<String>,
         /// Only records of this type (`ce_type`, such as `upload.finalize`).

@@ -14,6 +14,7 @@ use echo_catalog::events::{
     UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
+use echo_catalog::sealed::ReplyKey;
 use echo_runtime::driver::now_ms;
 use echo_runtime::publisher::Publisher;
 use echo_runtime::EchoConfig;
@@ -170,11 +171,14 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     };
     session.note(format!("resource {resource}"));
 
+    // The URL comes back sealed to this key: only this client can read it.
+    let reply_key = ReplyKey::generate();
     let request = UploadRequested {
         metadata: client_metadata(&resource, None),
         filename,
         content_type: content_type.clone(),
         declared_size_bytes: size as i64,
+        reply_key: Some(reply_key.public()),
     };
     publisher.publish(&resource, &request).await?;
     session.record(UploadRequested::TYPE, &request.metadata);
@@ -185,7 +189,12 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         return finish(config, &args, &follower, session, &resource, answer).await;
     }
     let url: UploadUrlGenerated = apache_avro::from_value(&answer.value)?;
-    upload(&args, &url.upload_url, &content_type, size).await?;
+    let sealed = url
+        .sealed_upload_url
+        .as_deref()
+        .context("upload.url.generated carries no sealed URL")?;
+    let upload_url = reply_key.open(sealed)?;
+    upload(&args, &upload_url, &content_type, size).await?;
     session.note(format!(
         "{:<28} {size} bytes to {}",
         "uploaded", url.object_key

@@ -21,7 +21,7 @@ use echo_catalog::events::ChunkProcess;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig};
-use echo_storage::S3Service;
+use echo_storage::{Download, Pin, S3Service};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -87,22 +87,28 @@ impl ChunkWorker {
         &self.worker
     }
 
-    /// Where the object at `key` is cached locally: named by a hash of the key, so any key
-    /// maps to one safe file name.
-    pub fn cache_path(&self, key: &str) -> PathBuf {
-        self.cache_dir
-            .join(hex::encode(Sha256::digest(key.as_bytes())))
+    /// Where the version `pin` of the object at `key` is cached locally: named by a hash of
+    /// both, so any key maps to one safe file name and another version of it to another.
+    pub fn cache_path(&self, key: &str, pin: &Pin) -> PathBuf {
+        let mut hash = Sha256::new();
+        hash.update(key.as_bytes());
+        if let Some(etag) = &pin.etag {
+            hash.update([0]);
+            hash.update(etag.as_bytes());
+        }
+        self.cache_dir.join(hex::encode(hash.finalize()))
     }
 
-    /// The local copy of the object at `key`, downloaded unless already cached. Uploaded
-    /// audio never changes under its key, so a cached copy stays valid.
-    async fn fetch(&self, key: &str) -> Result<PathBuf, HandlerError> {
-        let path = self.cache_path(key);
+    /// The local copy of the pinned version of the object at `key`, downloaded unless already
+    /// cached (a version never changes, so a cached copy stays valid); `Ok(Err)` when that
+    /// version is not what is stored, which no retry will change.
+    async fn fetch(&self, key: &str, pin: &Pin) -> Result<Result<PathBuf, String>, HandlerError> {
+        let path = self.cache_path(key, pin);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             debug!(key, path = %path.display(), "source audio cached");
             // Marks it recently used, for the cache's eviction.
             touch(&path);
-            return Ok(path);
+            return Ok(Ok(path));
         }
         tokio::fs::create_dir_all(&self.cache_dir)
             .await
@@ -119,10 +125,27 @@ impl ChunkWorker {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let Some(size) = self.s3.download_to(key, &partial).await? else {
+        let size = match self.s3.download_to(key, &partial, pin).await? {
+            Download::Stored(size) => size,
             // The upload completed before the command was issued, so this is the store not
             // (yet) showing it, or a cleanup racing the job: retried, then the DLQ.
-            return Err(HandlerError::Transient(format!("no object at {key}")));
+            Download::Missing => {
+                return Err(HandlerError::Transient(format!("no object at {key}")));
+            }
+            Download::Changed { found } => {
+                return Ok(Err(format!(
+                    "{OBJECT_CHANGED}: {key} is not the version verified at upload (ETag {}): \
+                     found {found}",
+                    pin.etag.as_deref().unwrap_or("unknown")
+                )))
+            }
+            Download::TooLarge { at_least } => {
+                return Ok(Err(format!(
+                    "{OBJECT_CHANGED}: {key} is larger than the {} bytes verified at upload \
+                     (at least {at_least})",
+                    pin.max_bytes.unwrap_or_default()
+                )))
+            }
         };
         if let Err(e) = tokio::fs::rename(&partial, &path).await {
             let _ = tokio::fs::remove_file(&partial).await;
@@ -133,9 +156,13 @@ impl ChunkWorker {
         }
         info!(key, size, path = %path.display(), "source audio downloaded");
         evict(&self.cache_dir, &path, self.worker.cache_max_files);
-        Ok(path)
+        Ok(Ok(path))
     }
 }
+
+/// How a chunk's failure reason starts when its audio was replaced after it was verified, so
+/// the reason the resource is rejected with names it.
+pub const OBJECT_CHANGED: &str = "OBJECT_CHANGED";
 
 /// Sets the file's modification time to now; failure only affects eviction order.
 fn touch(path: &Path) {
@@ -261,7 +288,14 @@ impl Processor for ChunkWorker {
         if let Err(reason) = decide::chunk_range(&command) {
             return Ok(Observation::Failed(reason));
         }
-        let path = self.fetch(&command.object_key).await?;
+        let pin = Pin {
+            etag: command.etag.clone(),
+            max_bytes: command.size_bytes.and_then(|n| u64::try_from(n).ok()),
+        };
+        let path = match self.fetch(&command.object_key, &pin).await? {
+            Ok(path) => path,
+            Err(reason) => return Ok(Observation::Failed(reason)),
+        };
         if let Some(ms) = self.worker.test_delay_ms {
             // Test-only: simulates a hung worker (see `ChunkWorkerConfig::test_delay_ms`).
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -59,6 +59,12 @@ pub struct TrackedJob {
     pub object_key: String,
     /// Number of chunks; a re-issued command repeats it.
     pub chunk_count: i32,
+    /// The verified version of the audio (its ETag), which a re-issued command pins.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// The verified size of the audio, which caps a re-issued command's download.
+    #[serde(default)]
+    pub size_bytes: Option<i64>,
     /// One entry per chunk, by index.
     pub chunks: Vec<ChunkTrack>,
 }
@@ -125,6 +131,8 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
         job_id: job.job_id.clone(),
         object_key: job.object_key.clone(),
         chunk_count: job.chunk_count,
+        etag: job.etag.clone(),
+        size_bytes: job.size_bytes,
         chunks: plan
             .into_iter()
             .map(|r| ChunkTrack {
@@ -240,6 +248,8 @@ fn on_deadline(
             start_ms: chunk.start_ms,
             end_ms: chunk.end_ms,
             attempt: chunk.attempt + 1,
+            etag: job.etag.clone(),
+            size_bytes: job.size_bytes,
         }));
         schedule.push(ctx.timer(
             &timer.name,

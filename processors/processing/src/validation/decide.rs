@@ -279,6 +279,8 @@ fn plan_job(
             chunk_ms: config.chunk_ms,
             overlap_ms: config.overlap_ms,
             duration_ms,
+            etag: completed.etag.clone(),
+            size_bytes: Some(completed.size_bytes),
         },
     ));
     for (index, range) in (0..chunk_count).zip(chunks) {
@@ -291,6 +293,8 @@ fn plan_job(
             start_ms: range.start,
             end_ms: range.end,
             attempt: FIRST_ATTEMPT,
+            etag: completed.etag.clone(),
+            size_bytes: Some(completed.size_bytes),
         }));
     }
     Ok(out)
@@ -302,8 +306,11 @@ fn plan_job(
 /// rather than by hash chance.
 pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
     let start = fnv1a(command.job_id.as_bytes());
-    Outgoing::new(chunk_key(&command.job_id, command.chunk_index), command)
-        .on_partition(start.wrapping_add(command.chunk_index as u32))
+    Outgoing::new(
+        echo_catalog::keys::chunk_key(&command.job_id, command.chunk_index),
+        command,
+    )
+    .on_partition(start.wrapping_add(command.chunk_index as u32))
 }
 
 /// 32-bit FNV-1a: a stable hash, the same in every process and release.
@@ -311,12 +318,6 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5, |h, b| {
         (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })
-}
-
-/// The key of a chunk's commands (`"{job_id}:{chunk_index}"`): spreads one job's chunks over
-/// the chunk-command partitions, so several workers share a job.
-pub fn chunk_key(job_id: &str, chunk_index: i32) -> String {
-    format!("{job_id}:{chunk_index}")
 }
 
 /// Folds a fact into the state; everything is learned from what the processor emitted, so the

@@ -19,7 +19,7 @@ use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 use echo_speech::audio::{self, AudioError, AudioInfo};
-use echo_storage::S3Service;
+use echo_storage::{Download, Pin, S3Service};
 
 pub use config::ValidationConfig;
 pub use decide::{plan_chunks, AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
@@ -84,21 +84,13 @@ impl Processor for ValidationProcessor {
         let dir = tempfile::tempdir()
             .map_err(|e| HandlerError::Transient(format!("creating a temporary directory: {e}")))?;
         let path = dir.path().join(file_name_for(&completed.content_type));
-        let size = self.s3.download_to(&completed.object_key, &path).await?;
-        match size {
-            None => {
-                return Ok(Observation::Refused(
-                    ValidationFailureReason::Undecodable,
-                    format!("nothing is stored at {}", completed.object_key),
-                ))
-            }
-            Some(0) => {
-                return Ok(Observation::Refused(
-                    ValidationFailureReason::Empty,
-                    "the uploaded file is empty (0 bytes)".into(),
-                ))
-            }
-            Some(_) => {}
+        let pin = pin_of(&completed);
+        let download = self
+            .s3
+            .download_to(&completed.object_key, &path, &pin)
+            .await?;
+        if let Some(refused) = refusal_of_download(&completed, download) {
+            return Ok(refused);
         }
         let config = self.validation.clone();
         // Probing and decoding are CPU-bound: keep them off the async worker threads.
@@ -128,6 +120,44 @@ impl Processor for ValidationProcessor {
 
     fn is_finished(&self, state: &ValidationState) -> bool {
         state.is_finished()
+    }
+}
+
+/// The version of the audio `upload.completed` verified: its ETag and size.
+fn pin_of(completed: &UploadCompleted) -> Pin {
+    Pin {
+        etag: completed.etag.clone(),
+        max_bytes: u64::try_from(completed.size_bytes).ok(),
+    }
+}
+
+/// Why a download cannot be examined at all, if it cannot: nothing or another version stored
+/// (the audio was replaced after it was verified), or nothing in it.
+fn refusal_of_download(completed: &UploadCompleted, download: Download) -> Option<Observation> {
+    let changed = |found: String| {
+        Observation::Refused(
+            ValidationFailureReason::ObjectChanged,
+            format!(
+                "the stored audio is not the version verified at upload (ETag {}): {found}",
+                completed.etag.as_deref().unwrap_or("unknown")
+            ),
+        )
+    };
+    match download {
+        Download::Stored(0) => Some(Observation::Refused(
+            ValidationFailureReason::Empty,
+            "the uploaded file is empty (0 bytes)".into(),
+        )),
+        Download::Stored(_) => None,
+        Download::Missing => Some(Observation::Refused(
+            ValidationFailureReason::Undecodable,
+            format!("nothing is stored at {}", completed.object_key),
+        )),
+        Download::Changed { found } => Some(changed(format!("found {found}"))),
+        Download::TooLarge { at_least } => Some(changed(format!(
+            "it is larger than the {} bytes verified (at least {at_least})",
+            completed.size_bytes
+        ))),
     }
 }
 
