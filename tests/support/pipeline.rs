@@ -46,6 +46,28 @@ impl Pipeline {
             .context("starting echoctl run all")?;
         Ok(Pipeline { child })
     }
+
+    /// Starts one processor (`upload`, `chunk-worker`, …) on its own, beside a pipeline
+    /// started with fewer of it, under instance name `instance`.
+    pub fn start_processor(
+        bin: &Path,
+        env: &TestEnv,
+        processor: &str,
+        instance: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Pipeline> {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!(
+            "{}{processor}-{instance}.log",
+            env.config.kafka.topic_prefix
+        )))?;
+        let child = echoctl(bin, env, settings)
+            .args(["run", processor, "--instance", instance])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting echoctl run {processor}"))?;
+        Ok(Pipeline { child })
+    }
 }
 
 impl Drop for Pipeline {

@@ -55,10 +55,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use echo_catalog::events::{
-    ChunkProcessingCompleted, ChunkProcessingStarted, CleanupCompleted, ResourceReady,
-    TranscriptionCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
-    UploadRequested, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
-    ValidationPassed,
+    ChunkProcessingCompleted, ChunkProcessingStarted, CleanupCompleted, ProcessingJobCreated,
+    ResourceReady, ResourceRejected, TranscriptionCompleted, UploadCompleted, UploadExpired,
+    UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
+    ValidationFailed, ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
@@ -150,11 +150,21 @@ impl Case {
     /// then waits its turn and starts a pipeline there with extra `settings` (`ECHO_*`
     /// variables).
     async fn start(name: &str, settings: &[(&str, &str)]) -> Case {
+        Case::start_with_chunk_workers(name, 1, settings).await
+    }
+
+    /// [`Case::start`] with `chunk_workers` chunk workers in the pipeline (none: the case
+    /// starts one itself when it wants the chunks transcribed).
+    async fn start_with_chunk_workers(
+        name: &str,
+        chunk_workers: usize,
+        settings: &[(&str, &str)],
+    ) -> Case {
         let env = TestEnv::new(name).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let good = speak(dir.path(), "good.wav", GOOD_SENTENCE).unwrap();
         let turn = ONE_AT_A_TIME.lock().await;
-        let pipeline = Pipeline::start(bin(), &env, 1, settings).unwrap();
+        let pipeline = Pipeline::start(bin(), &env, chunk_workers, settings).unwrap();
         Case {
             publisher: Publisher::new(&env.config).unwrap(),
             s3: S3Service::new(&env.config).unwrap(),
@@ -1173,7 +1183,8 @@ async fn a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retir
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_replaced_after_finalize_is_not_transcribed() {
-    let case = Case::start("replaced-after-finalize", &[]).await;
+    // No chunk worker yet: the chunks wait while the client replaces the file.
+    let case = Case::start_with_chunk_workers("replaced-after-finalize", 0, &[]).await;
     let verified = std::fs::read(&case.good).unwrap();
     let other = speak(
         case.dir.path(),
@@ -1202,18 +1213,21 @@ async fn a_file_replaced_after_finalize_is_not_transcribed() {
     let (status, answer) = put(&url.upload_url, "audio/wav", verified).await;
     assert!(status.is_success(), "{status}: {answer}");
     case.finalize(&url).await;
-    let completed: echo_catalog::events::UploadCompleted = case.wait_event(&resource).await;
+    let completed: UploadCompleted = case.wait_event(&resource).await;
     assert!(
         completed.etag.is_some(),
         "upload.completed records the ETag"
     );
+    // Validation examined the verified file and planned the job; now the file is replaced
+    // (the URL is still valid), before any worker reads it.
+    case.wait_event::<ProcessingJobCreated>(&resource).await;
     let (status, answer) = put(&url.upload_url, "audio/wav", replacement).await;
     assert!(status.is_success(), "{status}: {answer}");
+    let _worker = Pipeline::start_processor(bin(), &case.env, "chunk-worker", "late", &[]).unwrap();
 
-    let rejected: echo_catalog::events::ResourceRejected = case.wait_event(&resource).await;
+    let rejected: ResourceRejected = case.wait_event(&resource).await;
     assert!(
-        rejected.reason_code == ValidationFailureReason::ObjectChanged
-            || rejected.message.contains("OBJECT_CHANGED"),
+        rejected.message.contains("OBJECT_CHANGED"),
         "{:?}: {}",
         rejected.reason_code,
         rejected.message
