@@ -12,10 +12,10 @@ use s3s_fs::FileSystem;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 
-/// The access key; the secret key is in `SECRET_KEY_VAR`. Both are required: without them the
-/// server would answer anonymous requests.
+/// The variable holding the access key. Both keys are required: without them the server
+/// would answer anonymous requests.
 const ACCESS_KEY_VAR: &str = "ECHO_S3_ACCESS_KEY";
-/// The secret key every request must be signed with.
+/// The variable holding the secret key every request must be signed with.
 const SECRET_KEY_VAR: &str = "ECHO_S3_SECRET_KEY";
 
 /// Where to listen and what to serve; nothing secret, since arguments are public.
