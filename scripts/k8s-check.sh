@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks k8s/ without a cluster: renders every kustomization and validates it against the
-# Kubernetes schemas (unknown fields are errors), and checks that every processor of
-# topics/topics.toml has its StatefulSet, so the manifests cannot drift from the catalogue.
+# Kubernetes schemas (unknown fields are errors), checks its hardening (scripts/k8s-hardening.py:
+# seccomp, no service account token, locked-down containers, sized emptyDirs, a NetworkPolicy
+# per workload), and checks that every processor of topics/topics.toml has its StatefulSet, so
+# the manifests cannot drift from the catalogue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,17 @@ fi
 
 for dir in k8s/base k8s/overlays/*/; do
   dir="${dir%/}"
-  if ! report="$("$venv/bin/kubectl" kustomize "$dir" | "$venv/bin/kubernetes-validate" --strict --kubernetes-version 1.37.0 - 2>&1)"; then
+  rendered="$("$venv/bin/kubectl" kustomize "$dir")"
+  if ! report="$("$venv/bin/kubernetes-validate" --strict --kubernetes-version 1.37.0 - <<<"$rendered" 2>&1)"; then
     echo "$report" | grep -v "^INFO" >&2
     echo "k8s: $dir does not validate" >&2
     exit 1
   fi
-  echo "k8s: $dir renders and validates"
+  if ! "$venv/bin/python" scripts/k8s-hardening.py <<<"$rendered" >&2; then
+    echo "k8s: $dir is not hardened" >&2
+    exit 1
+  fi
+  echo "k8s: $dir renders, validates and is hardened"
 done
 
 missing=0

@@ -11,4 +11,5 @@ cargo run --quiet -p echoctl -- dev up
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/k8s-check.sh
+bash scripts/secrets-check.sh
 cargo test --workspace

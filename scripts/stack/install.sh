@@ -4,8 +4,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-S3S_VERSION=0.14.1   # 0.15+ needs a newer rustc than the machines have (see STACK.md)
-
 # ---- apt packages -------------------------------------------------------------------------
 # clang/libclang-dev/cmake: whisper-rs build; flite/sox: test audio; java+maven: Kafka.
 apt_missing=()
@@ -57,11 +55,4 @@ if [[ "$want" != "$have" ]]; then
   mv "$tmp" "$JARS_DIR"
   trap - EXIT
   log "Kafka jars: $(find "$JARS_DIR" -name '*.jar' | wc -l) files"
-fi
-
-# ---- s3s-fs ---------------------------------------------------------------------------------
-if [[ "$(s3s-fs --version 2>/dev/null || true)" != "s3s-fs $S3S_VERSION" ]]; then
-  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) to build s3s-fs"
-  log "installing s3s-fs $S3S_VERSION with cargo (takes ~5 min)"
-  cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked >&2
 fi

@@ -14,6 +14,9 @@ REPO_ROOT="$(cd "$STACK_DIR/../.." && pwd)"
 : "${ECHO_KAFKA_BROKERS:=}"
 : "${ECHO_REGISTRY_PORT:=8081}"
 : "${ECHO_S3_PORT:=9000}"
+# The S3 server (crates/echo-dev-s3); it takes both keys from the environment.
+: "${ECHO_S3_BIN:=$REPO_ROOT/target/debug/echo-dev-s3}"
+export ECHO_S3_BIN
 : "${ECHO_S3_ACCESS_KEY:=echo-dev-access}"
 : "${ECHO_S3_SECRET_KEY:=echo-dev-secret-key-000000000000}"
 : "${ECHO_REGISTRY_BIN:=$REPO_ROOT/target/debug/echo-schema-registry}"
@@ -45,10 +48,6 @@ REGISTRY_DIR="$ECHO_DATA_DIR/registry"
 REGISTRY_FILE="$REGISTRY_DIR/schemas.json"
 RUN_DIR="$ECHO_DATA_DIR/run"
 LOG_DIR="$ECHO_DATA_DIR/logs"
-
-# cargo install puts s3s-fs here; a non-login shell may not have it on PATH.
-CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
-case ":$PATH:" in *":$CARGO_BIN:"*) ;; *) PATH="$PATH:$CARGO_BIN" ;; esac
 
 # ---- Kafka nodes ------------------------------------------------------------------------------
 # One broker (the default): service `kafka`, node 1, ports ECHO_KAFKA_PORT and
@@ -159,7 +158,7 @@ service_marker() {
   case "$1" in
     kafka | kafka-[1-9]) kafka_config "$1" ;;
     registry) basename "$ECHO_REGISTRY_BIN" ;;
-    s3) echo "s3s-fs" ;;
+    s3) basename "$ECHO_S3_BIN" ;;
   esac
 }
 
@@ -396,11 +395,10 @@ start_service() {
       ;;
     s3)
       check_port_free s3 "$ECHO_S3_PORT"
-      command -v s3s-fs >/dev/null || die "s3s-fs not found: run scripts/stack/install.sh"
       mkdir -p "$S3_DATA"
-      # Both keys, always: without them s3s-fs serves anonymous requests.
-      start_daemon s3 s3s-fs --host "$HOST" --port "$ECHO_S3_PORT" \
-        --access-key "$ECHO_S3_ACCESS_KEY" --secret-key "$ECHO_S3_SECRET_KEY" "$S3_DATA"
+      # The keys go through the (exported) environment: a command line is readable by every
+      # user of the machine (ps, /proc/<pid>/cmdline). Both are required: never anonymous.
+      start_daemon s3 "$ECHO_S3_BIN" --host "$HOST" --port "$ECHO_S3_PORT" "$S3_DATA"
       ;;
   esac
 }

@@ -40,6 +40,9 @@ for s in "${to_start[@]}"; do
   if [[ "$s" == registry && ! -x "$ECHO_REGISTRY_BIN" ]]; then
     die "schema registry binary not found at $ECHO_REGISTRY_BIN: run 'cargo build -p echo-schema-registry' (or set ECHO_REGISTRY_BIN)"
   fi
+  if [[ "$s" == s3 && ! -x "$ECHO_S3_BIN" ]]; then
+    die "S3 server binary not found at $ECHO_S3_BIN: run 'cargo build -p echo-dev-s3' (or set ECHO_S3_BIN)"
+  fi
 done
 
 # Start all first, then wait: the JVM's start-up overlaps with the others'.

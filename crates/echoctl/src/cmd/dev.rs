@@ -157,10 +157,6 @@ fn script_status(
     args: &[&str],
     env: &[(&str, &String)],
 ) -> Result<u8> {
-    let registry_bin = std::env::current_exe()?
-        .parent()
-        .context("echoctl has no folder")?
-        .join("echo-schema-registry");
     let status = Command::new("bash")
         .arg(scripts_dir().join(name))
         .args(args)
@@ -170,11 +166,20 @@ fn script_status(
         .env("ECHO_S3_PORT", port_of(&config.s3.endpoint))
         .env("ECHO_S3_ACCESS_KEY", &config.s3.access_key)
         .env("ECHO_S3_SECRET_KEY", config.s3.secret_key.expose())
-        .env("ECHO_REGISTRY_BIN", registry_bin)
+        .env("ECHO_REGISTRY_BIN", beside_echoctl("echo-schema-registry")?)
+        .env("ECHO_S3_BIN", beside_echoctl("echo-dev-s3")?)
         .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running {name}"))?;
     Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// A binary of this workspace, built into the same folder as echoctl.
+fn beside_echoctl(name: &str) -> Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("echoctl has no folder")?
+        .join(name))
 }
 
 #[cfg(test)]
