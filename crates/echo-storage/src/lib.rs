@@ -3,6 +3,8 @@
 //! Only the `observe` step and startup call this; `decide` gets what it found as plain data.
 
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -12,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::{Bucket, BucketConfiguration, Region};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// How long one S3 call may take before it counts as a transient failure; short enough that
 /// a hung object store does not stall a partition's transaction for long.
@@ -134,12 +136,20 @@ impl S3Service {
     /// Streams the object at `key` into the file at `path` (created or truncated) and returns
     /// its size, or `None` (leaving no file) when nothing is stored there. Streaming keeps
     /// large audio out of memory; callers wanting an all-or-nothing file download to a
-    /// temporary path and rename it.
-    pub async fn download_to(&self, key: &str, path: &Path) -> Result<Option<u64>, HandlerError> {
+    /// temporary path and rename it. An object larger than `max_bytes` is not the one the
+    /// caller was promised: the download stops there, the partial file is deleted, and the
+    /// error is permanent (the same bytes would be refused again).
+    pub async fn download_to(
+        &self,
+        key: &str,
+        path: &Path,
+        max_bytes: Option<u64>,
+    ) -> Result<Option<u64>, HandlerError> {
         let local = |e: std::io::Error| {
             HandlerError::Transient(format!("writing {key} to {}: {e}", path.display()))
         };
-        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        let file = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut file = Capped::new(file, max_bytes);
         // A whole object can take longer than one small request may.
         let bucket = self
             .bucket
@@ -147,8 +157,13 @@ impl S3Service {
             .map_err(|e| classify(e, "configuring a download"))?;
         let got = bucket.get_object_to_writer(key, &mut file).await;
         let flushed = file.flush().await;
+        let over_cap = file.over_cap;
         drop(file);
         let failure = match (got, flushed) {
+            _ if over_cap => Some(HandlerError::Permanent(format!(
+                "GET of {key}: the object is larger than the {} bytes expected",
+                max_bytes.unwrap_or_default()
+            ))),
             (Ok(status), Ok(())) if (200..300).contains(&status) => {
                 let size = tokio::fs::metadata(path).await.map_err(local)?.len();
                 return Ok(Some(size));
@@ -247,6 +262,57 @@ fn credentials(s3: &S3Config) -> Result<Credentials> {
 /// Errors from talking to the store are transient: the store being down, slow or
 /// misconfigured is not the input's fault, and the retry tiers give operators time to fix it.
 /// Errors raised before any request (a URL or header that cannot be built) never go away.
+/// A writer that refuses bytes past a cap, so a download larger than promised stops at the
+/// cap instead of filling the disk.
+struct Capped<W> {
+    /// Where the accepted bytes go.
+    inner: W,
+    /// How many more bytes are accepted; `None` for no cap.
+    left: Option<u64>,
+    /// Set once a write would have passed the cap, so the caller can tell this refusal from
+    /// an I/O failure.
+    over_cap: bool,
+}
+
+impl<W> Capped<W> {
+    fn new(inner: W, cap: Option<u64>) -> Self {
+        Capped {
+            inner,
+            left: cap,
+            over_cap: false,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Capped<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.left.is_some_and(|left| buf.len() as u64 > left) {
+            self.over_cap = true;
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "larger than expected",
+            )));
+        }
+        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        if let Some(left) = self.left.as_mut() {
+            *left -= written as u64;
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn classify(e: S3Error, what: &str) -> HandlerError {
     match e {
         S3Error::MaxExpiry(_)

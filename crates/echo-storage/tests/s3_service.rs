@@ -82,3 +82,29 @@ async fn a_presigned_url_is_only_for_its_key() {
     assert!(status.is_client_error(), "PUT to another key: {status}");
     assert_eq!(s3.head(&other).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_download_larger_than_its_cap_stops_and_leaves_no_file() {
+    let s3 = service().await;
+    let key = fresh_key();
+    s3.put_bytes(&key, AUDIO, "audio/wav").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("object");
+    let size = AUDIO.len() as u64;
+
+    assert_eq!(
+        s3.download_to(&key, &path, Some(size)).await.unwrap(),
+        Some(size)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), AUDIO);
+    assert_eq!(s3.download_to(&key, &path, None).await.unwrap(), Some(size));
+
+    match s3.download_to(&key, &path, Some(size - 1)).await {
+        Err(echo_runtime::HandlerError::Permanent(message)) => assert!(
+            message.contains(&format!("larger than the {} bytes expected", size - 1)),
+            "{message}"
+        ),
+        other => panic!("a download over its cap must fail permanently, got {other:?}"),
+    }
+    assert!(!path.exists(), "the partial file is deleted");
+}
