@@ -119,7 +119,11 @@ impl ChunkWorker {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let Some(size) = self.s3.download_to(key, &partial).await? else {
+        let Some(size) = self
+            .s3
+            .download_to(key, &partial, Some(self.worker.max_download_bytes))
+            .await?
+        else {
             // The upload completed before the command was issued, so this is the store not
             // (yet) showing it, or a cleanup racing the job: retried, then the DLQ.
             return Err(HandlerError::Transient(format!("no object at {key}")));
@@ -193,9 +197,10 @@ fn transcribe_range(
     transcriber: &Transcriber,
     path: &Path,
     command: &ChunkProcess,
+    max_chunk_ms: u64,
     deadline: Instant,
 ) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
-    let range = match decide::chunk_range(command) {
+    let range = match decide::chunk_range(command, max_chunk_ms) {
         Ok(range) => range,
         Err(reason) => return Ok(Err(reason)),
     };
@@ -258,7 +263,8 @@ impl Processor for ChunkWorker {
                 attempt = command.attempt, "chunk already handled");
             return Ok(Observation::Skipped);
         }
-        if let Err(reason) = decide::chunk_range(&command) {
+        let max_chunk_ms = self.worker.max_chunk_ms;
+        if let Err(reason) = decide::chunk_range(&command, max_chunk_ms) {
             return Ok(Observation::Failed(reason));
         }
         let path = self.fetch(&command.object_key).await?;
@@ -270,7 +276,7 @@ impl Processor for ChunkWorker {
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
         let deadline = Instant::now() + self.whisper_limit;
         let outcome = tokio::task::spawn_blocking(move || {
-            transcribe_range(&transcriber, &path, &command, deadline)
+            transcribe_range(&transcriber, &path, &command, max_chunk_ms, deadline)
         })
         .await;
         Ok(match outcome {
