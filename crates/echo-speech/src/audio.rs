@@ -212,7 +212,8 @@ pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, Audio
 /// What [`scan`] found by decoding a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanReport {
-    /// Playing time of the samples decoded, in ms; past `max_ms` when the scan stopped there.
+    /// Playing time of the samples decoded, in ms; at least `max_ms` when the scan stopped
+    /// there (rounded down to whole ms).
     pub decoded_ms: u64,
     /// True when the scan stopped at `max_ms` instead of at the end of the file.
     pub over_limit: bool,
