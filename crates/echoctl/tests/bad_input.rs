@@ -33,6 +33,9 @@
 //! | expired pre-signed URL | [`an_expired_upload_url_is_refused_by_s3_and_the_upload_expires`] |
 //! | tampered pre-signed URL | [`a_tampered_upload_url_is_refused_by_s3`] |
 //! | path tricks in the filename | [`path_tricks_in_the_filename_do_not_move_the_object_key`] |
+//! | a WAV header stating 2,147,483,647 Hz; a data chunk claiming 4 GB | [`a_wav_stating_two_billion_hz_is_refused_before_anything_is_sized`] |
+//! | 16 and 64 channels | [`wavs_of_16_and_64_channels_are_refused`] |
+//! | Avro claiming a 2 GB / 256 MB string | [`avro_claiming_a_huge_string_goes_to_the_dlq_undecoded`] |
 //!
 //! The same inputs are also met at lower levels: the validation processor's own tests probe
 //! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
@@ -128,7 +131,7 @@ struct Case {
     s3: S3Service,
     dir: tempfile::TempDir,
     good: PathBuf,
-    _pipeline: Pipeline,
+    pipeline: Pipeline,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -148,7 +151,7 @@ impl Case {
             env,
             dir,
             good,
-            _pipeline: pipeline,
+            pipeline,
             _turn: turn,
         }
     }
@@ -1041,4 +1044,150 @@ async fn path_tricks_in_the_filename_do_not_move_the_object_key() {
         );
     }
     case.good_record_flows_after(resource).await;
+}
+
+// Inputs that would exhaust memory or CPU if taken at their word.
+
+/// A 16-bit PCM WAV whose header states `rate` Hz, `channels` channels and `data_bytes` of
+/// samples, followed by `present` bytes of a quiet square wave.
+fn pcm_wav(rate: u32, channels: u16, data_bytes: u32, present: usize) -> Vec<u8> {
+    let block_align = 2 * channels;
+    let mut wav = Vec::new();
+    wav.extend(b"RIFF");
+    wav.extend(36u32.saturating_add(data_bytes).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes()); // PCM
+    wav.extend(channels.to_le_bytes());
+    wav.extend(rate.to_le_bytes());
+    wav.extend(rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
+    wav.extend(block_align.to_le_bytes());
+    wav.extend(16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(data_bytes.to_le_bytes());
+    wav.extend((0..present / 2).flat_map(|i| {
+        let sample: i16 = if (i / 40) % 2 == 0 { 3_000 } else { -3_000 };
+        sample.to_le_bytes()
+    }));
+    wav
+}
+
+/// Peak memory (KiB) a pipeline that meets the hostile files and then transcribes a good one
+/// stays under: generous for whisper and every processor in one process (measured: about
+/// 120 MB before the good file), far under what believing the header cost (23 GB).
+const BOUNDED_PEAK_KIB: u64 = 1024 * 1024;
+
+/// The file that took a whole `echoctl run all` to 23 GB: 32 KB whose header states
+/// 2,147,483,647 Hz. Refused when opened, before a resampler is sized from the rate; the
+/// process's peak memory stays where it was. Beside it, a header claiming 4 GB of samples
+/// (32 KB present) is refused on the length it states, without being decoded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wav_stating_two_billion_hz_is_refused_before_anything_is_sized() {
+    let case = Case::start("two-billion-hz", &[]).await;
+    let hostile = case.write(
+        "two-billion-hz.wav",
+        &pcm_wav(i32::MAX as u32, 1, 32_000, 32_000),
+    );
+    assert!(std::fs::metadata(&hostile).unwrap().len() < 33_000);
+    let resource = case
+        .refused_by_validation(
+            &hostile,
+            &[],
+            ValidationFailureReason::Undecodable,
+            "sample rate 2147483647 Hz is outside the accepted 8000..=192000 Hz",
+        )
+        .await;
+    let peak = case
+        .pipeline
+        .peak_rss_kib()
+        .expect("the pipeline is still running");
+    eprintln!("peak RSS of echoctl run all after the hostile rate: {peak} KiB");
+    assert!(peak < BOUNDED_PEAK_KIB, "peak RSS {peak} KiB");
+
+    let liar = case.write("liar.wav", &pcm_wav(16_000, 1, u32::MAX - 64, 32_000));
+    let resource = case
+        .refused_by_validation(
+            &liar,
+            &["--resource-id", &case.beside(&resource)],
+            ValidationFailureReason::TooLong,
+            "at most 10800000 ms are accepted",
+        )
+        .await;
+    case.good_record_flows_after(&resource).await;
+    let peak = case
+        .pipeline
+        .peak_rss_kib()
+        .expect("the pipeline is still running");
+    eprintln!("peak RSS of echoctl run all after the good file: {peak} KiB");
+    assert!(peak < BOUNDED_PEAK_KIB, "peak RSS {peak} KiB");
+}
+
+/// WAV's own limit is 26 channels, which the decoder enforces while reading the header; up to
+/// that, echo's limit of 8 refuses the file by name before a decoder is built for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn wavs_of_16_and_64_channels_are_refused() {
+    let case = Case::start("channels", &[]).await;
+    let sixteen = case.write(
+        "sixteen.wav",
+        &pcm_wav(16_000, 16, 16 * 32_000, 16 * 32_000),
+    );
+    let resource = case
+        .refused_by_validation(
+            &sixteen,
+            &[],
+            ValidationFailureReason::TooManyChannels,
+            "the audio has 16 channels; at most 8 are accepted",
+        )
+        .await;
+    let sixty_four = case.write(
+        "sixty-four.wav",
+        &pcm_wav(16_000, 64, 64 * 32_000, 64 * 32_000),
+    );
+    let resource = case
+        .refused_by_validation(
+            &sixty_four,
+            &["--resource-id", &case.beside(&resource)],
+            ValidationFailureReason::Undecodable,
+            "invalid channel count",
+        )
+        .await;
+    case.good_record_flows_after(&resource).await;
+}
+
+/// A well-framed `upload.requested` (magic byte, the registry's id of its schema) whose body
+/// is a length claiming a 2 GB, then a 256 MB, event id: measured against the writer schema
+/// before decoding and refused by name, where a decoder taking the claim at its word would
+/// allocate first (and the 256 MB one stays under the Avro library's default limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_claiming_a_huge_string_goes_to_the_dlq_undecoded() {
+    let case = Case::start("avro-huge-string", &[]).await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let genuine = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
+        .unwrap()
+        .encode(
+            &case.env.topic(REQUESTS),
+            echo_catalog::events::info(UploadRequested::TYPE).unwrap(),
+            apache_avro::to_value(upload_request(&key, 1_000, "audio/wav")).unwrap(),
+        )
+        .await
+        .unwrap();
+    for claimed in [2_000_000_000i64, 256 * 1024 * 1024] {
+        let mut hostile = genuine[..5].to_vec();
+        // Avro's zigzag varint of the string length.
+        let mut zigzag = (claimed << 1) as u64;
+        while zigzag >= 0x80 {
+            hostile.push(zigzag as u8 | 0x80);
+            zigzag >>= 7;
+        }
+        hostile.push(zigzag as u8);
+        hostile.extend(b"abc");
+        assert!(hostile.len() < 20);
+        case.raw_request_dead_lettered(
+            &key,
+            &hostile,
+            "undecodable",
+            "the record would decode into more than the limit of 16777216 bytes",
+        )
+        .await;
+    }
 }
