@@ -36,6 +36,7 @@
 //! | a WAV header stating 2,147,483,647 Hz; a data chunk claiming 4 GB | [`a_wav_stating_two_billion_hz_is_refused_before_anything_is_sized`] |
 //! | 16 and 64 channels | [`wavs_of_16_and_64_channels_are_refused`] |
 //! | Avro claiming a 2 GB / 256 MB string | [`avro_claiming_a_huge_string_goes_to_the_dlq_undecoded`] |
+//! | `chunk.process` for the range `0..i64::MAX` | [`a_chunk_command_for_an_endless_range_fails_the_chunk`] |
 //!
 //! The same inputs are also met at lower levels: the validation processor's own tests probe
 //! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
@@ -50,10 +51,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use echo_catalog::events::{
-    ChunkProcessingCompleted, ChunkProcessingStarted, CleanupCompleted, ResourceReady,
-    TranscriptionCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
-    UploadRequested, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
-    ValidationPassed,
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
+    CleanupCompleted, ResourceReady, TranscriptionCompleted, UploadExpired, UploadFailed,
+    UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated, ValidationFailed,
+    ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::driver::now_ms;
@@ -1190,4 +1191,54 @@ async fn avro_claiming_a_huge_string_goes_to_the_dlq_undecoded() {
         )
         .await;
     }
+}
+
+/// A `chunk.process` for a real upload whose range is `0..i64::MAX`: the worker decodes only a
+/// chunk's range and holds it in memory, so a range longer than `chunk_worker.max_chunk_ms` is
+/// a failed chunk, not a request to decode (and hold) the whole file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunk_command_for_an_endless_range_fails_the_chunk() {
+    const COMMANDS: &str = "echo.processing.chunk-commands";
+    let case = Case::start("endless-chunk", &[]).await;
+    let report = case.submit(&case.good, &[]);
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let resource = report["resource_id"].as_str().unwrap();
+    let commands = case.topic(COMMANDS).await;
+    let original: ChunkProcess = decode(of_resource(&commands, resource).next().unwrap());
+
+    let job_id = uuid::Uuid::new_v4().to_string();
+    let endless = ChunkProcess {
+        metadata: client_metadata(resource, None),
+        job_id: job_id.clone(),
+        start_ms: 0,
+        end_ms: i64::MAX,
+        ..original
+    };
+    let (partition, offset) = case
+        .publisher
+        .publish(&format!("{job_id}:0"), &endless)
+        .await
+        .unwrap();
+    case.committed_past("chunk-worker", COMMANDS, partition, offset)
+        .await;
+    let failed: Vec<ChunkProcessingFailed> = case
+        .events::<ChunkProcessingFailed>(resource)
+        .await
+        .into_iter()
+        .filter(|f| f.job_id == job_id)
+        .collect();
+    assert_eq!(failed.len(), 1, "one chunk.processing.failed");
+    assert!(
+        failed[0]
+            .reason
+            .contains("is longer than the 600000 ms accepted"),
+        "{}",
+        failed[0].reason
+    );
+    let completed = case.events::<ChunkProcessingCompleted>(resource).await;
+    assert!(
+        completed.iter().all(|c| c.job_id != job_id),
+        "not transcribed"
+    );
+    case.good_record_flows_after(resource).await;
 }
