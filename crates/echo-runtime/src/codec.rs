@@ -18,8 +18,9 @@ use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use crate::decoded_size;
 
 /// The most one record may weigh decoded, in bytes. echo's largest record (a chunk's
-/// segments) decodes to tens of KB, and what the broker accepts (1 MB) decodes to a few MB at
-/// most; a record claiming more (a 2 GB string, a billion items) is refused undecoded.
+/// segments) decodes to tens of KB, and its schemas have no arrays of tiny items that could
+/// make a 1 MB record (the broker's limit) weigh more; a record claiming more (a 2 GB string, a
+/// billion items) is refused undecoded.
 pub const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why bytes could not be turned into a catalogue record.
