@@ -70,6 +70,16 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The most memory the pipeline process has held so far (its `VmHWM`, in KiB), so a test
+    /// can tell a bounded hostile input from one that made it grow; `None` once it has exited.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        line.trim().trim_end_matches("kB").trim().parse().ok()
+    }
+}
+
 impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = Command::new("kill")

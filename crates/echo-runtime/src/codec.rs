@@ -1,7 +1,12 @@
 //! Avro through the Schema Registry in Confluent wire format (magic 0, 4-byte schema id,
 //! Avro body). Subjects follow TopicRecordNameStrategy (`<topic>-<record full name>`), since
 //! one topic carries several event types. Schemas are cached by the converter.
+//!
+//! A body is measured against its writer schema before it is decoded ([`decoded_size`]), so a
+//! small record cannot decode into hundreds of MB; the Avro library's own per-allocation
+//! limit is set to the same bound for the whole process, as a second line.
 
+use anyhow::ensure;
 use apache_avro::types::Value;
 use echo_catalog::events;
 use echo_catalog::record::RecordInfo;
@@ -9,6 +14,14 @@ use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+
+use crate::decoded_size;
+
+/// The most one record may weigh decoded, in bytes. echo's largest record (a chunk's
+/// segments) decodes to tens of KB, and its schemas have no arrays of tiny items that could
+/// make a 1 MB record (the broker's limit) weigh more; a record claiming more (a 2 GB string, a
+/// billion items) is refused undecoded.
+pub const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why bytes could not be turned into a catalogue record.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +53,16 @@ pub struct Codec {
 }
 
 impl Codec {
-    /// A codec talking to the registry at `url`.
+    /// A codec talking to the registry at `url`. Also bounds every allocation the Avro library
+    /// makes while decoding, in this whole process, by [`MAX_DECODED_BYTES`]: the library keeps
+    /// the first bound it is given, so this fails if something decoded with its default
+    /// (512 MiB) first.
     pub fn new(url: &str) -> anyhow::Result<Codec> {
+        let bound = apache_avro::util::max_allocation_bytes(MAX_DECODED_BYTES);
+        ensure!(
+            bound == MAX_DECODED_BYTES,
+            "the Avro allocation limit is already {bound} bytes, not {MAX_DECODED_BYTES}"
+        );
         let settings = || {
             SrSettings::new_builder(url.to_string())
                 .no_proxy()
@@ -68,23 +89,32 @@ impl Codec {
         self.encoder.encode_value(value, &strategy).await
     }
 
-    /// Decodes Confluent-framed bytes into a catalogue record.
+    /// Decodes Confluent-framed bytes into a catalogue record, unless decoded it would weigh
+    /// more than [`MAX_DECODED_BYTES`] (or claims more bytes than it has).
     pub async fn decode(&self, bytes: Option<&[u8]>) -> Result<Decoded, DecodeError> {
-        match bytes {
-            Some(b) if b.len() > 5 && b[0] == 0 => {}
+        let (id, body) = match bytes {
+            Some([0, id @ ..]) if id.len() > 4 => {
+                let (id, body) = id.split_at(4);
+                (u32::from_be_bytes([id[0], id[1], id[2], id[3]]), body)
+            }
             _ => {
                 return Err(DecodeError::Undecodable(
                     "not Confluent-framed Avro (magic byte 0 + schema id)".into(),
                 ))
             }
-        }
-        let result = self.decoder.decode(bytes).await.map_err(|e| {
+        };
+        let registry_error = |e: SRCError| {
             if e.retriable {
                 DecodeError::RegistryUnavailable(e.to_string())
             } else {
                 DecodeError::Undecodable(e.to_string())
             }
-        })?;
+        };
+        // The converter caches the schema, so decoding below fetches nothing again.
+        let schema = self.decoder.get_schema(id).await.map_err(registry_error)?;
+        decoded_size::measure(&schema.parsed, body, MAX_DECODED_BYTES)
+            .map_err(|e| DecodeError::Undecodable(e.to_string()))?;
+        let result = self.decoder.decode(bytes).await.map_err(registry_error)?;
         let name = result
             .name
             .map(|n| n.fullname(None))

@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod config;
 pub mod dead_letter;
+pub mod decoded_size;
 pub mod driver;
 pub mod envelope;
 pub mod handler;

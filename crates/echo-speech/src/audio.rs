@@ -4,9 +4,15 @@
 //! MP3 and the rest of its default set); channels are averaged to mono and the
 //! sample rate is converted with rubato's FFT resampler, streaming, so memory
 //! holds only the 16 kHz output and never the source-rate signal.
+//!
+//! Every file is hostile until proven otherwise: a stream whose header states a
+//! sample rate, channel count or packet size outside [`Limit`] is refused when it
+//! is opened, before any buffer or resampler is sized from those numbers, and
+//! [`scan`] proves a whole file decodes while holding one packet at a time.
 
+use std::fmt;
 use std::fs::File;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,6 +29,72 @@ use tracing::warn;
 
 /// Sample rate, in Hz, of everything this module returns (Whisper's rate).
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
+
+/// Lowest sample rate accepted, in Hz: telephone audio, the least any speech recording uses.
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
+
+/// Highest sample rate accepted, in Hz: the most any recording format in use offers. The
+/// resampler's tables grow with the ratio of the rate to 16 kHz, so a header claiming
+/// 2,147,483,647 Hz would otherwise cost tens of GB before a single sample is read.
+pub const MAX_SAMPLE_RATE: u32 = 192_000;
+
+/// Most channels accepted: 7.1 surround, the widest layout of any consumer format. Speech is
+/// recorded in one or two, and every channel multiplies the decoder's per-packet buffers.
+pub const MAX_CHANNELS: usize = 8;
+
+/// Most frames one packet may announce: the decoder sizes its buffer (times the channels) from
+/// this header field. 2^18 is over a second at 192 kHz and four times FLAC's largest block
+/// (65,535), the largest of the codecs decoded here.
+pub const MAX_FRAMES_PER_PACKET: u64 = 1 << 18;
+
+/// A stream parameter outside what this module decodes, as stated by the file's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A sample rate outside [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`] Hz.
+    SampleRate(u32),
+    /// More than [`MAX_CHANNELS`] channels.
+    Channels(usize),
+    /// Packets of more than [`MAX_FRAMES_PER_PACKET`] frames.
+    FramesPerPacket(u64),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::SampleRate(hz) => write!(
+                f,
+                "sample rate {hz} Hz is outside the accepted {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz"
+            ),
+            Limit::Channels(n) => write!(
+                f,
+                "the audio has {n} channels; at most {MAX_CHANNELS} are accepted"
+            ),
+            Limit::FramesPerPacket(n) => write!(
+                f,
+                "packets of {n} frames are stated; at most {MAX_FRAMES_PER_PACKET} are accepted"
+            ),
+        }
+    }
+}
+
+impl Limit {
+    /// The first limit a stream of these parameters breaks, if any.
+    pub fn check(
+        sample_rate: u32,
+        channels: usize,
+        frames_per_packet: Option<u64>,
+    ) -> Option<Limit> {
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+            return Some(Limit::SampleRate(sample_rate));
+        }
+        if channels > MAX_CHANNELS {
+            return Some(Limit::Channels(channels));
+        }
+        frames_per_packet
+            .filter(|&n| n > MAX_FRAMES_PER_PACKET)
+            .map(Limit::FramesPerPacket)
+    }
+}
 
 /// Why an audio file could not be probed or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +137,15 @@ pub enum AudioError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// The header states parameters outside the [`Limit`]s: the audio's fault, refused
+    /// before anything is sized from them.
+    #[error("{path}: unsupported stream ({limit})")]
+    OutOfLimits {
+        /// The file concerned.
+        path: PathBuf,
+        /// The limit it breaks.
+        limit: Limit,
     },
     /// The requested time range is empty or reversed.
     #[error("invalid time range {start_ms}..{end_ms} ms")]
@@ -128,6 +209,38 @@ pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, Audio
     decode(path, Some(range_ms))
 }
 
+/// What [`scan`] found by decoding a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Playing time of the samples decoded, in ms; at least `max_ms` when the scan stopped
+    /// there (rounded down to whole ms).
+    pub decoded_ms: u64,
+    /// True when the scan stopped at `max_ms` instead of at the end of the file.
+    pub over_limit: bool,
+}
+
+/// Decodes `path` from the start, packet by packet, keeping no samples: proof that it decodes,
+/// and its true length. Stops as soon as more than `max_ms` have decoded, so the time spent is
+/// bounded too whatever the container claims.
+pub fn scan(path: &Path, max_ms: u64) -> Result<ScanReport, AudioError> {
+    let mut src = Source::open(path)?;
+    let rate = u64::from(src.info.sample_rate);
+    let max_frames = u128::from(max_ms) * u128::from(rate) / 1000;
+    let mut frames: u64 = 0;
+    src.decode_frames(0, i64::MAX, |mono| {
+        frames += mono.len() as u64;
+        Ok(if u128::from(frames) > max_frames {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    Ok(ScanReport {
+        decoded_ms: frames.saturating_mul(1000) / rate,
+        over_limit: u128::from(frames) > max_frames,
+    })
+}
+
 /// An opened file: demuxer, decoder and what is known about the track.
 struct Source {
     path: PathBuf,
@@ -189,6 +302,18 @@ impl Source {
         let time_base = track.time_base;
         let frames = track.num_frames;
         let track_duration = track.duration;
+
+        // Before the decoder (and later the resampler) sizes anything from these numbers.
+        let stated_channels = params.channels.as_ref().map_or(0, |c| c.count());
+        if let Some(limit) = params
+            .sample_rate
+            .and_then(|rate| Limit::check(rate, stated_channels, params.max_frames_per_packet))
+        {
+            return Err(AudioError::OutOfLimits {
+                path: path.to_owned(),
+                limit,
+            });
+        }
 
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
@@ -278,7 +403,8 @@ impl Source {
 fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioError> {
     let mut src = Source::open(path)?;
     let rate = src.info.sample_rate;
-    let ms_to_frames = |ms: u64| (u128::from(ms) * u128::from(rate) / 1000) as i64;
+    let ms_to_frames =
+        |ms: u64| i64::try_from(u128::from(ms) * u128::from(rate) / 1000).unwrap_or(i64::MAX);
     let (start_frame, end_frame) = match &range_ms {
         Some(r) => (ms_to_frames(r.start), ms_to_frames(r.end)),
         None => (0, i64::MAX),
@@ -286,92 +412,112 @@ fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioEr
     if start_frame > 0 && !src.seek_to(range_ms.as_ref().map_or(0, |r| r.start))? {
         return Ok(Vec::new());
     }
-
     let mut resampler = StreamResampler::new(rate, path)?;
-    let mut interleaved: Vec<f32> = Vec::new();
-    let mut mono: Vec<f32> = Vec::new();
-    // Position (in source frames) of the next decoded frame when packets
-    // carry no usable timestamp.
-    let mut next_pos: i64 = 0;
-    let mut decoded_any = false;
-    let mut bad_packets = 0usize;
-    let mut last_error = String::new();
-
-    loop {
-        let packet = match src.format.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break
-            }
-            Err(SymphoniaError::ResetRequired) => {
-                return Err(src.corrupt("stream layout changes mid-file"));
-            }
-            Err(e) => return Err(src.corrupt(e.to_string())),
-        };
-        if packet.track_id != src.track_id {
-            continue;
-        }
-        let pos = src.time_base.map_or(next_pos, |tb| {
-            let frames =
-                i128::from(packet.pts.get()) * i128::from(tb.numer.get()) * i128::from(rate)
-                    / i128::from(tb.denom.get());
-            i64::try_from(frames).unwrap_or(next_pos)
-        });
-        let buf = match src.decoder.decode(&packet) {
-            Ok(buf) => buf,
-            Err(SymphoniaError::DecodeError(msg)) => {
-                // A damaged packet is skipped (as players do); a file where
-                // nothing decodes is reported as corrupt below.
-                bad_packets += 1;
-                last_error = msg.to_owned();
-                continue;
-            }
-            Err(SymphoniaError::IoError(e)) => {
-                bad_packets += 1;
-                last_error = e.to_string();
-                continue;
-            }
-            Err(e) => return Err(src.corrupt(e.to_string())),
-        };
-        let channels = buf.spec().channels().count();
-        let frames = buf.frames();
-        if channels == 0 || frames == 0 {
-            continue;
-        }
-        decoded_any = true;
-        buf.copy_to_vec_interleaved(&mut interleaved);
-        next_pos = pos + frames as i64;
-        if next_pos <= start_frame {
-            continue;
-        }
-        if pos >= end_frame {
-            break;
-        }
-        let skip = usize::try_from(start_frame - pos).unwrap_or(0);
-        let take = usize::try_from(end_frame - pos).map_or(frames, |n| n.min(frames));
-        mono.clear();
-        let scale = 1.0 / channels as f32;
-        mono.extend(
-            interleaved
-                .chunks_exact(channels)
-                .take(take)
-                .skip(skip)
-                .map(|frame| frame.iter().sum::<f32>() * scale),
-        );
-        resampler.push(&mono)?;
-        if next_pos >= end_frame {
-            break;
-        }
-    }
-
-    if bad_packets > 0 {
-        if !decoded_any {
-            return Err(src.corrupt(format!("no packet could be decoded: {last_error}")));
-        }
-        warn!(path = %path.display(), bad_packets, %last_error, "skipped undecodable packets");
-    }
+    src.decode_frames(start_frame, end_frame, |mono| {
+        resampler.push(mono)?;
+        Ok(ControlFlow::Continue(()))
+    })?;
     resampler.finish()
+}
+
+impl Source {
+    /// Decodes packet by packet from the current position and hands `on_mono` the frames of
+    /// each that lie in `start_frame..end_frame` (source frames), averaged to mono, until the
+    /// range or the stream ends or `on_mono` breaks. Only one packet is held at a time: what
+    /// is kept is up to `on_mono`.
+    fn decode_frames(
+        &mut self,
+        start_frame: i64,
+        end_frame: i64,
+        mut on_mono: impl FnMut(&[f32]) -> Result<ControlFlow<()>, AudioError>,
+    ) -> Result<(), AudioError> {
+        let rate = self.info.sample_rate;
+        let mut interleaved: Vec<f32> = Vec::new();
+        let mut mono: Vec<f32> = Vec::new();
+        // Position (in source frames) of the next decoded frame when packets
+        // carry no usable timestamp.
+        let mut next_pos: i64 = 0;
+        let mut decoded_any = false;
+        let mut bad_packets = 0usize;
+        let mut last_error = String::new();
+
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    break
+                }
+                Err(SymphoniaError::ResetRequired) => {
+                    return Err(self.corrupt("stream layout changes mid-file"));
+                }
+                Err(e) => return Err(self.corrupt(e.to_string())),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let pos = self.time_base.map_or(next_pos, |tb| {
+                let frames =
+                    i128::from(packet.pts.get()) * i128::from(tb.numer.get()) * i128::from(rate)
+                        / i128::from(tb.denom.get());
+                i64::try_from(frames).unwrap_or(next_pos)
+            });
+            let buf = match self.decoder.decode(&packet) {
+                Ok(buf) => buf,
+                Err(SymphoniaError::DecodeError(msg)) => {
+                    // A damaged packet is skipped (as players do); a file where
+                    // nothing decodes is reported as corrupt below.
+                    bad_packets += 1;
+                    last_error = msg.to_owned();
+                    continue;
+                }
+                Err(SymphoniaError::IoError(e)) => {
+                    bad_packets += 1;
+                    last_error = e.to_string();
+                    continue;
+                }
+                Err(e) => return Err(self.corrupt(e.to_string())),
+            };
+            let channels = buf.spec().channels().count();
+            let frames = buf.frames();
+            if channels == 0 || frames == 0 {
+                continue;
+            }
+            decoded_any = true;
+            buf.copy_to_vec_interleaved(&mut interleaved);
+            next_pos = pos + frames as i64;
+            if next_pos <= start_frame {
+                continue;
+            }
+            if pos >= end_frame {
+                break;
+            }
+            let skip = usize::try_from(start_frame - pos).unwrap_or(0);
+            let take = usize::try_from(end_frame - pos).map_or(frames, |n| n.min(frames));
+            mono.clear();
+            let scale = 1.0 / channels as f32;
+            mono.extend(
+                interleaved
+                    .chunks_exact(channels)
+                    .take(take)
+                    .skip(skip)
+                    .map(|frame| frame.iter().sum::<f32>() * scale),
+            );
+            if on_mono(&mono)?.is_break() || next_pos >= end_frame {
+                break;
+            }
+        }
+
+        if bad_packets > 0 {
+            if !decoded_any {
+                return Err(self.corrupt(format!("no packet could be decoded: {last_error}")));
+            }
+            warn!(path = %self.path.display(), bad_packets, %last_error, "skipped undecodable packets");
+        }
+        Ok(())
+    }
 }
 
 /// Converts a mono stream to 16 kHz chunk by chunk, trimming the resampler's
@@ -497,5 +643,30 @@ impl<'p> StreamResampler<'p> {
         self.out.drain(..delay);
         self.out.truncate(expected);
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_refuse_rates_channels_and_packet_sizes_outside_the_bounds() {
+        assert_eq!(Limit::check(16_000, 1, Some(1_152)), None);
+        assert_eq!(Limit::check(MIN_SAMPLE_RATE, MAX_CHANNELS, None), None);
+        assert_eq!(
+            Limit::check(MAX_SAMPLE_RATE, 2, Some(MAX_FRAMES_PER_PACKET)),
+            None
+        );
+        assert_eq!(Limit::check(7_999, 1, None), Some(Limit::SampleRate(7_999)));
+        assert_eq!(
+            Limit::check(2_147_483_647, 1, None),
+            Some(Limit::SampleRate(2_147_483_647))
+        );
+        assert_eq!(Limit::check(48_000, 9, None), Some(Limit::Channels(9)));
+        assert_eq!(
+            Limit::check(48_000, 2, Some(MAX_FRAMES_PER_PACKET + 1)),
+            Some(Limit::FramesPerPacket(MAX_FRAMES_PER_PACKET + 1))
+        );
     }
 }

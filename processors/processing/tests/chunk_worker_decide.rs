@@ -322,17 +322,26 @@ fn other_records_are_refused_and_timers_ignored() {
 }
 
 #[test]
-fn chunk_ranges_must_be_non_negative_and_non_empty() {
+fn chunk_ranges_must_be_non_negative_non_empty_and_bounded() {
     let with = |start_ms, end_ms| ChunkProcess {
         start_ms,
         end_ms,
         ..decode(&command("c", 1))
     };
-    assert_eq!(chunk_range(&with(58_000, 88_000)), Ok(58_000..88_000));
-    assert_eq!(chunk_range(&with(0, 1)), Ok(0..1));
-    assert!(chunk_range(&with(-1, 1_000)).is_err());
-    assert!(chunk_range(&with(5_000, 5_000)).is_err());
-    assert!(chunk_range(&with(6_000, 5_000)).is_err());
+    let max = 30_000;
+    assert_eq!(chunk_range(&with(58_000, 88_000), max), Ok(58_000..88_000));
+    assert_eq!(chunk_range(&with(0, 1), max), Ok(0..1));
+    assert!(chunk_range(&with(-1, 1_000), max).is_err());
+    assert!(chunk_range(&with(5_000, 5_000), max).is_err());
+    assert!(chunk_range(&with(6_000, 5_000), max).is_err());
+    assert_eq!(
+        chunk_range(&with(0, i64::MAX), max),
+        Err(format!(
+            "chunk range 0..{} ms is longer than the 30000 ms accepted",
+            i64::MAX
+        ))
+    );
+    assert!(chunk_range(&with(58_000, 88_001), max).is_err());
 }
 
 #[test]

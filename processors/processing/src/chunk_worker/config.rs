@@ -24,6 +24,14 @@ pub struct ChunkWorkerConfig {
     /// deleted past it. A worker transcribes many chunks of one file, so a few suffice, and
     /// the bound keeps the disk from filling up with old uploads.
     pub cache_max_files: usize,
+    /// Largest source file downloaded, in bytes: a chunk command names an object, and a bigger
+    /// one is refused rather than streamed to disk without end. Keep it at least
+    /// `upload.max_size_bytes` (default the same, 512 MiB).
+    pub max_download_bytes: u64,
+    /// Longest chunk transcribed, in ms: a command's range sizes the decoded samples held in
+    /// memory (64 KB a second), so `0..i64::MAX` must not be taken at its word. Keep it at
+    /// least `validation.chunk_ms`. Default 10 minutes (38 MB of samples).
+    pub max_chunk_ms: u64,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -35,6 +43,8 @@ impl Default for ChunkWorkerConfig {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
             cache_max_files: 8,
+            max_download_bytes: 512 * 1024 * 1024,
+            max_chunk_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -54,6 +64,14 @@ impl ChunkWorkerConfig {
         ensure!(
             self.cache_max_files >= 1,
             "chunk-worker.cache_max_files must be at least 1 (the file being transcribed)"
+        );
+        ensure!(
+            self.max_download_bytes >= 1,
+            "chunk-worker.max_download_bytes must be positive"
+        );
+        ensure!(
+            self.max_chunk_ms >= 1,
+            "chunk-worker.max_chunk_ms must be positive"
         );
         Ok(())
     }

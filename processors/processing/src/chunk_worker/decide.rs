@@ -73,13 +73,17 @@ pub fn screen(state: &ChunkWorkerState, command: &ChunkProcess) -> Verdict {
     }
 }
 
-/// The chunk's time range for the decoder, or why it is unusable (negative or empty).
-pub fn chunk_range(command: &ChunkProcess) -> Result<Range<u64>, String> {
+/// The chunk's time range for the decoder, or why it is unusable: negative, empty, or longer
+/// than `max_ms` (the decoded range is held in memory, so its length is bounded).
+pub fn chunk_range(command: &ChunkProcess, max_ms: u64) -> Result<Range<u64>, String> {
     match (
         u64::try_from(command.start_ms),
         u64::try_from(command.end_ms),
     ) {
-        (Ok(start), Ok(end)) if start < end => Ok(start..end),
+        (Ok(start), Ok(end)) if start < end && end - start <= max_ms => Ok(start..end),
+        (Ok(start), Ok(end)) if start < end => Err(format!(
+            "chunk range {start}..{end} ms is longer than the {max_ms} ms accepted"
+        )),
         _ => Err(format!(
             "invalid chunk range {}..{} ms",
             command.start_ms, command.end_ms

@@ -141,7 +141,7 @@ impl ChunkWorker {
             }
             Download::TooLarge { at_least } => {
                 return Ok(Err(format!(
-                    "{OBJECT_CHANGED}: {key} is larger than the {} bytes verified at upload \
+                    "{OBJECT_CHANGED}: {key} is larger than the {} bytes it had when verified \
                      (at least {at_least})",
                     pin.max_bytes.unwrap_or_default()
                 )))
@@ -220,9 +220,10 @@ fn transcribe_range(
     transcriber: &Transcriber,
     path: &Path,
     command: &ChunkProcess,
+    max_chunk_ms: u64,
     deadline: Instant,
 ) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
-    let range = match decide::chunk_range(command) {
+    let range = match decide::chunk_range(command, max_chunk_ms) {
         Ok(range) => range,
         Err(reason) => return Ok(Err(reason)),
     };
@@ -285,12 +286,17 @@ impl Processor for ChunkWorker {
                 attempt = command.attempt, "chunk already handled");
             return Ok(Observation::Skipped);
         }
-        if let Err(reason) = decide::chunk_range(&command) {
+        let max_chunk_ms = self.worker.max_chunk_ms;
+        if let Err(reason) = decide::chunk_range(&command, max_chunk_ms) {
             return Ok(Observation::Failed(reason));
         }
+        // Commands from before sizes were recorded are capped at what an upload may be.
         let pin = Pin {
             etag: command.etag.clone(),
-            max_bytes: command.size_bytes.and_then(|n| u64::try_from(n).ok()),
+            max_bytes: command
+                .size_bytes
+                .and_then(|n| u64::try_from(n).ok())
+                .or(Some(self.worker.max_download_bytes)),
         };
         let path = match self.fetch(&command.object_key, &pin).await? {
             Ok(path) => path,
@@ -304,7 +310,7 @@ impl Processor for ChunkWorker {
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
         let deadline = Instant::now() + self.whisper_limit;
         let outcome = tokio::task::spawn_blocking(move || {
-            transcribe_range(&transcriber, &path, &command, deadline)
+            transcribe_range(&transcriber, &path, &command, max_chunk_ms, deadline)
         })
         .await;
         Ok(match outcome {

@@ -57,8 +57,10 @@ impl ValidationConfig {
             self.max_duration_ms
         );
         ensure!(
-            self.max_channels >= 1,
-            "validation.max_channels must be at least 1, got {}",
+            (1..=echo_speech::audio::MAX_CHANNELS as i32).contains(&self.max_channels),
+            "validation.max_channels must be at least 1 and at most {} (what the decoder \
+             accepts), got {}",
+            echo_speech::audio::MAX_CHANNELS,
             self.max_channels
         );
         ensure!(
@@ -113,6 +115,7 @@ mod tests {
         assert!(bad(|c| c.max_duration_ms = 0));
         assert!(bad(|c| c.max_duration_ms = c.min_duration_ms - 1));
         assert!(bad(|c| c.max_channels = 0));
+        assert!(bad(|c| c.max_channels = 9));
         assert!(bad(|c| c.chunk_ms = 0));
         assert!(bad(|c| c.overlap_ms = c.chunk_ms));
         assert!(bad(|c| c.overlap_ms = -1));

@@ -2,8 +2,9 @@
 //!
 //! It consumes `echo.upload.events` and produces `echo.processing.events` and
 //! `echo.processing.chunk-commands` (see `topics/topics.toml`). On the first
-//! `upload.completed` of a resource it downloads the audio, probes it and decodes it (proof
-//! that the chunk workers will be able to), checks it against [`ValidationConfig`], and
+//! `upload.completed` of a resource it downloads the audio (no more bytes than were finalized),
+//! probes it and decodes it packet by packet without keeping the samples (proof that the chunk
+//! workers will be able to, and its true length), checks it against [`ValidationConfig`], and
 //! either fails it (`validation.failed`) or plans the transcription job: `validation.passed`,
 //! `processing.job.created` and one `chunk.process` command per chunk.
 //!
@@ -18,14 +19,11 @@ use std::path::Path;
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
-use echo_speech::audio::{self, AudioError, AudioInfo};
+use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_storage::{Download, Pin, S3Service};
 
 pub use config::ValidationConfig;
 pub use decide::{plan_chunks, AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
-
-/// Samples per millisecond of what `echo_speech::audio` decodes to (16 kHz).
-const SAMPLES_PER_MS: u64 = audio::TARGET_SAMPLE_RATE as u64 / 1000;
 
 /// The validation processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -161,12 +159,13 @@ fn refusal_of_download(completed: &UploadCompleted, download: Download) -> Optio
     }
 }
 
-/// Probes the file, then decodes it from the start up to just past the duration limit: that
-/// proves every accepted sample decodes and measures the true duration, while the memory it
-/// takes stays bounded by the limit even when the container states no (or a false) duration.
-/// A file the probe alone condemns (too many channels, a refused codec, a stated duration over
-/// the limit) is not decoded at all; one that decodes to clearly less than its container
-/// states was cut short and is refused as undecodable.
+/// Probes the file, then scans it (decodes it packet by packet, keeping no samples) from the
+/// start up to just past the duration limit: that proves every accepted sample decodes and
+/// measures the true duration, in memory of one packet and time bounded by the limit, even
+/// when the container states no (or a false) duration. A file the probe alone condemns (a
+/// hostile header, too many channels, a refused codec, a stated duration over the limit) is
+/// not decoded at all; one that decodes to clearly less than its container states was cut
+/// short and is refused as undecodable.
 fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, HandlerError> {
     let info = match audio::probe(path) {
         Ok(info) => info,
@@ -187,11 +186,11 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
     }
     // One ms past the limit: enough to tell "too long" from "exactly at the limit".
     let until_ms = u64::try_from(config.max_duration_ms).unwrap_or(0) + 1;
-    let samples = match audio::decode_range(path, 0..until_ms) {
-        Ok(samples) => samples,
+    let scanned = match audio::scan(path, until_ms) {
+        Ok(scanned) => scanned,
         Err(e) => return refusal(e),
     };
-    let decoded_ms = i64::try_from(samples.len() as u64 / SAMPLES_PER_MS).unwrap_or(i64::MAX);
+    let decoded_ms = i64::try_from(scanned.decoded_ms).unwrap_or(i64::MAX);
     if let Some(message) = stated_ms.and_then(|stated| decide::truncation(stated, decoded_ms)) {
         return Ok(Observation::Refused(
             ValidationFailureReason::Undecodable,
@@ -219,6 +218,11 @@ fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
         AudioError::InvalidRange { .. } => return Err(HandlerError::Permanent(error.to_string())),
         AudioError::UnsupportedCodec { .. } => ValidationFailureReason::UnsupportedCodec,
         AudioError::NoAudioTrack { .. } => ValidationFailureReason::Empty,
+        AudioError::OutOfLimits {
+            limit: Limit::Channels(_),
+            ..
+        } => ValidationFailureReason::TooManyChannels,
+        AudioError::OutOfLimits { .. } => ValidationFailureReason::Undecodable,
         AudioError::UnsupportedFormat { .. }
         | AudioError::Corrupt { .. }
         | AudioError::Resample { .. } => ValidationFailureReason::Undecodable,
@@ -235,6 +239,7 @@ fn without_path(error: &AudioError) -> String {
         AudioError::NoAudioTrack { .. } => "the file holds no audio track".into(),
         AudioError::UnsupportedCodec { codec, .. } => format!("unsupported audio codec {codec}"),
         AudioError::Corrupt { reason, .. } => format!("corrupt audio data ({reason})"),
+        AudioError::OutOfLimits { limit, .. } => format!("unsupported audio stream: {limit}"),
         other => other.to_string(),
     }
 }
@@ -289,9 +294,31 @@ mod tests {
             ))
         ));
         let io = AudioError::Io {
-            path,
+            path: path.clone(),
             source: std::io::Error::other("disk"),
         };
         assert!(matches!(refusal(io), Err(HandlerError::Transient(_))));
+
+        let rate = AudioError::OutOfLimits {
+            path: path.clone(),
+            limit: Limit::SampleRate(2_147_483_647),
+        };
+        let Ok(Observation::Refused(reason, message)) = refusal(rate) else {
+            panic!("a hostile header is the audio's fault");
+        };
+        assert_eq!(reason, ValidationFailureReason::Undecodable);
+        assert!(message.contains("sample rate 2147483647 Hz"), "{message}");
+        assert!(!message.contains("/tmp/secret"), "{message}");
+        let channels = AudioError::OutOfLimits {
+            path,
+            limit: Limit::Channels(16),
+        };
+        assert!(matches!(
+            refusal(channels),
+            Ok(Observation::Refused(
+                ValidationFailureReason::TooManyChannels,
+                _
+            ))
+        ));
     }
 }

@@ -1,0 +1,140 @@
+//! Hostile headers and the streaming scan: a stream whose header states parameters outside
+//! the limits is refused when opened, before anything is sized from them; `scan` proves a file
+//! decodes and measures it without keeping samples, stopping at its limit.
+
+use std::path::{Path, PathBuf};
+
+use echo_speech::audio::{
+    decode_range, decode_to_mono_16k, probe, scan, AudioError, Limit, ScanReport,
+    TARGET_SAMPLE_RATE,
+};
+
+/// A 16-bit PCM WAV whose header states `rate` Hz and `channels` channels and `stated_frames`
+/// frames of data, followed by `present_frames` frames of a quiet square wave.
+fn pcm_wav(
+    dir: &Path,
+    name: &str,
+    rate: u32,
+    channels: u16,
+    stated_frames: u32,
+    present_frames: u32,
+) -> PathBuf {
+    let block_align = 2 * channels;
+    let data_len = stated_frames * u32::from(block_align);
+    let mut wav = Vec::new();
+    wav.extend(b"RIFF");
+    wav.extend((36 + data_len).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes()); // PCM
+    wav.extend(channels.to_le_bytes());
+    wav.extend(rate.to_le_bytes());
+    wav.extend(rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
+    wav.extend(block_align.to_le_bytes());
+    wav.extend(16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(data_len.to_le_bytes());
+    for i in 0..present_frames * u32::from(channels) {
+        let sample: i16 = if (i / 40) % 2 == 0 { 3_000 } else { -3_000 };
+        wav.extend(sample.to_le_bytes());
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, wav).unwrap();
+    path
+}
+
+/// Asserts that every way of opening `path` refuses it for breaking `limit`.
+fn refused_everywhere(path: &Path, limit: Limit) {
+    let out_of = |r: Result<(), AudioError>| match r {
+        Err(AudioError::OutOfLimits { limit: l, .. }) => assert_eq!(l, limit),
+        other => panic!("expected {limit:?}, got {other:?}"),
+    };
+    out_of(probe(path).map(drop));
+    out_of(decode_to_mono_16k(path).map(drop));
+    out_of(decode_range(path, 0..1_000).map(drop));
+    out_of(scan(path, 60_000).map(drop));
+}
+
+#[test]
+fn a_sample_rate_of_two_billion_hz_is_refused_before_anything_is_sized_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 32 KB, as the file that took a process to 23 GB.
+    let wav = pcm_wav(
+        dir.path(),
+        "huge-rate.wav",
+        i32::MAX as u32,
+        1,
+        16_000,
+        16_000,
+    );
+    assert!(std::fs::metadata(&wav).unwrap().len() < 33_000);
+    refused_everywhere(&wav, Limit::SampleRate(i32::MAX as u32));
+    let message = probe(&wav).unwrap_err().to_string();
+    assert!(
+        message.contains("sample rate 2147483647 Hz is outside"),
+        "{message}"
+    );
+}
+
+#[test]
+fn rates_outside_8_to_192_khz_are_refused_and_the_bounds_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [7_999, 192_001, 1] {
+        let wav = pcm_wav(dir.path(), &format!("{rate}.wav"), rate, 1, 8_000, 8_000);
+        refused_everywhere(&wav, Limit::SampleRate(rate));
+    }
+    for rate in [8_000, 192_000] {
+        let wav = pcm_wav(dir.path(), &format!("{rate}.wav"), rate, 1, rate, rate);
+        let samples = decode_to_mono_16k(&wav).unwrap();
+        assert_eq!(samples.len(), TARGET_SAMPLE_RATE as usize, "{rate} Hz, 1 s");
+    }
+}
+
+#[test]
+fn more_than_eight_channels_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // WAV's own limit is 26 channels (symphonia refuses more while reading the header).
+    let wav = pcm_wav(dir.path(), "16ch.wav", 16_000, 16, 1_600, 1_600);
+    refused_everywhere(&wav, Limit::Channels(16));
+    let sixty_four = pcm_wav(dir.path(), "64ch.wav", 16_000, 64, 1_600, 1_600);
+    let message = probe(&sixty_four).unwrap_err().to_string();
+    assert!(message.contains("invalid channel count"), "{message}");
+    let eight = pcm_wav(dir.path(), "8ch.wav", 16_000, 8, 1_600, 1_600);
+    assert_eq!(probe(&eight).unwrap().channels, 8);
+}
+
+#[test]
+fn scan_measures_the_audio_without_keeping_it_and_stops_past_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = pcm_wav(dir.path(), "3s.wav", 44_100, 2, 3 * 44_100, 3 * 44_100);
+    assert_eq!(
+        scan(&wav, 60_000).unwrap(),
+        ScanReport {
+            decoded_ms: 3_000,
+            over_limit: false
+        }
+    );
+    let stopped = scan(&wav, 1_000).unwrap();
+    assert!(stopped.over_limit, "{stopped:?}");
+    // Stopped within a packet of the limit, not at the end of the file.
+    assert!((1_001..1_200).contains(&stopped.decoded_ms), "{stopped:?}");
+}
+
+#[test]
+fn a_data_chunk_claiming_more_frames_than_present_decodes_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    // The header states 100,000 s; 2 s are present.
+    let wav = pcm_wav(dir.path(), "liar.wav", 16_000, 1, 1_600_000_000, 32_000);
+    let stated = probe(&wav).unwrap().duration.unwrap();
+    assert_eq!(stated.as_secs(), 100_000);
+    assert_eq!(scan(&wav, 10_800_000).unwrap().decoded_ms, 2_000);
+    assert_eq!(decode_range(&wav, 0..u64::MAX).unwrap().len(), 32_000);
+}
+
+#[test]
+fn a_range_decodes_to_at_most_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = pcm_wav(dir.path(), "5s.wav", 22_050, 1, 5 * 22_050, 5 * 22_050);
+    let middle = decode_range(&wav, 1_000..2_000).unwrap();
+    assert_eq!(middle.len(), TARGET_SAMPLE_RATE as usize);
+}
