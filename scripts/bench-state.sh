@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --release -p echo-tests --bin echo-state-bench
+# The stack's own servers (registry, S3): `dev up` starts them from the debug build.
+cargo build --quiet -p echoctl -p echo-schema-registry -p echo-dev-s3 --bins
 cargo run --quiet -p echoctl -- dev up
 exec target/release/echo-state-bench "$@"

@@ -18,7 +18,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 
-cargo build --quiet -p echoctl -p echo-tests --bins
+# The stack's own servers (registry, S3) too: `dev up` starts them from this build.
+cargo build --quiet -p echoctl -p echo-tests -p echo-schema-registry -p echo-dev-s3 --bins
 if [[ "$brokers" == 1 ]]; then
   cargo run --quiet -p echoctl -- dev up
 else
