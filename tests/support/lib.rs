@@ -7,6 +7,7 @@ pub mod probe;
 pub mod running;
 pub mod stack;
 pub mod test_processor;
+pub mod wav;
 
 pub use probe::{read_topic, wait_for, Isolation, Seen};
 pub use stack::TestEnv;

@@ -9,8 +9,8 @@ use echo_speech::audio::{
     TARGET_SAMPLE_RATE,
 };
 
-/// A 16-bit PCM WAV whose header states `rate` Hz and `channels` channels and `stated_frames`
-/// frames of data, followed by `present_frames` frames of a quiet square wave.
+/// A 16-bit PCM WAV file in `dir` whose header states `rate` Hz, `channels` channels and
+/// `stated_frames` frames of data, followed by `present_frames` frames of a quiet square wave.
 fn pcm_wav(
     dir: &Path,
     name: &str,
@@ -19,25 +19,13 @@ fn pcm_wav(
     stated_frames: u32,
     present_frames: u32,
 ) -> PathBuf {
-    let block_align = 2 * channels;
-    let data_len = stated_frames * u32::from(block_align);
-    let mut wav = Vec::new();
-    wav.extend(b"RIFF");
-    wav.extend((36 + data_len).to_le_bytes());
-    wav.extend(b"WAVEfmt ");
-    wav.extend(16u32.to_le_bytes());
-    wav.extend(1u16.to_le_bytes()); // PCM
-    wav.extend(channels.to_le_bytes());
-    wav.extend(rate.to_le_bytes());
-    wav.extend(rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
-    wav.extend(block_align.to_le_bytes());
-    wav.extend(16u16.to_le_bytes());
-    wav.extend(b"data");
-    wav.extend(data_len.to_le_bytes());
-    for i in 0..present_frames * u32::from(channels) {
-        let sample: i16 = if (i / 40) % 2 == 0 { 3_000 } else { -3_000 };
-        wav.extend(sample.to_le_bytes());
-    }
+    let frame = 2 * u32::from(channels);
+    let wav = echo_tests::wav::pcm_wav(
+        rate,
+        channels,
+        stated_frames.saturating_mul(frame),
+        (present_frames * frame) as usize,
+    );
     let path = dir.join(name);
     std::fs::write(&path, wav).unwrap();
     path

@@ -74,6 +74,7 @@ use echo_storage::{keys, S3Service};
 use echo_tests::partition::{partition_of, resource_id_on};
 use echo_tests::pipeline::{convert, event_types, speak, submit_with, word_error_rate, Pipeline};
 use echo_tests::stack::PATIENCE;
+use echo_tests::wav::pcm_wav;
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -494,24 +495,6 @@ fn refused_by_s3((status, answer): (reqwest::StatusCode, String), says: &str) {
     assert!(answer.contains(says), "{answer}");
 }
 
-/// A WAV file with a valid header that announces no samples at all.
-fn wav_header_only() -> Vec<u8> {
-    let mut wav = Vec::new();
-    wav.extend(b"RIFF");
-    wav.extend(36u32.to_le_bytes());
-    wav.extend(b"WAVEfmt ");
-    wav.extend(16u32.to_le_bytes());
-    wav.extend(1u16.to_le_bytes()); // PCM
-    wav.extend(1u16.to_le_bytes()); // mono
-    wav.extend(16_000u32.to_le_bytes());
-    wav.extend(32_000u32.to_le_bytes()); // bytes per second
-    wav.extend(2u16.to_le_bytes()); // block align
-    wav.extend(16u16.to_le_bytes()); // bits per sample
-    wav.extend(b"data");
-    wav.extend(0u32.to_le_bytes());
-    wav
-}
-
 /// Deterministic bytes with no structure (a multiplicative hash of the index).
 fn noise(len: u32) -> Vec<u8> {
     (0..len)
@@ -641,7 +624,7 @@ async fn an_empty_file_is_rejected_with_a_named_reason() {
     )
     .await;
     // A header and no samples, on the same partition: uploaded, then refused by validation.
-    let header_only = case.write("header-only.wav", &wav_header_only());
+    let header_only = case.write("header-only.wav", &pcm_wav(16_000, 1, 0, 0));
     let resource = case
         .refused_by_validation(
             &header_only,
@@ -1339,30 +1322,6 @@ async fn an_upload_url_is_readable_only_by_its_requester() {
 
 // ---------------------------------------------------------------- hostile input: exhaustion
 // Inputs that would exhaust memory or CPU if taken at their word.
-
-/// A 16-bit PCM WAV whose header states `rate` Hz, `channels` channels and `data_bytes` of
-/// samples, followed by `present` bytes of a quiet square wave.
-fn pcm_wav(rate: u32, channels: u16, data_bytes: u32, present: usize) -> Vec<u8> {
-    let block_align = 2 * channels;
-    let mut wav = Vec::new();
-    wav.extend(b"RIFF");
-    wav.extend(36u32.saturating_add(data_bytes).to_le_bytes());
-    wav.extend(b"WAVEfmt ");
-    wav.extend(16u32.to_le_bytes());
-    wav.extend(1u16.to_le_bytes()); // PCM
-    wav.extend(channels.to_le_bytes());
-    wav.extend(rate.to_le_bytes());
-    wav.extend(rate.wrapping_mul(u32::from(block_align)).to_le_bytes());
-    wav.extend(block_align.to_le_bytes());
-    wav.extend(16u16.to_le_bytes());
-    wav.extend(b"data");
-    wav.extend(data_bytes.to_le_bytes());
-    wav.extend((0..present / 2).flat_map(|i| {
-        let sample: i16 = if (i / 40) % 2 == 0 { 3_000 } else { -3_000 };
-        sample.to_le_bytes()
-    }));
-    wav
-}
 
 /// Peak memory (KiB) a pipeline that meets the hostile files and then transcribes a good one
 /// stays under: generous for whisper and every processor in one process (measured: about
