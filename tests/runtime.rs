@@ -371,16 +371,22 @@ async fn a_processor_whose_output_subject_is_not_registered_stops_and_registers_
         .await
         .unwrap();
 
+    let shutdown = Shutdown::new();
     let options = RunOptions {
         instance: "0".into(),
-        shutdown: Shutdown::new(),
+        shutdown: shutdown.clone(),
     };
-    let run = echo_runtime::run(env.config.clone(), TestProcessor::default(), options);
-    let error = tokio::time::timeout(PATIENCE, run)
-        .await
-        .expect("the processor stops on its own")
-        .expect_err("the processor fails");
-    let error = format!("{error:#}");
+    let mut run = tokio::spawn(echo_runtime::run(
+        env.config.clone(),
+        TestProcessor::default(),
+        options,
+    ));
+    let Ok(outcome) = tokio::time::timeout(PATIENCE, &mut run).await else {
+        shutdown.trigger();
+        let _ = run.await;
+        panic!("the processor kept running without its output's schema");
+    };
+    let error = format!("{:#}", outcome.unwrap().expect_err("the processor fails"));
     assert!(
         error.contains(&subject) && error.contains("not registered"),
         "{error}"
