@@ -329,14 +329,10 @@ async fn an_incompatible_schema_change_is_refused_by_the_registry() {
         .unwrap()
         .push(serde_json::json!({"name": "bitrate", "type": "int"}));
     let client = reqwest::Client::new();
-    let status = registry::register_one(
-        &client,
-        &env.config.registry.url,
-        subject,
-        &changed.to_string(),
-    )
-    .await
-    .unwrap();
+    let status =
+        registry::register_one(&client, &env.config.registry, subject, &changed.to_string())
+            .await
+            .unwrap();
     assert!(
         matches!(status, SubjectStatus::Incompatible(_)),
         "{status:?}"
@@ -347,14 +343,10 @@ async fn an_incompatible_schema_change_is_refused_by_the_registry() {
         .unwrap()
         .last_mut()
         .unwrap()["default"] = 0.into();
-    let status = registry::register_one(
-        &client,
-        &env.config.registry.url,
-        subject,
-        &changed.to_string(),
-    )
-    .await
-    .unwrap();
+    let status =
+        registry::register_one(&client, &env.config.registry, subject, &changed.to_string())
+            .await
+            .unwrap();
     assert!(matches!(status, SubjectStatus::Registered(_)), "{status:?}");
     // And the shipped catalogue, checked again, is still compatible with what is registered.
     let outcomes = registry::register(&env.config, &env.catalogue, true)
@@ -363,6 +355,60 @@ async fn an_incompatible_schema_change_is_refused_by_the_registry() {
     assert!(outcomes
         .iter()
         .all(|o| !matches!(o.status, SubjectStatus::Incompatible(_))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_whose_output_subject_is_not_registered_stops_and_registers_nothing() {
+    let env = TestEnv::new("unregistered").await.unwrap();
+    let info = echo_catalog::events::info(UploadUrlGenerated::TYPE).unwrap();
+    let subject = format!("{}-{}", env.topic(EVENTS), info.record_name);
+    echo_tests::stack::prune(&env.config, |name| name == subject)
+        .await
+        .unwrap();
+    let key = "res-u";
+    Publisher::new(&env.config)
+        .unwrap()
+        .publish(key, &request(key, "a.wav", None))
+        .await
+        .unwrap();
+
+    let shutdown = Shutdown::new();
+    let options = RunOptions {
+        instance: "0".into(),
+        shutdown: shutdown.clone(),
+    };
+    let mut run = tokio::spawn(echo_runtime::run(
+        env.config.clone(),
+        TestProcessor::default(),
+        options,
+    ));
+    let Ok(outcome) = tokio::time::timeout(PATIENCE, &mut run).await else {
+        shutdown.trigger();
+        let _ = run.await;
+        panic!("the processor kept running without its output's schema");
+    };
+    let error = format!("{:#}", outcome.unwrap().expect_err("the processor fails"));
+    assert!(
+        error.contains(&subject) && error.contains("not registered"),
+        "{error}"
+    );
+
+    // It registered nothing, and the input is not dead-lettered: it waits for the schemas.
+    let subjects: Vec<String> = reqwest::get(format!("{}/subjects", env.config.registry.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!subjects.contains(&subject), "{subject} was registered");
+    let dlq = read_topic(
+        &env.config,
+        &env.topic("echo.upload.dlq"),
+        Isolation::Committed,
+    )
+    .await
+    .unwrap();
+    assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
 }
 
 /// Entry point of the child process used by the SIGKILL test (not a test on its own).

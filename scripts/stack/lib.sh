@@ -20,6 +20,9 @@ export ECHO_S3_BIN
 : "${ECHO_S3_ACCESS_KEY:=echo-dev-access}"
 : "${ECHO_S3_SECRET_KEY:=echo-dev-secret-key-000000000000}"
 : "${ECHO_REGISTRY_BIN:=$REPO_ROOT/target/debug/echo-schema-registry}"
+# The registry's writer (`echoctl schemas register` signs in as it; reads need nothing).
+: "${ECHO_REGISTRY_USERNAME:=echo-dev}"
+: "${ECHO_REGISTRY_PASSWORD:=echo-dev-registry-password}"
 # Seconds to wait for a service to become ready (Kafka's first start formats and creates
 # nothing, but a cold JVM on a busy 2-core machine can take a while).
 : "${ECHO_STACK_TIMEOUT:=120}"
@@ -28,11 +31,12 @@ export ECHO_S3_BIN
 : "${ECHO_KAFKA_HEAP:=-Xmx1g}"
 export ECHO_DATA_DIR ECHO_KAFKA_PORT ECHO_KAFKA_CONTROLLER_PORT ECHO_REGISTRY_PORT ECHO_S3_PORT \
   ECHO_S3_ACCESS_KEY ECHO_S3_SECRET_KEY ECHO_REGISTRY_BIN ECHO_STACK_TIMEOUT ECHO_KAFKA_HEAP
+export ECHO_REGISTRY_USERNAME ECHO_REGISTRY_PASSWORD
 
 # A relative ECHO_REGISTRY_BIN given by the caller means relative to where they stand.
 case "$ECHO_REGISTRY_BIN" in /*) ;; *) ECHO_REGISTRY_BIN="$PWD/$ECHO_REGISTRY_BIN" ;; esac
 
-# Only loopback: this stack has no auth on Kafka or the registry.
+# Only loopback: this stack has no auth on Kafka, and the registry's reads are open.
 HOST=127.0.0.1
 
 KAFKA_DIR="$ECHO_DATA_DIR/kafka"
@@ -390,7 +394,9 @@ start_service() {
     registry)
       check_port_free registry "$ECHO_REGISTRY_PORT"
       mkdir -p "$REGISTRY_DIR"
-      start_daemon registry "$ECHO_REGISTRY_BIN" --host "$HOST" --port "$ECHO_REGISTRY_PORT" \
+      # The writer's password goes in the environment, not on the command line (seen by `ps`).
+      ECHO_SCHEMA_REGISTRY_USER_INFO="$ECHO_REGISTRY_USERNAME:$ECHO_REGISTRY_PASSWORD" \
+        start_daemon registry "$ECHO_REGISTRY_BIN" --host "$HOST" --port "$ECHO_REGISTRY_PORT" \
         --data-file "$REGISTRY_FILE"
       ;;
     s3)

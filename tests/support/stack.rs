@@ -96,10 +96,8 @@ pub async fn prune(config: &EchoConfig, doomed: impl Fn(&str) -> bool) -> Result
         .await?;
     for subject in subjects.iter().filter(|s| doomed(s)) {
         for permanent in [false, true] {
-            client
-                .delete(format!("{base}/subjects/{subject}?permanent={permanent}"))
-                .send()
-                .await?;
+            let delete = client.delete(format!("{base}/subjects/{subject}?permanent={permanent}"));
+            config.registry.as_writer(delete).send().await?;
         }
     }
     Ok(())

@@ -5,6 +5,9 @@
 //! A body is measured against its writer schema before it is decoded ([`decoded_size`]), so a
 //! small record cannot decode into hundreds of MB; the Avro library's own per-allocation
 //! limit is set to the same bound for the whole process, as a second line.
+//!
+//! Encoding writes with the latest version registered under the subject and never
+//! registers one: only `echoctl schemas register` writes to the registry.
 
 use anyhow::ensure;
 use apache_avro::types::Value;
@@ -13,7 +16,25 @@ use echo_catalog::record::RecordInfo;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
+use schema_registry_converter::schema_registry_common::{RawError, SubjectNameStrategy};
+
+/// Why a record could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// Nothing is registered under the subject: the environment's schemas were never
+    /// registered (or were deleted). No record of the type can be written until they are.
+    #[error("subject {0} is not registered in the schema registry: run `echoctl schemas register` (processors only read schemas, they never register them)")]
+    Unregistered(String),
+    /// The registry could not be reached; the record itself may be fine.
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    /// The value does not fit the registered schema, or the registry refused the lookup.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Confluent's codes for a subject without versions and for a missing version.
+const SUBJECT_NOT_FOUND: [u32; 2] = [40401, 40402];
 
 use crate::decoded_size;
 
@@ -75,18 +96,28 @@ impl Codec {
         })
     }
 
-    /// Encodes `value` of record type `info` for `topic` (the environment's real name).
+    /// Encodes `value` of record type `info` for `topic` (the environment's real name) with
+    /// the latest schema registered under its subject.
     pub async fn encode(
         &self,
         topic: &str,
         info: &RecordInfo,
         value: Value,
-    ) -> Result<Vec<u8>, SRCError> {
+    ) -> Result<Vec<u8>, EncodeError> {
         let strategy = SubjectNameStrategy::TopicRecordNameStrategy(
             topic.to_string(),
             info.record_name.to_string(),
         );
-        self.encoder.encode_value(value, &strategy).await
+        self.encoder
+            .encode_value(value, &strategy)
+            .await
+            .map_err(|e| match registry_code(&e) {
+                Some(code) if SUBJECT_NOT_FOUND.contains(&code) => {
+                    EncodeError::Unregistered(format!("{topic}-{}", info.record_name))
+                }
+                _ if e.retriable => EncodeError::RegistryUnavailable(e.to_string()),
+                _ => EncodeError::Invalid(e.to_string()),
+            })
     }
 
     /// Decodes Confluent-framed bytes into a catalogue record, unless decoded it would weigh
@@ -125,4 +156,16 @@ impl Codec {
             value: result.value,
         })
     }
+}
+
+/// The registry's `error_code` behind a converter error, when the registry answered one.
+fn registry_code(error: &SRCError) -> Option<u32> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(raw) = cause.downcast_ref::<RawError>() {
+            return Some(raw.error_code);
+        }
+        source = cause.source();
+    }
+    None
 }

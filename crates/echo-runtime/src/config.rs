@@ -79,11 +79,23 @@ impl KafkaConfig {
     }
 }
 
-/// Where the Schema Registry is.
+/// Where the Schema Registry is, and who may write to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegistryConfig {
     /// Base URL of the registry's REST API.
     pub url: String,
+    /// The user `echoctl schemas register` signs in as: the registry takes writes only from
+    /// it. Processors and clients only read, and send no credentials.
+    pub username: String,
+    /// Its password; never printed.
+    pub password: Secret,
+}
+
+impl RegistryConfig {
+    /// `request` signed in as the registry's writer (HTTP basic auth).
+    pub fn as_writer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.basic_auth(&self.username, Some(self.password.expose()))
+    }
 }
 
 /// Where uploads and artifacts are stored.
@@ -172,6 +184,12 @@ impl Default for EchoConfig {
             },
             registry: RegistryConfig {
                 url: format!("http://127.0.0.1:{}", port("ECHO_REGISTRY_PORT", 8081)),
+                username: std::env::var("ECHO_REGISTRY_USERNAME")
+                    .unwrap_or_else(|_| "echo-dev".into()),
+                password: Secret(
+                    std::env::var("ECHO_REGISTRY_PASSWORD")
+                        .unwrap_or_else(|_| "echo-dev-registry-password".into()),
+                ),
             },
             s3: S3Config {
                 endpoint: format!("http://127.0.0.1:{}", port("ECHO_S3_PORT", 9000)),
@@ -236,6 +254,7 @@ mod tests {
         let c = EchoConfig::default();
         let shown = format!("{c:?}");
         assert!(!shown.contains(c.s3.secret_key.expose()), "{shown}");
+        assert!(!shown.contains(c.registry.password.expose()), "{shown}");
     }
 
     #[test]

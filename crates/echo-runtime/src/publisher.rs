@@ -42,7 +42,7 @@ impl Publisher {
             .codec
             .encode(&topic, info, value)
             .await
-            .with_context(|| format!("encoding {} (are schemas registered?)", R::TYPE))?;
+            .with_context(|| format!("encoding {}", R::TYPE))?;
         self.publish_raw(
             &topic,
             key,

@@ -7,7 +7,7 @@ use echo_catalog::events;
 use echo_catalog::Catalogue;
 use serde_json::{json, Value};
 
-use crate::config::EchoConfig;
+use crate::config::{EchoConfig, RegistryConfig};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -53,28 +53,28 @@ pub async fn register(
     dry_run: bool,
 ) -> Result<Vec<SubjectOutcome>> {
     let client = reqwest::Client::new();
-    let base = config.registry.url.trim_end_matches('/');
     let mut outcomes = Vec::new();
     for (subject, schema) in subjects(config, catalogue)? {
         let status = if dry_run {
-            check_one(&client, base, &subject, &schema).await?
+            check_one(&client, &config.registry, &subject, &schema).await?
         } else {
-            register_one(&client, base, &subject, &schema).await?
+            register_one(&client, &config.registry, &subject, &schema).await?
         };
         outcomes.push(SubjectOutcome { subject, status });
     }
     Ok(outcomes)
 }
 
-/// Registers one schema text under one subject.
+/// Registers one schema text under one subject, signed in as the registry's writer: the
+/// only place echo writes to the registry.
 pub async fn register_one(
     client: &reqwest::Client,
-    base: &str,
+    registry: &RegistryConfig,
     subject: &str,
     schema: &str,
 ) -> Result<SubjectStatus> {
-    let response = client
-        .post(format!("{base}/subjects/{subject}/versions"))
+    let response = registry
+        .as_writer(client.post(format!("{}/subjects/{subject}/versions", base(registry))))
         .header("Content-Type", CONTENT_TYPE)
         .json(&json!({ "schema": schema }))
         .send()
@@ -85,6 +85,10 @@ pub async fn register_one(
     match status.as_u16() {
         200 => Ok(SubjectStatus::Registered(body["id"].as_i64().unwrap_or(-1))),
         409 => Ok(SubjectStatus::Incompatible(message(&body))),
+        401 => bail!(
+            "the registry refused user {} for {subject}: set registry.username and registry.password (ECHO_REGISTRY__PASSWORD) to its writer's credentials",
+            registry.username
+        ),
         _ => bail!(
             "registry answered {status} for {subject}: {}",
             message(&body)
@@ -92,12 +96,14 @@ pub async fn register_one(
     }
 }
 
+/// Whether `schema` is registered under `subject`, or could be: reads only.
 async fn check_one(
     client: &reqwest::Client,
-    base: &str,
+    registry: &RegistryConfig,
     subject: &str,
     schema: &str,
 ) -> Result<SubjectStatus> {
+    let base = base(registry);
     let lookup = client
         .post(format!("{base}/subjects/{subject}"))
         .header("Content-Type", CONTENT_TYPE)
@@ -129,6 +135,12 @@ async fn check_one(
     }
 }
 
+/// The registry's URL without a trailing slash.
+fn base(registry: &RegistryConfig) -> &str {
+    registry.url.trim_end_matches('/')
+}
+
+/// The registry's error message in `body`, or the body itself.
 fn message(body: &Value) -> String {
     body["message"]
         .as_str()

@@ -16,11 +16,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{self, Credentials};
 use crate::compatibility::CompatibilityLevel;
 use crate::error::RegistryError;
 use crate::schema::{SchemaReference, SchemaSubmission, AVRO};
@@ -54,26 +55,18 @@ impl AppState {
     }
 }
 
-/// Builds the router serving `store`.
-pub fn router(store: Store) -> Router {
+/// Builds the router serving `store`; only `writer` may change it (see [`auth`]).
+pub fn router(store: Store, writer: Option<Credentials>) -> Router {
     let state = AppState {
         store: Arc::new(Mutex::new(store)),
     };
-    Router::new()
+    // Lookups and compatibility tests are POSTs, but change nothing: they are reads.
+    let reads = Router::new()
         .route("/", get(root))
         .route("/subjects", get(list_subjects))
-        .route(
-            "/subjects/{subject}",
-            post(lookup_schema).delete(delete_subject),
-        )
-        .route(
-            "/subjects/{subject}/versions",
-            get(list_versions).post(register_schema),
-        )
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            get(get_version).delete(delete_version),
-        )
+        .route("/subjects/{subject}", post(lookup_schema))
+        .route("/subjects/{subject}/versions", get(list_versions))
+        .route("/subjects/{subject}/versions/{version}", get(get_version))
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(get_version_schema),
@@ -95,14 +88,24 @@ pub fn router(store: Store) -> Router {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(test_compatibility_version),
         )
-        .route("/config", get(get_global_config).put(put_global_config))
+        .route("/config", get(get_global_config))
+        .route("/config/{subject}", get(get_subject_config))
+        .route("/mode", get(get_mode));
+    let writes = Router::new()
+        .route("/subjects/{subject}", delete(delete_subject))
+        .route("/subjects/{subject}/versions", post(register_schema))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            delete(delete_version),
+        )
+        .route("/config", put(put_global_config))
         .route(
             "/config/{subject}",
-            get(get_subject_config)
-                .put(put_subject_config)
-                .delete(delete_subject_config),
+            put(put_subject_config).delete(delete_subject_config),
         )
-        .route("/mode", get(get_mode))
+        .route_layer(middleware::from_fn_with_state(writer, auth::require_writer));
+    reads
+        .merge(writes)
         .fallback(|| async { RegistryError::NotFound })
         .method_not_allowed_fallback(|| async { RegistryError::MethodNotAllowed })
         .layer(middleware::from_fn(log_request))

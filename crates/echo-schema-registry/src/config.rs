@@ -1,14 +1,22 @@
-//! Command-line configuration of the server.
+//! Configuration of the server: the command line, and the writer's credentials from the
+//! environment.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Parser;
 
+use crate::auth::Credentials;
 use crate::compatibility::CompatibilityLevel;
 
-/// How to run the registry: where to listen, where to keep data, the default level.
+/// The environment variable holding the writer's `user:password`. Not a flag: the command
+/// line of a process is visible to every user in `ps`, its environment is not.
+pub const USER_INFO_VAR: &str = "ECHO_SCHEMA_REGISTRY_USER_INFO";
+
+/// How to run the registry: where to listen, where to keep data, the default level, who
+/// may write.
 ///
-/// Parsed from the command line by the binary; tests build it directly.
+/// Parsed by the binary with [`Config::from_env`]; tests build it directly.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "echo-schema-registry",
@@ -34,16 +42,38 @@ pub struct Config {
     /// (NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE).
     #[arg(long, default_value = "BACKWARD", value_name = "LEVEL")]
     pub compatibility: CompatibilityLevel,
+
+    /// The only user allowed to change the registry (register, config, deletes); `None`:
+    /// nobody may. Read from [`USER_INFO_VAR`], never from the command line.
+    #[arg(skip)]
+    pub writer: Option<Credentials>,
+}
+
+impl Config {
+    /// The command line, and the writer from [`USER_INFO_VAR`], which must be set: a
+    /// registry nobody can write to is of no use to echo.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let user_info = std::env::var(USER_INFO_VAR)
+            .with_context(|| format!("{USER_INFO_VAR} must hold the writer's user:password"))?;
+        let writer = user_info
+            .parse()
+            .map_err(|error| anyhow::anyhow!("{USER_INFO_VAR}: {error}"))?;
+        Ok(Self {
+            writer: Some(writer),
+            ..Self::parse()
+        })
+    }
 }
 
 impl Default for Config {
-    /// The same defaults as the command line: 127.0.0.1:8081, in memory, BACKWARD.
+    /// The same defaults as the command line: 127.0.0.1:8081, in memory, BACKWARD; no writer.
     fn default() -> Self {
         Self {
             host: "127.0.0.1".to_owned(),
             port: 8081,
             data_file: None,
             compatibility: CompatibilityLevel::Backward,
+            writer: None,
         }
     }
 }

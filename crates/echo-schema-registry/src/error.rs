@@ -42,6 +42,11 @@ pub enum RegistryError {
     /// 40408: `GET /config/{subject}` for a subject without its own level.
     #[error("Subject '{0}' does not have subject-level compatibility configured")]
     SubjectCompatibilityNotConfigured(String),
+    /// 40101: a write without the writer's credentials (see [`crate::auth`]).
+    #[error(
+        "Unauthorized: changing the registry needs the writer's credentials (HTTP basic auth)"
+    )]
+    Unauthorized,
     /// 409: the schema breaks the subject's compatibility rule.
     #[error("{0}")]
     IncompatibleSchema(String),
@@ -84,6 +89,7 @@ impl RegistryError {
             | Self::VersionNotSoftDeleted(..)
             | Self::SubjectCompatibilityNotConfigured(_)
             | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::IncompatibleSchema(_) => StatusCode::CONFLICT,
             Self::InvalidSchema(_)
             | Self::InvalidVersion(_)
@@ -106,6 +112,7 @@ impl RegistryError {
             Self::VersionSoftDeleted(..) => 40406,
             Self::VersionNotSoftDeleted(..) => 40407,
             Self::SubjectCompatibilityNotConfigured(_) => 40408,
+            Self::Unauthorized => 40101,
             Self::IncompatibleSchema(_) => 409,
             Self::InvalidSchema(_) => 42201,
             Self::InvalidVersion(_) => 42202,

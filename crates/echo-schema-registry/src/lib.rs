@@ -10,6 +10,9 @@
 //! Layout (one concept per module):
 //! - [`config`]: command-line configuration.
 //! - [`api`]: routes and handlers.
+//! - [`auth`]: who may write (HTTP basic auth on every change).
+//! - [`limits`]: the largest and deepest schema accepted.
+//! - [`lock`]: one instance per data file.
 //! - [`store`]: subjects, versions, global ids and their rules.
 //! - [`persist`]: the atomic JSON data file.
 //! - [`schema`]: parsing, normalising and identifying Avro schemas.
@@ -19,9 +22,12 @@
 //! Tests start it on an ephemeral port with [`Server::bind`] and [`Server::run`].
 
 pub mod api;
+pub mod auth;
 pub mod compatibility;
 pub mod config;
 pub mod error;
+pub mod limits;
+pub mod lock;
 pub mod persist;
 pub mod schema;
 pub mod store;
@@ -33,6 +39,9 @@ use std::net::SocketAddr;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::lock::DataFileLock;
+
+pub use auth::Credentials;
 pub use compatibility::CompatibilityLevel;
 pub use config::Config;
 pub use error::RegistryError;
@@ -47,11 +56,19 @@ pub struct Server {
     listener: TcpListener,
     /// The application serving the loaded store.
     app: Router,
+    /// The data file's lock, held until the server is dropped (none in memory).
+    lock: Option<DataFileLock>,
 }
 
 impl Server {
-    /// Loads (or creates) the store described by `config` and binds the listening socket.
+    /// Locks the data file, loads (or creates) the store described by `config` and binds the
+    /// listening socket.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let lock = config
+            .data_file
+            .as_deref()
+            .map(DataFileLock::acquire)
+            .transpose()?;
         let store = Store::open(config.data_file.as_deref(), config.compatibility)?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .await
@@ -60,7 +77,8 @@ impl Server {
             })?;
         Ok(Self {
             listener,
-            app: api::router(store),
+            app: api::router(store, config.writer.clone()),
+            lock,
         })
     }
 
@@ -75,9 +93,11 @@ impl Server {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        axum::serve(self.listener, self.app)
+        let served = axum::serve(self.listener, self.app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        drop(self.lock);
+        served
     }
 }
 

@@ -1,6 +1,5 @@
 //! `echo-schema-registry`: runs the registry until ctrl-c or SIGTERM.
 
-use clap::Parser;
 use echo_schema_registry::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -11,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::from_env()?;
     echo_schema_registry::serve(config, shutdown_signal()).await
 }
 

@@ -12,6 +12,7 @@ use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{error_chain, RegistryError};
+use crate::limits;
 
 /// The only schema type this registry implements (Confluent's name for it).
 pub const AVRO: &str = "AVRO";
@@ -94,8 +95,10 @@ pub struct ParsedSchema {
 }
 
 /// Parses `text`, resolving named types against `referenced` (the texts of every schema
-/// reachable through its references, in any order).
+/// reachable through its references, in any order). A text over the [`limits`] is refused
+/// before it is parsed.
 pub fn parse(text: &str, referenced: &[String]) -> Result<ParsedSchema, RegistryError> {
+    limits::check(text)?;
     let invalid = |error: apache_avro::Error| {
         RegistryError::InvalidSchema(format!("Invalid schema {text}: {}", error_chain(&error)))
     };

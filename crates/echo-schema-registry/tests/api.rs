@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{user_schema, user_v1, user_v2, TestRegistry};
+use common::{user_schema, user_v1, user_v2, TestRegistry, PASSWORD, WRITER};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -429,6 +429,7 @@ async fn errors_have_confluent_shapes() {
     let malformed = registry
         .client
         .post(registry.url("/subjects/x/versions"))
+        .basic_auth(WRITER, Some(PASSWORD))
         .header("content-type", "application/json")
         .body("{not json")
         .send()

@@ -7,7 +7,7 @@ mod common;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use common::TestRegistry;
+use common::{TestRegistry, PASSWORD, WRITER};
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{
@@ -50,8 +50,10 @@ fn record() -> Value {
 #[tokio::test]
 async fn avro_round_trip_in_confluent_wire_format() {
     let registry = TestRegistry::start().await;
+    // The encoder registers the schema: a write, so it signs in as the writer.
     let settings = SrSettings::new_builder(registry.base_url.clone())
         .no_proxy()
+        .set_basic_authorization(WRITER, Some(PASSWORD))
         .build()
         .expect("sr settings");
 

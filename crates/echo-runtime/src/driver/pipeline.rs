@@ -17,7 +17,7 @@ use tracing::{debug, error, info_span, warn};
 use super::now_ms;
 use super::txn_error::TxnError;
 use super::Driver;
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, EncodeError};
 use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
 use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
@@ -546,10 +546,18 @@ impl<P: Processor> Driver<P> {
             .block_on(self.codec.encode(&topic, info, out.value.clone()))
             .map_err(|e| {
                 let message = format!("encoding {} for {topic}: {e}", out.type_name);
-                if e.retriable {
-                    ApplyError::Txn(TxnError::Infra(anyhow!(message)))
-                } else {
-                    ApplyError::Refused(HandlerError::Permanent(message))
+                match e {
+                    // Not the input's fault: no output of the type can be written, so the
+                    // processor stops instead of dead-lettering every input that emits one.
+                    EncodeError::Unregistered(_) => {
+                        ApplyError::Txn(TxnError::Fatal(anyhow!(message)))
+                    }
+                    EncodeError::RegistryUnavailable(_) => {
+                        ApplyError::Txn(TxnError::Infra(anyhow!(message)))
+                    }
+                    EncodeError::Invalid(_) => {
+                        ApplyError::Refused(HandlerError::Permanent(message))
+                    }
                 }
             })?;
         let headers = headers::cloud_event(&out.metadata, out.type_name);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use echo_schema_registry::{Config, Server};
+use echo_schema_registry::{Config, Credentials, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -14,6 +14,12 @@ use tokio::task::JoinHandle;
 
 /// Confluent's media type, sent on requests like Confluent clients do.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// The user allowed to write to test registries.
+pub const WRITER: &str = "writer";
+
+/// [`WRITER`]'s password.
+pub const PASSWORD: &str = "test-password";
 
 /// A registry running in this test process, stopped on [`TestRegistry::stop`] or drop.
 pub struct TestRegistry {
@@ -30,19 +36,14 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// An in-memory registry with the default (BACKWARD) level.
     pub async fn start() -> Self {
-        Self::start_with(Config {
-            port: 0,
-            ..Config::default()
-        })
-        .await
+        Self::start_with(test_config()).await
     }
 
     /// A registry persisted in `data_file`.
     pub async fn start_with_file(data_file: &Path) -> Self {
         Self::start_with(Config {
-            port: 0,
             data_file: Some(data_file.to_owned()),
-            ..Config::default()
+            ..test_config()
         })
         .await
     }
@@ -112,7 +113,14 @@ impl TestRegistry {
         body["id"].as_u64().expect("id in register response")
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    /// Sends `request` as [`WRITER`], with Confluent's headers; status and JSON body.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        self.send_as(request.basic_auth(WRITER, Some(PASSWORD)))
+            .await
+    }
+
+    /// Sends `request` with only Confluent's headers (credentials are up to the caller).
+    pub async fn send_as(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header(reqwest::header::ACCEPT, CONTENT_TYPE)
@@ -143,6 +151,15 @@ impl Drop for TestRegistry {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// Listens on any free port, in memory, and admits [`WRITER`].
+pub fn test_config() -> Config {
+    Config {
+        port: 0,
+        writer: Some(Credentials::new(WRITER, PASSWORD)),
+        ..Config::default()
     }
 }
 

@@ -163,6 +163,8 @@ fn script_status(
         .env("ECHO_DATA_DIR", &config.data_dir)
         .env("ECHO_KAFKA_PORT", port_of(&config.kafka.bootstrap_servers))
         .env("ECHO_REGISTRY_PORT", port_of(&config.registry.url))
+        .env("ECHO_REGISTRY_USERNAME", &config.registry.username)
+        .env("ECHO_REGISTRY_PASSWORD", config.registry.password.expose())
         .env("ECHO_S3_PORT", port_of(&config.s3.endpoint))
         .env("ECHO_S3_ACCESS_KEY", &config.s3.access_key)
         .env("ECHO_S3_SECRET_KEY", config.s3.secret_key.expose())
