@@ -303,11 +303,13 @@ impl Source {
         let frames = track.num_frames;
         let track_duration = track.duration;
 
-        // Before the decoder (and later the resampler) sizes anything from these numbers.
+        // Before the decoder (and later the resampler) sizes anything from these numbers. A
+        // stream stating no rate has its channels and packet size checked all the same (it is
+        // refused as corrupt further down).
         let stated_channels = params.channels.as_ref().map_or(0, |c| c.count());
-        if let Some(limit) = params
-            .sample_rate
-            .and_then(|rate| Limit::check(rate, stated_channels, params.max_frames_per_packet))
+        let stated_rate = params.sample_rate.unwrap_or(MIN_SAMPLE_RATE);
+        if let Some(limit) =
+            Limit::check(stated_rate, stated_channels, params.max_frames_per_packet)
         {
             return Err(AudioError::OutOfLimits {
                 path: path.to_owned(),

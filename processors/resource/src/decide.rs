@@ -53,7 +53,8 @@ pub enum Outcome {
 }
 
 /// What the resource processor remembers about one resource (changelogged as JSON). Everything
-/// is learned from what the processor emitted, so the state is what its events say.
+/// but the upload URL's expiry is learned from what the processor emitted, so the state is what
+/// its events say.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 // Missing fields take their defaults, so state changelogged by an older version still loads.
 #[serde(default)]

@@ -36,7 +36,8 @@ pub struct UploadState {
 }
 
 impl UploadState {
-    /// The upload ended (completed, failed or expired): nothing more happens to it.
+    /// The upload ended (completed, failed or expired): every later input is ignored, and
+    /// its key may retire.
     pub fn is_finished(&self) -> bool {
         self.completed || self.failed || self.expired
     }
@@ -63,14 +64,6 @@ pub struct RequestedUpload {
     /// When the issued URL stops working (ms since the epoch); `None` while no URL was
     /// issued (the request was refused), so "already has a URL" is `Some`.
     pub expires_at: Option<i64>,
-}
-
-impl UploadState {
-    /// Whether the resource reached its end (completed, failed or expired), after which
-    /// every input is ignored.
-    pub fn is_terminal(&self) -> bool {
-        self.completed || self.failed || self.expired
-    }
 }
 
 /// What `observe` found out for `decide`: the I/O results a decision depends on.
@@ -131,7 +124,7 @@ pub fn screen_request(
     resource_id: &str,
     request: &UploadRequested,
 ) -> RequestVerdict {
-    if state.requested.is_some() || state.is_terminal() {
+    if state.requested.is_some() || state.is_finished() {
         return RequestVerdict::Ignore;
     }
     let size = request.declared_size_bytes;
@@ -191,7 +184,7 @@ pub fn screen_request(
 /// without looking (unknown or terminal resource).
 pub fn finalize_target(state: &UploadState) -> Option<&str> {
     match &state.requested {
-        Some(req) if !state.is_terminal() && req.expires_at.is_some() => Some(&req.object_key),
+        Some(req) if !state.is_finished() && req.expires_at.is_some() => Some(&req.object_key),
         _ => None,
     }
 }
@@ -277,7 +270,7 @@ fn on_finalize(
     let _finalize: UploadFinalize = record.decode()?;
     let resource_id = &record.metadata.correlation_id;
     // An ended upload (its request may be retired) ignores late finalizes.
-    if state.is_terminal() {
+    if state.is_finished() {
         return Ok(Decision::default());
     }
     let Some(requested) = &state.requested else {
@@ -345,7 +338,7 @@ fn on_expiry(state: &UploadState, ctx: &Context) -> Decision {
     let Some(expired_at) = requested.expires_at else {
         return Decision::default();
     };
-    if state.is_terminal() {
+    if state.is_finished() {
         return Decision::default();
     }
     let resource_id = &ctx.cause.correlation_id;
@@ -390,7 +383,7 @@ pub fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
         Fact::Consumed(record)
             if record.is::<UploadRequested>()
                 && state.requested.is_none()
-                && !state.is_terminal() =>
+                && !state.is_finished() =>
         {
             if let Ok(request) = record.decode::<UploadRequested>() {
                 state.requested = Some(RequestedUpload {

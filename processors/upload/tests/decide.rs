@@ -144,7 +144,7 @@ fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
     assert_eq!(requested.content_type, "audio/wav");
     assert_eq!(requested.declared_size_bytes, SIZE);
     assert_eq!(requested.expires_at, Some(generated.expires_at));
-    assert!(!state.is_terminal());
+    assert!(!state.is_finished());
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn an_unsupported_content_type_is_refused() {
             UploadFailureReason::UnsupportedContentType
         );
         assert!(decision.schedule.is_empty());
-        assert!(state.failed && state.is_terminal());
+        assert!(state.failed && state.is_finished());
     }
 }
 
@@ -343,7 +343,7 @@ fn finalize_after_the_end_is_ignored() {
     .unwrap();
 
     for ended in [completed, failed, expired, refused] {
-        assert!(ended.is_terminal());
+        assert!(ended.is_finished());
         assert_eq!(
             decide::finalize_target(&ended),
             None,
@@ -375,7 +375,7 @@ fn finalize_with(config: &UploadConfig, observed: Observation) -> Decision {
     let (decision, next) = handle(config, &state, Input::Record(&finalize()), observed).unwrap();
     assert_eq!(decision.cancel, vec![EXPIRY_TIMER.to_string()]);
     assert!(decision.schedule.is_empty());
-    assert!(next.is_terminal());
+    assert!(next.is_finished());
     decision
 }
 

@@ -290,13 +290,17 @@ impl Processor for ChunkWorker {
         if let Err(reason) = decide::chunk_range(&command, max_chunk_ms) {
             return Ok(Observation::Failed(reason));
         }
-        // Commands from before sizes were recorded are capped at what an upload may be.
+        // Never more than the verified size, nor than any upload may be (commands from before
+        // sizes were recorded carry none).
+        let cap = self.worker.max_download_bytes;
         let pin = Pin {
             etag: command.etag.clone(),
-            max_bytes: command
-                .size_bytes
-                .and_then(|n| u64::try_from(n).ok())
-                .or(Some(self.worker.max_download_bytes)),
+            max_bytes: Some(
+                command
+                    .size_bytes
+                    .and_then(|n| u64::try_from(n).ok())
+                    .map_or(cap, |n| n.min(cap)),
+            ),
         };
         let path = match self.fetch(&command.object_key, &pin).await? {
             Ok(path) => path,
