@@ -34,6 +34,7 @@
 //! | tampered pre-signed URL | [`a_tampered_upload_url_is_refused_by_s3`] |
 //! | path tricks in the filename | [`path_tricks_in_the_filename_do_not_move_the_object_key`] |
 //! | `upload.requested` keyed by another id, naming a ready resource | [`a_request_keyed_by_another_id_cannot_reach_an_existing_resource`] |
+//! | `upload.requested` with the right key on another partition | [`a_request_on_another_partition_than_its_key_cannot_reach_an_existing_resource`] |
 //! | `upload.finalize` keyed by another id | [`a_finalize_keyed_by_another_id_is_dead_lettered`] |
 //! | `chunk.process` keyed by another chunk | [`a_chunk_command_keyed_by_another_chunk_is_dead_lettered`] |
 //! | a second request for a used resource id, after its state retired | [`a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired`] |
@@ -1070,6 +1071,59 @@ async fn a_request_keyed_by_another_id_cannot_reach_an_existing_resource() {
     );
     assert!(case.events::<UploadFailed>(&victim).await.is_empty());
     assert_eq!(case.events::<CleanupCompleted>(&victim).await.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_on_another_partition_than_its_key_cannot_reach_an_existing_resource() {
+    let case = Case::start("foreign-partition-request", &[]).await;
+    let (victim, _) = ready_resource(&case).await;
+    // The right key, but sent to another partition (any client may pick one, or use a
+    // partitioner other than the Java client's), where the victim's state is not.
+    let partitions = case.resource_partitions();
+    let elsewhere = (partition_of(&victim, partitions) + 1) % partitions;
+    let request = upload_request(&victim, 1000, "audio/wav");
+    let topic = case.env.topic(REQUESTS);
+    let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
+        .unwrap()
+        .encode(
+            &topic,
+            echo_catalog::events::info(UploadRequested::TYPE).unwrap(),
+            apache_avro::to_value(&request).unwrap(),
+        )
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            &case.env.config.kafka.bootstrap_servers,
+        )
+        .create()
+        .unwrap();
+    let sent = producer
+        .send(
+            FutureRecord::to(&topic)
+                .partition(elsewhere)
+                .key(&victim)
+                .payload(&encoded),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    case.dead_lettered(
+        "upload",
+        REQUESTS,
+        (sent.partition, sent.offset),
+        "key_mismatch",
+        "belongs on partition",
+    )
+    .await;
+    case.good_record_flows_on(elsewhere).await;
+    assert_eq!(
+        case.events::<UploadUrlGenerated>(&victim).await.len(),
+        1,
+        "no second URL for the victim's object"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -137,7 +137,14 @@ impl<P: Processor> Driver<P> {
         };
         // State is kept by the record key, handlers act on what the record names: the two
         // must be one, or a record could read and change another resource's state.
-        let key = match self.checked_key(&source.topic, rec.key, &metadata, &decoded.value) {
+        let checked = self.checked_key(
+            &source.topic,
+            rec.key,
+            rec.partition,
+            &metadata,
+            &decoded.value,
+        );
+        let key = match checked {
             Ok(key) => key,
             Err(message) => {
                 let failure = Failure::new(ErrorClass::KeyMismatch, message);
@@ -212,23 +219,36 @@ impl<P: Processor> Driver<P> {
 
     /// The key a record belongs to: its Kafka key, which must be the one its source topic's
     /// [`KeyRule`](echo_catalog::KeyRule) derives from what the record names (the resource
-    /// in `correlation_id`, the chunk in the payload); otherwise why not, as the DLQ reason.
+    /// in `correlation_id`, the chunk in the payload), on the partition the rule places that
+    /// key on (state is kept per partition: elsewhere the key would meet an empty state);
+    /// otherwise why not, as the DLQ reason.
     fn checked_key(
         &self,
         source_topic: &str,
         key: Option<&[u8]>,
+        partition: i32,
         metadata: &EventMetadata,
         value: &Value,
     ) -> Result<String, String> {
-        let rule = self
+        let topic = self
             .catalogue
             .topic(source_topic)
-            .and_then(|t| t.key_rule())
+            .map_err(|e| format!("{KEY_MISMATCH}: {e:#}"))?;
+        let rule = topic
+            .key_rule()
             .map_err(|e| format!("{KEY_MISMATCH}: {e:#}"))?;
         let expected = rule
             .expected(&metadata.correlation_id, value)
             .map_err(|e| format!("{KEY_MISMATCH}: {e}"))?;
+        let placed = rule
+            .partition(&expected, value, self.catalogue.partitions_of(topic))
+            .map_err(|e| format!("{KEY_MISMATCH}: {e}"))?;
         match key.map(std::str::from_utf8) {
+            Some(Ok(key)) if key == expected && partition != placed => Err(format!(
+                "{KEY_MISMATCH}: the record is on partition {partition}, its key {expected:?} \
+                 belongs on partition {placed} ({rule:?}; resource keys are placed by the Java \
+                 client's murmur2 partitioner, librdkafka's murmur2_random)"
+            )),
             Some(Ok(key)) if key == expected => Ok(expected),
             Some(Ok(key)) => Err(format!(
                 "{KEY_MISMATCH}: the record key {:?} is not {expected:?}, the key the record \

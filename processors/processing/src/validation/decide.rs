@@ -300,24 +300,18 @@ fn plan_job(
     Ok(out)
 }
 
-/// A chunk command as an output. Every attempt of a chunk goes to the same partition (so
-/// the worker owning it sees its earlier attempts), and one job's chunks sit on consecutive
-/// partitions from a point derived from the job, so the worker group shares a job evenly
-/// rather than by hash chance.
+/// A chunk command as an output, keyed and placed by the chunk-commands topic's rule
+/// (`echo_catalog::keys`): every attempt of a chunk on one partition, a job's chunks on
+/// consecutive ones. The runtime takes the partition modulo the topic's partition count.
 pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
-    let start = fnv1a(command.job_id.as_bytes());
     Outgoing::new(
         echo_catalog::keys::chunk_key(&command.job_id, command.chunk_index),
         command,
     )
-    .on_partition(start.wrapping_add(command.chunk_index as u32))
-}
-
-/// 32-bit FNV-1a: a stable hash, the same in every process and release.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
+    .on_partition(echo_catalog::keys::chunk_placement(
+        &command.job_id,
+        command.chunk_index,
+    ))
 }
 
 /// Folds a fact into the state; everything is learned from what the processor emitted, so the
