@@ -434,6 +434,43 @@ impl Case {
         self.good_record_flows_on(at.0).await;
     }
 
+    /// Publishes `record` under `key` on `partition` of the topic the catalogue puts it on, as
+    /// a client that picks the partition itself would (Confluent-framed Avro, a plain
+    /// producer); where it landed.
+    async fn publish_on<R: Record>(&self, partition: i32, key: &str, record: &R) -> (i32, i64) {
+        let topic = self
+            .env
+            .topic(&self.env.catalogue.topic_of(R::TYPE).unwrap().name);
+        let encoded = echo_runtime::codec::Codec::new(&self.env.config.registry.url)
+            .unwrap()
+            .encode(
+                &topic,
+                echo_catalog::events::info(R::TYPE).unwrap(),
+                apache_avro::to_value(record).unwrap(),
+            )
+            .await
+            .unwrap();
+        let producer: FutureProducer = ClientConfig::new()
+            .set(
+                "bootstrap.servers",
+                &self.env.config.kafka.bootstrap_servers,
+            )
+            .create()
+            .unwrap();
+        let sent = producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key(key)
+                    .payload(&encoded),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        (sent.partition, sent.offset)
+    }
+
     /// Asks for an upload URL as a client would, declaring `declared_size` bytes of
     /// `content_type`, and returns what the upload processor answered, its URL opened.
     async fn request_url(
@@ -1082,38 +1119,11 @@ async fn a_request_on_another_partition_than_its_key_cannot_reach_an_existing_re
     let partitions = case.resource_partitions();
     let elsewhere = (partition_of(&victim, partitions) + 1) % partitions;
     let request = upload_request(&victim, 1000, "audio/wav");
-    let topic = case.env.topic(REQUESTS);
-    let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
-        .unwrap()
-        .encode(
-            &topic,
-            echo_catalog::events::info(UploadRequested::TYPE).unwrap(),
-            apache_avro::to_value(&request).unwrap(),
-        )
-        .await
-        .unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            &case.env.config.kafka.bootstrap_servers,
-        )
-        .create()
-        .unwrap();
-    let sent = producer
-        .send(
-            FutureRecord::to(&topic)
-                .partition(elsewhere)
-                .key(&victim)
-                .payload(&encoded),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    let at = case.publish_on(elsewhere, &victim, &request).await;
     case.dead_lettered(
         "upload",
         REQUESTS,
-        (sent.partition, sent.offset),
+        at,
         "key_mismatch",
         "belongs on partition",
     )
@@ -1518,11 +1528,18 @@ async fn a_chunk_command_for_an_endless_range_fails_the_chunk() {
         end_ms: i64::MAX,
         ..original
     };
+    // Keyed and placed as validation places a job's first chunk.
+    let partitions = case
+        .env
+        .catalogue
+        .partitions_of(case.env.catalogue.topic(COMMANDS).unwrap());
     let (partition, offset) = case
-        .publisher
-        .publish(&format!("{job_id}:0"), &endless)
-        .await
-        .unwrap();
+        .publish_on(
+            echo_catalog::keys::chunk_partition(&job_id, 0, partitions),
+            &echo_catalog::keys::chunk_key(&job_id, 0),
+            &endless,
+        )
+        .await;
     case.committed_past("chunk-worker", COMMANDS, partition, offset)
         .await;
     let failed: Vec<ChunkProcessingFailed> = case
