@@ -57,6 +57,5 @@ pub fn child_config() -> Option<EchoConfig> {
     let prefix = std::env::var(CHILD_PREFIX).ok()?;
     let mut config = EchoConfig::load(None).unwrap();
     config.kafka.topic_prefix = prefix;
-    config.runtime.batch_linger_ms = 20;
     Some(config)
 }

@@ -33,11 +33,10 @@ impl TestEnv {
     }
 
     /// Creates every catalogue topic and subject under `prefix`, with the fast retry
-    /// backoff and batch linger tests use.
+    /// backoff tests use.
     pub async fn at(prefix: &str) -> Result<TestEnv> {
         let mut config = EchoConfig::load(None)?;
         config.kafka.topic_prefix = prefix.to_string();
-        config.runtime.batch_linger_ms = 20;
         config.runtime.retry_backoff_scale = 0.01;
         let catalogue = Catalogue::load()?;
         admin::apply(&config, &catalogue).await?;

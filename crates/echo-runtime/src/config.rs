@@ -118,7 +118,9 @@ pub struct S3Config {
 pub struct RuntimeConfig {
     /// Most records handled in one transaction.
     pub batch_max_records: usize,
-    /// How long to wait for more records before committing a non-full batch.
+    /// How long after a batch's first record to wait for more before committing a non-full
+    /// batch; records already fetched are always taken. 0 (the default) hands each record on
+    /// at once: every hop of the flow would otherwise pay the wait.
     pub batch_linger_ms: u64,
     /// How many processed event ids are remembered per key for deduplication: more than the
     /// events of the longest job (a chunk brings about four to its job's keys), since a key
@@ -204,7 +206,7 @@ impl Default for EchoConfig {
             },
             runtime: RuntimeConfig {
                 batch_max_records: 100,
-                batch_linger_ms: 50,
+                batch_linger_ms: 0,
                 dedup_window: 4096,
                 retry_backoff_scale: 1.0,
                 poison_after_failures: 3,

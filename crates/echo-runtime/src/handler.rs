@@ -85,8 +85,12 @@ pub enum Fact<'a> {
 pub struct Context {
     /// The processor's name, written as `producer`.
     pub processor: String,
-    /// Wall-clock time at which the input is handled.
+    /// Wall-clock time at which the input is decided: after `observe` (which may run for
+    /// seconds, e.g. whisper), so what `decide` emits is stamped when its fact happened.
     pub now_ms: i64,
+    /// Wall-clock time at which handling the input began, before `observe`: when work that
+    /// `observe` did started (a chunk's `chunk.processing.started`).
+    pub started_ms: i64,
     /// Metadata of the input being handled (for a timer: of the record that set it).
     pub cause: EventMetadata,
     /// What output ids are derived from: the input's event id, or a timer's identity.
@@ -104,6 +108,7 @@ impl Context {
         Context {
             processor: processor.to_string(),
             now_ms,
+            started_ms: now_ms,
             cause,
             id_seed: id_seed.to_string(),
             issued: Cell::new(0),
@@ -114,6 +119,12 @@ impl Context {
     /// a counter, so handling the same input again (after an aborted transaction) yields the
     /// same ids, and downstream dedup sees the same events.
     pub fn metadata(&self) -> EventMetadata {
+        self.metadata_at(self.now_ms)
+    }
+
+    /// Like [`Context::metadata`], for a fact that happened at `occurred_at_ms` (such as
+    /// [`Context::started_ms`]).
+    pub fn metadata_at(&self, occurred_at_ms: i64) -> EventMetadata {
         let n = self.issued.get();
         self.issued.set(n + 1);
         let name = format!("{}/{}/{n}", self.id_seed, self.processor);
@@ -121,7 +132,7 @@ impl Context {
             uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string(),
             self.cause.correlation_id.clone(),
             self.processor.clone(),
-            self.now_ms,
+            occurred_at_ms,
         )
         .with_cause(Some(&self.cause.event_id))
     }

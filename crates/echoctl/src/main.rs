@@ -41,6 +41,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Uploads a file as a client would and follows its events.
     Submit(cmd::submit::Args),
+    /// Transcribes a file with the whisper model alone, outside the pipeline.
+    Transcribe(cmd::transcribe::Args),
     /// Dead letters: count, inspect and redrive them.
     Dlq(cmd::dlq::Args),
     /// Consumer lag of every processor, and what waits in its retry tiers and DLQ.
@@ -79,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => cmd::run::run(config, args).await,
         Command::Submit(args) => cmd::submit::run(&config, args).await,
+        Command::Transcribe(args) => cmd::transcribe::run(&config, args),
         Command::Dlq(args) => cmd::dlq::run(&config, args).await,
         Command::Status(args) => cmd::status::run(&config, args).await,
     }

@@ -135,7 +135,10 @@ impl<P: Processor> Driver<P> {
         Ok((self.collect_batch(1)?, Vec::new()))
     }
 
-    /// Polls up to `max` records, waiting at most `batch_linger_ms` once one arrived.
+    /// Polls up to `max` records: waits for the first, then takes what has already arrived
+    /// and, for at most `batch_linger_ms` after the first, what arrives meanwhile. A lone
+    /// record is handled at once (each hop of the flow would otherwise wait out the linger),
+    /// while under load the batch fills from what the consumer has already fetched.
     fn collect_batch(&mut self, max: usize) -> anyhow::Result<Vec<OwnedMessage>> {
         let linger = Duration::from_millis(self.config.runtime.batch_linger_ms);
         let mut batch: Vec<OwnedMessage> = Vec::new();
@@ -145,19 +148,22 @@ impl<P: Processor> Driver<P> {
                 None => Duration::from_millis(200),
                 Some(t) => linger.saturating_sub(t.elapsed()),
             };
-            let polled = self.consumer.poll(wait);
-            match polled {
-                None => {}
+            let arrived = match self.consumer.poll(wait) {
+                None => false,
                 Some(Ok(m)) => {
                     batch.push(m.detach());
                     first_at.get_or_insert_with(Instant::now);
+                    true
                 }
-                Some(Err(e)) => warn!(error = %e, "consumer error"),
-            }
+                Some(Err(e)) => {
+                    warn!(error = %e, "consumer error");
+                    false
+                }
+            };
             self.apply_rebalances(&mut batch)?;
             let full = batch.len() >= max;
             let lingered = first_at.is_some_and(|t| t.elapsed() >= linger);
-            if (batch.is_empty() && first_at.is_none()) || full || lingered {
+            if (batch.is_empty() && first_at.is_none()) || full || (lingered && !arrived) {
                 return Ok(batch);
             }
         }

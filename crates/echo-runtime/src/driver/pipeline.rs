@@ -178,13 +178,13 @@ impl<P: Processor> Driver<P> {
             source: source.clone(),
             attempt,
         };
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             &self.spec.name,
             now_ms(),
             metadata.clone(),
             &metadata.event_id,
         );
-        let decided = self.decide(&key_state, Input::Record(&incoming), &ctx);
+        let decided = self.decide(&key_state, Input::Record(&incoming), &mut ctx);
         let failure = match decided {
             Ok(decision) => {
                 let fact = Fact::Consumed(&incoming);
@@ -396,11 +396,11 @@ impl<P: Processor> Driver<P> {
             "{}/timer/{}/{}",
             timer.scheduled_by.event_id, timer.name, timer.due_at_ms
         );
-        let ctx = Context::new(&self.spec.name, now_ms(), timer.scheduled_by.clone(), &seed);
+        let mut ctx = Context::new(&self.spec.name, now_ms(), timer.scheduled_by.clone(), &seed);
         let span = info_span!("timer", processor = %self.spec.name, timer = %timer.name,
             correlation_id = %timer.scheduled_by.correlation_id);
         let _entered = span.enter();
-        let failure = match self.decide(&key_state, Input::Timer(&timer), &ctx) {
+        let failure = match self.decide(&key_state, Input::Timer(&timer), &mut ctx) {
             Ok(decision) => {
                 let fact = Fact::TimerFired(&timer);
                 match self.apply(partition, key, key_state.clone(), fact, decision, None) {
@@ -431,12 +431,14 @@ impl<P: Processor> Driver<P> {
 
     /// Runs `observe` (bounded by the observe timeout) and `decide`. A panic is the input's
     /// failure, not the end of the processor: in `decide` (pure, so it would panic again)
-    /// a permanent one; in `observe` (I/O, which may not) a transient one.
+    /// a permanent one; in `observe` (I/O, which may not) a transient one. `decide` sees the
+    /// time `observe` ended, so what it emits is stamped when its fact happened (after a
+    /// chunk's whisper run, not before it).
     fn decide(
         &self,
         key_state: &KeyState<P::State>,
         input: Input<'_>,
-        ctx: &Context,
+        ctx: &mut Context,
     ) -> Result<Decision, HandlerError> {
         let limit = self.config.kafka.observe_timeout();
         let observe = || {
@@ -453,6 +455,8 @@ impl<P: Processor> Driver<P> {
                     limit.as_millis()
                 ))
             })??;
+        ctx.now_ms = now_ms();
+        let ctx = &*ctx;
         let decide = || {
             self.processor
                 .decide(&key_state.state, input, observed, ctx)

@@ -8,3 +8,4 @@ pub mod schemas;
 pub mod status;
 pub mod submit;
 pub mod topics;
+pub mod transcribe;

@@ -154,7 +154,8 @@ fn on_command(
     // Events are keyed by the resource, not by the command's chunk key.
     let resource_id = record.metadata.correlation_id.as_str();
     let started = ChunkProcessingStarted {
-        metadata: ctx.metadata(),
+        // When the worker took the command up, before its download and whisper run.
+        metadata: ctx.metadata_at(ctx.started_ms),
         job_id: command.job_id.clone(),
         chunk_index: command.chunk_index,
         worker: config.worker_name.clone(),

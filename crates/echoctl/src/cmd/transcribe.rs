@@ -1,0 +1,70 @@
+//! `echoctl transcribe FILE [--threads N] [--json]`: the transcriber alone on a whole file,
+//! without Kafka, S3 or chunking. It is the compute limit the pipeline is measured against
+//! (the same whisper.cpp build and weights the chunk workers load), and a quick way to hear
+//! what the model makes of a file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use echo_runtime::EchoConfig;
+use echo_speech::audio::decode_to_mono_16k;
+use echo_speech::transcriber::{Transcriber, TranscriberConfig, SAMPLE_RATE};
+use serde_json::json;
+
+/// `transcribe` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The audio file (any format the pipeline accepts).
+    file: PathBuf,
+    /// CPU threads whisper uses.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Prints the text, segments and timings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Decodes the whole file, transcribes it in one whisper call and prints the text.
+pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
+    let model = echo_speech::model::prepare(&config.data_dir, false)?;
+    let transcriber = Transcriber::new(
+        &model.path,
+        TranscriberConfig {
+            threads: args.threads,
+            ..TranscriberConfig::default()
+        },
+    )?;
+    let started = Instant::now();
+    let samples = decode_to_mono_16k(&args.file)
+        .with_context(|| format!("decoding {}", args.file.display()))?;
+    let decoded = started.elapsed();
+    let segments = transcriber.transcribe(&samples)?;
+    let transcribed = started.elapsed() - decoded;
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if args.json {
+        let report = json!({
+            "model_sha256": model.sha256,
+            "threads": args.threads,
+            "audio_ms": samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
+            "decode_ms": decoded.as_millis() as u64,
+            "whisper_ms": transcribed.as_millis() as u64,
+            "text": text,
+            "segments": segments.iter().map(|s| json!({
+                "start_ms": s.start_ms,
+                "end_ms": s.end_ms,
+                "text": s.text,
+                "confidence": s.confidence,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
