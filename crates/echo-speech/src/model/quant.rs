@@ -198,9 +198,9 @@ mod tests {
         assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
         // Just above halfway: up.
         assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11) + 2f32.powi(-20)), 0x3c01);
-        // 1/127 = 2^-7 · 1.00787: mantissa 8.06 → 8; 1.5/127 = 2^-7 · 1.51181: 523.97 → 524.
+        // 1/127 = 2^-7 · 1.00787: mantissa 8.06 → 8; 4.375/127 = 2^-5 · 1.10236: 104.82 → 105.
         assert_eq!(f32_to_f16(1.0 / 127.0), 0x2008);
-        assert_eq!(f32_to_f16(1.5 / 127.0), 0x220c);
+        assert_eq!(f32_to_f16(4.375 / 127.0), 0x2869);
         // Subnormals, overflow, NaN.
         assert_eq!(f32_to_f16(2f32.powi(-24)), 0x0001);
         assert_eq!(f32_to_f16(2f32.powi(-25)), 0x0000);
@@ -226,10 +226,10 @@ mod tests {
         want.resize(BlockFormat::Q8_0.block_bytes(), 0);
         assert_eq!(quantized(BlockFormat::Q8_0, &x), want);
 
-        // amax 1.5: d = 1.5/127 rounds up to f16 0x220c; the quants use the f32 1/d (84.67):
-        // 0.3 → 25.4 → 25.
-        let x = block(&[(0, 1.5), (1, -1.5), (2, 0.3)]);
-        let mut want = vec![0x0c, 0x22, 0x7f, 0x81, 25];
+        // amax 4.375: d = 4.375/127 = 2^-5 · 1.10236, mantissa 104.82, rounds up to f16
+        // 0x2869; the quants use the f32 1/d (29.03): 1 → 29, -2 → -58.06 → -58.
+        let x = block(&[(0, 4.375), (1, -4.375), (2, 1.0), (3, -2.0)]);
+        let mut want = vec![0x69, 0x28, 0x7f, 0x81, 29, 0xc6];
         want.resize(BlockFormat::Q8_0.block_bytes(), 0);
         assert_eq!(quantized(BlockFormat::Q8_0, &x), want);
     }
