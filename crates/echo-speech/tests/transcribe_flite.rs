@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::prepare;
+use echo_speech::model::{prepare, Quantization};
 use echo_speech::transcriber::{Segment, TranscribeError, Transcriber, TranscriberConfig};
 use echo_tests::pipeline::{speak, word_error_rate};
 
@@ -26,6 +26,7 @@ fn the_sentence() -> (Transcriber, Vec<f32>) {
     let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        Quantization::F16,
         false,
     )
     .expect("prepare model");
@@ -90,6 +91,7 @@ fn a_transcription_past_its_deadline_stops() {
 fn empty_input_gives_no_segments() {
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        Quantization::F16,
         false,
     )
     .expect("prepare model");

@@ -11,6 +11,7 @@ use echo_processing::chunk_worker::decide::{self, chunk_range, global_segments, 
 use echo_processing::chunk_worker::{ChunkWorkerConfig, ChunkWorkerState, Observation, Verdict};
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Timer};
+use echo_speech::model::Quantization;
 use echo_speech::transcriber::Segment as LocalSegment;
 
 const RESOURCE: &str = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
@@ -366,9 +367,14 @@ fn config_defaults_are_valid_and_unusable_settings_are_refused() {
     assert_eq!(c.threads, 1);
     assert!(!c.worker_name.trim().is_empty());
 
+    assert_eq!(c.quantization, Quantization::F16);
+
     let partial: ChunkWorkerConfig = serde_json::from_str(r#"{"threads": 2}"#).unwrap();
     assert_eq!(partial.threads, 2);
     assert_eq!(partial.worker_name, c.worker_name);
+    let quantized: ChunkWorkerConfig = serde_json::from_str(r#"{"quantization": "q5_1"}"#).unwrap();
+    assert_eq!(quantized.quantization, Quantization::Q5_1);
+    assert!(serde_json::from_str::<ChunkWorkerConfig>(r#"{"quantization": "q4_0"}"#).is_err());
 
     let bad = |f: fn(&mut ChunkWorkerConfig)| {
         let mut c = ChunkWorkerConfig::default();

@@ -6,17 +6,26 @@
 //! ```text
 //! i32 magic 0x67676d6c ("ggml")
 //! i32 n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer,
-//!     n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels, ftype(1 = f16)
+//!     n_text_ctx, n_text_state, n_text_head, n_text_layer, n_mels, ftype
 //! i32 n_mels, i32 201, f32[n_mels × 201]          mel filterbank
 //! i32 n_tokens, n_tokens × { i32 len, bytes }      regular tokens, id order
-//! tensors × { i32 n_dims, i32 name_len, i32 type(0 f32, 1 f16),
+//! tensors × { i32 n_dims, i32 name_len, i32 type,
 //!             i32 dims[n_dims] (innermost first), name, data }
 //! ```
+//!
+//! `ftype` is ggml's file type: 1 (mostly f16), or for quantized weights
+//! `GGML_QNT_VERSION` (2) × 1000 + 7 (q8_0), 8 (q5_0) or 9 (q5_1), as the
+//! `quantize` tool writes it. Tensor `type` is a `ggml_type`: 0 f32, 1 f16,
+//! 6 q5_0, 7 q5_1, 8 q8_0.
 //!
 //! Tensor names, order and types follow the reference converter applied to
 //! openai/whisper's checkpoint: weights of rank ≥ 2 are f16; biases, layer
 //! norms, conv biases (reshaped to `[n, 1]`) and both positional embeddings are
-//! f32. CTranslate2 fuses some projections, which are split back here:
+//! f32. Quantizing follows whisper.cpp's `examples/quantize`: every 2-D tensor
+//! except [`NOT_QUANTIZED`] (so the linear weights and the token embedding)
+//! goes into blocks (see [`super::quant`]); the conv kernels stay f16.
+//!
+//! CTranslate2 fuses some projections, which are split back here:
 //!
 //! | CTranslate2                                   | whisper                          |
 //! |-----------------------------------------------|----------------------------------|
@@ -40,12 +49,49 @@ use std::io::Write;
 use anyhow::{bail, ensure, Context, Result};
 
 use super::ct2::{f16_to_f32, Ct2Model, DType, Variable};
-use super::{mel, vocab};
+use super::quant::{BlockFormat, BLOCK_LEN};
+use super::{mel, vocab, Quantization};
 
 const GGML_MAGIC: i32 = 0x6767_6d6c;
 /// ggml tensor type ids used by the format.
 const GGML_TYPE_F32: i32 = 0;
 const GGML_TYPE_F16: i32 = 1;
+const GGML_TYPE_Q5_0: i32 = 6;
+const GGML_TYPE_Q5_1: i32 = 7;
+const GGML_TYPE_Q8_0: i32 = 8;
+/// ggml file type of a model whose weight matrices are f16.
+const GGML_FTYPE_MOSTLY_F16: i32 = 1;
+/// Added to a quantized file type: ggml's `GGML_QNT_VERSION` (2) × 1000, which whisper.cpp
+/// strips when loading.
+const QUANTIZATION_VERSION: i32 = 2 * 1000;
+
+/// 2-D tensors whisper.cpp's `quantize` tool leaves as they are (its `to_skip`): whisper.cpp
+/// loads them as f32 whatever the file type.
+const NOT_QUANTIZED: [&str; 4] = [
+    "encoder.conv1.bias",
+    "encoder.conv2.bias",
+    "encoder.positional_embedding",
+    "decoder.positional_embedding",
+];
+
+/// The header's file type and, for quantized models, the block format with its tensor type.
+fn file_type(quantization: Quantization) -> (i32, Option<(BlockFormat, i32)>) {
+    match quantization {
+        Quantization::F16 => (GGML_FTYPE_MOSTLY_F16, None),
+        Quantization::Q8_0 => (
+            QUANTIZATION_VERSION + 7,
+            Some((BlockFormat::Q8_0, GGML_TYPE_Q8_0)),
+        ),
+        Quantization::Q5_0 => (
+            QUANTIZATION_VERSION + 8,
+            Some((BlockFormat::Q5_0, GGML_TYPE_Q5_0)),
+        ),
+        Quantization::Q5_1 => (
+            QUANTIZATION_VERSION + 9,
+            Some((BlockFormat::Q5_1, GGML_TYPE_Q5_1)),
+        ),
+    }
+}
 
 /// The four files of a faster-whisper (CTranslate2) model directory.
 pub(crate) struct Ct2Files {
@@ -70,8 +116,12 @@ struct HParams {
     n_mels: usize,
 }
 
-/// Writes the ggml model for `files` into `out`.
-pub(crate) fn convert(files: &Ct2Files, out: &mut impl Write) -> Result<()> {
+/// Writes the ggml model for `files`, its weights stored as `quantization` says, into `out`.
+pub(crate) fn convert(
+    files: &Ct2Files,
+    quantization: Quantization,
+    out: &mut impl Write,
+) -> Result<()> {
     let model = Ct2Model::parse(&files.model_bin).context("parsing CTranslate2 model.bin")?;
     ensure!(
         model.spec == "WhisperSpec",
@@ -87,7 +137,8 @@ pub(crate) fn convert(files: &Ct2Files, out: &mut impl Write) -> Result<()> {
         serde_json::from_slice(&files.config_json).context("config.json is not JSON")?;
 
     let hp = hparams(&model)?;
-    let mut w = GgmlWriter { out };
+    let (ftype, blocks) = file_type(quantization);
+    let mut w = GgmlWriter { out, blocks };
 
     // Header.
     w.i32(GGML_MAGIC)?;
@@ -105,7 +156,7 @@ pub(crate) fn convert(files: &Ct2Files, out: &mut impl Write) -> Result<()> {
     ] {
         w.usize(v)?;
     }
-    w.i32(GGML_TYPE_F16)?; // ftype: mostly f16
+    w.i32(ftype)?;
 
     // Mel filters.
     w.usize(hp.n_mels)?;
@@ -369,6 +420,8 @@ enum Data<'v, 'a> {
 
 struct GgmlWriter<'w, W: Write> {
     out: &'w mut W,
+    /// How 2-D tensors are quantized (block format, tensor type); `None` keeps them as given.
+    blocks: Option<(BlockFormat, i32)>,
 }
 
 impl<W: Write> GgmlWriter<'_, W> {
@@ -414,8 +467,10 @@ impl<W: Write> GgmlWriter<'_, W> {
 
     /// Writes one tensor record; `dims` are row-major (outermost first), as
     /// numpy would report them, and must describe the same element count.
+    /// With quantization, 2-D tensors but [`NOT_QUANTIZED`] are written in
+    /// blocks whatever `data` asks.
     fn tensor(&mut self, name: &str, dims: &[usize], data: Data<'_, '_>) -> Result<()> {
-        let (var, ttype) = match &data {
+        let (var, mut ttype) = match &data {
             Data::F16(v) => (*v, GGML_TYPE_F16),
             Data::F32(v) => (*v, GGML_TYPE_F32),
         };
@@ -424,6 +479,17 @@ impl<W: Write> GgmlWriter<'_, W> {
             "{name}: dims {dims:?} do not match {:?}",
             var.dims
         );
+        let blocks = self
+            .blocks
+            .filter(|_| dims.len() == 2 && !NOT_QUANTIZED.contains(&name));
+        if let Some((_, block_type)) = blocks {
+            ensure!(
+                dims[1].is_multiple_of(BLOCK_LEN),
+                "{name}: rows of {} cannot be quantized in blocks of {BLOCK_LEN}",
+                dims[1]
+            );
+            ttype = block_type;
+        }
         self.usize(dims.len())?;
         self.usize(name.len())?;
         self.i32(ttype)?;
@@ -431,6 +497,9 @@ impl<W: Write> GgmlWriter<'_, W> {
             self.usize(d)?;
         }
         self.bytes(name.as_bytes())?;
+        if let Some((format, _)) = blocks {
+            return self.quantized(name, var, dims[1], format);
+        }
         match (data, var.dtype) {
             (Data::F16(_), DType::F16) | (Data::F32(_), DType::F32) => self.bytes(var.data),
             (Data::F32(_), DType::F16) => {
@@ -443,5 +512,31 @@ impl<W: Write> GgmlWriter<'_, W> {
             }
             (_, dtype) => bail!("{name}: cannot write a {dtype:?} source tensor"),
         }
+    }
+
+    /// Writes `var` in `format` blocks, one row of `row_len` weights at a time (whisper.cpp
+    /// widens f16 weights to f32 before quantizing, exactly, as here).
+    fn quantized(
+        &mut self,
+        name: &str,
+        var: &Variable<'_>,
+        row_len: usize,
+        format: BlockFormat,
+    ) -> Result<()> {
+        let (width, widen): (usize, fn(&[u8]) -> f32) = match var.dtype {
+            DType::F16 => (2, |c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+            DType::F32 => (4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            dtype => bail!("{name}: cannot quantize a {dtype:?} source tensor"),
+        };
+        let mut row = Vec::with_capacity(row_len);
+        let mut blocks = Vec::new();
+        for bytes in var.data.chunks_exact(row_len * width) {
+            row.clear();
+            row.extend(bytes.chunks_exact(width).map(widen));
+            blocks.clear();
+            format.quantize(&row, &mut blocks);
+            self.bytes(&blocks)?;
+        }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use echo_catalog::Catalogue;
+use echo_processing::chunk_worker::ChunkWorkerConfig;
 use echo_runtime::{admin, registry, EchoConfig};
 
 /// `dev` arguments.
@@ -60,7 +61,10 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
             }
             println!("schemas: {} subjects registered", outcomes.len());
             if !no_model {
-                let model = echo_speech::model::prepare(&config.data_dir, false)?;
+                // The weights the chunk workers are configured to load.
+                let worker: ChunkWorkerConfig = config.section("chunk_worker")?;
+                let model =
+                    echo_speech::model::prepare(&config.data_dir, worker.quantization, false)?;
                 println!("model: {} (sha256 {})", model.path.display(), model.sha256);
             }
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! Settings of the chunk worker, loaded from the `chunk-worker` section of echo's configuration.
 
 use anyhow::{ensure, Result};
+use echo_speech::model::Quantization;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that sets [`ChunkWorkerConfig::test_delay_ms`] (tests only).
@@ -32,6 +33,10 @@ pub struct ChunkWorkerConfig {
     /// memory (64 KB a second), so `0..i64::MAX` must not be taken at its word. Keep it at
     /// least `validation.chunk_ms`. Default 10 minutes (38 MB of samples).
     pub max_chunk_ms: u64,
+    /// Which weights of the whisper model to load (`f16`, `q8_0`, `q5_0`, `q5_1`): quantized
+    /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
+    /// each deployment picks its trade-off. `f16` (the source model's precision) by default.
+    pub quantization: Quantization,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -45,6 +50,7 @@ impl Default for ChunkWorkerConfig {
             cache_max_files: 8,
             max_download_bytes: 512 * 1024 * 1024,
             max_chunk_ms: 10 * 60 * 1000,
+            quantization: Quantization::F16,
         }
     }
 }

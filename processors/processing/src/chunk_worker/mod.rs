@@ -31,7 +31,7 @@ pub use decide::{ChunkWorkerState, Observation, Verdict};
 /// The chunk worker, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct ChunkWorker {
-    /// Its settings (threads, worker name, cache size, the test-only delay).
+    /// Its settings (threads, quantization, worker name, cache size, the test-only delay).
     worker: ChunkWorkerConfig,
     /// The whisper model, loaded once at startup (loading per chunk would cost more than
     /// transcribing); in an `Arc` so the blocking transcription task can hold it.
@@ -46,11 +46,12 @@ pub struct ChunkWorker {
 }
 
 impl ChunkWorker {
-    /// A worker over the bucket of `config.s3` with the whisper model of `config.data_dir`
-    /// (prepared there if missing); fails on unusable settings or a model that does not load.
+    /// A worker over the bucket of `config.s3` with the whisper model of `config.data_dir` in
+    /// the configured quantization (prepared there if missing); fails on unusable settings or
+    /// a model that does not load.
     pub fn new(config: &EchoConfig, worker: ChunkWorkerConfig) -> Result<ChunkWorker> {
         worker.validate()?;
-        let model = echo_speech::model::prepare(&config.data_dir, false)
+        let model = echo_speech::model::prepare(&config.data_dir, worker.quantization, false)
             .context("preparing the whisper model")?;
         let transcriber = Transcriber::new(
             &model.path,
@@ -67,7 +68,7 @@ impl ChunkWorker {
             );
         }
         info!(model = %model.path.display(), sha256 = %model.sha256, worker = %worker.worker_name,
-            threads = worker.threads, "chunk worker ready");
+            threads = worker.threads, quantization = %worker.quantization, "chunk worker ready");
         Ok(ChunkWorker {
             worker,
             transcriber: Arc::new(transcriber),
