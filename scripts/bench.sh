@@ -14,7 +14,7 @@ bash scripts/stack/install.sh
 cargo build --quiet --release -p echoctl -p echo-schema-registry -p echo-dev-s3 --bins
 cargo build --quiet --release -p echo-tests --bin echo-relay-bench
 target/release/echoctl dev up >/dev/null
-for q in f16 q8_0 q5_1; do target/release/echoctl model prepare --quantization "$q" >/dev/null; done
+target/release/echoctl model prepare --all >/dev/null
 
 # The peers and the script's own needs, pinned, in a virtual environment of the data dir.
 data_dir="${ECHO_DATA_DIR:-$HOME/.local/share/echo}"

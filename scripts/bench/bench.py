@@ -502,7 +502,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", default="1,5,10,20", help="minutes of speech for the growth table ('' skips it)")
     parser.add_argument("--scale", default="1x1,2x1,4x1,1x2", help="workers x threads to measure ('' skips)")
-    parser.add_argument("--quantizations", default="q8_0,q5_1", help="quantized models to measure ('' skips)")
+    parser.add_argument("--quantizations", default="q8_0,q5_0", help="quantized models to measure ('' skips)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: pauses,clip,relay,idle")
     parser.add_argument("--out", type=Path, default=WORK / "results")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-//! `echoctl transcribe FILE [--threads N] [--json]`: the transcriber alone on a whole file,
+//! `echoctl transcribe FILE [--threads N] [--quantization Q] [--json]`: the transcriber alone on a whole file,
 //! without Kafka, S3 or chunking. It is the compute limit the pipeline is measured against
 //! (the same whisper.cpp build and weights the chunk workers load), and a quick way to hear
 //! what the model makes of a file.
@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use echo_runtime::EchoConfig;
+use echo_processing::chunk_worker::ChunkWorkerConfig;
 use echo_speech::audio::decode_to_mono_16k;
+use echo_speech::model::Quantization;
 use echo_speech::transcriber::{Transcriber, TranscriberConfig, SAMPLE_RATE};
 use serde_json::json;
 
@@ -21,6 +23,10 @@ pub struct Args {
     /// CPU threads whisper uses.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Which weights: f16, q8_0, q5_0 or q5_1. Defaults to `chunk_worker.quantization`, what
+    /// the chunk workers load.
+    #[arg(long)]
+    quantization: Option<Quantization>,
     /// Prints the text, segments and timings as JSON.
     #[arg(long)]
     json: bool,
@@ -28,7 +34,11 @@ pub struct Args {
 
 /// Decodes the whole file, transcribes it in one whisper call and prints the text.
 pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
-    let model = echo_speech::model::prepare(&config.data_dir, false)?;
+    let quantization = match args.quantization {
+        Some(q) => q,
+        None => config.section::<ChunkWorkerConfig>("chunk_worker")?.quantization,
+    };
+    let model = echo_speech::model::prepare(&config.data_dir, quantization, false)?;
     let transcriber = Transcriber::new(
         &model.path,
         TranscriberConfig {
@@ -50,6 +60,7 @@ pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     if args.json {
         let report = json!({
             "model_sha256": model.sha256,
+            "quantization": quantization.name(),
             "threads": args.threads,
             "audio_ms": samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
             "decode_ms": decoded.as_millis() as u64,
