@@ -324,9 +324,10 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
         (speech_ms - spoken_ms).abs() as f64 <= spoken_ms as f64 * SPEECH_TOLERANCE,
         "report says {speech_ms} ms of speech, {spoken_ms} ms were spoken"
     );
+    // The silence reported is the inserted silence, less the detector's margins around speech.
     assert!(
-        silence_ms >= inserted_ms,
-        "{silence_ms} ms of silence reported"
+        (silence_ms - inserted_ms).abs() <= inserted_ms / 10,
+        "{silence_ms} ms of silence reported, {inserted_ms} ms inserted"
     );
 
     // A file with no speech at all: no chunk, and the job still ends, with an empty transcript.
