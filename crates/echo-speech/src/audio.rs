@@ -209,6 +209,9 @@ pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, Audio
     decode(path, Some(range_ms))
 }
 
+/// Where decoded 16 kHz mono samples are handed over, block by block, as they are decoded.
+pub type SampleSink<'a> = &'a mut dyn FnMut(&[f32]);
+
 /// What [`scan`] found by decoding a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanReport {
@@ -227,7 +230,7 @@ pub struct ScanReport {
 pub fn scan(
     path: &Path,
     max_ms: u64,
-    mut on_samples: Option<&mut dyn FnMut(&[f32])>,
+    mut on_samples: Option<SampleSink<'_>>,
 ) -> Result<ScanReport, AudioError> {
     let mut src = Source::open(path)?;
     let rate = u64::from(src.info.sample_rate);

@@ -179,14 +179,14 @@ mod tests {
 
     #[test]
     fn speech_without_pauses_falls_back_to_overlapping_cuts() {
-        let plan = plan_at_pauses(80_000, &[2_000..70_000], CUT);
+        let plan = plan_at_pauses(80_000, std::slice::from_ref(&(2_000..70_000)), CUT);
         assert_eq!(plan, vec![2_000..32_000, 31_000..61_000, 60_000..70_000]);
     }
 
     #[test]
     fn no_speech_gives_no_chunks_and_speech_is_clipped_to_the_file() {
         assert!(plan_at_pauses(60_000, &[], CUT).is_empty());
-        assert!(plan_at_pauses(60_000, &[70_000..80_000], CUT).is_empty());
+        assert!(plan_at_pauses(60_000, std::slice::from_ref(&(70_000..80_000)), CUT).is_empty());
         assert_eq!(
             plan_at_pauses(10_000, &[-50..3_000, 9_000..12_000], CUT),
             vec![0..3_000, 9_000..10_000]
