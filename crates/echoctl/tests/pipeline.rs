@@ -233,8 +233,8 @@ async fn a_hung_chunk_worker_times_out_and_the_job_still_ends_explicitly() {
 }
 
 /// Sentences tiny.en transcribes well from flite, each followed by the seconds of silence
-/// inserted after it: about a third of the file is silence, most of it in pauses longer than
-/// the 2 s from which silence is skipped.
+/// inserted after it: over half of the file is silence, most of it in pauses longer than the
+/// 2.5 s from which the test has silence skipped.
 const PAUSED: &[(&str, u32)] = &[
     ("The morning train left the station a few minutes late.", 4),
     ("A small dog slept under one of the seats near the door.", 1),
@@ -268,7 +268,13 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
         .status()
         .unwrap();
     assert!(status.success());
-    let _pipeline = Pipeline::start(bin(), &env, 1, &[]).unwrap();
+    let _pipeline = Pipeline::start(
+        bin(),
+        &env,
+        1,
+        &[("ECHO_VALIDATION__SKIP_SILENCE_MS", "2500")],
+    )
+    .unwrap();
 
     let report = submit(bin(), &env, &file, &[]).unwrap();
     assert_eq!(report["status"], "ready", "{report:#}");

@@ -62,9 +62,10 @@ pub struct PauseCut {
 ///
 /// Speech separated by a pause shorter than `skip_silence_ms` forms one stretch; the silence
 /// before, between and after stretches is left out. A stretch that fits `chunk_ms` is one
-/// chunk; a longer one is cut in the middle of its longest pause in the second half of the
-/// window, so no chunk is shorter than half a window unless its speech ends, and consecutive
-/// chunks meet without overlapping. Where the window's second half holds no pause at all, the
+/// chunk; a longer one is cut in the middle of its longest pause in the window's last sixth
+/// (else of its latest pause in the second half), so chunks fill the window and none is
+/// shorter than half a window unless its speech ends; consecutive chunks meet there without
+/// overlapping. Where the window's second half holds no pause at all, the
 /// chunk is cut at `chunk_ms` and the next starts `overlap_ms` earlier, as the fixed plan does.
 /// No speech gives no chunks.
 pub fn plan_at_pauses(duration_ms: i64, speech: &[Range<i64>], cut: PauseCut) -> Vec<Range<i64>> {
@@ -87,6 +88,10 @@ pub fn plan_at_pauses(duration_ms: i64, speech: &[Range<i64>], cut: PauseCut) ->
     chunks
 }
 
+/// The part of the window, from its end, in which the longest pause is preferred for a cut: a
+/// sixth (5 s of 30 s), so chunks fill most of whisper's window.
+const NEAR_END_FRACTION: i64 = 6;
+
 /// Cuts the speech regions of one stretch (no pause in it reaches `skip_silence_ms`) into
 /// chunks of at most `chunk_ms`.
 fn cut_stretch(regions: &[Range<i64>], cut: PauseCut, chunks: &mut Vec<Range<i64>>) {
@@ -101,13 +106,19 @@ fn cut_stretch(regions: &[Range<i64>], cut: PauseCut, chunks: &mut Vec<Range<i64
     let mut start = first.start;
     while last.end - start > cut.chunk_ms {
         let limit = start + cut.chunk_ms;
-        let half = start + cut.chunk_ms / 2;
-        let best = pauses
-            .iter()
-            .map(|&(from, to)| (to - from, from + (to - from) / 2))
-            .filter(|&(_, middle)| middle > half && middle <= limit)
-            // The longest pause; of equally long ones, the latest.
-            .max();
+        // (length, middle) of the pauses a cut in whose middle leaves the chunk between
+        // `from` and the window's end.
+        let cuts_after = |from: i64| {
+            pauses
+                .iter()
+                .map(|&(a, b)| (b - a, a + (b - a) / 2))
+                .filter(move |&(_, middle)| middle > from && middle <= limit)
+        };
+        // The longest pause near the window's end (ties: the latest), else the latest pause
+        // in its second half.
+        let best = cuts_after(limit - cut.chunk_ms / NEAR_END_FRACTION)
+            .max()
+            .or_else(|| cuts_after(start + cut.chunk_ms / 2).max_by_key(|&(_, middle)| middle));
         match best {
             Some((_, middle)) => {
                 chunks.push(start..middle);
@@ -145,20 +156,21 @@ mod tests {
     }
 
     #[test]
-    fn a_long_stretch_is_cut_in_its_longest_pause_of_the_second_half() {
-        // Pauses at 8-9.5 s (first half: ignored), 18-18.4 s, 24-25 s (longest) and 28-28.5 s.
+    fn a_long_stretch_is_cut_in_its_longest_pause_near_the_window_end() {
+        // Pauses at 18-19.5 s (long, but far from the end), 25.5-26 s, 27-28 s (the longest of
+        // the last 5 s) and 29-29.2 s.
         let speech = [
-            0..8_000,
-            9_500..18_000,
-            18_400..24_000,
-            25_000..28_000,
-            28_500..50_000,
+            0..18_000,
+            19_500..25_500,
+            26_000..27_000,
+            28_000..29_000,
+            29_200..50_000,
         ];
         let plan = plan_at_pauses(50_000, &speech, CUT);
-        assert_eq!(plan[0], 0..24_500);
-        // The rest (25.5 s of speech from the cut) fits one window.
-        assert_eq!(plan[1], 24_500..50_000);
-        assert_eq!(plan.len(), 2);
+        assert_eq!(plan, vec![0..27_500, 27_500..50_000]);
+        // Without a pause near the end, the latest one of the second half.
+        let plan = plan_at_pauses(60_000, &[0..18_000, 19_500..50_000], CUT);
+        assert_eq!(plan[0], 0..18_750);
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct ValidationConfig {
     /// assembler de-duplicates. Default 1 s.
     pub overlap_ms: i64,
     /// With `speech` chunking, pauses at least this long (in ms) are not transcribed: a chunk
-    /// ends before one and the next starts after it. Shorter pauses stay inside chunks, which
-    /// fill whisper's window better. Default 2 s.
+    /// ends before one and the next starts after it. Shorter pauses stay inside chunks: whisper
+    /// pays for a whole 30 s window per chunk however short, so cutting at every pause would
+    /// cost more windows than it saves audio. Default 5 s.
     pub skip_silence_ms: i64,
 }
 
@@ -49,7 +50,7 @@ impl Default for ValidationConfig {
             chunking: Chunking::Speech,
             chunk_ms: 30_000,
             overlap_ms: 1_000,
-            skip_silence_ms: 2_000,
+            skip_silence_ms: 5_000,
         }
     }
 }
