@@ -563,6 +563,33 @@ fn every_type_round_trips_through_its_avsc() {
             duration_ms: 3_600_000,
             etag: None,
             size_bytes: None,
+            chunks: None,
+            speech_ms: None,
+        },
+        seen,
+    );
+    round_trip(
+        ProcessingJobCreated {
+            metadata: metadata(6),
+            job_id: job_id(),
+            object_key: key(),
+            chunk_count: 2,
+            chunk_ms: 30_000,
+            overlap_ms: 1_000,
+            duration_ms: 60_000,
+            etag: Some("\"abc\"".into()),
+            size_bytes: Some(1_920_044),
+            chunks: Some(vec![
+                ChunkRange {
+                    start_ms: 1_200,
+                    end_ms: 29_500,
+                },
+                ChunkRange {
+                    start_ms: 35_000,
+                    end_ms: 52_000,
+                },
+            ]),
+            speech_ms: Some(43_100),
         },
         seen,
     );

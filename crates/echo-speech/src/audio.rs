@@ -209,6 +209,9 @@ pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, Audio
     decode(path, Some(range_ms))
 }
 
+/// Where decoded 16 kHz mono samples are handed over, block by block, as they are decoded.
+pub type SampleSink<'a> = &'a mut dyn FnMut(&[f32]);
+
 /// What [`scan`] found by decoding a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanReport {
@@ -221,20 +224,36 @@ pub struct ScanReport {
 
 /// Decodes `path` from the start, packet by packet, keeping no samples: proof that it decodes,
 /// and its true length. Stops as soon as more than `max_ms` have decoded, so the time spent is
-/// bounded too whatever the container claims.
-pub fn scan(path: &Path, max_ms: u64) -> Result<ScanReport, AudioError> {
+/// bounded too whatever the container claims. `on_samples`, when given, is handed the audio as
+/// 16 kHz mono in blocks as it is decoded (a speech detector's input); without it nothing is
+/// resampled.
+pub fn scan(
+    path: &Path,
+    max_ms: u64,
+    mut on_samples: Option<SampleSink<'_>>,
+) -> Result<ScanReport, AudioError> {
     let mut src = Source::open(path)?;
     let rate = u64::from(src.info.sample_rate);
     let max_frames = u128::from(max_ms) * u128::from(rate) / 1000;
+    let mut resampler = match on_samples {
+        Some(_) => Some(StreamResampler::new(src.info.sample_rate)?),
+        None => None,
+    };
     let mut frames: u64 = 0;
     src.decode_frames(0, i64::MAX, |mono| {
         frames += mono.len() as u64;
+        if let (Some(resampler), Some(sink)) = (resampler.as_mut(), on_samples.as_mut()) {
+            resampler.push(mono, &mut **sink)?;
+        }
         Ok(if u128::from(frames) > max_frames {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         })
     })?;
+    if let (Some(resampler), Some(sink)) = (resampler, on_samples) {
+        resampler.finish(sink)?;
+    }
     Ok(ScanReport {
         decoded_ms: frames.saturating_mul(1000) / rate,
         over_limit: u128::from(frames) > max_frames,
@@ -414,12 +433,15 @@ fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioEr
     if start_frame > 0 && !src.seek_to(range_ms.as_ref().map_or(0, |r| r.start))? {
         return Ok(Vec::new());
     }
-    let mut resampler = StreamResampler::new(rate, path)?;
+    let mut samples = Vec::new();
+    let mut keep = |block: &[f32]| samples.extend_from_slice(block);
+    let mut resampler = StreamResampler::new(rate)?;
     src.decode_frames(start_frame, end_frame, |mono| {
-        resampler.push(mono)?;
+        resampler.push(mono, &mut keep)?;
         Ok(ControlFlow::Continue(()))
     })?;
-    resampler.finish()
+    resampler.finish(&mut keep)?;
+    Ok(samples)
 }
 
 impl Source {
@@ -523,23 +545,26 @@ impl Source {
 }
 
 /// Converts a mono stream to 16 kHz chunk by chunk, trimming the resampler's
-/// delay so output sample `i` lines up with time `i / 16000` s.
-struct StreamResampler<'p> {
-    path: &'p Path,
+/// delay so output sample `i` lines up with time `i / 16000` s, and hands the output to a
+/// sink as it comes: only one chunk of output is held at a time.
+struct StreamResampler {
     from_hz: u32,
     /// `None` when the source is already at 16 kHz.
     fft: Option<Fft<f32>>,
     pending: Vec<f32>,
+    /// Output not yet handed to the sink.
     out: Vec<f32>,
     frames_in: u64,
+    /// Output samples produced so far, the resampler's delay included.
+    produced: u64,
 }
 
-impl<'p> StreamResampler<'p> {
+impl StreamResampler {
     /// Input chunk size handed to rubato; any size works, this one is a good
     /// balance of speed and memory.
     const CHUNK: usize = 4096;
 
-    fn new(from_hz: u32, path: &'p Path) -> Result<Self, AudioError> {
+    fn new(from_hz: u32) -> Result<Self, AudioError> {
         let fft = if from_hz == TARGET_SAMPLE_RATE {
             None
         } else {
@@ -558,19 +583,25 @@ impl<'p> StreamResampler<'p> {
             )
         };
         Ok(Self {
-            path,
             from_hz,
             fft,
             pending: Vec::new(),
             out: Vec::new(),
             frames_in: 0,
+            produced: 0,
         })
     }
 
-    fn push(&mut self, samples: &[f32]) -> Result<(), AudioError> {
+    /// The resampler's delay in output samples: what is trimmed from the front.
+    fn delay(&self) -> u64 {
+        self.fft.as_ref().map_or(0, |f| f.output_delay() as u64)
+    }
+
+    fn push(&mut self, samples: &[f32], sink: &mut dyn FnMut(&[f32])) -> Result<(), AudioError> {
         self.frames_in += samples.len() as u64;
         if self.fft.is_none() {
-            self.out.extend_from_slice(samples);
+            self.produced += samples.len() as u64;
+            sink(samples);
             return Ok(());
         }
         self.pending.extend_from_slice(samples);
@@ -587,7 +618,23 @@ impl<'p> StreamResampler<'p> {
             consumed += need;
         }
         self.pending.drain(..consumed);
+        self.emit(u64::MAX, sink);
         Ok(())
+    }
+
+    /// Hands the sink the output produced so far, less the delay at the front and anything
+    /// past `limit` output samples.
+    fn emit(&mut self, limit: u64, sink: &mut dyn FnMut(&[f32])) {
+        let delay = self.delay();
+        let first = self.produced - self.out.len() as u64;
+        let from = usize::try_from(delay.saturating_sub(first)).unwrap_or(usize::MAX);
+        let to = usize::try_from(delay.saturating_add(limit).saturating_sub(first))
+            .unwrap_or(usize::MAX);
+        let (from, to) = (from.min(self.out.len()), to.min(self.out.len()));
+        if from < to {
+            sink(&self.out[from..to]);
+        }
+        self.out.clear();
     }
 
     /// Runs one chunk; `partial` marks the final, short (or empty) chunk,
@@ -620,31 +667,29 @@ impl<'p> StreamResampler<'p> {
             .process_into_buffer(&adapter_in, &mut adapter_out, indexing.as_ref())
             .map_err(|e| err(&e))?;
         self.out.truncate(old + written);
+        self.produced += written as u64;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<f32>, AudioError> {
-        let Some(delay) = self.fft.as_ref().map(|f| f.output_delay()) else {
-            return Ok(self.out);
-        };
-        let expected = usize::try_from(
-            (self.frames_in * u64::from(TARGET_SAMPLE_RATE)).div_ceil(u64::from(self.from_hz)),
-        )
-        .map_err(|_| AudioError::Corrupt {
-            path: self.path.to_owned(),
-            reason: "too long".into(),
-        })?;
+    /// Flushes the last input and the delayed tail: the sink has then received exactly
+    /// `frames_in` at 16 kHz (rounded up).
+    fn finish(mut self, sink: &mut dyn FnMut(&[f32])) -> Result<(), AudioError> {
+        if self.fft.is_none() {
+            return Ok(());
+        }
+        let expected =
+            (self.frames_in * u64::from(TARGET_SAMPLE_RATE)).div_ceil(u64::from(self.from_hz));
         let rest = std::mem::take(&mut self.pending);
         if !rest.is_empty() {
             self.process(&rest, Some(rest.len()))?;
+            self.emit(expected, sink);
         }
         // Pump silence until the delayed tail has come out.
-        while self.out.len() < expected + delay {
+        while self.produced < expected + self.delay() {
             self.process(&[], Some(0))?;
+            self.emit(expected, sink);
         }
-        self.out.drain(..delay);
-        self.out.truncate(expected);
-        Ok(self.out)
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //!   wheel → ggml, checked by sha256).
 //! * [`audio`]: probing and decoding audio files to 16 kHz mono `f32`.
 //! * [`transcriber`]: whisper.cpp transcription of 16 kHz mono samples.
+//! * [`vad`]: voice-activity detection: where in the audio someone speaks.
 //!
 //! Where models and caches live is the caller's choice (`data_dir` in echo's configuration).
 
@@ -12,3 +13,4 @@
 pub mod audio;
 pub mod model;
 pub mod transcriber;
+pub mod vad;

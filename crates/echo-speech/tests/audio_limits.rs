@@ -40,7 +40,7 @@ fn refused_everywhere(path: &Path, limit: Limit) {
     out_of(probe(path).map(drop));
     out_of(decode_to_mono_16k(path).map(drop));
     out_of(decode_range(path, 0..1_000).map(drop));
-    out_of(scan(path, 60_000).map(drop));
+    out_of(scan(path, 60_000, None).map(drop));
 }
 
 #[test]
@@ -96,13 +96,13 @@ fn scan_measures_the_audio_without_keeping_it_and_stops_past_its_limit() {
     let dir = tempfile::tempdir().unwrap();
     let wav = pcm_wav(dir.path(), "3s.wav", 44_100, 2, 3 * 44_100, 3 * 44_100);
     assert_eq!(
-        scan(&wav, 60_000).unwrap(),
+        scan(&wav, 60_000, None).unwrap(),
         ScanReport {
             decoded_ms: 3_000,
             over_limit: false
         }
     );
-    let stopped = scan(&wav, 1_000).unwrap();
+    let stopped = scan(&wav, 1_000, None).unwrap();
     assert!(stopped.over_limit, "{stopped:?}");
     // Stopped within a packet of the limit, not at the end of the file.
     assert!((1_001..1_200).contains(&stopped.decoded_ms), "{stopped:?}");
@@ -115,7 +115,7 @@ fn a_data_chunk_claiming_more_frames_than_present_decodes_what_is_there() {
     let wav = pcm_wav(dir.path(), "liar.wav", 16_000, 1, 1_600_000_000, 32_000);
     let stated = probe(&wav).unwrap().duration.unwrap();
     assert_eq!(stated.as_secs(), 100_000);
-    assert_eq!(scan(&wav, 10_800_000).unwrap().decoded_ms, 2_000);
+    assert_eq!(scan(&wav, 10_800_000, None).unwrap().decoded_ms, 2_000);
     assert_eq!(decode_range(&wav, 0..u64::MAX).unwrap().len(), 32_000);
 }
 

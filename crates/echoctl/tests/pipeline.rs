@@ -231,3 +231,121 @@ async fn a_hung_chunk_worker_times_out_and_the_job_still_ends_explicitly() {
         other => panic!("the job ended as {other}: {types:?}"),
     }
 }
+
+/// Sentences tiny.en transcribes well from flite, each followed by the seconds of silence
+/// inserted after it: over half of the file is silence, most of it in pauses longer than the
+/// 2.5 s from which the test has silence skipped.
+const PAUSED: &[(&str, u32)] = &[
+    ("The morning train left the station a few minutes late.", 4),
+    ("A small dog slept under one of the seats near the door.", 1),
+    ("The train crossed a long bridge over a wide river.", 6),
+    ("Children on the bank waved at the windows as it passed.", 3),
+    ("After an hour the train reached the city.", 5),
+];
+
+/// How far the report's speech figure may be from the speech spoken: the detector's padding
+/// (200 ms each side of a region) and flite's own short pauses.
+const SPEECH_TOLERANCE: f64 = 0.2;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("pauses").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut parts = Vec::new();
+    let mut inserted_ms = 0;
+    for (i, (sentence, pause_s)) in PAUSED.iter().enumerate() {
+        let spoken = speak(dir.path(), &format!("s{i}.wav"), sentence).unwrap();
+        let paused = dir.path().join(format!("p{i}.wav"));
+        convert(&spoken, &paused, &["pad", "0", &pause_s.to_string()]).unwrap();
+        inserted_ms += i64::from(*pause_s) * 1_000;
+        parts.push(paused);
+    }
+    let file = dir.path().join("paused.wav");
+    let status = std::process::Command::new("sox")
+        .args(&parts)
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _pipeline = Pipeline::start(
+        bin(),
+        &env,
+        1,
+        &[("ECHO_VALIDATION__SKIP_SILENCE_MS", "2500")],
+    )
+    .unwrap();
+
+    let report = submit(bin(), &env, &file, &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let script: String = PAUSED.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(" ");
+    let transcript = report["transcript"].as_str().unwrap();
+    let wer = word_error_rate(&script, transcript);
+    assert!(wer <= 0.1, "WER {wer:.3}: {transcript}");
+
+    let resource = report["resource_id"].as_str().unwrap();
+    let processing = wait_for(
+        &env.config,
+        &env.topic("echo.processing.events"),
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await
+    .unwrap();
+    let job: ProcessingJobCreated = of_resource(&processing, resource)
+        .iter()
+        .find(|s| s.type_name == Some(ProcessingJobCreated::TYPE))
+        .map(|s| decode(s))
+        .unwrap();
+    // The pauses of 3 s and more are not transcribed: what the chunks cover is the speech and
+    // the short pauses, well under the file's length.
+    let chunks = job.chunks.clone().expect("the planned chunks are listed");
+    let sent_ms: i64 = chunks.iter().map(|c| c.end_ms - c.start_ms).sum();
+    assert!(
+        sent_ms <= job.duration_ms - (inserted_ms - 1_000) * 4 / 5,
+        "{sent_ms} ms of {} sent to whisper: {chunks:?}",
+        job.duration_ms
+    );
+
+    let json_key = report["artifacts"]["json"].as_str().unwrap();
+    let bytes = echo_storage::S3Service::new(&env.config)
+        .unwrap()
+        .get_bytes(json_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let analysis = &serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["analysis"];
+    let (speech_ms, silence_ms) = (
+        analysis["speech_ms"].as_i64().unwrap(),
+        analysis["silence_ms"].as_i64().unwrap(),
+    );
+    let spoken_ms = job.duration_ms - inserted_ms;
+    eprintln!(
+        "{} ms: {inserted_ms} ms of silence inserted; report: {speech_ms} ms speech, \
+         {silence_ms} ms silence; {} chunks, {sent_ms} ms sent",
+        job.duration_ms,
+        chunks.len()
+    );
+    assert!(
+        (speech_ms - spoken_ms).abs() as f64 <= spoken_ms as f64 * SPEECH_TOLERANCE,
+        "report says {speech_ms} ms of speech, {spoken_ms} ms were spoken"
+    );
+    // The silence reported is the inserted silence, less the detector's margins around speech.
+    assert!(
+        (silence_ms - inserted_ms).abs() <= inserted_ms / 10,
+        "{silence_ms} ms of silence reported, {inserted_ms} ms inserted"
+    );
+
+    // A file with no speech at all: no chunk, and the job still ends, with an empty transcript.
+    let silent = dir.path().join("silent.wav");
+    convert(&parts[0], &silent, &["trim", "0", "4", "vol", "0"]).unwrap();
+    let report = submit(bin(), &env, &silent, &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    assert_eq!(report["transcript"].as_str().unwrap().trim(), "");
+    let types = event_types(&report);
+    assert!(
+        types.iter().any(|t| t == "transcription.completed")
+            && !types.iter().any(|t| t.starts_with("chunk.")),
+        "{types:?}"
+    );
+}

@@ -5,7 +5,10 @@
 //!   plans the chunks and issues one `chunk.process` command per chunk.
 //! - [`chunk_worker`]: the consumer group on the chunk commands; transcribes one chunk.
 //! - [`job_aggregator`]: deadlines per chunk; re-issues late chunks, fails them past a limit.
+//!
+//! [`chunking`] holds the chunk planners validation plans with.
 
 pub mod chunk_worker;
+pub mod chunking;
 pub mod job_aggregator;
 pub mod validation;

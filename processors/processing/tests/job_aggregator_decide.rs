@@ -4,7 +4,7 @@
 
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
-    ProcessingJobCreated, ProcessingTimeout, ValidationPassed,
+    ChunkRange, ProcessingJobCreated, ProcessingTimeout, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::job_aggregator::decide::{self, chunk_timer};
@@ -44,6 +44,30 @@ fn job_created(job_id: &str, chunk_count: i32) -> Incoming {
         duration_ms: DURATION,
         etag: None,
         size_bytes: None,
+        chunks: None,
+        speech_ms: None,
+    })
+}
+
+/// A job whose creation event lists its chunks, as validation plans them at pauses.
+fn job_with_chunks(ranges: &[(i64, i64)]) -> Incoming {
+    incoming(&ProcessingJobCreated {
+        metadata: meta(JOB),
+        job_id: JOB.into(),
+        object_key: KEY.into(),
+        chunk_count: ranges.len() as i32,
+        chunk_ms: 30_000,
+        overlap_ms: 1_000,
+        duration_ms: DURATION,
+        etag: None,
+        size_bytes: None,
+        chunks: Some(
+            ranges
+                .iter()
+                .map(|&(start_ms, end_ms)| ChunkRange { start_ms, end_ms })
+                .collect(),
+        ),
+        speech_ms: Some(20_000),
     })
 }
 
@@ -186,6 +210,32 @@ fn a_job_whose_chunk_count_contradicts_its_plan_is_refused() {
     let mut h = Harness::new();
     let err = h.record(&job_created(JOB, 4), NOW).unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn listed_chunks_are_tracked_and_reissued_as_planned_with_their_gaps() {
+    let mut h = Harness::new();
+    let decision = h
+        .record(&job_with_chunks(&[(2_000, 9_000), (25_000, 40_000)]), NOW)
+        .unwrap();
+    assert_eq!(decision.schedule.len(), 2);
+    let again: ChunkProcess = h.fire("chunk-1").emit[1].decode().unwrap();
+    assert_eq!((again.start_ms, again.end_ms), (25_000, 40_000));
+    let listed = job_with_chunks(&[(2_000, 9_000)]);
+    let mut miscounted: ProcessingJobCreated = listed.decode().unwrap();
+    miscounted.chunk_count = 2;
+    let err = Harness::new()
+        .record(&incoming(&miscounted), NOW)
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+}
+
+#[test]
+fn a_job_without_chunks_is_finished_at_once_and_sets_no_deadline() {
+    let mut h = Harness::new();
+    let decision = h.record(&job_with_chunks(&[]), NOW).unwrap();
+    assert!(is_empty(&decision), "{decision:?}");
+    assert!(h.state.is_finished());
 }
 
 #[test]

@@ -6,9 +6,10 @@ use echo_catalog::events::{
     ValidationFailed, ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
+use echo_processing::chunking::plan_fixed;
 use echo_processing::validation::decide::{self, check_limits, needs_examination, truncation};
 use echo_processing::validation::{
-    plan_chunks, AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
+    AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
 
@@ -45,6 +46,7 @@ fn facts(duration_ms: i64) -> AudioFacts {
         channels: 1,
         sample_rate_hz: 8_000,
         duration_ms,
+        speech: None,
     }
 }
 
@@ -88,7 +90,7 @@ fn failure(decision: &Decision) -> ValidationFailed {
 #[test]
 fn chunks_cover_the_file_and_consecutive_chunks_overlap_by_the_overlap() {
     for duration in [1, 499, 29_999, 30_000, 30_001, 59_000, 95_123, 3_600_000] {
-        let chunks = plan_chunks(duration, 30_000, 1_000);
+        let chunks = plan_fixed(duration, 30_000, 1_000);
         assert_eq!(chunks[0].start, 0, "{duration}");
         assert_eq!(chunks.last().unwrap().end, duration, "{duration}");
         for c in &chunks {
@@ -117,33 +119,33 @@ fn chunks_cover_the_file_and_consecutive_chunks_overlap_by_the_overlap() {
 
 #[test]
 fn a_file_shorter_than_a_chunk_is_one_short_chunk() {
-    assert_eq!(plan_chunks(3_000, 30_000, 1_000), vec![0..3_000]);
-    assert_eq!(plan_chunks(30_000, 30_000, 1_000), vec![0..30_000]);
+    assert_eq!(plan_fixed(3_000, 30_000, 1_000), vec![0..3_000]);
+    assert_eq!(plan_fixed(30_000, 30_000, 1_000), vec![0..30_000]);
 }
 
 #[test]
 fn an_exact_multiple_of_the_step_ends_with_a_full_chunk() {
     // 30 s + 2 steps of 29 s: three full chunks, no sliver after them.
     assert_eq!(
-        plan_chunks(88_000, 30_000, 1_000),
+        plan_fixed(88_000, 30_000, 1_000),
         vec![0..30_000, 29_000..59_000, 58_000..88_000]
     );
     // One ms more needs a fourth chunk, starting where the step puts it.
-    assert_eq!(plan_chunks(88_001, 30_000, 1_000)[3], 87_000..88_001);
+    assert_eq!(plan_fixed(88_001, 30_000, 1_000)[3], 87_000..88_001);
     // Without overlap the chunks tile the file.
     assert_eq!(
-        plan_chunks(60_000, 30_000, 0),
+        plan_fixed(60_000, 30_000, 0),
         vec![0..30_000, 30_000..60_000]
     );
 }
 
 #[test]
 fn nothing_is_planned_for_an_empty_file_or_a_nonsensical_plan() {
-    assert!(plan_chunks(0, 30_000, 1_000).is_empty());
-    assert!(plan_chunks(-5, 30_000, 1_000).is_empty());
-    assert!(plan_chunks(10_000, 0, 0).is_empty());
+    assert!(plan_fixed(0, 30_000, 1_000).is_empty());
+    assert!(plan_fixed(-5, 30_000, 1_000).is_empty());
+    assert!(plan_fixed(10_000, 0, 0).is_empty());
     // An overlap as long as the chunk would never advance; the planner still terminates.
-    assert_eq!(plan_chunks(3, 2, 2), vec![0..2, 1..3]);
+    assert_eq!(plan_fixed(3, 2, 2), vec![0..2, 1..3]);
 }
 
 // ------------------------------------------------------------------ decide
@@ -203,7 +205,7 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
         (3, 30_000, 1_000, 65_000)
     );
 
-    let ranges = plan_chunks(65_000, 30_000, 1_000);
+    let ranges = plan_fixed(65_000, 30_000, 1_000);
     for (i, out) in decision.emit[3..].iter().enumerate() {
         let cmd: ChunkProcess = out.decode().unwrap();
         assert_eq!(out.key, format!("{}:{i}", job.job_id));
@@ -419,6 +421,66 @@ fn the_configured_chunk_plan_is_used() {
     );
     let last: ChunkProcess = decision.emit.last().unwrap().decode().unwrap();
     assert_eq!((last.start_ms, last.end_ms), (19_000, 20_000));
+}
+
+#[test]
+fn heard_speech_is_planned_at_its_pauses_and_reported_with_the_job() {
+    // 40 s of speech in two stretches 5 s apart, a half-second pause in each.
+    let speech = vec![1_000..9_000, 9_500..16_000, 21_000..30_000, 30_500..41_000];
+    let (decision, _) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &completed("up-1"),
+        Observation::Audio(AudioFacts {
+            speech: Some(speech),
+            ..facts(60_000)
+        }),
+    )
+    .unwrap();
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(job.speech_ms, Some(34_000));
+    let planned: Vec<(i64, i64)> = job
+        .chunks
+        .unwrap()
+        .iter()
+        .map(|c| (c.start_ms, c.end_ms))
+        .collect();
+    assert_eq!(planned, [(1_000, 16_000), (21_000, 41_000)]);
+    let commands: Vec<(i64, i64)> = decision.emit[3..]
+        .iter()
+        .map(|out| {
+            let cmd: ChunkProcess = out.decode().unwrap();
+            (cmd.start_ms, cmd.end_ms)
+        })
+        .collect();
+    assert_eq!(commands, planned);
+    assert_eq!(job.chunk_count, 2);
+}
+
+#[test]
+fn a_file_without_speech_makes_a_job_of_no_chunks() {
+    let (decision, state) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &completed("up-1"),
+        Observation::Audio(AudioFacts {
+            speech: Some(Vec::new()),
+            ..facts(60_000)
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        types(&decision),
+        [
+            "validation.started",
+            "validation.passed",
+            "processing.job.created"
+        ]
+    );
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!((job.chunk_count, job.speech_ms), (0, Some(0)));
+    assert_eq!(job.chunks, Some(Vec::new()));
+    assert!(state.passed);
 }
 
 #[test]

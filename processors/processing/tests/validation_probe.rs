@@ -2,7 +2,7 @@
 //! flite and sox is put into S3, and the processor downloads, probes and decodes it. Fails
 //! (never skips) when the S3 server of `EchoConfig::default()` is down.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use echo_catalog::events::{
@@ -156,7 +156,15 @@ async fn flite_speech_passes_with_its_facts_and_gets_a_job() {
     assert_eq!(job.chunk_count, 1);
     assert_eq!(job.duration_ms, passed.duration_ms);
     let chunk: ChunkProcess = decision.emit[3].decode().unwrap();
-    assert_eq!((chunk.start_ms, chunk.end_ms), (0, passed.duration_ms));
+    // The one chunk holds the speech: at most flite's short lead-in and tail are left out.
+    assert!(
+        chunk.start_ms < 300 && chunk.end_ms > passed.duration_ms - 300,
+        "{}..{} of {} ms",
+        chunk.start_ms,
+        chunk.end_ms,
+        passed.duration_ms
+    );
+    assert!(chunk.end_ms <= passed.duration_ms);
     // The version validation examined is the one every chunk reads.
     let verified: UploadCompleted = input.decode().unwrap();
     assert!(verified.etag.is_some());
@@ -172,6 +180,98 @@ async fn flite_speech_passes_with_its_facts_and_gets_a_job() {
         chunk.object_key,
         keys::upload(&input.metadata.correlation_id)
     );
+}
+
+/// `text` spoken by flite between `before` and `after` seconds of silence, into `out`.
+fn padded_speech(dir: &Path, name: &str, text: &str, before: &str, after: &str) -> PathBuf {
+    let spoken = dir.join(format!("{name}-spoken.wav"));
+    flite(text, &spoken);
+    let out = dir.join(format!("{name}.wav"));
+    run(Command::new("sox")
+        .arg(&spoken)
+        .arg(&out)
+        .args(["pad", before, after]));
+    out
+}
+
+#[tokio::test]
+async fn long_silences_are_left_out_of_the_chunks_and_speech_is_measured() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 3 s of silence, a sentence, 6 s, another sentence, 4 s.
+    let first = padded_speech(dir.path(), "first", "Echo checks every upload.", "3", "6");
+    let second = padded_speech(
+        dir.path(),
+        "second",
+        "Then it listens for speech.",
+        "0",
+        "4",
+    );
+    let file = dir.path().join("both.wav");
+    run(Command::new("sox").arg(&first).arg(&second).arg(&file));
+    let first_ms = sox_duration_ms(&first);
+    let (spoken_first, spoken_second) = (first_ms - 9_000, sox_duration_ms(&second) - 4_000);
+
+    let input = upload(&p, &std::fs::read(&file).unwrap(), "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    let chunks: Vec<(i64, i64)> = job
+        .chunks
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|c| (c.start_ms, c.end_ms))
+        .collect();
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    let commands: Vec<(i64, i64)> = decision.emit[3..]
+        .iter()
+        .map(|out| {
+            let c: ChunkProcess = out.decode().unwrap();
+            (c.start_ms, c.end_ms)
+        })
+        .collect();
+    assert_eq!(commands, chunks);
+    // Each chunk is one sentence, with no more than half a second of the silences around it.
+    let second_at = first_ms;
+    for ((start, end), (from, to)) in chunks.iter().zip([
+        (3_000, 3_000 + spoken_first),
+        (second_at, second_at + spoken_second),
+    ]) {
+        assert!(
+            (from - 500..=from + 300).contains(start) && (to - 300..=to + 500).contains(end),
+            "chunk {start}..{end} for speech at {from}..{to}"
+        );
+    }
+    let speech_ms = job.speech_ms.unwrap();
+    let spoken = spoken_first + spoken_second;
+    assert!(
+        (speech_ms - spoken).abs() <= spoken / 5,
+        "{speech_ms} ms of speech detected, {spoken} ms spoken"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_file_passes_with_a_job_of_no_chunks() {
+    let p = processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("silence.wav");
+    run(Command::new("sox")
+        .args(["-n", "-r", "16000", "-b", "16", "-c", "1"])
+        .arg(&wav)
+        .args(["trim", "0", "5"]));
+    let input = upload(&p, &std::fs::read(&wav).unwrap(), "audio/wav").await;
+    let (_, decision) = validate(&p, &input).await;
+    let types: Vec<_> = decision.emit.iter().map(|o| o.type_name).collect();
+    assert_eq!(
+        types,
+        [
+            "validation.started",
+            "validation.passed",
+            "processing.job.created"
+        ]
+    );
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!((job.chunk_count, job.speech_ms), (0, Some(0)));
 }
 
 #[tokio::test]

@@ -15,9 +15,11 @@ pub struct Analysis {
     pub segment_count: i32,
     /// Words per minute of audio: how dense the speech is.
     pub words_per_minute: f64,
-    /// Milliseconds covered by at least one segment (overlapping spans counted once).
+    /// Milliseconds of speech: what the voice-activity detector heard when it ran, else the
+    /// time covered by at least one segment (overlapping spans counted once), which counts
+    /// the pauses inside a segment as speech.
     pub speech_ms: i64,
-    /// Milliseconds of the audio covered by no segment.
+    /// Milliseconds of the audio that are not speech.
     pub silence_ms: i64,
     /// `speech_ms / duration_ms`, 0 for zero-length audio; tells mostly-silent recordings
     /// apart at a glance.
@@ -32,11 +34,20 @@ pub struct Analysis {
     pub empty: bool,
 }
 
-/// Analyses the assembled `segments` of audio lasting `duration_ms`.
-pub fn analyze(segments: &[Segment], duration_ms: i64, language: &str) -> Analysis {
+/// Analyses the assembled `segments` of audio lasting `duration_ms`, of which the
+/// voice-activity detector heard `detected_speech_ms` as speech when it ran.
+pub fn analyze(
+    segments: &[Segment],
+    duration_ms: i64,
+    detected_speech_ms: Option<i64>,
+    language: &str,
+) -> Analysis {
     let duration_ms = duration_ms.max(0);
     let word_count = saturating_i32(segments.iter().map(|s| count_words(&s.text)).sum());
-    let speech_ms = covered_ms(segments, duration_ms);
+    let speech_ms = match detected_speech_ms {
+        Some(ms) => ms.clamp(0, duration_ms),
+        None => covered_ms(segments, duration_ms),
+    };
     let words_per_minute = if duration_ms > 0 {
         round(f64::from(word_count) * 60_000.0 / duration_ms as f64, 2)
     } else {
@@ -131,7 +142,7 @@ mod tests {
             seg(1_500, 4_000, "How are you - today?", 0.25),
             seg(10_000, 12_000, "Fine.", 0.5),
         ];
-        let a = analyze(&segments, 20_000, "en");
+        let a = analyze(&segments, 20_000, None, "en");
         assert_eq!(a.duration_ms, 20_000);
         assert_eq!(a.word_count, 8);
         assert_eq!(a.segment_count, 3);
@@ -146,8 +157,25 @@ mod tests {
     }
 
     #[test]
+    fn detected_speech_replaces_the_segment_coverage() {
+        // One segment covers the whole 20 s, pauses and all; the detector heard 12 s.
+        let segments = [seg(0, 20_000, "words with long pauses between them", 0.9)];
+        let a = analyze(&segments, 20_000, Some(12_000), "en");
+        assert_eq!(
+            (a.speech_ms, a.silence_ms, a.speech_ratio),
+            (12_000, 8_000, 0.6)
+        );
+        // Without a detector, the coverage stands in.
+        let b = analyze(&segments, 20_000, None, "en");
+        assert_eq!((b.speech_ms, b.silence_ms), (20_000, 0));
+        // A detector figure past the audio is clipped.
+        let c = analyze(&segments, 20_000, Some(25_000), "en");
+        assert_eq!((c.speech_ms, c.silence_ms), (20_000, 0));
+    }
+
+    #[test]
     fn silence_only_audio_is_empty_without_dividing_by_anything() {
-        let a = analyze(&[], 30_000, "en");
+        let a = analyze(&[], 30_000, None, "en");
         assert_eq!(a.word_count, 0);
         assert_eq!(a.segment_count, 0);
         assert_eq!(a.speech_ms, 0);
@@ -161,18 +189,23 @@ mod tests {
 
     #[test]
     fn zero_length_audio_and_spans_past_the_end_are_clipped() {
-        let a = analyze(&[seg(0, 1_000, "hi", 1.0)], 0, "en");
+        let a = analyze(&[seg(0, 1_000, "hi", 1.0)], 0, None, "en");
         assert_eq!((a.speech_ms, a.silence_ms, a.speech_ratio), (0, 0, 0.0));
         assert_eq!(a.words_per_minute, 0.0);
         assert_eq!(a.word_count, 1);
 
-        let b = analyze(&[seg(900, 1_500, "hi", 1.0)], 1_000, "en");
+        let b = analyze(&[seg(900, 1_500, "hi", 1.0)], 1_000, None, "en");
         assert_eq!((b.speech_ms, b.silence_ms), (100, 900));
     }
 
     #[test]
     fn rates_are_rounded_for_display() {
-        let a = analyze(&[seg(0, 100, "one two three four five", 0.3)], 2_100, "en");
+        let a = analyze(
+            &[seg(0, 100, "one two three four five", 0.3)],
+            2_100,
+            None,
+            "en",
+        );
         assert_eq!(a.words_per_minute, 142.86);
         assert_eq!(a.speech_ratio, 0.0476);
         assert_eq!(a.mean_confidence, 0.3);

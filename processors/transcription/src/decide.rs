@@ -61,6 +61,10 @@ pub struct JobPlan {
     pub chunk_count: i32,
     /// Duration of the audio, the base of the analysis.
     pub duration_ms: i64,
+    /// Milliseconds of speech the voice-activity detector heard, when it ran; the analysis
+    /// reports speech and silence from it. Absent in state written before it existed.
+    #[serde(default)]
+    pub speech_ms: Option<i64>,
 }
 
 impl JobProgress {
@@ -339,6 +343,7 @@ fn plan_of(job: &ProcessingJobCreated) -> JobPlan {
     JobPlan {
         chunk_count: job.chunk_count,
         duration_ms: job.duration_ms,
+        speech_ms: job.speech_ms,
     }
 }
 

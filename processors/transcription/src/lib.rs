@@ -90,7 +90,7 @@ impl Processor for TranscriptionProcessor {
         let resource = decide::resource_id(record)?;
         let transcript = Transcript::build(
             &ready.job_id,
-            ready.plan.duration_ms,
+            &ready.plan,
             &ready.chunks,
             &self.transcription.language,
         );

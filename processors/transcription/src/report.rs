@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{analyze, Analysis};
 use crate::assemble::{assemble, ChunkTranscript};
+use crate::decide::JobPlan;
 
 /// An assembled and analysed transcript: what `report.json` holds and every other file is
 /// rendered from.
@@ -20,17 +21,17 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Assembles and analyses the chunks of job `job_id` over audio of `duration_ms`.
+    /// Assembles and analyses the chunks of job `job_id` planned as `plan`.
     pub fn build(
         job_id: &str,
-        duration_ms: i64,
+        plan: &JobPlan,
         chunks: &[ChunkTranscript],
         language: &str,
     ) -> Transcript {
         let segments = assemble(chunks);
         Transcript {
             job_id: job_id.to_string(),
-            analysis: analyze(&segments, duration_ms, language),
+            analysis: analyze(&segments, plan.duration_ms, plan.speech_ms, language),
             segments,
         }
     }
@@ -207,7 +208,7 @@ mod tests {
         let segments = example();
         let transcript = Transcript {
             job_id: "job-1".into(),
-            analysis: analyze(&segments, 3_730_000, "en"),
+            analysis: analyze(&segments, 3_730_000, None, "en"),
             segments,
         };
         let text = json(&transcript);
@@ -238,7 +239,12 @@ mod tests {
         assert_eq!(keys.srt_key, "resources/r1/report/transcript.srt");
         assert_eq!(keys.vtt_key, "resources/r1/report/transcript.vtt");
         assert_eq!(keys.json_key, "resources/r1/report/report.json");
-        let t = Transcript::build("j", 1_000, &[], "en");
+        let plan = JobPlan {
+            chunk_count: 0,
+            duration_ms: 1_000,
+            speech_ms: None,
+        };
+        let t = Transcript::build("j", &plan, &[], "en");
         let files = render("r1", &t);
         let names: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(

@@ -38,6 +38,8 @@ fn job_created(job_id: &str, chunk_count: i32, duration_ms: i64) -> Incoming {
         duration_ms,
         etag: None,
         size_bytes: None,
+        chunks: None,
+        speech_ms: None,
     })
 }
 
@@ -74,7 +76,7 @@ fn observe(state: &TranscriptionState, input: &Incoming) -> Observation {
     match decide::ready_job(state, input).unwrap() {
         None => Observation::Nothing,
         Some(ready) => {
-            let t = Transcript::build(&ready.job_id, ready.plan.duration_ms, &ready.chunks, "en");
+            let t = Transcript::build(&ready.job_id, &ready.plan, &ready.chunks, "en");
             Observation::Written(Written {
                 job_id: ready.job_id,
                 word_count: t.analysis.word_count,

@@ -44,6 +44,8 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
         duration_ms: 40_000,
         etag: None,
         size_bytes: None,
+        chunks: None,
+        speech_ms: Some(9_000),
     });
     let chunk0 = incoming(&ChunkProcessingCompleted {
         metadata: meta(resource, "c0"),
@@ -155,6 +157,9 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
     assert_eq!(report["job_id"], "job-1");
     assert_eq!(report["analysis"]["word_count"], 5);
     assert_eq!(report["analysis"]["language"], "en");
+    // Speech and silence as the detector measured them, not the segments' coverage (5.8 s).
+    assert_eq!(report["analysis"]["speech_ms"], 9_000);
+    assert_eq!(report["analysis"]["silence_ms"], 31_000);
     assert_eq!(report["segments"].as_array().unwrap().len(), 3);
     // Stored with their types, so a pre-signed GET serves them properly.
     let head = p.s3().head(&a.vtt_key).await.unwrap().unwrap();

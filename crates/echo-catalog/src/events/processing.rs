@@ -68,7 +68,7 @@ pub enum ValidationFailureReason {
     ObjectChanged,
 }
 
-/// A transcription job was planned: the audio is split into overlapping chunks.
+/// A transcription job was planned: the audio is split into chunks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "echo.processing")]
 pub struct ProcessingJobCreated {
@@ -81,10 +81,10 @@ pub struct ProcessingJobCreated {
     pub object_key: String,
     /// Number of chunks in the job, so a consumer knows when it has seen all of them.
     pub chunk_count: i32,
-    /// Length of each chunk in milliseconds (the last one may be shorter).
+    /// Longest chunk in milliseconds (chunks cut at pauses, and the last one, are shorter).
     pub chunk_ms: i64,
-    /// How many milliseconds consecutive chunks overlap, so words at a boundary are not cut; the
-    /// assembler de-duplicates them.
+    /// How many milliseconds consecutive chunks overlap where they are cut without a pause, so
+    /// words at a boundary are not cut; the assembler de-duplicates them.
     pub overlap_ms: i64,
     /// Duration of the whole audio in milliseconds.
     pub duration_ms: i64,
@@ -94,6 +94,24 @@ pub struct ProcessingJobCreated {
     /// Size of the audio as verified at upload; no worker downloads more. Null only in records
     /// written before it existed.
     pub size_bytes: Option<i64>,
+    /// The time range of each chunk, in index order, as planned (at pauses of the speech, long
+    /// silences left out). Null in records written before it existed, whose chunks follow from
+    /// `duration_ms`, `chunk_ms` and `overlap_ms`.
+    pub chunks: Option<Vec<ChunkRange>>,
+    /// Milliseconds of the audio in which the voice-activity detector heard speech; the rest of
+    /// `duration_ms` is silence. Null when no detector ran (fixed chunking, or records written
+    /// before it existed).
+    pub speech_ms: Option<i64>,
+}
+
+/// Where one planned chunk lies in the audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "echo.processing")]
+pub struct ChunkRange {
+    /// Start of the chunk in milliseconds from the beginning of the audio.
+    pub start_ms: i64,
+    /// End of the chunk in milliseconds from the beginning of the audio (exclusive).
+    pub end_ms: i64,
 }
 
 /// Command to a chunk worker: transcribe one chunk of a job's audio.

@@ -7,6 +7,8 @@
 //! chunk's `chunk.process` again (next attempt, new deadline) or, past the attempt limit,
 //! `chunk.processing.failed`. A chunk's first settlement wins; anything later is ignored.
 
+use std::ops::Range;
+
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated,
     ProcessingTimeout,
@@ -15,7 +17,8 @@ use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgo
 use serde::{Deserialize, Serialize};
 
 use super::config::JobAggregatorConfig;
-use crate::validation::decide::{chunk_command, plan_chunks, FIRST_ATTEMPT};
+use crate::chunking::plan_fixed;
+use crate::validation::decide::{chunk_command, FIRST_ATTEMPT};
 
 /// Prefix of a chunk's deadline timer; the full name is `chunk-{index}` (unique per resource,
 /// as a resource has one job), its payload the job id.
@@ -112,18 +115,19 @@ impl AggregatorState {
     }
 }
 
-/// The chunks a job consists of, re-derived from its creation event with the same planner
-/// validation used; a disagreement with its `chunk_count` means a broken record.
+/// The chunks a job consists of: the ranges its creation event lists, or, in events from
+/// before those were listed, the fixed plan re-derived with validation's planner; a
+/// disagreement with its `chunk_count` means a broken record.
 fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
-    let plan = plan_chunks(job.duration_ms, job.chunk_ms, job.overlap_ms);
+    let plan: Vec<Range<i64>> = match &job.chunks {
+        Some(chunks) => chunks.iter().map(|c| c.start_ms..c.end_ms).collect(),
+        None => plan_fixed(job.duration_ms, job.chunk_ms, job.overlap_ms),
+    };
     if i32::try_from(plan.len()).ok() != Some(job.chunk_count) {
         return Err(HandlerError::Permanent(format!(
-            "job {} says {} chunks, but {} ms in chunks of {} ms overlapping {} ms make {}",
+            "job {} says {} chunks, but its plan has {}",
             job.job_id,
             job.chunk_count,
-            job.duration_ms,
-            job.chunk_ms,
-            job.overlap_ms,
             plan.len()
         )));
     }

@@ -4,6 +4,8 @@
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::chunking::{Chunking, PauseCut};
+
 /// The limits uploaded audio is checked against, and how a passing file is cut into chunks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -20,12 +22,22 @@ pub struct ValidationConfig {
     /// compared case-insensitively. Empty (the default) accepts every codec symphonia decodes,
     /// since decodability is what the transcription needs.
     pub allowed_codecs: Vec<String>,
-    /// Length of a chunk in ms: the unit of parallel transcription. Default 30 s, Whisper's
+    /// How files are cut into chunks: `speech` (the default) runs a voice-activity detector
+    /// while scanning the file and cuts at its pauses, leaving long silences out; `fixed` cuts
+    /// every `chunk_ms - overlap_ms` whatever the audio holds.
+    pub chunking: Chunking,
+    /// Longest chunk in ms: the unit of parallel transcription. Default 30 s, Whisper's
     /// window, so no chunk pays for more than one window.
     pub chunk_ms: i64,
-    /// How much consecutive chunks overlap, in ms, so a word cut at a boundary is whole in one
-    /// of them; the assembler de-duplicates. Default 1 s.
+    /// How much consecutive chunks overlap where they are cut without a pause (every cut of
+    /// `fixed` chunking), in ms, so a word cut at a boundary is whole in one of them; the
+    /// assembler de-duplicates. Default 1 s.
     pub overlap_ms: i64,
+    /// With `speech` chunking, pauses at least this long (in ms) are not transcribed: a chunk
+    /// ends before one and the next starts after it. Shorter pauses stay inside chunks: whisper
+    /// pays for a whole 30 s window per chunk however short, so cutting at every pause would
+    /// cost more windows than it saves audio. Default 5 s.
+    pub skip_silence_ms: i64,
 }
 
 impl Default for ValidationConfig {
@@ -35,8 +47,10 @@ impl Default for ValidationConfig {
             min_duration_ms: 500,
             max_channels: 8,
             allowed_codecs: Vec::new(),
+            chunking: Chunking::Speech,
             chunk_ms: 30_000,
             overlap_ms: 1_000,
+            skip_silence_ms: 5_000,
         }
     }
 }
@@ -74,7 +88,21 @@ impl ValidationConfig {
             self.chunk_ms,
             self.overlap_ms
         );
+        ensure!(
+            self.skip_silence_ms > 0,
+            "validation.skip_silence_ms must be positive, got {}",
+            self.skip_silence_ms
+        );
         Ok(())
+    }
+
+    /// The limits of `speech` chunking.
+    pub fn pause_cut(&self) -> PauseCut {
+        PauseCut {
+            chunk_ms: self.chunk_ms,
+            overlap_ms: self.overlap_ms,
+            skip_silence_ms: self.skip_silence_ms,
+        }
     }
 
     /// Whether audio in this codec is accepted.
@@ -96,6 +124,9 @@ mod tests {
         let c = ValidationConfig::default();
         c.validate().unwrap();
         assert_eq!(c.max_duration_ms, 10_800_000);
+        assert_eq!(c.chunking, Chunking::Speech);
+        let fixed: ValidationConfig = serde_json::from_str(r#"{"chunking": "fixed"}"#).unwrap();
+        assert_eq!(fixed.chunking, Chunking::Fixed);
         assert!(c.allows_codec("pcm_s16le") && c.allows_codec("vorbis"));
         let only_flac = ValidationConfig {
             allowed_codecs: vec!["FLAC".into()],
@@ -119,5 +150,6 @@ mod tests {
         assert!(bad(|c| c.chunk_ms = 0));
         assert!(bad(|c| c.overlap_ms = c.chunk_ms));
         assert!(bad(|c| c.overlap_ms = -1));
+        assert!(bad(|c| c.skip_silence_ms = 0));
     }
 }

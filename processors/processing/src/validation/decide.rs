@@ -8,13 +8,14 @@
 use std::ops::Range;
 
 use echo_catalog::events::{
-    ChunkProcess, ProcessingJobCreated, UploadCompleted, ValidationFailed, ValidationFailureReason,
-    ValidationPassed, ValidationStarted,
+    ChunkProcess, ChunkRange, ProcessingJobCreated, UploadCompleted, ValidationFailed,
+    ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use super::config::ValidationConfig;
+use crate::chunking::{plan_at_pauses, plan_fixed};
 
 /// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
 /// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
@@ -60,6 +61,10 @@ pub struct AudioFacts {
     /// Duration in ms: measured by decoding when the file was decoded (the truth the chunk
     /// workers will see), else what the container states (0 when it states nothing).
     pub duration_ms: i64,
+    /// Where the voice-activity detector heard speech (ms ranges, ordered, not overlapping);
+    /// chunks are cut at its pauses. `None` when it did not run (fixed chunking, or a file the
+    /// probe alone condemned): chunks are cut at fixed marks.
+    pub speech: Option<Vec<Range<i64>>>,
 }
 
 /// What `observe` found out for `decide`.
@@ -72,31 +77,6 @@ pub enum Observation {
     /// The file cannot be used at all (missing, empty, not audio, undecodable): the reason and a
     /// human-readable message for `validation.failed`.
     Refused(ValidationFailureReason, String),
-}
-
-/// The time ranges (ms, end exclusive) of the chunks a file of `duration_ms` is cut into.
-///
-/// Chunk `i` covers `[i * (chunk_ms - overlap_ms), min(that + chunk_ms, duration_ms))`; chunks
-/// are planned until one reaches the end, so the last may be short, a file shorter than a chunk
-/// has exactly one, and no chunk lies wholly inside its predecessor's overlap. An empty file
-/// (or a nonsensical `chunk_ms`) has none. `overlap_ms` is clamped so the step is at least
-/// 1 ms: a bad setting must not make this loop forever (`ValidationConfig::validate` refuses it
-/// anyway).
-pub fn plan_chunks(duration_ms: i64, chunk_ms: i64, overlap_ms: i64) -> Vec<Range<i64>> {
-    if duration_ms <= 0 || chunk_ms <= 0 {
-        return Vec::new();
-    }
-    let step = (chunk_ms - overlap_ms).clamp(1, chunk_ms);
-    let mut chunks = Vec::new();
-    let mut start: i64 = 0;
-    loop {
-        let end = start.saturating_add(chunk_ms).min(duration_ms);
-        chunks.push(start..end);
-        if end >= duration_ms {
-            return chunks;
-        }
-        start += step;
-    }
 }
 
 /// The first limit `facts` break, as the reason and message of `validation.failed`, or `None`
@@ -251,7 +231,14 @@ fn plan_job(
     ctx: &Context,
 ) -> Result<Vec<Outgoing>, HandlerError> {
     let duration_ms = facts.duration_ms;
-    let chunks = plan_chunks(duration_ms, config.chunk_ms, config.overlap_ms);
+    let chunks = match &facts.speech {
+        Some(speech) => plan_at_pauses(duration_ms, speech, config.pause_cut()),
+        None => plan_fixed(duration_ms, config.chunk_ms, config.overlap_ms),
+    };
+    let speech_ms = facts
+        .speech
+        .as_ref()
+        .map(|speech| speech.iter().map(|r| r.end - r.start).sum());
     let chunk_count = i32::try_from(chunks.len()).map_err(|_| {
         HandlerError::Permanent(format!("{} chunks do not fit a record", chunks.len()))
     })?;
@@ -281,6 +268,16 @@ fn plan_job(
             duration_ms,
             etag: completed.etag.clone(),
             size_bytes: Some(completed.size_bytes),
+            chunks: Some(
+                chunks
+                    .iter()
+                    .map(|r| ChunkRange {
+                        start_ms: r.start,
+                        end_ms: r.end,
+                    })
+                    .collect(),
+            ),
+            speech_ms,
         },
     ));
     for (index, range) in (0..chunk_count).zip(chunks) {

@@ -4,9 +4,11 @@
 //! `echo.processing.chunk-commands` (see `topics/topics.toml`). On the first
 //! `upload.completed` of a resource it downloads the audio (no more bytes than were finalized),
 //! probes it and decodes it packet by packet without keeping the samples (proof that the chunk
-//! workers will be able to, and its true length), checks it against [`ValidationConfig`], and
-//! either fails it (`validation.failed`) or plans the transcription job: `validation.passed`,
-//! `processing.job.created` and one `chunk.process` command per chunk.
+//! workers will be able to, and its true length; with `speech` chunking a voice-activity
+//! detector listens along, for the pauses chunks are cut at), checks it against
+//! [`ValidationConfig`], and either fails it (`validation.failed`) or plans the transcription
+//! job: `validation.passed`, `processing.job.created` and one `chunk.process` command per chunk
+//! (none when no speech was heard: the job is complete, and empty, at once).
 //!
 //! Split like every processor: [`config`] (settings), [`decide`] (pure `decide`/`evolve`),
 //! and the I/O in `observe` below (S3 download, CPU-bound decoding on a blocking thread).
@@ -14,16 +16,19 @@
 pub mod config;
 pub mod decide;
 
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
+use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 
+use crate::chunking::Chunking;
 pub use config::ValidationConfig;
-pub use decide::{plan_chunks, AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
+pub use decide::{AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
 
 /// The validation processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -162,7 +167,8 @@ fn refusal_of_download(completed: &UploadCompleted, download: Download) -> Optio
 /// Probes the file, then scans it (decodes it packet by packet, keeping no samples) from the
 /// start up to just past the duration limit: that proves every accepted sample decodes and
 /// measures the true duration, in memory of one packet and time bounded by the limit, even
-/// when the container states no (or a false) duration. A file the probe alone condemns (a
+/// when the container states no (or a false) duration. With `speech` chunking the scan also
+/// feeds the voice-activity detector, which keeps only the speech regions. A file the probe alone condemns (a
 /// hostile header, too many channels, a refused codec, a stated duration over the limit) is
 /// not decoded at all; one that decodes to clearly less than its container states was cut
 /// short and is refused as undecodable.
@@ -174,7 +180,7 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
     let stated_ms = info
         .duration
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let probed = facts(&info, stated_ms.unwrap_or(0));
+    let probed = facts(&info, stated_ms.unwrap_or(0), None);
     let condemned = decide::check_limits(config, &probed).is_some_and(|(reason, _)| {
         !matches!(
             reason,
@@ -186,10 +192,23 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
     }
     // One ms past the limit: enough to tell "too long" from "exactly at the limit".
     let until_ms = u64::try_from(config.max_duration_ms).unwrap_or(0) + 1;
-    let scanned = match audio::scan(path, until_ms) {
+    let mut detector =
+        (config.chunking == Chunking::Speech).then(|| SpeechDetector::new(VadSettings::default()));
+    let scanned = match &mut detector {
+        Some(detector) => audio::scan(path, until_ms, Some(&mut |s: &[f32]| detector.push(s))),
+        None => audio::scan(path, until_ms, None),
+    };
+    let scanned = match scanned {
         Ok(scanned) => scanned,
         Err(e) => return refusal(e),
     };
+    let speech = detector.map(|detector| {
+        detector
+            .finish()
+            .into_iter()
+            .map(|r| ms(r.start)..ms(r.end))
+            .collect()
+    });
     let decoded_ms = i64::try_from(scanned.decoded_ms).unwrap_or(i64::MAX);
     if let Some(message) = stated_ms.and_then(|stated| decide::truncation(stated, decoded_ms)) {
         return Ok(Observation::Refused(
@@ -197,16 +216,21 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
             message,
         ));
     }
-    Ok(Observation::Audio(facts(&info, decoded_ms)))
+    Ok(Observation::Audio(facts(&info, decoded_ms, speech)))
 }
 
-fn facts(info: &AudioInfo, duration_ms: i64) -> AudioFacts {
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<Vec<Range<i64>>>) -> AudioFacts {
     AudioFacts {
         container: info.container.clone(),
         codec: info.codec.clone(),
         channels: i32::try_from(info.channels).unwrap_or(i32::MAX),
         sample_rate_hz: i32::try_from(info.sample_rate).unwrap_or(i32::MAX),
         duration_ms,
+        speech,
     }
 }
 
