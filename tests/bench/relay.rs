@@ -44,6 +44,7 @@ const PREFIX: &str = "bench.relay.";
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    echo_runtime::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::Producer;
 use rdkafka::Offset;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::txn_error::{TxnError, KAFKA_TIMEOUT};
 use super::{now_ms, Driver, Due, Exit};
@@ -50,12 +50,19 @@ impl<P: Processor> Driver<P> {
                 _ => None,
             };
             self.refusals.take();
+            let started = Instant::now();
             let outcome = match poison {
                 Some((count, reason)) => self.quarantine(&batch, &due, count, &reason),
                 None => self.transact(&batch, &due),
             };
             match outcome {
                 Ok(done) => {
+                    debug!(
+                        records = done.records,
+                        due = done.due_run,
+                        ms = started.elapsed().as_millis() as u64,
+                        "transaction committed"
+                    );
                     self.store.commit();
                     self.guard
                         .committed(&units_of(&batch[..done.records], &due[..done.due_run]));

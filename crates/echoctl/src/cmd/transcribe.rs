@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use echo_runtime::EchoConfig;
 use echo_processing::chunk_worker::ChunkWorkerConfig;
+use echo_runtime::EchoConfig;
 use echo_speech::audio::decode_to_mono_16k;
 use echo_speech::model::Quantization;
 use echo_speech::transcriber::{Transcriber, TranscriberConfig, SAMPLE_RATE};
@@ -36,7 +36,11 @@ pub struct Args {
 pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let quantization = match args.quantization {
         Some(q) => q,
-        None => config.section::<ChunkWorkerConfig>("chunk_worker")?.quantization,
+        None => {
+            config
+                .section::<ChunkWorkerConfig>("chunk_worker")?
+                .quantization
+        }
     };
     let model = echo_speech::model::prepare(&config.data_dir, quantization, false)?;
     let transcriber = Transcriber::new(
