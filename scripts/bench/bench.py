@@ -305,6 +305,7 @@ class Pipeline:
         """The workers' `chunk transcribed` log lines, as numbers."""
         rows = []
         for line in self.worker_log.read_text(errors="replace").splitlines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
             if "chunk transcribed" not in line:
                 continue
             fields = dict(re.findall(r"(\w+)=(\S+)", line))
