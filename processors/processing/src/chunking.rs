@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Chunking {
-    /// Chunks start and end in pauses of the detected speech, and long silences are not
-    /// transcribed at all ([`plan_at_pauses`]).
+    /// Chunks pack the detected speech up to a window's worth and are cut in its pauses; the
+    /// silence between chunks is not transcribed at all ([`plan_at_pauses`]).
     #[default]
     Speech,
     /// Chunks of `chunk_ms` every `chunk_ms - overlap_ms`, whatever the audio holds
@@ -45,92 +45,67 @@ pub fn plan_fixed(duration_ms: i64, chunk_ms: i64, overlap_ms: i64) -> Vec<Range
     }
 }
 
-/// The limits [`plan_at_pauses`] cuts within.
+/// The limits [`plan_at_pauses`] packs within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PauseCut {
-    /// Longest chunk, in ms: whisper's window.
+    /// Longest chunk cut where no pause was found, in ms: whisper's window.
     pub chunk_ms: i64,
     /// Overlap of two chunks cut where no pause was found, in ms, so a word cut there is whole
     /// in one of them.
     pub overlap_ms: i64,
-    /// Pauses at least this long, in ms, are not transcribed: no chunk spans one.
-    pub skip_silence_ms: i64,
+    /// Most audio whisper hears of one chunk once its silence is squeezed out, in ms: the
+    /// speech plus at most `gap_ms` per pause. A little under the window, so the chunk
+    /// worker's own detection of the range, which may differ slightly, still fits one window.
+    pub pack_ms: i64,
+    /// Silence kept of each pause when it is squeezed, in ms ([`crate::squeeze::JOIN_GAP_MS`]).
+    pub gap_ms: i64,
+    /// Longest time from a chunk's first speech to its last, in ms: the chunk worker decodes
+    /// all of it (and refuses ranges over `chunk_worker.max_chunk_ms`).
+    pub max_span_ms: i64,
 }
 
 /// The chunks of a file of `duration_ms` whose speech lies in `speech` (ms ranges, as a
 /// detector reports them: ordered, not overlapping; they are clipped to the file).
 ///
-/// Speech separated by a pause shorter than `skip_silence_ms` forms one stretch; the silence
-/// before, between and after stretches is left out. A stretch that fits `chunk_ms` is one
-/// chunk; a longer one is cut in the middle of its longest pause in the window's last sixth
-/// (else of its latest pause in the second half), so chunks fill the window and none is
-/// shorter than half a window unless its speech ends; consecutive chunks meet there without
-/// overlapping. Where the window's second half holds no pause at all, the
-/// chunk is cut at `chunk_ms` and the next starts `overlap_ms` earlier, as the fixed plan does.
-/// No speech gives no chunks.
+/// Consecutive speech regions go into one chunk while their packed length (the regions plus
+/// at most `gap_ms` of each pause between them: what whisper hears once the chunk worker
+/// squeezes the silence out) stays within `pack_ms` and the chunk spans at most
+/// `max_span_ms`; chunks are cut between regions, in pauses, and run from their first
+/// region's start to their last region's end, so the silence between chunks is never sent.
+/// A region longer than `pack_ms` is cut on its own every `chunk_ms`, the next chunk starting
+/// `overlap_ms` earlier, as the fixed plan does. No speech gives no chunks.
 pub fn plan_at_pauses(duration_ms: i64, speech: &[Range<i64>], cut: PauseCut) -> Vec<Range<i64>> {
-    let regions: Vec<Range<i64>> = speech
+    let regions = speech
         .iter()
         .map(|r| r.start.max(0)..r.end.min(duration_ms))
-        .filter(|r| r.end > r.start)
-        .collect();
+        .filter(|r| r.end > r.start);
     let mut chunks = Vec::new();
-    let mut stretch_first = 0;
-    for i in 1..=regions.len() {
-        let ends_stretch = regions
-            .get(i)
-            .is_none_or(|next| next.start - regions[i - 1].end >= cut.skip_silence_ms);
-        if ends_stretch {
-            cut_stretch(&regions[stretch_first..i], cut, &mut chunks);
-            stretch_first = i;
+    // The chunk being packed: its span and its packed length.
+    let mut open: Option<(Range<i64>, i64)> = None;
+    for region in regions {
+        let length = region.end - region.start;
+        if length > cut.pack_ms {
+            chunks.extend(open.take().map(|(span, _)| span));
+            let pieces = plan_fixed(length, cut.chunk_ms, cut.overlap_ms);
+            chunks.extend(
+                pieces
+                    .into_iter()
+                    .map(|p| p.start + region.start..p.end + region.start),
+            );
+            continue;
         }
+        if let Some((span, packed)) = &mut open {
+            let grown = *packed + (region.start - span.end).min(cut.gap_ms) + length;
+            if grown <= cut.pack_ms && region.end - span.start <= cut.max_span_ms {
+                span.end = region.end;
+                *packed = grown;
+                continue;
+            }
+        }
+        chunks.extend(open.replace((region, length)).map(|(span, _)| span));
     }
+    chunks.extend(open.map(|(span, _)| span));
     chunks
-}
-
-/// The part of the window, from its end, in which the longest pause is preferred for a cut: a
-/// sixth (5 s of 30 s), so chunks fill most of whisper's window.
-const NEAR_END_FRACTION: i64 = 6;
-
-/// Cuts the speech regions of one stretch (no pause in it reaches `skip_silence_ms`) into
-/// chunks of at most `chunk_ms`.
-fn cut_stretch(regions: &[Range<i64>], cut: PauseCut, chunks: &mut Vec<Range<i64>>) {
-    let (Some(first), Some(last)) = (regions.first(), regions.last()) else {
-        return;
-    };
-    // The pauses inside the stretch, as (start, end).
-    let pauses: Vec<(i64, i64)> = regions
-        .windows(2)
-        .map(|pair| (pair[0].end, pair[1].start))
-        .collect();
-    let mut start = first.start;
-    while last.end - start > cut.chunk_ms {
-        let limit = start + cut.chunk_ms;
-        // (length, middle) of the pauses a cut in whose middle leaves the chunk between
-        // `from` and the window's end.
-        let cuts_after = |from: i64| {
-            pauses
-                .iter()
-                .map(|&(a, b)| (b - a, a + (b - a) / 2))
-                .filter(move |&(_, middle)| middle > from && middle <= limit)
-        };
-        // The longest pause near the window's end (ties: the latest), else the latest pause
-        // in its second half.
-        let best = cuts_after(limit - cut.chunk_ms / NEAR_END_FRACTION)
-            .max()
-            .or_else(|| cuts_after(start + cut.chunk_ms / 2).max_by_key(|&(_, middle)| middle));
-        match best {
-            Some((_, middle)) => {
-                chunks.push(start..middle);
-                start = middle;
-            }
-            None => {
-                chunks.push(start..limit);
-                start = limit - cut.overlap_ms.clamp(0, cut.chunk_ms - 1);
-            }
-        }
-    }
-    chunks.push(start..last.end);
 }
 
 #[cfg(test)]
@@ -140,59 +115,92 @@ mod tests {
     const CUT: PauseCut = PauseCut {
         chunk_ms: 30_000,
         overlap_ms: 1_000,
-        skip_silence_ms: 2_000,
+        pack_ms: 28_000,
+        gap_ms: 400,
+        max_span_ms: 120_000,
     };
 
+    /// What whisper hears of `chunk`: its regions of `speech` and at most `gap_ms` of each
+    /// pause between them.
+    fn packed(chunk: &Range<i64>, speech: &[Range<i64>]) -> i64 {
+        let inside: Vec<&Range<i64>> = speech
+            .iter()
+            .filter(|r| chunk.start <= r.start && r.end <= chunk.end)
+            .collect();
+        let gaps: i64 = inside
+            .windows(2)
+            .map(|p| (p[1].start - p[0].end).min(CUT.gap_ms))
+            .sum();
+        inside.iter().map(|r| r.end - r.start).sum::<i64>() + gaps
+    }
+
     #[test]
-    fn speech_that_fits_a_window_is_one_chunk_without_the_silence_around_it() {
+    fn speech_that_packs_into_a_window_is_one_chunk_without_the_silence_around_it() {
         let plan = plan_at_pauses(60_000, &[5_000..9_000, 10_000..20_000], CUT);
         assert_eq!(plan, vec![5_000..20_000]);
     }
 
     #[test]
-    fn long_silences_are_skipped_between_chunks() {
-        let plan = plan_at_pauses(60_000, &[1_000..4_000, 7_000..9_000, 9_500..12_000], CUT);
-        assert_eq!(plan, vec![1_000..4_000, 7_000..12_000]);
+    fn chunks_pack_speech_across_pauses_and_never_span_the_silence_between_them() {
+        // Sentences of 6 s with pauses of 1-5 s: a third silence over nine minutes.
+        let mut speech = Vec::new();
+        let mut at = 0;
+        for i in 0..60 {
+            speech.push(at..at + 6_000);
+            at += 6_000 + 1_000 + (i % 5) * 1_000;
+        }
+        let plan = plan_at_pauses(at, &speech, CUT);
+        // Four sentences and three squeezed pauses (25.2 s) a chunk, though they span up to
+        // 36 s: 15 windows, where cutting every 30 s of wall time takes 19.
+        assert_eq!(plan.len(), 15, "{plan:?}");
+        for chunk in &plan {
+            assert!(packed(chunk, &speech) <= CUT.pack_ms, "{chunk:?}");
+            // Cut in pauses: every chunk starts and ends with a region.
+            assert!(speech.iter().any(|r| r.start == chunk.start), "{chunk:?}");
+            assert!(speech.iter().any(|r| r.end == chunk.end), "{chunk:?}");
+        }
+        assert!(plan.iter().any(|c| c.end - c.start > CUT.chunk_ms));
+        // The pause between two chunks is in neither.
+        assert!(plan.windows(2).all(|p| p[0].end < p[1].start), "{plan:?}");
+        // All the speech is in some chunk.
+        assert!(speech
+            .iter()
+            .all(|r| plan.iter().any(|c| c.start <= r.start && r.end <= c.end)));
     }
 
     #[test]
-    fn a_long_stretch_is_cut_in_its_longest_pause_near_the_window_end() {
-        // Pauses at 18-19.5 s (long, but far from the end), 25.5-26 s, 27-28 s (the longest of
-        // the last 5 s) and 29-29.2 s.
-        let speech = [
-            0..18_000,
-            19_500..25_500,
-            26_000..27_000,
-            28_000..29_000,
-            29_200..50_000,
-        ];
-        let plan = plan_at_pauses(50_000, &speech, CUT);
-        assert_eq!(plan, vec![0..27_500, 27_500..50_000]);
-        // Without a pause near the end, the latest one of the second half.
-        let plan = plan_at_pauses(60_000, &[0..18_000, 19_500..50_000], CUT);
-        assert_eq!(plan[0], 0..18_750);
-    }
-
-    #[test]
-    fn every_chunk_fits_the_window_and_starts_where_the_previous_ended() {
-        // Speech of 2.5 s with 0.5 s pauses for ten minutes.
-        let speech: Vec<Range<i64>> = (0..200).map(|i| i * 3_000..i * 3_000 + 2_500).collect();
-        let plan = plan_at_pauses(600_000, &speech, CUT);
-        assert!(
-            plan.iter().all(|c| c.end - c.start <= CUT.chunk_ms),
-            "{plan:?}"
+    fn a_chunk_spans_at_most_max_span_ms() {
+        // 1 s of speech every 40 s packs easily, but spans too long.
+        let speech: Vec<Range<i64>> = (0..10).map(|i| i * 40_000..i * 40_000 + 1_000).collect();
+        let plan = plan_at_pauses(400_000, &speech, CUT);
+        assert_eq!(
+            plan,
+            vec![
+                0..81_000,
+                120_000..201_000,
+                240_000..321_000,
+                360_000..361_000
+            ]
         );
-        assert!(plan.windows(2).all(|p| p[0].end == p[1].start), "{plan:?}");
-        assert_eq!((plan[0].start, plan.last().unwrap().end), (0, 599_500));
-        // Equal pauses: the latest wins, so the windows are full (29.75 s, then 30 s each).
-        assert_eq!(plan.len(), 20);
-        assert_eq!(plan[..3], [0..29_750, 29_750..59_750, 59_750..89_750]);
     }
 
     #[test]
-    fn speech_without_pauses_falls_back_to_overlapping_cuts() {
-        let plan = plan_at_pauses(80_000, std::slice::from_ref(&(2_000..70_000)), CUT);
-        assert_eq!(plan, vec![2_000..32_000, 31_000..61_000, 60_000..70_000]);
+    fn a_region_longer_than_the_pack_falls_back_to_overlapping_cuts() {
+        let speech = [0..5_000, 6_000..74_000, 75_000..78_000];
+        let plan = plan_at_pauses(80_000, &speech, CUT);
+        assert_eq!(
+            plan,
+            vec![
+                0..5_000,
+                6_000..36_000,
+                35_000..65_000,
+                64_000..74_000,
+                75_000..78_000
+            ]
+        );
+        // Longer than the pack, shorter than the window: one chunk.
+        let plan = plan_at_pauses(80_000, std::slice::from_ref(&(1_000..30_000)), CUT);
+        assert_eq!(plan, vec![1_000..30_000]);
     }
 
     #[test]
@@ -201,7 +209,7 @@ mod tests {
         assert!(plan_at_pauses(60_000, std::slice::from_ref(&(70_000..80_000)), CUT).is_empty());
         assert_eq!(
             plan_at_pauses(10_000, &[-50..3_000, 9_000..12_000], CUT),
-            vec![0..3_000, 9_000..10_000]
+            vec![0..10_000]
         );
     }
 }

@@ -6,9 +6,11 @@
 //! - [`chunk_worker`]: the consumer group on the chunk commands; transcribes one chunk.
 //! - [`job_aggregator`]: deadlines per chunk; re-issues late chunks, fails them past a limit.
 //!
-//! [`chunking`] holds the chunk planners validation plans with.
+//! [`chunking`] holds the chunk planners validation plans with; [`squeeze`] how a chunk worker
+//! leaves the silence of its chunk out of what whisper hears.
 
 pub mod chunk_worker;
 pub mod chunking;
 pub mod job_aggregator;
+pub mod squeeze;
 pub mod validation;

@@ -12,7 +12,7 @@ use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerS
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_storage::{keys, Pin};
-use echo_tests::pipeline::speak;
+use echo_tests::pipeline::{convert, speak};
 
 /// Two sentences, about 7.6 s with flite's `slt` voice: the first ends before 5 s, the second
 /// lies in the second chunk.
@@ -205,6 +205,98 @@ async fn two_overlapping_chunks_are_transcribed_with_global_timestamps() {
     let again = command(&resource, &key, 0, 0, 5_000);
     let (decision, _) = handle(&worker, &state, &again).await.unwrap();
     assert!(decision.emit.is_empty(), "{decision:?}");
+}
+
+/// A fresh resource whose upload is the two sentences of `SPEECH` spoken 1 s in, with 8 s of
+/// silence between them; returns (resource id, key, where the silence starts, where it ends).
+async fn uploaded_speech_with_a_pause(worker: &ChunkWorker) -> (String, String, i64, i64) {
+    let resource = uuid::Uuid::new_v4().to_string();
+    let dir = std::env::temp_dir();
+    let name = |part: &str| format!("echo-chunk-worker-{resource}-{part}.wav");
+    let (first, second) = SPEECH.split_once(". ").unwrap();
+    let first = speak(&dir, &name("a"), first).expect("flite must be installed");
+    let second = speak(&dir, &name("b"), second).unwrap();
+    let padded = dir.join(name("a-padded"));
+    convert(&first, &padded, &["pad", "1", "8"]).expect("sox must be installed");
+    let joined = dir.join(name("joined"));
+    let status = std::process::Command::new("sox")
+        .args([&padded, &second, &joined])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ms = |path: &std::path::Path| {
+        echo_speech::audio::probe(path)
+            .unwrap()
+            .duration
+            .unwrap()
+            .as_millis() as i64
+    };
+    let silence_start = 1_000 + ms(&first);
+    let bytes = std::fs::read(&joined).unwrap();
+    for path in [first, second, padded, joined] {
+        let _ = std::fs::remove_file(path);
+    }
+    let key = keys::upload(&resource);
+    worker
+        .s3()
+        .put_bytes(&key, &bytes, "audio/wav")
+        .await
+        .unwrap();
+    (resource, key, silence_start, silence_start + 8_000)
+}
+
+#[tokio::test]
+async fn silence_inside_a_chunk_is_left_out_and_times_stay_on_the_audio_time_line() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let (resource, key, silence_start, silence_end) = uploaded_speech_with_a_pause(&worker).await;
+    // The range starts in the leading second of silence and spans the 8 s pause, which the
+    // worker squeezes to 400 ms before whisper hears it.
+    let input = command(&resource, &key, 0, 500, silence_end + 6_000);
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &input)
+        .await
+        .unwrap();
+    let chunk = completed(&decision, &resource);
+    assert_inside(&chunk);
+    let text = words(&chunk);
+    for word in ["stella", "store", "weather", "bridge"] {
+        assert!(text.contains(word), "{word:?} missing: {text:?}");
+    }
+    assert!(
+        chunk
+            .segments
+            .windows(2)
+            .all(|p| p[0].end_ms <= p[1].start_ms),
+        "{chunk:?}"
+    );
+    // Unmapped times would put the second sentence about 7.6 s early, in the silence.
+    let said = |word: &str| {
+        chunk
+            .segments
+            .iter()
+            .find(|s| s.text.to_lowercase().contains(word))
+            .unwrap_or_else(|| panic!("{word:?} in no segment: {chunk:?}"))
+    };
+    assert!(
+        said("stella").start_ms >= 500 && said("stella").end_ms <= silence_start + 500,
+        "{chunk:?}"
+    );
+    assert!(said("weather").start_ms >= silence_end - 500, "{chunk:?}");
+    assert!(said("bridge").end_ms > silence_end + 2_000, "{chunk:?}");
+
+    // A range of silence only: completed with nothing said.
+    let quiet = command(
+        &resource,
+        &key,
+        1,
+        silence_start + 1_000,
+        silence_end - 1_000,
+    );
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &quiet)
+        .await
+        .unwrap();
+    let chunk = completed(&decision, &resource);
+    assert!(chunk.segments.is_empty(), "{chunk:?}");
 }
 
 #[tokio::test]

@@ -424,8 +424,9 @@ fn the_configured_chunk_plan_is_used() {
 }
 
 #[test]
-fn heard_speech_is_planned_at_its_pauses_and_reported_with_the_job() {
-    // 40 s of speech in two stretches 5 s apart, a half-second pause in each.
+fn heard_speech_is_packed_into_chunks_cut_in_pauses_and_reported_with_the_job() {
+    // 34 s of speech in four regions: the first three pack into one window (23.5 s of speech
+    // and three squeezed pauses of at most 400 ms), the fourth would overfill it.
     let speech = vec![1_000..9_000, 9_500..16_000, 21_000..30_000, 30_500..41_000];
     let (decision, _) = handle(
         &ValidationConfig::default(),
@@ -445,7 +446,7 @@ fn heard_speech_is_planned_at_its_pauses_and_reported_with_the_job() {
         .iter()
         .map(|c| (c.start_ms, c.end_ms))
         .collect();
-    assert_eq!(planned, [(1_000, 16_000), (21_000, 41_000)]);
+    assert_eq!(planned, [(1_000, 30_000), (30_500, 41_000)]);
     let commands: Vec<(i64, i64)> = decision.emit[3..]
         .iter()
         .map(|out| {

@@ -31,8 +31,14 @@ pub struct ChunkWorkerConfig {
     pub max_download_bytes: u64,
     /// Longest chunk transcribed, in ms: a command's range sizes the decoded samples held in
     /// memory (64 KB a second), so `0..i64::MAX` must not be taken at its word. Keep it at
-    /// least `validation.chunk_ms`. Default 10 minutes (38 MB of samples).
+    /// least `validation.chunk_ms` and `validation.max_span_ms` (speech chunks span up to
+    /// it). Default 10 minutes (38 MB of samples).
     pub max_chunk_ms: u64,
+    /// Whether whisper hears only the speech of a chunk: the worker detects it in the range,
+    /// keeps at most 400 ms of each pause and maps whisper's times back. whisper pays per 30 s
+    /// window, so silence costs as much as speech; speech chunks are planned to fill a
+    /// window once squeezed. On by default; off sends the whole range, for comparison.
+    pub squeeze_silence: bool,
     /// Which weights of the whisper model to load (`f16`, `q8_0`, `q5_0`, `q5_1`): quantized
     /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
     /// each deployment picks its trade-off. `f16` (the source model's precision) by default.
@@ -50,6 +56,7 @@ impl Default for ChunkWorkerConfig {
             cache_max_files: 8,
             max_download_bytes: 512 * 1024 * 1024,
             max_chunk_ms: 10 * 60 * 1000,
+            squeeze_silence: true,
             quantization: Quantization::F16,
         }
     }

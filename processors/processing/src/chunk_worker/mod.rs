@@ -2,7 +2,8 @@
 //!
 //! Each `chunk.process` names a time range of a job's audio. The worker fetches the audio
 //! (once per file: a local cache, since one worker gets many chunks of the same file),
-//! decodes only that range, transcribes it with whisper and emits `chunk.processing.started`
+//! decodes only that range, leaves its silence out ([`crate::squeeze`]), transcribes the
+//! speech with whisper and emits `chunk.processing.started`
 //! followed by `chunk.processing.completed` (segments on the whole audio's time line) or
 //! `chunk.processing.failed`, in one transaction, keyed by the resource id.
 //!
@@ -20,13 +21,16 @@ use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
 use echo_speech::audio::{decode_range, AudioError};
-use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig};
+use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig, SAMPLE_RATE};
+use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 pub use config::ChunkWorkerConfig;
 pub use decide::{ChunkWorkerState, Observation, Verdict};
+
+use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
 /// The chunk worker, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -215,16 +219,18 @@ fn remove(path: &Path, what: &str) {
     }
 }
 
-/// Decodes the chunk's range and transcribes it (blocking: CPU-bound whisper). `Ok(Err)` is
-/// a chunk that cannot be transcribed; `Err` is local trouble worth a retry.
+/// Decodes the chunk's range and transcribes it (blocking: CPU-bound whisper), with its
+/// silence squeezed out when `squeeze_silence` (a range without speech then costs no whisper
+/// run); segment times are relative to the range. `Ok(Err)` is a chunk that cannot be
+/// transcribed; `Err` is local trouble worth a retry.
 fn transcribe_range(
     transcriber: &Transcriber,
     path: &Path,
     command: &ChunkProcess,
-    max_chunk_ms: u64,
+    settings: &ChunkWorkerConfig,
     deadline: Instant,
 ) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
-    let range = match decide::chunk_range(command, max_chunk_ms) {
+    let range = match decide::chunk_range(command, settings.max_chunk_ms) {
         Ok(range) => range,
         Err(reason) => return Ok(Err(reason)),
     };
@@ -246,16 +252,35 @@ fn transcribe_range(
             range.start, range.end
         )));
     }
+    let squeeze = settings.squeeze_silence.then(|| {
+        let mut detector = SpeechDetector::new(VadSettings::default());
+        detector.push(&samples);
+        let duration_ms = samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE);
+        Squeeze::new(&detector.finish(), duration_ms, JOIN_GAP_MS)
+    });
+    let heard = match &squeeze {
+        Some(squeeze) if squeeze.is_empty() => {
+            info!(job_id = %command.job_id, chunk_index = command.chunk_index,
+                audio_ms = range.end - range.start, "chunk holds no speech");
+            return Ok(Ok(Vec::new()));
+        }
+        Some(squeeze) => squeeze.gather(&samples),
+        None => samples,
+    };
     let whisper_started = Instant::now();
-    match transcriber.transcribe_until(&samples, Some(deadline)) {
+    match transcriber.transcribe_until(&heard, Some(deadline)) {
         Ok(segments) => {
             // Where a chunk's time goes, for operators and the benchmark's per-stage figures.
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 audio_ms = range.end - range.start,
+                whisper_audio_ms = heard.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
                 decode_ms = (whisper_started - decode_started).as_millis() as u64,
                 whisper_ms = whisper_started.elapsed().as_millis() as u64,
                 "chunk transcribed");
-            Ok(Ok(segments))
+            Ok(Ok(match &squeeze {
+                Some(squeeze) => squeeze.unsqueeze(segments),
+                None => segments,
+            }))
         }
         // Too slow now (a busy machine), not this audio's fault: retried later.
         Err(e @ TranscribeError::DeadlinePassed) => Err(HandlerError::Transient(format!(
@@ -297,8 +322,7 @@ impl Processor for ChunkWorker {
                 attempt = command.attempt, "chunk already handled");
             return Ok(Observation::Skipped);
         }
-        let max_chunk_ms = self.worker.max_chunk_ms;
-        if let Err(reason) = decide::chunk_range(&command, max_chunk_ms) {
+        if let Err(reason) = decide::chunk_range(&command, self.worker.max_chunk_ms) {
             return Ok(Observation::Failed(reason));
         }
         // Never more than the verified size, nor than any upload may be (commands from before
@@ -322,10 +346,11 @@ impl Processor for ChunkWorker {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let transcriber = Arc::clone(&self.transcriber);
+        let settings = self.worker.clone();
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
         let deadline = Instant::now() + self.whisper_limit;
         let outcome = tokio::task::spawn_blocking(move || {
-            transcribe_range(&transcriber, &path, &command, max_chunk_ms, deadline)
+            transcribe_range(&transcriber, &path, &command, &settings, deadline)
         })
         .await;
         Ok(match outcome {

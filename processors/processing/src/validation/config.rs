@@ -5,6 +5,12 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::chunking::{Chunking, PauseCut};
+use crate::squeeze::JOIN_GAP_MS;
+
+/// How far under whisper's window a chunk's squeezed audio is packed, in ms: the chunk worker
+/// detects speech again on its range alone, and a region found slightly longer there must
+/// not spill into a second window.
+const PACK_MARGIN_MS: i64 = 2_000;
 
 /// The limits uploaded audio is checked against, and how a passing file is cut into chunks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +29,8 @@ pub struct ValidationConfig {
     /// since decodability is what the transcription needs.
     pub allowed_codecs: Vec<String>,
     /// How files are cut into chunks: `speech` (the default) runs a voice-activity detector
-    /// while scanning the file and cuts at its pauses, leaving long silences out; `fixed` cuts
+    /// while scanning the file and packs its speech into chunks cut in pauses, leaving the
+    /// silence between chunks out; `fixed` cuts
     /// every `chunk_ms - overlap_ms` whatever the audio holds.
     pub chunking: Chunking,
     /// Longest chunk in ms: the unit of parallel transcription. Default 30 s, Whisper's
@@ -33,11 +40,11 @@ pub struct ValidationConfig {
     /// `fixed` chunking), in ms, so a word cut at a boundary is whole in one of them; the
     /// assembler de-duplicates. Default 1 s.
     pub overlap_ms: i64,
-    /// With `speech` chunking, pauses at least this long (in ms) are not transcribed: a chunk
-    /// ends before one and the next starts after it. Shorter pauses stay inside chunks: whisper
-    /// pays for a whole 30 s window per chunk however short, so cutting at every pause would
-    /// cost more windows than it saves audio. Default 5 s.
-    pub skip_silence_ms: i64,
+    /// With `speech` chunking, the longest time from a chunk's first speech to its last, in
+    /// ms. Chunks pack speech up to a window's worth whatever the pauses between it (the chunk
+    /// worker squeezes them out), so this bounds what a worker decodes for one chunk; it must
+    /// not exceed `chunk_worker.max_chunk_ms` (10 min), which the worker refuses. Default 2 min.
+    pub max_span_ms: i64,
 }
 
 impl Default for ValidationConfig {
@@ -50,7 +57,7 @@ impl Default for ValidationConfig {
             chunking: Chunking::Speech,
             chunk_ms: 30_000,
             overlap_ms: 1_000,
-            skip_silence_ms: 5_000,
+            max_span_ms: 120_000,
         }
     }
 }
@@ -89,19 +96,23 @@ impl ValidationConfig {
             self.overlap_ms
         );
         ensure!(
-            self.skip_silence_ms > 0,
-            "validation.skip_silence_ms must be positive, got {}",
-            self.skip_silence_ms
+            self.max_span_ms >= self.chunk_ms,
+            "validation.max_span_ms must be at least chunk_ms ({}), got {}",
+            self.chunk_ms,
+            self.max_span_ms
         );
         Ok(())
     }
 
-    /// The limits of `speech` chunking.
+    /// The limits of `speech` chunking: chunks pack up to [`PACK_MARGIN_MS`] less than
+    /// `chunk_ms` (at least half of it) of speech and squeezed pauses.
     pub fn pause_cut(&self) -> PauseCut {
         PauseCut {
             chunk_ms: self.chunk_ms,
             overlap_ms: self.overlap_ms,
-            skip_silence_ms: self.skip_silence_ms,
+            pack_ms: (self.chunk_ms - PACK_MARGIN_MS).max(self.chunk_ms / 2),
+            gap_ms: JOIN_GAP_MS as i64,
+            max_span_ms: self.max_span_ms,
         }
     }
 
@@ -150,6 +161,6 @@ mod tests {
         assert!(bad(|c| c.chunk_ms = 0));
         assert!(bad(|c| c.overlap_ms = c.chunk_ms));
         assert!(bad(|c| c.overlap_ms = -1));
-        assert!(bad(|c| c.skip_silence_ms = 0));
+        assert!(bad(|c| c.max_span_ms = c.chunk_ms - 1));
     }
 }
