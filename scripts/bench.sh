@@ -3,7 +3,7 @@
 # faster-whisper, on synthesised speech (or FILE), plus the pipeline's own cost, the event
 # path, idle load, scale-out, quantized weights and how cost grows with the audio's length.
 # Release build, one run, against the local stack; not part of the test command, and no
-# figure is asserted: the targets are printed as met or missed. Takes about 25 minutes.
+# figure is asserted: the targets are printed as met or missed. Takes about 30 minutes.
 #   bash scripts/bench.sh                       # the whole benchmark
 #   bash scripts/bench.sh FILE --text TEXT      # on your own recording (TEXT for the WER)
 #   bash scripts/bench.sh --help                # sections and options
@@ -14,7 +14,7 @@ bash scripts/stack/install.sh
 cargo build --quiet --release -p echoctl -p echo-schema-registry -p echo-dev-s3 --bins
 cargo build --quiet --release -p echo-tests --bin echo-relay-bench
 target/release/echoctl dev up >/dev/null
-target/release/echoctl model prepare --all >/dev/null
+RUST_LOG=warn target/release/echoctl model prepare --all >/dev/null
 
 # The peers and the script's own needs, pinned, in a virtual environment of the data dir.
 data_dir="${ECHO_DATA_DIR:-$HOME/.local/share/echo}"

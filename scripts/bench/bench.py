@@ -112,8 +112,6 @@ def speech_of(minutes: float) -> Audio:
         texts.append(para)
         seconds += len(frames) / 2 / rate
         i += 1
-        if minutes * 60 - seconds < 20 and seconds >= minutes * 60 * 0.95:
-            break
     if not path.exists():
         write_wav(path, pieces, rate)
     return Audio(f"{seconds / 60:.1f} min speech", path, " ".join(texts), seconds)

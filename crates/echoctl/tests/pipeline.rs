@@ -142,6 +142,22 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
         (0..job.chunk_count).collect::<Vec<_>>(),
         "one completion per chunk"
     );
+    // Events are stamped when their fact happens: a chunk completes after whisper ran on it
+    // (at least a second on any machine), not at the moment its worker took it up.
+    let started_at: std::collections::HashMap<i32, i64> = mine
+        .iter()
+        .filter(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
+        .map(|s| decode::<ChunkProcessingStarted>(s))
+        .map(|c| (c.chunk_index, c.metadata.occurred_at))
+        .collect();
+    for chunk in &completed {
+        let took = chunk.metadata.occurred_at - started_at[&chunk.chunk_index];
+        assert!(
+            took >= 200,
+            "chunk {} completed {took} ms after it started",
+            chunk.chunk_index
+        );
+    }
     let workers: std::collections::BTreeSet<String> = mine
         .iter()
         .filter(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
@@ -339,4 +355,33 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
             && !types.iter().any(|t| t.starts_with("chunk.")),
         "{types:?}"
     );
+}
+
+/// `echoctl transcribe`, the benchmark's compute limit, runs the same model as the workers on
+/// a whole file, outside the pipeline, with the quantization asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn transcribe_runs_the_model_alone_on_a_whole_file() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "speech.wav", SCRIPT).unwrap();
+    for quantization in ["f16", "q8_0"] {
+        let out = std::process::Command::new(bin())
+            .args(["transcribe", "--json", "--threads", "2", "--quantization"])
+            .arg(quantization)
+            .arg(&wav)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["quantization"], quantization);
+        let wer = word_error_rate(SCRIPT, report["text"].as_str().unwrap());
+        assert!(wer <= MAX_WER, "{quantization}: WER {wer:.3}: {report:#}");
+        let segments = report["segments"].as_array().unwrap();
+        let last_end = segments.last().unwrap()["end_ms"].as_u64().unwrap();
+        let audio_ms = report["audio_ms"].as_u64().unwrap();
+        assert!(
+            last_end > audio_ms / 2 && last_end <= audio_ms + 1_000,
+            "segments cover the file: last ends at {last_end} of {audio_ms} ms"
+        );
+    }
 }
