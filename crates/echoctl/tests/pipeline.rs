@@ -371,7 +371,11 @@ async fn transcribe_runs_the_model_alone_on_a_whole_file() {
             .arg(&wav)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["quantization"], quantization);
         let wer = word_error_rate(SCRIPT, report["text"].as_str().unwrap());
