@@ -383,9 +383,10 @@ async fn transcribe_runs_the_model_alone_on_a_whole_file() {
         let segments = report["segments"].as_array().unwrap();
         let last_end = segments.last().unwrap()["end_ms"].as_u64().unwrap();
         let audio_ms = report["audio_ms"].as_u64().unwrap();
+        // whisper may stamp the last segment past the audio's end; it must reach its last part.
         assert!(
-            last_end > audio_ms / 2 && last_end <= audio_ms + 1_000,
-            "segments cover the file: last ends at {last_end} of {audio_ms} ms"
+            last_end > audio_ms * 3 / 4,
+            "segments cover the file: the last ends at {last_end} of {audio_ms} ms"
         );
     }
 }
