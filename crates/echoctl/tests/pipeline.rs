@@ -49,10 +49,19 @@ fn decode<R: Record>(seen: &Seen) -> R {
     apache_avro::from_value(seen.value.as_ref().expect("decoded record")).unwrap()
 }
 
-fn of_resource<'a>(seen: &'a [Seen], resource: &str) -> Vec<&'a Seen> {
-    seen.iter()
-        .filter(|s| s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource))
-        .collect()
+/// The records of `resource` on the test's `topic`, read committed.
+async fn events_of(env: &TestEnv, topic: &str, resource: &str) -> Vec<Seen> {
+    wait_for(
+        &env.config,
+        &env.topic(topic),
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|s| s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource))
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,25 +124,17 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
     assert_eq!(types.iter().filter(|t| *t == "resource.ready").count(), 1);
 
     let resource = report["resource_id"].as_str().unwrap();
-    let processing = wait_for(
-        &env.config,
-        &env.topic("echo.processing.events"),
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await
-    .unwrap();
-    let mine = of_resource(&processing, resource);
+    let mine = events_of(&env, "echo.processing.events", resource).await;
     let job: ProcessingJobCreated = mine
         .iter()
         .find(|s| s.type_name == Some(ProcessingJobCreated::TYPE))
-        .map(|s| decode(s))
+        .map(decode)
         .unwrap();
     assert!(job.chunk_count >= 7, "{} chunks", job.chunk_count);
     let completed: Vec<ChunkProcessingCompleted> = mine
         .iter()
         .filter(|s| s.type_name == Some(ChunkProcessingCompleted::TYPE))
-        .map(|s| decode(s))
+        .map(decode)
         .collect();
     let mut indexes: Vec<i32> = completed.iter().map(|c| c.chunk_index).collect();
     indexes.sort();
@@ -147,7 +148,7 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
     let started_at: std::collections::HashMap<i32, i64> = mine
         .iter()
         .filter(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
-        .map(|s| decode::<ChunkProcessingStarted>(s))
+        .map(decode::<ChunkProcessingStarted>)
         .map(|c| (c.chunk_index, c.metadata.occurred_at))
         .collect();
     for chunk in &completed {
@@ -168,15 +169,8 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
         2,
         "both workers must have processed chunks: {workers:?}"
     );
-    let resource_events = wait_for(
-        &env.config,
-        &env.topic("echo.resource.events"),
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await
-    .unwrap();
-    let ready = of_resource(&resource_events, resource)
+    let ready = events_of(&env, "echo.resource.events", resource)
+        .await
         .into_iter()
         .filter(|s| s.type_name == Some("resource.ready"))
         .count();
@@ -294,18 +288,11 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
     assert!(wer <= 0.1, "WER {wer:.3}: {transcript}");
 
     let resource = report["resource_id"].as_str().unwrap();
-    let processing = wait_for(
-        &env.config,
-        &env.topic("echo.processing.events"),
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await
-    .unwrap();
-    let job: ProcessingJobCreated = of_resource(&processing, resource)
+    let job: ProcessingJobCreated = events_of(&env, "echo.processing.events", resource)
+        .await
         .iter()
         .find(|s| s.type_name == Some(ProcessingJobCreated::TYPE))
-        .map(|s| decode(s))
+        .map(decode)
         .unwrap();
     // The 18 s of speech pack into one window once the worker squeezes the pauses out, and
     // the trailing 5 s pause is not even decoded.
