@@ -281,7 +281,7 @@ class Pipeline:
         self.worker_log = logs / "chunk-workers.log"
         self.procs: dict[str, subprocess.Popen] = {}
         for name in PROCESSORS:
-            self.procs[name] = self._spawn(name, name, env, logs / f"{name}.log")
+            self.procs[name] = self._spawn(name, env, logs / f"{name}.log")
         log = open(self.worker_log, "w")
         for i in range(workers):
             self.procs[f"chunk-worker {i + 1}"] = subprocess.Popen(
@@ -289,7 +289,7 @@ class Pipeline:
                 stdout=subprocess.DEVNULL, stderr=log, env=env)
 
     @staticmethod
-    def _spawn(name: str, which: str, env: dict, log: Path) -> subprocess.Popen:
+    def _spawn(which: str, env: dict, log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(ECHOCTL), "run", which, "--instance", "bench"],
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env)
 
@@ -635,7 +635,7 @@ def main() -> None:
                 faster_whisper(args.python, audio, "float32", total),
                 faster_whisper(args.python, audio, "int8", total)]
             for r in runs:
-                label = r.system.split(",")[0] if not r.system.startswith("faster") else r.system.split(",")[0]
+                label = r.system.split(",")[0]
                 series.setdefault(label, []).append((audio.seconds / 60, r.wall_s))
                 rows.append([f"{audio.seconds / 60:.1f}", r.system, f"{r.wall_s:.1f}", f"{r.rtf:.3f}", fmt(r.wer, 2),
                              f"{r.wall_s / runs[1].wall_s:.2f}x"])
