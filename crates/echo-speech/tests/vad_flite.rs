@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::vad::{total_ms, SpeechDetector, VadSettings};
+use echo_speech::vad::{total_ms, Speech, SpeechDetector, VadSettings};
 use echo_tests::pipeline::speak;
 
 /// Runs sox with `args`, panicking with its stderr on failure.
@@ -26,14 +26,20 @@ fn ms_of(samples: usize) -> u64 {
     samples as u64 * 1000 / 16_000
 }
 
-/// The regions the detector finds in `path`, fed in odd-sized blocks.
-fn detect(path: &Path) -> (Vec<Range<u64>>, u64) {
+/// What the detector hears in `path`, fed in odd-sized blocks, and the file's length.
+fn hear(path: &Path) -> (Speech, u64) {
     let samples = decode_to_mono_16k(path).unwrap();
     let mut detector = SpeechDetector::new(VadSettings::default());
     for block in samples.chunks(1_000) {
         detector.push(block);
     }
     (detector.finish(), ms_of(samples.len()))
+}
+
+/// The regions the detector finds in `path`, and the file's length.
+fn detect(path: &Path) -> (Vec<Range<u64>>, u64) {
+    let (speech, duration_ms) = hear(path);
+    (speech.regions, duration_ms)
 }
 
 /// Milliseconds of `regions` inside `span`.
@@ -155,4 +161,49 @@ fn silence_and_faint_hiss_hold_no_speech() {
         total_ms(&regions) < 500,
         "hiss heard as speech: {regions:?}"
     );
+}
+
+#[test]
+fn a_reader_who_never_pauses_leaves_breaks_between_words() {
+    // flite reads a paragraph without a pause as long as the detector's minimum: one region
+    // longer than a whisper window, which can only be cut between words.
+    let dir = tempfile::tempdir().unwrap();
+    let text = "The committee met on Tuesday to review the budget for the coming year, and \
+        after a long discussion about the cost of repairs to the old library building, the \
+        members agreed that the roof should be replaced before the winter, that the heating \
+        should be inspected by an engineer, and that the reading room should stay open in \
+        the evenings for students who need a quiet place to work, while the question of new \
+        computers was left for the next meeting in the spring, when the chair hopes that \
+        the council will have approved the grant it asked for last autumn.";
+    let file = speak(dir.path(), "paragraph.wav", text).unwrap();
+    let (speech, duration_ms) = hear(&file);
+    eprintln!("{duration_ms} ms: {speech:?}");
+    let longest = speech
+        .regions
+        .iter()
+        .map(|r| r.end - r.start)
+        .max()
+        .unwrap();
+    assert!(longest > 25_000, "flite paused: {:?}", speech.regions);
+    // Every break lies inside a region, and they come often enough to cut a window anywhere
+    // (the planner looks for one in the second half of each window: 14 s).
+    for b in &speech.breaks {
+        assert!(b.end - b.start >= VadSettings::default().min_break_ms);
+        assert!(
+            speech
+                .regions
+                .iter()
+                .any(|r| r.start <= b.start && b.end <= r.end),
+            "{b:?}"
+        );
+    }
+    let mut at = speech.regions[0].start;
+    for b in &speech.breaks {
+        assert!(
+            b.start - at < 5_000,
+            "no break between {at} and {} ms",
+            b.start
+        );
+        at = b.end;
+    }
 }

@@ -64,36 +64,70 @@ pub struct PauseCut {
     pub max_span_ms: i64,
 }
 
-/// The chunks of a file of `duration_ms` whose speech lies in `speech` (ms ranges, as a
-/// detector reports them: ordered, not overlapping; they are clipped to the file).
+/// What the speech detector heard in a file, in ms, as the planner reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeechMap {
+    /// Where someone speaks: ordered, not overlapping (clipped to the file when planning).
+    pub regions: Vec<Range<i64>>,
+    /// Gaps between words inside the regions, ordered: where a region longer than a window
+    /// is cut, so that no word is split and no overlap needs de-duplicating.
+    pub breaks: Vec<Range<i64>>,
+}
+
+impl SpeechMap {
+    /// Milliseconds of speech.
+    pub fn speech_ms(&self) -> i64 {
+        self.regions.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+/// The chunks of a file of `duration_ms` whose speech `speech` maps.
 ///
 /// Consecutive speech regions go into one chunk while their packed length (the regions plus
 /// at most `gap_ms` of each pause between them: what whisper hears once the chunk worker
 /// squeezes the silence out) stays within `pack_ms` and the chunk spans at most
 /// `max_span_ms`; chunks are cut between regions, in pauses, and run from their first
 /// region's start to their last region's end, so the silence between chunks is never sent.
-/// A region longer than `pack_ms` is cut on its own every `chunk_ms`, the next chunk starting
-/// `overlap_ms` earlier, as the fixed plan does. No speech gives no chunks.
-pub fn plan_at_pauses(duration_ms: i64, speech: &[Range<i64>], cut: PauseCut) -> Vec<Range<i64>> {
+/// A region longer than `pack_ms` (someone who talks on without pausing) is cut in the
+/// middle of its longest break in the second half of each `pack_ms`, so every piece fits one
+/// window and no word is split; only where no break lies there is it cut every `chunk_ms`,
+/// the next piece starting `overlap_ms` earlier, as the fixed plan does. The rest of such a
+/// region packs with the regions after it. No speech gives no chunks.
+pub fn plan_at_pauses(duration_ms: i64, speech: &SpeechMap, cut: PauseCut) -> Vec<Range<i64>> {
     let regions = speech
+        .regions
         .iter()
         .map(|r| r.start.max(0)..r.end.min(duration_ms))
         .filter(|r| r.end > r.start);
     let mut chunks = Vec::new();
     // The chunk being packed: its span and its packed length.
     let mut open: Option<(Range<i64>, i64)> = None;
-    for region in regions {
-        let length = region.end - region.start;
-        if length > cut.pack_ms {
+    for mut region in regions {
+        if region.end - region.start > cut.pack_ms {
             chunks.extend(open.take().map(|(span, _)| span));
-            let pieces = plan_fixed(length, cut.chunk_ms, cut.overlap_ms);
-            chunks.extend(
-                pieces
-                    .into_iter()
-                    .map(|p| p.start + region.start..p.end + region.start),
-            );
+            while region.end - region.start > cut.pack_ms {
+                match best_break(&speech.breaks, region.start, cut.pack_ms) {
+                    Some(at) => {
+                        chunks.push(region.start..at);
+                        region.start = at;
+                    }
+                    None => {
+                        let end = (region.start + cut.chunk_ms).min(region.end);
+                        chunks.push(region.start..end);
+                        region.start = if end == region.end {
+                            end
+                        } else {
+                            end - cut.overlap_ms
+                        };
+                    }
+                }
+            }
+            if region.end > region.start {
+                open = Some((region.clone(), region.end - region.start));
+            }
             continue;
         }
+        let length = region.end - region.start;
         if let Some((span, packed)) = &mut open {
             let grown = *packed + (region.start - span.end).min(cut.gap_ms) + length;
             if grown <= cut.pack_ms && region.end - span.start <= cut.max_span_ms {
@@ -108,6 +142,18 @@ pub fn plan_at_pauses(duration_ms: i64, speech: &[Range<i64>], cut: PauseCut) ->
     chunks
 }
 
+/// Where to end a piece of continuous speech starting at `start`: the middle of the longest
+/// break whose middle lies in the second half of the next `pack_ms` (the later of equals), so
+/// pieces are neither tiny nor longer than a window. `None` when no break lies there.
+fn best_break(breaks: &[Range<i64>], start: i64, pack_ms: i64) -> Option<i64> {
+    breaks
+        .iter()
+        .map(|b| (b.end - b.start, b.start + (b.end - b.start) / 2))
+        .filter(|&(_, middle)| start + pack_ms / 2 < middle && middle <= start + pack_ms)
+        .max()
+        .map(|(_, middle)| middle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +165,14 @@ mod tests {
         gap_ms: 400,
         max_span_ms: 120_000,
     };
+
+    /// Regions heard without a single break between words.
+    fn heard(regions: &[Range<i64>]) -> SpeechMap {
+        SpeechMap {
+            regions: regions.to_vec(),
+            breaks: Vec::new(),
+        }
+    }
 
     /// What whisper hears of `chunk`: its regions of `speech` and at most `gap_ms` of each
     /// pause between them.
@@ -136,7 +190,7 @@ mod tests {
 
     #[test]
     fn speech_that_packs_into_a_window_is_one_chunk_without_the_silence_around_it() {
-        let plan = plan_at_pauses(60_000, &[5_000..9_000, 10_000..20_000], CUT);
+        let plan = plan_at_pauses(60_000, &heard(&[5_000..9_000, 10_000..20_000]), CUT);
         assert_eq!(plan, vec![5_000..20_000]);
     }
 
@@ -149,7 +203,7 @@ mod tests {
             speech.push(at..at + 6_000);
             at += 6_000 + 1_000 + (i % 5) * 1_000;
         }
-        let plan = plan_at_pauses(at, &speech, CUT);
+        let plan = plan_at_pauses(at, &heard(&speech), CUT);
         // Four sentences and three squeezed pauses (25.2 s) a chunk, though they span up to
         // 36 s: 15 windows, where cutting every 30 s of wall time takes 19.
         assert_eq!(plan.len(), 15, "{plan:?}");
@@ -172,7 +226,7 @@ mod tests {
     fn a_chunk_spans_at_most_max_span_ms() {
         // 1 s of speech every 40 s packs easily, but spans too long.
         let speech: Vec<Range<i64>> = (0..10).map(|i| i * 40_000..i * 40_000 + 1_000).collect();
-        let plan = plan_at_pauses(400_000, &speech, CUT);
+        let plan = plan_at_pauses(400_000, &heard(&speech), CUT);
         assert_eq!(
             plan,
             vec![
@@ -187,28 +241,43 @@ mod tests {
     #[test]
     fn a_region_longer_than_the_pack_falls_back_to_overlapping_cuts() {
         let speech = [0..5_000, 6_000..74_000, 75_000..78_000];
-        let plan = plan_at_pauses(80_000, &speech, CUT);
+        let plan = plan_at_pauses(80_000, &heard(&speech), CUT);
         assert_eq!(
             plan,
-            vec![
-                0..5_000,
-                6_000..36_000,
-                35_000..65_000,
-                64_000..74_000,
-                75_000..78_000
-            ]
+            // The rest of the long region packs with what follows it.
+            vec![0..5_000, 6_000..36_000, 35_000..65_000, 64_000..78_000]
         );
         // Longer than the pack, shorter than the window: one chunk.
-        let plan = plan_at_pauses(80_000, std::slice::from_ref(&(1_000..30_000)), CUT);
+        let plan = plan_at_pauses(80_000, &heard(std::slice::from_ref(&(1_000..30_000))), CUT);
         assert_eq!(plan, vec![1_000..30_000]);
     }
 
     #[test]
+    fn continuous_speech_is_cut_between_words_at_the_longest_break() {
+        // 70 s without a pause: a 120 ms gap between words every 3 s, and one of 300 ms.
+        let mut breaks: Vec<Range<i64>> = (1..24).map(|k| k * 3_000..k * 3_000 + 120).collect();
+        breaks.push(20_500..20_800);
+        breaks.sort_by_key(|b| b.start);
+        let speech = SpeechMap {
+            regions: std::iter::once(0..70_000).collect(),
+            breaks,
+        };
+        let plan = plan_at_pauses(70_000, &speech, CUT);
+        // The longest break in the second half of the first 28 s; then the latest of equals.
+        assert_eq!(plan, vec![0..20_650, 20_650..48_060, 48_060..70_000]);
+        // Whole words on both sides, no overlap to de-duplicate, each piece one window.
+        assert!(plan.windows(2).all(|p| p[0].end == p[1].start));
+        assert!(plan.iter().all(|c| c.end - c.start <= CUT.pack_ms));
+    }
+
+    #[test]
     fn no_speech_gives_no_chunks_and_speech_is_clipped_to_the_file() {
-        assert!(plan_at_pauses(60_000, &[], CUT).is_empty());
-        assert!(plan_at_pauses(60_000, std::slice::from_ref(&(70_000..80_000)), CUT).is_empty());
+        assert!(plan_at_pauses(60_000, &heard(&[]), CUT).is_empty());
+        assert!(
+            plan_at_pauses(60_000, &heard(std::slice::from_ref(&(70_000..80_000))), CUT).is_empty()
+        );
         assert_eq!(
-            plan_at_pauses(10_000, &[-50..3_000, 9_000..12_000], CUT),
+            plan_at_pauses(10_000, &heard(&[-50..3_000, 9_000..12_000]), CUT),
             vec![0..10_000]
         );
     }

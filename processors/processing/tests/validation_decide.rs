@@ -6,7 +6,7 @@ use echo_catalog::events::{
     ValidationFailed, ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::chunking::plan_fixed;
+use echo_processing::chunking::{plan_fixed, SpeechMap};
 use echo_processing::validation::decide::{self, check_limits, needs_examination, truncation};
 use echo_processing::validation::{
     AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
@@ -433,7 +433,10 @@ fn heard_speech_is_packed_into_chunks_cut_in_pauses_and_reported_with_the_job() 
         &ValidationState::default(),
         &completed("up-1"),
         Observation::Audio(AudioFacts {
-            speech: Some(speech),
+            speech: Some(SpeechMap {
+                regions: speech,
+                breaks: Vec::new(),
+            }),
             ..facts(60_000)
         }),
     )
@@ -465,7 +468,7 @@ fn a_file_without_speech_makes_a_job_of_no_chunks() {
         &ValidationState::default(),
         &completed("up-1"),
         Observation::Audio(AudioFacts {
-            speech: Some(Vec::new()),
+            speech: Some(SpeechMap::default()),
             ..facts(60_000)
         }),
     )

@@ -256,7 +256,7 @@ fn transcribe_range(
         let mut detector = SpeechDetector::new(VadSettings::default());
         detector.push(&samples);
         let duration_ms = samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE);
-        Squeeze::new(&detector.finish(), duration_ms, JOIN_GAP_MS)
+        Squeeze::new(&detector.finish().regions, duration_ms, JOIN_GAP_MS)
     });
     let heard = match &squeeze {
         Some(squeeze) if squeeze.is_empty() => {

@@ -5,8 +5,6 @@
 //! `validation.failed`, or `validation.passed` + `processing.job.created` + one
 //! `chunk.process` command per planned chunk. Every other upload event is ignored.
 
-use std::ops::Range;
-
 use echo_catalog::events::{
     ChunkProcess, ChunkRange, ProcessingJobCreated, UploadCompleted, ValidationFailed,
     ValidationFailureReason, ValidationPassed, ValidationStarted,
@@ -15,7 +13,7 @@ use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgo
 use serde::{Deserialize, Serialize};
 
 use super::config::ValidationConfig;
-use crate::chunking::{plan_at_pauses, plan_fixed};
+use crate::chunking::{plan_at_pauses, plan_fixed, SpeechMap};
 
 /// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
 /// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
@@ -64,7 +62,7 @@ pub struct AudioFacts {
     /// Where the voice-activity detector heard speech (ms ranges, ordered, not overlapping);
     /// chunks are cut at its pauses. `None` when it did not run (fixed chunking, or a file the
     /// probe alone condemned): chunks are cut at fixed marks.
-    pub speech: Option<Vec<Range<i64>>>,
+    pub speech: Option<SpeechMap>,
 }
 
 /// What `observe` found out for `decide`.
@@ -235,10 +233,7 @@ fn plan_job(
         Some(speech) => plan_at_pauses(duration_ms, speech, config.pause_cut()),
         None => plan_fixed(duration_ms, config.chunk_ms, config.overlap_ms),
     };
-    let speech_ms = facts
-        .speech
-        .as_ref()
-        .map(|speech| speech.iter().map(|r| r.end - r.start).sum());
+    let speech_ms = facts.speech.as_ref().map(SpeechMap::speech_ms);
     let chunk_count = i32::try_from(chunks.len()).map_err(|_| {
         HandlerError::Permanent(format!("{} chunks do not fit a record", chunks.len()))
     })?;

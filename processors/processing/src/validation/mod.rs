@@ -26,7 +26,7 @@ use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 
-use crate::chunking::Chunking;
+use crate::chunking::{Chunking, SpeechMap};
 pub use config::ValidationConfig;
 pub use decide::{AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
 
@@ -203,11 +203,12 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
         Err(e) => return refusal(e),
     };
     let speech = detector.map(|detector| {
-        detector
-            .finish()
-            .into_iter()
-            .map(|r| ms(r.start)..ms(r.end))
-            .collect()
+        let heard = detector.finish();
+        let in_ms = |ranges: Vec<Range<u64>>| ranges.into_iter().map(|r| ms(r.start)..ms(r.end));
+        SpeechMap {
+            regions: in_ms(heard.regions).collect(),
+            breaks: in_ms(heard.breaks).collect(),
+        }
     });
     let decoded_ms = i64::try_from(scanned.decoded_ms).unwrap_or(i64::MAX);
     if let Some(message) = stated_ms.and_then(|stated| decide::truncation(stated, decoded_ms)) {
@@ -223,7 +224,7 @@ fn ms(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<Vec<Range<i64>>>) -> AudioFacts {
+fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<SpeechMap>) -> AudioFacts {
     AudioFacts {
         container: info.container.clone(),
         codec: info.codec.clone(),
