@@ -1,16 +1,19 @@
 //! Speech-to-text with whisper.cpp (through whisper-rs).
 //!
 //! A [`Transcriber`] loads the ggml model once and can then be shared by
-//! reference (or in an `Arc`) between threads: every [`Transcriber::transcribe`]
-//! call creates its own whisper state (KV caches, mel buffer), so calls never
-//! interfere and no locking is needed.
+//! reference (or in an `Arc`) between threads. Each call runs on a whisper state (KV caches,
+//! mel and compute buffers, tens of megabytes) of its own, taken from a pool and put back
+//! afterwards: calls never interfere, and a worker transcribing one chunk after another
+//! allocates its buffers once instead of once per chunk.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 use std::time::Instant;
 
 use tracing::debug;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 /// Sample rate, in Hz, of the audio [`Transcriber::transcribe`] accepts.
 pub const SAMPLE_RATE: u32 = crate::audio::TARGET_SAMPLE_RATE;
@@ -85,6 +88,9 @@ pub struct Transcriber {
     ctx: WhisperContext,
     /// Settings applied to every call.
     config: TranscriberConfig,
+    /// States no call is using: one per call that ran at the same time as another, reused
+    /// by the next calls. whisper.cpp resets a state at the start of every transcription.
+    idle_states: Mutex<Vec<WhisperState>>,
 }
 
 impl Transcriber {
@@ -107,7 +113,17 @@ impl Transcriber {
                 source,
             }
         })?;
-        Ok(Self { ctx, config })
+        Ok(Self {
+            ctx,
+            config,
+            idle_states: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whisper states kept for the next calls (tens of megabytes each): as many as calls
+    /// ever ran at once, not one per call made.
+    pub fn idle_states(&self) -> usize {
+        self.idle_states.lock().expect("idle states").len()
     }
 
     /// The settings this transcriber runs with.
@@ -132,7 +148,23 @@ impl Transcriber {
         if samples_16k_mono.is_empty() {
             return Ok(Vec::new());
         }
-        let mut state = self.ctx.create_state()?;
+        let idle = self.idle_states.lock().expect("idle states").pop();
+        let mut state = match idle {
+            Some(state) => state,
+            None => self.ctx.create_state()?,
+        };
+        let segments = self.run(&mut state, samples_16k_mono, deadline)?;
+        self.idle_states.lock().expect("idle states").push(state);
+        Ok(segments)
+    }
+
+    /// One transcription on `state`.
+    fn run(
+        &self,
+        state: &mut WhisperState,
+        samples_16k_mono: &[f32],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Segment>, TranscribeError> {
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         let threads = i32::try_from(self.config.threads).unwrap_or(i32::MAX);
         params.set_n_threads(threads);

@@ -56,6 +56,15 @@ fn flite_sentence_is_transcribed_exactly() {
     });
     let segments = here.expect("transcribe");
     assert_eq!(segments, there.expect("transcribe in second thread"));
+    // Their two states are kept and reused: other audio, then the sentence again, allocate
+    // no third one, and nothing of an earlier call leaks into a later one.
+    assert_eq!(transcriber.idle_states(), 2);
+    let silence = vec![0.0; 16_000 * 3];
+    transcriber
+        .transcribe(&silence)
+        .expect("transcribe silence");
+    assert_eq!(transcriber.transcribe(&samples).expect("again"), segments);
+    assert_eq!(transcriber.idle_states(), 2);
 
     let heard = joined(&segments);
     assert_eq!(word_error_rate(SENTENCE, &heard), 0.0, "heard {heard:?}");
