@@ -148,6 +148,11 @@ pub(super) fn transactional_producer(
             "transaction.timeout.ms",
             config.kafka.transaction_timeout_ms.to_string(),
         )
+        // The coordinator answers CONCURRENT_TRANSACTIONS while it still writes the previous
+        // transaction's markers (a few ms); the client retries adding the consumer offsets
+        // after this backoff (doubling up to `retry.backoff.max.ms`), 100 ms by default,
+        // which every back-to-back transaction waited out.
+        .set("retry.backoff.ms", "10")
         .create_with_context(watch)
         .context("creating transactional producer")
 }

@@ -132,9 +132,22 @@ impl<P: Processor> Driver<P> {
         if let Some(delay) = self.delay_before_commit {
             std::thread::sleep(delay);
         }
+        self.wait_delivered();
         self.producer.commit_transaction(KAFKA_TIMEOUT)?;
         self.committed.extend(offsets);
         Ok(())
+    }
+
+    /// Waits (at most [`KAFKA_TIMEOUT`]) until the broker has acknowledged every record of the
+    /// open transaction and the producer's thread has handled their reports. The client's
+    /// commit flushes first, but it waits by polling in steps of 100 ms that always run to
+    /// their end (rust-rdkafka 0.39), so every transaction that produced a record took at
+    /// least 100 ms; acknowledgements on a local broker take 1-5 ms.
+    fn wait_delivered(&self) {
+        let until = Instant::now() + KAFKA_TIMEOUT;
+        while self.producer.in_flight_count() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Produces one record into the open transaction, waiting while the queue is full.
