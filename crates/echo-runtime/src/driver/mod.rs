@@ -28,7 +28,6 @@ use echo_catalog::topics::retry_topic;
 use echo_catalog::{Catalogue, ProcessorSpec};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::ThreadedProducer;
 use tokio::runtime::Handle;
 use tracing::warn;
 
@@ -41,7 +40,7 @@ use crate::handler::Processor;
 use crate::replay_guard::ReplayGuard;
 use crate::shutdown::Shutdown;
 use crate::state::StateStore;
-use clients::{DeliveryWatch, RebalanceLog, RebalanceRecorder};
+use clients::{DeliveryWatch, PolledProducer, RebalanceLog, RebalanceRecorder};
 
 /// How one processor instance runs.
 #[derive(Debug, Clone)]
@@ -133,7 +132,7 @@ struct Driver<P: Processor> {
     /// The group member reading the sources and retry tiers.
     consumer: BaseConsumer<RebalanceRecorder>,
     /// The transactional producer of outputs, reroutes, changelog and offsets.
-    producer: ThreadedProducer<DeliveryWatch>,
+    producer: PolledProducer,
     /// Why the broker refused a record of the open transaction, if it did.
     refusals: DeliveryWatch,
     /// Partition changes recorded by the consumer's rebalance callback.
