@@ -261,7 +261,7 @@ fn transcribe_range(
     let heard = match &squeeze {
         Some(squeeze) if squeeze.is_empty() => {
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
-                audio_ms = range.end - range.start, "chunk holds no speech");
+                start_ms = range.start, audio_ms = range.end - range.start, "chunk holds no speech");
             return Ok(Ok(Vec::new()));
         }
         Some(squeeze) => squeeze.gather(&samples),
@@ -272,7 +272,7 @@ fn transcribe_range(
         Ok(segments) => {
             // Where a chunk's time goes, for operators and the benchmark's per-stage figures.
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
-                audio_ms = range.end - range.start,
+                start_ms = range.start, audio_ms = range.end - range.start,
                 whisper_audio_ms = heard.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
                 decode_ms = (whisper_started - decode_started).as_millis() as u64,
                 whisper_ms = whisper_started.elapsed().as_millis() as u64,
