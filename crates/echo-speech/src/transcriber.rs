@@ -18,6 +18,13 @@ use whisper_rs::{
 /// Sample rate, in Hz, of the audio [`Transcriber::transcribe`] accepts.
 pub const SAMPLE_RATE: u32 = crate::audio::TARGET_SAMPLE_RATE;
 
+/// Silence put before every input, in ms. whisper was trained on windows that rarely open
+/// mid-word, and audio whose speech starts at its very first sample can come back garbled
+/// or all but dropped (measured: a 15 s chunk cut between two words of read speech came back
+/// as one invented five-word sentence; with 300 ms of silence before it, word for word).
+/// Chunks cut between words start that way; segment times are given without it.
+pub const LEAD_IN_MS: u64 = 500;
+
 /// Errors of model loading and transcription.
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
@@ -148,12 +155,15 @@ impl Transcriber {
         if samples_16k_mono.is_empty() {
             return Ok(Vec::new());
         }
+        let lead_in = (LEAD_IN_MS * u64::from(SAMPLE_RATE) / 1000) as usize;
+        let mut heard = vec![0.0; lead_in];
+        heard.extend_from_slice(samples_16k_mono);
         let idle = self.idle_states.lock().expect("idle states").pop();
         let mut state = match idle {
             Some(state) => state,
             None => self.ctx.create_state()?,
         };
-        let segments = self.run(&mut state, samples_16k_mono, deadline)?;
+        let segments = self.run(&mut state, &heard, deadline)?;
         self.idle_states.lock().expect("idle states").push(state);
         Ok(segments)
     }
@@ -205,9 +215,10 @@ impl Transcriber {
                 .filter(|t| t.token_id() < eot)
                 .fold((0f32, 0u32), |(s, n), t| (s + t.token_probability(), n + 1));
             let confidence = if n == 0 { 0.0 } else { sum / n as f32 };
-            // whisper timestamps are in centiseconds.
-            let start_ms = u64::try_from(segment.start_timestamp()).unwrap_or(0) * 10;
-            let end_ms = u64::try_from(segment.end_timestamp()).unwrap_or(0) * 10;
+            // whisper timestamps are in centiseconds, from the start of the lead-in.
+            let at = |cs: i64| (u64::try_from(cs).unwrap_or(0) * 10).saturating_sub(LEAD_IN_MS);
+            let start_ms = at(segment.start_timestamp());
+            let end_ms = at(segment.end_timestamp());
             debug!(start_ms, end_ms, confidence, %text, "segment");
             segments.push(Segment {
                 start_ms,

@@ -136,3 +136,37 @@ fn zero_threads_is_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn speech_from_the_first_sample_is_heard() {
+    // A chunk cut between two words of read speech (the benchmark's last paragraph, cut
+    // where the planner cut it): without silence before it, whisper answered "This is the
+    // first time." for all fifteen seconds.
+    let paragraph = "There is a small observatory on the headland, built by an amateur astronomer \
+        who left it to the town when he died. On clear nights volunteers open the dome and \
+        invite anyone who is curious to look through the telescope. Far from the lights of the \
+        city, the sky is full of stars, and the band of the galaxy stretches from one horizon \
+        to the other. Visitors often fall silent when they see the rings of a planet or the \
+        craters of the moon for the first time. The volunteers say that this silence is the \
+        reason they keep the observatory open.";
+    let said = "sky is full of stars, and the band of the galaxy stretches from one horizon to \
+        the other. Visitors often fall silent when they see the rings of a planet or the \
+        craters of the moon for the first time. The volunteers say that this silence is the \
+        reason they keep the observatory open.";
+    let (transcriber, _) = the_sentence();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speak(tmp.path(), "paragraph.wav", paragraph).expect("flite");
+    let samples = decode_to_mono_16k(&wav).expect("decode");
+    let cut = &samples[13_476 * 16..];
+    let segments = transcriber.transcribe(cut).expect("transcribe");
+    let heard = joined(&segments);
+    let wer = word_error_rate(said, &heard);
+    assert!(wer < 0.2, "WER {wer:.2}: heard {heard:?}");
+    // Times are the input's, not the lead-in's.
+    assert!(segments[0].start_ms < 500, "{segments:?}");
+    let duration_ms = cut.len() as u64 / 16;
+    assert!(
+        segments.last().unwrap().end_ms <= duration_ms + 500,
+        "{segments:?}"
+    );
+}
