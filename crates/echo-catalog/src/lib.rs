@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod events;
+pub mod flow;
 pub mod keys;
 pub mod record;
 pub mod sealed;

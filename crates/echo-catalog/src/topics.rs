@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::flow::{Flow, Outcomes, Step};
 use crate::keys::KeyRule;
 
 /// The catalogue text, compiled in so every binary agrees with the repository it was built from.
@@ -95,6 +96,8 @@ pub struct Catalogue {
     pub topics: Vec<TopicSpec>,
     /// Processors in declaration order.
     pub processors: Vec<ProcessorSpec>,
+    /// What must follow each record of a resource, and who brings it about.
+    pub flow: Flow,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +106,9 @@ struct RawCatalogue {
     topic: Vec<TopicSpec>,
     #[serde(default)]
     processor: Vec<ProcessorSpec>,
+    outcome: Outcomes,
+    #[serde(default)]
+    step: Vec<Step>,
 }
 
 impl Catalogue {
@@ -118,6 +124,10 @@ impl Catalogue {
             defaults: raw.defaults,
             topics: raw.topic,
             processors: raw.processor,
+            flow: Flow {
+                outcomes: raw.outcome,
+                steps: raw.step,
+            },
         };
         let mut internal = Vec::new();
         for p in &catalogue.processors {
@@ -224,7 +234,8 @@ impl Catalogue {
                 self.topic(t)?;
             }
         }
-        Ok(())
+        let names: Vec<&str> = self.processors.iter().map(|p| p.name.as_str()).collect();
+        self.flow.validate(&names)
     }
 
     /// A topic by name.
@@ -334,6 +345,23 @@ mod tests {
         );
         let err = Catalogue::parse(&text).unwrap_err().to_string();
         assert!(err.contains("upload.requested"), "{err}");
+    }
+
+    #[test]
+    fn a_flow_step_by_an_unknown_processor_is_refused() {
+        let text = CATALOGUE_TOML.replace("by = \"validation\"", "by = \"validator\"");
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("validator, which is no processor"), "{err}");
+    }
+
+    #[test]
+    fn a_flow_naming_an_unknown_type_is_refused() {
+        let text = CATALOGUE_TOML.replace(
+            "after = \"upload.finalize\"",
+            "after = \"upload.finalised\"",
+        );
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("upload.finalised"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cmd;
 mod follow;
 mod topic_reader;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Dlq(cmd::dlq::Args),
     /// Consumer lag of every processor, and what waits in its retry tiers and DLQ.
     Status(cmd::status::Args),
+    /// One resource's events as a tree with a timeline, and where its chain stopped.
+    Trace(cmd::trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,5 +87,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transcribe(args) => cmd::transcribe::run(&config, args),
         Command::Dlq(args) => cmd::dlq::run(&config, args).await,
         Command::Status(args) => cmd::status::run(&config, args).await,
+        Command::Trace(args) => cmd::trace::run(&config, args).await,
     }
 }

@@ -50,43 +50,14 @@ fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext
 }
 
 /// Every committed record of `topics`, from the beginning of each partition to its end as it
-/// was when the read got there. The topics are read side by side, one consumer each (an end
-/// of partition names the partition but not its topic).
+/// was when the read got there.
 pub fn read_to_end(config: &EchoConfig, topics: &[String]) -> Result<Vec<OwnedMessage>> {
-    let mut readers = Vec::new();
-    for topic in topics {
-        let consumer = committed_reader(config)?;
-        let partitions = partitions_of(&consumer, topic)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
-        let open: HashSet<i32> = partitions.into_iter().collect();
-        readers.push((topic, consumer, open));
-    }
-    let mut records = Vec::new();
-    let mut last_progress = Instant::now();
-    while readers.iter().any(|(_, _, open)| !open.is_empty()) {
-        for (topic, consumer, open) in readers.iter_mut().filter(|(_, _, o)| !o.is_empty()) {
-            match consumer.poll(Duration::from_millis(20)) {
-                Some(Ok(m)) => {
-                    records.push(m.detach());
-                    last_progress = Instant::now();
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    open.remove(&p);
-                    last_progress = Instant::now();
-                }
-                Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
-                None if last_progress.elapsed() > KAFKA_TIMEOUT => {
-                    bail!("reading {topic}: partitions {open:?} sent nothing for {KAFKA_TIMEOUT:?}")
-                }
-                None => {}
-            }
-        }
-    }
-    Ok(records)
+    let consumer = committed_reader(config)?;
+    let partitions = topics
+        .iter()
+        .map(|t| Ok((t.clone(), partitions_of(&consumer, t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    read_from(config, &partitions, None)
 }
 
 /// The committed record at `offset` of `partition` of `topic`.
@@ -119,4 +90,96 @@ pub fn read_one(
             None => {}
         }
     }
+}
+
+/// Every committed record of `partitions` of each topic, from the first one written at or
+/// after `since_ms` (milliseconds since the epoch, found with the broker's time index) to the
+/// partition's end as it was when the read got there. Topics are read side by side, one
+/// consumer each.
+pub fn read_since(
+    config: &EchoConfig,
+    partitions: &[(String, Vec<i32>)],
+    since_ms: i64,
+) -> Result<Vec<OwnedMessage>> {
+    read_from(config, partitions, Some(since_ms))
+}
+
+/// Every committed record of `partitions` of each topic, from the first one written at or
+/// after `since_ms` (none: from the beginning) to the end.
+fn read_from(
+    config: &EchoConfig,
+    partitions: &[(String, Vec<i32>)],
+    since_ms: Option<i64>,
+) -> Result<Vec<OwnedMessage>> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = partitions
+            .iter()
+            .map(|(topic, ps)| scope.spawn(move || read_topic_from(config, topic, ps, since_ms)))
+            .collect();
+        let mut records = Vec::new();
+        for reader in readers {
+            records.extend(reader.join().expect("a topic reader panicked")?);
+        }
+        Ok(records)
+    })
+}
+
+/// [`read_from`] for one topic.
+fn read_topic_from(
+    config: &EchoConfig,
+    topic: &str,
+    partitions: &[i32],
+    since_ms: Option<i64>,
+) -> Result<Vec<OwnedMessage>> {
+    let consumer = committed_reader(config)?;
+    let mut query = TopicPartitionList::new();
+    for p in partitions {
+        query.add_partition_offset(
+            topic,
+            *p,
+            since_ms.map_or(Offset::Beginning, Offset::Offset),
+        )?;
+    }
+    let starts = match since_ms {
+        Some(at) => consumer
+            .offsets_for_times(query, KAFKA_TIMEOUT)
+            .with_context(|| format!("finding the offsets of {topic} at {at}"))?,
+        None => query,
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut open = HashSet::new();
+    for start in starts.elements() {
+        if let Some(e) = start.error().err() {
+            return Err(e).with_context(|| format!("{topic} partition {}", start.partition()));
+        }
+        // `End`: nothing was written there since then.
+        if start.offset() != Offset::End {
+            tpl.add_partition_offset(topic, start.partition(), start.offset())?;
+            open.insert(start.partition());
+        }
+    }
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl)?;
+    let mut records = Vec::new();
+    let mut last_progress = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(20)) {
+            Some(Ok(m)) => {
+                records.push(m.detach());
+                last_progress = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+            None if last_progress.elapsed() > KAFKA_TIMEOUT => {
+                bail!("reading {topic}: partitions {open:?} sent nothing for {KAFKA_TIMEOUT:?}")
+            }
+            None => {}
+        }
+    }
+    Ok(records)
 }

@@ -8,4 +8,5 @@ pub mod schemas;
 pub mod status;
 pub mod submit;
 pub mod topics;
+pub mod trace;
 pub mod transcribe;

@@ -1,0 +1,408 @@
+//! `echoctl trace` against the real stack: the tree and verdict of a ready resource, of each
+//! way a resource is refused, of a record the upload processor dead-lettered, of an upload
+//! the client never finished, of a job whose chunk worker was stopped midway (and which then
+//! fails on its deadlines), and of a resource id that never existed. The records that lead
+//! there are sent by `echoctl submit` or by a plain client, as in production.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use echo_catalog::events::{
+    ChunkProcessingCompleted, UploadFinalize, UploadRequested, UploadUrlGenerated,
+};
+use echo_catalog::record::{EventMetadata, Record};
+use echo_catalog::sealed::ReplyKey;
+use echo_runtime::driver::now_ms;
+use echo_runtime::publisher::Publisher;
+use echo_tests::pipeline::{echoctl, speak, submit, Pipeline};
+use echo_tests::stack::PATIENCE;
+use echo_tests::{wait_for, TestEnv};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
+
+/// Long enough to be planned as several chunks at the test's 5 s chunk size.
+const SPEECH: &str = "The morning train left the station a few minutes late. Most of the \
+passengers were reading or looking out of the windows at the fields. A small dog slept under \
+one of the seats near the door. When the conductor came through the car, he checked every \
+ticket with great care. Outside, the clouds were moving slowly across the sky.";
+
+// Async-aware: a test holds its turn across awaits, and each test has its own runtime.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+/// `echoctl trace ID --json`: its exit code and document.
+fn trace(env: &TestEnv, resource: &str) -> (i32, Value) {
+    let output = run_trace(env, &[resource, "--json"]);
+    let doc = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "trace printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), doc)
+}
+
+fn run_trace(env: &TestEnv, args: &[&str]) -> Output {
+    echoctl(bin(), env, &[])
+        .arg("trace")
+        .args(args)
+        .output()
+        .expect("running echoctl trace")
+}
+
+/// The types of a trace's records, oldest first.
+fn types(doc: &Value) -> Vec<String> {
+    doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The first record of type `type_name`.
+fn record<'d>(doc: &'d Value, type_name: &str) -> &'d Value {
+    doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == type_name)
+        .unwrap_or_else(|| panic!("no {type_name} in {:?}", types(doc)))
+}
+
+/// Every record but the client's first one has its cause in the trace: one tree.
+fn assert_one_tree(doc: &Value) {
+    let records = doc["records"].as_array().unwrap();
+    let ids: HashSet<&str> = records
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    let roots: Vec<&str> = records
+        .iter()
+        .filter(|r| r["causation_id"].as_str().is_none_or(|c| !ids.contains(c)))
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots.len(), 1, "one root, not {roots:?}");
+}
+
+/// The findings of the verdict's open steps, as (chunk, by, finding kinds).
+fn open_steps(doc: &Value) -> Vec<(Option<i64>, String, Vec<String>)> {
+    assert_eq!(doc["verdict"]["status"], "stopped", "{:#}", doc["verdict"]);
+    doc["verdict"]["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["chunk"].as_i64(),
+                o["by"].as_str().unwrap().to_string(),
+                o["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["kind"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Metadata of a record the plain client issues itself.
+fn client_metadata(resource: &str) -> EventMetadata {
+    EventMetadata::new(
+        uuid::Uuid::new_v4().to_string(),
+        resource,
+        "plain-client",
+        now_ms(),
+    )
+}
+
+/// Waits until the record of type `R` about `resource` is committed.
+async fn committed<R: Record>(env: &TestEnv, resource: &str) {
+    let topic = env.topic(&env.catalogue.topic_of(R::TYPE).unwrap().name);
+    wait_for(&env.config, &topic, Duration::from_secs(90), |seen| {
+        seen.iter().any(|s| {
+            s.type_name == Some(R::TYPE)
+                && s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource)
+        })
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_id() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("trace").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _pipeline = Pipeline::start(bin(), &env, 1, &[("ECHO_UPLOAD__URL_TTL_SECS", "6")]).unwrap();
+    let client = Publisher::new(&env.config).unwrap();
+
+    // Ready: the whole flow as one tree, ending in the verdict.
+    let wav = speak(
+        dir.path(),
+        "speech.wav",
+        "Please call Stella and ask her to bring these things.",
+    )
+    .unwrap();
+    let report = submit(bin(), &env, &wav, &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let ready = report["resource_id"].as_str().unwrap();
+    let (code, doc) = trace(&env, ready);
+    assert_eq!(
+        (code, &doc["verdict"]["status"]),
+        (0, &Value::from("ready")),
+        "{doc:#}"
+    );
+    assert_one_tree(&doc);
+    for step in [
+        "upload.requested",
+        "upload.url.generated",
+        "upload.finalize",
+        "upload.completed",
+        "validation.passed",
+        "processing.job.created",
+        "chunk.process",
+        "chunk.processing.started",
+        "chunk.processing.completed",
+        "transcription.completed",
+        "resource.ready",
+    ] {
+        record(&doc, step);
+    }
+    let completed = record(&doc, "chunk.processing.completed");
+    assert_eq!(completed["facts"]["chunk"], "0");
+    assert_eq!(
+        completed["causation_id"],
+        record(&doc, "chunk.process")["event_id"],
+        "a chunk's result hangs under its command"
+    );
+    let text = String::from_utf8(run_trace(&env, &[ready]).stdout).unwrap();
+    assert!(text.contains("└─ upload.url.generated"), "{text}");
+    assert!(text.contains("verdict: ready"), "{text}");
+
+    // Refused by validation: the verdict names validation.failed and its reason.
+    let noise: Vec<u8> = (0..48_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let bogus = dir.path().join("noise.wav");
+    std::fs::write(&bogus, noise).unwrap();
+    let report = submit(bin(), &env, &bogus, &[]).unwrap();
+    assert_eq!(report["status"], "rejected", "{report:#}");
+    let (code, doc) = trace(&env, report["resource_id"].as_str().unwrap());
+    assert_eq!(code, 2, "{doc:#}");
+    let verdict = &doc["verdict"];
+    assert_eq!(verdict["status"], "rejected");
+    assert_eq!(
+        verdict["failure"]["type"], "validation.failed",
+        "{verdict:#}"
+    );
+    assert_eq!(verdict["outcome"]["type"], "resource.rejected");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("UNDECODABLE"),
+        "{verdict:#}"
+    );
+
+    // An upload the client never finished: first the chain waits for it, with the URL's
+    // expiry as its deadline; then it fails as expired.
+    let key = ReplyKey::generate();
+    let abandoned = uuid::Uuid::new_v4().to_string();
+    let request = UploadRequested {
+        metadata: client_metadata(&abandoned),
+        filename: "speech.wav".into(),
+        content_type: "audio/wav".into(),
+        declared_size_bytes: 1000,
+        reply_key: Some(key.public()),
+    };
+    client.publish(&abandoned, &request).await.unwrap();
+    committed::<UploadUrlGenerated>(&env, &abandoned).await;
+    let (code, doc) = trace(&env, &abandoned);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(
+        open_steps(&doc),
+        [(
+            None,
+            "client".into(),
+            vec!["waiting_for_client".into(), "deadline".into()]
+        )]
+    );
+    let deadline = &doc["verdict"]["open"][0]["findings"][1];
+    assert_eq!(deadline["timer"], "upload-expiry");
+    let expires = record(&doc, "upload.url.generated")["occurred_at"]
+        .as_i64()
+        .unwrap()
+        + 6_000;
+    assert!(
+        (deadline["due_at_ms"].as_i64().unwrap() - expires).abs() < 1_000,
+        "{deadline:#}"
+    );
+    let started = Instant::now();
+    let doc = loop {
+        let (code, doc) = trace(&env, &abandoned);
+        if code == 2 || started.elapsed() > PATIENCE {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        doc["verdict"]["failure"]["type"], "upload.failed",
+        "{doc:#}"
+    );
+    assert!(
+        doc["verdict"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("EXPIRED"),
+        "{doc:#}"
+    );
+
+    // A finalize for an upload nobody requested: the upload processor dead-letters it, and
+    // the trace says so at the record it could not handle.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let finalize = UploadFinalize {
+        metadata: client_metadata(&unknown),
+        etag: None,
+    };
+    client.publish(&unknown, &finalize).await.unwrap();
+    let started = Instant::now();
+    let doc = loop {
+        let (_, doc) = trace(&env, &unknown);
+        let dead = doc["verdict"]["open"][0]["findings"][0]["kind"] == "dead_lettered";
+        if dead || started.elapsed() > PATIENCE {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        open_steps(&doc),
+        [(None, "upload".into(), vec!["dead_lettered".into()])]
+    );
+    let letter = &doc["verdict"]["open"][0]["findings"][0];
+    assert_eq!(letter["processor"], "upload");
+    assert_eq!(letter["class"], "permanent");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown upload"),
+        "{letter:#}"
+    );
+
+    // An id that never existed.
+    let (code, doc) = trace(&env, &uuid::Uuid::new_v4().to_string());
+    assert_eq!(
+        (code, &doc["verdict"]["status"]),
+        (1, &Value::from("not_found"))
+    );
+    assert!(types(&doc).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_names_the_chunks_a_stopped_worker_left_and_their_deadlines() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("trace-stuck").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "speech.wav", SPEECH).unwrap();
+    let settings = [
+        ("ECHO_VALIDATION__CHUNK_MS", "5000"),
+        ("ECHO_JOB_AGGREGATOR__CHUNK_DEADLINE_MS", "30000"),
+        ("ECHO_JOB_AGGREGATOR__QUEUE_ALLOWANCE_MS", "1000"),
+        ("ECHO_JOB_AGGREGATOR__MAX_ATTEMPTS", "1"),
+    ];
+    let _pipeline = Pipeline::start(bin(), &env, 0, &settings).unwrap();
+    let worker = Pipeline::start_processor(
+        bin(),
+        &env,
+        "chunk-worker",
+        "w1",
+        &[("ECHO_CHUNK_WORKER_TEST_DELAY_MS", "1500")],
+    )
+    .unwrap();
+    // The client waits in its own process while the worker is stopped under it.
+    let mut client = echoctl(bin(), &env, &[]);
+    client
+        .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
+        .arg(&wav);
+    let submitted = tokio::task::spawn_blocking(move || client.output().unwrap());
+    // The worker finishes one chunk, then stops.
+    let topic = env.topic(
+        &env.catalogue
+            .topic_of(ChunkProcessingCompleted::TYPE)
+            .unwrap()
+            .name,
+    );
+    let seen = wait_for(&env.config, &topic, Duration::from_secs(90), |seen| {
+        seen.iter()
+            .any(|s| s.type_name == Some(ChunkProcessingCompleted::TYPE))
+    })
+    .await
+    .unwrap();
+    drop(worker);
+    let resource = seen
+        .iter()
+        .find_map(|s| s.metadata.as_ref().map(|m| m.correlation_id.clone()))
+        .unwrap();
+
+    let (code, doc) = trace(&env, &resource);
+    assert_eq!(code, 3, "{doc:#}");
+    let open = open_steps(&doc);
+    let chunks = record(&doc, "processing.job.created")["facts"]["chunks"]
+        .as_str()
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    let done = types(&doc)
+        .iter()
+        .filter(|t| *t == "chunk.processing.completed")
+        .count();
+    assert!(chunks > 1 && done >= 1, "{chunks} chunks, {done} done");
+    assert_eq!(
+        open.len(),
+        chunks - done,
+        "every pending chunk, nothing else: {open:?}"
+    );
+    for (i, (chunk, by, findings)) in open.iter().enumerate() {
+        assert!(chunk.is_some(), "a chunk, not the resource: {open:?}");
+        assert_eq!(by, "chunk-worker");
+        assert!(
+            findings.contains(&"nothing_running".to_string()),
+            "{findings:?}"
+        );
+        let deadline = doc["verdict"]["open"][i]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "deadline")
+            .unwrap_or_else(|| panic!("no deadline for chunk {chunk:?}: {findings:?}"));
+        assert_eq!(deadline["processor"], "job-aggregator");
+        assert_eq!(deadline["timer"], format!("chunk-{}", chunk.unwrap()));
+        assert!(
+            deadline["due_at_ms"].as_i64().unwrap() > now_ms(),
+            "{deadline:#}"
+        );
+    }
+    let text = String::from_utf8(run_trace(&env, &[&resource]).stdout).unwrap();
+    assert!(text.contains("verdict: stopped"), "{text}");
+    assert!(text.contains("job-aggregator's timer chunk-"), "{text}");
+
+    // Past the deadlines, with one attempt allowed, the job fails and the trace says why.
+    let output = submitted.await.unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["status"], "rejected", "{report:#}");
+    let (code, doc) = trace(&env, &resource);
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(
+        doc["verdict"]["failure"]["type"], "transcription.failed",
+        "{doc:#}"
+    );
+    record(&doc, "processing.timeout");
+}
