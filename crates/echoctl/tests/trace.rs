@@ -56,6 +56,19 @@ fn run_trace(env: &TestEnv, args: &[&str]) -> Output {
         .expect("running echoctl trace")
 }
 
+/// Traces `resource` until `done(exit code, document)` holds, or patience runs out; the last
+/// document either way (the caller's assertions say what was missing).
+async fn until(env: &TestEnv, resource: &str, done: impl Fn(i32, &Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (code, doc) = trace(env, resource);
+        if done(code, &doc) || started.elapsed() > PATIENCE {
+            return doc;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The types of a trace's records, oldest first.
 fn types(doc: &Value) -> Vec<String> {
     doc["records"]
@@ -245,14 +258,7 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         (deadline["due_at_ms"].as_i64().unwrap() - expires).abs() < 1_000,
         "{deadline:#}"
     );
-    let started = Instant::now();
-    let doc = loop {
-        let (code, doc) = trace(&env, &abandoned);
-        if code == 2 || started.elapsed() > PATIENCE {
-            break doc;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let doc = until(&env, &abandoned, |code, _| code == 2).await;
     assert_eq!(
         doc["verdict"]["failure"]["type"], "upload.failed",
         "{doc:#}"
@@ -265,6 +271,28 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         "{doc:#}"
     );
 
+    // A request over the size limit: refused before any URL.
+    let huge = uuid::Uuid::new_v4().to_string();
+    let request = UploadRequested {
+        metadata: client_metadata(&huge),
+        declared_size_bytes: 1 << 40,
+        ..request
+    };
+    client.publish(&huge, &request).await.unwrap();
+    let doc = until(&env, &huge, |code, _| code == 2).await;
+    assert_eq!(
+        doc["verdict"]["failure"]["type"], "upload.failed",
+        "{doc:#}"
+    );
+    assert!(
+        doc["verdict"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("TOO_LARGE"),
+        "{doc:#}"
+    );
+    assert_eq!(types(&doc)[..2], ["upload.requested", "upload.failed"]);
+
     // A finalize for an upload nobody requested: the upload processor dead-letters it, and
     // the trace says so at the record it could not handle.
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -273,15 +301,10 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         etag: None,
     };
     client.publish(&unknown, &finalize).await.unwrap();
-    let started = Instant::now();
-    let doc = loop {
-        let (_, doc) = trace(&env, &unknown);
-        let dead = doc["verdict"]["open"][0]["findings"][0]["kind"] == "dead_lettered";
-        if dead || started.elapsed() > PATIENCE {
-            break doc;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let doc = until(&env, &unknown, |_, doc| {
+        doc["verdict"]["open"][0]["findings"][0]["kind"] == "dead_lettered"
+    })
+    .await;
     assert_eq!(
         open_steps(&doc),
         [(None, "upload".into(), vec!["dead_lettered".into()])]
