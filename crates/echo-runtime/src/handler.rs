@@ -85,12 +85,10 @@ pub enum Fact<'a> {
 pub struct Context {
     /// The processor's name, written as `producer`.
     pub processor: String,
-    /// Wall-clock time at which the input is decided: after `observe` (which may run for
-    /// seconds, e.g. whisper), so what `decide` emits is stamped when its fact happened.
+    /// Wall-clock time of the step at hand, so what it emits is stamped when its fact
+    /// happened: for `announce`, when handling the input began; for `decide`, when `observe`
+    /// (which may run for seconds, e.g. whisper) ended.
     pub now_ms: i64,
-    /// Wall-clock time at which handling the input began, before `observe`: when work that
-    /// `observe` did started (a chunk's `chunk.processing.started`).
-    pub started_ms: i64,
     /// Metadata of the input being handled (for a timer: of the record that set it).
     pub cause: EventMetadata,
     /// What output ids are derived from: the input's event id, or a timer's identity.
@@ -108,7 +106,6 @@ impl Context {
         Context {
             processor: processor.to_string(),
             now_ms,
-            started_ms: now_ms,
             cause,
             id_seed: id_seed.to_string(),
             issued: Cell::new(0),
@@ -119,12 +116,6 @@ impl Context {
     /// a counter, so handling the same input again (after an aborted transaction) yields the
     /// same ids, and downstream dedup sees the same events.
     pub fn metadata(&self) -> EventMetadata {
-        self.metadata_at(self.now_ms)
-    }
-
-    /// Like [`Context::metadata`], for a fact that happened at `occurred_at_ms` (such as
-    /// [`Context::started_ms`]).
-    pub fn metadata_at(&self, occurred_at_ms: i64) -> EventMetadata {
         let n = self.issued.get();
         self.issued.set(n + 1);
         let name = format!("{}/{}/{n}", self.id_seed, self.processor);
@@ -132,7 +123,7 @@ impl Context {
             uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string(),
             self.cause.correlation_id.clone(),
             self.processor.clone(),
-            occurred_at_ms,
+            self.now_ms,
         )
         .with_cause(Some(&self.cause.event_id))
     }
@@ -157,6 +148,15 @@ pub trait Processor: Send + Sync + 'static {
 
     /// The processor's name in topics/topics.toml.
     fn name(&self) -> &'static str;
+
+    /// Records saying that work on `input` begins (a chunk's `chunk.processing.started`):
+    /// the runtime publishes and commits them on their own before `observe` runs, so the
+    /// chain shows work while it runs, not only once it is over. Pure. They are not facts
+    /// the state evolves on: work cut short by a crash is announced again (with the same ids,
+    /// which consumers deduplicate) and done again. The default announces nothing.
+    fn announce(&self, _state: &Self::State, _input: Input<'_>, _ctx: &Context) -> Vec<Outgoing> {
+        Vec::new()
+    }
 
     /// The I/O a decision needs; the default needs none.
     fn observe(

@@ -50,6 +50,8 @@ enum Command {
     Status(cmd::status::Args),
     /// One resource's events as a tree with a timeline, and where its chain stopped.
     Trace(cmd::trace::Args),
+    /// Recent resources, newest first: status, time taken, audio length, failure reason.
+    Resources(cmd::resources::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,5 +90,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(args) => cmd::dlq::run(&config, args).await,
         Command::Status(args) => cmd::status::run(&config, args).await,
         Command::Trace(args) => cmd::trace::run(&config, args).await,
+        Command::Resources(args) => cmd::resources::run(&config, args).await,
     }
 }

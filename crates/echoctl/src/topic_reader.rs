@@ -52,12 +52,19 @@ fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext
 /// Every committed record of `topics`, from the beginning of each partition to its end as it
 /// was when the read got there.
 pub fn read_to_end(config: &EchoConfig, topics: &[String]) -> Result<Vec<OwnedMessage>> {
+    read_from(config, &partitions_of_topics(config, topics)?, None)
+}
+
+/// Every partition of each of `topics`; fails when one does not exist.
+pub fn partitions_of_topics(
+    config: &EchoConfig,
+    topics: &[String],
+) -> Result<Vec<(String, Vec<i32>)>> {
     let consumer = committed_reader(config)?;
-    let partitions = topics
+    topics
         .iter()
         .map(|t| Ok((t.clone(), partitions_of(&consumer, t)?)))
-        .collect::<Result<Vec<_>>>()?;
-    read_from(config, &partitions, None)
+        .collect()
 }
 
 /// The committed record at `offset` of `partition` of `topic`.

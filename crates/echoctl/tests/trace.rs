@@ -10,7 +10,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use echo_catalog::events::{
-    ChunkProcessingCompleted, UploadFinalize, UploadRequested, UploadUrlGenerated,
+    ChunkProcessingCompleted, ChunkProcessingStarted, UploadFinalize, UploadRequested,
+    UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
@@ -208,7 +209,8 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
     std::fs::write(&bogus, noise).unwrap();
     let report = submit(bin(), &env, &bogus, &[]).unwrap();
     assert_eq!(report["status"], "rejected", "{report:#}");
-    let (code, doc) = trace(&env, report["resource_id"].as_str().unwrap());
+    let refused = report["resource_id"].as_str().unwrap().to_string();
+    let (code, doc) = trace(&env, &refused);
     assert_eq!(code, 2, "{doc:#}");
     let verdict = &doc["verdict"];
     assert_eq!(verdict["status"], "rejected");
@@ -327,6 +329,65 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         (1, &Value::from("not_found"))
     );
     assert!(types(&doc).is_empty());
+
+    // The list of recent resources tells the same endings; the finalize nobody requested
+    // is no resource.
+    let listed = resources(&env, &[]);
+    let row = |id: &str| -> Value {
+        listed
+            .iter()
+            .find(|r| r["resource_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(row(ready)["status"], "ready", "{listed:#?}");
+    assert!(row(ready)["audio_ms"].as_i64().unwrap() > 1_000);
+    assert!(row(ready)["duration_ms"].as_i64().unwrap() > 0);
+    assert_eq!(row(&refused)["status"], "rejected");
+    assert!(row(&refused)["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("UNDECODABLE"));
+    assert_eq!(row(&abandoned)["status"], "failed");
+    assert!(row(&abandoned)["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("EXPIRED"));
+    assert!(row(&huge)["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("TOO_LARGE"));
+    assert_eq!(row(&unknown), Value::Null);
+    let times: Vec<i64> = listed
+        .iter()
+        .map(|r| r["requested_at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let rejected = resources(&env, &["--status", "rejected"]);
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(rejected[0]["resource_id"], refused.as_str());
+}
+
+/// `echoctl resources --json` with `args`: its rows.
+fn resources(env: &TestEnv, args: &[&str]) -> Vec<Value> {
+    let output = echoctl(bin(), env, &[])
+        .args(["resources", "--json"])
+        .args(args)
+        .output()
+        .expect("running echoctl resources");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice::<Value>(&output.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -356,13 +417,38 @@ async fn trace_names_the_chunks_a_stopped_worker_left_and_their_deadlines() {
         .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
         .arg(&wav);
     let submitted = tokio::task::spawn_blocking(move || client.output().unwrap());
-    // The worker finishes one chunk, then stops.
+    // A chunk's start is committed when the work starts, not with its result.
     let topic = env.topic(
         &env.catalogue
             .topic_of(ChunkProcessingCompleted::TYPE)
             .unwrap()
             .name,
     );
+    let seen = wait_for(&env.config, &topic, Duration::from_secs(90), |seen| {
+        seen.iter()
+            .any(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
+    })
+    .await
+    .unwrap();
+    let started: ChunkProcessingStarted = seen
+        .iter()
+        .find(|s| s.type_name == Some(ChunkProcessingStarted::TYPE))
+        .map(|s| apache_avro::from_value(s.value.as_ref().unwrap()).unwrap())
+        .unwrap();
+    let finished = seen.iter().any(|s| {
+        s.type_name == Some(ChunkProcessingCompleted::TYPE)
+            && apache_avro::from_value::<ChunkProcessingCompleted>(s.value.as_ref().unwrap())
+                .unwrap()
+                .chunk_index
+                == started.chunk_index
+    });
+    assert!(
+        !finished,
+        "chunk {} was visible only once done",
+        started.chunk_index
+    );
+
+    // The worker finishes one chunk, then stops.
     let seen = wait_for(&env.config, &topic, Duration::from_secs(90), |seen| {
         seen.iter()
             .any(|s| s.type_name == Some(ChunkProcessingCompleted::TYPE))

@@ -63,7 +63,9 @@ fn decode(input: &Incoming) -> ChunkProcess {
     input.decode().unwrap()
 }
 
-/// Handles one input the way the runtime does: decide, then fold the input and every output.
+/// Handles one input the way the runtime does: announce, decide, then fold the input and
+/// every decided output (an announcement is no fact). The decision returned emits what is
+/// published, in order: the announcement, then the decided outputs.
 fn handle(
     state: &ChunkWorkerState,
     input: &Incoming,
@@ -75,12 +77,20 @@ fn handle(
         input.metadata.clone(),
         &input.metadata.event_id,
     );
-    let decision = decide::decide(&config(), state, Input::Record(input), observed, &ctx)?;
+    let mut published = decide::announce(&config(), state, Input::Record(input), &ctx);
+    let decision = decide::decide(state, Input::Record(input), observed, &ctx)?;
     let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
     for out in &decision.emit {
         next = decide::evolve(next, Fact::Emitted(out));
     }
-    Ok((decision, next))
+    published.extend(decision.emit.iter().cloned());
+    Ok((
+        Decision {
+            emit: published,
+            ..decision
+        },
+        next,
+    ))
 }
 
 fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
@@ -104,6 +114,7 @@ fn a_transcribed_chunk_emits_started_then_completed_keyed_by_the_resource() {
     let input = command("cmd-1", 1);
     let (decision, state) = handle(&ChunkWorkerState::default(), &input, transcribed()).unwrap();
 
+    // The first is announced before the work, the second decided after it.
     assert_eq!(decision.emit.len(), 2, "{decision:?}");
     assert!(decision.schedule.is_empty() && decision.cancel.is_empty());
     for out in &decision.emit {
@@ -135,10 +146,33 @@ fn a_transcribed_chunk_emits_started_then_completed_keyed_by_the_resource() {
     assert_eq!(
         state,
         ChunkWorkerState {
-            handled_attempt: Some(1),
+            handled_attempt: None,
             completed: true,
         }
     );
+}
+
+#[test]
+fn a_command_whose_work_was_cut_short_is_worked_again() {
+    // The announcement was committed, then the worker died before its outcome: the state
+    // learnt nothing from the announcement, so the re-delivered command is processed.
+    let input = command("cmd-1", 1);
+    let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "cmd-1");
+    let state = ChunkWorkerState::default();
+    let announced = decide::announce(&config(), &state, Input::Record(&input), &ctx);
+    assert!(announced[0].is::<ChunkProcessingStarted>());
+    assert_eq!(screen(&state, &decode(&input)), Verdict::Process);
+}
+
+#[test]
+fn a_command_to_ignore_announces_nothing() {
+    let done = ChunkWorkerState {
+        handled_attempt: None,
+        completed: true,
+    };
+    let input = command("cmd-1", 2);
+    let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "cmd-1");
+    assert!(decide::announce(&config(), &done, Input::Record(&input), &ctx).is_empty());
 }
 
 #[test]
@@ -274,7 +308,7 @@ fn after_a_failure_only_a_later_attempt_is_processed() {
     assert_eq!(
         state,
         ChunkWorkerState {
-            handled_attempt: Some(3),
+            handled_attempt: Some(2),
             completed: true,
         }
     );
@@ -312,7 +346,6 @@ fn other_records_are_refused_and_timers_ignored() {
     let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "t");
     let timer: Timer = ctx.timer("unknown", NOW, "");
     let decision = decide::decide(
-        &config(),
         &ChunkWorkerState::default(),
         Input::Timer(&timer),
         Observation::Skipped,

@@ -87,7 +87,8 @@ fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) ->
     }
 }
 
-/// observe + decide + evolve, the way the runtime handles one record.
+/// announce + observe + decide + evolve, the way the runtime handles one record; the
+/// decision returned emits everything published, the announcement first.
 async fn handle(
     worker: &ChunkWorker,
     state: &ChunkWorkerState,
@@ -99,13 +100,21 @@ async fn handle(
         input.metadata.clone(),
         &input.metadata.event_id,
     );
+    let mut published = worker.announce(state, Input::Record(input), &ctx);
     let observed = worker.observe(state, Input::Record(input), &ctx).await?;
     let decision = worker.decide(state, Input::Record(input), observed, &ctx)?;
     let mut next = worker.evolve(state.clone(), Fact::Consumed(input));
     for out in &decision.emit {
         next = worker.evolve(next, Fact::Emitted(out));
     }
-    Ok((decision, next))
+    published.extend(decision.emit.iter().cloned());
+    Ok((
+        Decision {
+            emit: published,
+            ..decision
+        },
+        next,
+    ))
 }
 
 /// Lowercase words, punctuation removed.

@@ -6,10 +6,12 @@
 //! One concept a file: [`clients`] (the Kafka clients and their settings), [`batch_loop`]
 //! (collect, transact, react to failures), [`transaction`] (one transaction and what it
 //! commits), [`pipeline`] (one record: decode → dedup → decide → apply, and timers),
+//! [`announce`] (work announced and committed before it is done),
 //! [`txn_error`] (what a failure asks of the loop), [`retry_hold`] (retry-tier partitions
 //! paused until their head record is due), [`quarantine`] (poison),
 //! [`restore`] (state from the changelog on assignment).
 
+mod announce;
 mod batch_loop;
 mod clients;
 mod pipeline;
@@ -151,6 +153,8 @@ struct Driver<P: Processor> {
     guard: ReplayGuard,
     /// When the open transaction's time budget runs out.
     budget_ends: Option<std::time::Instant>,
+    /// What the open transaction has handled so far.
+    open: transaction::OpenTxn,
     /// Test-only: sleep between producing and committing, to kill a process mid-transaction.
     delay_before_commit: Option<Duration>,
     /// Raised to stop after the current transaction.
@@ -186,6 +190,7 @@ impl<P: Processor> Driver<P> {
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
             budget_ends: None,
+            open: transaction::OpenTxn::default(),
             refusals,
             config,
             catalogue,

@@ -14,6 +14,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use tracing::{debug, error, info_span, warn};
 
+use super::announce::announced;
 use super::now_ms;
 use super::txn_error::TxnError;
 use super::Driver;
@@ -83,7 +84,7 @@ impl<'a> RecordIn<'a> {
 }
 
 /// Why a decision could not be carried out.
-enum ApplyError {
+pub(super) enum ApplyError {
     /// The decision cannot be written (an output too large or not encodable, a state too
     /// large): the input fails with this error.
     Refused(HandlerError),
@@ -98,7 +99,7 @@ impl From<TxnError> for ApplyError {
 }
 
 /// An output encoded and checked, ready to produce.
-struct Encoded {
+pub(super) struct Encoded {
     topic: String,
     key: String,
     partition: Option<i32>,
@@ -184,24 +185,23 @@ impl<P: Processor> Driver<P> {
             metadata.clone(),
             &metadata.event_id,
         );
-        let decided = self.decide(&key_state, Input::Record(&incoming), &mut ctx);
-        let failure = match decided {
-            Ok(decision) => {
+        let input = Input::Record(&incoming);
+        let handled = announced(&*self.processor, &key_state.state, input, &ctx)
+            .map_err(ApplyError::Refused)
+            .and_then(|records| self.announce(partition, &records))
+            .and_then(|()| {
+                self.decide(&key_state, input, &mut ctx)
+                    .map_err(ApplyError::Refused)
+            })
+            .and_then(|decision| {
                 let fact = Fact::Consumed(&incoming);
-                match self.apply(
-                    partition,
-                    &key,
-                    key_state,
-                    fact,
-                    decision,
-                    Some(&metadata.event_id),
-                ) {
-                    Ok(()) => return Ok(()),
-                    Err(ApplyError::Txn(e)) => return Err(e),
-                    Err(ApplyError::Refused(e)) => e,
-                }
-            }
-            Err(e) => e,
+                let id = Some(metadata.event_id.as_str());
+                self.apply(partition, &key, key_state, fact, decision, id)
+            });
+        let failure = match handled {
+            Ok(()) => return Ok(()),
+            Err(ApplyError::Txn(e)) => return Err(e),
+            Err(ApplyError::Refused(e)) => e,
         };
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
@@ -528,21 +528,26 @@ impl<P: Processor> Driver<P> {
             ))));
         }
         for out in &encoded {
-            let mut record = BaseRecord::to(&out.topic)
-                .key(&out.key)
-                .payload(&out.bytes)
-                .headers(out.headers.to_kafka());
-            if let Some(p) = out.partition {
-                record = record.partition(p);
-            }
-            self.send(record)?;
+            self.produce(out)?;
         }
         self.store.put(partition, key, key_state);
         Ok(())
     }
 
+    /// Produces an encoded output inside the open transaction.
+    pub(super) fn produce(&self, out: &Encoded) -> Result<(), TxnError> {
+        let mut record = BaseRecord::to(&out.topic)
+            .key(&out.key)
+            .payload(&out.bytes)
+            .headers(out.headers.to_kafka());
+        if let Some(p) = out.partition {
+            record = record.partition(p);
+        }
+        self.send(record)
+    }
+
     /// An output in its topic's wire format, or why it cannot be written.
-    fn encode(&self, out: &Outgoing) -> Result<Encoded, ApplyError> {
+    pub(super) fn encode(&self, out: &Outgoing) -> Result<Encoded, ApplyError> {
         let fatal = |e: anyhow::Error| ApplyError::Txn(TxnError::Fatal(e));
         let info = events::info(out.type_name)
             .ok_or_else(|| fatal(anyhow!("{} is not in the catalogue", out.type_name)))?;
@@ -739,7 +744,7 @@ impl<P: Processor> Driver<P> {
 }
 
 /// What a caught panic says, for the DLQ.
-fn panicked(step: &str, panic: Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panicked(step: &str, panic: Box<dyn std::any::Any + Send>) -> String {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -3,10 +3,9 @@
 //! error), a timer or a held record of a key is dropped with a dead letter, and the offsets
 //! move past it, so the partition flows on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::Producer;
 use tracing::error;
 
 use super::pipeline::RecordIn;
@@ -28,9 +27,7 @@ impl<P: Processor> Driver<P> {
         reason: &str,
     ) -> Result<Done, TxnError> {
         let message = format!("failed {failures} times on replay, alone: {reason}");
-        self.producer.begin_transaction()?;
-        let mut offsets = HashMap::new();
-        let mut touched = HashSet::new();
+        self.begin()?;
         if let Some(msg) = batch.first() {
             error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
                 %message, "record quarantined to the DLQ");
@@ -39,8 +36,10 @@ impl<P: Processor> Driver<P> {
             let failure = Failure::new(ErrorClass::Poison, &message);
             self.reroute(&rec, &failure, attempt, &source)?;
             self.unpark_record(msg);
-            offsets.insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
-            touched.insert(msg.partition());
+            self.open
+                .offsets
+                .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+            self.open.touched.insert(msg.partition());
         } else if let Some((p, key, work)) = due.first() {
             error!(partition = p, key, work = work.name(), %message, "due work quarantined");
             let mut key_state = self.store.get(*p, key);
@@ -61,9 +60,10 @@ impl<P: Processor> Driver<P> {
                 DueWork::Retire => key_state.retire_at_ms = None,
             }
             self.store.put(*p, key, key_state);
-            touched.insert(*p);
+            self.open.touched.insert(*p);
         }
-        self.finish(offsets, &touched)?;
+        let open = std::mem::take(&mut self.open);
+        self.finish(open.offsets, &open.touched)?;
         Ok(Done {
             records: batch.len(),
             due_run: due.len(),

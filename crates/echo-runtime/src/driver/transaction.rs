@@ -20,6 +20,15 @@ use super::txn_error::{TxnError, KAFKA_TIMEOUT};
 use super::{Driver, Due};
 use crate::handler::Processor;
 
+/// What the open transaction has handled so far, committed with it.
+#[derive(Debug, Default)]
+pub(super) struct OpenTxn {
+    /// Next offset to commit per input partition read.
+    pub offsets: HashMap<(String, i32), i64>,
+    /// Partitions whose state it writes.
+    pub touched: HashSet<i32>,
+}
+
 /// How far a committed transaction got.
 pub(super) struct Done {
     /// Records of the batch it covered, from the start (the rest is read again).
@@ -38,15 +47,11 @@ impl<P: Processor> Driver<P> {
         batch: &[OwnedMessage],
         due: &[Due],
     ) -> Result<Done, TxnError> {
-        let budget_ends = Instant::now() + self.config.kafka.batch_budget();
-        self.budget_ends = Some(budget_ends);
-        self.producer.begin_transaction()?;
-        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-        let mut touched: HashSet<i32> = HashSet::new();
+        self.begin()?;
         let mut held: HashSet<(String, i32)> = HashSet::new();
         let mut records = 0;
         for msg in batch {
-            if records > 0 && Instant::now() >= budget_ends {
+            if records > 0 && self.budget_spent() {
                 info!(
                     records,
                     of = batch.len(),
@@ -65,26 +70,35 @@ impl<P: Processor> Driver<P> {
                 continue;
             }
             self.handle_record(&RecordIn::of(msg))?;
-            offsets.insert(tp, msg.offset() + 1);
-            touched.insert(msg.partition());
+            self.open.offsets.insert(tp, msg.offset() + 1);
+            self.open.touched.insert(msg.partition());
         }
         let mut due_run = 0;
         if records == batch.len() {
             for (p, key, work) in due {
-                if (records > 0 || due_run > 0) && Instant::now() >= budget_ends {
+                if (records > 0 || due_run > 0) && self.budget_spent() {
                     break;
                 }
                 self.run_due(*p, key, work)?;
-                touched.insert(*p);
+                self.open.touched.insert(*p);
                 due_run += 1;
             }
         }
-        self.finish(offsets, &touched)?;
+        let open = std::mem::take(&mut self.open);
+        self.finish(open.offsets, &open.touched)?;
         Ok(Done {
             records,
             due_run,
             held,
         })
+    }
+
+    /// Opens a transaction with a fresh time budget and nothing in it yet.
+    pub(super) fn begin(&mut self) -> Result<(), TxnError> {
+        self.budget_ends = Some(Instant::now() + self.config.kafka.batch_budget());
+        self.open = OpenTxn::default();
+        self.producer.begin_transaction()?;
+        Ok(())
     }
 
     /// Whether the open transaction's time budget is spent (a drain stops there).

@@ -3,6 +3,7 @@
 pub mod dev;
 pub mod dlq;
 pub mod model;
+pub mod resources;
 pub mod run;
 pub mod schemas;
 pub mod status;

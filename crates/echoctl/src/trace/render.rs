@@ -51,14 +51,14 @@ pub fn text(resource: &str, chain: &Chain<'_>, verdict: &Verdict, now_ms: i64) -
             let parent_at = chain.parent(i).map(|p| records[p].at());
             let since = parent_at.map_or(String::new(), |p| format!("+{}", duration(r.at() - p)));
             let facts: Vec<String> = r.facts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "{label:<width$}  {:<producer_width$}  {}  {since:>9}  |{}|  {}",
                 r.metadata.producer,
                 time_of_day(r.at()),
                 bar(parent_at.unwrap_or(r.at()), r.at(), first, last),
                 facts.join(" "),
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     let _ = writeln!(out);
@@ -117,13 +117,19 @@ fn verdict_text(chain: &Chain<'_>, verdict: &Verdict, now_ms: i64) -> String {
             outcome,
             failure,
             reason,
-        } => format!(
-            "verdict: rejected: {} ({}) at {}: {reason}; ended by {}\n",
-            records[*failure].type_name,
-            records[*failure].metadata.producer,
-            time_of_day(records[*failure].at()),
-            records[*outcome].type_name,
-        ),
+        } => {
+            let ended = if outcome == failure {
+                String::new()
+            } else {
+                format!("; ended by {}", records[*outcome].type_name)
+            };
+            format!(
+                "verdict: rejected: {} ({}) at {}: {reason}{ended}\n",
+                records[*failure].type_name,
+                records[*failure].metadata.producer,
+                time_of_day(records[*failure].at()),
+            )
+        }
         Verdict::Stopped(stops) => {
             let mut out = format!(
                 "verdict: stopped: {} open step{}\n",
@@ -201,10 +207,13 @@ fn finding_text(finding: &Finding, now_ms: i64) -> String {
         }
         Finding::NotConsumed {
             group,
+            topic,
+            partition,
             committed,
             lag,
         } => format!(
-            "not read yet: group {group} is at offset {} there, {lag} behind the end",
+            "not read yet: group {group} is at offset {} of {topic} partition {partition}, \
+             {lag} behind its end",
             committed.map_or("-".into(), |c| c.to_string())
         ),
         Finding::NothingRunning { group } => {
@@ -296,9 +305,14 @@ fn finding_json(finding: &Finding) -> Value {
         }
         Finding::NotConsumed {
             group,
+            topic,
+            partition,
             committed,
             lag,
-        } => json!({ "kind": "not_consumed", "group": group, "committed": committed, "lag": lag }),
+        } => json!({
+            "kind": "not_consumed", "group": group, "topic": topic, "partition": partition,
+            "committed": committed, "lag": lag,
+        }),
         Finding::NothingRunning { group } => json!({ "kind": "nothing_running", "group": group }),
         Finding::ConsumedWithoutResult { group } => {
             json!({ "kind": "consumed_without_result", "group": group })

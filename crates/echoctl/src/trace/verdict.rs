@@ -76,6 +76,10 @@ pub enum Finding {
     NotConsumed {
         /// Its group.
         group: String,
+        /// Catalogue name of the topic the record is on.
+        topic: String,
+        /// Its partition.
+        partition: i32,
         /// The group's position on the record's partition (`None`: never committed).
         committed: Option<i64>,
         /// How many offsets it is behind the partition's end.
@@ -235,6 +239,8 @@ fn reading(evidence: &Evidence, processor: &str, at: &Origin) -> Vec<Finding> {
         Some(p) if p.committed.is_none_or(|c| c <= at.offset) => {
             findings.push(Finding::NotConsumed {
                 group: group.name.clone(),
+                topic: at.topic.clone(),
+                partition: at.partition,
                 committed: p.committed,
                 lag: p.end - p.committed.unwrap_or(0).min(at.offset),
             })

@@ -2,8 +2,9 @@
 //! hand-made commands and observations.
 //!
 //! Per chunk (the command key `"{job_id}:{chunk_index}"`): a `chunk.process` →
-//! `chunk.processing.started`, then `chunk.processing.completed` (segments on the whole
-//! audio's time line) or `chunk.processing.failed`, all keyed by the resource id. A command
+//! `chunk.processing.started`, announced (committed) before the work, then
+//! `chunk.processing.completed` (segments on the whole audio's time line) or
+//! `chunk.processing.failed`, all keyed by the resource id. A command
 //! for a chunk already completed, or for an attempt already handled, is ignored.
 
 use std::ops::Range;
@@ -22,8 +23,8 @@ use super::config::ChunkWorkerConfig;
 // Missing fields take their defaults, so state changelogged by an older version still loads.
 #[serde(default)]
 pub struct ChunkWorkerState {
-    /// Highest attempt this worker started (and, in the same transaction, finished); a
-    /// command with this attempt or a lower one is a re-delivery or a stale retry.
+    /// Highest attempt this worker finished as failed; a command with this attempt or a
+    /// lower one is a re-delivery or a stale retry.
     pub handled_attempt: Option<i32>,
     /// `chunk.processing.completed` was emitted: the result is published, consumers keep the
     /// first one, so a later attempt (the aggregator re-issuing a late chunk) is not redone.
@@ -119,9 +120,38 @@ pub fn global_segments(
         .collect()
 }
 
+/// `chunk.processing.started` (keyed by the resource) for a command the worker will work on;
+/// nothing for anything else. Published and committed before the work, stamped when it began.
+pub fn announce(
+    config: &ChunkWorkerConfig,
+    state: &ChunkWorkerState,
+    input: Input<'_>,
+    ctx: &Context,
+) -> Vec<Outgoing> {
+    let Input::Record(record) = input else {
+        return Vec::new();
+    };
+    let Ok(command) = record.decode::<ChunkProcess>() else {
+        return Vec::new();
+    };
+    if screen(state, &command) == Verdict::Ignore {
+        return Vec::new();
+    }
+    let started = ChunkProcessingStarted {
+        metadata: ctx.metadata(),
+        job_id: command.job_id,
+        chunk_index: command.chunk_index,
+        worker: config.worker_name.clone(),
+        attempt: command.attempt,
+    };
+    vec![Outgoing::new(
+        record.metadata.correlation_id.as_str(),
+        &started,
+    )]
+}
+
 /// Decides what an input causes, given the state and what `observe` found.
 pub fn decide(
-    config: &ChunkWorkerConfig,
     state: &ChunkWorkerState,
     input: Input<'_>,
     observed: Observation,
@@ -129,7 +159,7 @@ pub fn decide(
 ) -> Result<Decision, HandlerError> {
     match input {
         Input::Record(record) if record.is::<ChunkProcess>() => {
-            on_command(config, state, record, observed, ctx)
+            on_command(state, record, observed, ctx)
         }
         Input::Record(record) => Err(HandlerError::Permanent(format!(
             "the chunk worker does not handle {}",
@@ -141,7 +171,6 @@ pub fn decide(
 }
 
 fn on_command(
-    config: &ChunkWorkerConfig,
     state: &ChunkWorkerState,
     record: &Incoming,
     observed: Observation,
@@ -153,14 +182,6 @@ fn on_command(
     }
     // Events are keyed by the resource, not by the command's chunk key.
     let resource_id = record.metadata.correlation_id.as_str();
-    let started = ChunkProcessingStarted {
-        // When the worker took the command up, before its download and whisper run.
-        metadata: ctx.metadata_at(ctx.started_ms),
-        job_id: command.job_id.clone(),
-        chunk_index: command.chunk_index,
-        worker: config.worker_name.clone(),
-        attempt: command.attempt,
-    };
     let outcome = match observed {
         Observation::Transcribed(segments) => Outgoing::new(
             resource_id,
@@ -190,21 +211,14 @@ fn on_command(
             )))
         }
     };
-    Ok(Decision::emit(vec![
-        Outgoing::new(resource_id, &started),
-        outcome,
-    ]))
+    Ok(Decision::emit(vec![outcome]))
 }
 
 /// Folds a fact into the state, learning only from what the worker emitted (so the state is
-/// what the events say): the attempt from `started` and `failed`, completion from `completed`.
+/// what the events say): the attempt from `failed`, completion from `completed`. The
+/// announced `started` is no fact here: work cut short by a crash must be done again.
 pub fn evolve(mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
     match fact {
-        Fact::Emitted(out) if out.is::<ChunkProcessingStarted>() => {
-            if let Ok(started) = out.decode::<ChunkProcessingStarted>() {
-                state.handled_attempt = state.handled_attempt.max(Some(started.attempt));
-            }
-        }
         Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
             if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
                 state.handled_attempt = state.handled_attempt.max(Some(failed.attempt));

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Outgoing, Processor};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig, SAMPLE_RATE};
 use echo_speech::vad::{SpeechDetector, VadSettings};
@@ -302,6 +302,12 @@ impl Processor for ChunkWorker {
         "chunk-worker"
     }
 
+    /// `chunk.processing.started` for a command that will be worked on, committed before the
+    /// download and whisper run.
+    fn announce(&self, state: &ChunkWorkerState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
+        decide::announce(&self.worker, state, input, ctx)
+    }
+
     /// Downloads and transcribes only for a command that will be reported, so re-delivered
     /// and stale commands cost nothing.
     async fn observe(
@@ -372,7 +378,7 @@ impl Processor for ChunkWorker {
         observed: Observation,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide::decide(&self.worker, state, input, observed, ctx)
+        decide::decide(state, input, observed, ctx)
     }
 
     fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
