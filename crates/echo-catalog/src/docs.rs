@@ -80,6 +80,7 @@ pub fn events_markdown(catalogue: &Catalogue) -> String {
         );
     }
     out.push('\n');
+    render_steps(&mut out, catalogue);
 
     for context in CONTEXTS {
         render_context(&mut out, catalogue, context);
@@ -282,6 +283,44 @@ fn render_topics(out: &mut String, catalogue: &Catalogue) {
             cell(&p.description)
         );
     }
+}
+
+/// The target flow's steps: what must follow each record, who brings it about, its deadline.
+fn render_steps(out: &mut String, catalogue: &Catalogue) {
+    let flow = &catalogue.flow;
+    let _ = writeln!(
+        out,
+        "What must follow each record, and who brings it about (`[[step]]` in \
+         `topics/topics.toml`; `echoctl trace` holds a resource's chain against it). A chain is \
+         ready at `{}` and rejected at {}; a record without a step ends its chain.\n\n\
+         | After | Next (any of) | By | Deadline |\n|---|---|---|---|",
+        flow.outcomes.ready,
+        flow.outcomes
+            .rejected
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    for step in &flow.steps {
+        let next = step
+            .next
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let by = if step.after_chunks {
+            format!("{}, once every chunk has settled", step.by)
+        } else {
+            step.by.clone()
+        };
+        let deadline = step
+            .deadline
+            .as_ref()
+            .map_or("".into(), |d| format!("`{}` of {}", d.timer, d.processor));
+        let _ = writeln!(out, "| `{}` | {next} | {by} | {deadline} |", step.after);
+    }
+    out.push('\n');
 }
 
 /// `command` when the type's topic is a commands topic, else `event`.
