@@ -193,6 +193,8 @@ pub struct StateStore<S> {
     dirty: HashSet<(i32, String)>,
     /// Every pending timer, retirement and drain, by due time.
     due: BTreeSet<DueEntry>,
+    /// How many of `due` are timers (the pending-timers metric, without a scan).
+    timers: usize,
     /// Each key changed in the open transaction as it was before (`None`: absent), so an
     /// abort puts back committed state without re-reading the changelog.
     undo: HashMap<(i32, String), Option<KeyState<S>>>,
@@ -205,6 +207,7 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
             partitions: HashMap::new(),
             dirty: HashSet::new(),
             due: BTreeSet::new(),
+            timers: 0,
             undo: HashMap::new(),
         }
     }
@@ -368,15 +371,30 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
             .collect()
     }
 
+    /// Pending timers in the owned partitions.
+    pub fn pending_timers(&self) -> usize {
+        self.timers
+    }
+
     fn index(&mut self, p: i32, key: &str, ks: &KeyState<S>) {
         for (at, work) in ks.due_entries() {
-            self.due.insert((at, p, key.to_string(), work));
+            let timer = matches!(work, DueWork::Timer(_));
+            if self.due.insert((at, p, key.to_string(), work)) && timer {
+                self.timers += 1;
+            }
         }
     }
 
     fn unindex(&mut self, p: i32, key: &str, ks: &KeyState<S>) {
         for (at, work) in ks.due_entries() {
-            self.due.remove(&(at, p, key.to_string(), work));
+            self.unindex_entry((at, p, key.to_string(), work));
+        }
+    }
+
+    fn unindex_entry(&mut self, entry: DueEntry) {
+        let timer = matches!(entry.3, DueWork::Timer(_));
+        if self.due.remove(&entry) && timer {
+            self.timers -= 1;
         }
     }
 
@@ -390,7 +408,7 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
             .unwrap_or_default();
         for (at, work) in old.due_entries() {
             if !current.contains(&(at, work.clone())) {
-                self.due.remove(&(at, p, key.to_string(), work));
+                self.unindex_entry((at, p, key.to_string(), work));
             }
         }
     }
@@ -473,6 +491,7 @@ mod tests {
         store.remove(1, "k");
         assert_eq!(store.take_dirty(), vec![(1, "k".to_string(), None)]);
         assert!(store.due(100).is_empty());
+        assert_eq!(store.pending_timers(), 0);
         assert!(store.is_empty());
     }
 
@@ -487,12 +506,15 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(store.due_timers(20)), ["0/a/x", "1/b/x"]);
+        assert_eq!(store.pending_timers(), 3);
         // Moving a timer moves its entry; the old one is gone.
         store.put(0, "a", with_timers(&[("x", 40), ("y", 30)]));
         assert_eq!(names(store.due_timers(35)), ["1/b/x", "0/a/y"]);
+        assert_eq!(store.pending_timers(), 3);
         let mut retiring = with_timers(&[]);
         retiring.retire_at_ms = Some(25);
         store.put(1, "b", retiring);
+        assert_eq!(store.pending_timers(), 2, "a retirement is no timer");
         assert_eq!(
             store.due(35),
             vec![

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::txn_error::{TxnError, KAFKA_TIMEOUT};
 use super::{now_ms, Driver, Due, Exit};
 use crate::handler::Processor;
+use crate::metrics::{metrics, processor};
 use crate::replay_guard::Unit;
 
 /// How long a starting processor waits for the transaction coordinator (a broker that has
@@ -57,6 +58,11 @@ impl<P: Processor> Driver<P> {
             };
             match outcome {
                 Ok(done) => {
+                    let m = metrics();
+                    m.transaction(&self.spec.name, "committed");
+                    m.transaction_seconds
+                        .get_or_create(&processor(&self.spec.name))
+                        .observe(started.elapsed().as_secs_f64());
                     debug!(
                         records = done.records,
                         due = done.due_run,
@@ -64,6 +70,10 @@ impl<P: Processor> Driver<P> {
                         "transaction committed"
                     );
                     self.store.commit();
+                    metrics()
+                        .timers_pending
+                        .get_or_create(&processor(&self.spec.name))
+                        .set(self.store.pending_timers() as i64);
                     self.guard
                         .committed(&units_of(&batch[..done.records], &due[..done.due_run]));
                     // A batch closed early by its time budget: the rest is read again
@@ -77,10 +87,12 @@ impl<P: Processor> Driver<P> {
                     backoff = Duration::from_millis(200);
                 }
                 Err(TxnError::Fatal(e)) => {
+                    metrics().transaction(&self.spec.name, "aborted");
                     let _ = self.producer.abort_transaction(KAFKA_TIMEOUT);
                     return Err(Exit::Stop(e));
                 }
                 Err(failed) => {
+                    metrics().transaction(&self.spec.name, "aborted");
                     let suspect = matches!(failed, TxnError::Suspect(_));
                     let e = failed.into_inner();
                     self.producer

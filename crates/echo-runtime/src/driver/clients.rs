@@ -10,12 +10,16 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, ProducerContext};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tracing::{error, warn};
 
 use super::txn_error::is_infrastructure;
 use crate::config::EchoConfig;
 use crate::dead_letter::MAX_RECORD_BYTES;
+use crate::metrics::{metrics, PartitionLabels};
+
+/// How often a consumer reports its statistics (the lag metrics' freshness).
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// Partition changes seen by the consumer, handled by the loop after each poll.
 #[derive(Default)]
@@ -24,18 +28,51 @@ pub(super) struct RebalanceLog {
     pub assigned: Vec<(String, i32)>,
     /// Revoked (or lost) `(topic, partition)`s.
     pub revoked: Vec<(String, i32)>,
+    /// Assignments received (an empty one too: more members than partitions).
+    pub assignments: usize,
 }
 
-/// Consumer context that records rebalances for the loop.
-pub(super) struct RebalanceRecorder(pub Arc<Mutex<RebalanceLog>>);
+/// Consumer context that records rebalances for the loop and publishes the client's
+/// statistics (consumer lag per partition) as metrics of `processor`.
+pub(super) struct RebalanceRecorder {
+    /// Where the loop picks the rebalances up.
+    pub log: Arc<Mutex<RebalanceLog>>,
+    /// The processor, for the metrics' labels.
+    pub processor: String,
+}
 
-impl ClientContext for RebalanceRecorder {}
+impl ClientContext for RebalanceRecorder {
+    fn stats(&self, statistics: Statistics) {
+        let lag = &metrics().consumer_lag;
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // Only partitions this member fetches (not -1, the internal one). The client's
+                // own `consumer_lag` counts from the offsets the consumer committed, and echo
+                // commits through the producer's transactions instead: the lag is what lies
+                // between the fetch position and the last stable offset, plus what was
+                // fetched and not yet handed over. Transaction markers sit past the last
+                // record, so the fetch position, not the last record read, is the one to use.
+                if partition >= 0 && p.fetch_state == "active" && p.next_offset >= 0 {
+                    lag.get_or_create(&PartitionLabels {
+                        processor: self.processor.clone(),
+                        topic: topic.clone(),
+                        partition,
+                    })
+                    .set((p.ls_offset - p.next_offset).max(0) + p.fetchq_cnt);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceRecorder {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut log = self.0.lock().expect("rebalance log");
+        let mut log = self.log.lock().expect("rebalance log");
         match rebalance {
-            Rebalance::Assign(tpl) => log.assigned.extend(tpl_entries(tpl)),
+            Rebalance::Assign(tpl) => {
+                log.assigned.extend(tpl_entries(tpl));
+                log.assignments += 1;
+            }
             Rebalance::Revoke(tpl) => log.revoked.extend(tpl_entries(tpl)),
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
@@ -75,7 +112,7 @@ pub(super) fn consumer(
     config: &EchoConfig,
     group: &str,
     instance: &str,
-    rebalances: Arc<Mutex<RebalanceLog>>,
+    recorder: RebalanceRecorder,
 ) -> Result<BaseConsumer<RebalanceRecorder>> {
     ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.bootstrap_servers)
@@ -99,7 +136,9 @@ pub(super) fn consumer(
             "fetch.message.max.bytes",
             (2 * MAX_RECORD_BYTES).to_string(),
         )
-        .create_with_context(RebalanceRecorder(rebalances))
+        // Consumer lag per partition for the metrics, from the client's own statistics.
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(recorder)
         .context("creating consumer")
 }
 

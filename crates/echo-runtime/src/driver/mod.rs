@@ -39,6 +39,7 @@ pub use restore::{read_changelog, Restored};
 use crate::codec::Codec;
 use crate::config::EchoConfig;
 use crate::handler::Processor;
+use crate::health::{health, Status};
 use crate::replay_guard::ReplayGuard;
 use crate::shutdown::Shutdown;
 use crate::state::StateStore;
@@ -75,12 +76,27 @@ pub async fn run<P: Processor>(
             handle.clone(),
         );
         let shutdown = options.shutdown.clone();
+        let instance = health_name(processor.name(), &options.instance);
+        health().set(
+            &instance,
+            Status {
+                alive: true,
+                ready: false,
+            },
+        );
         let outcome = tokio::task::spawn_blocking(move || {
             let mut driver = Driver::new(config, processor, options, handle).map_err(Exit::Stop)?;
             driver.run()
         })
         .await
-        .context("processor thread panicked")?;
+        .context("processor thread panicked");
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => Err(Exit::Stop(e)),
+        };
+        if matches!(outcome, Ok(()) | Err(Exit::Stop(_))) {
+            health().set(&instance, Status::default());
+        }
         match outcome {
             Ok(()) => return Ok(()),
             Err(Exit::Stop(e)) => return Err(e.context("processor stopped")),
@@ -159,6 +175,13 @@ struct Driver<P: Processor> {
     delay_before_commit: Option<Duration>,
     /// Raised to stop after the current transaction.
     shutdown: Shutdown,
+    /// This instance's name in the process's health.
+    health_name: String,
+}
+
+/// The name of a processor instance in the process's health: `processor/instance`.
+fn health_name(processor: &str, instance: &str) -> String {
+    format!("{processor}/{instance}")
 }
 
 impl<P: Processor> Driver<P> {
@@ -175,7 +198,11 @@ impl<P: Processor> Driver<P> {
         }
         let group = config.topic(&format!("echo.{}", spec.name));
         let rebalances = Arc::new(Mutex::new(RebalanceLog::default()));
-        let consumer = clients::consumer(&config, &group, &options.instance, rebalances.clone())?;
+        let recorder = RebalanceRecorder {
+            log: rebalances.clone(),
+            processor: spec.name.clone(),
+        };
+        let consumer = clients::consumer(&config, &group, &options.instance, recorder)?;
         let refusals = DeliveryWatch::default();
         let producer =
             clients::transactional_producer(&config, &group, &options.instance, refusals.clone())?;
@@ -187,6 +214,7 @@ impl<P: Processor> Driver<P> {
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
         Ok(Driver {
+            health_name: health_name(&spec.name, &options.instance),
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
             budget_ends: None,

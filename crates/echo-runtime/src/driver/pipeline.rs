@@ -23,6 +23,7 @@ use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
 use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
 use crate::headers::{self, echo, HeaderList};
+use crate::metrics::{metrics, RerouteLabels, TypeLabels};
 use crate::retry::{reroute, ErrorClass, Failure, KEY_MISMATCH};
 use crate::state::{encode_changelog, DueWork, HeldRecord, KeyState};
 
@@ -119,7 +120,7 @@ impl<P: Processor> Driver<P> {
             }
             Err(e) => {
                 let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
-                return self.dead_end(rec, &failure, attempt, &source);
+                return self.dead_end(rec, "unknown", &failure, attempt, &source);
             }
         };
         let type_name = decoded.info.type_name;
@@ -130,11 +131,11 @@ impl<P: Processor> Driver<P> {
         if !carried {
             let message = format!("{type_name} does not belong on {}", source.topic);
             let failure = Failure::new(ErrorClass::WrongTopic, message);
-            return self.dead_end(rec, &failure, attempt, &source);
+            return self.dead_end(rec, type_name, &failure, attempt, &source);
         }
         let Some(metadata) = metadata_of(&decoded.value) else {
             let failure = Failure::new(ErrorClass::Undecodable, "record has no readable metadata");
-            return self.dead_end(rec, &failure, attempt, &source);
+            return self.dead_end(rec, type_name, &failure, attempt, &source);
         };
         // State is kept by the record key, handlers act on what the record names: the two
         // must be one, or a record could read and change another resource's state.
@@ -149,7 +150,7 @@ impl<P: Processor> Driver<P> {
             Ok(key) => key,
             Err(message) => {
                 let failure = Failure::new(ErrorClass::KeyMismatch, message);
-                return self.dead_end(rec, &failure, attempt, &source);
+                return self.dead_end(rec, type_name, &failure, attempt, &source);
             }
         };
         let span = info_span!("handle", processor = %self.spec.name, event_type = type_name,
@@ -159,10 +160,12 @@ impl<P: Processor> Driver<P> {
         let mut key_state = self.store.get(partition, &key);
         if key_state.has_seen(&metadata.event_id) {
             debug!("duplicate event skipped");
+            metrics().record(&self.spec.name, type_name, "duplicate");
             return Ok(());
         }
         let behind_parked = key_state.parked.is_some() || !key_state.waiting.is_empty();
         if !from_retry && rec.held_from.is_none() && behind_parked {
+            metrics().record(&self.spec.name, type_name, "held");
             return self.hold_behind(rec, &source, partition, &key, key_state);
         }
         // The key's parked record is back from its retry tier: whatever happens to it now,
@@ -186,6 +189,7 @@ impl<P: Processor> Driver<P> {
             &metadata.event_id,
         );
         let input = Input::Record(&incoming);
+        let started = std::time::Instant::now();
         let handled = announced(&*self.processor, &key_state.state, input, &ctx)
             .map_err(ApplyError::Refused)
             .and_then(|records| self.announce(partition, &records))
@@ -198,13 +202,25 @@ impl<P: Processor> Driver<P> {
                 let id = Some(metadata.event_id.as_str());
                 self.apply(partition, &key, key_state, fact, decision, id)
             });
+        let m = metrics();
+        m.handler_seconds
+            .get_or_create(&TypeLabels {
+                processor: self.spec.name.clone(),
+                r#type: type_name.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         let failure = match handled {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                m.record(&self.spec.name, type_name, "handled");
+                return Ok(());
+            }
             Err(ApplyError::Txn(e)) => return Err(e),
             Err(ApplyError::Refused(e)) => e,
         };
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
+        let outcome = if retried { "retried" } else { "dead_lettered" };
+        m.record(&self.spec.name, type_name, outcome);
         let mut key_state = self.store.get(partition, &key);
         if retried {
             key_state.parked = Some(metadata.event_id.clone());
@@ -270,11 +286,13 @@ impl<P: Processor> Driver<P> {
     fn dead_end(
         &mut self,
         rec: &RecordIn<'_>,
+        type_name: &str,
         failure: &Failure,
         attempt: u32,
         source: &SourcePosition,
     ) -> Result<(), TxnError> {
         self.reroute(rec, failure, attempt, source)?;
+        metrics().record(&self.spec.name, type_name, "dead_lettered");
         if self.retry_tiers.contains_key(rec.topic) {
             if let Some(key) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) {
                 self.unpark(rec.partition, key);
@@ -667,6 +685,14 @@ impl<P: Processor> Driver<P> {
             route = route_with(false);
         }
         let to_dlq = route.topic == dlq_topic(&self.spec.name);
+        metrics()
+            .rerouted
+            .get_or_create(&RerouteLabels {
+                processor: self.spec.name.clone(),
+                destination: route.topic.clone(),
+                class: failure.class.as_str().to_string(),
+            })
+            .inc();
         warn!(to = %route.topic, class = failure.class.as_str(), message = %failure.message,
             "record rerouted");
         let topic = self.config.topic(&route.topic);

@@ -19,6 +19,8 @@ use super::txn_error::KAFKA_TIMEOUT;
 use super::Driver;
 use crate::config::EchoConfig;
 use crate::handler::Processor;
+use crate::health::{health, Status};
+use crate::metrics::{metrics, processor};
 use crate::state::{decode_changelog, KeyState};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -31,7 +33,8 @@ impl<P: Processor> Driver<P> {
     /// Restores state for newly assigned partitions and drops what was revoked.
     pub(super) fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<()> {
         let log = std::mem::take(&mut *self.rebalances.lock().expect("rebalance log"));
-        if !log.revoked.is_empty() {
+        let revoked_any = !log.revoked.is_empty();
+        if revoked_any {
             let revoked: HashSet<_> = log.revoked.into_iter().collect();
             batch.retain(|m| !revoked.contains(&(m.topic().to_string(), m.partition())));
             self.paused.retain(|tp, _| !revoked.contains(tp));
@@ -57,6 +60,14 @@ impl<P: Processor> Driver<P> {
                 .collect();
             self.restore(&new)?;
         }
+        // Ready once an assignment (even an empty one) is restored; not while a rebalance
+        // has taken partitions and given none yet.
+        let ready = match (log.assignments, revoked_any) {
+            (0, false) => return Ok(()),
+            (0, true) => false,
+            _ => true,
+        };
+        health().set(&self.health_name, Status { alive: true, ready });
         Ok(())
     }
 
@@ -102,6 +113,10 @@ impl<P: Processor> Driver<P> {
         let started = Instant::now();
         let topic = self.config.topic(&changelog_topic(&self.spec.name));
         let restored = read_changelog::<P::State>(&self.config, &topic, partitions)?;
+        metrics()
+            .restore_seconds
+            .get_or_create(&processor(&self.spec.name))
+            .observe(started.elapsed().as_secs_f64());
         let keys: usize = restored.keys.values().map(HashMap::len).sum();
         for (p, map) in restored.keys {
             self.store.install(p, map);

@@ -1,6 +1,6 @@
 //! `echoctl run PROCESSOR|all`: runs processors until SIGTERM or ctrl-c. `all` runs every
 //! processor of the pipeline in one process (the local default); in Kubernetes each runs as
-//! its own deployment.
+//! its own deployment. Every process serves its metrics and health (`[endpoints]`).
 
 use std::process::ExitCode;
 
@@ -51,6 +51,7 @@ pub enum Which {
 pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
     let shutdown = Shutdown::new();
     shutdown.on_signals();
+    echo_runtime::endpoints::serve(&config.section("endpoints")?).await?;
     let options = RunOptions {
         instance: args.instance.clone(),
         shutdown: shutdown.clone(),

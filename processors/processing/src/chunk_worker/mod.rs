@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
+use echo_runtime::metrics::metrics;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Outgoing, Processor};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig, SAMPLE_RATE};
@@ -262,6 +263,7 @@ fn transcribe_range(
         Some(squeeze) if squeeze.is_empty() => {
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 start_ms = range.start, audio_ms = range.end - range.start, "chunk holds no speech");
+            metrics().transcribed("chunk-worker", (range.end - range.start) as f64 / 1e3, 0.0);
             return Ok(Ok(Vec::new()));
         }
         Some(squeeze) => squeeze.gather(&samples),
@@ -277,6 +279,11 @@ fn transcribe_range(
                 decode_ms = (whisper_started - decode_started).as_millis() as u64,
                 whisper_ms = whisper_started.elapsed().as_millis() as u64,
                 "chunk transcribed");
+            metrics().transcribed(
+                "chunk-worker",
+                (range.end - range.start) as f64 / 1e3,
+                whisper_started.elapsed().as_secs_f64(),
+            );
             Ok(Ok(match &squeeze {
                 Some(squeeze) => squeeze.unsqueeze(segments),
                 None => segments,
