@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): installs what is missing, builds, starts the
-# local stack (Kafka, Schema Registry, S3, whisper model), then runs lints and every test
+# local stack (Kafka, Schema Registry, S3, whisper model; Jaeger and Prometheus, built once
+# from their Go modules), then runs lints and every test
 # against it. Idempotent: a second run reuses installs and running services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/stack/install.sh
 cargo build --workspace --all-targets
-cargo run --quiet -p echoctl -- dev up
+cargo run --quiet -p echoctl -- dev up --observability
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/k8s-check.sh

@@ -15,7 +15,7 @@ done
 
 take_lock
 # Clients first, brokers last (their controlled shutdown is the slowest), all nodes together.
-for s in registry s3; do stop_service "$s"; done
+for s in "${OPTIONAL_SERVICES[@]}" registry s3; do stop_service "$s"; done
 stop_service "${KAFKA_NODES[@]}"
 
 if [[ $purge == yes ]]; then
@@ -23,6 +23,6 @@ if [[ $purge == yes ]]; then
   # Every node's storage and config (a single broker's under kafka/, a cluster's under
   # kafka/node<i>/), so the next up.sh may start a cluster of another size.
   rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/server.properties" "$KAFKA_DIR"/node[1-9] \
-    "$CLUSTER_ID_FILE" "$BROKERS_FILE" "$CLIENTS_ENV" "$S3_DATA" "$REGISTRY_DIR"
+    "$CLUSTER_ID_FILE" "$BROKERS_FILE" "$CLIENTS_ENV" "$S3_DATA" "$REGISTRY_DIR" "$PROMETHEUS_DATA"
   echo "purged data under $ECHO_DATA_DIR (kept $JARS_DIR)"
 fi

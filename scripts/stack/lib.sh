@@ -14,6 +14,15 @@ REPO_ROOT="$(cd "$STACK_DIR/../.." && pwd)"
 : "${ECHO_KAFKA_BROKERS:=}"
 : "${ECHO_REGISTRY_PORT:=8081}"
 : "${ECHO_S3_PORT:=9000}"
+# Observability (`echoctl dev up --observability`): Jaeger takes OTLP/HTTP on its OTLP port
+# and answers queries (API and UI) on its query port; Prometheus scrapes the processors'
+# metrics endpoint (`endpoints.listen` of `echoctl run`, 9464 by default).
+: "${ECHO_JAEGER_OTLP_PORT:=4318}"
+: "${ECHO_JAEGER_QUERY_PORT:=16686}"
+: "${ECHO_JAEGER_QUERY_GRPC_PORT:=16685}"
+: "${ECHO_JAEGER_HEALTH_PORT:=13133}"
+: "${ECHO_PROMETHEUS_PORT:=9090}"
+: "${ECHO_METRICS_TARGETS:=127.0.0.1:9464}"
 # The S3 server (crates/echo-dev-s3); it takes both keys from the environment.
 : "${ECHO_S3_BIN:=$REPO_ROOT/target/debug/echo-dev-s3}"
 export ECHO_S3_BIN
@@ -32,6 +41,8 @@ export ECHO_S3_BIN
 export ECHO_DATA_DIR ECHO_KAFKA_PORT ECHO_KAFKA_CONTROLLER_PORT ECHO_REGISTRY_PORT ECHO_S3_PORT \
   ECHO_S3_ACCESS_KEY ECHO_S3_SECRET_KEY ECHO_REGISTRY_BIN ECHO_STACK_TIMEOUT ECHO_KAFKA_HEAP
 export ECHO_REGISTRY_USERNAME ECHO_REGISTRY_PASSWORD
+export ECHO_JAEGER_OTLP_PORT ECHO_JAEGER_QUERY_PORT ECHO_JAEGER_QUERY_GRPC_PORT \
+  ECHO_JAEGER_HEALTH_PORT ECHO_PROMETHEUS_PORT ECHO_METRICS_TARGETS
 
 # A relative ECHO_REGISTRY_BIN given by the caller means relative to where they stand.
 case "$ECHO_REGISTRY_BIN" in /*) ;; *) ECHO_REGISTRY_BIN="$PWD/$ECHO_REGISTRY_BIN" ;; esac
@@ -50,6 +61,13 @@ CLIENTS_ENV="$KAFKA_DIR/clients.env"
 S3_DATA="$ECHO_DATA_DIR/s3/data"
 REGISTRY_DIR="$ECHO_DATA_DIR/registry"
 REGISTRY_FILE="$REGISTRY_DIR/schemas.json"
+# Jaeger and Prometheus, built from their Go modules (install-observability.sh), pinned.
+JAEGER_VERSION=v1.75.0
+PROMETHEUS_VERSION=v0.316.0
+OBSERVABILITY_DIR="$ECHO_DATA_DIR/observability"
+JAEGER_BIN="$OBSERVABILITY_DIR/jaeger-$JAEGER_VERSION/jaeger"
+PROMETHEUS_BIN="$OBSERVABILITY_DIR/prometheus-$PROMETHEUS_VERSION/prometheus"
+PROMETHEUS_DATA="$OBSERVABILITY_DIR/prometheus-data"
 RUN_DIR="$ECHO_DATA_DIR/run"
 LOG_DIR="$ECHO_DATA_DIR/logs"
 
@@ -91,6 +109,8 @@ KAFKA_MIN_ISR=$((KAFKA_REPLICATION > 1 ? KAFKA_REPLICATION - 1 : 1))
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 SERVICES=("${KAFKA_NODES[@]}" registry s3)
+# Started only when asked for (`up.sh jaeger prometheus`); stopped by down.sh like the rest.
+OPTIONAL_SERVICES=(jaeger prometheus)
 
 is_kafka() { [[ "$1" == kafka || "$1" == kafka-[1-9] ]]; }
 # Node id of a Kafka service: `kafka` is node 1, `kafka-<i>` node i.
@@ -145,6 +165,8 @@ service_port() {
     kafka | kafka-[1-9]) kafka_port "$1" ;;
     registry) echo "$ECHO_REGISTRY_PORT" ;;
     s3) echo "$ECHO_S3_PORT" ;;
+    jaeger) echo "$ECHO_JAEGER_QUERY_PORT" ;;
+    prometheus) echo "$ECHO_PROMETHEUS_PORT" ;;
   esac
 }
 
@@ -163,6 +185,8 @@ service_marker() {
     kafka | kafka-[1-9]) kafka_config "$1" ;;
     registry) basename "$ECHO_REGISTRY_BIN" ;;
     s3) basename "$ECHO_S3_BIN" ;;
+    jaeger) echo "$JAEGER_BIN" ;;
+    prometheus) echo "$PROMETHEUS_BIN" ;;
   esac
 }
 
@@ -406,7 +430,38 @@ start_service() {
       # user of the machine (ps, /proc/<pid>/cmdline). Both are required: never anonymous.
       start_daemon s3 "$ECHO_S3_BIN" --host "$HOST" --port "$ECHO_S3_PORT" "$S3_DATA"
       ;;
+    jaeger)
+      for port in "$ECHO_JAEGER_QUERY_PORT" "$ECHO_JAEGER_QUERY_GRPC_PORT" \
+        "$ECHO_JAEGER_OTLP_PORT" "$ECHO_JAEGER_HEALTH_PORT"; do
+        check_port_free jaeger "$port"
+      done
+      start_daemon jaeger "$JAEGER_BIN" --config="file:$STACK_DIR/jaeger.yaml"
+      ;;
+    prometheus)
+      check_port_free prometheus "$ECHO_PROMETHEUS_PORT"
+      mkdir -p "$PROMETHEUS_DATA"
+      write_prometheus_config
+      start_daemon prometheus "$PROMETHEUS_BIN" \
+        --config.file="$OBSERVABILITY_DIR/prometheus.yml" \
+        --storage.tsdb.path="$PROMETHEUS_DATA" \
+        --web.listen-address="$HOST:$ECHO_PROMETHEUS_PORT"
+      ;;
   esac
+}
+
+# Prometheus scrapes every processor process in ECHO_METRICS_TARGETS (comma-separated
+# host:port) every 5 s.
+write_prometheus_config() {
+  local targets
+  targets="$(printf '"%s", ' ${ECHO_METRICS_TARGETS//,/ })"
+  cat >"$OBSERVABILITY_DIR/prometheus.yml" <<EOF_PROM
+global:
+  scrape_interval: 5s
+scrape_configs:
+  - job_name: echo
+    static_configs:
+      - targets: [${targets%, }]
+EOF_PROM
 }
 
 # Service-specific readiness once the port answers.
@@ -421,6 +476,8 @@ service_ready() {
       ;;
     registry) curl -sf -o /dev/null --max-time 2 "http://$HOST:$ECHO_REGISTRY_PORT/" ;;
     s3) port_open "$ECHO_S3_PORT" ;;
+    jaeger) curl -sf -o /dev/null --max-time 2 "http://$HOST:$ECHO_JAEGER_HEALTH_PORT/status" ;;
+    prometheus) curl -sf -o /dev/null --max-time 2 "http://$HOST:$ECHO_PROMETHEUS_PORT/-/ready" ;;
   esac
 }
 

@@ -4,7 +4,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rc=0
-for s in "${SERVICES[@]}"; do
+# The optional services are listed only when started once (they have a pid file).
+shown=("${SERVICES[@]}")
+for s in "${OPTIONAL_SERVICES[@]}"; do [[ -f "$(pid_file "$s")" ]] && shown+=("$s"); done
+for s in "${shown[@]}"; do
   ep="$(service_endpoint "$s")"
   if pid="$(service_pid "$s")"; then
     if port_open "$(service_port "$s")"; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local stack (Kafka KRaft broker, schema registry, S3) on 127.0.0.1, each only if
 # it is not already running, and waits until each answers. Safe to run repeatedly.
-# Usage: up.sh [SERVICE...]   (default: kafka registry s3)
+# Usage: up.sh [SERVICE...]   (default: kafka registry s3; also jaeger, prometheus)
 # With ECHO_KAFKA_BROKERS=N (N > 1) `kafka` means the N nodes kafka-1…kafka-N (see lib.sh),
 # and the settings their clients need are written to $ECHO_DATA_DIR/kafka/clients.env.
 set -euo pipefail
@@ -13,7 +13,7 @@ wanted=()
 for s in "${asked[@]}"; do
   case "$s" in
     kafka) wanted+=("${KAFKA_NODES[@]}") ;;
-    registry | s3) wanted+=("$s") ;;
+    registry | s3 | jaeger | prometheus) wanted+=("$s") ;;
     *)
       for n in "${KAFKA_NODES[@]}"; do [[ "$s" == "$n" ]] && { wanted+=("$s"); continue 2; }; done
       die "unknown service '$s' (${SERVICES[*]})"
@@ -24,6 +24,9 @@ done
 take_lock
 check_broker_count
 "$STACK_DIR/install.sh"
+for s in "${wanted[@]}"; do
+  case "$s" in jaeger | prometheus) "$STACK_DIR/install-observability.sh" "$s" ;; esac
+done
 
 # Decide everything before starting anything, so a missing registry binary does not leave
 # a half-started stack behind.

@@ -14,6 +14,7 @@ use echo_catalog::events::{self, UploadRequested};
 use echo_catalog::record::Record;
 use echo_runtime::codec::Codec;
 use echo_runtime::driver::producer_config;
+use echo_runtime::spans::TraceParent;
 use echo_runtime::{headers, EchoConfig};
 use echo_tests::running::start;
 use echo_tests::stack::prune;
@@ -68,7 +69,11 @@ async fn bench(args: Args) -> Result<()> {
         let bytes = codec
             .encode(&input, info, apache_avro::to_value(&request)?)
             .await?;
-        let headers = headers::cloud_event(request.metadata(), UploadRequested::TYPE);
+        let headers = headers::cloud_event(
+            request.metadata(),
+            UploadRequested::TYPE,
+            &TraceParent::own(request.metadata()),
+        );
         records.push((resource, bytes, headers.to_kafka()));
     }
 

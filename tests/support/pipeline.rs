@@ -19,6 +19,9 @@ pub fn echoctl(bin: &Path, env: &TestEnv, settings: &[(&str, &str)]) -> Command 
     command
         .env("ECHO_KAFKA__TOPIC_PREFIX", &env.config.kafka.topic_prefix)
         .env("ECHO_RUNTIME__BATCH_LINGER_MS", "20")
+        // Pipelines of several tests may run at once: each takes a free port for its
+        // metrics and health (a test that scrapes them sets its own).
+        .env("ECHO_ENDPOINTS__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     for (k, v) in settings {
         command.env(k, v);

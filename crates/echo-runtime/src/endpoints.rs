@@ -17,8 +17,8 @@ use crate::metrics::metrics;
 #[serde(default)]
 pub struct EndpointsConfig {
     /// `address:port`. Local by default; a pod sets `0.0.0.0:9464` so Prometheus and the
-    /// kubelet reach it. Port 0 takes any free port (logged), for several processes on one
-    /// machine.
+    /// kubelet reach it. Port 0 takes any free port (logged). When the port is taken (a
+    /// second process on one machine), the process takes a free port instead and says so.
     pub listen: String,
 }
 
@@ -32,14 +32,15 @@ impl Default for EndpointsConfig {
 
 /// Binds the endpoints and serves them in the background; the address bound.
 pub async fn serve(config: &EndpointsConfig) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the metrics and health endpoints on {}",
-                config.listen
-            )
-        })?;
+    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let host = config.listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            tracing::warn!(listen = %config.listen, "port in use (another process on this machine?); taking a free one");
+            tokio::net::TcpListener::bind((host, 0)).await
+        }
+        bound => bound,
+    }
+    .with_context(|| format!("binding the metrics and health endpoints on {}", config.listen))?;
     let address = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(|| async { metrics().encode() }))

@@ -2,6 +2,8 @@
 //! context, and echo's own retry/DLQ bookkeeping.
 
 use echo_catalog::record::EventMetadata;
+
+use crate::spans::TraceParent;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -28,7 +30,7 @@ pub mod ce {
     pub const CONTENT_TYPE: &str = "content-type";
 }
 
-/// W3C trace context header; one trace per resource, one span per event.
+/// W3C trace context header: the resource's trace, and the span that produced the record.
 pub const TRACEPARENT: &str = "traceparent";
 
 /// Headers echo's runtime adds when it moves a record to a retry tier or the DLQ.
@@ -107,8 +109,9 @@ impl HeaderList {
     }
 }
 
-/// The CloudEvents and trace headers of an event written by `producer`.
-pub fn cloud_event(metadata: &EventMetadata, type_name: &str) -> HeaderList {
+/// The CloudEvents headers of a record, and its `traceparent`: `trace` names the span that
+/// produced it ([`TraceParent::own`] for a client's record, which no span produced).
+pub fn cloud_event(metadata: &EventMetadata, type_name: &str, trace: &TraceParent) -> HeaderList {
     let mut h = HeaderList::default();
     h.set(ce::SPECVERSION, "1.0");
     h.set(ce::ID, &metadata.event_id);
@@ -121,21 +124,8 @@ pub fn cloud_event(metadata: &EventMetadata, type_name: &str) -> HeaderList {
         h.set(ce::CAUSATION_ID, cause);
     }
     h.set(ce::CONTENT_TYPE, "application/avro");
-    h.set(TRACEPARENT, traceparent(metadata));
+    h.set(TRACEPARENT, trace.header());
     h
-}
-
-/// `00-<trace>-<span>-01`: the trace id is the correlation id, so every event of one
-/// resource lands in one trace; the span id comes from the event id.
-pub fn traceparent(metadata: &EventMetadata) -> String {
-    let hex = |s: &str| {
-        s.chars()
-            .filter(char::is_ascii_hexdigit)
-            .collect::<String>()
-    };
-    let trace = format!("{:0>32}", hex(&metadata.correlation_id));
-    let span = format!("{:0>16}", hex(&metadata.event_id));
-    format!("00-{}-{}-01", &trace[..32], &span[..16])
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -161,7 +151,7 @@ mod tests {
 
     #[test]
     fn cloud_event_headers_follow_the_kafka_binding() {
-        let h = cloud_event(&meta(), "upload.url.generated");
+        let h = cloud_event(&meta(), "upload.url.generated", &TraceParent::own(&meta()));
         assert_eq!(h.get(ce::SPECVERSION), Some("1.0"));
         assert_eq!(h.get(ce::TYPE), Some("upload.url.generated"));
         assert_eq!(h.get(ce::SOURCE), Some("/echo/upload"));

@@ -20,6 +20,7 @@ pub mod publisher;
 pub mod replay_guard;
 pub mod retry;
 pub mod shutdown;
+pub mod spans;
 pub mod state;
 
 pub use config::EchoConfig;

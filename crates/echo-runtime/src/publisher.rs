@@ -13,6 +13,7 @@ use crate::codec::Codec;
 use crate::config::EchoConfig;
 use crate::driver::producer_config;
 use crate::headers;
+use crate::spans::TraceParent;
 
 /// An idempotent (not transactional) producer of catalogue records.
 pub struct Publisher {
@@ -47,7 +48,11 @@ impl Publisher {
             &topic,
             key,
             &bytes,
-            headers::cloud_event(record.metadata(), R::TYPE),
+            headers::cloud_event(
+                record.metadata(),
+                R::TYPE,
+                &TraceParent::own(record.metadata()),
+            ),
         )
         .await
     }

@@ -42,6 +42,7 @@ use crate::handler::Processor;
 use crate::health::{health, Status};
 use crate::replay_guard::ReplayGuard;
 use crate::shutdown::Shutdown;
+use crate::spans::{RecordSpan, Spans};
 use crate::state::StateStore;
 use clients::{DeliveryWatch, PolledProducer, RebalanceLog, RebalanceRecorder};
 
@@ -177,6 +178,10 @@ struct Driver<P: Processor> {
     shutdown: Shutdown,
     /// This instance's name in the process's health.
     health_name: String,
+    /// Where this processor's spans go.
+    spans: Spans,
+    /// The span of the record or timer being handled; its outputs name it as their parent.
+    span: Option<RecordSpan>,
 }
 
 /// The name of a processor instance in the process's health: `processor/instance`.
@@ -213,8 +218,11 @@ impl<P: Processor> Driver<P> {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
+        let spans = Spans::for_processor(&config.section("tracing")?, &spec.name)?;
         Ok(Driver {
             health_name: health_name(&spec.name, &options.instance),
+            spans,
+            span: None,
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
             budget_ends: None,

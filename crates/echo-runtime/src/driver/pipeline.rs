@@ -25,7 +25,9 @@ use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Ti
 use crate::headers::{self, echo, HeaderList};
 use crate::metrics::{metrics, RerouteLabels, TypeLabels};
 use crate::retry::{reroute, ErrorClass, Failure, KEY_MISMATCH};
+use crate::spans::{resource_trace_id, span_id_of, RecordSpan, TraceParent};
 use crate::state::{encode_changelog, DueWork, HeldRecord, KeyState};
+use opentelemetry::KeyValue;
 
 /// A record as the pipeline sees it: just read, or held in its key's state and handled now.
 pub(super) struct RecordIn<'a> {
@@ -153,6 +155,7 @@ impl<P: Processor> Driver<P> {
                 return self.dead_end(rec, type_name, &failure, attempt, &source);
             }
         };
+        self.span = Some(self.record_span(rec, type_name, &metadata));
         let span = info_span!("handle", processor = %self.spec.name, event_type = type_name,
             correlation_id = %metadata.correlation_id, event_id = %metadata.event_id);
         let _entered = span.enter();
@@ -160,12 +163,12 @@ impl<P: Processor> Driver<P> {
         let mut key_state = self.store.get(partition, &key);
         if key_state.has_seen(&metadata.event_id) {
             debug!("duplicate event skipped");
-            metrics().record(&self.spec.name, type_name, "duplicate");
+            self.record_done(type_name, "duplicate");
             return Ok(());
         }
         let behind_parked = key_state.parked.is_some() || !key_state.waiting.is_empty();
         if !from_retry && rec.held_from.is_none() && behind_parked {
-            metrics().record(&self.spec.name, type_name, "held");
+            self.record_done(type_name, "held");
             return self.hold_behind(rec, &source, partition, &key, key_state);
         }
         // The key's parked record is back from its retry tier: whatever happens to it now,
@@ -211,7 +214,7 @@ impl<P: Processor> Driver<P> {
             .observe(started.elapsed().as_secs_f64());
         let failure = match handled {
             Ok(()) => {
-                m.record(&self.spec.name, type_name, "handled");
+                self.record_done(type_name, "handled");
                 return Ok(());
             }
             Err(ApplyError::Txn(e)) => return Err(e),
@@ -219,8 +222,7 @@ impl<P: Processor> Driver<P> {
         };
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
-        let outcome = if retried { "retried" } else { "dead_lettered" };
-        m.record(&self.spec.name, type_name, outcome);
+        self.record_done(type_name, if retried { "retried" } else { "dead_lettered" });
         let mut key_state = self.store.get(partition, &key);
         if retried {
             key_state.parked = Some(metadata.event_id.clone());
@@ -292,7 +294,7 @@ impl<P: Processor> Driver<P> {
         source: &SourcePosition,
     ) -> Result<(), TxnError> {
         self.reroute(rec, failure, attempt, source)?;
-        metrics().record(&self.spec.name, type_name, "dead_lettered");
+        self.record_done(type_name, "dead_lettered");
         if self.retry_tiers.contains_key(rec.topic) {
             if let Some(key) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) {
                 self.unpark(rec.partition, key);
@@ -415,6 +417,7 @@ impl<P: Processor> Driver<P> {
             timer.scheduled_by.event_id, timer.name, timer.due_at_ms
         );
         let mut ctx = Context::new(&self.spec.name, now_ms(), timer.scheduled_by.clone(), &seed);
+        self.span = Some(self.timer_span(&timer, &seed));
         let span = info_span!("timer", processor = %self.spec.name, timer = %timer.name,
             correlation_id = %timer.scheduled_by.correlation_id);
         let _entered = span.enter();
@@ -422,13 +425,17 @@ impl<P: Processor> Driver<P> {
             Ok(decision) => {
                 let fact = Fact::TimerFired(&timer);
                 match self.apply(partition, key, key_state.clone(), fact, decision, None) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        self.end_span("handled");
+                        return Ok(());
+                    }
                     Err(ApplyError::Txn(e)) => return Err(e),
                     Err(ApplyError::Refused(e)) => e,
                 }
             }
             Err(e) => e,
         };
+        self.end_span("failed");
         match failure {
             HandlerError::Transient(e) => {
                 let backoff = self.spec.retry_backoff_ms.first().copied().unwrap_or(1000);
@@ -445,6 +452,81 @@ impl<P: Processor> Driver<P> {
         }
         self.store.put(partition, key, key_state);
         Ok(())
+    }
+
+    /// Counts a record's outcome and ends its span.
+    fn record_done(&mut self, type_name: &str, outcome: &str) {
+        metrics().record(&self.spec.name, type_name, outcome);
+        self.end_span(outcome);
+    }
+
+    /// Ends the span of what is being handled, if there is one.
+    fn end_span(&mut self, outcome: &str) {
+        if let Some(span) = self.span.take() {
+            self.spans.end(span, outcome);
+        }
+    }
+
+    /// The span of handling `rec`: in the trace its `traceparent` names (the resource's when
+    /// it names none), a child of the span that produced it.
+    fn record_span(
+        &self,
+        rec: &RecordIn<'_>,
+        type_name: &str,
+        metadata: &EventMetadata,
+    ) -> RecordSpan {
+        let parent = rec
+            .headers
+            .get(headers::TRACEPARENT)
+            .and_then(TraceParent::parse);
+        let attributes = vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", rec.topic.to_string()),
+            KeyValue::new(
+                "messaging.destination.partition.id",
+                rec.partition.to_string(),
+            ),
+            KeyValue::new("messaging.kafka.offset", rec.offset),
+            KeyValue::new(
+                "messaging.consumer.group.name",
+                self.config.topic(&format!("echo.{}", self.spec.name)),
+            ),
+            KeyValue::new("messaging.message.id", metadata.event_id.clone()),
+            KeyValue::new("echo.event_type", type_name.to_string()),
+            KeyValue::new("echo.resource_id", metadata.correlation_id.clone()),
+        ];
+        RecordSpan {
+            context: TraceParent {
+                trace_id: parent.map_or_else(
+                    || resource_trace_id(&metadata.correlation_id),
+                    |p| p.trace_id,
+                ),
+                span_id: span_id_of(&self.spec.name, &metadata.event_id),
+            },
+            parent: parent.map(|p| p.span_id),
+            name: format!("process {type_name}"),
+            started: std::time::SystemTime::now(),
+            attributes,
+        }
+    }
+
+    /// The span of a timer firing: a child of the span that handled the record that set it.
+    fn timer_span(&self, timer: &Timer, seed: &str) -> RecordSpan {
+        let cause = &timer.scheduled_by;
+        RecordSpan {
+            context: TraceParent {
+                trace_id: resource_trace_id(&cause.correlation_id),
+                span_id: span_id_of(&self.spec.name, seed),
+            },
+            parent: Some(span_id_of(&self.spec.name, &cause.event_id)),
+            name: format!("timer {}", timer.name),
+            started: std::time::SystemTime::now(),
+            attributes: vec![
+                KeyValue::new("echo.timer", timer.name.clone()),
+                KeyValue::new("echo.resource_id", cause.correlation_id.clone()),
+            ],
+        }
     }
 
     /// Runs `observe` (bounded by the observe timeout) and `decide`. A panic is the input's
@@ -607,7 +689,11 @@ impl<P: Processor> Driver<P> {
                     }
                 }
             })?;
-        let headers = headers::cloud_event(&out.metadata, out.type_name);
+        let trace = self
+            .span
+            .as_ref()
+            .map_or_else(|| TraceParent::own(&out.metadata), |s| s.context);
+        let headers = headers::cloud_event(&out.metadata, out.type_name, &trace);
         if !dead_letter::fits(Some(out.key.as_bytes()), Some(&bytes), &headers) {
             return Err(ApplyError::Refused(HandlerError::Permanent(format!(
                 "output {} would be {} bytes, more than the {MAX_RECORD_BYTES} a record may have",

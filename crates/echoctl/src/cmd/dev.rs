@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 use echo_catalog::Catalogue;
 use echo_processing::chunk_worker::ChunkWorkerConfig;
+use echo_runtime::endpoints::EndpointsConfig;
 use echo_runtime::{admin, registry, EchoConfig};
 
 /// `dev` arguments.
@@ -29,6 +30,10 @@ enum Action {
         /// factor min(N, 3). Clients then need the settings it prints.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
         brokers: Option<u8>,
+        /// Also Jaeger (OTLP traces in, query API and UI out) and Prometheus (scraping the
+        /// processors' metrics endpoint), built once from their Go modules.
+        #[arg(long)]
+        observability: bool,
     },
     /// Stops the services by their recorded pids.
     Down {
@@ -43,10 +48,26 @@ enum Action {
 /// Runs the subcommand.
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     match args.action {
-        Action::Up { no_model, brokers } => {
+        Action::Up {
+            no_model,
+            brokers,
+            observability,
+        } => {
             let count = brokers.map(|n| n.to_string());
-            let env: Vec<_> = count.iter().map(|n| ("ECHO_KAFKA_BROKERS", n)).collect();
-            script_with(config, "up.sh", &[], &env)?;
+            let mut env: Vec<_> = count.iter().map(|n| ("ECHO_KAFKA_BROKERS", n)).collect();
+            let endpoints: EndpointsConfig = config.section("endpoints")?;
+            env.push(("ECHO_METRICS_TARGETS", &endpoints.listen));
+            let mut services = vec!["kafka", "registry", "s3"];
+            if observability {
+                services.extend(["jaeger", "prometheus"]);
+            }
+            script_with(config, "up.sh", &services, &env)?;
+            if observability {
+                println!(
+                    "traces: run processors with ECHO_TRACING__OTLP_ENDPOINT=http://127.0.0.1:4318; \
+                     find them at http://127.0.0.1:16686; metrics at http://127.0.0.1:9090"
+                );
+            }
             let config = &with_cluster_settings(config)?;
             let catalogue = Catalogue::load()?;
             let before = admin::apply(config, &catalogue).await?;

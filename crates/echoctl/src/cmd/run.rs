@@ -73,6 +73,8 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
         }
         shutdown.trigger();
     }
+    // Spans still in the exporter's buffer go out before the process does.
+    tokio::task::spawn_blocking(echo_runtime::spans::flush).await?;
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
