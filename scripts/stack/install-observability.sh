@@ -13,6 +13,8 @@ case "$tool" in
   *) die "usage: install-observability.sh jaeger|prometheus" ;;
 esac
 [[ -x "$bin" ]] && exit 0
+# Go's own installer puts it in /usr/local/go, which a non-login shell may not have on PATH.
+command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || die "$tool is built with Go (1.26 or newer on PATH), which is missing"
 
 dir="$(dirname "$bin")"
