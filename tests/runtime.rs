@@ -94,6 +94,31 @@ async fn read_committed_sees_committed_transactions_and_never_aborted_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_processor_started_before_its_topics_exist_handles_them_once_they_do() {
+    let prefix = TestEnv::fresh_prefix("late-topics").await.unwrap();
+    let mut config = EchoConfig::load(None).unwrap();
+    config.kafka.topic_prefix = prefix.clone();
+    let processor = TestProcessor::default();
+    let running = start(&config, processor.clone());
+    // Subscribed to topics the broker did not know, a consumer would be assigned nothing until
+    // its next metadata refresh (five minutes): far past the patience below.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let env = TestEnv::at(&prefix).await.unwrap();
+    let input = request("res-late", "a.wav", None);
+    Publisher::new(&env.config)
+        .unwrap()
+        .publish("res-late", &input)
+        .await
+        .unwrap();
+    let seen = url_generated_for(&env, &input).await;
+    running.stop().await;
+    assert_eq!(
+        caused_by::<UploadUrlGenerated>(&seen, &input.metadata.event_id).len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_duplicate_input_event_has_no_second_effect() {
     let env = TestEnv::new("dedup").await.unwrap();
     let publisher = Publisher::new(&env.config).unwrap();

@@ -18,6 +18,12 @@ impl TestEnv {
     /// Creates every catalogue topic and subject under a fresh prefix. Fails (never skips)
     /// when the stack is not up: the test command starts it first.
     pub async fn new(name: &str) -> Result<TestEnv> {
+        TestEnv::at(&TestEnv::fresh_prefix(name).await?).await
+    }
+
+    /// A prefix no topic or subject has yet (for a test that starts something before they
+    /// exist); [`TestEnv::at`] creates them.
+    pub async fn fresh_prefix(name: &str) -> Result<String> {
         // The processors' logs, when asked for (`RUST_LOG=echo_runtime=debug cargo test …`).
         if std::env::var_os("RUST_LOG").is_some() {
             echo_runtime::telemetry::init();
@@ -28,8 +34,7 @@ impl TestEnv {
             .await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let pid = std::process::id();
-        let env = TestEnv::at(&format!("{TEST_PREFIX}{pid}.{name}.{}.", &id[..8])).await?;
-        Ok(env)
+        Ok(format!("{TEST_PREFIX}{pid}.{name}.{}.", &id[..8]))
     }
 
     /// Creates every catalogue topic and subject under `prefix`, with the fast retry

@@ -36,6 +36,7 @@ impl<P: Processor> Driver<P> {
             .collect();
         sources.extend(self.retry_tiers.keys().cloned());
         let source_refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        self.wait_for_topics(&source_refs)?;
         self.consumer.subscribe(&source_refs)?;
         info!(processor = %self.spec.name, ?sources, "processor started");
         let mut backoff = Duration::from_millis(200);
@@ -116,6 +117,39 @@ impl<P: Processor> Driver<P> {
         }
         info!(processor = %self.spec.name, "processor stopping");
         self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Waits until the broker knows every topic in `topics`. A consumer subscribed to a topic
+    /// the broker does not know yet (just created, its metadata still on the way) is assigned
+    /// nothing and looks again only at its next metadata refresh, minutes later; so the
+    /// processor subscribes once its topics are there (and starts over if they never come).
+    fn wait_for_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        for topic in topics {
+            loop {
+                let known = self
+                    .consumer
+                    .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+                    .ok()
+                    .and_then(|m| {
+                        m.topics()
+                            .first()
+                            .map(|t| t.error().is_none() && !t.partitions().is_empty())
+                    })
+                    .unwrap_or(false);
+                if known {
+                    break;
+                }
+                if started.elapsed() > COORDINATOR_PATIENCE {
+                    anyhow::bail!(
+                        "topic {topic} does not exist (create the topics with `echoctl topics apply`)"
+                    );
+                }
+                warn!(topic, "topic not known to the broker yet; waiting");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
         Ok(())
     }
 
