@@ -49,6 +49,18 @@ fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext
         .context("creating Kafka consumer")
 }
 
+/// A consumer that reads the committed offsets of consumer group `group` (and describes it).
+/// It never subscribes, so it never joins the group.
+pub fn group_observer(config: &EchoConfig, group: &str) -> Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .context("creating Kafka consumer")
+}
+
 /// Every committed record of `topics`, from the beginning of each partition to its end as it
 /// was when the read got there.
 pub fn read_to_end(config: &EchoConfig, topics: &[String]) -> Result<Vec<OwnedMessage>> {

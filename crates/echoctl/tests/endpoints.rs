@@ -84,6 +84,12 @@ async fn the_endpoints_count_what_the_events_say() {
         ("ECHO_VALIDATION__CHUNK_MS", "5000"),
     ];
     let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
+    let processors: Vec<&str> = env
+        .catalogue
+        .processors
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
 
     // Ready once every processor has its partitions and their state.
     let started = Instant::now();
@@ -93,14 +99,7 @@ async fn the_endpoints_count_what_the_events_say() {
         ready = get(port, "/readyz").await;
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
-    for processor in [
-        "upload",
-        "validation",
-        "chunk-worker",
-        "job-aggregator",
-        "transcription",
-        "resource",
-    ] {
+    for processor in &processors {
         assert!(ready.1.contains(&format!("{processor}/")), "{}", ready.1);
     }
     assert_eq!(get(port, "/healthz").await.0, 200);
@@ -159,14 +158,7 @@ async fn the_endpoints_count_what_the_events_say() {
         ),
         Some(chunks)
     );
-    for processor in [
-        "upload",
-        "validation",
-        "chunk-worker",
-        "job-aggregator",
-        "transcription",
-        "resource",
-    ] {
+    for processor in &processors {
         let committed = value(
             &scraped,
             "echo_transactions_total",

@@ -21,21 +21,13 @@ const PROMETHEUS: &str = "http://127.0.0.1:9090";
 /// The metrics address Prometheus scrapes (`endpoints.listen`'s default).
 const SCRAPED: &str = "127.0.0.1:9464";
 
-const PROCESSORS: [&str; 6] = [
-    "upload",
-    "validation",
-    "chunk-worker",
-    "job-aggregator",
-    "transcription",
-    "resource",
-];
-
 async fn get_json(url: &str) -> Option<Value> {
     reqwest::get(url).await.ok()?.json().await.ok()
 }
 
-/// The trace `trace_id` from Jaeger's query API, once it holds spans of every processor.
-async fn trace_of_every_processor(trace_id: &str) -> Value {
+/// The trace `trace_id` from Jaeger's query API, once it holds spans of every one of
+/// `processors`.
+async fn trace_of_every_processor(trace_id: &str, processors: &[&str]) -> Value {
     let started = Instant::now();
     loop {
         let found = get_json(&format!("{JAEGER_QUERY}/api/traces/{trace_id}")).await;
@@ -49,12 +41,12 @@ async fn trace_of_every_processor(trace_id: &str) -> Value {
                     .collect()
             })
             .unwrap_or_default();
-        if PROCESSORS.iter().all(|p| services.contains(*p)) {
+        if processors.iter().all(|p| services.contains(*p)) {
             return trace.unwrap();
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no trace {trace_id} of all six processors in Jaeger: services {services:?}"
+            "no trace {trace_id} of every processor in Jaeger: services {services:?}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -87,7 +79,14 @@ async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
 
     // One trace per resource: its id is the resource id's hex digits.
     let trace_id = resource.replace('-', "");
-    let trace = trace_of_every_processor(&trace_id).await;
+    let processors: Vec<&str> = env
+        .catalogue
+        .processors
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(processors.len(), 6);
+    let trace = trace_of_every_processor(&trace_id, &processors).await;
     let services: HashMap<&str, &str> = trace["processes"]
         .as_object()
         .unwrap()

@@ -70,6 +70,19 @@ async fn until(env: &TestEnv, resource: &str, done: impl Fn(i32, &Value) -> bool
     }
 }
 
+/// The trace's verdict is `rejected`, naming a `failure` record whose reason starts with
+/// `reason`.
+fn assert_rejected(doc: &Value, failure: &str, reason: &str) {
+    let verdict = &doc["verdict"];
+    assert_eq!(verdict["status"], "rejected", "{doc:#}");
+    assert_eq!(verdict["failure"]["type"], failure, "{doc:#}");
+    let said = verdict["reason"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with(reason),
+        "{said:?} is not {reason}: {doc:#}"
+    );
+}
+
 /// The types of a trace's records, oldest first.
 fn types(doc: &Value) -> Vec<String> {
     doc["records"]
@@ -212,20 +225,8 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
     let refused = report["resource_id"].as_str().unwrap().to_string();
     let (code, doc) = trace(&env, &refused);
     assert_eq!(code, 2, "{doc:#}");
-    let verdict = &doc["verdict"];
-    assert_eq!(verdict["status"], "rejected");
-    assert_eq!(
-        verdict["failure"]["type"], "validation.failed",
-        "{verdict:#}"
-    );
-    assert_eq!(verdict["outcome"]["type"], "resource.rejected");
-    assert!(
-        verdict["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("UNDECODABLE"),
-        "{verdict:#}"
-    );
+    assert_rejected(&doc, "validation.failed", "UNDECODABLE");
+    assert_eq!(doc["verdict"]["outcome"]["type"], "resource.rejected");
 
     // An upload the client never finished: first the chain waits for it, with the URL's
     // expiry as its deadline; then it fails as expired.
@@ -261,17 +262,7 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         "{deadline:#}"
     );
     let doc = until(&env, &abandoned, |code, _| code == 2).await;
-    assert_eq!(
-        doc["verdict"]["failure"]["type"], "upload.failed",
-        "{doc:#}"
-    );
-    assert!(
-        doc["verdict"]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("EXPIRED"),
-        "{doc:#}"
-    );
+    assert_rejected(&doc, "upload.failed", "EXPIRED");
 
     // A request over the size limit: refused before any URL.
     let huge = uuid::Uuid::new_v4().to_string();
@@ -282,17 +273,7 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
     };
     client.publish(&huge, &request).await.unwrap();
     let doc = until(&env, &huge, |code, _| code == 2).await;
-    assert_eq!(
-        doc["verdict"]["failure"]["type"], "upload.failed",
-        "{doc:#}"
-    );
-    assert!(
-        doc["verdict"]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("TOO_LARGE"),
-        "{doc:#}"
-    );
+    assert_rejected(&doc, "upload.failed", "TOO_LARGE");
     assert_eq!(types(&doc)[..2], ["upload.requested", "upload.failed"]);
 
     // A finalize for an upload nobody requested: the upload processor dead-letters it, and
@@ -509,9 +490,6 @@ async fn trace_names_the_chunks_a_stopped_worker_left_and_their_deadlines() {
     assert_eq!(report["status"], "rejected", "{report:#}");
     let (code, doc) = trace(&env, &resource);
     assert_eq!(code, 2, "{doc:#}");
-    assert_eq!(
-        doc["verdict"]["failure"]["type"], "transcription.failed",
-        "{doc:#}"
-    );
+    assert_rejected(&doc, "transcription.failed", "");
     record(&doc, "processing.timeout");
 }

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use echo_catalog::topics::{dlq_topic, retry_topic};
 use echo_catalog::{Catalogue, ProcessorSpec};
 use echo_runtime::EchoConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
-use crate::topic_reader::{partitions_of, KAFKA_TIMEOUT};
+use crate::topic_reader::{group_observer, partitions_of, KAFKA_TIMEOUT};
 
 /// `status` arguments.
 #[derive(clap::Args)]
@@ -83,14 +83,7 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
 /// Reads the group's committed offsets and the watermarks of everything `spec` reads.
 fn processor_status(config: &EchoConfig, spec: &ProcessorSpec) -> Result<ProcessorStatus> {
     let group = config.topic(&format!("echo.{}", spec.name));
-    // Never subscribes, so it only looks at the group's offsets and never joins it.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .context("creating Kafka consumer")?;
+    let consumer = group_observer(config, &group)?;
     let tiers: Vec<String> = (1..=spec.retry_backoff_ms.len())
         .map(|tier| config.topic(&retry_topic(&spec.name, tier)))
         .collect();

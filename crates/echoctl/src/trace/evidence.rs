@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 /// Where a record was first read, as the runtime's retry and DLQ headers say.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {
     /// Catalogue name of the topic.
     pub topic: String,
@@ -16,7 +18,7 @@ pub struct Origin {
 }
 
 /// A record a processor gave up on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
     /// The processor whose DLQ holds it.
     pub processor: String,
@@ -31,13 +33,14 @@ pub struct DeadLetter {
     /// Where the record was first read.
     pub origin: Option<Origin>,
     /// The record's type, when its headers say.
+    #[serde(rename = "type")]
     pub type_name: Option<String>,
     /// When it was dead-lettered (the DLQ record's timestamp).
     pub at_ms: i64,
 }
 
 /// A record waiting in (or gone through) a retry tier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Retrying {
     /// The processor that retries it.
     pub processor: String,

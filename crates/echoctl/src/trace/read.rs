@@ -13,13 +13,13 @@ use echo_runtime::codec::Codec;
 use echo_runtime::envelope::metadata_of;
 use echo_runtime::headers::{ce, echo, HeaderList};
 use echo_runtime::EchoConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::chain::Traced;
 use super::evidence::{DeadLetter, Evidence, Group, Origin, PendingTimer, Position, Retrying};
-use crate::topic_reader::{read_since, KAFKA_TIMEOUT};
+use crate::topic_reader::{group_observer, read_since, KAFKA_TIMEOUT};
 
 /// The resource's records and what the cluster says about them.
 pub struct Found {
@@ -293,14 +293,7 @@ fn groups(
     let mut groups = HashMap::new();
     for p in &catalogue.processors {
         let name = config.topic(&format!("echo.{}", p.name));
-        // Never subscribes, so it only reads the group's offsets and never joins it.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.kafka.bootstrap_servers)
-            .set("group.id", &name)
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .context("creating Kafka consumer")?;
+        let consumer = group_observer(config, &name)?;
         let partitions =
             placement.partitions(rule_of(catalogue, p)?, catalogue.processor_partitions(p)?);
         let tiers = (1..=p.retry_backoff_ms.len()).map(|t| retry_topic(&p.name, t));

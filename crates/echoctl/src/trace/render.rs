@@ -275,48 +275,9 @@ fn verdict_json(chain: &Chain<'_>, verdict: &Verdict) -> Value {
                 "last": s.last.map(|i| json!({ "type": chain.records[i].type_name, "event_id": id(i) })),
                 "expected": s.expected,
                 "by": s.by,
-                "findings": s.findings.iter().map(finding_json).collect::<Vec<_>>(),
+                "findings": s.findings,
             })).collect::<Vec<_>>(),
         }),
-    }
-}
-
-fn finding_json(finding: &Finding) -> Value {
-    match finding {
-        Finding::WaitingForClient => json!({ "kind": "waiting_for_client" }),
-        Finding::DeadLettered(d) => json!({
-            "kind": "dead_lettered", "processor": d.processor, "class": d.class,
-            "reason": d.reason, "type": d.type_name, "partition": d.partition, "offset": d.offset,
-        }),
-        Finding::Retrying(r) => json!({
-            "kind": "retrying", "processor": r.processor, "tier": r.tier,
-            "attempt": r.attempt, "due_at_ms": r.due_at_ms,
-        }),
-        Finding::Parked { processor } => json!({ "kind": "parked", "processor": processor }),
-        Finding::Deadline {
-            processor,
-            timer,
-            due_at_ms,
-        } => {
-            json!({ "kind": "deadline", "processor": processor, "timer": timer, "due_at_ms": due_at_ms })
-        }
-        Finding::NoDeadline { processor, timer } => {
-            json!({ "kind": "no_deadline", "processor": processor, "timer": timer })
-        }
-        Finding::NotConsumed {
-            group,
-            topic,
-            partition,
-            committed,
-            lag,
-        } => json!({
-            "kind": "not_consumed", "group": group, "topic": topic, "partition": partition,
-            "committed": committed, "lag": lag,
-        }),
-        Finding::NothingRunning { group } => json!({ "kind": "nothing_running", "group": group }),
-        Finding::ConsumedWithoutResult { group } => {
-            json!({ "kind": "consumed_without_result", "group": group })
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! target flow, and each open point against the evidence. Pure.
 
 use echo_catalog::flow::{Flow, CLIENT};
+use serde::Serialize;
 
 use super::chain::{Chain, Open, Subject, Traced};
 use super::evidence::{DeadLetter, Evidence, Origin, Retrying};
@@ -42,8 +43,9 @@ pub struct Stop {
     pub findings: Vec<Finding>,
 }
 
-/// One reason a step has not happened.
-#[derive(Debug, Clone)]
+/// One reason a step has not happened; as JSON, tagged by `kind`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
     /// The client has not sent its next record.
     WaitingForClient,
@@ -305,6 +307,16 @@ mod tests {
         )
     }
 
+    /// The failure a rejected chain names, and its reason.
+    fn rejection(chain: &Chain<'_>, flow: &Flow) -> (&'static str, String) {
+        match judge(chain, flow, &Evidence::default()) {
+            Verdict::Rejected {
+                failure, reason, ..
+            } => (chain.records[failure].type_name, reason),
+            other => panic!("not rejected: {other:?}"),
+        }
+    }
+
     /// A job of two chunks, created at 10; chunk 0 completed at 20; chunk 1 commanded only.
     fn job_with_a_pending_chunk() -> Vec<Traced> {
         vec![
@@ -419,14 +431,10 @@ mod tests {
             ],
             &flow,
         );
-        let Verdict::Rejected {
-            failure, reason, ..
-        } = judge(&chain, &flow, &Evidence::default())
-        else {
-            panic!("not rejected")
-        };
-        assert_eq!(chain.records[failure].type_name, "upload.failed");
-        assert_eq!(reason, "EXPIRED");
+        assert_eq!(
+            rejection(&chain, &flow),
+            ("upload.failed", "EXPIRED".into())
+        );
     }
 
     #[test]
@@ -450,13 +458,9 @@ mod tests {
             ],
             &flow,
         );
-        let Verdict::Rejected {
-            failure, reason, ..
-        } = judge(&chain, &flow, &Evidence::default())
-        else {
-            panic!("not rejected")
-        };
-        assert_eq!(chain.records[failure].type_name, "validation.failed");
-        assert_eq!(reason, "TOO_LONG: 3 h of audio");
+        assert_eq!(
+            rejection(&chain, &flow),
+            ("validation.failed", "TOO_LONG: 3 h of audio".into())
+        );
     }
 }
