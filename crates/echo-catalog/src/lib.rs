@@ -1,6 +1,7 @@
 //! echo's catalogue: the topics (`topics/topics.toml`) and the Avro schemas (`avro/`) as
 //! Rust values, so that code, tools and docs derive from one source of truth.
 
+pub mod asyncapi;
 pub mod docs;
 pub mod events;
 pub mod flow;
