@@ -3,7 +3,8 @@ output): every pod runs under the runtime's default seccomp profile without a se
 token; every container, init containers included, runs as non-root with no privilege
 escalation, no capabilities and a read-only root filesystem; every emptyDir has a size limit;
 every workload is selected by a NetworkPolicy that restricts both directions and admits no
-ingress. Prints one line per violation and exits 1 if there is any."""
+ingress but to the metrics port, from named peers. Prints one line per violation and exits 1 if
+there is any."""
 
 import sys
 
@@ -74,12 +75,26 @@ def network_problems(namespace, labels, policies):
     ]
     if not any({"Ingress", "Egress"} <= set(p["spec"].get("policyTypes") or []) for p in selecting):
         return ["no NetworkPolicy with policyTypes [Ingress, Egress] selects it"]
-    # Policies add up: one ingress rule anywhere would open the pod.
+    # Policies add up: one open ingress rule anywhere would open the pod.
     return [
-        f"NetworkPolicy {p['metadata']['name']} admits ingress"
+        f"NetworkPolicy {p['metadata']['name']} admits ingress beyond the metrics port"
         for p in selecting
-        if p["spec"].get("ingress")
+        for rule in p["spec"].get("ingress") or []
+        if not metrics_only(rule)
     ]
+
+
+METRICS_PORT = 9464
+
+
+def metrics_only(rule):
+    """An ingress rule that admits only TCP to the metrics port, and only from named peers."""
+    ports = rule.get("ports") or []
+    return (
+        bool(rule.get("from"))
+        and bool(ports)
+        and all(p.get("port") == METRICS_PORT and p.get("protocol", "TCP") == "TCP" for p in ports)
+    )
 
 
 def main():
