@@ -49,6 +49,15 @@ impl TestEnv {
         Ok(TestEnv { config, catalogue })
     }
 
+    /// The names of the catalogue's processors, in declaration order.
+    pub fn processor_names(&self) -> Vec<&str> {
+        self.catalogue
+            .processors
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
     /// The real name of a catalogue topic for this test.
     pub fn topic(&self, name: &str) -> String {
         self.config.topic(name)

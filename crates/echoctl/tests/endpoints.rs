@@ -84,12 +84,7 @@ async fn the_endpoints_count_what_the_events_say() {
         ("ECHO_VALIDATION__CHUNK_MS", "5000"),
     ];
     let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
-    let processors: Vec<&str> = env
-        .catalogue
-        .processors
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let processors = env.processor_names();
 
     // Ready once every processor has its partitions and their state.
     let started = Instant::now();

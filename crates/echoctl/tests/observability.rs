@@ -79,12 +79,7 @@ async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
 
     // One trace per resource: its id is the resource id's hex digits.
     let trace_id = resource.replace('-', "");
-    let processors: Vec<&str> = env
-        .catalogue
-        .processors
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let processors = env.processor_names();
     assert_eq!(processors.len(), 6);
     let trace = trace_of_every_processor(&trace_id, &processors).await;
     let services: HashMap<&str, &str> = trace["processes"]
