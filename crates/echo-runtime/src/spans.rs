@@ -160,6 +160,11 @@ impl Spans {
         })
     }
 
+    /// Whether spans are exported: only then are their attributes worth building.
+    pub fn exporting(&self) -> bool {
+        self.tracer.is_some()
+    }
+
     /// Ends `span` now with `outcome`, exporting it if spans are exported.
     pub fn end(&self, span: RecordSpan, outcome: &str) {
         let Some(tracer) = &self.tracer else {

@@ -61,6 +61,50 @@ pub fn group_observer(config: &EchoConfig, group: &str) -> Result<BaseConsumer> 
         .context("creating Kafka consumer")
 }
 
+/// Where consumer group `group` stands on one partition.
+pub struct GroupPosition {
+    /// Real topic name.
+    pub topic: String,
+    /// Partition id.
+    pub partition: i32,
+    /// The group's committed offset; `None` before its first commit there.
+    pub committed: Option<i64>,
+    /// Low watermark: the first offset still held.
+    pub start: i64,
+    /// High watermark (last stable offset for read_committed): the next offset written.
+    pub end: i64,
+}
+
+/// The committed offsets of `group` on `partitions`, each with the partition's watermarks.
+pub fn group_positions(
+    config: &EchoConfig,
+    group: &str,
+    partitions: TopicPartitionList,
+) -> Result<Vec<GroupPosition>> {
+    let consumer = group_observer(config, group)?;
+    let committed = consumer
+        .committed_offsets(partitions, KAFKA_TIMEOUT)
+        .with_context(|| format!("fetching the committed offsets of {group}"))?;
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (start, end) =
+                consumer.fetch_watermarks(e.topic(), e.partition(), KAFKA_TIMEOUT)?;
+            Ok(GroupPosition {
+                topic: e.topic().to_string(),
+                partition: e.partition(),
+                committed: match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                },
+                start,
+                end,
+            })
+        })
+        .collect()
+}
+
 /// Every committed record of `topics`, from the beginning of each partition to its end as it
 /// was when the read got there.
 pub fn read_to_end(config: &EchoConfig, topics: &[String]) -> Result<Vec<OwnedMessage>> {

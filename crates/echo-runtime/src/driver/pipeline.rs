@@ -479,23 +479,28 @@ impl<P: Processor> Driver<P> {
             .headers
             .get(headers::TRACEPARENT)
             .and_then(TraceParent::parse);
-        let attributes = vec![
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", rec.topic.to_string()),
-            KeyValue::new(
-                "messaging.destination.partition.id",
-                rec.partition.to_string(),
-            ),
-            KeyValue::new("messaging.kafka.offset", rec.offset),
-            KeyValue::new(
-                "messaging.consumer.group.name",
-                self.config.topic(&format!("echo.{}", self.spec.name)),
-            ),
-            KeyValue::new("messaging.message.id", metadata.event_id.clone()),
-            KeyValue::new("echo.event_type", type_name.to_string()),
-            KeyValue::new("echo.resource_id", metadata.correlation_id.clone()),
-        ];
+        // Built for every record only when spans leave the process; the ids always are.
+        let attributes = if !self.spans.exporting() {
+            Vec::new()
+        } else {
+            vec![
+                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.operation.type", "process"),
+                KeyValue::new("messaging.destination.name", rec.topic.to_string()),
+                KeyValue::new(
+                    "messaging.destination.partition.id",
+                    rec.partition.to_string(),
+                ),
+                KeyValue::new("messaging.kafka.offset", rec.offset),
+                KeyValue::new(
+                    "messaging.consumer.group.name",
+                    self.config.topic(&format!("echo.{}", self.spec.name)),
+                ),
+                KeyValue::new("messaging.message.id", metadata.event_id.clone()),
+                KeyValue::new("echo.event_type", type_name.to_string()),
+                KeyValue::new("echo.resource_id", metadata.correlation_id.clone()),
+            ]
+        };
         RecordSpan {
             context: TraceParent {
                 trace_id: parent.map_or_else(

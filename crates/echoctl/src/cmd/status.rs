@@ -3,15 +3,15 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use echo_catalog::topics::{dlq_topic, retry_topic};
 use echo_catalog::{Catalogue, ProcessorSpec};
 use echo_runtime::EchoConfig;
 use rdkafka::consumer::Consumer;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 use serde_json::json;
 
-use crate::topic_reader::{group_observer, partitions_of, KAFKA_TIMEOUT};
+use crate::topic_reader::{group_observer, group_positions, partitions_of, KAFKA_TIMEOUT};
 
 /// `status` arguments.
 #[derive(clap::Args)]
@@ -98,24 +98,16 @@ fn processor_status(config: &EchoConfig, spec: &ProcessorSpec) -> Result<Process
             tpl.add_partition(&topic, p);
         }
     }
-    let committed = consumer
-        .committed_offsets(tpl, KAFKA_TIMEOUT)
-        .with_context(|| format!("fetching the committed offsets of {group}"))?;
-    let mut partitions = Vec::new();
-    for e in committed.elements() {
-        let (start, end) = consumer.fetch_watermarks(e.topic(), e.partition(), KAFKA_TIMEOUT)?;
-        let committed = match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        };
-        partitions.push(PartitionLag {
-            topic: e.topic().to_string(),
-            partition: e.partition(),
-            committed,
-            end,
-            lag: (end - committed.unwrap_or(start)).max(0),
-        });
-    }
+    let partitions = group_positions(config, &group, tpl)?
+        .into_iter()
+        .map(|p| PartitionLag {
+            lag: (p.end - p.committed.unwrap_or(p.start)).max(0),
+            topic: p.topic,
+            partition: p.partition,
+            committed: p.committed,
+            end: p.end,
+        })
+        .collect();
     let held = |topic: String| -> Result<Held> {
         let mut records = 0;
         for p in partitions_of(&consumer, &topic)? {

@@ -15,11 +15,11 @@ use echo_runtime::headers::{ce, echo, HeaderList};
 use echo_runtime::EchoConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
 use super::chain::Traced;
 use super::evidence::{DeadLetter, Evidence, Group, Origin, PendingTimer, Position, Retrying};
-use crate::topic_reader::{group_observer, read_since, KAFKA_TIMEOUT};
+use crate::topic_reader::{group_observer, group_positions, read_since, KAFKA_TIMEOUT};
 
 /// The resource's records and what the cluster says about them.
 pub struct Found {
@@ -303,21 +303,19 @@ fn groups(
                 tpl.add_partition(&config.topic(&topic), *partition);
             }
         }
-        let committed = consumer
-            .committed_offsets(tpl, KAFKA_TIMEOUT)
-            .with_context(|| format!("fetching the committed offsets of {name}"))?;
-        let mut positions = HashMap::new();
-        for e in committed.elements() {
-            let (_, end) = consumer.fetch_watermarks(e.topic(), e.partition(), KAFKA_TIMEOUT)?;
-            let committed = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            };
-            positions.insert(
-                (catalogue_name(config, e.topic()), e.partition()),
-                Position { committed, end },
-            );
-        }
+        let positions = group_positions(config, &name, tpl)?
+            .into_iter()
+            .map(|p| {
+                let at = (catalogue_name(config, &p.topic), p.partition);
+                (
+                    at,
+                    Position {
+                        committed: p.committed,
+                        end: p.end,
+                    },
+                )
+            })
+            .collect();
         let members = consumer
             .fetch_group_list(Some(&name), KAFKA_TIMEOUT)
             .with_context(|| format!("describing group {name}"))?
