@@ -13,6 +13,6 @@ cargo run --quiet -p echoctl -- dev up --observability
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/asyncapi/check.sh
-bash scripts/k8s-check.sh
+bash scripts/k8s/check.sh
 bash scripts/secrets-check.sh
 cargo test --workspace

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod keys;
 pub mod record;
 pub mod sealed;
+pub mod strimzi;
 pub mod topics;
 
 pub use docs::events_markdown;

@@ -1,8 +1,9 @@
-//! `echoctl topics apply|describe`.
+//! `echoctl topics apply|describe|strimzi`.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
+use echo_catalog::strimzi::{self, ClusterSettings};
 use echo_catalog::Catalogue;
 use echo_runtime::admin::{self, Drift};
 use echo_runtime::EchoConfig;
@@ -20,12 +21,29 @@ enum Action {
     Apply,
     /// Shows how the cluster differs from the catalogue; exits 3 on drift.
     Describe,
+    /// Prints the catalogue as Strimzi resources for this configuration's topic prefix and
+    /// replication: a KafkaTopic per topic, a KafkaUser with its ACLs per processor.
+    Strimzi {
+        /// Name of the Strimzi `Kafka` resource the topics and users belong to.
+        #[arg(long, default_value = "kafka")]
+        cluster: String,
+    },
 }
 
 /// Runs the subcommand.
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let catalogue = Catalogue::load()?;
     match args.action {
+        Action::Strimzi { cluster } => {
+            let settings = ClusterSettings {
+                cluster,
+                topic_prefix: config.kafka.topic_prefix.clone(),
+                replicas: config.kafka.replication_factor,
+                min_insync_replicas: config.kafka.min_insync_replicas,
+            };
+            print!("{}", strimzi::yaml_stream(&catalogue, &settings));
+            Ok(ExitCode::SUCCESS)
+        }
         Action::Apply => {
             let before = admin::apply(config, &catalogue).await?;
             let changed = before.iter().filter(|r| r.drift != Drift::InSync).count();
