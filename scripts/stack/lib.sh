@@ -9,6 +9,10 @@ REPO_ROOT="$(cd "$STACK_DIR/../.." && pwd)"
 : "${ECHO_DATA_DIR:=$HOME/.local/share/echo}"
 : "${ECHO_KAFKA_PORT:=9092}"
 : "${ECHO_KAFKA_CONTROLLER_PORT:=9093}"
+# A second client listener that signs clients in (SASL SCRAM-SHA-512) and holds them to their
+# ACLs, as a production cluster does; 9092 stays open to everything (its principal,
+# ANONYMOUS, is a super user), which the tools and most tests use.
+: "${ECHO_KAFKA_SASL_PORT:=9192}"
 # Brokers of the local Kafka cluster (see "Kafka nodes" below); empty = what the data dir
 # was formatted for, else 1.
 : "${ECHO_KAFKA_BROKERS:=}"
@@ -38,7 +42,7 @@ export ECHO_S3_BIN
 # Test runs create thousands of partitions (every test has its own topics, deleted by the
 # next run); 512 MB ran out of heap with a few parallel test processes.
 : "${ECHO_KAFKA_HEAP:=-Xmx1g}"
-export ECHO_DATA_DIR ECHO_KAFKA_PORT ECHO_KAFKA_CONTROLLER_PORT ECHO_REGISTRY_PORT ECHO_S3_PORT \
+export ECHO_DATA_DIR ECHO_KAFKA_PORT ECHO_KAFKA_CONTROLLER_PORT ECHO_KAFKA_SASL_PORT ECHO_REGISTRY_PORT ECHO_S3_PORT \
   ECHO_S3_ACCESS_KEY ECHO_S3_SECRET_KEY ECHO_REGISTRY_BIN ECHO_STACK_TIMEOUT ECHO_KAFKA_HEAP
 export ECHO_REGISTRY_USERNAME ECHO_REGISTRY_PASSWORD
 export ECHO_JAEGER_OTLP_PORT ECHO_JAEGER_QUERY_PORT ECHO_JAEGER_QUERY_GRPC_PORT \
@@ -119,6 +123,7 @@ kafka_node() { if [[ "$1" == kafka ]]; then echo 1; else echo "${1#kafka-}"; fi;
 kafka_service() { if ((ECHO_KAFKA_BROKERS == 1)); then echo kafka; else echo "kafka-$1"; fi; }
 kafka_port() { echo $((ECHO_KAFKA_PORT + 2 * ($(kafka_node "$1") - 1))); }
 kafka_controller_port() { echo $((ECHO_KAFKA_CONTROLLER_PORT + 2 * ($(kafka_node "$1") - 1))); }
+kafka_sasl_port() { echo $((ECHO_KAFKA_SASL_PORT + 2 * ($(kafka_node "$1") - 1))); }
 kafka_node_dir() { if [[ "$1" == kafka ]]; then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR/node$(kafka_node "$1")"; fi; }
 kafka_data() { echo "$(kafka_node_dir "$1")/data"; }
 kafka_config() { echo "$(kafka_node_dir "$1")/server.properties"; }
@@ -339,12 +344,21 @@ process.roles=broker,controller
 node.id=$node
 # Static quorum (kraft.version 0): storage is formatted WITHOUT --standalone.
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://$HOST:$(kafka_port "$name"),CONTROLLER://$HOST:$(kafka_controller_port "$name")
-advertised.listeners=PLAINTEXT://$HOST:$(kafka_port "$name")
+listeners=PLAINTEXT://$HOST:$(kafka_port "$name"),CONTROLLER://$HOST:$(kafka_controller_port "$name"),SASL_PLAINTEXT://$HOST:$(kafka_sasl_port "$name")
+advertised.listeners=PLAINTEXT://$HOST:$(kafka_port "$name"),SASL_PLAINTEXT://$HOST:$(kafka_sasl_port "$name")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 log.dirs=$data
+
+# The SASL listener: SCRAM users (created with kafka-configs) held to their ACLs, the way a
+# Strimzi cluster holds echo's KafkaUsers (k8s/base/kafka.yaml). The other listeners sign no
+# one in: their principal, ANONYMOUS, is a super user.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
 
 # Topics are created explicitly from topics/; a typo must fail, not create a topic.
 auto.create.topics.enable=false
@@ -406,6 +420,7 @@ start_service() {
       check_broker_count
       check_port_free "$name" "$(kafka_port "$name")"
       check_port_free "$name" "$(kafka_controller_port "$name")"
+      check_port_free "$name" "$(kafka_sasl_port "$name")"
       cp="$(kafka_classpath)"
       # ECHO_KAFKA_HEAP may hold several JVM options: split on spaces on purpose.
       read -r -a heap <<<"$ECHO_KAFKA_HEAP"

@@ -3,8 +3,8 @@
 //! `echoctl topics apply` would set), and one `KafkaUser` per processor whose ACLs allow
 //! exactly what the catalogue says it reads and writes, its own consumer groups and
 //! transactional ids — so a processor's credentials cannot write a topic it does not own.
-//! Two more users: `echo-operator` (`echoctl status`, `trace` and `dlq`) and `echo-autoscaler`
-//! (KEDA reading the processors' lag). Derived from topics/, never written by hand.
+//! Three more users: `echo-operator` (`echoctl status`, `trace` and `dlq`), `echo-bootstrap`
+//! (`echoctl topics apply`) and `echo-autoscaler` (KEDA reading the processors' lag). Derived from topics/, never written by hand.
 
 use serde_json::{json, Value};
 
@@ -57,20 +57,21 @@ pub fn resources(catalogue: &Catalogue, settings: &ClusterSettings) -> Vec<Value
         })
         .collect();
     for p in &catalogue.processors {
-        out.push(user(
-            settings,
-            &format!("echo-{}", p.name),
-            processor_acls(settings, p),
-        ));
+        let name = settings.processor_user(&p.name);
+        out.push(user(settings, &name, processor_acls(settings, p)));
     }
+    let operator = settings.user("echo-operator");
     out.push(user(
         settings,
-        "echo-operator",
+        &operator,
         operator_acls(catalogue, settings),
     ));
+    let bootstrap = settings.user("echo-bootstrap");
+    out.push(user(settings, &bootstrap, bootstrap_acls(settings)));
+    let autoscaler = settings.user("echo-autoscaler");
     out.push(user(
         settings,
-        "echo-autoscaler",
+        &autoscaler,
         autoscaler_acls(catalogue, settings),
     ));
     out
@@ -89,6 +90,17 @@ pub fn yaml_stream(catalogue: &Catalogue, settings: &ClusterSettings) -> String 
 impl ClusterSettings {
     fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
+    }
+
+    /// The principal (and `KafkaUser` name) of one of echo's users in this environment: the
+    /// topic prefix keeps environments sharing a cluster apart.
+    pub fn user(&self, name: &str) -> String {
+        resource_name(&self.topic(name))
+    }
+
+    /// The principal processor `processor` signs in as: `echo-<processor>`.
+    pub fn processor_user(&self, processor: &str) -> String {
+        self.user(&format!("echo-{processor}"))
     }
 }
 
@@ -175,6 +187,23 @@ fn operator_acls(catalogue: &Catalogue, settings: &ClusterSettings) -> Vec<Value
     acls
 }
 
+/// The bootstrap Job's ACLs: `echoctl topics apply` creates the topics and sets their configs.
+fn bootstrap_acls(settings: &ClusterSettings) -> Vec<Value> {
+    let operations = [
+        "Create",
+        "Alter",
+        "AlterConfigs",
+        "DescribeConfigs",
+        "Describe",
+    ];
+    vec![acl(
+        "topic",
+        &settings.topic("echo."),
+        "prefix",
+        &operations,
+    )]
+}
+
 /// The autoscaler's ACLs: the lag of every processor group on its sources, nothing else.
 fn autoscaler_acls(catalogue: &Catalogue, settings: &ClusterSettings) -> Vec<Value> {
     let mut acls = Vec::new();
@@ -224,8 +253,8 @@ fn metadata(settings: &ClusterSettings, name: &str) -> Value {
     json!({"name": name, "labels": {"strimzi.io/cluster": settings.cluster}})
 }
 
-/// A Kubernetes object name for a topic: lowercase, with the characters a topic may have
-/// and a name may not (`_`) replaced; `spec.topicName` keeps the real name.
+/// A Kubernetes object name for a topic or user: lowercase, with the characters a topic may
+/// have and a name may not (`_`) replaced; a KafkaTopic's `spec.topicName` keeps the real name.
 fn resource_name(topic: &str) -> String {
     topic.to_ascii_lowercase().replace('_', "-")
 }
@@ -279,7 +308,7 @@ mod tests {
         let resources = resources(&catalogue, &settings());
         let upload = resources
             .iter()
-            .find(|r| r["metadata"]["name"] == "echo-upload")
+            .find(|r| r["metadata"]["name"] == "prod.echo-upload")
             .unwrap();
         let writable: Vec<&str> = upload["spec"]["authorization"]["acls"]
             .as_array()

@@ -11,7 +11,6 @@ use rdkafka::admin::{
     TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 use crate::config::EchoConfig;
 
@@ -40,8 +39,9 @@ pub struct TopicStatus {
 }
 
 fn admin(config: &EchoConfig) -> Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    config
+        .kafka
+        .client_config()
         .create()
         .context("creating Kafka admin client")
 }

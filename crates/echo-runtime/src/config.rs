@@ -54,6 +54,60 @@ pub struct KafkaConfig {
     /// `min.insync.replicas` of every topic echo creates: the replicas that must have a
     /// write before it is acknowledged (2 with 3 replicas: one broker may be down).
     pub min_insync_replicas: i32,
+    /// How echo's clients sign in to the brokers, so that the cluster's ACLs can tell each
+    /// processor apart; absent on a listener without authentication (the local stack's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslConfig>,
+}
+
+/// A SASL identity on the brokers (a Strimzi `KafkaUser` with SCRAM authentication).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaslConfig {
+    /// `SCRAM-SHA-512` (what Strimzi's `scram-sha-512` users are), `SCRAM-SHA-256` or `PLAIN`.
+    #[serde(default = "SaslConfig::default_mechanism")]
+    pub mechanism: String,
+    /// The principal: `echo-<processor>` for a processor.
+    pub username: String,
+    /// Its password; never printed.
+    pub password: Secret,
+    /// Whether the listener is TLS (`SASL_SSL`); `false` is `SASL_PLAINTEXT`, for a network
+    /// that is private already.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the brokers' certificates (Strimzi's cluster CA);
+    /// the system's CAs when absent.
+    #[serde(default)]
+    pub ca_location: Option<PathBuf>,
+}
+
+impl SaslConfig {
+    fn default_mechanism() -> String {
+        "SCRAM-SHA-512".into()
+    }
+}
+
+impl KafkaConfig {
+    /// The settings every Kafka client of echo starts from: where the brokers are and how to
+    /// sign in to them.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        if let Some(sasl) = &self.sasl {
+            let protocol = if sasl.tls {
+                "SASL_SSL"
+            } else {
+                "SASL_PLAINTEXT"
+            };
+            c.set("security.protocol", protocol)
+                .set("sasl.mechanism", &sasl.mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", sasl.password.expose());
+            if let Some(ca) = &sasl.ca_location {
+                c.set("ssl.ca.location", ca.display().to_string());
+            }
+        }
+        c
+    }
 }
 
 impl KafkaConfig {
@@ -186,6 +240,7 @@ impl Default for EchoConfig {
                 transaction_timeout_ms: 120_000,
                 replication_factor: 1,
                 min_insync_replicas: 1,
+                sasl: None,
             },
             registry: RegistryConfig {
                 url: format!("http://127.0.0.1:{}", port("ECHO_REGISTRY_PORT", 8081)),
@@ -260,6 +315,32 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains(c.s3.secret_key.expose()), "{shown}");
         assert!(!shown.contains(c.registry.password.expose()), "{shown}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own test API returns its Error by value
+    fn a_sasl_identity_comes_from_the_environment_and_signs_every_client_in() {
+        figment::Jail::expect_with(|jail| {
+            let c = EchoConfig::load(None).unwrap();
+            assert!(c.kafka.sasl.is_none());
+            assert_eq!(c.kafka.client_config().get("security.protocol"), None);
+            jail.set_env("ECHO_KAFKA__SASL__USERNAME", "echo-upload");
+            jail.set_env("ECHO_KAFKA__SASL__PASSWORD", "s3cret-from-a-secret");
+            let c = EchoConfig::load(None).unwrap();
+            let client = c.kafka.client_config();
+            assert_eq!(client.get("security.protocol"), Some("SASL_PLAINTEXT"));
+            assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(client.get("sasl.username"), Some("echo-upload"));
+            assert_eq!(client.get("sasl.password"), Some("s3cret-from-a-secret"));
+            assert!(!format!("{c:?}").contains("s3cret-from-a-secret"));
+            jail.set_env("ECHO_KAFKA__SASL__TLS", "true");
+            let c = EchoConfig::load(None).unwrap();
+            assert_eq!(
+                c.kafka.client_config().get("security.protocol"),
+                Some("SASL_SSL")
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -10,7 +10,7 @@ use echo_runtime::codec::Codec;
 use echo_runtime::envelope::metadata_of;
 use echo_runtime::EchoConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// One event of the followed resource.
 pub struct Followed {
@@ -32,8 +32,9 @@ pub struct Follower {
 impl Follower {
     /// Starts following `resource` on the given catalogue topics, from their current end.
     pub fn new(config: &EchoConfig, topics: &[&str], resource: &str) -> Result<Follower> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        let consumer: BaseConsumer = config
+            .kafka
+            .client_config()
             .set("group.id", format!("echoctl-follow-{resource}"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")

@@ -11,7 +11,7 @@ use echo_runtime::EchoConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// How long a command waits on the broker (an answer, or the next record) before giving up.
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,8 +36,9 @@ pub fn partitions_of<C: ConsumerContext>(
 /// knows when it has everything. It assigns partitions itself and never commits, so its group
 /// id only satisfies the client and no group state is ever stored.
 fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    config
+        .kafka
+        .client_config()
         .set("group.id", "echoctl-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -52,8 +53,9 @@ fn committed_reader(config: &EchoConfig) -> Result<BaseConsumer<ReadToEndContext
 /// A consumer that reads the committed offsets of consumer group `group` (and describes it).
 /// It never subscribes, so it never joins the group.
 pub fn group_observer(config: &EchoConfig, group: &str) -> Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    config
+        .kafka
+        .client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

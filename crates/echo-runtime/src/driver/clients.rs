@@ -114,8 +114,9 @@ pub(super) fn consumer(
     instance: &str,
     recorder: RebalanceRecorder,
 ) -> Result<BaseConsumer<RebalanceRecorder>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    config
+        .kafka
+        .client_config()
         .set("group.id", group)
         .set("client.id", format!("{group}.{instance}"))
         .set("enable.auto.commit", "false")
@@ -248,9 +249,8 @@ pub(super) fn transactional_producer(
 
 /// Producer settings shared by processors and tools.
 pub fn producer_config(config: &EchoConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("enable.idempotence", "true")
+    let mut c = config.kafka.client_config();
+    c.set("enable.idempotence", "true")
         // The Java client's partitioner, so keys land on the same partition whichever
         // client wrote them (co-partitioning depends on it).
         .set("partitioner", "murmur2_random")

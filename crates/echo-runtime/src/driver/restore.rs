@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use echo_catalog::topics::changelog_topic;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
@@ -148,8 +147,9 @@ pub fn read_changelog<S: Serialize + DeserializeOwned>(
     topic: &str,
     partitions: &[i32],
 ) -> Result<Restored<S>> {
-    let reader: BaseConsumer<ReadToEndContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    let reader: BaseConsumer<ReadToEndContext> = config
+        .kafka
+        .client_config()
         .set("group.id", format!("{topic}.restore"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
