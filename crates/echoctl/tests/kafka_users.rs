@@ -23,7 +23,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
 /// The local stack's SASL listener (scripts/stack/lib.sh).
 fn sasl_bootstrap() -> String {
     let port = std::env::var("ECHO_KAFKA_SASL_PORT").unwrap_or_else(|_| "9192".into());
-    format!("127.0.0.1:{port}")
+    let address = format!("127.0.0.1:{port}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_ok(),
+        "no SASL listener on {address}: a broker started before it was added runs on; \
+         restart the local stack (`echoctl dev down && echoctl dev up`)"
+    );
+    address
 }
 
 /// Runs one of Kafka's tools against the stack's open listener (whose principal is a super
