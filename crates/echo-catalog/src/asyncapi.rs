@@ -95,6 +95,12 @@ pub fn asyncapi_document(catalogue: &Catalogue) -> Value {
                 "host": "127.0.0.1:9092",
                 "protocol": "kafka",
                 "description": "The local stack of `echoctl dev up`; a deployment prefixes every topic name with its `kafka.topic_prefix`.",
+            },
+            "local-sasl": {
+                "host": "127.0.0.1:9192",
+                "protocol": "kafka",
+                "description": "The local stack's listener that signs clients in and holds them to their ACLs, as a production cluster does (docs/CLIENTS.md, k8s/README.md).",
+                "security": [{ "$ref": "#/components/securitySchemes/scram" }],
             }
         },
         "channels": channels,
@@ -102,6 +108,12 @@ pub fn asyncapi_document(catalogue: &Catalogue) -> Value {
         "components": {
             "messages": messages,
             "schemas": { "CloudEventHeaders": headers_schema() },
+            "securitySchemes": {
+                "scram": {
+                    "type": "scramSha512",
+                    "description": "SASL SCRAM-SHA-512: each team, and each of echo's processors, signs in as its own user, whose ACLs name the topics, groups and transactional ids it may use.",
+                }
+            },
         },
     })
 }
