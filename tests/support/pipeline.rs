@@ -153,6 +153,83 @@ pub fn speak(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// One word of flite's speech and where flite put it, in ms from the start of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpokenWord {
+    /// The word as written in the text, punctuation removed.
+    pub text: String,
+    /// Where its first phone starts.
+    pub start_ms: u64,
+    /// Where its last phone ends.
+    pub end_ms: u64,
+}
+
+/// Speaks `text` like [`speak`] and says where each word lies: flite prints the end time of
+/// every phone of the utterance (`-psdur`), and each word's phones, counted by speaking the
+/// word alone, are matched to them in order. Fails when the counts do not add up (a word
+/// pronounced differently in context), so a test never measures against misplaced words.
+pub fn speak_with_word_times(
+    dir: &Path,
+    name: &str,
+    text: &str,
+) -> Result<(PathBuf, Vec<SpokenWord>)> {
+    let path = dir.join(name);
+    let flite = |args: &[&str]| -> Result<String> {
+        let output = Command::new("flite")
+            .args(["-voice", "slt"])
+            .args(args)
+            .output()
+            .context("running flite")?;
+        if !output.status.success() {
+            bail!("flite failed");
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let out = path.to_string_lossy().into_owned();
+    let phones: Vec<(String, f64)> = flite(&["-t", text, "-o", &out, "-psdur"])?
+        .split_whitespace()
+        .filter_map(|p| {
+            let (phone, end) = p.rsplit_once(':')?;
+            Some((phone.to_string(), end.parse().ok()?))
+        })
+        .collect();
+    let mut words = Vec::new();
+    let mut at = 0;
+    let mut previous_end = 0.0;
+    for word in text.split_whitespace() {
+        let bare: String = word
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '\'')
+            .collect();
+        let count = flite(&["-t", &bare, "-o", "none", "-ps"])?
+            .split_whitespace()
+            .filter(|p| *p != "pau")
+            .count();
+        // Pauses flite put between words are nobody's.
+        while phones.get(at).is_some_and(|(p, _)| p == "pau") {
+            previous_end = phones[at].1;
+            at += 1;
+        }
+        let Some(last) = phones.get(at + count - 1) else {
+            bail!("flite's phones ran out at {word:?}");
+        };
+        if phones[at..at + count].iter().any(|(p, _)| p == "pau") {
+            bail!("flite pronounced {word:?} differently in context");
+        }
+        words.push(SpokenWord {
+            text: bare,
+            start_ms: (previous_end * 1000.0).round() as u64,
+            end_ms: (last.1 * 1000.0).round() as u64,
+        });
+        previous_end = last.1;
+        at += count;
+    }
+    if phones[at..].iter().any(|(p, _)| p != "pau") {
+        bail!("flite's phones do not add up to the words of {text:?}");
+    }
+    Ok((path, words))
+}
+
 /// Converts audio with sox (format from the extension of `to`); `effects` are sox effects.
 pub fn convert(from: &Path, to: &Path, effects: &[&str]) -> Result<()> {
     let status = Command::new("sox")

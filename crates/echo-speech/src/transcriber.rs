@@ -86,6 +86,92 @@ pub struct Segment {
     /// Mean probability of the segment's text tokens (0..=1), a cheap signal
     /// for flagging doubtful segments; 0 when the segment has no text tokens.
     pub confidence: f32,
+    /// The segment's words in order: joined by single spaces they are its text with the
+    /// whitespace normalised (see [`words_of`]).
+    pub words: Vec<Word>,
+}
+
+/// One word of a segment with its own times: what word-level seams, captions and per-word
+/// confidence are built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    /// Start of the word, in ms, same origin as [`Segment::start_ms`]: the start of its first
+    /// token as whisper.cpp's token timestamps place it.
+    pub start_ms: u64,
+    /// End of the word, in ms: the end of its last token.
+    pub end_ms: u64,
+    /// The word as written, punctuation attached ("Hello,").
+    pub text: String,
+    /// Confidence in the word (0..=1): the lowest probability of its tokens, so one unsure
+    /// piece of a word makes the word unsure.
+    pub confidence: f32,
+}
+
+/// One text token of a segment as whisper.cpp reports it: its bytes (a token may hold part of
+/// a multi-byte character), times (ms, lead-in already removed) and probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedToken {
+    /// The token's text bytes; a leading space starts a new word.
+    pub bytes: Vec<u8>,
+    /// Start of the token, in ms.
+    pub start_ms: u64,
+    /// End of the token, in ms.
+    pub end_ms: u64,
+    /// The token's probability.
+    pub probability: f32,
+}
+
+/// Splits a segment's tokens into words at whitespace, so the words joined by single spaces
+/// are exactly the segment's text with its whitespace normalised. A word's times run from its
+/// first token's start to its last token's end; its confidence is its tokens' lowest
+/// probability.
+pub fn words_of(tokens: &[TimedToken]) -> Vec<Word> {
+    struct Open {
+        bytes: Vec<u8>,
+        start_ms: u64,
+        end_ms: u64,
+        probability: f32,
+    }
+    fn close(open: &mut Option<Open>, words: &mut Vec<Word>) {
+        if let Some(word) = open.take() {
+            words.push(Word {
+                start_ms: word.start_ms,
+                end_ms: word.end_ms.max(word.start_ms),
+                text: String::from_utf8_lossy(&word.bytes).into_owned(),
+                confidence: word.probability,
+            });
+        }
+    }
+    let mut words = Vec::new();
+    let mut open: Option<Open> = None;
+    for token in tokens {
+        for &byte in &token.bytes {
+            if byte.is_ascii_whitespace() {
+                close(&mut open, &mut words);
+                continue;
+            }
+            let word = open.get_or_insert(Open {
+                bytes: Vec::new(),
+                start_ms: token.start_ms,
+                end_ms: token.end_ms,
+                probability: token.probability,
+            });
+            word.bytes.push(byte);
+            word.end_ms = token.end_ms;
+            word.probability = word.probability.min(token.probability);
+        }
+    }
+    close(&mut open, &mut words);
+    // A word whisper gave no time of its own (its tokens squeezed into an instant, as the
+    // first word of a segment can be) lasts until the next one starts.
+    for i in 1..words.len() {
+        let next_start = words[i].start_ms;
+        let word = &mut words[i - 1];
+        if word.end_ms == word.start_ms && next_start > word.start_ms {
+            word.end_ms = next_start;
+        }
+    }
+    words
 }
 
 /// A loaded Whisper model, ready to transcribe from any thread.
@@ -184,6 +270,8 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
+        // Times per token, from which words get theirs.
+        params.set_token_timestamps(true);
         // whisper-rs's `set_abort_callback_safe` hands whisper.cpp a pointer of the wrong
         // type (0.16), so the callback is set by hand: a plain function and a pointer to
         // the deadline, which lives on this stack for the whole `full` call.
@@ -207,24 +295,40 @@ impl Transcriber {
 
         let eot = self.ctx.token_eot();
         let mut segments = Vec::new();
+        // whisper timestamps are in centiseconds, from the start of the lead-in.
+        let at = |cs: i64| (u64::try_from(cs).unwrap_or(0) * 10).saturating_sub(LEAD_IN_MS);
         for segment in state.as_iter() {
             let text = segment.to_str_lossy()?.trim().to_owned();
-            let (sum, n) = (0..segment.n_tokens())
-                .filter_map(|i| segment.get_token(i))
-                // Ids from <|endoftext|> up are special/timestamp tokens.
-                .filter(|t| t.token_id() < eot)
-                .fold((0f32, 0u32), |(s, n), t| (s + t.token_probability(), n + 1));
-            let confidence = if n == 0 { 0.0 } else { sum / n as f32 };
-            // whisper timestamps are in centiseconds, from the start of the lead-in.
-            let at = |cs: i64| (u64::try_from(cs).unwrap_or(0) * 10).saturating_sub(LEAD_IN_MS);
             let start_ms = at(segment.start_timestamp());
             let end_ms = at(segment.end_timestamp());
+            let mut tokens = Vec::new();
+            for token in (0..segment.n_tokens()).filter_map(|i| segment.get_token(i)) {
+                // Ids from <|endoftext|> up are special/timestamp tokens.
+                if token.token_id() >= eot {
+                    continue;
+                }
+                let data = token.token_data();
+                // Token times can stray a little outside their segment; words stay inside it.
+                let start = at(data.t0).clamp(start_ms, end_ms);
+                tokens.push(TimedToken {
+                    bytes: token.to_bytes()?.to_vec(),
+                    start_ms: start,
+                    end_ms: at(data.t1).clamp(start, end_ms),
+                    probability: token.token_probability(),
+                });
+            }
+            let confidence = if tokens.is_empty() {
+                0.0
+            } else {
+                tokens.iter().map(|t| t.probability).sum::<f32>() / tokens.len() as f32
+            };
             debug!(start_ms, end_ms, confidence, %text, "segment");
             segments.push(Segment {
                 start_ms,
                 end_ms,
                 text,
                 confidence,
+                words: words_of(&tokens),
             });
         }
         Ok(segments)
@@ -242,4 +346,65 @@ unsafe extern "C" fn past_deadline(user_data: *mut std::ffi::c_void) -> bool {
     // SAFETY: set by `transcribe_until` to a live `Instant`.
     let deadline = unsafe { &*(user_data as *const Instant) };
     Instant::now() >= *deadline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str, start_ms: u64, end_ms: u64, probability: f32) -> TimedToken {
+        TimedToken {
+            bytes: text.as_bytes().to_vec(),
+            start_ms,
+            end_ms,
+            probability,
+        }
+    }
+
+    #[test]
+    fn words_start_at_a_space_and_span_their_tokens() {
+        let tokens = [
+            token(" Hel", 0, 200, 0.9),
+            token("lo", 200, 400, 0.6),
+            token(",", 400, 450, 0.95),
+            token(" world", 500, 900, 0.8),
+            token(".", 900, 950, 0.99),
+        ];
+        let words = words_of(&tokens);
+        let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["Hello,", "world."]);
+        assert_eq!((words[0].start_ms, words[0].end_ms), (0, 450));
+        assert_eq!((words[1].start_ms, words[1].end_ms), (500, 950));
+        assert_eq!(words[0].confidence, 0.6);
+    }
+
+    #[test]
+    fn words_joined_are_the_text_even_with_inner_spaces_and_split_characters() {
+        // "café" with its two-byte "é" split across two tokens, and a token holding a space.
+        let e_acute = "é".as_bytes();
+        let tokens = [
+            TimedToken {
+                bytes: [b" caf".as_slice(), &e_acute[..1]].concat(),
+                start_ms: 0,
+                end_ms: 300,
+                probability: 0.7,
+            },
+            TimedToken {
+                bytes: e_acute[1..].to_vec(),
+                start_ms: 300,
+                end_ms: 350,
+                probability: 0.9,
+            },
+            token(" au lait ", 400, 800, 0.8),
+        ];
+        let words = words_of(&tokens);
+        let joined: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(joined.join(" "), "café au lait");
+        assert_eq!((words[0].start_ms, words[0].end_ms), (0, 350));
+        assert_eq!((words[2].start_ms, words[2].end_ms), (400, 800));
+        assert!(words_of(&[token("  ", 0, 10, 1.0)]).is_empty());
+        // A word squeezed into an instant lasts until the next one.
+        let words = words_of(&[token(" A", 0, 0, 0.9), token(" word", 240, 400, 0.9)]);
+        assert_eq!((words[0].start_ms, words[0].end_ms), (0, 240));
+    }
 }

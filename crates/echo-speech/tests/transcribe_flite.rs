@@ -6,7 +6,7 @@ use std::sync::Arc;
 use echo_speech::audio::decode_to_mono_16k;
 use echo_speech::model::{prepare, Quantization};
 use echo_speech::transcriber::{Segment, TranscribeError, Transcriber, TranscriberConfig};
-use echo_tests::pipeline::{speak, word_error_rate};
+use echo_tests::pipeline::{speak, speak_with_word_times, word_error_rate};
 
 /// A sentence tiny.en transcribes word for word from flite's `slt` voice.
 const SENTENCE: &str =
@@ -168,5 +168,75 @@ fn speech_from_the_first_sample_is_heard() {
     assert!(
         segments.last().unwrap().end_ms <= duration_ms + 500,
         "{segments:?}"
+    );
+}
+
+/// Read speech with flite's word boundaries known (see `speak_with_word_times`): two
+/// sentences, a comma pause and a sentence pause.
+const TIMED: &str = "Young brown horses crossed wide rivers, then rested quietly near old stone \
+    bridges. Nobody knew their names.";
+
+#[test]
+fn every_word_comes_with_times_near_where_it_was_spoken() {
+    let (transcriber, _) = the_sentence();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (wav, spoken) = speak_with_word_times(tmp.path(), "timed.wav", TIMED).expect("flite");
+    let samples = decode_to_mono_16k(&wav).expect("decode");
+    let segments = transcriber.transcribe(&samples).expect("transcribe");
+
+    // Words spell their segment's text.
+    for s in &segments {
+        let words: Vec<&str> = s.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(
+            words.join(" "),
+            s.text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        for w in &s.words {
+            assert!(
+                s.start_ms <= w.start_ms && w.start_ms <= w.end_ms && w.end_ms <= s.end_ms,
+                "{w:?} in {s:?}"
+            );
+            assert!((0.0..=1.0).contains(&w.confidence), "{w:?}");
+        }
+    }
+    let heard: Vec<&echo_speech::transcriber::Word> =
+        segments.iter().flat_map(|s| &s.words).collect();
+    let bare = |t: &str| -> String {
+        t.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    assert_eq!(
+        heard.iter().map(|w| bare(&w.text)).collect::<Vec<_>>(),
+        spoken.iter().map(|w| bare(&w.text)).collect::<Vec<_>>(),
+        "whisper must hear every word for the times to be compared"
+    );
+    let mut start_errors: Vec<u64> = Vec::new();
+    let mut end_errors: Vec<u64> = Vec::new();
+    for (h, s) in heard.iter().zip(&spoken) {
+        start_errors.push(h.start_ms.abs_diff(s.start_ms));
+        end_errors.push(h.end_ms.abs_diff(s.end_ms));
+        println!(
+            "{:>10}  spoken {:>5}–{:<5}  heard {:>5}–{:<5}",
+            s.text, s.start_ms, s.end_ms, h.start_ms, h.end_ms
+        );
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (start_median, end_median) = (median(&mut start_errors), median(&mut end_errors));
+    let (start_max, end_max) = (*start_errors.last().unwrap(), *end_errors.last().unwrap());
+    println!("start error median {start_median} ms, max {start_max} ms; end error median {end_median} ms, max {end_max} ms");
+    // Measured with tiny.en: medians ~100 ms, the worst ~570 ms (the first word, which
+    // whisper places partly in the silence before it).
+    assert!(
+        start_median <= 200 && end_median <= 200,
+        "median errors {start_median} / {end_median} ms"
+    );
+    assert!(
+        start_max <= 800 && end_max <= 800,
+        "worst errors {start_max} / {end_max} ms"
     );
 }

@@ -38,6 +38,74 @@ const SENTENCE: &str =
 /// seam effects without hiding a lost chunk, which would cost at least an eighth of the words.
 const MAX_WER: f64 = 0.12;
 
+/// The text of the artifact `kind` ("txt", "srt", "vtt", "json") of a submit report.
+async fn artifact(env: &TestEnv, report: &serde_json::Value, kind: &str) -> String {
+    let key = report["artifacts"][kind].as_str().unwrap();
+    let bytes = echo_storage::S3Service::new(&env.config)
+        .unwrap()
+        .get_bytes(key)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{key} was not written"));
+    String::from_utf8(bytes).unwrap()
+}
+
+/// One caption cue as read back from a file: times in ms and its lines.
+#[derive(Debug)]
+struct ReadCue {
+    start_ms: i64,
+    end_ms: i64,
+    lines: Vec<String>,
+}
+
+/// The cues of an SRT or VTT file (`HH:MM:SS,mmm` or `.mmm`; numbers and header skipped).
+fn read_cues(file: &str) -> Vec<ReadCue> {
+    let ms = |t: &str| -> i64 {
+        let t = t.trim().replace(',', ".");
+        let (hms, milli) = t.split_once('.').unwrap();
+        let parts: Vec<i64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+        ((parts[0] * 60 + parts[1]) * 60 + parts[2]) * 1_000 + milli.parse::<i64>().unwrap()
+    };
+    file.split("\n\n")
+        .filter_map(|block| {
+            let mut lines = block.lines().skip_while(|l| !l.contains(" --> "));
+            let (start, end) = lines.next()?.split_once(" --> ")?;
+            Some(ReadCue {
+                start_ms: ms(start),
+                end_ms: ms(end),
+                lines: lines.map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Checks every cue against the default caption rules: at most 2 lines of at most 42
+/// characters, on screen at most 7 s and at least 1 s unless the next cue starts sooner,
+/// cues in order and not overlapping; and that the cues say `transcript`'s words.
+fn assert_caption_rules(file: &str, transcript: &str) {
+    let cues = read_cues(file);
+    assert!(!cues.is_empty(), "no cues in {file}");
+    for (i, cue) in cues.iter().enumerate() {
+        assert!((1..=2).contains(&cue.lines.len()), "{cue:?}");
+        for line in &cue.lines {
+            assert!(line.chars().count() <= 42, "line too long in {cue:?}");
+        }
+        let shown = cue.end_ms - cue.start_ms;
+        assert!(shown <= 7_000, "{cue:?} is on screen {shown} ms");
+        let next = cues.get(i + 1).map_or(i64::MAX, |c| c.start_ms);
+        assert!(
+            shown >= 1_000 || cue.end_ms == next,
+            "{cue:?} is on screen {shown} ms"
+        );
+        assert!(cue.end_ms <= next, "{cue:?} overlaps the next cue");
+    }
+    let said: Vec<String> = cues.iter().map(|c| c.lines.join(" ")).collect();
+    assert_eq!(
+        said.join(" "),
+        transcript.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+}
+
 // Async-aware: a test holds its turn across awaits, and each test has its own runtime.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -83,6 +151,43 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
         SCRIPT.split_whitespace().count()
     );
     assert!(wer <= MAX_WER, "WER {wer:.3} over {MAX_WER}: {transcript}");
+
+    // Read continuously (flite pauses well under 2 s), the text is one paragraph: seams
+    // between the 10 s chunks and whisper's segment ends break no line.
+    let txt = artifact(&env, &report, "txt").await;
+    assert_eq!(txt.trim_end().lines().count(), 1, "{txt}");
+    // Captions follow the caption rules, in both formats, and say the transcript.
+    assert_caption_rules(&artifact(&env, &report, "srt").await, &txt);
+    assert_caption_rules(&artifact(&env, &report, "vtt").await, &txt);
+    // report.json has every word with its times, in order, inside its segment.
+    let json: serde_json::Value =
+        serde_json::from_str(&artifact(&env, &report, "json").await).unwrap();
+    let mut words = Vec::new();
+    for segment in json["segments"].as_array().unwrap() {
+        let (start, end) = (
+            segment["start_ms"].as_i64().unwrap(),
+            segment["end_ms"].as_i64().unwrap(),
+        );
+        for word in segment["words"].as_array().unwrap() {
+            let (w_start, w_end) = (
+                word["start_ms"].as_i64().unwrap(),
+                word["end_ms"].as_i64().unwrap(),
+            );
+            assert!(
+                start <= w_start && w_start <= w_end && w_end <= end,
+                "{word} in {segment}"
+            );
+            let confidence = word["confidence"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&confidence), "{word}");
+            words.push((w_start, word["text"].as_str().unwrap().to_string()));
+        }
+    }
+    assert!(
+        words.windows(2).all(|w| w[0].0 <= w[1].0),
+        "words out of order"
+    );
+    let spelled: Vec<&str> = words.iter().map(|(_, w)| w.as_str()).collect();
+    assert_eq!(spelled.join(" "), txt.trim_end());
 
     // The target flow, in causal order.
     let types = event_types(&report);
@@ -329,6 +434,15 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
         (silence_ms - inserted_ms).abs() <= inserted_ms / 10,
         "{silence_ms} ms of silence reported, {inserted_ms} ms inserted"
     );
+
+    // A paragraph ends where a sentence is followed by 2 s of silence or more (4, 6 and 3 s
+    // were inserted after sentences 1, 3 and 4; 1 s after sentence 2), wherever whisper
+    // heard it: word times are mapped back from the squeezed audio to the file's.
+    let txt = artifact(&env, &report, "txt").await;
+    let paragraphs: Vec<&str> = txt.trim_end().split("\n\n").collect();
+    assert_eq!(paragraphs.len(), 4, "{txt}");
+    assert!(paragraphs.iter().all(|p| !p.contains('\n')), "{txt}");
+    assert_caption_rules(&artifact(&env, &report, "srt").await, &txt);
 
     // A file with no speech at all: no chunk, and the job still ends, with an empty transcript.
     let silent = dir.path().join("silent.wav");

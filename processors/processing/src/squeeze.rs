@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use echo_speech::transcriber::Segment;
+use echo_speech::transcriber::{Segment, Word};
 
 /// Longest silence kept between two speech regions, in ms: enough for whisper to hear a
 /// sentence end (it ends a segment there and places its timestamps at the join), short
@@ -160,9 +160,57 @@ impl Squeeze {
         }
     }
 
+    /// A segment's words on the chunk's time line. Each word is placed in one piece, where
+    /// it starts, with its end kept in that piece's speech (whisper stretches a sentence's
+    /// last word to where the next one starts, over the join). A word starting before a
+    /// piece's speech or within [`SNAP_MS`] of its start, right after a word of the same
+    /// segment in the piece before, belongs to that earlier piece: whisper's token times lag
+    /// at a join (measured: "as it passed." ended a sentence 3 s before the next, and whisper
+    /// timed "passed." 80 ms into the next sentence's speech).
+    fn place_words(&self, words: Vec<Word>) -> Vec<Word> {
+        let mut previous_piece: Option<usize> = None;
+        words
+            .into_iter()
+            .map(|word| {
+                let mut index = self
+                    .pieces
+                    .partition_point(|p| p.packed_start <= word.start_ms)
+                    .saturating_sub(1);
+                let Some(piece) = self.pieces.get(index) else {
+                    return Word {
+                        start_ms: 0,
+                        end_ms: 0,
+                        ..word
+                    };
+                };
+                let speech_starts = piece.packed_start + (piece.speech.start - piece.source.start);
+                let lagging = word.start_ms < speech_starts + SNAP_MS;
+                if lagging && index > 0 && previous_piece == Some(index - 1) {
+                    index -= 1;
+                }
+                previous_piece = Some(index);
+                let piece = &self.pieces[index];
+                let at = |ms: u64| {
+                    piece
+                        .to_source(ms.max(piece.packed_start))
+                        .clamp(piece.speech.start, piece.speech.end)
+                };
+                let start_ms = at(word.start_ms);
+                Word {
+                    start_ms,
+                    end_ms: at(word.end_ms).max(start_ms),
+                    ..word
+                }
+            })
+            .collect()
+    }
+
     /// whisper's segments of the squeezed audio with their times on the chunk's time line:
     /// start and end are mapped separately (a segment spanning a join covers the silence
     /// left out) and both maps only grow, so times stay in order.
+    ///
+    /// Their words are placed without snapping ([`Squeeze::place_words`]): a word lies where
+    /// it was heard, so a sentence's last word keeps its place at the end of its piece.
     pub fn unsqueeze(&self, segments: Vec<Segment>) -> Vec<Segment> {
         segments
             .into_iter()
@@ -171,6 +219,7 @@ impl Squeeze {
                 Segment {
                     start_ms,
                     end_ms: self.end_at(segment.end_ms).max(start_ms),
+                    words: self.place_words(segment.words),
                     ..segment
                 }
             })
@@ -188,6 +237,7 @@ mod tests {
             end_ms,
             text: "words".into(),
             confidence: 0.9,
+            words: Vec::new(),
         }
     }
 
@@ -269,5 +319,49 @@ mod tests {
         assert!(squeeze.is_empty());
         assert_eq!(squeeze.packed_ms(), 0);
         assert!(squeeze.gather(&[0.0; 160]).is_empty());
+    }
+
+    #[test]
+    fn words_are_placed_in_the_piece_they_were_heard_in() {
+        // Same pieces as above: packed 0..2_400 is chunk 800..3_200 (speech 1_000..3_000,
+        // packed 200..2_200), packed 2_400..4_800 is chunk 7_800..10_200 (speech
+        // 8_000..10_000, packed 2_600..4_600).
+        let squeeze = Squeeze::new(&[1_000..3_000, 8_000..10_000], 12_000, 400);
+        let word = |start_ms, end_ms, text: &str| Word {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            confidence: 0.8,
+        };
+        let mapped = squeeze.unsqueeze(vec![
+            Segment {
+                words: vec![
+                    // 300 ms before its piece's speech ends: a segment start there would
+                    // snap to the next piece, a word stays.
+                    word(1_800, 2_150, "the"),
+                    // Stretched over the join to the next speech: ends with its piece's.
+                    word(2_150, 2_700, "wide"),
+                    // Timed after the join, but the segment's words before it are in the
+                    // first piece: so is it.
+                    word(2_500, 2_600, "river."),
+                ],
+                ..segment(1_800, 2_600)
+            },
+            Segment {
+                // A new segment's first word in the silence before the second piece's
+                // speech: at that speech.
+                words: vec![word(2_500, 2_900, "Then"), word(2_900, 3_200, "on.")],
+                ..segment(2_500, 3_200)
+            },
+        ]);
+        let times = |s: &Segment| -> Vec<(u64, u64)> {
+            s.words.iter().map(|w| (w.start_ms, w.end_ms)).collect()
+        };
+        assert_eq!(
+            times(&mapped[0]),
+            [(2_600, 2_950), (2_950, 3_000), (3_000, 3_000)]
+        );
+        assert_eq!(times(&mapped[1]), [(8_000, 8_300), (8_300, 8_600)]);
+        assert_eq!(mapped[0].words[2].text, "river.");
     }
 }

@@ -4,7 +4,7 @@
 
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
-    UploadFinalize,
+    UploadFinalize, Word,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::chunk_worker::decide::{self, chunk_range, global_segments, screen};
@@ -12,7 +12,7 @@ use echo_processing::chunk_worker::{ChunkWorkerConfig, ChunkWorkerState, Observa
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Timer};
 use echo_speech::model::Quantization;
-use echo_speech::transcriber::Segment as LocalSegment;
+use echo_speech::transcriber::{Segment as LocalSegment, Word as LocalWord};
 
 const RESOURCE: &str = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
 const JOB: &str = "8e7d6c5b-4a39-4281-9f0e-1d2c3b4a5f60";
@@ -99,6 +99,7 @@ fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
         end_ms,
         text: text.into(),
         confidence: 0.9,
+        words: Vec::new(),
     }
 }
 
@@ -195,23 +196,36 @@ fn the_same_input_decides_the_same_ids() {
 
 #[test]
 fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk() {
-    let local = |start_ms, end_ms, text: &str| LocalSegment {
+    let word = |start_ms, end_ms, text: &str| LocalWord {
+        start_ms,
+        end_ms,
+        text: text.into(),
+        confidence: 0.7,
+    };
+    let local = |start_ms, end_ms, text: &str, words| LocalSegment {
         start_ms,
         end_ms,
         text: text.into(),
         confidence: 0.8,
+        words,
     };
     let global = global_segments(
         58_000,
         88_000,
         &[
-            local(0, 2_500, " first "),
-            local(2_500, 2_500, "instant"),
-            local(3_000, 4_000, "   "),
-            // Whisper may end a segment past the audio it was given.
-            local(29_000, 31_000, "last"),
+            local(0, 2_500, " first ", vec![word(100, 2_400, "first")]),
+            local(2_500, 2_500, "instant", Vec::new()),
+            local(3_000, 4_000, "   ", Vec::new()),
+            // Whisper may end a segment (and its last word) past the audio it was given.
+            local(29_000, 31_000, "last", vec![word(29_500, 30_500, "last")]),
         ],
     );
+    let global_word = |start_ms, end_ms, text: &str| Word {
+        start_ms,
+        end_ms,
+        text: text.into(),
+        confidence: 0.7,
+    };
     assert_eq!(
         global,
         vec![
@@ -220,18 +234,21 @@ fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk(
                 end_ms: 60_500,
                 text: "first".into(),
                 confidence: 0.8,
+                words: vec![global_word(58_100, 60_400, "first")],
             },
             Segment {
                 start_ms: 60_500,
                 end_ms: 60_500,
                 text: "instant".into(),
                 confidence: 0.8,
+                words: Vec::new(),
             },
             Segment {
                 start_ms: 87_000,
                 end_ms: 88_000,
                 text: "last".into(),
                 confidence: 0.8,
+                words: vec![global_word(87_500, 88_000, "last")],
             },
         ],
         "offsets added, ends clamped to the chunk, empty texts dropped"

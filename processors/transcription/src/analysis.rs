@@ -132,6 +132,7 @@ mod tests {
             end_ms,
             text: text.into(),
             confidence,
+            words: Vec::new(),
         }
     }
 

@@ -1,11 +1,14 @@
-//! Merging the segments of a job's chunks into one transcript, as a pure function.
+//! Merging the segments of a job's chunks into one transcript, word by word, as a pure
+//! function.
 //!
 //! Consecutive chunks overlap (1 s by default) so that no word is cut at a boundary; the price
-//! is that words spoken in an overlap are recognised twice. The merge keeps each chunk's
-//! segments on its own side of the overlap's midpoint, then removes the run of words that is
-//! still duplicated across the seam (a segment straddling the midpoint in both chunks).
+//! is that words spoken in an overlap are recognised twice. The merge keeps each chunk's words
+//! on its own side of the overlap's midpoint (a word across it stays in both, so none is lost),
+//! then removes the run of words that is still duplicated across the seam, or, where the two
+//! chunks disagree, keeps the later chunk's version from the longest run both heard near it. Segments are rebuilt from the
+//! words left, so a segment cut at a seam gets the times of the words it keeps.
 
-use echo_catalog::events::Segment;
+use echo_catalog::events::{Segment, Word};
 use serde::{Deserialize, Serialize};
 
 /// What one chunk contributed: its time range and the segments recognised in it.
@@ -22,67 +25,202 @@ pub struct ChunkTranscript {
     pub segments: Vec<Segment>,
 }
 
+/// A word on its way through the merge, with the segment it came from.
+#[derive(Debug, Clone)]
+struct Placed {
+    /// The word, global times.
+    word: Word,
+    /// Index of its segment in the merge's segment table.
+    segment: usize,
+    /// Its position among that segment's words: tells whether a rebuilt segment still starts
+    /// (or ends) where whisper put it.
+    position: usize,
+}
+
 /// Merges the chunks of one job into a single time-ordered segment list in which no word of
 /// an overlap appears twice. Chunks may be given in any order; segments without speech
-/// (blank text, `[BLANK_AUDIO]`-style annotations) are left out.
+/// (blank text, `[BLANK_AUDIO]`-style annotations) are left out. Every segment of the result
+/// has its words, joined by single spaces in its text.
 pub fn assemble(chunks: &[ChunkTranscript]) -> Vec<Segment> {
     let mut ordered: Vec<&ChunkTranscript> = chunks.iter().collect();
     ordered.sort_by_key(|c| (c.start_ms, c.index));
 
-    let mut out: Vec<Segment> = Vec::new();
-    // Where the previous chunk's segments begin in `out`, and where that chunk ends.
+    let mut table: Vec<Segment> = Vec::new();
+    let mut out: Vec<Placed> = Vec::new();
+    // Where the previous chunk's words begin in `out`, and where that chunk ends.
     let mut previous: Option<(usize, i64)> = None;
     for chunk in ordered {
-        let mut segments: Vec<Segment> = chunk
+        let mut segments: Vec<&Segment> = chunk
             .segments
             .iter()
             .filter(|s| is_speech(&s.text))
-            .map(|s| Segment {
-                text: normalise_spaces(&s.text),
-                ..s.clone()
-            })
             .collect();
         segments.sort_by_key(|s| (s.start_ms, s.end_ms));
+        let mut words = Vec::new();
+        for segment in segments {
+            let words_of_segment = words_of(segment);
+            let index = table.len();
+            table.push(Segment {
+                words: words_of_segment.clone(),
+                ..segment.clone()
+            });
+            words.extend(
+                words_of_segment
+                    .into_iter()
+                    .enumerate()
+                    .map(|(position, word)| Placed {
+                        word,
+                        segment: index,
+                        position,
+                    }),
+            );
+        }
 
         if let Some((prev_first, prev_end)) = previous {
             let (a, b) = (chunk.start_ms, prev_end);
             if a < b {
                 let mid = a + (b - a) / 2;
                 // Each chunk keeps what lies on its side of the midpoint.
-                let kept: Vec<Segment> = out
+                let kept: Vec<Placed> = out
                     .drain(prev_first..)
-                    .filter(|s| s.start_ms < mid)
+                    .filter(|p| p.word.start_ms < mid)
                     .collect();
                 out.extend(kept);
-                segments.retain(|s| s.end_ms > mid);
-                if !remove_seam_duplicates(&out[prev_first..], &mut segments, a, b) {
-                    realign_seam(&mut out, prev_first, &mut segments, a, b);
+                words.retain(|p| p.word.end_ms > mid);
+                if !remove_seam_duplicates(&out[prev_first..], &mut words, a, b) {
+                    realign_seam(&mut out, prev_first, &mut words, a, b);
                 }
             }
         }
         previous = Some((out.len(), chunk.end_ms));
-        out.extend(segments);
+        out.extend(words);
+    }
+    regroup(&table, out)
+}
+
+/// A segment's words: whisper's, when they spell its text; otherwise (records written before
+/// words were recorded) its text's words spread over its span in proportion to their length.
+pub fn words_of(segment: &Segment) -> Vec<Word> {
+    let text = normalise_spaces(&segment.text);
+    let spelled = segment
+        .words
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>();
+    if !segment.words.is_empty() && spelled.join(" ") == text {
+        return segment.words.clone();
+    }
+    let pieces: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+    let weights: Vec<i64> = pieces
+        .iter()
+        .map(|w| w.chars().count() as i64 + 1)
+        .collect();
+    let total: i64 = weights.iter().sum::<i64>().max(1);
+    let span = (segment.end_ms - segment.start_ms).max(0);
+    let mut before = 0;
+    pieces
+        .iter()
+        .zip(&weights)
+        .map(|(piece, weight)| {
+            let start_ms = segment.start_ms + span * before / total;
+            before += weight;
+            Word {
+                start_ms,
+                end_ms: segment.start_ms + span * before / total,
+                text: (*piece).to_string(),
+                confidence: segment.confidence,
+            }
+        })
+        .collect()
+}
+
+/// Rebuilds segments from the merged words: consecutive words of one source segment form
+/// one, keeping whisper's segment times where its first (last) word survived and taking the
+/// word's time where the seam cut it. A segment never starts before the previous one ends.
+fn regroup(table: &[Segment], words: Vec<Placed>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    // The segment being rebuilt: its table index, its first word's position, its words.
+    let mut open: Option<(usize, usize, Vec<Word>)> = None;
+    for placed in words {
+        match &mut open {
+            Some((index, first, words))
+                if *index == placed.segment && *first + words.len() == placed.position =>
+            {
+                words.push(placed.word);
+            }
+            _ => {
+                if let Some((index, first, words)) = open.take() {
+                    let segment = rebuild(&table[index], first, words, out.last_mut());
+                    out.push(segment);
+                }
+                open = Some((placed.segment, placed.position, vec![placed.word]));
+            }
+        }
+    }
+    if let Some((index, first, words)) = open {
+        let segment = rebuild(&table[index], first, words, out.last_mut());
+        out.push(segment);
     }
     out
 }
 
+/// The part of `source` made of `words` (non-empty, consecutive, the first at position
+/// `first`), placed after `previous`, whose end it may pull back to its last word.
+fn rebuild(
+    source: &Segment,
+    first: usize,
+    words: Vec<Word>,
+    previous: Option<&mut Segment>,
+) -> Segment {
+    let (head, tail) = (&words[0], &words[words.len() - 1]);
+    let mut start_ms = if first == 0 {
+        source.start_ms
+    } else {
+        head.start_ms
+    };
+    let end_ms = if first + words.len() == source.words.len() {
+        source.end_ms
+    } else {
+        tail.end_ms
+    };
+    // whisper's segment times are coarse: keeps segments from overlapping, ending the
+    // previous one with its last word if that is enough.
+    if let Some(previous) = previous {
+        if previous.end_ms > start_ms {
+            let last_word_end = previous.words.last().map_or(previous.end_ms, |w| w.end_ms);
+            previous.end_ms = last_word_end.max(start_ms).max(previous.start_ms);
+        }
+        if previous.end_ms > start_ms && previous.end_ms < end_ms {
+            start_ms = previous.end_ms;
+        }
+    }
+    Segment {
+        start_ms,
+        end_ms: end_ms.max(start_ms),
+        text: words
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        confidence: source.confidence,
+        words,
+    }
+}
+
 /// Removes from the head of `next` the longest run of words that also ends `previous`,
-/// looking only at segments that reach into the overlap `[a, b)`: duplicates can only come
-/// from there, and looking further would eat words legitimately said twice.
-/// Returns whether it found such a run.
-fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64, b: i64) -> bool {
-    let Some(seam_start) = previous.iter().position(|s| s.end_ms > a) else {
+/// looking only at words that reach into the overlap `[a, b)` (give or take [`SLACK_MS`]):
+/// duplicates can only come from there, and looking further would eat words legitimately
+/// said twice. Returns whether it found such a run.
+fn remove_seam_duplicates(previous: &[Placed], next: &mut Vec<Placed>, a: i64, b: i64) -> bool {
+    let Some(seam_start) = previous.iter().position(|p| p.word.end_ms > a - SLACK_MS) else {
         return false;
     };
-    let prev_words: Vec<String> = previous[seam_start..]
+    let prev_words: Vec<String> = previous[seam_start..].iter().map(key).collect();
+    let in_overlap = next
         .iter()
-        .flat_map(|s| s.text.split_whitespace().map(word_key))
-        .collect();
-    let in_overlap = next.iter().take_while(|s| s.start_ms < b).count();
-    let next_words: Vec<String> = next[..in_overlap]
-        .iter()
-        .flat_map(|s| s.text.split_whitespace().map(word_key))
-        .collect();
+        .take_while(|p| p.word.start_ms < b + SLACK_MS)
+        .count();
+    let next_words: Vec<String> = next[..in_overlap].iter().map(key).collect();
 
     let longest = (1..=prev_words.len().min(next_words.len()))
         .rev()
@@ -90,47 +228,41 @@ fn remove_seam_duplicates(previous: &[Segment], next: &mut Vec<Segment>, a: i64,
     let Some(to_drop) = longest else {
         return false;
     };
-    let prev_end = previous.last().map_or(i64::MIN, |s| s.end_ms);
-    drop_words(next, 0, to_drop, End::Head);
-    // The dropped words were the ones said before the previous segment ended, so the rest
-    // starts no earlier than that: keeps cues from overlapping.
-    if let Some(first) = next.first_mut() {
-        if prev_end > first.start_ms && prev_end < first.end_ms {
-            first.start_ms = prev_end;
-        }
-    }
+    next.drain(..to_drop);
     true
 }
+
+/// How far word times may be off, in ms: whisper's token times are coarse, and words of
+/// records written before words were recorded are only spread over their segment.
+const SLACK_MS: i64 = 500;
 
 /// How far from the seam `realign_seam` looks, in words on each side.
 const SEAM_WORDS: usize = 8;
 
+/// How far from the overlap `realign_seam` looks, in ms on each side: a word misheard at a
+/// cut throws whisper off for a second or two, not more.
+const SEAM_MS: i64 = 3_000;
+
 /// When the two chunks disagree at the seam (the earlier one heard a word cut in half:
 /// "the train crossed along." / "crossed a long bridge"), finds the longest run of words both
-/// recognised near the seam and keeps the later chunk's version from there: the earlier
-/// chunk's words from the run on are dropped, and so are the later chunk's words before it.
-/// A single-word run must be a long word, so a stray "the" does not move the seam.
-fn realign_seam(
-    out: &mut Vec<Segment>,
-    prev_first: usize,
-    next: &mut Vec<Segment>,
-    a: i64,
-    b: i64,
-) {
-    let Some(offset) = out[prev_first..].iter().position(|s| s.end_ms > a) else {
+/// recognised near the seam (the last and first [`SEAM_WORDS`] words within [`SEAM_MS`] of the
+/// overlap `[a, b)`) and keeps the later chunk's version from there: the earlier chunk's words
+/// from the run on are dropped, and so are the later chunk's words before it. A single-word
+/// run must be a long word, so a stray "the" does not move the seam.
+fn realign_seam(out: &mut Vec<Placed>, prev_first: usize, next: &mut Vec<Placed>, a: i64, b: i64) {
+    let Some(offset) = out[prev_first..]
+        .iter()
+        .position(|p| p.word.end_ms > a - SEAM_MS)
+    else {
         return;
     };
     let seam_start = prev_first + offset;
-    let prev_words: Vec<String> = out[seam_start..]
+    let prev_words: Vec<String> = out[seam_start..].iter().map(key).collect();
+    let near = next
         .iter()
-        .flat_map(|s| s.text.split_whitespace().map(word_key))
-        .collect();
-    let in_overlap = next.iter().take_while(|s| s.start_ms < b).count();
-    let next_words: Vec<String> = next[..in_overlap]
-        .iter()
-        .flat_map(|s| s.text.split_whitespace().map(word_key))
-        .take(SEAM_WORDS)
-        .collect();
+        .take_while(|p| p.word.start_ms < b + SEAM_MS)
+        .count();
+    let next_words: Vec<String> = next[..near].iter().map(key).take(SEAM_WORDS).collect();
     let tail_from = prev_words.len().saturating_sub(SEAM_WORDS);
     let mut best: Option<(usize, usize, usize)> = None; // (run length, prev index, next index)
     for i in tail_from..prev_words.len() {
@@ -149,45 +281,17 @@ fn realign_seam(
     let Some((_, prev_cut, next_cut)) = best else {
         return;
     };
-    drop_words(out, seam_start, prev_words.len() - prev_cut, End::Tail);
-    drop_words(next, 0, next_cut, End::Head);
-}
-
-/// Which end of a run of segments words are removed from.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    /// The first words (the later chunk's side of a seam).
-    Head,
-    /// The last words (the earlier chunk's side of a seam).
-    Tail,
-}
-
-/// Removes `count` words from one end of `segments[from..]`, dropping emptied segments.
-fn drop_words(segments: &mut Vec<Segment>, from: usize, mut count: usize, end: End) {
-    while count > 0 && segments.len() > from {
-        let index = match end {
-            End::Head => from,
-            End::Tail => segments.len() - 1,
-        };
-        let words: Vec<&str> = segments[index].text.split_whitespace().collect();
-        if words.len() <= count {
-            count -= words.len();
-            segments.remove(index);
-        } else {
-            let kept = match end {
-                End::Head => &words[count..],
-                End::Tail => &words[..words.len() - count],
-            };
-            segments[index].text = kept.join(" ");
-            count = 0;
-        }
-    }
+    out.truncate(seam_start + prev_cut);
+    next.drain(..next_cut);
 }
 
 /// How words are compared across the seam: the two chunks may differ in case and
 /// punctuation ("Hello," vs "hello").
-fn word_key(word: &str) -> String {
-    word.chars()
+fn key(placed: &Placed) -> String {
+    placed
+        .word
+        .text
+        .chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
@@ -219,6 +323,7 @@ mod tests {
             end_ms,
             text: text.into(),
             confidence: 0.9,
+            words: Vec::new(),
         }
     }
 
@@ -289,9 +394,11 @@ mod tests {
             texts(&merged),
             ["we went to", "the big market,", "and then", "home again."]
         );
-        // The trimmed segment starts where the previous one ended: cues do not overlap.
-        assert_eq!(merged[2].start_ms, 29_900);
+        // The trimmed segment starts with its first word left ("and", spread over the
+        // segment in proportion to length: 29_100 + 1_900 * 11 / 20), after the previous one.
+        assert_eq!(merged[2].start_ms, 30_145);
         assert_eq!(merged[2].end_ms, 31_000);
+        assert_eq!(merged[2].words[0].text, "and");
         // Order of the inputs does not matter.
         assert_eq!(assemble(&[first, second]), merged);
     }
@@ -430,5 +537,97 @@ mod tests {
         assert!(!is_speech("(music)"));
         assert!(!is_speech(" - "));
         assert!(!is_speech(""));
+    }
+
+    fn timed(start_ms: i64, end_ms: i64, words: &[(i64, i64, &str)]) -> Segment {
+        let words: Vec<Word> = words
+            .iter()
+            .map(|&(start_ms, end_ms, text)| Word {
+                start_ms,
+                end_ms,
+                text: text.into(),
+                confidence: 0.8,
+            })
+            .collect();
+        Segment {
+            start_ms,
+            end_ms,
+            text: words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            confidence: 0.9,
+            words,
+        }
+    }
+
+    #[test]
+    fn a_segment_cut_at_the_seam_keeps_its_words_and_their_times() {
+        // Overlap [29_000, 30_000), midpoint 29_500; "bridge" spans it and both chunks heard it.
+        let first = chunk(
+            0,
+            0,
+            30_000,
+            vec![timed(
+                27_000,
+                30_000,
+                &[
+                    (27_000, 27_600, "a"),
+                    (27_600, 28_500, "long"),
+                    (28_600, 29_700, "bridge"),
+                ],
+            )],
+        );
+        let second = chunk(
+            1,
+            29_000,
+            59_000,
+            vec![timed(
+                29_000,
+                31_500,
+                &[
+                    (29_000, 29_300, "long"),
+                    (29_300, 29_750, "bridge,"),
+                    (29_800, 30_400, "over"),
+                    (30_500, 31_500, "water."),
+                ],
+            )],
+        );
+        let merged = assemble(&[first, second]);
+        assert_eq!(texts(&merged), ["a long bridge", "over water."]);
+        // The later segment starts with its first word left, not where whisper began it.
+        assert_eq!((merged[1].start_ms, merged[1].end_ms), (29_800, 31_500));
+        let times: Vec<(i64, i64)> = merged
+            .iter()
+            .flat_map(|s| s.words.iter().map(|w| (w.start_ms, w.end_ms)))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                (27_000, 27_600),
+                (27_600, 28_500),
+                (28_600, 29_700),
+                (29_800, 30_400),
+                (30_500, 31_500)
+            ]
+        );
+    }
+
+    #[test]
+    fn words_that_do_not_spell_the_text_are_replaced_by_spread_ones() {
+        // A record written before words were recorded, and one whose words disagree.
+        let old = seg(1_000, 2_000, "ab abcd");
+        let words = words_of(&old);
+        let spans: Vec<(i64, i64, &str)> = words
+            .iter()
+            .map(|w| (w.start_ms, w.end_ms, w.text.as_str()))
+            .collect();
+        // Weights 3 and 5 (length + 1) over 1 s.
+        assert_eq!(spans, [(1_000, 1_375, "ab"), (1_375, 2_000, "abcd")]);
+        let mut odd = timed(0, 1_000, &[(0, 500, "other")]);
+        odd.text = "some words".into();
+        let texts: Vec<String> = words_of(&odd).into_iter().map(|w| w.text).collect();
+        assert_eq!(texts, ["some", "words"]);
     }
 }

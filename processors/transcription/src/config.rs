@@ -1,8 +1,10 @@
 //! Settings of the transcription processor, loaded from the `transcription` section of echo's
 //! configuration.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::captions::CaptionRules;
 
 /// How the transcript is described in its report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,12 +14,15 @@ pub struct TranscriptionConfig {
     /// detection result: the bundled whisper model is English-only, so the language is known
     /// up front, and a multilingual model later only has to change this.
     pub language: String,
+    /// How `transcript.srt` and `transcript.vtt` cut their cues (`[transcription.captions]`).
+    pub captions: CaptionRules,
 }
 
 impl Default for TranscriptionConfig {
     fn default() -> Self {
         TranscriptionConfig {
             language: "en".into(),
+            captions: CaptionRules::default(),
         }
     }
 }
@@ -33,6 +38,9 @@ impl TranscriptionConfig {
             "transcription.language must be a 2-8 letter language tag such as \"en\", got {:?}",
             self.language
         );
+        if let Some(problem) = self.captions.problem() {
+            bail!("transcription.captions: {problem}");
+        }
         Ok(())
     }
 }
@@ -50,6 +58,36 @@ mod tests {
         assert_eq!(partial, c);
         let de: TranscriptionConfig = serde_json::from_str(r#"{"language": "de"}"#).unwrap();
         assert_eq!(de.language, "de");
+        let narrow: TranscriptionConfig =
+            serde_json::from_str(r#"{"captions": {"max_chars_per_line": 32}}"#).unwrap();
+        assert_eq!(narrow.captions.max_chars_per_line, 32);
+        assert_eq!(narrow.captions.max_lines, 2);
+    }
+
+    #[test]
+    fn caption_rules_that_cannot_cut_cues_are_refused() {
+        let with = |captions: CaptionRules| TranscriptionConfig {
+            captions,
+            ..TranscriptionConfig::default()
+        };
+        let rules = CaptionRules::default();
+        for bad in [
+            CaptionRules {
+                max_chars_per_line: 5,
+                ..rules.clone()
+            },
+            CaptionRules {
+                max_lines: 0,
+                ..rules.clone()
+            },
+            CaptionRules {
+                min_duration_ms: 8_000,
+                ..rules.clone()
+            },
+        ] {
+            let error = with(bad).validate().unwrap_err().to_string();
+            assert!(error.starts_with("transcription.captions: "), "{error}");
+        }
     }
 
     #[test]
@@ -57,6 +95,7 @@ mod tests {
         for bad in ["", "e", "en-US", "english!", "abcdefghi"] {
             let c = TranscriptionConfig {
                 language: bad.into(),
+                ..TranscriptionConfig::default()
             };
             assert!(c.validate().is_err(), "{bad:?}");
         }

@@ -5,8 +5,9 @@
 //! `topics/topics.toml`):
 //!
 //! - `processing.job.created` and `chunk.processing.completed`, in any order, until every
-//!   chunk of the job has a result → the transcript is assembled ([`assemble`]), analysed
-//!   ([`analysis`]), rendered ([`report`]) and written to S3, then `transcription.started`
+//!   chunk of the job has a result → the transcript is assembled word by word
+//!   ([`assemble`]), analysed ([`analysis`]), rendered ([`report`], captions cut by
+//!   [`captions`]) and written to S3, then `transcription.started`
 //!   and `transcription.completed` are emitted;
 //! - `chunk.processing.failed` for a chunk without a result → `transcription.failed`.
 //!
@@ -16,6 +17,7 @@
 
 pub mod analysis;
 pub mod assemble;
+pub mod captions;
 pub mod config;
 pub mod decide;
 pub mod report;
@@ -94,7 +96,7 @@ impl Processor for TranscriptionProcessor {
             &ready.chunks,
             &self.transcription.language,
         );
-        for artifact in report::render(resource, &transcript) {
+        for artifact in report::render(resource, &transcript, &self.transcription.captions) {
             self.s3
                 .put_bytes(
                     &artifact.key,

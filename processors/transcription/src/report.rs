@@ -1,12 +1,18 @@
-//! The report artifacts, rendered as pure functions of the transcript: plain text, SubRip,
-//! WebVTT and JSON. Deterministic, so a retried handler writes byte-identical objects.
+//! The report artifacts, rendered as pure functions of the transcript: plain text in
+//! paragraphs, SubRip and WebVTT captions cut by caption rules, and JSON with every word.
+//! Deterministic, so a retried handler writes byte-identical objects.
 
-use echo_catalog::events::{Segment, TranscriptArtifacts};
+use echo_catalog::events::{Segment, TranscriptArtifacts, Word};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{analyze, Analysis};
 use crate::assemble::{assemble, ChunkTranscript};
+use crate::captions::{cues, ends_sentence, CaptionRules, Cue};
 use crate::decide::JobPlan;
+
+/// A silence between two sentences at least this long (ms) starts a new paragraph of
+/// `transcript.txt`: where a speaker stops for a breath or two, a reader expects a break.
+pub const PARAGRAPH_PAUSE_MS: i64 = 2_000;
 
 /// An assembled and analysed transcript: what `report.json` holds and every other file is
 /// rendered from.
@@ -16,7 +22,8 @@ pub struct Transcript {
     pub job_id: String,
     /// Figures about the recording.
     pub analysis: Analysis,
-    /// The merged segments, in time order, timestamps in ms from the start of the audio.
+    /// The merged segments, in time order, timestamps in ms from the start of the audio; each
+    /// with its `words` (start and end ms, text, confidence).
     pub segments: Vec<Segment>,
 }
 
@@ -34,6 +41,14 @@ impl Transcript {
             analysis: analyze(&segments, plan.duration_ms, plan.speech_ms, language),
             segments,
         }
+    }
+
+    /// Every word of the transcript, in time order.
+    pub fn words(&self) -> Vec<Word> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.words.iter().cloned())
+            .collect()
     }
 }
 
@@ -69,23 +84,25 @@ pub fn artifact_keys(resource_id: &str) -> TranscriptArtifacts {
     }
 }
 
-/// The four files of `transcript` for resource `resource_id`.
-pub fn render(resource_id: &str, transcript: &Transcript) -> Vec<Artifact> {
+/// The four files of `transcript` for resource `resource_id`, captions cut by `rules`.
+pub fn render(resource_id: &str, transcript: &Transcript, rules: &CaptionRules) -> Vec<Artifact> {
     let keys = artifact_keys(resource_id);
+    let words = transcript.words();
+    let cues = cues(&words, rules);
     vec![
         Artifact {
             key: keys.txt_key,
-            body: txt(&transcript.segments),
+            body: txt(&words),
             content_type: "text/plain; charset=utf-8",
         },
         Artifact {
             key: keys.srt_key,
-            body: srt(&transcript.segments),
+            body: srt(&cues),
             content_type: "application/x-subrip; charset=utf-8",
         },
         Artifact {
             key: keys.vtt_key,
-            body: vtt(&transcript.segments),
+            body: vtt(&cues),
             content_type: "text/vtt; charset=utf-8",
         },
         Artifact {
@@ -96,37 +113,51 @@ pub fn render(resource_id: &str, transcript: &Transcript) -> Vec<Artifact> {
     ]
 }
 
-/// Plain text: one segment per line; empty for a transcript without speech.
-pub fn txt(segments: &[Segment]) -> String {
-    segments.iter().map(|s| format!("{}\n", s.text)).collect()
+/// Plain text in paragraphs: the words joined by spaces, a paragraph (one line, a blank line
+/// between two) ending at a sentence end followed by [`PARAGRAPH_PAUSE_MS`] of silence, so
+/// chunk seams and whisper's segment ends never break the text. Empty without speech.
+pub fn txt(words: &[Word]) -> String {
+    let mut out = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            let previous = &words[i - 1];
+            let paragraph = ends_sentence(&previous.text)
+                && word.start_ms - previous.end_ms >= PARAGRAPH_PAUSE_MS;
+            out.push_str(if paragraph { "\n\n" } else { " " });
+        }
+        out.push_str(&word.text);
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 /// SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line after each.
-pub fn srt(segments: &[Segment]) -> String {
-    segments
-        .iter()
+pub fn srt(cues: &[Cue]) -> String {
+    cues.iter()
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(i, c)| {
             format!(
                 "{}\n{} --> {}\n{}\n\n",
                 i + 1,
-                timestamp(s.start_ms, ','),
-                timestamp(s.end_ms, ','),
-                cue_text(&s.text)
+                timestamp(c.start_ms, ','),
+                timestamp(c.end_ms, ','),
+                cue_text(&c.lines)
             )
         })
         .collect()
 }
 
 /// WebVTT: the `WEBVTT` header, then cues `HH:MM:SS.mmm --> HH:MM:SS.mmm`.
-pub fn vtt(segments: &[Segment]) -> String {
+pub fn vtt(cues: &[Cue]) -> String {
     let mut out = String::from("WEBVTT\n\n");
-    for s in segments {
+    for c in cues {
         out.push_str(&format!(
             "{} --> {}\n{}\n\n",
-            timestamp(s.start_ms, '.'),
-            timestamp(s.end_ms, '.'),
-            cue_text(&s.text)
+            timestamp(c.start_ms, '.'),
+            timestamp(c.end_ms, '.'),
+            cue_text(&c.lines)
         ));
     }
     out
@@ -151,42 +182,71 @@ fn timestamp(ms: i64, separator: char) -> String {
     format!("{h:02}:{m:02}:{s:02}{separator}{milli:03}")
 }
 
-/// Cue text that cannot break the cue: `-->` would be read as a timing line.
-fn cue_text(text: &str) -> String {
-    text.replace("-->", "->")
+/// A cue's lines that cannot break the cue: `-->` would be read as a timing line.
+fn cue_text(lines: &[String]) -> String {
+    lines.join("\n").replace("-->", "->")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn word(start_ms: i64, end_ms: i64, text: &str) -> Word {
+        Word {
+            start_ms,
+            end_ms,
+            text: text.into(),
+            confidence: 0.5,
+        }
+    }
+
     fn example() -> Vec<Segment> {
+        let first = vec![word(0, 1_000, "Hello"), word(1_100, 2_500, "world.")];
+        let second = vec![
+            word(3_723_004, 3_724_000, "Second"),
+            word(3_724_100, 3_725_010, "line."),
+        ];
         vec![
             Segment {
                 start_ms: 0,
                 end_ms: 2_500,
                 text: "Hello world.".into(),
                 confidence: 0.5,
+                words: first,
             },
             Segment {
                 start_ms: 3_723_004,
                 end_ms: 3_725_010,
                 text: "Second line.".into(),
                 confidence: 0.75,
+                words: second,
             },
         ]
     }
 
+    fn words_of(segments: &[Segment]) -> Vec<Word> {
+        segments.iter().flat_map(|s| s.words.clone()).collect()
+    }
+
     #[test]
-    fn plain_text_has_one_segment_per_line() {
-        assert_eq!(txt(&example()), "Hello world.\nSecond line.\n");
+    fn plain_text_is_paragraphs_broken_only_at_a_long_pause_after_a_sentence() {
+        assert_eq!(txt(&words_of(&example())), "Hello world.\n\nSecond line.\n");
         assert_eq!(txt(&[]), "");
+        // A long pause mid-sentence, or a short one after a sentence, does not break it.
+        let words = [
+            word(0, 500, "The"),
+            word(3_000, 3_500, "train."),
+            word(3_600, 4_000, "It"),
+            word(4_100, 4_500, "left."),
+        ];
+        assert_eq!(txt(&words), "The train. It left.\n");
     }
 
     #[test]
     fn srt_cues_are_numbered_with_comma_milliseconds() {
+        let cues = cues(&words_of(&example()), &CaptionRules::default());
         assert_eq!(
-            srt(&example()),
+            srt(&cues),
             "1\n00:00:00,000 --> 00:00:02,500\nHello world.\n\n\
              2\n01:02:03,004 --> 01:02:05,010\nSecond line.\n\n"
         );
@@ -195,8 +255,9 @@ mod tests {
 
     #[test]
     fn vtt_has_its_header_and_dot_milliseconds() {
+        let cues = cues(&words_of(&example()), &CaptionRules::default());
         assert_eq!(
-            vtt(&example()),
+            vtt(&cues),
             "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello world.\n\n\
              01:02:03.004 --> 01:02:05.010\nSecond line.\n\n"
         );
@@ -204,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn json_holds_segments_and_analysis() {
+    fn json_holds_segments_with_their_words_and_analysis() {
         let segments = example();
         let transcript = Transcript {
             job_id: "job-1".into(),
@@ -218,6 +279,11 @@ mod tests {
         assert_eq!(value["segments"][1]["start_ms"], 3_723_004);
         assert_eq!(value["segments"][1]["text"], "Second line.");
         assert_eq!(value["segments"][0]["confidence"], 0.5);
+        let first_word = &value["segments"][0]["words"][0];
+        assert_eq!(first_word["text"], "Hello");
+        assert_eq!(first_word["start_ms"], 0);
+        assert_eq!(first_word["end_ms"], 1_000);
+        assert_eq!(first_word["confidence"], 0.5);
         assert_eq!(value["analysis"]["word_count"], 4);
         assert_eq!(value["analysis"]["language"], "en");
         assert_eq!(value["analysis"]["empty"], false);
@@ -229,7 +295,7 @@ mod tests {
     fn timestamps_clamp_negatives_and_outgrow_two_hour_digits() {
         assert_eq!(timestamp(-5, ','), "00:00:00,000");
         assert_eq!(timestamp(100 * 3_600_000 + 1, '.'), "100:00:00.001");
-        assert_eq!(cue_text("a --> b"), "a -> b");
+        assert_eq!(cue_text(&["a --> b".into(), "c".into()]), "a -> b\nc");
     }
 
     #[test]
@@ -245,7 +311,7 @@ mod tests {
             speech_ms: None,
         };
         let t = Transcript::build("j", &plan, &[], "en");
-        let files = render("r1", &t);
+        let files = render("r1", &t, &CaptionRules::default());
         let names: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(
             names,

@@ -57,6 +57,7 @@ fn chunk_done(event_id: &str, job_id: &str, index: i32, text: &str) -> Incoming 
             end_ms: start_ms + 8_000,
             text: text.into(),
             confidence: 0.9,
+            words: Vec::new(),
         }],
     })
 }

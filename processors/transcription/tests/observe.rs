@@ -29,6 +29,7 @@ fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {
         end_ms,
         text: text.into(),
         confidence: 0.5,
+        words: Vec::new(),
     }
 }
 
@@ -96,6 +97,7 @@ fn unreachable_store() -> TranscriptionProcessor {
 fn new_refuses_unusable_settings() {
     let bad = TranscriptionConfig {
         language: String::new(),
+        ..TranscriptionConfig::default()
     };
     assert!(TranscriptionProcessor::new(&EchoConfig::default(), bad).is_err());
     assert_eq!(unreachable_store().name(), "transcription");
@@ -141,15 +143,16 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
         a.txt_key,
         format!("resources/{resource}/report/transcript.txt")
     );
+    // One sentence across a chunk seam: one paragraph, and the caption after the long pause
+    // holds the sentence's end whole.
     assert_eq!(
         read(a.txt_key.clone()).await,
-        "The quick\nbrown fox\njumps.\n"
+        "The quick brown fox jumps.\n"
     );
     assert_eq!(
         read(a.srt_key.clone()).await,
         "1\n00:00:01,000 --> 00:00:03,000\nThe quick\n\n\
-         2\n00:00:28,000 --> 00:00:29,800\nbrown fox\n\n\
-         3\n00:00:29,800 --> 00:00:31,000\njumps.\n\n"
+         2\n00:00:28,000 --> 00:00:31,000\nbrown fox jumps.\n\n"
     );
     let vtt = read(a.vtt_key.clone()).await;
     assert!(vtt.starts_with("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nThe quick\n"));
@@ -161,6 +164,8 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
     assert_eq!(report["analysis"]["speech_ms"], 9_000);
     assert_eq!(report["analysis"]["silence_ms"], 31_000);
     assert_eq!(report["segments"].as_array().unwrap().len(), 3);
+    // Every word with its times (spread over its segment: these records carry none).
+    assert_eq!(report["segments"][0]["words"][1]["text"], "quick");
     // Stored with their types, so a pre-signed GET serves them properly.
     let head = p.s3().head(&a.vtt_key).await.unwrap().unwrap();
     assert_eq!(head.content_type, "text/vtt; charset=utf-8");

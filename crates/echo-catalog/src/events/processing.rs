@@ -198,6 +198,26 @@ pub struct Segment {
     /// Recognition confidence from 0.0 to 1.0; the assembler prefers the more confident copy of a
     /// segment in the overlap of two chunks.
     pub confidence: f32,
+    /// The segment's words with their own times, in order; joined by single spaces they are
+    /// `text`. Empty in records written before words were recorded (the field's default), for
+    /// which the assembler spreads the words over the segment's span.
+    #[serde(default)]
+    #[avro(default = "[]")]
+    pub words: Vec<Word>,
+}
+
+/// One recognised word: what seams between chunks are resolved on and captions are cut from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "echo.processing")]
+pub struct Word {
+    /// Start of the word in milliseconds from the beginning of the whole audio.
+    pub start_ms: i64,
+    /// End of the word in milliseconds from the beginning of the whole audio.
+    pub end_ms: i64,
+    /// The word as written, punctuation attached ("Hello,").
+    pub text: String,
+    /// Confidence in the word from 0.0 to 1.0: the lowest probability of its tokens.
+    pub confidence: f32,
 }
 
 /// A worker could not transcribe a chunk.

@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
+    Word,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
@@ -92,9 +93,10 @@ pub fn chunk_range(command: &ChunkProcess, max_ms: u64) -> Result<Range<u64>, St
     }
 }
 
-/// Whisper's segments of a chunk moved onto the whole audio's time line (`+ start_ms`) and
-/// kept inside the chunk `[start_ms, end_ms]` (whisper may place an end past the audio it was
-/// given). Segments without text carry nothing for the transcript and are dropped.
+/// Whisper's segments of a chunk, and their words, moved onto the whole audio's time line
+/// (`+ start_ms`) and kept inside the chunk `[start_ms, end_ms]` (whisper may place an end
+/// past the audio it was given). Segments without text carry nothing for the transcript and
+/// are dropped.
 pub fn global_segments(
     start_ms: i64,
     end_ms: i64,
@@ -115,6 +117,19 @@ pub fn global_segments(
                 end_ms: to_global(s.end_ms).max(start),
                 text: s.text.trim().to_string(),
                 confidence: s.confidence.clamp(0.0, 1.0),
+                words: s
+                    .words
+                    .iter()
+                    .map(|w| {
+                        let start = to_global(w.start_ms);
+                        Word {
+                            start_ms: start,
+                            end_ms: to_global(w.end_ms).max(start),
+                            text: w.text.clone(),
+                            confidence: w.confidence.clamp(0.0, 1.0),
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect()
