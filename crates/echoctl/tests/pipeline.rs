@@ -188,6 +188,13 @@ async fn a_long_spoken_file_goes_through_the_whole_flow_shared_by_two_workers() 
     );
     let spelled: Vec<&str> = words.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(spelled.join(" "), txt.trim_end());
+    // The hallucination guard leaves real speech alone; doubtful stretches are listed.
+    let analysis = &json["analysis"];
+    assert_eq!(analysis["dropped_loop_words"], 0, "{analysis}");
+    assert_eq!(
+        analysis["has_low_confidence"].as_bool().unwrap(),
+        !analysis["low_confidence"].as_array().unwrap().is_empty()
+    );
 
     // The target flow, in causal order.
     let types = event_types(&report);
@@ -429,6 +436,10 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
         (speech_ms - spoken_ms).abs() as f64 <= spoken_ms as f64 * SPEECH_TOLERANCE,
         "report says {speech_ms} ms of speech, {spoken_ms} ms were spoken"
     );
+    // Words per minute over the time spoken: flite reads at about 200 words a minute, and the
+    // 19 s of inserted silence must not halve that.
+    let wpm = analysis["words_per_minute"].as_f64().unwrap();
+    assert!((150.0..=260.0).contains(&wpm), "{wpm} words per minute");
     // The silence reported is the inserted silence, less the detector's margins around speech.
     assert!(
         (silence_ms - inserted_ms).abs() <= inserted_ms / 10,

@@ -6,7 +6,7 @@
 //!
 //! - `processing.job.created` and `chunk.processing.completed`, in any order, until every
 //!   chunk of the job has a result → the transcript is assembled word by word
-//!   ([`assemble`]), analysed ([`analysis`]), rendered ([`report`], captions cut by
+//!   ([`assemble`]), cleared of whisper's loops ([`guard`]), analysed ([`analysis`]), rendered ([`report`], captions cut by
 //!   [`captions`]) and written to S3, then `transcription.started`
 //!   and `transcription.completed` are emitted;
 //! - `chunk.processing.failed` for a chunk without a result → `transcription.failed`.
@@ -20,6 +20,7 @@ pub mod assemble;
 pub mod captions;
 pub mod config;
 pub mod decide;
+pub mod guard;
 pub mod report;
 
 use anyhow::Result;

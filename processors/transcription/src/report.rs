@@ -9,6 +9,7 @@ use crate::analysis::{analyze, Analysis};
 use crate::assemble::{assemble, ChunkTranscript};
 use crate::captions::{cues, ends_sentence, CaptionRules, Cue};
 use crate::decide::JobPlan;
+use crate::guard::drop_loops;
 
 /// A silence between two sentences at least this long (ms) starts a new paragraph of
 /// `transcript.txt`: where a speaker stops for a breath or two, a reader expects a break.
@@ -28,17 +29,24 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Assembles and analyses the chunks of job `job_id` planned as `plan`.
+    /// Assembles the chunks of job `job_id` planned as `plan`, drops whisper's loops (the
+    /// hallucination guard) and analyses the result.
     pub fn build(
         job_id: &str,
         plan: &JobPlan,
         chunks: &[ChunkTranscript],
         language: &str,
     ) -> Transcript {
-        let segments = assemble(chunks);
+        let (segments, looped) = drop_loops(assemble(chunks));
         Transcript {
             job_id: job_id.to_string(),
-            analysis: analyze(&segments, plan.duration_ms, plan.speech_ms, language),
+            analysis: analyze(
+                &segments,
+                plan.duration_ms,
+                plan.speech_ms,
+                language,
+                looped,
+            ),
             segments,
         }
     }
@@ -269,7 +277,7 @@ mod tests {
         let segments = example();
         let transcript = Transcript {
             job_id: "job-1".into(),
-            analysis: analyze(&segments, 3_730_000, None, "en"),
+            analysis: analyze(&segments, 3_730_000, None, "en", 0),
             segments,
         };
         let text = json(&transcript);
