@@ -46,14 +46,15 @@ impl Default for CaptionRules {
 impl CaptionRules {
     /// Why these rules cannot cut cues, if they cannot.
     pub fn problem(&self) -> Option<String> {
-        if !(10..=200).contains(&self.max_chars_per_line) {
+        // Bounded so wrapping a cue (every split of its words is tried) stays cheap.
+        if !(10..=100).contains(&self.max_chars_per_line) {
             return Some(format!(
-                "max_chars_per_line must be 10 to 200, got {}",
+                "max_chars_per_line must be 10 to 100, got {}",
                 self.max_chars_per_line
             ));
         }
-        if !(1..=4).contains(&self.max_lines) {
-            return Some(format!("max_lines must be 1 to 4, got {}", self.max_lines));
+        if !(1..=3).contains(&self.max_lines) {
+            return Some(format!("max_lines must be 1 to 3, got {}", self.max_lines));
         }
         if self.max_duration_ms < 1_000 || self.min_duration_ms > self.max_duration_ms {
             return Some(format!(
@@ -156,6 +157,14 @@ fn wrap(words: &[&str], rules: &CaptionRules) -> Option<Vec<String>> {
     let limit = rules.max_chars_per_line as usize;
     let len = |ws: &[&str]| ws.iter().map(|w| w.chars().count()).sum::<usize>() + ws.len() - 1;
     let fits = |ws: &[&str]| ws.len() == 1 || len(ws) <= limit;
+    // More letters than the lines hold (no word alone on a line past the limit): no split
+    // can fit, so none is tried.
+    let letters = words.iter().map(|w| w.chars().count());
+    if letters.clone().all(|n| n <= limit)
+        && letters.sum::<usize>() > limit * rules.max_lines as usize
+    {
+        return None;
+    }
     // Fewest lines first; among splits into that many, the one whose longest line is
     // shortest, then the one with more breaks after a clause end.
     for lines in 1..=rules.max_lines as usize {

@@ -81,6 +81,14 @@ mod tests {
                 ..rules.clone()
             },
             CaptionRules {
+                max_lines: 4,
+                ..rules.clone()
+            },
+            CaptionRules {
+                max_chars_per_line: 150,
+                ..rules.clone()
+            },
+            CaptionRules {
                 min_duration_ms: 8_000,
                 ..rules.clone()
             },
