@@ -288,10 +288,13 @@ fn realign_seam(out: &mut Vec<Placed>, prev_first: usize, next: &mut Vec<Placed>
 /// How words are compared across the seam: the two chunks may differ in case and
 /// punctuation ("Hello," vs "hello").
 fn key(placed: &Placed) -> String {
-    placed
-        .word
-        .text
-        .chars()
+    word_key(&placed.word.text)
+}
+
+/// A word without case and punctuation: how words are compared wherever whisper may have
+/// written the same word differently.
+pub fn word_key(word: &str) -> String {
+    word.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()

@@ -5,6 +5,8 @@
 
 use echo_catalog::events::Segment;
 
+use crate::assemble::word_key;
+
 /// Longest phrase, in words, whose repetition is looked for.
 const MAX_PHRASE_WORDS: usize = 6;
 
@@ -19,7 +21,7 @@ const LOOP_REPEATS: usize = 4;
 pub fn drop_loops(segments: Vec<Segment>) -> (Vec<Segment>, usize) {
     let keys: Vec<String> = segments
         .iter()
-        .flat_map(|s| s.words.iter().map(|w| key(&w.text)))
+        .flat_map(|s| s.words.iter().map(|w| word_key(&w.text)))
         .collect();
     let mut keep = vec![true; keys.len()];
     let mut i = 0;
@@ -82,14 +84,6 @@ fn repeats(keys: &[String], at: usize, n: usize) -> usize {
         times += 1;
     }
     times
-}
-
-/// A word without case and punctuation.
-fn key(word: &str) -> String {
-    word.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
 }
 
 #[cfg(test)]
