@@ -132,6 +132,7 @@ fn render_context(out: &mut String, catalogue: &Catalogue, context: &str) {
     for info in &infos {
         let _ = writeln!(out, "### `{}`\n", info.type_name);
         let _ = writeln!(out, "{}\n", annotation(info, |a| a.doc));
+        render_versions(out, info);
         match serde_json::from_str::<Value>(info.avsc) {
             Ok(json) => render_fields(out, &json, true),
             Err(e) => {
@@ -340,6 +341,22 @@ fn topic_kind(kind: TopicKind) -> &'static str {
         TopicKind::Dlq => "dlq",
         TopicKind::Redriven => "redriven",
     }
+}
+
+/// The schema's version, and what each version changed when there was more than one.
+fn render_versions(out: &mut String, info: &RecordInfo) {
+    let versions = match info.annotations() {
+        Ok(a) => a.versions,
+        Err(e) => vec![format!("(error: {e})")],
+    };
+    let _ = writeln!(out, "Schema version {}.", versions.len());
+    if versions.len() > 1 {
+        out.push('\n');
+        for (n, change) in versions.iter().enumerate() {
+            let _ = writeln!(out, "{}. {}", n + 1, one_line(change));
+        }
+    }
+    out.push('\n');
 }
 
 fn annotation(info: &RecordInfo, pick: impl Fn(events::Annotations) -> String) -> String {

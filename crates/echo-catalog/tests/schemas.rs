@@ -452,10 +452,21 @@ fn round_trip<T: Record + PartialEq + Debug>(record: T, seen: &mut BTreeSet<&'st
 
 fn artifacts() -> TranscriptArtifacts {
     TranscriptArtifacts {
-        txt_key: "r/transcript.txt".into(),
-        srt_key: "r/transcript.srt".into(),
-        vtt_key: "r/transcript.vtt".into(),
+        txt_key: Some("r/transcript.txt".into()),
+        srt_key: None,
+        vtt_key: Some("r/transcript.vtt".into()),
         json_key: "r/transcript.json".into(),
+    }
+}
+
+fn options() -> TranscriptOptions {
+    TranscriptOptions {
+        prompt: Some("Aoife and Siobhán discuss Kafka.".into()),
+        formats: Some(vec![TranscriptFormat::Vtt, TranscriptFormat::Txt]),
+        caption: Some(CaptionRules {
+            max_chars_per_line: 32,
+            ..CaptionRules::default()
+        }),
     }
 }
 
@@ -472,6 +483,18 @@ fn every_type_round_trips_through_its_avsc() {
             content_type: "audio/ogg".into(),
             declared_size_bytes: 5_000_000,
             reply_key: None,
+            options: None,
+        },
+        seen,
+    );
+    round_trip(
+        UploadRequested {
+            metadata: metadata(0),
+            filename: "talk.ogg".into(),
+            content_type: "audio/ogg".into(),
+            declared_size_bytes: 5_000_000,
+            reply_key: None,
+            options: Some(options()),
         },
         seen,
     );
@@ -507,6 +530,7 @@ fn every_type_round_trips_through_its_avsc() {
             size_bytes: 5_000_000,
             content_type: "audio/ogg".into(),
             etag: None,
+            options: Some(options()),
         },
         seen,
     );
@@ -565,6 +589,7 @@ fn every_type_round_trips_through_its_avsc() {
             size_bytes: None,
             chunks: None,
             speech_ms: None,
+            options: None,
         },
         seen,
     );
@@ -590,6 +615,11 @@ fn every_type_round_trips_through_its_avsc() {
                 },
             ]),
             speech_ms: Some(43_100),
+            options: Some(TranscriptOptions {
+                prompt: None,
+                formats: Some(vec![]),
+                caption: None,
+            }),
         },
         seen,
     );
@@ -605,6 +635,7 @@ fn every_type_round_trips_through_its_avsc() {
             attempt: 2,
             etag: None,
             size_bytes: None,
+            prompt: Some("Zoë, Kubernetes".into()),
         },
         seen,
     );
@@ -791,6 +822,11 @@ fn enum_symbols_match_serde_names() {
         V::Empty,
         V::TooManyChannels,
         V::ObjectChanged,
+    ]);
+    check(&[
+        TranscriptFormat::Txt,
+        TranscriptFormat::Srt,
+        TranscriptFormat::Vtt,
     ]);
     check(&[
         CleanupReason::UploadFailed,

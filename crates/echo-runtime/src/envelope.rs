@@ -82,11 +82,12 @@ pub struct Outgoing {
 impl Outgoing {
     /// Wraps a record to emit under `key`.
     pub fn new<R: Record>(key: impl Into<String>, record: &R) -> Outgoing {
+        let (metadata, value) = written_form(record);
         Outgoing {
             type_name: R::TYPE,
             key: key.into(),
-            metadata: record.metadata().clone(),
-            value: apache_avro::to_value(record).expect("catalogue records always serialize"),
+            metadata,
+            value,
             partition: None,
         }
     }
@@ -111,6 +112,30 @@ impl Outgoing {
 fn from_value<R: Record>(value: &Value) -> Result<R, HandlerError> {
     apache_avro::from_value(value)
         .map_err(|e| HandlerError::Permanent(format!("record does not decode as {}: {e}", R::TYPE)))
+}
+
+/// A record as it is written: its metadata and Avro value, with `metadata.schema_version` set
+/// to the version of the schema it is written with (the catalogue's `x-versions`), whatever
+/// the producer put there, so a consumer can tell the versions apart.
+pub fn written_form<R: Record>(record: &R) -> (EventMetadata, Value) {
+    let version = echo_catalog::events::info(R::TYPE).map_or(1, |i| i.schema_version());
+    let mut value = apache_avro::to_value(record).expect("catalogue records always serialize");
+    if let Value::Record(fields) = &mut value {
+        for (name, field) in fields.iter_mut() {
+            if let (true, Value::Record(metadata)) = (name == "metadata", field) {
+                for (name, field) in metadata.iter_mut() {
+                    if name == "schema_version" {
+                        *field = Value::Int(version);
+                    }
+                }
+            }
+        }
+    }
+    let metadata = EventMetadata {
+        schema_version: version,
+        ..record.metadata().clone()
+    };
+    (metadata, value)
 }
 
 /// Reads the `metadata` field of any catalogue record.

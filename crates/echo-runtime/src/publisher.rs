@@ -38,7 +38,7 @@ impl Publisher {
     pub async fn publish<R: Record>(&self, key: &str, record: &R) -> Result<(i32, i64)> {
         let info = events::info(R::TYPE).ok_or_else(|| anyhow!("{} unknown", R::TYPE))?;
         let topic = self.config.topic(&self.catalogue.topic_of(R::TYPE)?.name);
-        let value = apache_avro::to_value(record)?;
+        let (metadata, value) = crate::envelope::written_form(record);
         let bytes = self
             .codec
             .encode(&topic, info, value)
@@ -48,11 +48,7 @@ impl Publisher {
             &topic,
             key,
             &bytes,
-            headers::cloud_event(
-                record.metadata(),
-                R::TYPE,
-                &TraceParent::own(record.metadata()),
-            ),
+            headers::cloud_event(&metadata, R::TYPE, &TraceParent::own(&metadata)),
         )
         .await
     }

@@ -3,7 +3,10 @@
 //! the registry finds incompatible.
 
 use anyhow::{bail, Context, Result};
+use std::path::Path;
+
 use echo_catalog::events;
+use echo_catalog::record::RecordInfo;
 use echo_catalog::Catalogue;
 use serde_json::{json, Value};
 
@@ -35,26 +38,60 @@ pub enum SubjectStatus {
 
 /// Every (subject, schema text) pair the catalogue implies in this environment.
 pub fn subjects(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<(String, String)>> {
+    subjects_with(config, catalogue, |info| Ok(info.avsc.to_string()))
+}
+
+/// The same subjects with the schema texts of `avro_dir`, laid out as avro/ is
+/// (`<context>/<type>.avsc`): a proposed change, checked against the registry before it is
+/// built in.
+pub fn subjects_in(
+    config: &EchoConfig,
+    catalogue: &Catalogue,
+    avro_dir: &Path,
+) -> Result<Vec<(String, String)>> {
+    subjects_with(config, catalogue, |info| {
+        let path = avro_dir
+            .join(info.context)
+            .join(format!("{}.avsc", info.type_name));
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    })
+}
+
+fn subjects_with(
+    config: &EchoConfig,
+    catalogue: &Catalogue,
+    text: impl Fn(&RecordInfo) -> Result<String>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for info in events::all() {
         let topic = catalogue.topic_of(info.type_name)?;
         out.push((
             format!("{}-{}", config.topic(&topic.name), info.record_name),
-            info.avsc.to_string(),
+            text(info)?,
         ));
     }
     Ok(out)
 }
 
-/// Registers every subject; with `dry_run` only checks. Fails if any is incompatible.
+/// Registers every subject of the catalogue; with `dry_run` only checks. Fails if any is
+/// incompatible.
 pub async fn register(
     config: &EchoConfig,
     catalogue: &Catalogue,
     dry_run: bool,
 ) -> Result<Vec<SubjectOutcome>> {
+    register_subjects(config, subjects(config, catalogue)?, dry_run).await
+}
+
+/// Registers (or with `dry_run` checks) each (subject, schema text) pair.
+pub async fn register_subjects(
+    config: &EchoConfig,
+    subjects: Vec<(String, String)>,
+    dry_run: bool,
+) -> Result<Vec<SubjectOutcome>> {
     let client = reqwest::Client::new();
     let mut outcomes = Vec::new();
-    for (subject, schema) in subjects(config, catalogue)? {
+    for (subject, schema) in subjects {
         let status = if dry_run {
             check_one(&client, &config.registry, &subject, &schema).await?
         } else {

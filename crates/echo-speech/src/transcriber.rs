@@ -227,15 +227,18 @@ impl Transcriber {
     /// Transcribes 16 kHz mono samples (see [`crate::audio::decode_to_mono_16k`])
     /// with greedy decoding. Empty input gives no segments.
     pub fn transcribe(&self, samples_16k_mono: &[f32]) -> Result<Vec<Segment>, TranscribeError> {
-        self.transcribe_until(samples_16k_mono, None)
+        self.transcribe_until(samples_16k_mono, None, None)
     }
 
     /// Like [`Transcriber::transcribe`], but whisper.cpp gives up once `deadline` has
     /// passed ([`TranscribeError::DeadlinePassed`]): a caller that has stopped waiting must
-    /// not leave a transcription running on a core it needs for the next one.
+    /// not leave a transcription running on a core it needs for the next one. `prompt` is
+    /// text whisper reads as if it had just been said (names, terms, style): its initial
+    /// prompt.
     pub fn transcribe_until(
         &self,
         samples_16k_mono: &[f32],
+        prompt: Option<&str>,
         deadline: Option<Instant>,
     ) -> Result<Vec<Segment>, TranscribeError> {
         if samples_16k_mono.is_empty() {
@@ -249,7 +252,7 @@ impl Transcriber {
             Some(state) => state,
             None => self.ctx.create_state()?,
         };
-        let segments = self.run(&mut state, &heard, deadline)?;
+        let segments = self.run(&mut state, &heard, prompt, deadline)?;
         self.idle_states.lock().expect("idle states").push(state);
         Ok(segments)
     }
@@ -259,6 +262,7 @@ impl Transcriber {
         &self,
         state: &mut WhisperState,
         samples_16k_mono: &[f32],
+        prompt: Option<&str>,
         deadline: Option<Instant>,
     ) -> Result<Vec<Segment>, TranscribeError> {
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
@@ -272,6 +276,9 @@ impl Transcriber {
         params.set_print_timestamps(false);
         // Times per token, from which words get theirs.
         params.set_token_timestamps(true);
+        if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
         // whisper-rs's `set_abort_callback_safe` hands whisper.cpp a pointer of the wrong
         // type (0.16), so the callback is set by hand: a plain function and a pointer to
         // the deadline, which lives on this stack for the whole `full` call.

@@ -82,7 +82,7 @@ fn flite_sentence_is_transcribed_exactly() {
 fn a_transcription_past_its_deadline_stops() {
     let (transcriber, samples) = the_sentence();
     // Whisper itself must give up (its abort callback), or it would return the segments.
-    let stopped = transcriber.transcribe_until(&samples, Some(std::time::Instant::now()));
+    let stopped = transcriber.transcribe_until(&samples, None, Some(std::time::Instant::now()));
     assert!(
         matches!(stopped, Err(TranscribeError::DeadlinePassed)),
         "{stopped:?}"
@@ -90,7 +90,7 @@ fn a_transcription_past_its_deadline_stops() {
     let far = std::time::Instant::now() + std::time::Duration::from_secs(600);
     let heard = joined(
         &transcriber
-            .transcribe_until(&samples, Some(far))
+            .transcribe_until(&samples, None, Some(far))
             .expect("transcribe"),
     );
     assert_eq!(word_error_rate(SENTENCE, &heard), 0.0, "heard {heard:?}");

@@ -60,11 +60,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use echo_catalog::events::{
-    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
-    CleanupCompleted, ProcessingJobCreated, ResourceReady, ResourceRejected,
-    TranscriptionCompleted, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
-    UploadFinalize, UploadRequested, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
-    ValidationPassed,
+    CaptionRules, ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed,
+    ChunkProcessingStarted, CleanupCompleted, ProcessingJobCreated, ResourceReady,
+    ResourceRejected, TranscriptOptions, TranscriptionCompleted, UploadCompleted, UploadExpired,
+    UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
+    ValidationFailed, ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
@@ -134,6 +134,7 @@ fn upload_request(resource: &str, declared_size: usize, content_type: &str) -> U
         content_type: content_type.into(),
         declared_size_bytes: declared_size as i64,
         reply_key: Some(CLIENT_KEY.public()),
+        options: None,
     }
 }
 
@@ -1382,6 +1383,61 @@ async fn an_upload_url_is_readable_only_by_its_requester() {
     .await;
     assert!(case.events::<UploadUrlGenerated>(&other).await.is_empty());
     case.good_record_flows_after(&other).await;
+}
+
+/// Per-upload options a careless or hostile client could send: a prompt of 200 KB, caption
+/// rules that would make every cue cost without bound, or nothing on screen. Each is refused
+/// before a URL is issued; nothing of it reaches a transcription, and the partition flows on.
+#[tokio::test(flavor = "multi_thread")]
+async fn options_no_transcription_could_use_are_refused_before_any_url() {
+    let case = Case::start("bad-options", &[]).await;
+    let rules = CaptionRules::default();
+    let cases = [
+        (
+            TranscriptOptions {
+                prompt: Some("Quetzalcoatl ".repeat(16_000)),
+                ..TranscriptOptions::default()
+            },
+            "prompt has 208000 characters",
+        ),
+        (
+            TranscriptOptions {
+                caption: Some(CaptionRules {
+                    max_lines: 1_000_000,
+                    ..rules.clone()
+                }),
+                ..TranscriptOptions::default()
+            },
+            "caption: max_lines must be 1 to 3",
+        ),
+        (
+            TranscriptOptions {
+                caption: Some(CaptionRules {
+                    max_duration_ms: -5,
+                    ..rules.clone()
+                }),
+                ..TranscriptOptions::default()
+            },
+            "caption: durations",
+        ),
+    ];
+    let mut last = String::new();
+    for (options, says) in cases {
+        let resource = uuid::Uuid::new_v4().to_string();
+        let request = UploadRequested {
+            options: Some(options),
+            ..upload_request(&resource, 1000, "audio/wav")
+        };
+        case.publisher.publish(&resource, &request).await.unwrap();
+        case.upload_fails(&resource, UploadFailureReason::InvalidRequest, says)
+            .await;
+        assert!(case
+            .events::<UploadUrlGenerated>(&resource)
+            .await
+            .is_empty());
+        last = resource;
+    }
+    case.good_record_flows_after(&last).await;
 }
 
 // ---------------------------------------------------------------- hostile input: exhaustion

@@ -39,6 +39,7 @@ fn command(event_id: &str, attempt: i32) -> Incoming {
         attempt,
         etag: None,
         size_bytes: None,
+        prompt: None,
     };
     incoming(&record)
 }

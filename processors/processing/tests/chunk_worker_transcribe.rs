@@ -72,6 +72,7 @@ fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) ->
         attempt: 1,
         etag: None,
         size_bytes: None,
+        prompt: None,
     };
     Incoming {
         type_name: ChunkProcess::TYPE,

@@ -4,7 +4,7 @@
 
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
-    ChunkRange, ProcessingJobCreated, ProcessingTimeout, ValidationPassed,
+    ChunkRange, ProcessingJobCreated, ProcessingTimeout, TranscriptOptions, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::job_aggregator::decide::{self, chunk_timer};
@@ -46,6 +46,7 @@ fn job_created(job_id: &str, chunk_count: i32) -> Incoming {
         size_bytes: None,
         chunks: None,
         speech_ms: None,
+        options: None,
     })
 }
 
@@ -68,6 +69,7 @@ fn job_with_chunks(ranges: &[(i64, i64)]) -> Incoming {
                 .collect(),
         ),
         speech_ms: Some(20_000),
+        options: None,
     })
 }
 
@@ -309,6 +311,20 @@ fn a_late_chunk_times_out_and_is_reissued_with_the_next_attempt() {
     assert_eq!(decision.schedule[0].payload, JOB);
     assert_eq!(h.state.job.as_ref().unwrap().chunks[1].attempt, 2);
     assert_eq!(h.status(1), ChunkStatus::Pending);
+}
+
+#[test]
+fn a_reissued_chunk_carries_the_upload_prompt_like_the_first() {
+    let mut job: ProcessingJobCreated = job_created(JOB, 3).decode().unwrap();
+    job.options = Some(TranscriptOptions {
+        prompt: Some("Xochitl Quetzalcoatl".into()),
+        ..TranscriptOptions::default()
+    });
+    let mut h = Harness::new();
+    h.record(&incoming(&job), NOW).unwrap();
+    let decision = h.fire("chunk-2");
+    let again: ChunkProcess = decision.emit[1].decode().unwrap();
+    assert_eq!(again.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! states out, with the state folded the way the runtime folds it (input, then each output).
 
 use echo_catalog::events::{
-    ChunkProcess, ProcessingJobCreated, UploadCompleted, UploadFailed, UploadFailureReason,
-    ValidationFailed, ValidationFailureReason, ValidationPassed, ValidationStarted,
+    ChunkProcess, ProcessingJobCreated, TranscriptFormat, TranscriptOptions, UploadCompleted,
+    UploadFailed, UploadFailureReason, ValidationFailed, ValidationFailureReason, ValidationPassed,
+    ValidationStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::chunking::{plan_fixed, SpeechMap};
@@ -36,6 +37,7 @@ fn completed(event_id: &str) -> Incoming {
         size_bytes: 96_044,
         content_type: "audio/wav".into(),
         etag: None,
+        options: None,
     })
 }
 
@@ -237,6 +239,30 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
 
     assert!(state.started && state.passed && !state.failed);
     assert_eq!(state.job_id.as_deref(), Some(job.job_id.as_str()));
+}
+
+#[test]
+fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
+    let options = TranscriptOptions {
+        prompt: Some("Xochitl Quetzalcoatl".into()),
+        formats: Some(vec![TranscriptFormat::Srt]),
+        caption: None,
+    };
+    let mut upload: UploadCompleted = completed("up-o").decode().unwrap();
+    upload.options = Some(options.clone());
+    let (decision, _) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &incoming(&upload),
+        Observation::Audio(facts(65_000)),
+    )
+    .unwrap();
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(job.options, Some(options));
+    for out in &decision.emit[3..] {
+        let cmd: ChunkProcess = out.decode().unwrap();
+        assert_eq!(cmd.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
+    }
 }
 
 #[test]

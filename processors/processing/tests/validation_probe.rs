@@ -60,6 +60,7 @@ fn completed(
         size_bytes: size,
         content_type: content_type.into(),
         etag,
+        options: None,
     })
 }
 

@@ -48,9 +48,9 @@ type MakeInput = fn(&str) -> Incoming;
 
 fn artifacts() -> TranscriptArtifacts {
     TranscriptArtifacts {
-        txt_key: keys::report(RESOURCE, "transcript.txt"),
-        srt_key: keys::report(RESOURCE, "transcript.srt"),
-        vtt_key: keys::report(RESOURCE, "transcript.vtt"),
+        txt_key: Some(keys::report(RESOURCE, "transcript.txt")),
+        srt_key: Some(keys::report(RESOURCE, "transcript.srt")),
+        vtt_key: Some(keys::report(RESOURCE, "transcript.vtt")),
         json_key: keys::report(RESOURCE, "transcript.json"),
     }
 }
@@ -545,6 +545,7 @@ fn inputs_the_processor_does_not_handle_produce_nothing() {
             size_bytes: 10,
             content_type: "audio/wav".into(),
             etag: None,
+            options: None,
         }),
         // Its own events other than cleanup.initiated come back too.
         incoming(&ResourceReady {

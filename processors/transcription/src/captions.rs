@@ -9,63 +9,8 @@
 //! or before a pause once it has been on screen long enough, and always before a silence
 //! longer than that.
 
+pub use echo_catalog::events::CaptionRules;
 use echo_catalog::events::Word;
-use serde::{Deserialize, Serialize};
-
-/// The rules every cue follows. Defaults: 42 characters a line, 2 lines, 1–7 s on screen,
-/// a pause of 500 ms or more ends a cue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CaptionRules {
-    /// Longest line, in characters (a single longer word gets a line of its own).
-    pub max_chars_per_line: u32,
-    /// Most lines a cue is wrapped into.
-    pub max_lines: u32,
-    /// Shortest time a cue stays on screen, in ms, so it can be read: a shorter cue is held
-    /// longer when the next one leaves room, and a cue does not end early (at a sentence end or
-    /// a pause) before this.
-    pub min_duration_ms: u32,
-    /// Longest time a cue stays on screen, in ms.
-    pub max_duration_ms: u32,
-    /// A silence between two words at least this long (ms) ends the cue before it.
-    pub pause_ms: u32,
-}
-
-impl Default for CaptionRules {
-    fn default() -> Self {
-        CaptionRules {
-            max_chars_per_line: 42,
-            max_lines: 2,
-            min_duration_ms: 1_000,
-            max_duration_ms: 7_000,
-            pause_ms: 500,
-        }
-    }
-}
-
-impl CaptionRules {
-    /// Why these rules cannot cut cues, if they cannot.
-    pub fn problem(&self) -> Option<String> {
-        // Bounded so wrapping a cue (every split of its words is tried) stays cheap.
-        if !(10..=100).contains(&self.max_chars_per_line) {
-            return Some(format!(
-                "max_chars_per_line must be 10 to 100, got {}",
-                self.max_chars_per_line
-            ));
-        }
-        if !(1..=3).contains(&self.max_lines) {
-            return Some(format!("max_lines must be 1 to 3, got {}", self.max_lines));
-        }
-        if self.max_duration_ms < 1_000 || self.min_duration_ms > self.max_duration_ms {
-            return Some(format!(
-                "durations need 1000 <= max_duration_ms and min_duration_ms <= max_duration_ms, \
-                 got min {} max {}",
-                self.min_duration_ms, self.max_duration_ms
-            ));
-        }
-        None
-    }
-}
 
 /// One caption: when it shows and its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]

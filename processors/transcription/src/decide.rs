@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use echo_catalog::events::{
-    ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptionCompleted,
-    TranscriptionFailed, TranscriptionStarted,
+    ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptOptions,
+    TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,29 @@ pub struct JobPlan {
     /// reports speech and silence from it. Absent in state written before it existed.
     #[serde(default)]
     pub speech_ms: Option<i64>,
+    /// The upload's options: which files to write and how to cut captions. Absent in state
+    /// written before they existed, and for uploads without options.
+    #[serde(default)]
+    pub options: Option<TranscriptOptions>,
+}
+
+impl JobPlan {
+    /// Why the job cannot be transcribed as planned, if it cannot: a negative chunk count or
+    /// options no client could have sent through the upload processor (a bug upstream).
+    pub fn problem(&self) -> Option<String> {
+        if self.chunk_count < 0 {
+            return Some(format!("a negative chunk count {}", self.chunk_count));
+        }
+        self.options
+            .as_ref()
+            .and_then(TranscriptOptions::problem)
+            .map(|p| format!("unusable options: {p}"))
+    }
+
+    /// The upload's options, the defaults when it had none.
+    pub fn options(&self) -> TranscriptOptions {
+        self.options.clone().unwrap_or_default()
+    }
 }
 
 impl JobProgress {
@@ -148,7 +171,7 @@ pub fn ready_job(
         return Ok(None);
     };
 
-    if plan.chunk_count < 0 {
+    if plan.problem().is_some() {
         // Refused by `decide`; never ready, so nothing is written for it.
         return Ok(None);
     }
@@ -193,10 +216,10 @@ pub fn decide(
     };
     if record.is::<ProcessingJobCreated>() {
         let job: ProcessingJobCreated = record.decode()?;
-        if job.chunk_count < 0 {
+        if let Some(problem) = plan_of(&job).problem() {
             return Err(HandlerError::Permanent(format!(
-                "job {} has a negative chunk count {}",
-                job.job_id, job.chunk_count
+                "job {} has {problem}",
+                job.job_id
             )));
         }
     } else if record.is::<ChunkProcessingCompleted>() {
@@ -232,7 +255,7 @@ pub fn decide(
     let completed = TranscriptionCompleted {
         metadata: ctx.metadata(),
         job_id: ready.job_id,
-        artifacts: artifact_keys(resource),
+        artifacts: artifact_keys(resource, &ready.plan.options()),
         word_count: written.word_count,
         duration_ms: written.duration_ms,
     };
@@ -344,6 +367,7 @@ fn plan_of(job: &ProcessingJobCreated) -> JobPlan {
         chunk_count: job.chunk_count,
         duration_ms: job.duration_ms,
         speech_ms: job.speech_ms,
+        options: job.options.clone(),
     }
 }
 

@@ -97,7 +97,13 @@ impl Processor for TranscriptionProcessor {
             &ready.chunks,
             &self.transcription.language,
         );
-        for artifact in report::render(resource, &transcript, &self.transcription.captions) {
+        let files = report::render(
+            resource,
+            &transcript,
+            &self.transcription.captions,
+            &ready.plan.options(),
+        );
+        for artifact in files {
             self.s3
                 .put_bytes(
                     &artifact.key,

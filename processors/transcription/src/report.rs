@@ -2,7 +2,9 @@
 //! paragraphs, SubRip and WebVTT captions cut by caption rules, and JSON with every word.
 //! Deterministic, so a retried handler writes byte-identical objects.
 
-use echo_catalog::events::{Segment, TranscriptArtifacts, Word};
+use echo_catalog::events::{
+    Segment, TranscriptArtifacts, TranscriptFormat, TranscriptOptions, Word,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{analyze, Analysis};
@@ -81,44 +83,49 @@ pub const VTT: &str = "transcript.vtt";
 pub const JSON: &str = "report.json";
 
 /// The object keys of a resource's transcript files, as `transcription.completed` announces
-/// them.
-pub fn artifact_keys(resource_id: &str) -> TranscriptArtifacts {
+/// them: the files `options` leaves out have none.
+pub fn artifact_keys(resource_id: &str, options: &TranscriptOptions) -> TranscriptArtifacts {
     let key = |file| echo_storage::keys::report(resource_id, file);
+    let wanted = |format, file| options.wants(format).then(|| key(file));
     TranscriptArtifacts {
-        txt_key: key(TXT),
-        srt_key: key(SRT),
-        vtt_key: key(VTT),
+        txt_key: wanted(TranscriptFormat::Txt, TXT),
+        srt_key: wanted(TranscriptFormat::Srt, SRT),
+        vtt_key: wanted(TranscriptFormat::Vtt, VTT),
         json_key: key(JSON),
     }
 }
 
-/// The four files of `transcript` for resource `resource_id`, captions cut by `rules`.
-pub fn render(resource_id: &str, transcript: &Transcript, rules: &CaptionRules) -> Vec<Artifact> {
-    let keys = artifact_keys(resource_id);
+/// The files of `transcript` for resource `resource_id` that `options` asks for (report.json
+/// always), captions cut by the upload's rules or else the deployment's `rules`.
+pub fn render(
+    resource_id: &str,
+    transcript: &Transcript,
+    rules: &CaptionRules,
+    options: &TranscriptOptions,
+) -> Vec<Artifact> {
+    let keys = artifact_keys(resource_id, options);
     let words = transcript.words();
-    let cues = cues(&words, rules);
-    vec![
-        Artifact {
-            key: keys.txt_key,
-            body: txt(&words),
-            content_type: "text/plain; charset=utf-8",
-        },
-        Artifact {
-            key: keys.srt_key,
-            body: srt(&cues),
-            content_type: "application/x-subrip; charset=utf-8",
-        },
-        Artifact {
-            key: keys.vtt_key,
-            body: vtt(&cues),
-            content_type: "text/vtt; charset=utf-8",
-        },
-        Artifact {
-            key: keys.json_key,
-            body: json(transcript),
-            content_type: "application/json",
-        },
-    ]
+    let cues = cues(&words, options.caption.as_ref().unwrap_or(rules));
+    let files = [
+        (keys.txt_key, txt(&words), "text/plain; charset=utf-8"),
+        (
+            keys.srt_key,
+            srt(&cues),
+            "application/x-subrip; charset=utf-8",
+        ),
+        (keys.vtt_key, vtt(&cues), "text/vtt; charset=utf-8"),
+        (Some(keys.json_key), json(transcript), "application/json"),
+    ];
+    files
+        .into_iter()
+        .filter_map(|(key, body, content_type)| {
+            key.map(|key| Artifact {
+                key,
+                body,
+                content_type,
+            })
+        })
+        .collect()
 }
 
 /// Plain text in paragraphs: the words joined by spaces, a paragraph (one line, a blank line
@@ -308,28 +315,109 @@ mod tests {
 
     #[test]
     fn artifacts_live_under_the_resource_report_prefix() {
-        let keys = artifact_keys("r1");
-        assert_eq!(keys.txt_key, "resources/r1/report/transcript.txt");
-        assert_eq!(keys.srt_key, "resources/r1/report/transcript.srt");
-        assert_eq!(keys.vtt_key, "resources/r1/report/transcript.vtt");
+        let keys = artifact_keys("r1", &TranscriptOptions::default());
+        let key = |k: &Option<String>| k.clone().unwrap();
+        assert_eq!(key(&keys.txt_key), "resources/r1/report/transcript.txt");
+        assert_eq!(key(&keys.srt_key), "resources/r1/report/transcript.srt");
+        assert_eq!(key(&keys.vtt_key), "resources/r1/report/transcript.vtt");
         assert_eq!(keys.json_key, "resources/r1/report/report.json");
         let plan = JobPlan {
             chunk_count: 0,
             duration_ms: 1_000,
             speech_ms: None,
+            options: None,
         };
         let t = Transcript::build("j", &plan, &[], "en");
-        let files = render("r1", &t, &CaptionRules::default());
+        let files = render(
+            "r1",
+            &t,
+            &CaptionRules::default(),
+            &TranscriptOptions::default(),
+        );
+        let names: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                key(&keys.txt_key),
+                key(&keys.srt_key),
+                key(&keys.vtt_key),
+                keys.json_key
+            ]
+        );
+        assert!(t.analysis.empty);
+    }
+
+    #[test]
+    fn an_upload_gets_the_files_and_caption_rules_it_asked_for() {
+        let words: Vec<Word> = "one two three four five six seven eight nine ten"
+            .split(' ')
+            .enumerate()
+            .map(|(i, w)| Word {
+                start_ms: i as i64 * 300,
+                end_ms: i as i64 * 300 + 250,
+                text: w.into(),
+                confidence: 0.9,
+            })
+            .collect();
+        let segment = Segment {
+            start_ms: 0,
+            end_ms: 3_000,
+            text: "one two three four five six seven eight nine ten".into(),
+            confidence: 0.9,
+            words,
+        };
+        let plan = JobPlan {
+            chunk_count: 1,
+            duration_ms: 3_000,
+            speech_ms: None,
+            options: None,
+        };
+        let chunk = ChunkTranscript {
+            index: 0,
+            start_ms: 0,
+            end_ms: 3_000,
+            segments: vec![segment],
+        };
+        let t = Transcript::build("j", &plan, &[chunk], "en");
+        let options = TranscriptOptions {
+            prompt: None,
+            formats: Some(vec![TranscriptFormat::Vtt]),
+            caption: Some(CaptionRules {
+                max_chars_per_line: 10,
+                max_lines: 1,
+                ..CaptionRules::default()
+            }),
+        };
+        let keys = artifact_keys("r1", &options);
+        assert_eq!((keys.txt_key, keys.srt_key), (None, None));
+        let files = render("r1", &t, &CaptionRules::default(), &options);
         let names: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(
             names,
             [
-                keys.txt_key.as_str(),
-                &keys.srt_key,
-                &keys.vtt_key,
-                &keys.json_key
+                "resources/r1/report/transcript.vtt",
+                "resources/r1/report/report.json"
             ]
         );
-        assert!(t.analysis.empty);
+        let cue_lines: Vec<&str> = files[0]
+            .body
+            .lines()
+            .filter(|l| l.chars().next().is_some_and(char::is_alphabetic) && *l != "WEBVTT")
+            .collect();
+        assert!(cue_lines.len() >= 5, "{}", files[0].body);
+        assert!(cue_lines.iter().all(|l| l.len() <= 10), "{cue_lines:?}");
+        // The deployment's rules (42 characters, 2 lines) put it all in one cue.
+        let default = render(
+            "r1",
+            &t,
+            &CaptionRules::default(),
+            &TranscriptOptions::default(),
+        );
+        assert_eq!(
+            default[2].body.matches(" --> ").count(),
+            1,
+            "{}",
+            default[2].body
+        );
     }
 }

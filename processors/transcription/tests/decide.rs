@@ -3,8 +3,9 @@
 //! observation is what `observe` would find, computed by the same pure functions minus S3.
 
 use echo_catalog::events::{
-    ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, ProcessingJobCreated,
-    Segment, TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted, ValidationPassed,
+    CaptionRules, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
+    ProcessingJobCreated, Segment, TranscriptOptions, TranscriptionCompleted, TranscriptionFailed,
+    TranscriptionStarted, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
@@ -40,6 +41,7 @@ fn job_created(job_id: &str, chunk_count: i32, duration_ms: i64) -> Incoming {
         size_bytes: None,
         chunks: None,
         speech_ms: None,
+        options: None,
     })
 }
 
@@ -139,7 +141,7 @@ fn assert_completed(decision: &Decision, job_id: &str, chunk_count: i32, words: 
     assert_eq!(completed.word_count, words);
     assert_eq!(
         completed.artifacts.txt_key,
-        format!("resources/{RESOURCE}/report/transcript.txt")
+        Some(format!("resources/{RESOURCE}/report/transcript.txt"))
     );
     assert_eq!(
         completed.artifacts.json_key,
@@ -330,6 +332,28 @@ fn impossible_chunk_indices_and_counts_are_permanent() {
     )
     .unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+    // Caption rules the upload processor would have refused: wrapping with them could cost
+    // without bound, so the job is refused before anything is written.
+    let mut unusable: ProcessingJobCreated = job_created("job-o", 1, 1_000).decode().unwrap();
+    unusable.options = Some(TranscriptOptions {
+        caption: Some(CaptionRules {
+            max_lines: 40,
+            ..CaptionRules::default()
+        }),
+        ..TranscriptOptions::default()
+    });
+    let unusable = incoming(&unusable);
+    assert_eq!(
+        observe(&TranscriptionState::default(), &unusable),
+        Observation::Nothing
+    );
+    let err = handle_with(
+        &TranscriptionState::default(),
+        &unusable,
+        Observation::Nothing,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("max_lines"), "{err}");
 }
 
 #[test]

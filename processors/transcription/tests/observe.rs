@@ -47,6 +47,7 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
         size_bytes: None,
         chunks: None,
         speech_ms: Some(9_000),
+        options: None,
     });
     let chunk0 = incoming(&ChunkProcessingCompleted {
         metadata: meta(resource, "c0"),
@@ -140,21 +141,21 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
     };
     let a = &completed.artifacts;
     assert_eq!(
-        a.txt_key,
-        format!("resources/{resource}/report/transcript.txt")
+        a.txt_key.as_deref(),
+        Some(format!("resources/{resource}/report/transcript.txt").as_str())
     );
     // One sentence across a chunk seam: one paragraph, and the caption after the long pause
     // holds the sentence's end whole.
     assert_eq!(
-        read(a.txt_key.clone()).await,
+        read(a.txt_key.clone().unwrap()).await,
         "The quick brown fox jumps.\n"
     );
     assert_eq!(
-        read(a.srt_key.clone()).await,
+        read(a.srt_key.clone().unwrap()).await,
         "1\n00:00:01,000 --> 00:00:03,000\nThe quick\n\n\
          2\n00:00:28,000 --> 00:00:31,000\nbrown fox jumps.\n\n"
     );
-    let vtt = read(a.vtt_key.clone()).await;
+    let vtt = read(a.vtt_key.clone().unwrap()).await;
     assert!(vtt.starts_with("WEBVTT\n\n00:00:01.000 --> 00:00:03.000\nThe quick\n"));
     let report: serde_json::Value = serde_json::from_str(&read(a.json_key.clone()).await).unwrap();
     assert_eq!(report["job_id"], "job-1");
@@ -167,7 +168,12 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
     // Every word with its times (spread over its segment: these records carry none).
     assert_eq!(report["segments"][0]["words"][1]["text"], "quick");
     // Stored with their types, so a pre-signed GET serves them properly.
-    let head = p.s3().head(&a.vtt_key).await.unwrap().unwrap();
+    let head = p
+        .s3()
+        .head(a.vtt_key.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.content_type, "text/vtt; charset=utf-8");
     let head = p.s3().head(&a.json_key).await.unwrap().unwrap();
     assert_eq!(head.content_type, "application/json");

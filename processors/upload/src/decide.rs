@@ -6,8 +6,8 @@
 //! → `upload.expired` then `upload.failed`. Each resource ends in exactly one terminal event.
 
 use echo_catalog::events::{
-    UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
-    UploadRequested, UploadUrlGenerated,
+    TranscriptOptions, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
+    UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,10 @@ pub struct RequestedUpload {
     /// When the issued URL stops working (ms since the epoch); `None` while no URL was
     /// issued (the request was refused), so "already has a URL" is `Some`.
     pub expires_at: Option<i64>,
+    /// The request's options, handed on in `upload.completed`. Absent in state written
+    /// before they existed.
+    #[serde(default)]
+    pub options: Option<TranscriptOptions>,
 }
 
 /// What `observe` found out for `decide`: the I/O results a decision depends on.
@@ -155,6 +159,13 @@ pub fn screen_request(
             );
         }
         None => {}
+    }
+    if let Some(problem) = request
+        .options
+        .as_ref()
+        .and_then(TranscriptOptions::problem)
+    {
+        return RequestVerdict::Refuse(UploadFailureReason::InvalidRequest, problem);
     }
     if !config.allows(&request.content_type) {
         return RequestVerdict::Refuse(
@@ -320,6 +331,7 @@ fn on_finalize(
                 size_bytes: o.size,
                 content_type: o.content_type,
                 etag: o.etag,
+                options: requested.options.clone(),
             },
         ),
     };
@@ -391,6 +403,7 @@ pub fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
                     declared_size_bytes: request.declared_size_bytes,
                     object_key: object_key(&record.metadata.correlation_id),
                     expires_at: None,
+                    options: request.options,
                 });
             }
         }

@@ -2,8 +2,8 @@
 //! states out, with the state folded the way the runtime folds it (input, then each output).
 
 use echo_catalog::events::{
-    UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize,
-    UploadRequested, UploadUrlGenerated,
+    CaptionRules, TranscriptFormat, TranscriptOptions, UploadCompleted, UploadExpired,
+    UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
@@ -36,7 +36,15 @@ fn request_for(resource: &str, event_id: &str, content_type: &str, size: i64) ->
         content_type: content_type.into(),
         declared_size_bytes: size,
         reply_key: Some(CLIENT_KEY.into()),
+        options: None,
     })
+}
+
+/// A valid request carrying `options`.
+fn request_with_options(options: TranscriptOptions) -> Incoming {
+    let mut request: UploadRequested = request("audio/wav", SIZE).decode().unwrap();
+    request.options = Some(options);
+    incoming(&request)
 }
 
 fn request(content_type: &str, size: i64) -> Incoming {
@@ -542,6 +550,7 @@ fn records_the_processor_does_not_consume_are_permanent_errors() {
         size_bytes: 1,
         content_type: "audio/wav".into(),
         etag: None,
+        options: None,
     });
     let err = handle(
         &UploadConfig::default(),
@@ -596,6 +605,7 @@ fn request_with_key(reply_key: Option<&str>) -> Incoming {
         content_type: "audio/wav".into(),
         declared_size_bytes: SIZE,
         reply_key: reply_key.map(String::from),
+        options: None,
     })
 }
 
@@ -614,6 +624,87 @@ fn a_request_without_a_key_to_seal_the_url_to_is_refused() {
         assert_eq!(failed.reason_code, UploadFailureReason::InvalidRequest);
         assert!(failed.message.contains("reply_key"), "{}", failed.message);
     }
+}
+
+#[test]
+fn a_request_with_options_no_transcription_could_use_is_refused() {
+    let cases = [
+        (
+            TranscriptOptions {
+                prompt: Some("word ".repeat(101)),
+                ..TranscriptOptions::default()
+            },
+            "prompt has 505 characters",
+        ),
+        (
+            TranscriptOptions {
+                prompt: Some("names\u{1b}[2J".into()),
+                ..TranscriptOptions::default()
+            },
+            "control characters",
+        ),
+        (
+            TranscriptOptions {
+                caption: Some(CaptionRules {
+                    max_chars_per_line: 5,
+                    ..CaptionRules::default()
+                }),
+                ..TranscriptOptions::default()
+            },
+            "caption: max_chars_per_line",
+        ),
+        (
+            TranscriptOptions {
+                caption: Some(CaptionRules {
+                    min_duration_ms: -1,
+                    ..CaptionRules::default()
+                }),
+                ..TranscriptOptions::default()
+            },
+            "caption: durations",
+        ),
+    ];
+    for (options, says) in cases {
+        let (decision, _) = handle(
+            &UploadConfig::default(),
+            &UploadState::default(),
+            Input::Record(&request_with_options(options)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        let failed = failure(&decision);
+        assert_eq!(failed.reason_code, UploadFailureReason::InvalidRequest);
+        assert!(failed.message.contains(says), "{}", failed.message);
+    }
+}
+
+#[test]
+fn the_options_of_the_request_reach_upload_completed() {
+    let options = TranscriptOptions {
+        prompt: Some("Aoife, Siobhán and Kafka.".into()),
+        formats: Some(vec![TranscriptFormat::Srt]),
+        caption: Some(CaptionRules {
+            max_lines: 1,
+            ..CaptionRules::default()
+        }),
+    };
+    let config = UploadConfig::default();
+    let (_, state) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request_with_options(options.clone())),
+        url(),
+    )
+    .unwrap();
+    let (decision, _) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize()),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    let completed: UploadCompleted = only(&decision);
+    assert_eq!(completed.options, Some(options));
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn request(content_type: &str) -> Incoming {
         content_type: content_type.into(),
         declared_size_bytes: 10,
         reply_key: Some(CLIENT.public()),
+        options: None,
     })
 }
 

@@ -112,6 +112,9 @@ pub struct Annotations {
     pub trigger: String,
     /// `x-failure-path`: what follows when it, or what it asks for, fails.
     pub failure_path: String,
+    /// `x-versions`: what each version of the schema changed, oldest first; one entry per
+    /// version registered, so its length is the current version. Absent: version 1 only.
+    pub versions: Vec<String>,
 }
 
 impl RecordInfo {
@@ -136,6 +139,19 @@ impl RecordInfo {
             producer: text("x-producer")?,
             trigger: text("x-trigger")?,
             failure_path: text("x-failure-path")?,
+            versions: match json.get("x-versions") {
+                None => vec!["The first version.".into()],
+                Some(v) => serde_json::from_value(v.clone()).with_context(|| {
+                    format!("`x-versions` of {} is not a list of texts", self.type_name)
+                })?,
+            },
         })
+    }
+
+    /// The version of the schema records of this type are written with (`x-versions`), which
+    /// the runtime stamps into `metadata.schema_version`.
+    pub fn schema_version(&self) -> i32 {
+        self.annotations()
+            .map_or(1, |a| i32::try_from(a.versions.len()).unwrap_or(i32::MAX))
     }
 }

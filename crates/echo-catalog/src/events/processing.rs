@@ -3,6 +3,7 @@
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::events::upload::TranscriptOptions;
 use crate::record::EventMetadata;
 
 /// Processing started probing the uploaded audio.
@@ -102,6 +103,10 @@ pub struct ProcessingJobCreated {
     /// `duration_ms` is silence. Null when no detector ran (fixed chunking, or records written
     /// before it existed).
     pub speech_ms: Option<i64>,
+    /// The upload's options (version 2, from `upload.completed`): the prompt goes to every
+    /// chunk, formats and caption rules to the report; null: the deployment's defaults.
+    #[serde(default)]
+    pub options: Option<TranscriptOptions>,
 }
 
 /// Where one planned chunk lies in the audio.
@@ -143,6 +148,10 @@ pub struct ChunkProcess {
     /// Size of the audio as verified at upload; the worker downloads no more than this. Null only
     /// in records written before it existed.
     pub size_bytes: Option<i64>,
+    /// Text whisper hears as if just said before the chunk (the upload's `options.prompt`,
+    /// version 2); null: none.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// A worker took a chunk; starts its processing deadline.

@@ -42,13 +42,16 @@ pub struct TranscriptionCompleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "echo.transcription")]
 pub struct TranscriptArtifacts {
-    /// Object key of the plain-text transcript.
-    pub txt_key: String,
-    /// Object key of the SubRip (.srt) subtitles.
-    pub srt_key: String,
-    /// Object key of the WebVTT (.vtt) subtitles.
-    pub vtt_key: String,
-    /// Object key of the JSON transcript with segments, timings and confidences.
+    /// Object key of the plain-text transcript; null when the upload's `formats` left it out
+    /// (version 2).
+    pub txt_key: Option<String>,
+    /// Object key of the SubRip (.srt) subtitles; null when the upload's `formats` left it out
+    /// (version 2).
+    pub srt_key: Option<String>,
+    /// Object key of the WebVTT (.vtt) subtitles; null when the upload's `formats` left it out
+    /// (version 2).
+    pub vtt_key: Option<String>,
+    /// Object key of the JSON transcript with segments, timings and confidences; always written.
     pub json_key: String,
 }
 

@@ -24,6 +24,136 @@ pub struct UploadRequested {
     /// can read the URL on the shared events topic. Required unless the deployment allows clear
     /// URLs (`upload.allow_clear_urls`).
     pub reply_key: Option<String>,
+    /// How this upload is transcribed and which files it gets (version 2); null: the
+    /// deployment's defaults, as for every request of version 1.
+    #[serde(default)]
+    pub options: Option<TranscriptOptions>,
+}
+
+/// What a client may choose per upload; every part null means the deployment's default. Checked
+/// when the upload is requested (`upload.failed` with `INVALID_REQUEST` otherwise) and carried
+/// with the resource to the steps that use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "echo.upload")]
+pub struct TranscriptOptions {
+    /// Text given to whisper before every chunk as if it had just been said (names, terms,
+    /// spelling, style), at most 500 characters; null: none.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Transcript files to write besides `report.json`, which is always written; null: all of
+    /// them.
+    #[serde(default)]
+    pub formats: Option<Vec<TranscriptFormat>>,
+    /// How the `.srt` and `.vtt` captions are cut; null: the deployment's rules.
+    #[serde(default)]
+    pub caption: Option<CaptionRules>,
+}
+
+/// The most characters a prompt may have: whisper reads at most 224 tokens of prompt, which
+/// 500 characters of English stay under.
+pub const MAX_PROMPT_CHARS: usize = 500;
+
+impl TranscriptOptions {
+    /// Why a client's options cannot be used, if they cannot.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(prompt) = &self.prompt {
+            let chars = prompt.chars().count();
+            if chars > MAX_PROMPT_CHARS {
+                return Some(format!(
+                    "prompt has {chars} characters, the most is {MAX_PROMPT_CHARS}"
+                ));
+            }
+            if prompt.chars().any(char::is_control) {
+                return Some("prompt must not contain control characters".into());
+            }
+        }
+        self.caption
+            .as_ref()
+            .and_then(CaptionRules::problem)
+            .map(|p| format!("caption: {p}"))
+    }
+
+    /// Whether the transcript file of `format` is to be written.
+    pub fn wants(&self, format: TranscriptFormat) -> bool {
+        self.formats.as_ref().is_none_or(|f| f.contains(&format))
+    }
+}
+
+/// A transcript file a client may ask for: `TXT` (paragraphs), `SRT` and `VTT` (captions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AvroSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[avro(namespace = "echo.upload")]
+pub enum TranscriptFormat {
+    Txt,
+    Srt,
+    Vtt,
+}
+
+/// How captions are cut into cues: the deployment's `[transcription.captions]`, or a client's
+/// per upload. Defaults: 42 characters a line, 2 lines, 1-7 s on screen, a pause of 500 ms or
+/// more ends a cue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[serde(default)]
+#[avro(namespace = "echo.upload")]
+pub struct CaptionRules {
+    /// Longest line, in characters, 10 to 100 (a single longer word gets a line of its own).
+    pub max_chars_per_line: i32,
+    /// Most lines a cue is wrapped into, 1 to 3.
+    pub max_lines: i32,
+    /// Shortest time a cue stays on screen, in ms, so it can be read: a shorter cue is held
+    /// longer when the next one leaves room, and a cue does not end early (at a sentence end or
+    /// a pause) before this.
+    pub min_duration_ms: i32,
+    /// Longest time a cue stays on screen, in ms, at least 1000 and at least
+    /// `min_duration_ms`.
+    pub max_duration_ms: i32,
+    /// A silence between two words at least this long (ms) ends the cue before it.
+    pub pause_ms: i32,
+}
+
+impl Default for CaptionRules {
+    fn default() -> Self {
+        CaptionRules {
+            max_chars_per_line: 42,
+            max_lines: 2,
+            min_duration_ms: 1_000,
+            max_duration_ms: 7_000,
+            pause_ms: 500,
+        }
+    }
+}
+
+impl CaptionRules {
+    /// Why these rules cannot cut cues, if they cannot.
+    pub fn problem(&self) -> Option<String> {
+        // Bounded so wrapping a cue (every split of its words is tried) stays cheap.
+        if !(10..=100).contains(&self.max_chars_per_line) {
+            return Some(format!(
+                "max_chars_per_line must be 10 to 100, got {}",
+                self.max_chars_per_line
+            ));
+        }
+        if !(1..=3).contains(&self.max_lines) {
+            return Some(format!("max_lines must be 1 to 3, got {}", self.max_lines));
+        }
+        if self.min_duration_ms < 0
+            || self.max_duration_ms < 1_000
+            || self.min_duration_ms > self.max_duration_ms
+        {
+            return Some(format!(
+                "durations need 0 <= min_duration_ms <= max_duration_ms and 1000 <= \
+                 max_duration_ms, got min {} max {}",
+                self.min_duration_ms, self.max_duration_ms
+            ));
+        }
+        if self.pause_ms < 0 {
+            return Some(format!(
+                "pause_ms must not be negative, got {}",
+                self.pause_ms
+            ));
+        }
+        None
+    }
 }
 
 /// Command from the client: the PUT to the pre-signed URL is done, verify the object and complete
@@ -79,6 +209,10 @@ pub struct UploadCompleted {
     /// replaced after the upload is never processed. Null only in records written before it
     /// existed.
     pub etag: Option<String>,
+    /// The options of the request (version 2), carried to Processing and Transcription; null:
+    /// the deployment's defaults.
+    #[serde(default)]
+    pub options: Option<TranscriptOptions>,
 }
 
 /// The upload will not complete; terminal for the upload.

@@ -1,5 +1,6 @@
-//! `echoctl schemas register|check`.
+//! `echoctl schemas register|check [--avro DIR]`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -12,6 +13,10 @@ use echo_runtime::EchoConfig;
 pub struct Args {
     #[command(subcommand)]
     action: Action,
+    /// Schemas from this directory (laid out as avro/: `<context>/<type>.avsc`) instead of
+    /// the ones built into echoctl: checks or registers a proposed change.
+    #[arg(long, global = true)]
+    avro: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -26,7 +31,11 @@ enum Action {
 pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let catalogue = Catalogue::load()?;
     let dry_run = matches!(args.action, Action::Check);
-    let outcomes = registry::register(config, &catalogue, dry_run).await?;
+    let subjects = match &args.avro {
+        Some(dir) => registry::subjects_in(config, &catalogue, dir)?,
+        None => registry::subjects(config, &catalogue)?,
+    };
+    let outcomes = registry::register_subjects(config, subjects, dry_run).await?;
     let mut incompatible = 0;
     for o in &outcomes {
         let status = match &o.status {

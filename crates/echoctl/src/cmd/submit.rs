@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use echo_catalog::events::{
-    ProcessingJobCreated, ResourceReady, ResourceRejected, UploadFailed, UploadFinalize,
-    UploadRequested, UploadUrlGenerated,
+    CaptionRules, ProcessingJobCreated, ResourceReady, ResourceRejected, TranscriptArtifacts,
+    TranscriptFormat, TranscriptOptions, UploadFailed, UploadFinalize, UploadRequested,
+    UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
@@ -51,6 +52,59 @@ pub struct Args {
     /// informational only: the object key is chosen by the server.
     #[arg(long)]
     filename: Option<String>,
+    /// Text whisper reads before every chunk as if just said: names, terms, spelling, style
+    /// (the upload's `options.prompt`, at most 500 characters).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The transcript files to write besides report.json, comma-separated (`txt,srt,vtt`);
+    /// all of them when absent.
+    #[arg(long, value_delimiter = ',')]
+    formats: Option<Vec<Format>>,
+    /// Longest caption line, in characters (10 to 100); the deployment's rules when absent.
+    #[arg(long)]
+    caption_chars: Option<i32>,
+    /// Most lines a caption shows (1 to 3); the deployment's rules when absent.
+    #[arg(long)]
+    caption_lines: Option<i32>,
+}
+
+/// A transcript file, as `--formats` names it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Txt,
+    Srt,
+    Vtt,
+}
+
+impl Args {
+    /// The request's options; `None` when no option was given, so the request is the same
+    /// as one of a client that knows no options.
+    fn options(&self) -> Option<TranscriptOptions> {
+        let caption = (self.caption_chars.is_some() || self.caption_lines.is_some()).then(|| {
+            let rules = CaptionRules::default();
+            CaptionRules {
+                max_chars_per_line: self.caption_chars.unwrap_or(rules.max_chars_per_line),
+                max_lines: self.caption_lines.unwrap_or(rules.max_lines),
+                ..rules
+            }
+        });
+        let formats = self.formats.as_ref().map(|formats| {
+            formats
+                .iter()
+                .map(|f| match f {
+                    Format::Txt => TranscriptFormat::Txt,
+                    Format::Srt => TranscriptFormat::Srt,
+                    Format::Vtt => TranscriptFormat::Vtt,
+                })
+                .collect()
+        });
+        let options = TranscriptOptions {
+            prompt: self.prompt.clone(),
+            formats,
+            caption,
+        };
+        (options != TranscriptOptions::default()).then_some(options)
+    }
 }
 
 /// How a submission ended.
@@ -179,6 +233,7 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         content_type: content_type.clone(),
         declared_size_bytes: size as i64,
         reply_key: Some(reply_key.public()),
+        options: args.options(),
     };
     publisher.publish(&resource, &request).await?;
     session.record(UploadRequested::TYPE, &request.metadata);
@@ -266,14 +321,7 @@ async fn finish(
         bar.finish_and_clear();
     }
     let transcript = match &ready {
-        Some(r) => {
-            let s3 = S3Service::new(config)?;
-            let bytes = s3
-                .get_bytes(&r.artifacts.txt_key)
-                .await?
-                .with_context(|| format!("transcript {} is missing", r.artifacts.txt_key))?;
-            Some(String::from_utf8_lossy(&bytes).into_owned())
-        }
+        Some(r) => Some(transcript_of(config, &r.artifacts).await?),
         None => None,
     };
     if args.json {
@@ -312,6 +360,25 @@ async fn finish(
 }
 
 /// PUTs the file to the pre-signed URL, streaming it with a progress bar.
+/// The transcript's text: transcript.txt, or the segments of report.json when the upload
+/// asked for no .txt.
+async fn transcript_of(config: &EchoConfig, artifacts: &TranscriptArtifacts) -> Result<String> {
+    let s3 = S3Service::new(config)?;
+    let key = artifacts.txt_key.as_ref().unwrap_or(&artifacts.json_key);
+    let bytes = s3
+        .get_bytes(key)
+        .await?
+        .with_context(|| format!("transcript {key} is missing"))?;
+    if artifacts.txt_key.is_some() {
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{key} is not JSON"))?;
+    let segments = report["segments"].as_array().cloned().unwrap_or_default();
+    let texts: Vec<&str> = segments.iter().filter_map(|s| s["text"].as_str()).collect();
+    Ok(texts.join(" ") + "\n")
+}
+
 async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result<()> {
     let bar = if args.json {
         ProgressBar::hidden()

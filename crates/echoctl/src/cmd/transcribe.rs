@@ -1,4 +1,4 @@
-//! `echoctl transcribe FILE [--threads N] [--quantization Q] [--json]`: the transcriber alone on a whole file,
+//! `echoctl transcribe FILE [--threads N] [--quantization Q] [--prompt TEXT] [--json]`: the transcriber alone on a whole file,
 //! without Kafka, S3 or chunking. It is the compute limit the pipeline is measured against
 //! (the same whisper.cpp build and weights the chunk workers load), and a quick way to hear
 //! what the model makes of a file.
@@ -27,6 +27,9 @@ pub struct Args {
     /// the chunk workers load.
     #[arg(long)]
     quantization: Option<Quantization>,
+    /// Text whisper reads as if just said (names, terms, style), as an upload's `prompt`.
+    #[arg(long)]
+    prompt: Option<String>,
     /// Prints the text, segments and timings as JSON.
     #[arg(long)]
     json: bool,
@@ -54,7 +57,7 @@ pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
     let samples = decode_to_mono_16k(&args.file)
         .with_context(|| format!("decoding {}", args.file.display()))?;
     let decoded = started.elapsed();
-    let segments = transcriber.transcribe(&samples)?;
+    let segments = transcriber.transcribe_until(&samples, args.prompt.as_deref(), None)?;
     let transcribed = started.elapsed() - decoded;
     let text = segments
         .iter()

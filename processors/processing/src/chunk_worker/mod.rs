@@ -270,7 +270,7 @@ fn transcribe_range(
         None => samples,
     };
     let whisper_started = Instant::now();
-    match transcriber.transcribe_until(&heard, Some(deadline)) {
+    match transcriber.transcribe_until(&heard, command.prompt.as_deref(), Some(deadline)) {
         Ok(segments) => {
             // Where a chunk's time goes, for operators and the benchmark's per-stage figures.
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,

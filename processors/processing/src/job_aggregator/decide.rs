@@ -68,6 +68,9 @@ pub struct TrackedJob {
     /// The verified size of the audio, which caps a re-issued command's download.
     #[serde(default)]
     pub size_bytes: Option<i64>,
+    /// The upload's prompt, which a re-issued command carries like the first.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// One entry per chunk, by index.
     pub chunks: Vec<ChunkTrack>,
 }
@@ -137,6 +140,7 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
         chunk_count: job.chunk_count,
         etag: job.etag.clone(),
         size_bytes: job.size_bytes,
+        prompt: job.options.as_ref().and_then(|o| o.prompt.clone()),
         chunks: plan
             .into_iter()
             .map(|r| ChunkTrack {
@@ -254,6 +258,7 @@ fn on_deadline(
             attempt: chunk.attempt + 1,
             etag: job.etag.clone(),
             size_bytes: job.size_bytes,
+            prompt: job.prompt.clone(),
         }));
         schedule.push(ctx.timer(
             &timer.name,

@@ -273,6 +273,7 @@ fn plan_job(
                     .collect(),
             ),
             speech_ms,
+            options: completed.options.clone(),
         },
     ));
     for (index, range) in (0..chunk_count).zip(chunks) {
@@ -287,6 +288,7 @@ fn plan_job(
             attempt: FIRST_ATTEMPT,
             etag: completed.etag.clone(),
             size_bytes: Some(completed.size_bytes),
+            prompt: completed.options.as_ref().and_then(|o| o.prompt.clone()),
         }));
     }
     Ok(out)
