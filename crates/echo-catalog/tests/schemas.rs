@@ -476,28 +476,22 @@ fn every_type_round_trips_through_its_avsc() {
     let job_id = || "job-1".to_owned();
     let key = || "uploads/r/audio.ogg".to_owned();
 
+    let request = UploadRequested {
+        metadata: metadata(0),
+        filename: "talk.ogg".into(),
+        content_type: "audio/ogg".into(),
+        declared_size_bytes: 5_000_000,
+        reply_key: None,
+        options: None,
+    };
     round_trip(
         UploadRequested {
-            metadata: metadata(0),
-            filename: "talk.ogg".into(),
-            content_type: "audio/ogg".into(),
-            declared_size_bytes: 5_000_000,
-            reply_key: None,
-            options: None,
-        },
-        seen,
-    );
-    round_trip(
-        UploadRequested {
-            metadata: metadata(0),
-            filename: "talk.ogg".into(),
-            content_type: "audio/ogg".into(),
-            declared_size_bytes: 5_000_000,
-            reply_key: None,
             options: Some(options()),
+            ..request.clone()
         },
         seen,
     );
+    round_trip(request, seen);
     round_trip(
         UploadFinalize {
             metadata: metadata(1),

@@ -469,6 +469,62 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
     );
 }
 
+/// A deployment that lets whisper hear every second (fixed chunks, no voice-activity
+/// detection) sends it a 30 s window of a buzzing tone between two sentences: whisper writes
+/// `[Music]` for it. The hallucination guard leaves that out of every artifact and counts it
+/// in the report, so the transcript holds only what was said.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_whisper_writes_for_noise_is_dropped_and_counted_not_reported_as_speech() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("noise").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spoken = speak(dir.path(), "spoken.wav", SENTENCE).unwrap();
+    let speech = dir.path().join("speech.wav");
+    convert(&spoken, &speech, &["rate", "16000"]).unwrap();
+    // A sawtooth at a voice's pitch, pulsing four times a second like syllables.
+    let buzz = dir.path().join("buzz.wav");
+    let made = std::process::Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&buzz)
+        .args([
+            "synth", "60", "sawtooth", "160", "tremolo", "4", "90", "vol", "0.3",
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let file = dir.path().join("sandwich.wav");
+    let joined = std::process::Command::new("sox")
+        .args([&speech, &buzz, &speech])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(joined.success());
+    let settings = [
+        ("ECHO_VALIDATION__CHUNKING", "fixed"),
+        ("ECHO_CHUNK_WORKER__SQUEEZE_SILENCE", "false"),
+    ];
+    let _pipeline = Pipeline::start(bin(), &env, 1, &settings).unwrap();
+
+    let report = submit(bin(), &env, &file, &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let said = format!("{SENTENCE} {SENTENCE}");
+    let transcript = report["transcript"].as_str().unwrap();
+    let wer = word_error_rate(&said, transcript);
+    assert!(wer <= 0.15, "WER {wer:.3}: {transcript}");
+    let report_json: serde_json::Value =
+        serde_json::from_str(&artifact(&env, &report, "json").await).unwrap();
+    let dropped = report_json["analysis"]["dropped_non_speech_segments"].as_i64();
+    assert!(
+        dropped.is_some_and(|d| d >= 1),
+        "{:#}",
+        report_json["analysis"]
+    );
+    for kind in ["txt", "srt", "vtt", "json"] {
+        let text = artifact(&env, &report, kind).await;
+        assert!(!text.contains("[Music]"), "{kind}: {text}");
+    }
+}
+
 /// `echoctl transcribe`, the benchmark's compute limit, runs the same model as the workers on
 /// a whole file, outside the pipeline, with the quantization asked for.
 #[tokio::test(flavor = "multi_thread")]

@@ -33,7 +33,13 @@ const s3 = new S3Client({
 
 interface Outcome {
   metadata: echo.Metadata;
-  artifacts?: { txt_key: string; srt_key: string; vtt_key: string; json_key: string };
+  // A file the upload's `options.formats` left out has no key (schema version 2).
+  artifacts?: {
+    txt_key: string | null;
+    srt_key: string | null;
+    vtt_key: string | null;
+    json_key: string;
+  };
   reason_code?: string;
   message?: string;
 }

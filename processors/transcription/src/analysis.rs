@@ -51,6 +51,9 @@ pub struct Analysis {
     /// Words dropped by the hallucination guard (whisper repeating a phrase in a loop, see
     /// `guard`); not in the transcript, not in `word_count`.
     pub dropped_loop_words: i32,
+    /// Segments whisper wrote for a stretch it heard as noise, music or silence (`[Music]`,
+    /// `[BLANK_AUDIO]`): left out of the transcript and counted here (see `guard`).
+    pub dropped_non_speech_segments: i32,
     /// Language of the transcript, from the configuration (the model is English-only).
     pub language: String,
     /// No speech was recognised at all, so a client can say so instead of showing an empty
@@ -58,15 +61,24 @@ pub struct Analysis {
     pub empty: bool,
 }
 
+/// What the hallucination guard dropped before the analysis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Words of whisper's loops.
+    pub loop_words: usize,
+    /// Segments whisper wrote for what was not speech.
+    pub non_speech_segments: usize,
+}
+
 /// Analyses the assembled `segments` of audio lasting `duration_ms`, of which the
 /// voice-activity detector heard `detected_speech_ms` as speech when it ran; the guard
-/// dropped `dropped_loop_words` before.
+/// dropped `dropped` before.
 pub fn analyze(
     segments: &[Segment],
     duration_ms: i64,
     detected_speech_ms: Option<i64>,
     language: &str,
-    dropped_loop_words: usize,
+    dropped: Dropped,
 ) -> Analysis {
     let duration_ms = duration_ms.max(0);
     let word_count = saturating_i32(segments.iter().map(|s| count_words(&s.text)).sum());
@@ -102,7 +114,8 @@ pub fn analyze(
         mean_confidence,
         has_low_confidence: !low_confidence.is_empty(),
         low_confidence,
-        dropped_loop_words: saturating_i32(dropped_loop_words),
+        dropped_loop_words: saturating_i32(dropped.loop_words),
+        dropped_non_speech_segments: saturating_i32(dropped.non_speech_segments),
         language: language.to_string(),
         empty: word_count == 0,
     }
@@ -199,7 +212,7 @@ mod tests {
             seg(1_500, 4_000, "How are you - today?", 0.25),
             seg(10_000, 12_000, "Fine.", 0.5),
         ];
-        let a = analyze(&segments, 20_000, None, "en", 0);
+        let a = analyze(&segments, 20_000, None, "en", Dropped::default());
         assert_eq!(a.duration_ms, 20_000);
         assert_eq!(a.word_count, 8);
         assert_eq!(a.segment_count, 3);
@@ -218,22 +231,22 @@ mod tests {
     fn detected_speech_replaces_the_segment_coverage() {
         // One segment covers the whole 20 s, pauses and all; the detector heard 12 s.
         let segments = [seg(0, 20_000, "words with long pauses between them", 0.9)];
-        let a = analyze(&segments, 20_000, Some(12_000), "en", 0);
+        let a = analyze(&segments, 20_000, Some(12_000), "en", Dropped::default());
         assert_eq!(
             (a.speech_ms, a.silence_ms, a.speech_ratio),
             (12_000, 8_000, 0.6)
         );
         // Without a detector, the coverage stands in.
-        let b = analyze(&segments, 20_000, None, "en", 0);
+        let b = analyze(&segments, 20_000, None, "en", Dropped::default());
         assert_eq!((b.speech_ms, b.silence_ms), (20_000, 0));
         // A detector figure past the audio is clipped.
-        let c = analyze(&segments, 20_000, Some(25_000), "en", 0);
+        let c = analyze(&segments, 20_000, Some(25_000), "en", Dropped::default());
         assert_eq!((c.speech_ms, c.silence_ms), (20_000, 0));
     }
 
     #[test]
     fn silence_only_audio_is_empty_without_dividing_by_anything() {
-        let a = analyze(&[], 30_000, None, "en", 0);
+        let a = analyze(&[], 30_000, None, "en", Dropped::default());
         assert_eq!(a.word_count, 0);
         assert_eq!(a.segment_count, 0);
         assert_eq!(a.speech_ms, 0);
@@ -247,12 +260,24 @@ mod tests {
 
     #[test]
     fn zero_length_audio_and_spans_past_the_end_are_clipped() {
-        let a = analyze(&[seg(0, 1_000, "hi", 1.0)], 0, None, "en", 0);
+        let a = analyze(
+            &[seg(0, 1_000, "hi", 1.0)],
+            0,
+            None,
+            "en",
+            Dropped::default(),
+        );
         assert_eq!((a.speech_ms, a.silence_ms, a.speech_ratio), (0, 0, 0.0));
         assert_eq!(a.words_per_minute, 0.0);
         assert_eq!(a.word_count, 1);
 
-        let b = analyze(&[seg(900, 1_500, "hi", 1.0)], 1_000, None, "en", 0);
+        let b = analyze(
+            &[seg(900, 1_500, "hi", 1.0)],
+            1_000,
+            None,
+            "en",
+            Dropped::default(),
+        );
         assert_eq!((b.speech_ms, b.silence_ms), (100, 900));
     }
 
@@ -263,7 +288,7 @@ mod tests {
             2_100,
             None,
             "en",
-            0,
+            Dropped::default(),
         );
         // Five words in the 0.1 s a segment covers, of 2.1 s of audio.
         assert_eq!(a.words_per_minute, 3_000.0);
@@ -289,7 +314,16 @@ mod tests {
         second.words = vec![word(1_000, "harbour", 0.35), word(1_400, "lights", 0.8)];
         let mut third = seg(3_000, 4_000, "again", 0.1);
         third.words = vec![word(3_000, "again", 0.1)];
-        let a = analyze(&[first, second, third], 5_000, Some(4_000), "en", 6);
+        let a = analyze(
+            &[first, second, third],
+            5_000,
+            Some(4_000),
+            "en",
+            Dropped {
+                loop_words: 6,
+                non_speech_segments: 2,
+            },
+        );
         assert!(a.has_low_confidence);
         assert_eq!(
             a.low_confidence,
@@ -307,8 +341,9 @@ mod tests {
             ]
         );
         assert_eq!(a.dropped_loop_words, 6);
+        assert_eq!(a.dropped_non_speech_segments, 2);
         // Six words in 4 s of speech.
         assert_eq!(a.words_per_minute, 90.0);
-        assert!(!analyze(&[], 1_000, None, "en", 0).has_low_confidence);
+        assert!(!analyze(&[], 1_000, None, "en", Dropped::default()).has_low_confidence);
     }
 }

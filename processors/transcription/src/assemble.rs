@@ -11,6 +11,8 @@
 use echo_catalog::events::{Segment, Word};
 use serde::{Deserialize, Serialize};
 
+use crate::guard;
+
 /// What one chunk contributed: its time range and the segments recognised in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkTranscript {
@@ -53,7 +55,7 @@ pub fn assemble(chunks: &[ChunkTranscript]) -> Vec<Segment> {
         let mut segments: Vec<&Segment> = chunk
             .segments
             .iter()
-            .filter(|s| is_speech(&s.text))
+            .filter(|s| guard::is_speech(&s.text))
             .collect();
         segments.sort_by_key(|s| (s.start_ms, s.end_ms));
         let mut words = Vec::new();
@@ -306,16 +308,6 @@ fn normalise_spaces(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Whether a segment's text is speech: not blank, not punctuation only, and not a
-/// non-speech annotation whisper emits for silence or noise (`[BLANK_AUDIO]`, `(music)`).
-pub fn is_speech(text: &str) -> bool {
-    let t = text.trim();
-    let annotation = [('[', ']'), ('(', ')'), ('*', '*')]
-        .iter()
-        .any(|&(open, close)| t.len() >= 2 && t.starts_with(open) && t.ends_with(close));
-    !annotation && t.chars().any(char::is_alphanumeric)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,15 +523,6 @@ mod tests {
         );
         let merged = assemble(&[first, second]);
         assert_eq!(texts(&merged), ["and then the", "dog ran to the park"]);
-    }
-
-    #[test]
-    fn speech_detection() {
-        assert!(is_speech(" Hello."));
-        assert!(!is_speech("[BLANK_AUDIO]"));
-        assert!(!is_speech("(music)"));
-        assert!(!is_speech(" - "));
-        assert!(!is_speech(""));
     }
 
     fn timed(start_ms: i64, end_ms: i64, words: &[(i64, i64, &str)]) -> Segment {

@@ -1,11 +1,32 @@
-//! The hallucination guard, as a pure function: whisper can fall into a loop and emit the
-//! same few words over and over ("thank you. thank you. thank you. …"), a failure its
-//! greedy decoding is known for on noise and long silences. Such loops are dropped from the
-//! transcript and counted, not reported as speech.
+//! The hallucination guard, as pure functions: what whisper writes for audio that is not
+//! speech is dropped from the transcript and counted, not reported as speech. Two kinds:
+//! annotations it writes for a window of noise, music or silence (`[Music]`,
+//! `[BLANK_AUDIO]`), and loops its greedy decoding falls into on noise and long silences,
+//! the same few words over and over ("thank you. thank you. thank you. …").
 
 use echo_catalog::events::Segment;
 
-use crate::assemble::word_key;
+use crate::assemble::{word_key, ChunkTranscript};
+
+/// Whether a segment's text is speech: not blank, not punctuation only, and not a
+/// non-speech annotation whisper writes for silence or noise (`[BLANK_AUDIO]`, `(music)`).
+pub fn is_speech(text: &str) -> bool {
+    let t = text.trim();
+    let annotation = [('[', ']'), ('(', ')'), ('*', '*')]
+        .iter()
+        .any(|&(open, close)| t.len() >= 2 && t.starts_with(open) && t.ends_with(close));
+    !annotation && t.chars().any(char::is_alphanumeric)
+}
+
+/// How many segments of `chunks` whisper wrote for what was not speech: text that is not
+/// [`is_speech`] (blank segments say nothing and are not counted). Assembly leaves them out.
+pub fn non_speech_segments(chunks: &[ChunkTranscript]) -> usize {
+    chunks
+        .iter()
+        .flat_map(|c| &c.segments)
+        .filter(|s| !s.text.trim().is_empty() && !is_speech(&s.text))
+        .count()
+}
 
 /// Longest phrase, in words, whose repetition is looked for.
 const MAX_PHRASE_WORDS: usize = 6;
@@ -89,6 +110,38 @@ fn repeats(keys: &[String], at: usize, n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annotations_blanks_and_punctuation_are_not_speech() {
+        assert!(is_speech(" Hello."));
+        assert!(!is_speech("[BLANK_AUDIO]"));
+        assert!(!is_speech(" [Music]"));
+        assert!(!is_speech("(music)"));
+        assert!(!is_speech(" - "));
+        assert!(!is_speech(""));
+    }
+
+    #[test]
+    fn non_speech_segments_are_counted_per_chunk_blanks_not() {
+        let segment = |text: &str| Segment {
+            start_ms: 0,
+            end_ms: 1_000,
+            text: text.into(),
+            confidence: 0.5,
+            words: Vec::new(),
+        };
+        let chunk = |index, texts: &[&str]| ChunkTranscript {
+            index,
+            start_ms: 0,
+            end_ms: 30_000,
+            segments: texts.iter().map(|t| segment(t)).collect(),
+        };
+        let chunks = [
+            chunk(0, &[" Hello.", " [Music]", " "]),
+            chunk(1, &["[BLANK_AUDIO]", " there"]),
+        ];
+        assert_eq!(non_speech_segments(&chunks), 2);
+    }
     use echo_catalog::events::Word;
 
     fn segment(start_ms: i64, text: &str) -> Segment {

@@ -7,11 +7,11 @@ use echo_catalog::events::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{analyze, Analysis};
+use crate::analysis::{analyze, Analysis, Dropped};
 use crate::assemble::{assemble, ChunkTranscript};
 use crate::captions::{cues, ends_sentence, CaptionRules, Cue};
 use crate::decide::JobPlan;
-use crate::guard::drop_loops;
+use crate::guard::{drop_loops, non_speech_segments};
 
 /// A silence between two sentences at least this long (ms) starts a new paragraph of
 /// `transcript.txt`: where a speaker stops for a breath or two, a reader expects a break.
@@ -39,7 +39,11 @@ impl Transcript {
         chunks: &[ChunkTranscript],
         language: &str,
     ) -> Transcript {
-        let (segments, looped) = drop_loops(assemble(chunks));
+        let (segments, loop_words) = drop_loops(assemble(chunks));
+        let dropped = Dropped {
+            loop_words,
+            non_speech_segments: non_speech_segments(chunks),
+        };
         Transcript {
             job_id: job_id.to_string(),
             analysis: analyze(
@@ -47,7 +51,7 @@ impl Transcript {
                 plan.duration_ms,
                 plan.speech_ms,
                 language,
-                looped,
+                dropped,
             ),
             segments,
         }
@@ -284,7 +288,7 @@ mod tests {
         let segments = example();
         let transcript = Transcript {
             job_id: "job-1".into(),
-            analysis: analyze(&segments, 3_730_000, None, "en", 0),
+            analysis: analyze(&segments, 3_730_000, None, "en", Dropped::default()),
             segments,
         };
         let text = json(&transcript);
