@@ -10,6 +10,8 @@ bash scripts/stack/install.sh
 bash scripts/examples/install.sh
 cargo build --workspace --all-targets
 cargo run --quiet -p echoctl -- dev up --observability
+# The multilingual model too: its tests would otherwise download it mid-test.
+cargo run --quiet -p echoctl -- model prepare --model base
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/asyncapi/check.sh

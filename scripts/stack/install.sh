@@ -6,9 +6,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- apt packages -------------------------------------------------------------------------
 # clang/libclang-dev/cmake: whisper-rs build; libopenblas-dev: whisper.cpp's matrix products;
-# libssl-dev/pkg-config: librdkafka's TLS and SCRAM; flite/sox: test audio; java+maven: Kafka.
+# libssl-dev/pkg-config: librdkafka's TLS and SCRAM; flite/sox: test audio (espeak-ng: speech
+# in other languages, for the multilingual model); java+maven: Kafka.
 apt_missing=()
-for pkg in clang libclang-dev cmake libopenblas-dev libssl-dev pkg-config flite sox libsox-fmt-all; do
+for pkg in clang libclang-dev cmake libopenblas-dev libssl-dev pkg-config flite espeak-ng sox libsox-fmt-all; do
   # No pipe into grep -q: with pipefail an early grep exit could read as "missing".
   st="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
   [[ "$st" == "install ok installed" ]] || apt_missing+=("$pkg")

@@ -153,6 +153,22 @@ pub fn speak(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Speaks `text` in `language` (an espeak-ng voice: "de", "es", …) into a WAV file in `dir`:
+/// speech in languages flite does not speak, for the multilingual model.
+pub fn speak_in(dir: &Path, name: &str, language: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let status = Command::new("espeak-ng")
+        .args(["-v", language, "-w"])
+        .arg(&path)
+        .arg(text)
+        .status()
+        .context("running espeak-ng (scripts/stack/install.sh installs it)")?;
+    if !status.success() {
+        bail!("espeak-ng failed");
+    }
+    Ok(path)
+}
+
 /// One word of flite's speech and where flite put it, in ms from the start of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpokenWord {

@@ -671,6 +671,7 @@ fn every_type_round_trips_through_its_avsc() {
                     words: Vec::new(),
                 },
             ],
+            language: None,
         },
         seen,
     );
@@ -682,6 +683,7 @@ fn every_type_round_trips_through_its_avsc() {
             start_ms: 29_000,
             end_ms: 59_000,
             segments: vec![],
+            language: None,
         },
         seen,
     );

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::{prepare, Quantization};
+use echo_speech::model::{prepare, ModelName, Quantization};
 use echo_speech::transcriber::{Transcriber, TranscriberConfig, SAMPLE_RATE};
 use echo_tests::pipeline::word_error_rate;
 
@@ -33,7 +33,7 @@ fn main() -> Result<()> {
 
     let data_dir = echo_runtime::EchoConfig::load(None)?.data_dir;
     for quantization in Quantization::ALL {
-        let model = prepare(&data_dir, quantization, false)?;
+        let model = prepare(&data_dir, ModelName::TinyEn, quantization, false)?;
         let size_mb = std::fs::metadata(&model.path)?.len() as f64 / 1e6;
         let transcriber = Transcriber::new(
             &model.path,

@@ -11,6 +11,8 @@ use std::sync::{Mutex, Once};
 use std::time::Instant;
 
 use tracing::debug;
+
+use crate::model::ModelName;
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
@@ -55,12 +57,28 @@ pub struct TranscriberConfig {
     /// many threads (measured: 2 threads collapse under load).
     pub threads: usize,
     /// Spoken language code given to whisper ("en" for the English-only
-    /// `tiny.en` model); fixing it skips language detection.
+    /// `tiny.en` model); fixing it skips language detection. "auto" detects
+    /// it per call, with a multilingual model.
     pub language: String,
     /// Whether whisper.cpp computes attention with its fused flash-attention kernel, as its
     /// own default does (whisper-rs turns it off): faster on CPU, same text. Off only for
     /// features that need the attention weights (DTW token alignment).
     pub flash_attention: bool,
+}
+
+impl TranscriberConfig {
+    /// The defaults for `model`: its language detected when it knows more than English.
+    pub fn for_model(model: ModelName) -> Self {
+        Self {
+            language: if model.is_multilingual() {
+                "auto"
+            } else {
+                "en"
+            }
+            .to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for TranscriberConfig {
@@ -71,6 +89,16 @@ impl Default for TranscriberConfig {
             flash_attention: true,
         }
     }
+}
+
+/// What one call heard: the segments and their language.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcription {
+    /// The segments, in time order.
+    pub segments: Vec<Segment>,
+    /// Language code of the speech ("en", "de") as a multilingual model detected it, when the
+    /// configured language is "auto"; `None` when it was fixed by the configuration.
+    pub language: Option<String>,
 }
 
 /// One piece of transcript with its position in the audio.
@@ -227,7 +255,9 @@ impl Transcriber {
     /// Transcribes 16 kHz mono samples (see [`crate::audio::decode_to_mono_16k`])
     /// with greedy decoding. Empty input gives no segments.
     pub fn transcribe(&self, samples_16k_mono: &[f32]) -> Result<Vec<Segment>, TranscribeError> {
-        self.transcribe_until(samples_16k_mono, None, None)
+        Ok(self
+            .transcribe_until(samples_16k_mono, None, None)?
+            .segments)
     }
 
     /// Like [`Transcriber::transcribe`], but whisper.cpp gives up once `deadline` has
@@ -240,9 +270,12 @@ impl Transcriber {
         samples_16k_mono: &[f32],
         prompt: Option<&str>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<Segment>, TranscribeError> {
+    ) -> Result<Transcription, TranscribeError> {
         if samples_16k_mono.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Transcription {
+                segments: Vec::new(),
+                language: None,
+            });
         }
         let lead_in = (LEAD_IN_MS * u64::from(SAMPLE_RATE) / 1000) as usize;
         let mut heard = vec![0.0; lead_in];
@@ -252,9 +285,9 @@ impl Transcriber {
             Some(state) => state,
             None => self.ctx.create_state()?,
         };
-        let segments = self.run(&mut state, &heard, prompt, deadline)?;
+        let heard = self.run(&mut state, &heard, prompt, deadline)?;
         self.idle_states.lock().expect("idle states").push(state);
-        Ok(segments)
+        Ok(heard)
     }
 
     /// One transcription on `state`.
@@ -264,11 +297,13 @@ impl Transcriber {
         samples_16k_mono: &[f32],
         prompt: Option<&str>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<Segment>, TranscribeError> {
+    ) -> Result<Transcription, TranscribeError> {
+        let detect = self.config.language == "auto" && self.ctx.is_multilingual();
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         let threads = i32::try_from(self.config.threads).unwrap_or(i32::MAX);
         params.set_n_threads(threads);
-        params.set_language(Some(&self.config.language));
+        // None: whisper detects the language from the first window.
+        params.set_language((!detect).then_some(self.config.language.as_str()));
         params.set_translate(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
@@ -338,7 +373,11 @@ impl Transcriber {
                 words: words_of(&tokens),
             });
         }
-        Ok(segments)
+        let language = detect
+            .then(|| whisper_rs::get_lang_str(state.full_lang_id_from_state()))
+            .flatten()
+            .map(str::to_owned);
+        Ok(Transcription { segments, language })
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use echo_speech::model::{prepare, Quantization};
+use echo_speech::model::{prepare, ModelName, Quantization};
 use sha2::{Digest, Sha256};
 
 fn sha256_of(path: &Path) -> String {
@@ -13,37 +13,61 @@ fn sha256_of(path: &Path) -> String {
 #[test]
 fn prepare_twice_returns_the_pinned_model() {
     let data_dir = echo_runtime::EchoConfig::load(None).unwrap().data_dir;
-    for quantization in Quantization::ALL {
-        let first = prepare(&data_dir, quantization, false).expect("first prepare");
-        let second = prepare(&data_dir, quantization, false).expect("second prepare");
+    // Every quantization of the default model; `base` (twice the size) in the precision it
+    // ships in.
+    let chosen = Quantization::ALL
+        .map(|q| (ModelName::TinyEn, q))
+        .into_iter()
+        .chain([(ModelName::Base, Quantization::F16)]);
+    for (model, quantization) in chosen {
+        let first = prepare(&data_dir, model, quantization, false).expect("first prepare");
+        let second = prepare(&data_dir, model, quantization, false).expect("second prepare");
 
         assert_eq!(first, second);
         assert_eq!(
             first.path,
-            data_dir.join("models").join(quantization.file_name())
+            data_dir.join("models").join(model.file_name(quantization))
         );
-        assert_eq!(first.sha256, quantization.sha256());
-        assert_eq!(sha256_of(&first.path), quantization.sha256());
+        assert_eq!(first.sha256, model.sha256(quantization));
+        assert_eq!(sha256_of(&first.path), model.sha256(quantization));
     }
 }
 
 #[test]
-fn quantizations_have_distinct_names_files_and_checksums() {
-    for (i, a) in Quantization::ALL.iter().enumerate() {
-        assert_eq!(a.name().parse::<Quantization>(), Ok(*a));
+fn models_and_quantizations_have_distinct_names_files_and_checksums() {
+    let all: Vec<(ModelName, Quantization)> = ModelName::ALL
+        .into_iter()
+        .flat_map(|m| Quantization::ALL.map(|q| (m, q)))
+        .collect();
+    for (i, &(m, q)) in all.iter().enumerate() {
+        assert_eq!(q.name().parse::<Quantization>(), Ok(q));
+        assert_eq!(m.name().parse::<ModelName>(), Ok(m));
         assert_eq!(
-            serde_json::to_string(a).unwrap(),
-            format!("\"{}\"", a.name())
+            serde_json::to_string(&q).unwrap(),
+            format!("\"{}\"", q.name())
         );
-        assert_eq!(a.sha256().len(), 64, "{a}");
-        for b in &Quantization::ALL[i + 1..] {
-            assert_ne!(a.file_name(), b.file_name());
-            assert_ne!(a.sha256(), b.sha256());
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            format!("\"{}\"", m.name())
+        );
+        assert_eq!(m.sha256(q).len(), 64, "{m} {q}");
+        for &(n, r) in &all[i + 1..] {
+            assert_ne!(m.file_name(q), n.file_name(r));
+            assert_ne!(m.sha256(q), n.sha256(r));
         }
     }
     assert_eq!(Quantization::default(), Quantization::F16);
-    assert_eq!(Quantization::F16.file_name(), "ggml-tiny.en.bin");
+    assert_eq!(ModelName::default(), ModelName::TinyEn);
+    assert_eq!(
+        ModelName::TinyEn.file_name(Quantization::F16),
+        "ggml-tiny.en.bin"
+    );
+    assert_eq!(
+        ModelName::Base.file_name(Quantization::Q5_1),
+        "ggml-base-q5_1.bin"
+    );
     assert!("q4_0".parse::<Quantization>().is_err());
+    assert!("large".parse::<ModelName>().is_err());
 }
 
 /// Converting again (forced, and after the cached file was damaged) gives the
@@ -67,14 +91,20 @@ fn rebuilds_are_byte_identical_and_replace_damaged_files() {
     let models = data_dir.join("models");
     fs::create_dir_all(&models).unwrap();
     for quantization in [Quantization::F16, Quantization::Q5_1] {
-        let expected = quantization.sha256();
-        fs::write(models.join(quantization.file_name()), b"not a model").unwrap();
+        let expected = ModelName::TinyEn.sha256(quantization);
+        fs::write(
+            models.join(ModelName::TinyEn.file_name(quantization)),
+            b"not a model",
+        )
+        .unwrap();
 
-        let repaired = prepare(data_dir, quantization, false).expect("prepare over a damaged file");
+        let repaired = prepare(data_dir, ModelName::TinyEn, quantization, false)
+            .expect("prepare over a damaged file");
         assert_eq!(repaired.sha256, expected);
         assert_eq!(sha256_of(&repaired.path), expected);
 
-        let forced = prepare(data_dir, quantization, true).expect("forced rebuild");
+        let forced =
+            prepare(data_dir, ModelName::TinyEn, quantization, true).expect("forced rebuild");
         assert_eq!(forced, repaired);
         assert_eq!(sha256_of(&forced.path), expected);
     }

@@ -4,7 +4,7 @@
 use std::fs;
 
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::{prepare, Quantization};
+use echo_speech::model::{prepare, ModelName, Quantization};
 use echo_speech::transcriber::{Transcriber, TranscriberConfig};
 use echo_tests::pipeline::{speak, word_error_rate};
 use whisper_rs_sys as ggml;
@@ -133,10 +133,10 @@ fn quantize_with_ggml(f16: &[u8], quantization: Quantization) -> Vec<u8> {
 #[test]
 fn quantized_models_are_what_whisper_cpp_quantize_makes_of_the_f16_model() {
     let data_dir = echo_runtime::EchoConfig::load(None).unwrap().data_dir;
-    let f16 = prepare(&data_dir, Quantization::F16, false).expect("prepare f16");
+    let f16 = prepare(&data_dir, ModelName::TinyEn, Quantization::F16, false).expect("prepare f16");
     let f16 = fs::read(&f16.path).expect("read f16 model");
     for quantization in QUANTIZED {
-        let model = prepare(&data_dir, quantization, false).expect("prepare");
+        let model = prepare(&data_dir, ModelName::TinyEn, quantization, false).expect("prepare");
         let ours = fs::read(&model.path).expect("read quantized model");
         let theirs = quantize_with_ggml(&f16, quantization);
         assert_eq!(ours.len(), theirs.len(), "{quantization}: sizes differ");
@@ -144,7 +144,7 @@ fn quantized_models_are_what_whisper_cpp_quantize_makes_of_the_f16_model() {
             panic!("{quantization}: first difference from ggml's quantizer at byte {at}");
         }
         // So the pinned checksum is of ggml's output.
-        assert_eq!(model.sha256, quantization.sha256());
+        assert_eq!(model.sha256, ModelName::TinyEn.sha256(quantization));
     }
 }
 
@@ -156,7 +156,7 @@ fn every_quantization_transcribes_the_sentence() {
     let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
     let data_dir = echo_runtime::EchoConfig::load(None).unwrap().data_dir;
     for quantization in QUANTIZED {
-        let model = prepare(&data_dir, quantization, false).expect("prepare");
+        let model = prepare(&data_dir, ModelName::TinyEn, quantization, false).expect("prepare");
         let transcriber =
             Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
         let heard = transcriber

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::{prepare, Quantization};
+use echo_speech::model::{prepare, ModelName, Quantization};
 use echo_speech::transcriber::{Segment, TranscribeError, Transcriber, TranscriberConfig};
 use echo_tests::pipeline::{speak, speak_with_word_times, word_error_rate};
 
@@ -26,6 +26,7 @@ fn the_sentence() -> (Transcriber, Vec<f32>) {
     let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        ModelName::TinyEn,
         Quantization::F16,
         false,
     )
@@ -91,7 +92,8 @@ fn a_transcription_past_its_deadline_stops() {
     let heard = joined(
         &transcriber
             .transcribe_until(&samples, None, Some(far))
-            .expect("transcribe"),
+            .expect("transcribe")
+            .segments,
     );
     assert_eq!(word_error_rate(SENTENCE, &heard), 0.0, "heard {heard:?}");
 }
@@ -100,6 +102,7 @@ fn a_transcription_past_its_deadline_stops() {
 fn empty_input_gives_no_segments() {
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
+        ModelName::TinyEn,
         Quantization::F16,
         false,
     )

@@ -525,6 +525,51 @@ async fn what_whisper_writes_for_noise_is_dropped_and_counted_not_reported_as_sp
     }
 }
 
+/// A deployment that runs the multilingual model (`chunk_worker.model = "base"`): each chunk's
+/// language is detected and reported, and the report says the transcript's language; German
+/// speech comes back in German.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_multilingual_model_reports_the_language_it_heard() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("languages").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let german = echo_tests::pipeline::speak_in(
+        dir.path(),
+        "de.wav",
+        "de",
+        "Der Zug fuhr über eine lange Brücke und hielt dann am Bahnhof.",
+    )
+    .unwrap();
+    let _pipeline =
+        Pipeline::start(bin(), &env, 1, &[("ECHO_CHUNK_WORKER__MODEL", "base")]).unwrap();
+
+    let report = submit(bin(), &env, &german, &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let transcript = report["transcript"].as_str().unwrap();
+    assert!(transcript.contains("Zug"), "{transcript}");
+    let resource = report["resource_id"].as_str().unwrap();
+    let chunks: Vec<ChunkProcessingCompleted> = events_of(&env, "echo.processing.events", resource)
+        .await
+        .iter()
+        .filter(|s| s.type_name == Some(ChunkProcessingCompleted::TYPE))
+        .map(decode)
+        .collect();
+    assert!(!chunks.is_empty());
+    assert!(
+        chunks.iter().all(|c| c.language.as_deref() == Some("de")),
+        "{:?}",
+        chunks.iter().map(|c| &c.language).collect::<Vec<_>>()
+    );
+    let report_json: serde_json::Value =
+        serde_json::from_str(&artifact(&env, &report, "json").await).unwrap();
+    let analysis = &report_json["analysis"];
+    assert_eq!(analysis["language"], "de", "{analysis:#}");
+    assert!(
+        analysis["languages"]["de"].as_i64().is_some_and(|w| w > 0),
+        "{analysis:#}"
+    );
+}
+
 /// `echoctl transcribe`, the benchmark's compute limit, runs the same model as the workers on
 /// a whole file, outside the pipeline, with the quantization asked for.
 #[tokio::test(flavor = "multi_thread")]

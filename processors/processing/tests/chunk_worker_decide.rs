@@ -105,10 +105,13 @@ fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
 }
 
 fn transcribed() -> Observation {
-    Observation::Transcribed(vec![
-        segment(58_120, 61_000, "Hello there."),
-        segment(61_400, 64_900, "General Kenobi."),
-    ])
+    Observation::Transcribed {
+        segments: vec![
+            segment(58_120, 61_000, "Hello there."),
+            segment(61_400, 64_900, "General Kenobi."),
+        ],
+        language: Some("en".into()),
+    }
 }
 
 #[test]
@@ -140,10 +143,11 @@ fn a_transcribed_chunk_emits_started_then_completed_keyed_by_the_resource() {
     assert_eq!(completed.job_id, JOB);
     assert_eq!(completed.chunk_index, 2);
     assert_eq!((completed.start_ms, completed.end_ms), (58_000, 88_000));
-    let Observation::Transcribed(expected) = transcribed() else {
+    let Observation::Transcribed { segments, language } = transcribed() else {
         unreachable!()
     };
-    assert_eq!(completed.segments, expected);
+    assert_eq!(completed.segments, segments);
+    assert_eq!(completed.language, language);
 
     assert_eq!(
         state,

@@ -81,6 +81,7 @@ fn completed(event_id: &str, job_id: &str, index: i32) -> Incoming {
         start_ms: 0,
         end_ms: 30_000,
         segments: Vec::new(),
+        language: None,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Figures about a transcript, as a pure function of its segments: what the report's JSON and
 //! the `transcription.completed` event tell a client about the recording.
 
+use std::collections::BTreeMap;
+
 use echo_catalog::events::Segment;
 use serde::{Deserialize, Serialize};
 
@@ -54,8 +56,13 @@ pub struct Analysis {
     /// Segments whisper wrote for a stretch it heard as noise, music or silence (`[Music]`,
     /// `[BLANK_AUDIO]`): left out of the transcript and counted here (see `guard`).
     pub dropped_non_speech_segments: i32,
-    /// Language of the transcript, from the configuration (the model is English-only).
+    /// Language of the transcript: the one a multilingual model detected in the chunks with
+    /// the most words, the configured one otherwise.
     pub language: String,
+    /// Words heard per language a multilingual model detected (by chunk); empty with a
+    /// one-language model.
+    #[serde(default)]
+    pub languages: BTreeMap<String, i32>,
     /// No speech was recognised at all, so a client can say so instead of showing an empty
     /// transcript as if something went wrong.
     pub empty: bool,
@@ -117,6 +124,7 @@ pub fn analyze(
         dropped_loop_words: saturating_i32(dropped.loop_words),
         dropped_non_speech_segments: saturating_i32(dropped.non_speech_segments),
         language: language.to_string(),
+        languages: BTreeMap::new(),
         empty: word_count == 0,
     }
 }

@@ -25,6 +25,10 @@ pub struct ChunkTranscript {
     pub end_ms: i64,
     /// Recognised segments, timestamps already global (ms from the start of the audio).
     pub segments: Vec<Segment>,
+    /// The language a multilingual model detected in the chunk; `None` with a one-language
+    /// model (and in state written before it existed).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// A word on its way through the merge, with the segment it came from.
@@ -324,6 +328,7 @@ mod tests {
 
     fn chunk(index: i32, start_ms: i64, end_ms: i64, segments: Vec<Segment>) -> ChunkTranscript {
         ChunkTranscript {
+            language: None,
             index,
             start_ms,
             end_ms,

@@ -10,9 +10,9 @@ use crate::captions::CaptionRules;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TranscriptionConfig {
-    /// Language written into the analysis (BCP-47 primary tag). A setting rather than a
-    /// detection result: the bundled whisper model is English-only, so the language is known
-    /// up front, and a multilingual model later only has to change this.
+    /// Language written into the analysis (BCP-47 primary tag) when the chunks carry none: the
+    /// default model (`tiny.en`) is English-only, so the language is known up front; with a
+    /// multilingual model (`chunk_worker.model = "base"`) the detected one is reported.
     pub language: String,
     /// How `transcript.srt` and `transcript.vtt` cut their cues (`[transcription.captions]`).
     pub captions: CaptionRules,

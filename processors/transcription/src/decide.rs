@@ -377,5 +377,6 @@ fn chunk_transcript(chunk: ChunkProcessingCompleted) -> ChunkTranscript {
         start_ms: chunk.start_ms,
         end_ms: chunk.end_ms,
         segments: chunk.segments,
+        language: chunk.language,
     }
 }

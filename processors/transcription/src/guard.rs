@@ -131,6 +131,7 @@ mod tests {
             words: Vec::new(),
         };
         let chunk = |index, texts: &[&str]| ChunkTranscript {
+            language: None,
             index,
             start_ms: 0,
             end_ms: 30_000,

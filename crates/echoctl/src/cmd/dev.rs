@@ -84,8 +84,12 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
             if !no_model {
                 // The weights the chunk workers are configured to load.
                 let worker: ChunkWorkerConfig = config.section("chunk_worker")?;
-                let model =
-                    echo_speech::model::prepare(&config.data_dir, worker.quantization, false)?;
+                let model = echo_speech::model::prepare(
+                    &config.data_dir,
+                    worker.model,
+                    worker.quantization,
+                    false,
+                )?;
                 println!("model: {} (sha256 {})", model.path.display(), model.sha256);
             }
             Ok(ExitCode::SUCCESS)

@@ -1,11 +1,11 @@
-//! `echoctl model prepare`: fetch and convert the whisper model, print its checksum.
+//! `echoctl model prepare`: fetch and convert a whisper model, print its checksum.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use echo_processing::chunk_worker::ChunkWorkerConfig;
 use echo_runtime::EchoConfig;
-use echo_speech::model::Quantization;
+use echo_speech::model::{ModelName, Quantization};
 
 /// `model` arguments.
 #[derive(clap::Args)]
@@ -28,6 +28,10 @@ enum Action {
         /// Every quantization, one file each.
         #[arg(long)]
         all: bool,
+        /// Which model: tiny.en or base. Defaults to `chunk_worker.model` (tiny.en unless
+        /// configured).
+        #[arg(long)]
+        model: Option<ModelName>,
     },
 }
 
@@ -38,24 +42,24 @@ pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
             force,
             quantization,
             all,
+            model,
         } => {
+            let worker = config.section::<ChunkWorkerConfig>("chunk_worker")?;
+            let model = model.unwrap_or(worker.model);
             let chosen = if all {
                 Quantization::ALL.to_vec()
             } else if let Some(q) = quantization {
                 vec![q]
             } else {
-                vec![
-                    config
-                        .section::<ChunkWorkerConfig>("chunk_worker")?
-                        .quantization,
-                ]
+                vec![worker.quantization]
             };
             for quantization in chosen {
-                let model = echo_speech::model::prepare(&config.data_dir, quantization, force)?;
+                let prepared =
+                    echo_speech::model::prepare(&config.data_dir, model, quantization, force)?;
                 println!(
-                    "model {} ({quantization}) sha256 {}",
-                    model.path.display(),
-                    model.sha256
+                    "model {} ({model}, {quantization}) sha256 {}",
+                    prepared.path.display(),
+                    prepared.sha256
                 );
             }
             Ok(ExitCode::SUCCESS)

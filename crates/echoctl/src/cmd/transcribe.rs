@@ -1,4 +1,4 @@
-//! `echoctl transcribe FILE [--threads N] [--quantization Q] [--prompt TEXT] [--json]`: the transcriber alone on a whole file,
+//! `echoctl transcribe FILE [--threads N] [--model M] [--quantization Q] [--prompt TEXT] [--json]`: the transcriber alone on a whole file,
 //! without Kafka, S3 or chunking. It is the compute limit the pipeline is measured against
 //! (the same whisper.cpp build and weights the chunk workers load), and a quick way to hear
 //! what the model makes of a file.
@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use echo_processing::chunk_worker::ChunkWorkerConfig;
 use echo_runtime::EchoConfig;
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::Quantization;
+use echo_speech::model::{ModelName, Quantization};
 use echo_speech::transcriber::{Transcriber, TranscriberConfig, SAMPLE_RATE};
 use serde_json::json;
 
@@ -27,6 +27,10 @@ pub struct Args {
     /// the chunk workers load.
     #[arg(long)]
     quantization: Option<Quantization>,
+    /// Which model: tiny.en or base. Defaults to `chunk_worker.model`; `base` detects the
+    /// language.
+    #[arg(long)]
+    model: Option<ModelName>,
     /// Text whisper reads as if just said (names, terms, style), as an upload's `prompt`.
     #[arg(long)]
     prompt: Option<String>,
@@ -37,27 +41,23 @@ pub struct Args {
 
 /// Decodes the whole file, transcribes it in one whisper call and prints the text.
 pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
-    let quantization = match args.quantization {
-        Some(q) => q,
-        None => {
-            config
-                .section::<ChunkWorkerConfig>("chunk_worker")?
-                .quantization
-        }
-    };
-    let model = echo_speech::model::prepare(&config.data_dir, quantization, false)?;
+    let worker = config.section::<ChunkWorkerConfig>("chunk_worker")?;
+    let quantization = args.quantization.unwrap_or(worker.quantization);
+    let name = args.model.unwrap_or(worker.model);
+    let model = echo_speech::model::prepare(&config.data_dir, name, quantization, false)?;
     let transcriber = Transcriber::new(
         &model.path,
         TranscriberConfig {
             threads: args.threads,
-            ..TranscriberConfig::default()
+            ..TranscriberConfig::for_model(name)
         },
     )?;
     let started = Instant::now();
     let samples = decode_to_mono_16k(&args.file)
         .with_context(|| format!("decoding {}", args.file.display()))?;
     let decoded = started.elapsed();
-    let segments = transcriber.transcribe_until(&samples, args.prompt.as_deref(), None)?;
+    let heard = transcriber.transcribe_until(&samples, args.prompt.as_deref(), None)?;
+    let segments = heard.segments;
     let transcribed = started.elapsed() - decoded;
     let text = segments
         .iter()
@@ -66,8 +66,10 @@ pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         .join(" ");
     if args.json {
         let report = json!({
+            "model": name.name(),
             "model_sha256": model.sha256,
             "quantization": quantization.name(),
+            "language": heard.language,
             "threads": args.threads,
             "audio_ms": samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
             "decode_ms": decoded.as_millis() as u64,

@@ -1,7 +1,7 @@
 //! Settings of the chunk worker, loaded from the `chunk-worker` section of echo's configuration.
 
 use anyhow::{ensure, Result};
-use echo_speech::model::Quantization;
+use echo_speech::model::{ModelName, Quantization};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable that sets [`ChunkWorkerConfig::test_delay_ms`] (tests only).
@@ -43,6 +43,9 @@ pub struct ChunkWorkerConfig {
     /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
     /// each deployment picks its trade-off. `f16` (the source model's precision) by default.
     pub quantization: Quantization,
+    /// Which whisper model (`tiny.en`, the default, or `base`): `base` knows 99 languages
+    /// and detects each chunk's, and takes about twice the time.
+    pub model: ModelName,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -58,6 +61,7 @@ impl Default for ChunkWorkerConfig {
             max_chunk_ms: 10 * 60 * 1000,
             squeeze_silence: true,
             quantization: Quantization::F16,
+            model: ModelName::TinyEn,
         }
     }
 }

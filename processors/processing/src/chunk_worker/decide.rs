@@ -44,9 +44,13 @@ impl ChunkWorkerState {
 pub enum Observation {
     /// Nothing was looked at: the input is ignored, not a command, or a timer.
     Skipped,
-    /// The chunk was transcribed: segments on the whole audio's time line (see
-    /// [`global_segments`]).
-    Transcribed(Vec<Segment>),
+    /// The chunk was transcribed.
+    Transcribed {
+        /// Segments on the whole audio's time line (see [`global_segments`]).
+        segments: Vec<Segment>,
+        /// The language a multilingual model detected; `None` with a one-language model.
+        language: Option<String>,
+    },
     /// The chunk cannot be transcribed (undecodable range, whisper error): why, for operators.
     /// An outcome, not an error, so the aggregator sees `chunk.processing.failed` and decides
     /// about a retry.
@@ -198,7 +202,7 @@ fn on_command(
     // Events are keyed by the resource, not by the command's chunk key.
     let resource_id = record.metadata.correlation_id.as_str();
     let outcome = match observed {
-        Observation::Transcribed(segments) => Outgoing::new(
+        Observation::Transcribed { segments, language } => Outgoing::new(
             resource_id,
             &ChunkProcessingCompleted {
                 metadata: ctx.metadata(),
@@ -207,6 +211,7 @@ fn on_command(
                 start_ms: command.start_ms,
                 end_ms: command.end_ms,
                 segments,
+                language,
             },
         ),
         Observation::Failed(reason) => Outgoing::new(

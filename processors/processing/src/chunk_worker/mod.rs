@@ -22,7 +22,9 @@ use echo_catalog::events::ChunkProcess;
 use echo_runtime::metrics::metrics;
 use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Outgoing, Processor};
 use echo_speech::audio::{decode_range, AudioError};
-use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig, SAMPLE_RATE};
+use echo_speech::transcriber::{
+    TranscribeError, Transcriber, TranscriberConfig, Transcription, SAMPLE_RATE,
+};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 use sha2::{Digest, Sha256};
@@ -52,17 +54,18 @@ pub struct ChunkWorker {
 
 impl ChunkWorker {
     /// A worker over the bucket of `config.s3` with the whisper model of `config.data_dir` in
-    /// the configured quantization (prepared there if missing); fails on unusable settings or
+    /// the configured model and quantization (prepared there if missing); fails on unusable settings or
     /// a model that does not load.
     pub fn new(config: &EchoConfig, worker: ChunkWorkerConfig) -> Result<ChunkWorker> {
         worker.validate()?;
-        let model = echo_speech::model::prepare(&config.data_dir, worker.quantization, false)
-            .context("preparing the whisper model")?;
+        let model =
+            echo_speech::model::prepare(&config.data_dir, worker.model, worker.quantization, false)
+                .context("preparing the whisper model")?;
         let transcriber = Transcriber::new(
             &model.path,
             TranscriberConfig {
                 threads: worker.threads,
-                ..TranscriberConfig::default()
+                ..TranscriberConfig::for_model(worker.model)
             },
         )
         .context("loading the whisper model")?;
@@ -73,7 +76,8 @@ impl ChunkWorker {
             );
         }
         info!(model = %model.path.display(), sha256 = %model.sha256, worker = %worker.worker_name,
-            threads = worker.threads, quantization = %worker.quantization, "chunk worker ready");
+            threads = worker.threads, model = %worker.model, quantization = %worker.quantization,
+            "chunk worker ready");
         Ok(ChunkWorker {
             worker,
             transcriber: Arc::new(transcriber),
@@ -230,7 +234,7 @@ fn transcribe_range(
     command: &ChunkProcess,
     settings: &ChunkWorkerConfig,
     deadline: Instant,
-) -> Result<Result<Vec<echo_speech::transcriber::Segment>, String>, HandlerError> {
+) -> Result<Result<Transcription, String>, HandlerError> {
     let range = match decide::chunk_range(command, settings.max_chunk_ms) {
         Ok(range) => range,
         Err(reason) => return Ok(Err(reason)),
@@ -264,14 +268,17 @@ fn transcribe_range(
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 start_ms = range.start, audio_ms = range.end - range.start, "chunk holds no speech");
             metrics().transcribed("chunk-worker", (range.end - range.start) as f64 / 1e3, 0.0);
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(Transcription {
+                segments: Vec::new(),
+                language: None,
+            }));
         }
         Some(squeeze) => squeeze.gather(&samples),
         None => samples,
     };
     let whisper_started = Instant::now();
     match transcriber.transcribe_until(&heard, command.prompt.as_deref(), Some(deadline)) {
-        Ok(segments) => {
+        Ok(Transcription { segments, language }) => {
             // Where a chunk's time goes, for operators and the benchmark's per-stage figures.
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 start_ms = range.start, audio_ms = range.end - range.start,
@@ -284,10 +291,11 @@ fn transcribe_range(
                 (range.end - range.start) as f64 / 1e3,
                 whisper_started.elapsed().as_secs_f64(),
             );
-            Ok(Ok(match &squeeze {
+            let segments = match &squeeze {
                 Some(squeeze) => squeeze.unsqueeze(segments),
                 None => segments,
-            }))
+            };
+            Ok(Ok(Transcription { segments, language }))
         }
         // Too slow now (a busy machine), not this audio's fault: retried later.
         Err(e @ TranscribeError::DeadlinePassed) => Err(HandlerError::Transient(format!(
@@ -367,9 +375,10 @@ impl Processor for ChunkWorker {
         })
         .await;
         Ok(match outcome {
-            Ok(Ok(Ok(local))) => {
-                Observation::Transcribed(decide::global_segments(start_ms, end_ms, &local))
-            }
+            Ok(Ok(Ok(local))) => Observation::Transcribed {
+                segments: decide::global_segments(start_ms, end_ms, &local.segments),
+                language: local.language,
+            },
             Ok(Ok(Err(reason))) => Observation::Failed(reason),
             Ok(Err(e)) => return Err(e),
             // A panic inside the decoder or whisper is this audio's problem: report the chunk
