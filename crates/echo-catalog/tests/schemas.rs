@@ -467,6 +467,7 @@ fn options() -> TranscriptOptions {
             max_chars_per_line: 32,
             ..CaptionRules::default()
         }),
+        speaker_per_channel: false,
     }
 }
 
@@ -602,10 +603,12 @@ fn every_type_round_trips_through_its_avsc() {
                 ChunkRange {
                     start_ms: 1_200,
                     end_ms: 29_500,
+                    channel: None,
                 },
                 ChunkRange {
                     start_ms: 35_000,
                     end_ms: 52_000,
+                    channel: None,
                 },
             ]),
             speech_ms: Some(43_100),
@@ -613,6 +616,7 @@ fn every_type_round_trips_through_its_avsc() {
                 prompt: None,
                 formats: Some(vec![]),
                 caption: None,
+                speaker_per_channel: false,
             }),
         },
         seen,
@@ -630,6 +634,7 @@ fn every_type_round_trips_through_its_avsc() {
             etag: None,
             size_bytes: None,
             prompt: Some("Zoë, Kubernetes".into()),
+            channel: None,
         },
         seen,
     );
@@ -662,6 +667,7 @@ fn every_type_round_trips_through_its_avsc() {
                         text: "Hello.".into(),
                         confidence: 0.5,
                     }],
+                    speaker: None,
                 },
                 Segment {
                     start_ms: 2_500,
@@ -669,6 +675,7 @@ fn every_type_round_trips_through_its_avsc() {
                     text: "Welcome!".into(),
                     confidence: 0.875,
                     words: Vec::new(),
+                    speaker: None,
                 },
             ],
             language: None,

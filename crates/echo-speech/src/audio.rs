@@ -155,6 +155,14 @@ pub enum AudioError {
         /// Requested end, in ms.
         end_ms: u64,
     },
+    /// The channel asked for is not in the audio.
+    #[error("channel {channel} asked for, the audio has {channels}")]
+    NoSuchChannel {
+        /// The channel asked for, from 0.
+        channel: usize,
+        /// How many the audio has.
+        channels: usize,
+    },
     /// Sample-rate conversion failed (not expected for valid rates).
     #[error("resampling {from_hz} Hz to 16 kHz failed: {reason}")]
     Resample {
@@ -192,21 +200,26 @@ pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
 
 /// Decodes the whole file to 16 kHz mono samples in `[-1, 1]`.
 pub fn decode_to_mono_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
-    decode(path, None)
+    decode(path, None, None)
 }
 
 /// Decodes only `range_ms` (milliseconds from the start; the end is clamped
 /// to the end of the file) to 16 kHz mono samples, seeking instead of decoding
 /// from the start where the container allows. Meant for transcribing long
-/// files chunk by chunk.
-pub fn decode_range(path: &Path, range_ms: Range<u64>) -> Result<Vec<f32>, AudioError> {
+/// files chunk by chunk. With `channel` (from 0), only that channel instead of all of them
+/// averaged: one speaker of a call recorded on two channels.
+pub fn decode_range(
+    path: &Path,
+    range_ms: Range<u64>,
+    channel: Option<usize>,
+) -> Result<Vec<f32>, AudioError> {
     if range_ms.start >= range_ms.end {
         return Err(AudioError::InvalidRange {
             start_ms: range_ms.start,
             end_ms: range_ms.end,
         });
     }
-    decode(path, Some(range_ms))
+    decode(path, Some(range_ms), channel)
 }
 
 /// Where decoded 16 kHz mono samples are handed over, block by block, as they are decoded.
@@ -240,7 +253,7 @@ pub fn scan(
         None => None,
     };
     let mut frames: u64 = 0;
-    src.decode_frames(0, i64::MAX, |mono| {
+    src.decode_frames(0, i64::MAX, None, |mono| {
         frames += mono.len() as u64;
         if let (Some(resampler), Some(sink)) = (resampler.as_mut(), on_samples.as_mut()) {
             resampler.push(mono, &mut **sink)?;
@@ -421,8 +434,18 @@ impl Source {
     }
 }
 
-fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioError> {
+fn decode(
+    path: &Path,
+    range_ms: Option<Range<u64>>,
+    channel: Option<usize>,
+) -> Result<Vec<f32>, AudioError> {
     let mut src = Source::open(path)?;
+    if let Some(channel) = channel.filter(|&c| c >= src.info.channels) {
+        return Err(AudioError::NoSuchChannel {
+            channel,
+            channels: src.info.channels,
+        });
+    }
     let rate = src.info.sample_rate;
     let ms_to_frames =
         |ms: u64| i64::try_from(u128::from(ms) * u128::from(rate) / 1000).unwrap_or(i64::MAX);
@@ -436,7 +459,7 @@ fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioEr
     let mut samples = Vec::new();
     let mut keep = |block: &[f32]| samples.extend_from_slice(block);
     let mut resampler = StreamResampler::new(rate)?;
-    src.decode_frames(start_frame, end_frame, |mono| {
+    src.decode_frames(start_frame, end_frame, channel, |mono| {
         resampler.push(mono, &mut keep)?;
         Ok(ControlFlow::Continue(()))
     })?;
@@ -446,13 +469,14 @@ fn decode(path: &Path, range_ms: Option<Range<u64>>) -> Result<Vec<f32>, AudioEr
 
 impl Source {
     /// Decodes packet by packet from the current position and hands `on_mono` the frames of
-    /// each that lie in `start_frame..end_frame` (source frames), averaged to mono, until the
-    /// range or the stream ends or `on_mono` breaks. Only one packet is held at a time: what
-    /// is kept is up to `on_mono`.
+    /// each that lie in `start_frame..end_frame` (source frames), averaged to mono (or only
+    /// `channel`), until the range or the stream ends or `on_mono` breaks. Only one packet is
+    /// held at a time: what is kept is up to `on_mono`.
     fn decode_frames(
         &mut self,
         start_frame: i64,
         end_frame: i64,
+        channel: Option<usize>,
         mut on_mono: impl FnMut(&[f32]) -> Result<ControlFlow<()>, AudioError>,
     ) -> Result<(), AudioError> {
         let rate = self.info.sample_rate;
@@ -522,13 +546,11 @@ impl Source {
             let take = usize::try_from(end_frame - pos).map_or(frames, |n| n.min(frames));
             mono.clear();
             let scale = 1.0 / channels as f32;
-            mono.extend(
-                interleaved
-                    .chunks_exact(channels)
-                    .take(take)
-                    .skip(skip)
-                    .map(|frame| frame.iter().sum::<f32>() * scale),
-            );
+            let frames_of = interleaved.chunks_exact(channels).take(take).skip(skip);
+            match channel {
+                Some(c) => mono.extend(frames_of.map(|frame| frame.get(c).copied().unwrap_or(0.0))),
+                None => mono.extend(frames_of.map(|frame| frame.iter().sum::<f32>() * scale)),
+            }
             if on_mono(&mono)?.is_break() || next_pos >= end_frame {
                 break;
             }

@@ -98,7 +98,8 @@ fn ranges_decode_only_the_requested_span() {
     let tmp = tempfile::tempdir().unwrap();
     for ext in ["wav", "flac", "ogg", "mp3"] {
         let path = sine_file(tmp.path(), ext);
-        let middle = decode_range(&path, 1_000..2_500).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let middle =
+            decode_range(&path, 1_000..2_500, None).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert_is_sine(&middle, 1.5, &format!("{ext} 1000..2500 ms"));
 
         // Seeking lands on the right samples: the range matches the same span
@@ -113,10 +114,12 @@ fn ranges_decode_only_the_requested_span() {
         );
 
         // The end is clamped to the end of the file.
-        let tail = decode_range(&path, 2_000..60_000).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let tail =
+            decode_range(&path, 2_000..60_000, None).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert_is_sine(&tail, SECONDS - 2.0, &format!("{ext} tail"));
 
-        let beyond = decode_range(&path, 20_000..21_000).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let beyond =
+            decode_range(&path, 20_000..21_000, None).unwrap_or_else(|e| panic!("{ext}: {e}"));
         assert!(
             beyond.len() < 160,
             "{ext}: {} samples past the end",
@@ -213,11 +216,76 @@ fn missing_file_and_bad_range_are_typed_errors() {
     #[allow(clippy::reversed_empty_ranges)] // the point of the check
     let reversed = 2_000..1_000;
     assert!(matches!(
-        decode_range(missing, reversed),
+        decode_range(missing, reversed, None),
         Err(AudioError::InvalidRange { .. })
     ));
     assert!(matches!(
-        decode_range(missing, 1_000..1_000),
+        decode_range(missing, 1_000..1_000, None),
         Err(AudioError::InvalidRange { .. })
+    ));
+}
+
+/// One channel of a two-channel recording decodes on its own: the sine on the left, silence
+/// on the right (a call with one speaker per channel); all channels averaged halve the sine.
+#[test]
+fn one_channel_decodes_without_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let left = tmp.path().join("left.wav");
+    let right = tmp.path().join("right.wav");
+    let both = tmp.path().join("both.wav");
+    let secs = SECONDS.to_string();
+    let freq = SINE_HZ.to_string();
+    sox(&[
+        "-n",
+        "-b",
+        "16",
+        "-r",
+        "16000",
+        "-c",
+        "1",
+        left.to_str().unwrap(),
+        "synth",
+        &secs,
+        "sine",
+        &freq,
+        "vol",
+        "0.5",
+    ]);
+    sox(&[
+        "-n",
+        "-b",
+        "16",
+        "-r",
+        "16000",
+        "-c",
+        "1",
+        right.to_str().unwrap(),
+        "trim",
+        "0",
+        &secs,
+    ]);
+    sox(&[
+        "-M",
+        left.to_str().unwrap(),
+        right.to_str().unwrap(),
+        both.to_str().unwrap(),
+    ]);
+    let range = 0..(SECONDS as u64 * 1_000);
+    let first = decode_range(&both, range.clone(), Some(0)).unwrap();
+    assert_is_sine(&first, SECONDS, "left channel");
+    let second = decode_range(&both, range.clone(), Some(1)).unwrap();
+    assert!(
+        second.iter().all(|s| s.abs() < 1e-3),
+        "the right channel is silent"
+    );
+    let mixed = decode_range(&both, range.clone(), None).unwrap();
+    let peak = mixed.iter().fold(0f32, |m, s| m.max(s.abs()));
+    assert!((0.2..0.3).contains(&peak), "mixed peak {peak}");
+    assert!(matches!(
+        decode_range(&both, range, Some(2)),
+        Err(AudioError::NoSuchChannel {
+            channel: 2,
+            channels: 2
+        })
     ));
 }

@@ -9,7 +9,9 @@ use echo_catalog::events::{
     ChunkProcessingCompleted, ChunkProcessingStarted, ProcessingJobCreated,
 };
 use echo_catalog::record::Record;
-use echo_tests::pipeline::{convert, event_types, speak, submit, word_error_rate, Pipeline};
+use echo_tests::pipeline::{
+    convert, event_types, speak, submit, submit_with, word_error_rate, Pipeline,
+};
 use echo_tests::{wait_for, Seen, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
@@ -567,6 +569,100 @@ async fn the_multilingual_model_reports_the_language_it_heard() {
     assert!(
         analysis["languages"]["de"].as_i64().is_some_and(|w| w > 0),
         "{analysis:#}"
+    );
+}
+
+/// A call recorded with one speaker per channel: with `--speaker-per-channel` each channel is
+/// transcribed on its own, and the text, the captions and the report say who spoke; without
+/// it the channels are mixed and nobody is labelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_channel_call_is_transcribed_speaker_by_speaker() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("speakers").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = speak(
+        dir.path(),
+        "agent.wav",
+        "Hello, this is the help desk. How can I help you today?",
+    )
+    .unwrap();
+    let second = speak(
+        dir.path(),
+        "caller.wav",
+        "My printer will not print anything at all.",
+    )
+    .unwrap();
+    // The agent on the left channel, then the caller on the right one, a second later.
+    let left = dir.path().join("left.wav");
+    convert(&first, &left, &["rate", "16000", "pad", "0", "6"]).unwrap();
+    let agent_s = echo_speech::audio::probe(&first)
+        .unwrap()
+        .duration
+        .unwrap()
+        .as_secs_f64();
+    let right = dir.path().join("right.wav");
+    convert(
+        &second,
+        &right,
+        &[
+            "rate",
+            "16000",
+            "pad",
+            &format!("{:.2}", agent_s + 1.0),
+            "0",
+        ],
+    )
+    .unwrap();
+    let call = dir.path().join("call.wav");
+    let merged = std::process::Command::new("sox")
+        .arg("-M")
+        .args([&left, &right])
+        .arg(&call)
+        .status()
+        .unwrap();
+    assert!(merged.success());
+    let _pipeline = Pipeline::start(bin(), &env, 1, &[]).unwrap();
+
+    let report = submit_with(bin(), &env, &call, &["--speaker-per-channel"], &[]).unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    let txt = artifact(&env, &report, "txt").await;
+    let turns: Vec<&str> = txt.trim_end().split("\n\n").collect();
+    assert_eq!(turns.len(), 2, "{txt}");
+    assert!(
+        turns[0].starts_with("Speaker 1: ") && turns[0].to_lowercase().contains("help desk"),
+        "{txt}"
+    );
+    assert!(
+        turns[1].starts_with("Speaker 2: ") && turns[1].contains("printer"),
+        "{txt}"
+    );
+    let vtt = artifact(&env, &report, "vtt").await;
+    assert!(
+        vtt.contains("<v Speaker 1>Hello") && vtt.contains("<v Speaker 2>My printer"),
+        "{vtt}"
+    );
+    let srt = artifact(&env, &report, "srt").await;
+    assert!(srt.contains("Speaker 2: My printer"), "{srt}");
+    let report_json: serde_json::Value =
+        serde_json::from_str(&artifact(&env, &report, "json").await).unwrap();
+    for segment in report_json["segments"].as_array().unwrap() {
+        let text = segment["text"].as_str().unwrap();
+        let expected = if text.contains("printer") {
+            "Speaker 2"
+        } else {
+            "Speaker 1"
+        };
+        assert_eq!(segment["speaker"], expected, "{segment:#}");
+    }
+
+    // The same call without the option: one mixed transcript, nobody labelled.
+    let mixed = submit_with(bin(), &env, &call, &[], &[]).unwrap();
+    assert_eq!(mixed["status"], "ready", "{mixed:#}");
+    let txt = artifact(&env, &mixed, "txt").await;
+    assert!(!txt.contains("Speaker"), "{txt}");
+    assert!(
+        txt.contains("help desk") && txt.contains("printer"),
+        "{txt}"
     );
 }
 

@@ -40,6 +40,7 @@ fn command(event_id: &str, attempt: i32) -> Incoming {
         etag: None,
         size_bytes: None,
         prompt: None,
+        channel: None,
     };
     incoming(&record)
 }
@@ -101,6 +102,7 @@ fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
         text: text.into(),
         confidence: 0.9,
         words: Vec::new(),
+        speaker: None,
     }
 }
 
@@ -240,6 +242,7 @@ fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk(
                 text: "first".into(),
                 confidence: 0.8,
                 words: vec![global_word(58_100, 60_400, "first")],
+                speaker: None,
             },
             Segment {
                 start_ms: 60_500,
@@ -247,6 +250,7 @@ fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk(
                 text: "instant".into(),
                 confidence: 0.8,
                 words: Vec::new(),
+                speaker: None,
             },
             Segment {
                 start_ms: 87_000,
@@ -254,6 +258,7 @@ fn segments_are_moved_onto_the_whole_audios_time_line_and_kept_inside_the_chunk(
                 text: "last".into(),
                 confidence: 0.8,
                 words: vec![global_word(87_500, 88_000, "last")],
+                speaker: None,
             },
         ],
         "offsets added, ends clamped to the chunk, empty texts dropped"

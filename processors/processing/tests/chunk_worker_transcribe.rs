@@ -73,6 +73,7 @@ fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) ->
         etag: None,
         size_bytes: None,
         prompt: None,
+        channel: None,
     };
     Incoming {
         type_name: ChunkProcess::TYPE,

@@ -65,7 +65,11 @@ fn job_with_chunks(ranges: &[(i64, i64)]) -> Incoming {
         chunks: Some(
             ranges
                 .iter()
-                .map(|&(start_ms, end_ms)| ChunkRange { start_ms, end_ms })
+                .map(|&(start_ms, end_ms)| ChunkRange {
+                    start_ms,
+                    end_ms,
+                    channel: None,
+                })
                 .collect(),
         ),
         speech_ms: Some(20_000),
@@ -326,6 +330,21 @@ fn a_reissued_chunk_carries_the_upload_prompt_like_the_first() {
     let decision = h.fire("chunk-2");
     let again: ChunkProcess = decision.emit[1].decode().unwrap();
     assert_eq!(again.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
+}
+
+#[test]
+fn a_reissued_chunk_keeps_its_channel() {
+    let mut h = Harness::new();
+    let mut job: ProcessingJobCreated = job_with_chunks(&[(0, 20_000), (0, 20_000)])
+        .decode()
+        .unwrap();
+    for (i, chunk) in job.chunks.as_mut().unwrap().iter_mut().enumerate() {
+        chunk.channel = Some(i as i32);
+    }
+    h.record(&incoming(&job), NOW).unwrap();
+    let decision = h.fire("chunk-1");
+    let again: ChunkProcess = decision.emit[1].decode().unwrap();
+    assert_eq!(again.channel, Some(1));
 }
 
 #[test]

@@ -247,6 +247,7 @@ fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
         prompt: Some("Xochitl Quetzalcoatl".into()),
         formats: Some(vec![TranscriptFormat::Srt]),
         caption: None,
+        speaker_per_channel: false,
     };
     let mut upload: UploadCompleted = completed("up-o").decode().unwrap();
     upload.options = Some(options.clone());
@@ -263,6 +264,51 @@ fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
         let cmd: ChunkProcess = out.decode().unwrap();
         assert_eq!(cmd.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
     }
+}
+
+#[test]
+fn a_call_with_a_speaker_per_channel_gets_each_range_once_per_channel() {
+    let mut upload: UploadCompleted = completed("up-s").decode().unwrap();
+    upload.options = Some(TranscriptOptions {
+        speaker_per_channel: true,
+        ..TranscriptOptions::default()
+    });
+    let stereo = AudioFacts {
+        channels: 2,
+        ..facts(65_000)
+    };
+    let (decision, _) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &incoming(&upload),
+        Observation::Audio(stereo),
+    )
+    .unwrap();
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(job.chunk_count, 6, "three ranges, two channels");
+    let commands: Vec<ChunkProcess> = decision.emit[3..]
+        .iter()
+        .map(|o| o.decode().unwrap())
+        .collect();
+    let planned = job.chunks.unwrap();
+    for (i, cmd) in commands.iter().enumerate() {
+        assert_eq!(cmd.channel, Some(i as i32 % 2));
+        assert_eq!(planned[i].channel, cmd.channel);
+        assert_eq!(planned[i].start_ms, cmd.start_ms);
+    }
+    assert_eq!(commands[0].start_ms, commands[1].start_ms);
+
+    // One channel: the option has nothing to split.
+    let (decision, _) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &incoming(&upload),
+        Observation::Audio(facts(65_000)),
+    )
+    .unwrap();
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    assert_eq!(job.chunk_count, 3);
+    assert!(job.chunks.unwrap().iter().all(|c| c.channel.is_none()));
 }
 
 #[test]

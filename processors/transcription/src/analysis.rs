@@ -210,6 +210,7 @@ mod tests {
             text: text.into(),
             confidence,
             words: Vec::new(),
+            speaker: None,
         }
     }
 

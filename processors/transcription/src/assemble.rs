@@ -210,6 +210,7 @@ fn rebuild(
             .join(" "),
         confidence: source.confidence,
         words,
+        speaker: None,
     }
 }
 
@@ -323,6 +324,7 @@ mod tests {
             text: text.into(),
             confidence: 0.9,
             words: Vec::new(),
+            speaker: None,
         }
     }
 
@@ -550,6 +552,7 @@ mod tests {
                 .join(" "),
             confidence: 0.9,
             words,
+            speaker: None,
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Cue {
     pub end_ms: i64,
     /// Its text, wrapped: at most `max_lines` lines.
     pub lines: Vec<String>,
+    /// Who says it, when the upload has a speaker per channel: a label shown with the
+    /// cue (not counted in its lines' characters).
+    pub speaker: Option<String>,
 }
 
 /// Cuts `words` (in time order, global times) into cues following `rules`.
@@ -75,6 +78,7 @@ pub fn cues(words: &[Word], rules: &CaptionRules) -> Vec<Cue> {
             start_ms,
             end_ms: spoken_end.max(held),
             lines,
+            speaker: None,
         });
     }
     out

@@ -69,6 +69,10 @@ pub struct JobPlan {
     /// written before they existed, and for uploads without options.
     #[serde(default)]
     pub options: Option<TranscriptOptions>,
+    /// The channel of each chunk, by index, when the upload has a speaker per channel; empty
+    /// otherwise (and in state written before it existed).
+    #[serde(default)]
+    pub channels: Vec<Option<i32>>,
 }
 
 impl JobPlan {
@@ -368,6 +372,12 @@ fn plan_of(job: &ProcessingJobCreated) -> JobPlan {
         duration_ms: job.duration_ms,
         speech_ms: job.speech_ms,
         options: job.options.clone(),
+        channels: match &job.chunks {
+            Some(chunks) if chunks.iter().any(|c| c.channel.is_some()) => {
+                chunks.iter().map(|c| c.channel).collect()
+            }
+            _ => Vec::new(),
+        },
     }
 }
 

@@ -129,6 +129,7 @@ mod tests {
             text: text.into(),
             confidence: 0.5,
             words: Vec::new(),
+            speaker: None,
         };
         let chunk = |index, texts: &[&str]| ChunkTranscript {
             language: None,
@@ -162,6 +163,7 @@ mod tests {
             text: text.into(),
             confidence: 0.6,
             words,
+            speaker: None,
         }
     }
 

@@ -42,7 +42,7 @@ impl Transcript {
         chunks: &[ChunkTranscript],
         language: &str,
     ) -> Transcript {
-        let (segments, loop_words) = drop_loops(assemble(chunks));
+        let (segments, loop_words) = by_speaker(plan, chunks);
         let dropped = Dropped {
             loop_words,
             non_speech_segments: non_speech_segments(chunks),
@@ -74,6 +74,70 @@ impl Transcript {
             .flat_map(|s| s.words.iter().cloned())
             .collect()
     }
+
+    /// The transcript's turns: runs of consecutive segments of one speaker, each with its
+    /// words; one turn without a speaker when nobody is labelled.
+    pub fn turns(&self) -> Vec<Turn> {
+        let mut turns: Vec<Turn> = Vec::new();
+        for segment in &self.segments {
+            match turns.last_mut() {
+                Some(turn) if turn.speaker == segment.speaker => {
+                    turn.words.extend(segment.words.iter().cloned());
+                }
+                _ => turns.push(Turn {
+                    speaker: segment.speaker.clone(),
+                    words: segment.words.clone(),
+                }),
+            }
+        }
+        turns
+    }
+}
+
+/// What one speaker says before the other speaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// Its label (`Speaker 1`), `None` when speakers are not told apart.
+    pub speaker: Option<String>,
+    /// Its words, in time order.
+    pub words: Vec<Word>,
+}
+
+/// The label of the speaker recorded on `channel` (from 0).
+pub fn speaker_of(channel: i32) -> String {
+    format!("Speaker {}", channel + 1)
+}
+
+/// The chunks assembled and cleared of whisper's loops, and how many loop words were
+/// dropped: all of them as one stream, or, when the plan gives chunks a channel (a speaker
+/// per channel), each channel on its own, its segments labelled with its speaker, then
+/// merged in time order.
+fn by_speaker(plan: &JobPlan, chunks: &[ChunkTranscript]) -> (Vec<Segment>, usize) {
+    let channel_of = |c: &ChunkTranscript| {
+        usize::try_from(c.index)
+            .ok()
+            .and_then(|i| plan.channels.get(i).copied().flatten())
+    };
+    let mut channels: Vec<Option<i32>> = chunks.iter().map(channel_of).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    let mut segments = Vec::new();
+    let mut dropped = 0;
+    for channel in channels {
+        let own: Vec<ChunkTranscript> = chunks
+            .iter()
+            .filter(|c| channel_of(c) == channel)
+            .cloned()
+            .collect();
+        let (mut heard, looped) = drop_loops(assemble(&own));
+        for segment in &mut heard {
+            segment.speaker = channel.map(speaker_of);
+        }
+        segments.extend(heard);
+        dropped += looped;
+    }
+    segments.sort_by_key(|s| (s.start_ms, s.end_ms));
+    (segments, dropped)
 }
 
 /// Words heard per detected language, over the chunks a multilingual model transcribed.
@@ -130,10 +194,23 @@ pub fn render(
     options: &TranscriptOptions,
 ) -> Vec<Artifact> {
     let keys = artifact_keys(resource_id, options);
-    let words = transcript.words();
-    let cues = cues(&words, options.caption.as_ref().unwrap_or(rules));
+    let rules = options.caption.as_ref().unwrap_or(rules);
+    let turns = transcript.turns();
+    let cues: Vec<Cue> = turns
+        .iter()
+        .flat_map(|turn| {
+            cues(&turn.words, rules).into_iter().map(|cue| Cue {
+                speaker: turn.speaker.clone(),
+                ..cue
+            })
+        })
+        .collect();
     let files = [
-        (keys.txt_key, txt(&words), "text/plain; charset=utf-8"),
+        (
+            keys.txt_key,
+            labelled_txt(&turns),
+            "text/plain; charset=utf-8",
+        ),
         (
             keys.srt_key,
             srt(&cues),
@@ -152,6 +229,27 @@ pub fn render(
             })
         })
         .collect()
+}
+
+/// The turns as plain text ([`txt`]), each turn's paragraphs starting with its speaker
+/// (`Speaker 1: …`) when speakers are told apart.
+fn labelled_txt(turns: &[Turn]) -> String {
+    let mut out = String::new();
+    for turn in turns {
+        let text = txt(&turn.words);
+        if text.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        if let Some(speaker) = &turn.speaker {
+            out.push_str(speaker);
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Plain text in paragraphs: the words joined by spaces, a paragraph (one line, a blank line
@@ -184,7 +282,10 @@ pub fn srt(cues: &[Cue]) -> String {
                 i + 1,
                 timestamp(c.start_ms, ','),
                 timestamp(c.end_ms, ','),
-                cue_text(&c.lines)
+                match &c.speaker {
+                    Some(speaker) => format!("{speaker}: {}", cue_text(&c.lines)),
+                    None => cue_text(&c.lines),
+                }
             )
         })
         .collect()
@@ -198,7 +299,11 @@ pub fn vtt(cues: &[Cue]) -> String {
             "{} --> {}\n{}\n\n",
             timestamp(c.start_ms, '.'),
             timestamp(c.end_ms, '.'),
-            cue_text(&c.lines)
+            // WebVTT's voice span names the speaker; players show or style it.
+            match &c.speaker {
+                Some(speaker) => format!("<v {speaker}>{}", cue_text(&c.lines)),
+                None => cue_text(&c.lines),
+            }
         ));
     }
     out
@@ -254,6 +359,7 @@ mod tests {
                 text: "Hello world.".into(),
                 confidence: 0.5,
                 words: first,
+                speaker: None,
             },
             Segment {
                 start_ms: 3_723_004,
@@ -261,6 +367,7 @@ mod tests {
                 text: "Second line.".into(),
                 confidence: 0.75,
                 words: second,
+                speaker: None,
             },
         ]
     }
@@ -352,6 +459,7 @@ mod tests {
             duration_ms: 1_000,
             speech_ms: None,
             options: None,
+            channels: Vec::new(),
         };
         let t = Transcript::build("j", &plan, &[], "en");
         let files = render(
@@ -391,12 +499,14 @@ mod tests {
             text: "one two three four five six seven eight nine ten".into(),
             confidence: 0.9,
             words,
+            speaker: None,
         };
         let plan = JobPlan {
             chunk_count: 1,
             duration_ms: 3_000,
             speech_ms: None,
             options: None,
+            channels: Vec::new(),
         };
         let chunk = ChunkTranscript {
             language: None,
@@ -414,6 +524,7 @@ mod tests {
                 max_lines: 1,
                 ..CaptionRules::default()
             }),
+            speaker_per_channel: false,
         };
         let keys = artifact_keys("r1", &options);
         assert_eq!((keys.txt_key, keys.srt_key), (None, None));
@@ -445,6 +556,66 @@ mod tests {
             1,
             "{}",
             default[2].body
+        );
+    }
+
+    #[test]
+    fn chunks_of_two_channels_become_two_speakers_turns() {
+        let said = |start_ms: i64, text: &str| Segment {
+            start_ms,
+            end_ms: start_ms + 1_000,
+            text: text.into(),
+            confidence: 0.9,
+            words: vec![word(start_ms, start_ms + 1_000, text)],
+            speaker: None,
+        };
+        let chunk = |index, segments| ChunkTranscript {
+            index,
+            start_ms: 0,
+            end_ms: 10_000,
+            segments,
+            language: None,
+        };
+        let plan = JobPlan {
+            chunk_count: 2,
+            duration_ms: 10_000,
+            speech_ms: None,
+            options: None,
+            channels: vec![Some(0), Some(1)],
+        };
+        // Both channels cover the same time: assembled apart, nothing is taken for overlap.
+        let chunks = [
+            chunk(0, vec![said(0, "Hello."), said(4_000, "Bye.")]),
+            chunk(1, vec![said(2_000, "Hi.")]),
+        ];
+        let t = Transcript::build("j", &plan, &chunks, "en");
+        let turns = t.turns();
+        let turns: Vec<(Option<&str>, usize)> = turns
+            .iter()
+            .map(|turn| (turn.speaker.as_deref(), turn.words.len()))
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                (Some("Speaker 1"), 1),
+                (Some("Speaker 2"), 1),
+                (Some("Speaker 1"), 1)
+            ]
+        );
+        let files = render(
+            "r",
+            &t,
+            &CaptionRules::default(),
+            &TranscriptOptions::default(),
+        );
+        assert_eq!(
+            files[0].body,
+            "Speaker 1: Hello.\n\nSpeaker 2: Hi.\n\nSpeaker 1: Bye.\n"
+        );
+        assert!(
+            files[2].body.contains("<v Speaker 2>Hi."),
+            "{}",
+            files[2].body
         );
     }
 }

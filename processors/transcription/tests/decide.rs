@@ -60,6 +60,7 @@ fn chunk_done(event_id: &str, job_id: &str, index: i32, text: &str) -> Incoming 
             text: text.into(),
             confidence: 0.9,
             words: Vec::new(),
+            speaker: None,
         }],
         language: None,
     })

@@ -30,6 +30,7 @@ fn seg(start_ms: i64, end_ms: i64, text: &str) -> Segment {
         text: text.into(),
         confidence: 0.5,
         words: Vec::new(),
+        speaker: None,
     }
 }
 

@@ -687,6 +687,7 @@ fn the_options_of_the_request_reach_upload_completed() {
             max_lines: 1,
             ..CaptionRules::default()
         }),
+        speaker_per_channel: false,
     };
     let config = UploadConfig::default();
     let (_, state) = handle(

@@ -117,6 +117,10 @@ pub struct ChunkRange {
     pub start_ms: i64,
     /// End of the chunk in milliseconds from the beginning of the audio (exclusive).
     pub end_ms: i64,
+    /// The one channel transcribed, from 0, when the upload has a speaker per channel
+    /// (version 2); null: all channels mixed.
+    #[serde(default)]
+    pub channel: Option<i32>,
 }
 
 /// Command to a chunk worker: transcribe one chunk of a job's audio.
@@ -152,6 +156,10 @@ pub struct ChunkProcess {
     /// version 2); null: none.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// The one channel to transcribe, from 0, when the upload has a speaker per channel
+    /// (version 2); null: all channels mixed.
+    #[serde(default)]
+    pub channel: Option<i32>,
 }
 
 /// A worker took a chunk; starts its processing deadline.
@@ -217,6 +225,10 @@ pub struct Segment {
     #[serde(default)]
     #[avro(default = "[]")]
     pub words: Vec<Word>,
+    /// Who said it, when the upload has a speaker per channel (`speaker 1` for the first
+    /// channel); set when the transcript is assembled, null in chunk results (version 3).
+    #[serde(default)]
+    pub speaker: Option<String>,
 }
 
 /// One recognised word: what seams between chunks are resolved on and captions are cut from.

@@ -47,6 +47,12 @@ pub struct TranscriptOptions {
     /// How the `.srt` and `.vtt` captions are cut; null: the deployment's rules.
     #[serde(default)]
     pub caption: Option<CaptionRules>,
+    /// Two-channel audio with one speaker per channel (a call recording): each channel is
+    /// transcribed on its own and its words and captions are labelled `speaker 1` and
+    /// `speaker 2`. Ignored for audio of one channel; false: the channels are mixed.
+    #[serde(default)]
+    #[avro(default = "false")]
+    pub speaker_per_channel: bool,
 }
 
 /// The most characters a prompt may have: whisper reads at most 224 tokens of prompt, which

@@ -66,6 +66,10 @@ pub struct Args {
     /// Most lines a caption shows (1 to 3); the deployment's rules when absent.
     #[arg(long)]
     caption_lines: Option<i32>,
+    /// A two-channel recording with one speaker per channel: each channel transcribed on its
+    /// own, words and captions labelled by speaker.
+    #[arg(long)]
+    speaker_per_channel: bool,
 }
 
 /// A transcript file, as `--formats` names it.
@@ -102,6 +106,7 @@ impl Args {
             prompt: self.prompt.clone(),
             formats,
             caption,
+            speaker_per_channel: self.speaker_per_channel,
         };
         (options != TranscriptOptions::default()).then_some(options)
     }

@@ -134,6 +134,7 @@ pub fn global_segments(
                         }
                     })
                     .collect(),
+                speaker: None,
             }
         })
         .collect()

@@ -240,7 +240,12 @@ fn transcribe_range(
         Err(reason) => return Ok(Err(reason)),
     };
     let decode_started = Instant::now();
-    let samples = match decode_range(path, range.clone()) {
+    let channel = match command.channel.map(usize::try_from) {
+        None => None,
+        Some(Ok(channel)) => Some(channel),
+        Some(Err(_)) => return Ok(Err(format!("no channel {:?}", command.channel))),
+    };
+    let samples = match decode_range(path, range.clone(), channel) {
         Ok(samples) => samples,
         // The cached file vanished or the disk failed: not the audio's fault.
         Err(e @ AudioError::Io { .. }) => return Err(HandlerError::Transient(e.to_string())),

@@ -82,6 +82,9 @@ pub struct ChunkTrack {
     pub start_ms: i64,
     /// End of the chunk in ms (exclusive), for the re-issued command.
     pub end_ms: i64,
+    /// The one channel transcribed (a speaker per channel), for the re-issued command.
+    #[serde(default)]
+    pub channel: Option<i32>,
     /// The attempt of the latest command issued for it (from 1); compared with the limit.
     pub attempt: i32,
     /// Whether it is still awaited.
@@ -122,9 +125,15 @@ impl AggregatorState {
 /// before those were listed, the fixed plan re-derived with validation's planner; a
 /// disagreement with its `chunk_count` means a broken record.
 fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
-    let plan: Vec<Range<i64>> = match &job.chunks {
-        Some(chunks) => chunks.iter().map(|c| c.start_ms..c.end_ms).collect(),
-        None => plan_fixed(job.duration_ms, job.chunk_ms, job.overlap_ms),
+    let plan: Vec<(Range<i64>, Option<i32>)> = match &job.chunks {
+        Some(chunks) => chunks
+            .iter()
+            .map(|c| (c.start_ms..c.end_ms, c.channel))
+            .collect(),
+        None => plan_fixed(job.duration_ms, job.chunk_ms, job.overlap_ms)
+            .into_iter()
+            .map(|r| (r, None))
+            .collect(),
     };
     if i32::try_from(plan.len()).ok() != Some(job.chunk_count) {
         return Err(HandlerError::Permanent(format!(
@@ -143,9 +152,10 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
         prompt: job.options.as_ref().and_then(|o| o.prompt.clone()),
         chunks: plan
             .into_iter()
-            .map(|r| ChunkTrack {
+            .map(|(r, channel)| ChunkTrack {
                 start_ms: r.start,
                 end_ms: r.end,
+                channel,
                 attempt: FIRST_ATTEMPT,
                 status: ChunkStatus::Pending,
             })
@@ -259,6 +269,7 @@ fn on_deadline(
             etag: job.etag.clone(),
             size_bytes: job.size_bytes,
             prompt: job.prompt.clone(),
+            channel: chunk.channel,
         }));
         schedule.push(ctx.timer(
             &timer.name,

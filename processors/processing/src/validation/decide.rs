@@ -220,6 +220,9 @@ fn on_completed(
     Ok(Decision::emit(emit))
 }
 
+/// Channels of a recording with a speaker per channel (`options.speaker_per_channel`).
+const SPEAKER_CHANNELS: i32 = 2;
+
 /// `validation.passed`, `processing.job.created` and the chunk commands of a passing file.
 fn plan_job(
     config: &ValidationConfig,
@@ -234,8 +237,29 @@ fn plan_job(
         None => plan_fixed(duration_ms, config.chunk_ms, config.overlap_ms),
     };
     let speech_ms = facts.speech.as_ref().map(SpeechMap::speech_ms);
-    let chunk_count = i32::try_from(chunks.len()).map_err(|_| {
-        HandlerError::Permanent(format!("{} chunks do not fit a record", chunks.len()))
+    // A call recorded with a speaker per channel: every range once per channel, each channel
+    // transcribed on its own (the ranges come from the mix, where both speakers are heard).
+    let split = completed
+        .options
+        .as_ref()
+        .is_some_and(|o| o.speaker_per_channel)
+        && facts.channels == SPEAKER_CHANNELS;
+    let channels: Vec<Option<i32>> = match split {
+        true => (0..SPEAKER_CHANNELS).map(Some).collect(),
+        false => vec![None],
+    };
+    let planned: Vec<ChunkRange> = chunks
+        .iter()
+        .flat_map(|r| {
+            channels.iter().map(|&channel| ChunkRange {
+                start_ms: r.start,
+                end_ms: r.end,
+                channel,
+            })
+        })
+        .collect();
+    let chunk_count = i32::try_from(planned.len()).map_err(|_| {
+        HandlerError::Permanent(format!("{} chunks do not fit a record", planned.len()))
     })?;
     let mut out = vec![Outgoing::new(
         resource_id,
@@ -263,32 +287,25 @@ fn plan_job(
             duration_ms,
             etag: completed.etag.clone(),
             size_bytes: Some(completed.size_bytes),
-            chunks: Some(
-                chunks
-                    .iter()
-                    .map(|r| ChunkRange {
-                        start_ms: r.start,
-                        end_ms: r.end,
-                    })
-                    .collect(),
-            ),
+            chunks: Some(planned.clone()),
             speech_ms,
             options: completed.options.clone(),
         },
     ));
-    for (index, range) in (0..chunk_count).zip(chunks) {
+    for (index, range) in (0..chunk_count).zip(planned) {
         out.push(chunk_command(&ChunkProcess {
             metadata: ctx.metadata(),
             job_id: job_id.clone(),
             chunk_index: index,
             chunk_count,
             object_key: completed.object_key.clone(),
-            start_ms: range.start,
-            end_ms: range.end,
+            start_ms: range.start_ms,
+            end_ms: range.end_ms,
             attempt: FIRST_ATTEMPT,
             etag: completed.etag.clone(),
             size_bytes: Some(completed.size_bytes),
             prompt: completed.options.as_ref().and_then(|o| o.prompt.clone()),
+            channel: range.channel,
         }));
     }
     Ok(out)

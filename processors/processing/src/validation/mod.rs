@@ -240,7 +240,10 @@ fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<SpeechMap>) -> Audio
 fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
     let reason = match &error {
         AudioError::Io { .. } => return Err(HandlerError::Transient(error.to_string())),
-        AudioError::InvalidRange { .. } => return Err(HandlerError::Permanent(error.to_string())),
+        // Validation decodes every channel mixed: asking for a range or a channel is a bug.
+        AudioError::InvalidRange { .. } | AudioError::NoSuchChannel { .. } => {
+            return Err(HandlerError::Permanent(error.to_string()))
+        }
         AudioError::UnsupportedCodec { .. } => ValidationFailureReason::UnsupportedCodec,
         AudioError::NoAudioTrack { .. } => ValidationFailureReason::Empty,
         AudioError::OutOfLimits {
