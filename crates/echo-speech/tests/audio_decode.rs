@@ -235,35 +235,22 @@ fn one_channel_decodes_without_the_other() {
     let both = tmp.path().join("both.wav");
     let secs = SECONDS.to_string();
     let freq = SINE_HZ.to_string();
-    sox(&[
-        "-n",
-        "-b",
-        "16",
-        "-r",
-        "16000",
-        "-c",
-        "1",
-        left.to_str().unwrap(),
-        "synth",
-        &secs,
-        "sine",
-        &freq,
-        "vol",
-        "0.5",
-    ]);
-    sox(&[
-        "-n",
-        "-b",
-        "16",
-        "-r",
-        "16000",
-        "-c",
-        "1",
-        right.to_str().unwrap(),
-        "trim",
-        "0",
-        &secs,
-    ]);
+    let mono = |path: &Path, effect: &[&str]| {
+        let mut args = vec![
+            "-n",
+            "-b",
+            "16",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(effect);
+        sox(&args);
+    };
+    mono(&left, &["synth", &secs, "sine", &freq, "vol", "0.5"]);
+    mono(&right, &["trim", "0", &secs]);
     sox(&[
         "-M",
         left.to_str().unwrap(),

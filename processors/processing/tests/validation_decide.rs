@@ -73,6 +73,20 @@ fn handle(
     Ok((decision, next))
 }
 
+/// What validation decides for `upload` once the audio was examined as `facts`.
+fn passing(upload: &UploadCompleted, facts: AudioFacts) -> Decision {
+    let config = ValidationConfig::default();
+    let state = ValidationState::default();
+    handle(
+        &config,
+        &state,
+        &incoming(upload),
+        Observation::Audio(facts),
+    )
+    .unwrap()
+    .0
+}
+
 fn types(decision: &Decision) -> Vec<&'static str> {
     decision.emit.iter().map(|o| o.type_name).collect()
 }
@@ -251,13 +265,7 @@ fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
     };
     let mut upload: UploadCompleted = completed("up-o").decode().unwrap();
     upload.options = Some(options.clone());
-    let (decision, _) = handle(
-        &ValidationConfig::default(),
-        &ValidationState::default(),
-        &incoming(&upload),
-        Observation::Audio(facts(65_000)),
-    )
-    .unwrap();
+    let decision = passing(&upload, facts(65_000));
     let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
     assert_eq!(job.options, Some(options));
     for out in &decision.emit[3..] {
@@ -277,13 +285,7 @@ fn a_call_with_a_speaker_per_channel_gets_each_range_once_per_channel() {
         channels: 2,
         ..facts(65_000)
     };
-    let (decision, _) = handle(
-        &ValidationConfig::default(),
-        &ValidationState::default(),
-        &incoming(&upload),
-        Observation::Audio(stereo),
-    )
-    .unwrap();
+    let decision = passing(&upload, stereo);
     let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
     assert_eq!(job.chunk_count, 6, "three ranges, two channels");
     let commands: Vec<ChunkProcess> = decision.emit[3..]
@@ -299,13 +301,7 @@ fn a_call_with_a_speaker_per_channel_gets_each_range_once_per_channel() {
     assert_eq!(commands[0].start_ms, commands[1].start_ms);
 
     // One channel: the option has nothing to split.
-    let (decision, _) = handle(
-        &ValidationConfig::default(),
-        &ValidationState::default(),
-        &incoming(&upload),
-        Observation::Audio(facts(65_000)),
-    )
-    .unwrap();
+    let decision = passing(&upload, facts(65_000));
     let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
     assert_eq!(job.chunk_count, 3);
     assert!(job.chunks.unwrap().iter().all(|c| c.channel.is_none()));
