@@ -13,7 +13,7 @@ use crate::analysis::{analyze, Analysis, Dropped};
 use crate::assemble::{assemble, ChunkTranscript};
 use crate::captions::{cues, ends_sentence, CaptionRules, Cue};
 use crate::decide::JobPlan;
-use crate::guard::{drop_loops, non_speech_segments};
+use crate::guard::{drop_loops, is_speech, non_speech_segments};
 
 /// A silence between two sentences at least this long (ms) starts a new paragraph of
 /// `transcript.txt`: where a speaker stops for a breath or two, a reader expects a break.
@@ -145,7 +145,12 @@ fn detected_languages(chunks: &[ChunkTranscript]) -> BTreeMap<String, i32> {
     let mut words = BTreeMap::new();
     for chunk in chunks {
         if let Some(language) = &chunk.language {
-            let heard: usize = chunk.segments.iter().map(|s| s.words.len().max(1)).sum();
+            let heard: usize = chunk
+                .segments
+                .iter()
+                .filter(|s| is_speech(&s.text))
+                .map(|s| s.words.len().max(1))
+                .sum();
             *words.entry(language.clone()).or_insert(0) += i32::try_from(heard).unwrap_or(i32::MAX);
         }
     }
@@ -196,7 +201,7 @@ pub fn render(
     let keys = artifact_keys(resource_id, options);
     let rules = options.caption.as_ref().unwrap_or(rules);
     let turns = transcript.turns();
-    let cues: Vec<Cue> = turns
+    let mut cues: Vec<Cue> = turns
         .iter()
         .flat_map(|turn| {
             cues(&turn.words, rules).into_iter().map(|cue| Cue {
@@ -205,6 +210,7 @@ pub fn render(
             })
         })
         .collect();
+    in_time_order(&mut cues);
     let files = [
         (
             keys.txt_key,
@@ -229,6 +235,20 @@ pub fn render(
             })
         })
         .collect()
+}
+
+/// Cues of several turns in the order they start (caption files are read in order), each
+/// gone when the next one appears: one speaker's cue held for its minimum must not stay over
+/// the other speaker's reply. Cues of one turn already are so.
+fn in_time_order(cues: &mut [Cue]) {
+    cues.sort_by_key(|c| c.start_ms);
+    for i in 1..cues.len() {
+        let next_start = cues[i].start_ms;
+        let cue = &mut cues[i - 1];
+        if next_start > cue.start_ms {
+            cue.end_ms = cue.end_ms.min(next_start);
+        }
+    }
 }
 
 /// The turns as plain text ([`txt`]), each turn's paragraphs starting with its speaker
@@ -617,5 +637,70 @@ mod tests {
             "{}",
             files[2].body
         );
+    }
+
+    #[test]
+    fn a_reply_inside_a_long_turn_keeps_the_cues_in_time_order() {
+        let words = |from_ms: i64, text: &str| -> Vec<Word> {
+            text.split(' ')
+                .enumerate()
+                .map(|(i, w)| word(from_ms + i as i64 * 400, from_ms + i as i64 * 400 + 350, w))
+                .collect()
+        };
+        let segment = |words: Vec<Word>| Segment {
+            start_ms: words[0].start_ms,
+            end_ms: words[words.len() - 1].end_ms,
+            text: words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            confidence: 0.9,
+            words,
+            speaker: None,
+        };
+        let long = "one two three four five six seven eight nine ten eleven twelve thirteen \
+                    fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one \
+                    twenty-two twenty-three twenty-four twenty-five twenty-six twenty-seven";
+        let chunk = |index, segments| ChunkTranscript {
+            index,
+            start_ms: 0,
+            end_ms: 15_000,
+            segments,
+            language: None,
+        };
+        let plan = JobPlan {
+            chunk_count: 2,
+            duration_ms: 15_000,
+            speech_ms: None,
+            options: None,
+            channels: vec![Some(0), Some(1)],
+        };
+        let chunks = [
+            chunk(0, vec![segment(words(0, long))]),
+            chunk(1, vec![segment(words(3_000, "Yeah."))]),
+        ];
+        let t = Transcript::build("j", &plan, &chunks, "en");
+        let files = render(
+            "r",
+            &t,
+            &CaptionRules::default(),
+            &TranscriptOptions::default(),
+        );
+        let times: Vec<(String, String)> = files[2]
+            .body
+            .lines()
+            .filter_map(|l| l.split_once(" --> "))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert!(times.len() >= 3, "{}", files[2].body);
+        for pair in times.windows(2) {
+            assert!(
+                pair[0].0 <= pair[1].0,
+                "cues out of order: {}",
+                files[2].body
+            );
+            assert!(pair[0].1 <= pair[1].0, "cues overlap: {}", files[2].body);
+        }
     }
 }

@@ -225,7 +225,7 @@ pub struct Segment {
     #[serde(default)]
     #[avro(default = "[]")]
     pub words: Vec<Word>,
-    /// Who said it, when the upload has a speaker per channel (`speaker 1` for the first
+    /// Who said it, when the upload has a speaker per channel (`Speaker 1` for the first
     /// channel); set when the transcript is assembled, null in chunk results (version 3).
     #[serde(default)]
     pub speaker: Option<String>,

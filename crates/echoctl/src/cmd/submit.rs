@@ -364,7 +364,6 @@ async fn finish(
     })
 }
 
-/// PUTs the file to the pre-signed URL, streaming it with a progress bar.
 /// The transcript's text: transcript.txt, or the segments of report.json when the upload
 /// asked for no .txt.
 async fn transcript_of(config: &EchoConfig, artifacts: &TranscriptArtifacts) -> Result<String> {
@@ -384,6 +383,7 @@ async fn transcript_of(config: &EchoConfig, artifacts: &TranscriptArtifacts) -> 
     Ok(texts.join(" ") + "\n")
 }
 
+/// PUTs the file to the pre-signed URL, streaming it with a progress bar.
 async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result<()> {
     let bar = if args.json {
         ProgressBar::hidden()
