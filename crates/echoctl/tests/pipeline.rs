@@ -472,11 +472,12 @@ async fn pauses_are_skipped_and_the_report_counts_them_as_silence() {
 }
 
 /// A deployment that lets whisper hear every second (fixed chunks, no voice-activity
-/// detection) sends it a 30 s window of a buzzing tone between two sentences: whisper writes
-/// `[Music]` for it. The hallucination guard leaves that out of every artifact and counts it
+/// detection) sends it a minute of silence and a minute of a buzzing tone between two
+/// sentences: whisper writes `[BLANK_AUDIO]` for the silent windows and `[Music]` for the
+/// buzzing ones. The hallucination guard leaves those out of every artifact and counts them
 /// in the report, so the transcript holds only what was said.
 #[tokio::test(flavor = "multi_thread")]
-async fn what_whisper_writes_for_noise_is_dropped_and_counted_not_reported_as_speech() {
+async fn what_whisper_writes_for_silence_and_noise_is_dropped_and_counted() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("noise").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -494,9 +495,17 @@ async fn what_whisper_writes_for_noise_is_dropped_and_counted_not_reported_as_sp
         .status()
         .unwrap();
     assert!(made.success());
+    let silence = dir.path().join("silence.wav");
+    let made = std::process::Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&silence)
+        .args(["trim", "0", "60"])
+        .status()
+        .unwrap();
+    assert!(made.success());
     let file = dir.path().join("sandwich.wav");
     let joined = std::process::Command::new("sox")
-        .args([&speech, &buzz, &speech])
+        .args([&speech, &silence, &buzz, &speech])
         .arg(&file)
         .status()
         .unwrap();
@@ -516,14 +525,18 @@ async fn what_whisper_writes_for_noise_is_dropped_and_counted_not_reported_as_sp
     let report_json: serde_json::Value =
         serde_json::from_str(&artifact(&env, &report, "json").await).unwrap();
     let dropped = report_json["analysis"]["dropped_non_speech_segments"].as_i64();
+    // At least a window of each: a silent one and a buzzing one.
     assert!(
-        dropped.is_some_and(|d| d >= 1),
+        dropped.is_some_and(|d| d >= 2),
         "{:#}",
         report_json["analysis"]
     );
     for kind in ["txt", "srt", "vtt", "json"] {
         let text = artifact(&env, &report, kind).await;
-        assert!(!text.contains("[Music]"), "{kind}: {text}");
+        let annotated = ["[BLANK_AUDIO]", "[Music]", "[MUSIC]"]
+            .iter()
+            .any(|a| text.contains(a));
+        assert!(!annotated, "{kind}: {text}");
     }
 }
 
