@@ -579,6 +579,26 @@ mod tests {
         );
     }
 
+    /// The transcript of a job of two chunks over the same `duration_ms`, one per channel of a
+    /// call, holding `first` and `second`.
+    fn two_channels(duration_ms: i64, first: Vec<Segment>, second: Vec<Segment>) -> Transcript {
+        let chunk = |index, segments| ChunkTranscript {
+            index,
+            start_ms: 0,
+            end_ms: duration_ms,
+            segments,
+            language: None,
+        };
+        let plan = JobPlan {
+            chunk_count: 2,
+            duration_ms,
+            speech_ms: None,
+            options: None,
+            channels: vec![Some(0), Some(1)],
+        };
+        Transcript::build("j", &plan, &[chunk(0, first), chunk(1, second)], "en")
+    }
+
     #[test]
     fn chunks_of_two_channels_become_two_speakers_turns() {
         let said = |start_ms: i64, text: &str| Segment {
@@ -589,26 +609,12 @@ mod tests {
             words: vec![word(start_ms, start_ms + 1_000, text)],
             speaker: None,
         };
-        let chunk = |index, segments| ChunkTranscript {
-            index,
-            start_ms: 0,
-            end_ms: 10_000,
-            segments,
-            language: None,
-        };
-        let plan = JobPlan {
-            chunk_count: 2,
-            duration_ms: 10_000,
-            speech_ms: None,
-            options: None,
-            channels: vec![Some(0), Some(1)],
-        };
         // Both channels cover the same time: assembled apart, nothing is taken for overlap.
-        let chunks = [
-            chunk(0, vec![said(0, "Hello."), said(4_000, "Bye.")]),
-            chunk(1, vec![said(2_000, "Hi.")]),
-        ];
-        let t = Transcript::build("j", &plan, &chunks, "en");
+        let t = two_channels(
+            10_000,
+            vec![said(0, "Hello."), said(4_000, "Bye.")],
+            vec![said(2_000, "Hi.")],
+        );
         let turns = t.turns();
         let turns: Vec<(Option<&str>, usize)> = turns
             .iter()
@@ -662,25 +668,11 @@ mod tests {
         let long = "one two three four five six seven eight nine ten eleven twelve thirteen \
                     fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one \
                     twenty-two twenty-three twenty-four twenty-five twenty-six twenty-seven";
-        let chunk = |index, segments| ChunkTranscript {
-            index,
-            start_ms: 0,
-            end_ms: 15_000,
-            segments,
-            language: None,
-        };
-        let plan = JobPlan {
-            chunk_count: 2,
-            duration_ms: 15_000,
-            speech_ms: None,
-            options: None,
-            channels: vec![Some(0), Some(1)],
-        };
-        let chunks = [
-            chunk(0, vec![segment(words(0, long))]),
-            chunk(1, vec![segment(words(3_000, "Yeah."))]),
-        ];
-        let t = Transcript::build("j", &plan, &chunks, "en");
+        let t = two_channels(
+            15_000,
+            vec![segment(words(0, long))],
+            vec![segment(words(3_000, "Yeah."))],
+        );
         let files = render(
             "r",
             &t,
