@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use echo_catalog::events::{UploadExpired, UploadRequested, UploadUrlGenerated};
+use echo_catalog::events::{UploadExpired, UploadFinalize, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::Record;
 use echo_runtime::headers::{echo, HeaderList};
 use echo_runtime::publisher::Publisher;
@@ -12,7 +12,9 @@ use echo_runtime::registry::{self, SubjectStatus};
 use echo_runtime::{EchoConfig, RunOptions, Shutdown};
 use echo_tests::running::{child_config, Running};
 use echo_tests::stack::PATIENCE;
-use echo_tests::test_processor::{request, TestProcessor, PERMANENT, TRANSIENT, WITH_TIMER};
+use echo_tests::test_processor::{
+    request, TestProcessor, PERMANENT, TRANSIENT, UNDECLARED, WITH_TIMER,
+};
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -244,7 +246,9 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
 ) {
     let env = TestEnv::new("dlq").await.unwrap();
     let publisher = Publisher::new(&env.config).unwrap();
-    let running = start(&env.config, TestProcessor::default());
+    let processor = TestProcessor::default();
+    let calls = processor.calls.clone();
+    let running = start(&env.config, processor);
     let key = "res-d";
     let permanent = request(key, &format!("{PERMANENT}.wav"), None);
     publisher.publish(key, &permanent).await.unwrap();
@@ -281,16 +285,46 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
         .publish_raw(&env.topic(REQUESTS), key, &encoded, HeaderList::default())
         .await
         .unwrap();
+    // A type the processor's code does not declare it emits: refused at publish.
+    let undeclared = request(key, &format!("{UNDECLARED}.wav"), None);
+    publisher.publish(key, &undeclared).await.unwrap();
+    // A type its source topics carry but it does not handle: never reaches its handler.
+    let finalize = UploadFinalize {
+        metadata: request(key, "f", None).metadata,
+        etag: None,
+    };
+    publisher.publish(key, &finalize).await.unwrap();
     let good = request(key, "good.wav", None);
     publisher.publish(key, &good).await.unwrap();
 
     let dlq = wait_for(&env.config, &env.topic("echo.upload.dlq"), PATIENCE, |s| {
-        s.len() >= 4
+        s.len() >= 5
     })
     .await
     .unwrap();
     let events = url_generated_for(&env, &good).await;
+    let skipped =
+        r#"echo_records_total{processor="upload",type="upload.finalize",outcome="skipped"} 1"#;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !echo_runtime::metrics::metrics().encode().contains(skipped) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finalize was not skipped:\n{}",
+            echo_runtime::metrics::metrics().encode()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     running.stop().await;
+    assert!(
+        !calls
+            .lock()
+            .unwrap()
+            .contains_key(&finalize.metadata.event_id),
+        "the handler saw an upload.finalize"
+    );
+    assert!(dlq
+        .iter()
+        .all(|r| r.metadata.as_ref().map(|m| &m.event_id) != Some(&finalize.metadata.event_id)));
     assert_eq!(
         of_type::<UploadUrlGenerated>(&events).len(),
         1,
@@ -330,6 +364,19 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
     assert_eq!(
         g.headers.get(echo::ORIGINAL_OFFSET),
         Some(garbage_offset.to_string().as_str())
+    );
+    let u = class_of(Some(&undeclared.metadata.event_id), "permanent");
+    assert!(
+        u.headers
+            .get(echo::ERROR_MESSAGE)
+            .unwrap()
+            .contains("may not emit upload.completed"),
+        "{:?}",
+        u.headers
+    );
+    assert!(
+        of_type::<echo_catalog::events::UploadCompleted>(&events).is_empty(),
+        "an undeclared type was published"
     );
     let w = class_of(None, "wrong_topic");
     assert!(w
@@ -434,6 +481,30 @@ async fn a_processor_whose_output_subject_is_not_registered_stops_and_registers_
     .await
     .unwrap();
     assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_whose_code_declares_more_than_its_catalogue_entry_does_not_start() {
+    let env = TestEnv::new("undeclared").await.unwrap();
+    let beyond = TestProcessor::default().declaring(
+        &[UploadRequested::TYPE, "upload.completed"],
+        &[UploadUrlGenerated::TYPE, "resource.ready"],
+    );
+    let options = RunOptions {
+        instance: "0".into(),
+        shutdown: Shutdown::new(),
+    };
+    let outcome = tokio::time::timeout(
+        PATIENCE,
+        echo_runtime::run(env.config.clone(), beyond, options),
+    )
+    .await
+    .expect("it ran instead of refusing to start");
+    let error = format!("{:#}", outcome.expect_err("it refuses to start"));
+    assert!(
+        error.contains("handles upload.completed and emits resource.ready"),
+        "{error}"
+    );
 }
 
 /// Entry point of the child process used by the SIGKILL test (not a test on its own).

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use echo_catalog::events::{UploadExpired, UploadRequested, UploadUrlGenerated};
-use echo_catalog::record::EventMetadata;
+use echo_catalog::events::{UploadCompleted, UploadExpired, UploadRequested, UploadUrlGenerated};
+use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{Context, Decision, Fact, HandlerError, Input, Outgoing, Processor};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,8 @@ pub const HUGE: &str = "huge-";
 pub const PANIC: &str = "panic";
 /// Filename prefix: the key is finished after this request (see `Processor::is_finished`).
 pub const FINISH: &str = "finish";
+/// Filename prefix: the handler emits an `upload.completed`, a type it does not declare.
+pub const UNDECLARED: &str = "undeclared";
 
 /// The number after `prefix` in a filename like `slow-1500-x`.
 fn number_after(filename: &str, prefix: &str) -> Option<u64> {
@@ -54,6 +56,8 @@ pub struct TestProcessor {
     pub calls: Arc<Mutex<HashMap<String, u32>>>,
     /// The catalogue processor whose topics it runs on.
     pub name: &'static str,
+    /// What it declares it handles and emits, when a test sets it (see `declaring`).
+    declares: Option<(&'static [&'static str], &'static [&'static str])>,
 }
 
 impl Default for TestProcessor {
@@ -68,6 +72,19 @@ impl TestProcessor {
         TestProcessor {
             calls: Arc::default(),
             name,
+            declares: None,
+        }
+    }
+
+    /// The same processor declaring that it handles and emits these types.
+    pub fn declaring(
+        self,
+        handles: &'static [&'static str],
+        emits: &'static [&'static str],
+    ) -> TestProcessor {
+        TestProcessor {
+            declares: Some((handles, emits)),
+            ..self
         }
     }
 }
@@ -78,6 +95,28 @@ impl Processor for TestProcessor {
 
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// As `upload` it handles requests; under any other entry nothing (a test sends that
+    /// processor only records its runtime must refuse before any handler).
+    fn handles(&self) -> &'static [&'static str] {
+        if let Some((handles, _)) = self.declares {
+            handles
+        } else if self.name == "upload" {
+            &[UploadRequested::TYPE]
+        } else {
+            &[]
+        }
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        if let Some((_, emits)) = self.declares {
+            emits
+        } else if self.name == "upload" {
+            &[UploadUrlGenerated::TYPE, UploadExpired::TYPE]
+        } else {
+            &[]
+        }
     }
 
     async fn observe(
@@ -127,6 +166,20 @@ impl Processor for TestProcessor {
                 }
                 if request.filename.starts_with(PANIC) {
                     panic!("a bug in the handler");
+                }
+                if request.filename.starts_with(UNDECLARED) {
+                    let completed = UploadCompleted {
+                        metadata: ctx.metadata(),
+                        object_key: format!("uploads/{}/source", incoming.key),
+                        size_bytes: 1,
+                        content_type: request.content_type,
+                        etag: None,
+                        options: None,
+                    };
+                    return Ok(Decision::emit(vec![Outgoing::new(
+                        &incoming.key,
+                        &completed,
+                    )]));
                 }
                 let mut upload_url = format!("http://example.invalid/{}", state.requests + 1);
                 if let Some(bytes) = number_after(&request.filename, HUGE) {

@@ -14,9 +14,6 @@ use crate::topics::{Catalogue, TopicKind, TopicSpec};
 /// The Avro schema format AsyncAPI names payloads with.
 const AVRO_FORMAT: &str = "application/vnd.apache.avro;version=1.9.0";
 
-/// The record types a client publishes, and the topic a client reads its outcome from.
-const CLIENT_READS: &str = "echo.resource.events";
-
 /// The AsyncAPI document of `catalogue`, as JSON (which is also YAML).
 pub fn asyncapi_document(catalogue: &Catalogue) -> Value {
     let carried: Vec<&TopicSpec> = catalogue
@@ -44,36 +41,35 @@ pub fn asyncapi_document(catalogue: &Catalogue) -> Value {
             }
         }
     }
-    // What a client may do: publish the commands and requests of the upload context (records
-    // whose producer is the client), and read the outcome of its resources.
-    for topic in &carried {
-        let sent: Vec<&str> = topic
-            .carries
-            .iter()
-            .filter(|t| producer_of(t) == CLIENT)
-            .map(String::as_str)
-            .collect();
-        if !sent.is_empty() {
-            operations.insert(
-                format!("client.send.{}", channel_id(&topic.name)),
-                operation(
-                    "send",
-                    &topic.name,
-                    "A client: publishes under the resource id as key (murmur2 partitioner).",
-                    Some(&sent),
-                ),
-            );
+    // What a client may do: publish what the catalogue's `[client]` emits, and read what it
+    // handles, on the topics that carry them.
+    for (action, types, what) in [
+        (
+            "send",
+            &catalogue.client.emits,
+            "A client: publishes under the resource id as key (murmur2 partitioner).",
+        ),
+        (
+            "receive",
+            &catalogue.client.handles,
+            "A client or downstream consumer: reads its resources' URL and outcome.",
+        ),
+    ] {
+        for topic in &carried {
+            let picked: Vec<&str> = topic
+                .carries
+                .iter()
+                .filter(|t| types.contains(t))
+                .map(String::as_str)
+                .collect();
+            if !picked.is_empty() {
+                operations.insert(
+                    format!("{CLIENT}.{action}.{}", channel_id(&topic.name)),
+                    operation(action, &topic.name, what, Some(&picked)),
+                );
+            }
         }
     }
-    operations.insert(
-        format!("client.receive.{}", channel_id(CLIENT_READS)),
-        operation(
-            "receive",
-            CLIENT_READS,
-            "A client or downstream consumer: reads its resources' outcome (resource.ready, resource.rejected).",
-            None,
-        ),
-    );
     let mut messages = Map::new();
     for info in events::all() {
         messages.insert(message_id(info.type_name), message(catalogue, info));
@@ -126,14 +122,6 @@ fn channel_id(topic: &str) -> String {
 /// The id of a record type's message.
 fn message_id(type_name: &str) -> String {
     type_name.replace('.', "_")
-}
-
-/// Who writes a record type, as its `.avsc` says (`client` or a context).
-fn producer_of(type_name: &str) -> String {
-    events::info(type_name)
-        .and_then(|i| i.annotations().ok())
-        .map(|a| a.producer)
-        .unwrap_or_default()
 }
 
 fn channel(catalogue: &Catalogue, topic: &TopicSpec) -> Value {
@@ -211,8 +199,10 @@ fn message(catalogue: &Catalogue, info: &RecordInfo) -> Value {
         "name": info.type_name,
         "title": info.type_name,
         "summary": text(|a| a.doc.as_str()),
-        "description": format!("Producer: {}. Trigger: {} Failure path: {}",
-            text(|a| a.producer.as_str()), text(|a| a.trigger.as_str()), text(|a| a.failure_path.as_str())),
+        "description": format!("Producers: {}. Consumers: {}. Trigger: {} Failure path: {}",
+            catalogue.producers_of(info.type_name).join(", "),
+            catalogue.consumers_of(info.type_name).join(", "),
+            text(|a| a.trigger.as_str()), text(|a| a.failure_path.as_str())),
         "contentType": "application/avro",
         "headers": { "$ref": "#/components/schemas/CloudEventHeaders" },
         "payload": { "schemaFormat": AVRO_FORMAT, "schema": schema },

@@ -44,6 +44,17 @@ pub fn flow_tree_types() -> Vec<&'static str> {
         .collect()
 }
 
+/// Names as a table cell: `a`, `b`; a dash for none.
+fn names(list: &[&str]) -> String {
+    if list.is_empty() {
+        return "—".into();
+    }
+    list.iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Renders `docs/EVENTS.md`.
 pub fn events_markdown(catalogue: &Catalogue) -> String {
     let mut out = String::new();
@@ -55,8 +66,10 @@ pub fn events_markdown(catalogue: &Catalogue) -> String {
          `metadata` ([EventMetadata](#eventmetadata)). Its `correlation_id` is the resource id:\n\
          payloads do not repeat it. Events are facts in the past tense, read by any number of\n\
          consumer groups; commands ask one context to do something. The schemas live in\n\
-         `avro/<context>/<type>.avsc`; their `x-producer`, `x-trigger` and `x-failure-path`\n\
-         attributes are the Producer, Trigger and Failure path columns below.\n\n",
+         `avro/<context>/<type>.avsc`; their `x-trigger` and `x-failure-path` attributes are\n\
+         the Trigger and Failure path columns below. Producers and consumers are what each\n\
+         processor `emits` and `handles` in `topics/topics.toml` (`client`: a producer or\n\
+         reader outside echo).\n\n",
     );
 
     out.push_str("## Flow\n\nThe path of one upload:\n\n```text\n");
@@ -106,8 +119,8 @@ fn render_context(out: &mut String, catalogue: &Catalogue, context: &str) {
         .collect();
     let _ = writeln!(out, "## {}\n", title_case(context));
     out.push_str(
-        "| Type | Kind | Avro record | Topic | Key | Producer | Trigger | Failure path |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| Type | Kind | Avro record | Topic | Key | Producers | Consumers | Trigger | Failure path |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for info in &infos {
         let (topic, key) = match catalogue.topic_of(info.type_name) {
@@ -116,13 +129,14 @@ fn render_context(out: &mut String, catalogue: &Catalogue, context: &str) {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | `{}` | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | `{}` | {} | {} | {} | {} | {} | {} |",
             info.type_name,
             kind_of(catalogue, info),
             info.record_name,
             topic,
             key,
-            cell(&annotation(info, |a| a.producer)),
+            names(&catalogue.producers_of(info.type_name)),
+            names(&catalogue.consumers_of(info.type_name)),
             cell(&annotation(info, |a| a.trigger)),
             cell(&annotation(info, |a| a.failure_path)),
         );
@@ -257,8 +271,8 @@ fn render_topics(out: &mut String, catalogue: &Catalogue) {
 
     out.push_str(
         "## Processors\n\nEach processor is one consumer group.\n\n\
-         | Processor | Context | Consumes | Produces | Retry backoff (ms) | Description |\n\
-         |---|---|---|---|---|---|\n",
+         | Processor | Context | Handles | Emits | Consumes | Produces | Retry backoff (ms) | Description |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for p in &catalogue.processors {
         let list = |ts: &[String]| {
@@ -275,9 +289,11 @@ fn render_topics(out: &mut String, catalogue: &Catalogue) {
             .join(", ");
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
             p.name,
             p.context,
+            list(&p.handles),
+            list(&p.emits),
             list(&p.consumes),
             list(&p.produces),
             backoff,

@@ -61,7 +61,7 @@ impl TopicSpec {
     }
 }
 
-/// One processor (one consumer group) and the topics it reads and writes.
+/// One processor (one consumer group): what it handles and emits, and the topics that follow.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProcessorSpec {
     /// Name of the processor, also its consumer group and the stem of its internal topics.
@@ -70,12 +70,57 @@ pub struct ProcessorSpec {
     pub context: String,
     /// One line for humans.
     pub description: String,
-    /// Source topics.
+    /// The event and command types it reacts to; the runtime passes it no other.
+    pub handles: Vec<String>,
+    /// The types it publishes; the runtime refuses to publish any other.
+    pub emits: Vec<String>,
+    /// Source topics: those carrying a type it handles, in catalogue order (derived).
+    #[serde(skip)]
     pub consumes: Vec<String>,
-    /// Sink topics (besides its internal ones).
+    /// Sink topics besides its internal ones: those carrying a type it emits (derived).
+    #[serde(skip)]
     pub produces: Vec<String>,
     /// Delay before each retry tier; its length is the number of tiers.
     pub retry_backoff_ms: Vec<u64>,
+}
+
+impl ProcessorSpec {
+    /// Whether a processor's code (the types it declares it handles and emits) keeps within
+    /// this entry; otherwise every type it declares beyond it.
+    pub fn admits(&self, handles: &[&str], emits: &[&str]) -> Result<()> {
+        let beyond = |declared: &[&str], listed: &[String]| -> Vec<String> {
+            declared
+                .iter()
+                .filter(|t| !listed.iter().any(|l| l == *t))
+                .map(|t| t.to_string())
+                .collect()
+        };
+        let (handled, emitted) = (beyond(handles, &self.handles), beyond(emits, &self.emits));
+        if handled.is_empty() && emitted.is_empty() {
+            return Ok(());
+        }
+        let mut problems = Vec::new();
+        if !handled.is_empty() {
+            problems.push(format!("handles {}", handled.join(", ")));
+        }
+        if !emitted.is_empty() {
+            problems.push(format!("emits {}", emitted.join(", ")));
+        }
+        bail!(
+            "processor {}'s code {}, which its entry in topics/topics.toml does not declare",
+            self.name,
+            problems.join(" and ")
+        )
+    }
+}
+
+/// What a client (a producer outside echo) may publish and what it reads back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientSpec {
+    /// The types a client publishes (requests and commands to echo).
+    pub emits: Vec<String>,
+    /// The types a client reads about its resources.
+    pub handles: Vec<String>,
 }
 
 /// Catalogue-wide defaults.
@@ -96,6 +141,8 @@ pub struct Catalogue {
     pub topics: Vec<TopicSpec>,
     /// Processors in declaration order.
     pub processors: Vec<ProcessorSpec>,
+    /// What clients publish and read.
+    pub client: ClientSpec,
     /// What must follow each record of a resource, and who brings it about.
     pub flow: Flow,
 }
@@ -104,6 +151,7 @@ pub struct Catalogue {
 struct RawCatalogue {
     defaults: Defaults,
     topic: Vec<TopicSpec>,
+    client: ClientSpec,
     #[serde(default)]
     processor: Vec<ProcessorSpec>,
     outcome: Outcomes,
@@ -124,11 +172,18 @@ impl Catalogue {
             defaults: raw.defaults,
             topics: raw.topic,
             processors: raw.processor,
+            client: raw.client,
             flow: Flow {
                 outcomes: raw.outcome,
                 steps: raw.step,
             },
         };
+        let mut processors = std::mem::take(&mut catalogue.processors);
+        for p in &mut processors {
+            p.consumes = catalogue.topics_carrying(&p.handles, &p.name)?;
+            p.produces = catalogue.topics_carrying(&p.emits, &p.name)?;
+        }
+        catalogue.processors = processors;
         let mut internal = Vec::new();
         for p in &catalogue.processors {
             internal.extend(catalogue.internal_topics_of(p)?);
@@ -136,6 +191,22 @@ impl Catalogue {
         catalogue.topics.extend(internal);
         catalogue.validate()?;
         Ok(catalogue)
+    }
+
+    /// The declared topics carrying any of `types` (what `who` handles or emits), in
+    /// catalogue order; fails on a type no topic carries.
+    fn topics_carrying(&self, types: &[String], who: &str) -> Result<Vec<String>> {
+        for ty in types {
+            if !self.topics.iter().any(|t| t.carries.contains(ty)) {
+                bail!("{who} names {ty}, which no topic carries");
+            }
+        }
+        Ok(self
+            .topics
+            .iter()
+            .filter(|t| t.carries.iter().any(|c| types.contains(c)))
+            .map(|t| t.name.clone())
+            .collect())
     }
 
     fn internal_topics_of(&self, p: &ProcessorSpec) -> Result<Vec<TopicSpec>> {
@@ -229,9 +300,13 @@ impl Catalogue {
                 }
             }
         }
-        for p in &self.processors {
-            for t in p.consumes.iter().chain(&p.produces) {
-                self.topic(t)?;
+        self.topics_carrying(&self.client.emits, "the client")?;
+        self.topics_carrying(&self.client.handles, "the client")?;
+        for t in &self.topics {
+            for ty in &t.carries {
+                if self.producers_of(ty).is_empty() {
+                    bail!("{ty} is carried by {} but nobody emits it", t.name);
+                }
             }
         }
         let names: Vec<&str> = self.processors.iter().map(|p| p.name.as_str()).collect();
@@ -252,6 +327,35 @@ impl Catalogue {
             .iter()
             .find(|p| p.name == name)
             .with_context(|| format!("processor {name} is not in the catalogue"))
+    }
+
+    /// Who publishes a record type: the processors that emit it, and `client` when clients do.
+    pub fn producers_of(&self, record_type: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .processors
+            .iter()
+            .filter(|p| p.emits.iter().any(|t| t == record_type))
+            .map(|p| p.name.as_str())
+            .collect();
+        if self.client.emits.iter().any(|t| t == record_type) {
+            names.push(crate::flow::CLIENT);
+        }
+        names
+    }
+
+    /// Who reacts to a record type: the processors that handle it, and `client` when clients
+    /// read it.
+    pub fn consumers_of(&self, record_type: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .processors
+            .iter()
+            .filter(|p| p.handles.iter().any(|t| t == record_type))
+            .map(|p| p.name.as_str())
+            .collect();
+        if self.client.handles.iter().any(|t| t == record_type) {
+            names.push(crate::flow::CLIENT);
+        }
+        names
     }
 
     /// The topic an event or command type is published to.
@@ -338,6 +442,80 @@ mod tests {
     }
 
     #[test]
+    fn what_a_processor_handles_and_emits_decides_its_topics() {
+        let c = Catalogue::load().unwrap();
+        let resource = c.processor("resource").unwrap();
+        assert_eq!(
+            resource.consumes,
+            [
+                "echo.upload.events",
+                "echo.processing.events",
+                "echo.transcription.events",
+                "echo.resource.events"
+            ]
+        );
+        assert_eq!(resource.produces, ["echo.resource.events"]);
+        let validation = c.processor("validation").unwrap();
+        assert_eq!(
+            validation.produces,
+            ["echo.processing.events", "echo.processing.chunk-commands"]
+        );
+        assert_eq!(
+            c.producers_of("chunk.process"),
+            ["validation", "job-aggregator"]
+        );
+        assert_eq!(c.producers_of("upload.requested"), ["client"]);
+        assert_eq!(
+            c.consumers_of("upload.url.generated"),
+            ["resource", "client"]
+        );
+        assert_eq!(
+            c.consumers_of("processing.job.created"),
+            ["job-aggregator", "transcription"]
+        );
+    }
+
+    #[test]
+    fn code_declaring_more_than_its_entry_is_refused() {
+        let c = Catalogue::load().unwrap();
+        let upload = c.processor("upload").unwrap();
+        upload
+            .admits(&["upload.requested"], &["upload.url.generated"])
+            .unwrap();
+        let err = upload
+            .admits(
+                &["upload.requested", "chunk.process"],
+                &["upload.failed", "resource.ready"],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("handles chunk.process and emits resource.ready"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_type_nobody_emits_is_refused() {
+        let text = CATALOGUE_TOML.replace(
+            "emits = [\"upload.requested\", \"upload.finalize\"]",
+            "emits = [\"upload.requested\"]",
+        );
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("upload.finalize is carried by"), "{err}");
+    }
+
+    #[test]
+    fn a_handled_type_no_topic_carries_is_refused() {
+        let text = CATALOGUE_TOML.replace(
+            "handles = [\"upload.completed\"]",
+            "handles = [\"upload.completed\", \"upload.done\"]",
+        );
+        let err = Catalogue::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("validation names upload.done"), "{err}");
+    }
+
+    #[test]
     fn a_type_on_two_topics_is_refused() {
         let text = CATALOGUE_TOML.replace(
             "carries = [\"upload.finalize\"]",
@@ -367,8 +545,8 @@ mod tests {
     #[test]
     fn a_processor_reading_unequal_partitions_is_refused() {
         let text = CATALOGUE_TOML.replace(
-            "consumes = [\"echo.upload.requests\", \"echo.upload.commands\"]",
-            "consumes = [\"echo.upload.requests\", \"echo.processing.chunk-commands\"]",
+            "handles = [\"upload.requested\", \"upload.finalize\"]",
+            "handles = [\"upload.requested\", \"chunk.process\"]",
         );
         let err = Catalogue::parse(&text).unwrap_err().to_string();
         assert!(err.contains("different partition counts"), "{err}");

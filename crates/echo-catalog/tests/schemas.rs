@@ -185,8 +185,8 @@ fn drift_is_detected() {
 
     // Custom attributes are not drift.
     let schema = altered(
-        r#""x-producer": "client""#,
-        r#""x-producer": "someone else""#,
+        r#""x-trigger": "A client asks to upload an audio file.""#,
+        r#""x-trigger": "something else""#,
     );
     assert!(canonical_drift(&schema, &derived).is_none());
     assert!(documented_drift(&schema, &derived).is_none());
@@ -194,7 +194,7 @@ fn drift_is_detected() {
     let Schema::Record(record) = &schema else {
         panic!("not a record")
     };
-    assert_eq!(record.attributes["x-producer"], "someone else");
+    assert_eq!(record.attributes["x-trigger"], "something else");
 }
 
 #[test]
@@ -363,21 +363,30 @@ fn everything_has_a_doc_and_annotations() {
     let mut missing = Vec::new();
     for info in events::all() {
         check(&json(info.avsc), info.type_name, &mut missing);
-        let a = info.annotations().unwrap_or_else(|e| panic!("{e:#}"));
-        assert!(
-            a.producer == "client" || a.producer == info.context,
-            "{}: x-producer is {:?}, neither `client` nor its context",
-            info.type_name,
-            a.producer
-        );
+        info.annotations().unwrap_or_else(|e| panic!("{e:#}"));
     }
     assert!(missing.is_empty(), "no doc: {missing:?}");
-    // Only the client writes to the Upload context's entry topics.
+}
+
+/// Who writes a type is the catalogue's, and it keeps to the contexts: a processor emits only
+/// its own context's types, and only clients write the Upload context's entry topics.
+#[test]
+fn producers_come_from_the_catalogue_and_keep_to_their_context() {
+    let catalogue = Catalogue::load().unwrap();
+    for info in events::all() {
+        let producers = catalogue.producers_of(info.type_name);
+        assert!(!producers.is_empty(), "{} has no producer", info.type_name);
+        for name in producers.iter().filter(|n| **n != "client") {
+            assert_eq!(
+                catalogue.processor(name).unwrap().context,
+                info.context,
+                "{name} emits {} of another context",
+                info.type_name
+            );
+        }
+    }
     for ty in ["upload.requested", "upload.finalize"] {
-        assert_eq!(
-            events::info(ty).unwrap().annotations().unwrap().producer,
-            "client"
-        );
+        assert_eq!(catalogue.producers_of(ty), ["client"]);
     }
 }
 

@@ -149,6 +149,16 @@ pub trait Processor: Send + Sync + 'static {
     /// The processor's name in topics/topics.toml.
     fn name(&self) -> &'static str;
 
+    /// The record types its code handles (`Record::TYPE`s). The runtime refuses to start it if
+    /// its entry in topics/topics.toml does not list each of them under `handles`, and passes
+    /// it records of these types only (its source topics carry others).
+    fn handles(&self) -> &'static [&'static str];
+
+    /// The record types its code emits. The runtime refuses to start it if its entry does not
+    /// list each of them under `emits`, and refuses to publish any other type (the input that
+    /// caused it goes to the DLQ).
+    fn emits(&self) -> &'static [&'static str];
+
     /// Records saying that work on `input` begins (a chunk's `chunk.processing.started`):
     /// the runtime publishes and commits them on their own before `observe` runs, so the
     /// chain shows work while it runs, not only once it is over. Pure. They are not facts

@@ -16,6 +16,8 @@ pub fn describe(catalogue: &Catalogue) -> String {
             p.name, p.context, p.name
         );
         let _ = writeln!(out, "  {}", p.description);
+        let _ = writeln!(out, "  Handles: {}", p.handles.join(", "));
+        let _ = writeln!(out, "  Emits: {}", p.emits.join(", "));
         for t in &p.consumes {
             let carries = catalogue
                 .topic(t)

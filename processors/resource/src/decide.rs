@@ -15,15 +15,36 @@
 //! ready, a transcript after a rejection) produce nothing, so each resource ends in exactly one
 //! terminal state.
 
+use echo_catalog::events;
 use echo_catalog::events::{
     CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
     ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed, UploadFailed,
     UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResourceConfig;
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[
+    events::UploadUrlGenerated::TYPE,
+    events::UploadFailed::TYPE,
+    events::ValidationFailed::TYPE,
+    events::TranscriptionCompleted::TYPE,
+    events::TranscriptionFailed::TYPE,
+    events::CleanupInitiated::TYPE,
+];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::ResourceReady::TYPE,
+    events::ResourceRejected::TYPE,
+    events::ResourceTtlReached::TYPE,
+    events::CleanupInitiated::TYPE,
+    events::CleanupCompleted::TYPE,
+];
 
 /// Name of the per-resource timer that ends a ready resource's retention.
 pub const TTL_TIMER: &str = "ttl";

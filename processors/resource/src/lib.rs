@@ -73,6 +73,14 @@ impl Processor for ResourceProcessor {
         "resource"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     /// Deletes only for a `cleanup.initiated` of a resource not yet cleaned, so a repeated
     /// cleanup and every other input cost no S3 call.
     async fn observe(

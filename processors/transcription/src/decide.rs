@@ -9,15 +9,31 @@
 
 use std::collections::BTreeMap;
 
+use echo_catalog::events;
 use echo_catalog::events::{
     ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptOptions,
     TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::ChunkTranscript;
 use crate::report::artifact_keys;
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[
+    events::ProcessingJobCreated::TYPE,
+    events::ChunkProcessingCompleted::TYPE,
+    events::ChunkProcessingFailed::TYPE,
+];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::TranscriptionStarted::TYPE,
+    events::TranscriptionCompleted::TYPE,
+    events::TranscriptionFailed::TYPE,
+];
 
 /// What the transcription processor remembers about one resource (changelogged as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -75,6 +75,14 @@ impl Processor for TranscriptionProcessor {
         "transcription"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     /// Writes the artifacts only for the input that completes a job, so every other input
     /// costs no S3 call. Writing is idempotent by key: a retry after a failed transaction
     /// writes the same bytes again.

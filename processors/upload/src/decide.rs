@@ -5,15 +5,28 @@
 //! `upload.failed`; `upload.finalize` → `upload.completed` or `upload.failed`; the expiry timer
 //! → `upload.expired` then `upload.failed`. Each resource ends in exactly one terminal event.
 
+use echo_catalog::events;
 use echo_catalog::events::{
     TranscriptOptions, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
     UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use crate::config::UploadConfig;
 use echo_storage::ObjectFacts;
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[events::UploadRequested::TYPE, events::UploadFinalize::TYPE];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::UploadUrlGenerated::TYPE,
+    events::UploadCompleted::TYPE,
+    events::UploadFailed::TYPE,
+    events::UploadExpired::TYPE,
+];
 
 /// Name of the per-resource timer that expires an upload nobody finalized.
 pub const EXPIRY_TIMER: &str = "upload-expiry";

@@ -63,6 +63,14 @@ impl Processor for UploadProcessor {
         "upload"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     /// Presigns only for a request that will get a URL, and HEADs only for a finalize that
     /// will be checked, so refused and duplicate inputs cost no S3 call.
     async fn observe(

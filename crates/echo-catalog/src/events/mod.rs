@@ -106,8 +106,6 @@ pub fn by_record_name(full_name: &str) -> Option<&'static RecordInfo> {
 pub struct Annotations {
     /// The record's `doc`: what it is.
     pub doc: String,
-    /// `x-producer`: the context that writes it, or `client`.
-    pub producer: String,
     /// `x-trigger`: what causes it.
     pub trigger: String,
     /// `x-failure-path`: what follows when it, or what it asks for, fails.
@@ -136,7 +134,6 @@ impl RecordInfo {
         };
         Ok(Annotations {
             doc: text("doc")?,
-            producer: text("x-producer")?,
             trigger: text("x-trigger")?,
             failure_path: text("x-failure-path")?,
             versions: match json.get("x-versions") {

@@ -198,6 +198,7 @@ impl<P: Processor> Driver<P> {
     ) -> Result<Self> {
         let catalogue = Catalogue::load()?;
         let mut spec = catalogue.processor(processor.name())?.clone();
+        spec.admits(processor.handles(), processor.emits())?;
         for backoff in &mut spec.retry_backoff_ms {
             *backoff = (*backoff as f64 * config.runtime.retry_backoff_scale) as u64;
         }

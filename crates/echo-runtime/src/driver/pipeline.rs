@@ -155,6 +155,12 @@ impl<P: Processor> Driver<P> {
                 return self.dead_end(rec, type_name, &failure, attempt, &source);
             }
         };
+        // The source topics carry types of other consumers too: the processor sees only what
+        // it declares it handles.
+        if !self.processor.handles().contains(&type_name) {
+            self.record_done(type_name, "skipped");
+            return Ok(());
+        }
         self.span = Some(self.record_span(rec, type_name, &metadata));
         let span = info_span!("handle", processor = %self.spec.name, event_type = type_name,
             correlation_id = %metadata.correlation_id, event_id = %metadata.event_id);
@@ -654,6 +660,15 @@ impl<P: Processor> Driver<P> {
     /// An output in its topic's wire format, or why it cannot be written.
     pub(super) fn encode(&self, out: &Outgoing) -> Result<Encoded, ApplyError> {
         let fatal = |e: anyhow::Error| ApplyError::Txn(TxnError::Fatal(e));
+        if !self.processor.emits().contains(&out.type_name) {
+            return Err(ApplyError::Refused(HandlerError::Permanent(format!(
+                "processor {} may not emit {}: its code and its entry in topics/topics.toml \
+                 declare {}",
+                self.spec.name,
+                out.type_name,
+                self.processor.emits().join(", ")
+            ))));
+        }
         let info = events::info(out.type_name)
             .ok_or_else(|| fatal(anyhow!("{} is not in the catalogue", out.type_name)))?;
         let topic_spec = self.catalogue.topic_of(out.type_name).map_err(fatal)?;

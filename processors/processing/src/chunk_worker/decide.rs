@@ -9,14 +9,26 @@
 
 use std::ops::Range;
 
+use echo_catalog::events;
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
     Word,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use super::config::ChunkWorkerConfig;
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[events::ChunkProcess::TYPE];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::ChunkProcessingStarted::TYPE,
+    events::ChunkProcessingCompleted::TYPE,
+    events::ChunkProcessingFailed::TYPE,
+];
 
 /// What the worker remembers about one chunk (changelogged as JSON), so a command that was
 /// already handled costs no second transcription.

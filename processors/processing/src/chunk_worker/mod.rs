@@ -322,6 +322,14 @@ impl Processor for ChunkWorker {
         "chunk-worker"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     /// `chunk.processing.started` for a command that will be worked on, committed before the
     /// download and whisper run.
     fn announce(&self, state: &ChunkWorkerState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {

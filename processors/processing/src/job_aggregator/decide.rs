@@ -9,16 +9,32 @@
 
 use std::ops::Range;
 
+use echo_catalog::events;
 use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated,
     ProcessingTimeout,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
 use serde::{Deserialize, Serialize};
 
 use super::config::JobAggregatorConfig;
 use crate::chunking::plan_fixed;
 use crate::validation::decide::{chunk_command, FIRST_ATTEMPT};
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[
+    events::ProcessingJobCreated::TYPE,
+    events::ChunkProcessingCompleted::TYPE,
+    events::ChunkProcessingFailed::TYPE,
+];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::ProcessingTimeout::TYPE,
+    events::ChunkProcess::TYPE,
+    events::ChunkProcessingFailed::TYPE,
+];
 
 /// Prefix of a chunk's deadline timer; the full name is `chunk-{index}` (unique per resource,
 /// as a resource has one job), its payload the job id.

@@ -46,6 +46,14 @@ impl Processor for JobAggregator {
         "job-aggregator"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     async fn observe(
         &self,
         _state: &AggregatorState,

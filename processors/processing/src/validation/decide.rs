@@ -5,15 +5,29 @@
 //! `validation.failed`, or `validation.passed` + `processing.job.created` + one
 //! `chunk.process` command per planned chunk. Every other upload event is ignored.
 
+use echo_catalog::events;
 use echo_catalog::events::{
     ChunkProcess, ChunkRange, ProcessingJobCreated, UploadCompleted, ValidationFailed,
     ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
+use echo_catalog::record::Record;
 use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use super::config::ValidationConfig;
 use crate::chunking::{plan_at_pauses, plan_fixed, SpeechMap};
+
+/// The record types this processor handles; its `handles` in topics/topics.toml.
+pub const HANDLES: &[&str] = &[events::UploadCompleted::TYPE];
+
+/// The record types this processor emits; its `emits` in topics/topics.toml.
+pub const EMITS: &[&str] = &[
+    events::ValidationStarted::TYPE,
+    events::ValidationPassed::TYPE,
+    events::ValidationFailed::TYPE,
+    events::ProcessingJobCreated::TYPE,
+    events::ChunkProcess::TYPE,
+];
 
 /// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
 /// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.

@@ -68,6 +68,14 @@ impl Processor for ValidationProcessor {
         "validation"
     }
 
+    fn handles(&self) -> &'static [&'static str] {
+        decide::HANDLES
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        decide::EMITS
+    }
+
     /// Downloads and examines the audio only for a first `upload.completed`, so duplicates and
     /// the other upload events cost no S3 call and no decoding.
     async fn observe(
