@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use echo_catalog::events::{UploadCompleted, UploadExpired, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decision, Fact, HandlerError, Input, Outgoing, Processor};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Input, Outgoing, Processor};
 use serde::{Deserialize, Serialize};
 
 /// Filename prefix: fail transiently on the first N attempts (`transient-2-x`).
@@ -89,7 +89,7 @@ impl TestProcessor {
     }
 }
 
-impl Processor for TestProcessor {
+impl Decider for TestProcessor {
     type State = Counter;
     type Observation = ();
 
@@ -117,21 +117,6 @@ impl Processor for TestProcessor {
         } else {
             &[]
         }
-    }
-
-    async fn observe(
-        &self,
-        _: &Counter,
-        input: Input<'_>,
-        _: &Context,
-    ) -> Result<(), HandlerError> {
-        if let Input::Record(incoming) = input {
-            let request: UploadRequested = incoming.decode()?;
-            if let Some(ms) = number_after(&request.filename, SLOW) {
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            }
-        }
-        Ok(())
     }
 
     fn decide(
@@ -230,6 +215,29 @@ impl Processor for TestProcessor {
 
     fn is_finished(&self, state: &Counter) -> bool {
         state.finished
+    }
+}
+
+impl Processor for TestProcessor {
+    type Decider = TestProcessor;
+
+    fn decider(&self) -> &TestProcessor {
+        self
+    }
+
+    async fn observe(
+        &self,
+        _: &Counter,
+        input: Input<'_>,
+        _: &Context,
+    ) -> Result<(), HandlerError> {
+        if let Input::Record(incoming) = input {
+            let request: UploadRequested = incoming.decode()?;
+            if let Some(ms) = number_after(&request.filename, SLOW) {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,8 @@
 //! The contract between a processor and the runtime: the Decider pattern.
 //!
-//! `decide(state, input) -> decision` and `evolve(state, fact) -> state` are plain functions;
-//! an optional `observe` step does the I/O a decision needs (an S3 HEAD, a pre-signed URL)
-//! so that `decide` stays pure. Transactions, dedup, state, timers, retries and the DLQ are
+//! A [`Decider`]'s `decide(state, input) -> decision` and `evolve(state, fact) -> state` are
+//! pure; a [`Processor`] adds the `observe` step that does the I/O a decision needs (an S3
+//! HEAD, a pre-signed URL) so that `decide` stays pure. Transactions, dedup, state, timers, retries and the DLQ are
 //! the runtime's job, written once.
 
 use std::cell::Cell;
@@ -96,6 +96,14 @@ pub struct Context {
     issued: Cell<u32>,
 }
 
+/// What the ids of a timer's outputs are derived from.
+pub fn timer_seed(timer: &Timer) -> String {
+    format!(
+        "{}/timer/{}/{}",
+        timer.scheduled_by.event_id, timer.name, timer.due_at_ms
+    )
+}
+
 /// Namespace of the deterministic ids echo derives for emitted records.
 const EVENT_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x5c1d_06a0_4d0e_4b5e_9a3e_ec40_0000_0001);
@@ -109,6 +117,27 @@ impl Context {
             cause,
             id_seed: id_seed.to_string(),
             issued: Cell::new(0),
+        }
+    }
+
+    /// The context the runtime gives `processor` for `input` at `now_ms`: a record is its own
+    /// cause and seeds ids with its event id; a timer's cause is the record that set it, and
+    /// its ids are seeded by that record, the timer's name and its due time (a timer moved to
+    /// another time is another firing).
+    pub fn for_input(processor: &str, now_ms: i64, input: Input<'_>) -> Context {
+        match input {
+            Input::Record(record) => Context::new(
+                processor,
+                now_ms,
+                record.metadata.clone(),
+                &record.metadata.event_id,
+            ),
+            Input::Timer(timer) => Context::new(
+                processor,
+                now_ms,
+                timer.scheduled_by.clone(),
+                &timer_seed(timer),
+            ),
         }
     }
 
@@ -139,44 +168,38 @@ impl Context {
     }
 }
 
-/// A stream processor: pure decisions over per-key state, plus an optional I/O step.
-pub trait Processor: Send + Sync + 'static {
+/// The pure half of a processor (the Decider pattern): what it handles and emits, and how it
+/// decides and evolves per-key state. Built from configuration alone, so a test steps it
+/// through inputs ([`crate::testing`]) without Kafka, S3 or a model.
+pub trait Decider: Send + Sync + 'static {
     /// The per-key state; changelogged as JSON.
     type State: Default + Clone + Serialize + DeserializeOwned + Send + 'static;
-    /// What `observe` found out in the world, handed to `decide`.
+    /// What the processor's `observe` found out in the world, handed to `decide`.
     type Observation;
 
     /// The processor's name in topics/topics.toml.
     fn name(&self) -> &'static str;
 
-    /// The record types its code handles (`Record::TYPE`s). The runtime refuses to start it if
-    /// its entry in topics/topics.toml does not list each of them under `handles`, and passes
-    /// it records of these types only (its source topics carry others).
+    /// The record types it handles (`Record::TYPE`s). The runtime refuses to start it if its
+    /// entry in topics/topics.toml does not list each of them under `handles`, and passes it
+    /// records of these types only (its source topics carry others).
     fn handles(&self) -> &'static [&'static str];
 
-    /// The record types its code emits. The runtime refuses to start it if its entry does not
-    /// list each of them under `emits`, and refuses to publish any other type (the input that
+    /// The record types it emits. The runtime refuses to start it if its entry does not list
+    /// each of them under `emits`, and refuses to publish any other type (the input that
     /// caused it goes to the DLQ).
     fn emits(&self) -> &'static [&'static str];
 
     /// Records saying that work on `input` begins (a chunk's `chunk.processing.started`):
     /// the runtime publishes and commits them on their own before `observe` runs, so the
-    /// chain shows work while it runs, not only once it is over. Pure. They are not facts
-    /// the state evolves on: work cut short by a crash is announced again (with the same ids,
-    /// which consumers deduplicate) and done again. The default announces nothing.
+    /// chain shows work while it runs, not only once it is over. They are not facts the state
+    /// evolves on: work cut short by a crash is announced again (with the same ids, which
+    /// consumers deduplicate) and done again. The default announces nothing.
     fn announce(&self, _state: &Self::State, _input: Input<'_>, _ctx: &Context) -> Vec<Outgoing> {
         Vec::new()
     }
 
-    /// The I/O a decision needs; the default needs none.
-    fn observe(
-        &self,
-        state: &Self::State,
-        input: Input<'_>,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Self::Observation, HandlerError>>;
-
-    /// Decides what to emit and which timers to set. Pure.
+    /// Decides what to emit and which timers to set.
     fn decide(
         &self,
         state: &Self::State,
@@ -185,7 +208,7 @@ pub trait Processor: Send + Sync + 'static {
         ctx: &Context,
     ) -> Result<Decision, HandlerError>;
 
-    /// Folds one fact into the state. Pure.
+    /// Folds one fact into the state.
     fn evolve(&self, state: Self::State, fact: Fact<'_>) -> Self::State;
 
     /// Whether a key in `state` has reached its end: nothing it could still receive would
@@ -202,6 +225,45 @@ pub trait Processor: Send + Sync + 'static {
     fn retired(&self, _state: &Self::State) -> Option<Self::State> {
         None
     }
+}
+
+/// A stream processor: its [`Decider`], plus the I/O a decision needs.
+pub trait Processor: Send + Sync + 'static {
+    /// Its pure half.
+    type Decider: Decider;
+
+    /// The decider the runtime steps every input through.
+    fn decider(&self) -> &Self::Decider;
+
+    /// Reads what a decision on `input` needs from the world (an S3 HEAD, a pre-signed URL,
+    /// a whisper run); only reads, so running it again after a crash changes nothing.
+    fn observe(
+        &self,
+        state: &StateOf<Self>,
+        input: Input<'_>,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<ObservationOf<Self>, HandlerError>>;
+}
+
+/// The per-key state of processor `P`.
+pub type StateOf<P> = <<P as Processor>::Decider as Decider>::State;
+
+/// What processor `P`'s `observe` hands to its `decide`.
+pub type ObservationOf<P> = <<P as Processor>::Decider as Decider>::Observation;
+
+/// The state after a decided input: `state` evolved over the input's `fact`, then over every
+/// output in the order it is published.
+pub fn evolved<D: Decider + ?Sized>(
+    decider: &D,
+    state: D::State,
+    fact: Fact<'_>,
+    emitted: &[Outgoing],
+) -> D::State {
+    emitted
+        .iter()
+        .fold(decider.evolve(state, fact), |state, out| {
+            decider.evolve(state, Fact::Emitted(out))
+        })
 }
 
 #[cfg(test)]

@@ -17,16 +17,19 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod publisher;
+pub mod registration;
 pub mod replay_guard;
 pub mod retry;
 pub mod shutdown;
 pub mod spans;
 pub mod state;
+pub mod testing;
 
 pub use config::EchoConfig;
 pub use driver::{run, RunOptions};
 pub use envelope::{Incoming, Outgoing};
-pub use handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
+pub use handler::{Context, Decider, Decision, Fact, HandlerError, Input, Processor, Timer};
+pub use registration::Registration;
 pub use shutdown::Shutdown;
 
 pub mod admin;

@@ -3,13 +3,16 @@
 
 use std::fmt::Write;
 
+use anyhow::Result;
 use echo_catalog::topics::{changelog_topic, dlq_topic, retry_topic};
 use echo_catalog::Catalogue;
 
-/// Renders the topology as indented text.
-pub fn describe(catalogue: &Catalogue) -> String {
+/// Renders the topology of the processors called `names` (those a binary runs, in its
+/// order) as indented text; fails on a name the catalogue does not declare.
+pub fn describe(catalogue: &Catalogue, names: &[&str]) -> Result<String> {
     let mut out = String::new();
-    for p in &catalogue.processors {
+    for name in names {
+        let p = catalogue.processor(name)?;
         let _ = writeln!(
             out,
             "Processor: {} (context {}, consumer group echo.{})",
@@ -47,7 +50,7 @@ pub fn describe(catalogue: &Catalogue) -> String {
         }
         let _ = writeln!(out, "  Dead letters: {}", dlq_topic(&p.name));
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -56,7 +59,13 @@ mod tests {
 
     #[test]
     fn topology_names_sources_store_sinks_and_dlq() {
-        let text = describe(&Catalogue::load().unwrap());
+        let catalogue = Catalogue::load().unwrap();
+        let names: Vec<&str> = catalogue
+            .processors
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let text = describe(&catalogue, &names).unwrap();
         for needle in [
             "Processor: upload",
             "Source: echo.upload.requests [upload.requested]",

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod follow;
+mod processors;
 mod topic_reader;
 mod trace;
 
@@ -38,6 +39,8 @@ enum Command {
     Model(cmd::model::Args),
     /// Prints the processor topology derived from topics/.
     Topology,
+    /// Lists the processors this binary runs (`name<TAB>summary`).
+    Processors,
     /// Runs a processor.
     Run(cmd::run::Args),
     /// Uploads a file as a client would and follows its events.
@@ -78,12 +81,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas(args) => cmd::schemas::run(&config, args).await,
         Command::Model(args) => cmd::model::run(&config, args),
         Command::Topology => {
+            let names: Vec<&str> = processors::PROCESSORS.iter().map(|r| r.name).collect();
             print!(
                 "{}",
-                echo_runtime::topology::describe(&echo_catalog::Catalogue::load()?)
+                echo_runtime::topology::describe(&echo_catalog::Catalogue::load()?, &names)?
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Processors => Ok(cmd::processors::run()),
         Command::Run(args) => cmd::run::run(config, args).await,
         Command::Submit(args) => cmd::submit::run(&config, args).await,
         Command::Transcribe(args) => cmd::transcribe::run(&config, args),

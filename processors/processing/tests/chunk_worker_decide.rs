@@ -7,10 +7,12 @@ use echo_catalog::events::{
     UploadFinalize, Word,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::chunk_worker::decide::{self, chunk_range, global_segments, screen};
-use echo_processing::chunk_worker::{ChunkWorkerConfig, ChunkWorkerState, Observation, Verdict};
+use echo_processing::chunk_worker::decide::{chunk_range, global_segments, screen};
+use echo_processing::chunk_worker::{
+    ChunkWorkerConfig, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict,
+};
 use echo_runtime::envelope::SourcePosition;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Timer};
+use echo_runtime::{testing, Context, Decider, Decision, HandlerError, Incoming, Input, Timer};
 use echo_speech::model::Quantization;
 use echo_speech::transcriber::{Segment as LocalSegment, Word as LocalWord};
 
@@ -65,34 +67,18 @@ fn decode(input: &Incoming) -> ChunkProcess {
     input.decode().unwrap()
 }
 
-/// Handles one input the way the runtime does: announce, decide, then fold the input and
-/// every decided output (an announcement is no fact). The decision returned emits what is
-/// published, in order: the announcement, then the decided outputs.
+/// The worker's decider with `config()`.
+fn worker() -> ChunkWorkerDecider {
+    ChunkWorkerDecider { config: config() }
+}
+
+/// Handles a command at `NOW` as the runtime does, given what `observe` found.
 fn handle(
     state: &ChunkWorkerState,
     input: &Incoming,
     observed: Observation,
 ) -> Result<(Decision, ChunkWorkerState), HandlerError> {
-    let ctx = Context::new(
-        "chunk-worker",
-        NOW,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
-    let mut published = decide::announce(&config(), state, Input::Record(input), &ctx);
-    let decision = decide::decide(state, Input::Record(input), observed, &ctx)?;
-    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
-    for out in &decision.emit {
-        next = decide::evolve(next, Fact::Emitted(out));
-    }
-    published.extend(decision.emit.iter().cloned());
-    Ok((
-        Decision {
-            emit: published,
-            ..decision
-        },
-        next,
-    ))
+    testing::step(&worker(), state, Input::Record(input), observed, NOW)
 }
 
 fn segment(start_ms: i64, end_ms: i64, text: &str) -> Segment {
@@ -167,7 +153,7 @@ fn a_command_whose_work_was_cut_short_is_worked_again() {
     let input = command("cmd-1", 1);
     let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "cmd-1");
     let state = ChunkWorkerState::default();
-    let announced = decide::announce(&config(), &state, Input::Record(&input), &ctx);
+    let announced = worker().announce(&state, Input::Record(&input), &ctx);
     assert!(announced[0].is::<ChunkProcessingStarted>());
     assert_eq!(screen(&state, &decode(&input)), Verdict::Process);
 }
@@ -180,7 +166,9 @@ fn a_command_to_ignore_announces_nothing() {
     };
     let input = command("cmd-1", 2);
     let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "cmd-1");
-    assert!(decide::announce(&config(), &done, Input::Record(&input), &ctx).is_empty());
+    assert!(worker()
+        .announce(&done, Input::Record(&input), &ctx)
+        .is_empty());
 }
 
 #[test]
@@ -372,13 +360,14 @@ fn other_records_are_refused_and_timers_ignored() {
     let input = command("cmd-1", 1);
     let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "t");
     let timer: Timer = ctx.timer("unknown", NOW, "");
-    let decision = decide::decide(
-        &ChunkWorkerState::default(),
-        Input::Timer(&timer),
-        Observation::Skipped,
-        &ctx,
-    )
-    .unwrap();
+    let decision = worker()
+        .decide(
+            &ChunkWorkerState::default(),
+            Input::Timer(&timer),
+            Observation::Skipped,
+            &ctx,
+        )
+        .unwrap();
     assert!(decision.emit.is_empty() && decision.schedule.is_empty());
 }
 

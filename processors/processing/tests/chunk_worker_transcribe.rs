@@ -10,7 +10,7 @@ use echo_catalog::events::{
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
 use echo_runtime::envelope::SourcePosition;
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{testing, Decision, EchoConfig, HandlerError, Incoming, Input};
 use echo_storage::{keys, Pin};
 use echo_tests::pipeline::{convert, speak};
 
@@ -89,34 +89,13 @@ fn command(resource: &str, key: &str, index: i32, start_ms: i64, end_ms: i64) ->
     }
 }
 
-/// announce + observe + decide + evolve, the way the runtime handles one record; the
-/// decision returned emits everything published, the announcement first.
+/// The worker's handling of one record at time 0, `observe` (the download and whisper) included.
 async fn handle(
     worker: &ChunkWorker,
     state: &ChunkWorkerState,
     input: &Incoming,
 ) -> Result<(Decision, ChunkWorkerState), HandlerError> {
-    let ctx = Context::new(
-        worker.name(),
-        0,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
-    let mut published = worker.announce(state, Input::Record(input), &ctx);
-    let observed = worker.observe(state, Input::Record(input), &ctx).await?;
-    let decision = worker.decide(state, Input::Record(input), observed, &ctx)?;
-    let mut next = worker.evolve(state.clone(), Fact::Consumed(input));
-    for out in &decision.emit {
-        next = worker.evolve(next, Fact::Emitted(out));
-    }
-    published.extend(decision.emit.iter().cloned());
-    Ok((
-        Decision {
-            emit: published,
-            ..decision
-        },
-        next,
-    ))
+    testing::handle(worker, state, Input::Record(input), 0).await
 }
 
 /// Lowercase words, punctuation removed.

@@ -7,12 +7,13 @@ use echo_catalog::events::{
     ChunkRange, ProcessingJobCreated, ProcessingTimeout, TranscriptOptions, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::job_aggregator::decide::{self, chunk_timer};
+use echo_processing::job_aggregator::decide::chunk_timer;
 use echo_processing::job_aggregator::{
-    AggregatorState, ChunkStatus, JobAggregator, JobAggregatorConfig,
+    AggregatorState, ChunkStatus, JobAggregatorConfig, JobAggregatorDecider,
 };
 use echo_processing::validation::FIRST_ATTEMPT;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Processor, Timer};
+use echo_runtime::testing::{self, types};
+use echo_runtime::{Decision, HandlerError, Incoming};
 
 const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 const JOB: &str = "job-1";
@@ -99,89 +100,26 @@ fn worker_failed(event_id: &str, index: i32) -> Incoming {
     })
 }
 
-/// A runtime in miniature: the aggregator's state and timers for the resource.
-struct Harness {
-    config: JobAggregatorConfig,
-    state: AggregatorState,
-    timers: Vec<Timer>,
+/// The aggregator of one resource, stepped as the runtime steps it.
+type Harness = testing::Harness<JobAggregatorDecider>;
+
+/// An aggregator with the default settings that has seen nothing yet.
+fn harness() -> Harness {
+    Harness::new(JobAggregatorDecider {
+        config: JobAggregatorConfig::default(),
+    })
 }
 
-impl Harness {
-    fn new() -> Harness {
-        Harness {
-            config: JobAggregatorConfig::default(),
-            state: AggregatorState::default(),
-            timers: Vec::new(),
-        }
-    }
-
-    /// A harness whose job of three chunks was just created at `NOW`.
-    fn with_job() -> Harness {
-        let mut h = Harness::new();
-        h.record(&job_created(JOB, 3), NOW).unwrap();
-        h
-    }
-
-    fn record(&mut self, input: &Incoming, now: i64) -> Result<Decision, HandlerError> {
-        let ctx = Context::new(
-            "job-aggregator",
-            now,
-            input.metadata.clone(),
-            &input.metadata.event_id,
-        );
-        let decision = decide::decide(&self.config, &self.state, Input::Record(input), &ctx)?;
-        self.apply(Fact::Consumed(input), &decision);
-        Ok(decision)
-    }
-
-    /// Fires the timer named `name` at its due time, as the driver does (removed, then handled).
-    fn fire(&mut self, name: &str) -> Decision {
-        let at = self.timers.iter().position(|t| t.name == name).unwrap();
-        let timer = self.timers.remove(at);
-        self.fire_timer(timer)
-    }
-
-    fn fire_timer(&mut self, timer: Timer) -> Decision {
-        let seed = format!(
-            "{}/timer/{}/{}",
-            timer.scheduled_by.event_id, timer.name, timer.due_at_ms
-        );
-        let ctx = Context::new(
-            "job-aggregator",
-            timer.due_at_ms,
-            timer.scheduled_by.clone(),
-            &seed,
-        );
-        let decision =
-            decide::decide(&self.config, &self.state, Input::Timer(&timer), &ctx).unwrap();
-        self.apply(Fact::TimerFired(&timer), &decision);
-        decision
-    }
-
-    fn apply(&mut self, fact: Fact<'_>, decision: &Decision) {
-        let mut state = decide::evolve(self.state.clone(), fact);
-        for out in &decision.emit {
-            state = decide::evolve(state, Fact::Emitted(out));
-        }
-        self.state = state;
-        self.timers.retain(|t| !decision.cancel.contains(&t.name));
-        for timer in &decision.schedule {
-            self.timers.retain(|t| t.name != timer.name);
-            self.timers.push(timer.clone());
-        }
-    }
-
-    fn timer(&self, name: &str) -> Option<&Timer> {
-        self.timers.iter().find(|t| t.name == name)
-    }
-
-    fn status(&self, index: usize) -> ChunkStatus {
-        self.state.job.as_ref().unwrap().chunks[index].status
-    }
+/// An aggregator whose job of three chunks was just created at `NOW`.
+fn with_job() -> Harness {
+    let mut h = harness();
+    h.record(&job_created(JOB, 3), (), NOW).unwrap();
+    h
 }
 
-fn types(decision: &Decision) -> Vec<&'static str> {
-    decision.emit.iter().map(|o| o.type_name).collect()
+/// The status of chunk `index` of the tracked job.
+fn status(h: &Harness, index: usize) -> ChunkStatus {
+    h.state.job.as_ref().unwrap().chunks[index].status
 }
 
 fn is_empty(decision: &Decision) -> bool {
@@ -190,8 +128,8 @@ fn is_empty(decision: &Decision) -> bool {
 
 #[test]
 fn a_new_job_gets_one_deadline_per_chunk_and_emits_nothing() {
-    let mut h = Harness::new();
-    let decision = h.record(&job_created(JOB, 3), NOW).unwrap();
+    let mut h = harness();
+    let decision = h.record(&job_created(JOB, 3), (), NOW).unwrap();
     assert!(decision.emit.is_empty() && decision.cancel.is_empty());
     let names: Vec<&str> = decision.schedule.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["chunk-0", "chunk-1", "chunk-2"]);
@@ -214,79 +152,83 @@ fn a_new_job_gets_one_deadline_per_chunk_and_emits_nothing() {
 
 #[test]
 fn a_job_whose_chunk_count_contradicts_its_plan_is_refused() {
-    let mut h = Harness::new();
-    let err = h.record(&job_created(JOB, 4), NOW).unwrap_err();
+    let mut h = harness();
+    let err = h.record(&job_created(JOB, 4), (), NOW).unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
 }
 
 #[test]
 fn listed_chunks_are_tracked_and_reissued_as_planned_with_their_gaps() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let decision = h
-        .record(&job_with_chunks(&[(2_000, 9_000), (25_000, 40_000)]), NOW)
+        .record(
+            &job_with_chunks(&[(2_000, 9_000), (25_000, 40_000)]),
+            (),
+            NOW,
+        )
         .unwrap();
     assert_eq!(decision.schedule.len(), 2);
-    let again: ChunkProcess = h.fire("chunk-1").emit[1].decode().unwrap();
+    let again: ChunkProcess = h.fire("chunk-1", ()).unwrap().emit[1].decode().unwrap();
     assert_eq!((again.start_ms, again.end_ms), (25_000, 40_000));
     let listed = job_with_chunks(&[(2_000, 9_000)]);
     let mut miscounted: ProcessingJobCreated = listed.decode().unwrap();
     miscounted.chunk_count = 2;
-    let err = Harness::new()
-        .record(&incoming(&miscounted), NOW)
+    let err = harness()
+        .record(&incoming(&miscounted), (), NOW)
         .unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
 }
 
 #[test]
 fn a_job_without_chunks_is_finished_at_once_and_sets_no_deadline() {
-    let mut h = Harness::new();
-    let decision = h.record(&job_with_chunks(&[]), NOW).unwrap();
+    let mut h = harness();
+    let decision = h.record(&job_with_chunks(&[]), (), NOW).unwrap();
     assert!(is_empty(&decision), "{decision:?}");
     assert!(h.state.is_finished());
 }
 
 #[test]
 fn a_second_job_for_the_resource_is_ignored() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     let before = h.state.clone();
-    let decision = h.record(&job_created("job-2", 3), NOW + 5).unwrap();
+    let decision = h.record(&job_created("job-2", 3), (), NOW + 5).unwrap();
     assert!(is_empty(&decision), "{decision:?}");
     assert_eq!(h.state, before);
 }
 
 #[test]
 fn a_completed_chunk_cancels_its_deadline_and_a_duplicate_changes_nothing() {
-    let mut h = Harness::with_job();
-    let decision = h.record(&completed("c-1", JOB, 1), NOW + 5).unwrap();
+    let mut h = with_job();
+    let decision = h.record(&completed("c-1", JOB, 1), (), NOW + 5).unwrap();
     assert!(decision.emit.is_empty() && decision.schedule.is_empty());
     assert_eq!(decision.cancel, [chunk_timer(1)]);
-    assert_eq!(h.status(1), ChunkStatus::Completed);
+    assert_eq!(status(&h, 1), ChunkStatus::Completed);
     assert!(h.timer("chunk-1").is_none() && h.timer("chunk-0").is_some());
 
     let before = h.state.clone();
-    let duplicate = h.record(&completed("c-2", JOB, 1), NOW + 6).unwrap();
+    let duplicate = h.record(&completed("c-2", JOB, 1), (), NOW + 6).unwrap();
     assert!(is_empty(&duplicate), "{duplicate:?}");
     assert_eq!(h.state, before);
 }
 
 #[test]
 fn a_chunk_a_worker_failed_is_settled_and_its_deadline_cancelled() {
-    let mut h = Harness::with_job();
-    let decision = h.record(&worker_failed("f-1", 2), NOW + 5).unwrap();
+    let mut h = with_job();
+    let decision = h.record(&worker_failed("f-1", 2), (), NOW + 5).unwrap();
     assert!(decision.emit.is_empty());
     assert_eq!(decision.cancel, [chunk_timer(2)]);
-    assert_eq!(h.status(2), ChunkStatus::Failed);
+    assert_eq!(status(&h, 2), ChunkStatus::Failed);
     // A later success does not overturn the first outcome.
-    let late = h.record(&completed("c-1", JOB, 2), NOW + 6).unwrap();
+    let late = h.record(&completed("c-1", JOB, 2), (), NOW + 6).unwrap();
     assert!(is_empty(&late));
-    assert_eq!(h.status(2), ChunkStatus::Failed);
+    assert_eq!(status(&h, 2), ChunkStatus::Failed);
 }
 
 #[test]
 fn a_late_chunk_times_out_and_is_reissued_with_the_next_attempt() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     let due = h.timer("chunk-1").unwrap().due_at_ms;
-    let decision = h.fire("chunk-1");
+    let decision = h.fire("chunk-1", ()).unwrap();
     assert_eq!(types(&decision), ["processing.timeout", "chunk.process"]);
 
     let timeout: ProcessingTimeout = decision.emit[0].decode().unwrap();
@@ -315,7 +257,7 @@ fn a_late_chunk_times_out_and_is_reissued_with_the_next_attempt() {
     assert_eq!(decision.schedule[0].due_at_ms, due + 120_000);
     assert_eq!(decision.schedule[0].payload, JOB);
     assert_eq!(h.state.job.as_ref().unwrap().chunks[1].attempt, 2);
-    assert_eq!(h.status(1), ChunkStatus::Pending);
+    assert_eq!(status(&h, 1), ChunkStatus::Pending);
 }
 
 #[test]
@@ -325,40 +267,40 @@ fn a_reissued_chunk_carries_the_upload_prompt_like_the_first() {
         prompt: Some("Xochitl Quetzalcoatl".into()),
         ..TranscriptOptions::default()
     });
-    let mut h = Harness::new();
-    h.record(&incoming(&job), NOW).unwrap();
-    let decision = h.fire("chunk-2");
+    let mut h = harness();
+    h.record(&incoming(&job), (), NOW).unwrap();
+    let decision = h.fire("chunk-2", ()).unwrap();
     let again: ChunkProcess = decision.emit[1].decode().unwrap();
     assert_eq!(again.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
 }
 
 #[test]
 fn a_reissued_chunk_keeps_its_channel() {
-    let mut h = Harness::new();
+    let mut h = harness();
     let mut job: ProcessingJobCreated = job_with_chunks(&[(0, 20_000), (0, 20_000)])
         .decode()
         .unwrap();
     for (i, chunk) in job.chunks.as_mut().unwrap().iter_mut().enumerate() {
         chunk.channel = Some(i as i32);
     }
-    h.record(&incoming(&job), NOW).unwrap();
-    let decision = h.fire("chunk-1");
+    h.record(&incoming(&job), (), NOW).unwrap();
+    let decision = h.fire("chunk-1", ()).unwrap();
     let again: ChunkProcess = decision.emit[1].decode().unwrap();
     assert_eq!(again.channel, Some(1));
 }
 
 #[test]
 fn a_chunk_fails_when_its_last_attempt_times_out() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     assert_eq!(
-        types(&h.fire("chunk-0")),
+        types(&h.fire("chunk-0", ()).unwrap()),
         ["processing.timeout", "chunk.process"]
     );
     assert_eq!(
-        types(&h.fire("chunk-0")),
+        types(&h.fire("chunk-0", ()).unwrap()),
         ["processing.timeout", "chunk.process"]
     );
-    let last = h.fire("chunk-0");
+    let last = h.fire("chunk-0", ()).unwrap();
     assert_eq!(
         types(&last),
         ["processing.timeout", "chunk.processing.failed"]
@@ -371,59 +313,62 @@ fn a_chunk_fails_when_its_last_attempt_times_out() {
     assert_eq!((failed.job_id.as_str(), failed.chunk_index), (JOB, 0));
     assert_eq!(failed.reason, "timed out after 3 attempts");
     assert_eq!(failed.attempt, 3);
-    assert_eq!(h.status(0), ChunkStatus::Failed);
+    assert_eq!(status(&h, 0), ChunkStatus::Failed);
     assert!(h.timer("chunk-0").is_none());
 
     // Its own failure comes back on the topic it reads: nothing more happens.
     let echo = incoming(&failed);
     let before = h.state.clone();
-    assert!(is_empty(&h.record(&echo, NOW + 1).unwrap()));
+    assert!(is_empty(&h.record(&echo, (), NOW + 1).unwrap()));
     assert_eq!(h.state, before);
 }
 
 #[test]
 fn the_attempt_limit_is_configurable() {
-    let mut h = Harness::new();
-    h.config.max_attempts = 1;
-    h.record(&job_created(JOB, 3), NOW).unwrap();
+    let mut h = harness();
+    h.decider.config.max_attempts = 1;
+    h.record(&job_created(JOB, 3), (), NOW).unwrap();
     assert_eq!(
-        types(&h.fire("chunk-2")),
+        types(&h.fire("chunk-2", ()).unwrap()),
         ["processing.timeout", "chunk.processing.failed"]
     );
 }
 
 #[test]
 fn a_completion_of_the_timed_out_attempt_settles_the_reissued_chunk() {
-    let mut h = Harness::with_job();
-    h.fire("chunk-1");
+    let mut h = with_job();
+    h.fire("chunk-1", ()).unwrap();
     assert!(h.timer("chunk-1").is_some());
     // The first worker was only slow: its result arrives after the re-issue.
-    let decision = h.record(&completed("c-1", JOB, 1), NOW + 200_000).unwrap();
+    let decision = h
+        .record(&completed("c-1", JOB, 1), (), NOW + 200_000)
+        .unwrap();
     assert_eq!(decision.cancel, [chunk_timer(1)]);
-    assert_eq!(h.status(1), ChunkStatus::Completed);
+    assert_eq!(status(&h, 1), ChunkStatus::Completed);
     assert!(h.timer("chunk-1").is_none());
     // The re-issued attempt completes too: ignored.
     assert!(is_empty(
-        &h.record(&completed("c-2", JOB, 1), NOW + 210_000).unwrap()
+        &h.record(&completed("c-2", JOB, 1), (), NOW + 210_000)
+            .unwrap()
     ));
 }
 
 #[test]
 fn a_timer_that_fires_after_completion_does_nothing() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     // The timer was already due when the completion was handled (same batch): the driver
     // may still hand it over; it must find the chunk settled.
     let timer = h.timer("chunk-0").unwrap().clone();
-    h.record(&completed("c-1", JOB, 0), NOW + 5).unwrap();
+    h.record(&completed("c-1", JOB, 0), (), NOW + 5).unwrap();
     let before = h.state.clone();
-    let decision = h.fire_timer(timer);
+    let decision = h.fire_timer(&timer, ()).unwrap();
     assert!(is_empty(&decision), "{decision:?}");
     assert_eq!(h.state, before);
 }
 
 #[test]
 fn unrelated_inputs_and_timers_are_ignored() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     let before = h.state.clone();
     let started = incoming(&ChunkProcessingStarted {
         metadata: meta("s-1"),
@@ -449,59 +394,48 @@ fn unrelated_inputs_and_timers_are_ignored() {
     });
     for input in [&started, &timeout, &passed] {
         assert!(
-            is_empty(&h.record(input, NOW + 1).unwrap()),
+            is_empty(&h.record(input, (), NOW + 1).unwrap()),
             "{}",
             input.type_name
         );
     }
     // Results of another job, or of a chunk the job does not have.
     assert!(is_empty(
-        &h.record(&completed("c-x", "job-2", 0), NOW + 1).unwrap()
+        &h.record(&completed("c-x", "job-2", 0), (), NOW + 1)
+            .unwrap()
     ));
     assert!(is_empty(
-        &h.record(&completed("c-y", JOB, 7), NOW + 1).unwrap()
+        &h.record(&completed("c-y", JOB, 7), (), NOW + 1).unwrap()
     ));
     assert_eq!(h.state, before);
 
     // A timer of another job, and one with a foreign name.
     let mut foreign = h.timer("chunk-0").unwrap().clone();
     foreign.payload = "job-2".into();
-    assert!(is_empty(&h.fire_timer(foreign.clone())));
+    assert!(is_empty(&h.fire_timer(&foreign, ()).unwrap()));
     foreign.name = "upload-expiry".into();
     foreign.payload = JOB.into();
-    assert!(is_empty(&h.fire_timer(foreign)));
+    assert!(is_empty(&h.fire_timer(&foreign, ()).unwrap()));
     assert_eq!(h.state, before);
 }
 
 #[test]
 fn results_before_any_job_are_ignored() {
-    let mut h = Harness::new();
-    assert!(is_empty(&h.record(&completed("c-1", JOB, 0), NOW).unwrap()));
+    let mut h = harness();
+    assert!(is_empty(
+        &h.record(&completed("c-1", JOB, 0), (), NOW).unwrap()
+    ));
     assert_eq!(h.state, AggregatorState::default());
 }
 
 #[test]
-fn the_processor_delegates_to_the_pure_rules() {
-    let p = JobAggregator::new(JobAggregatorConfig::default());
-    assert_eq!(p.name(), "job-aggregator");
-    let input = job_created(JOB, 3);
-    let ctx = Context::new("job-aggregator", NOW, input.metadata.clone(), JOB);
-    let decision = p
-        .decide(&AggregatorState::default(), Input::Record(&input), (), &ctx)
-        .unwrap();
-    assert_eq!(decision.schedule.len(), 3);
-    let state = p.evolve(AggregatorState::default(), Fact::Consumed(&input));
-    assert_eq!(state.job.unwrap().chunks.len(), 3);
-}
-
-#[test]
 fn a_job_is_finished_once_every_chunk_has_its_result() {
-    let mut h = Harness::with_job();
+    let mut h = with_job();
     assert!(!AggregatorState::default().is_finished(), "no job yet");
     assert!(!h.state.is_finished());
-    h.record(&completed("c-0", JOB, 0), NOW + 5).unwrap();
-    h.record(&worker_failed("f-1", 1), NOW + 5).unwrap();
+    h.record(&completed("c-0", JOB, 0), (), NOW + 5).unwrap();
+    h.record(&worker_failed("f-1", 1), (), NOW + 5).unwrap();
     assert!(!h.state.is_finished(), "chunk 2 is still pending");
-    h.record(&completed("c-2", JOB, 2), NOW + 6).unwrap();
+    h.record(&completed("c-2", JOB, 2), (), NOW + 6).unwrap();
     assert!(h.state.is_finished());
 }

@@ -8,11 +8,12 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::chunking::{plan_fixed, SpeechMap};
-use echo_processing::validation::decide::{self, check_limits, needs_examination, truncation};
+use echo_processing::validation::decide::{check_limits, needs_examination, truncation};
 use echo_processing::validation::{
-    AudioFacts, Observation, ValidationConfig, ValidationState, FIRST_ATTEMPT,
+    AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState, FIRST_ATTEMPT,
 };
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
+use echo_runtime::testing::{self, types};
+use echo_runtime::{Decision, HandlerError, Incoming, Input};
 
 const RESOURCE: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
 const KEY: &str = "resources/3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b/upload";
@@ -52,25 +53,17 @@ fn facts(duration_ms: i64) -> AudioFacts {
     }
 }
 
-/// Handles one input the way the runtime does: decide, then fold the input and every output.
+/// Handles an input at `NOW` as the runtime does, given what `observe` found.
 fn handle(
     config: &ValidationConfig,
     state: &ValidationState,
     input: &Incoming,
     observed: Observation,
 ) -> Result<(Decision, ValidationState), HandlerError> {
-    let ctx = Context::new(
-        "validation",
-        NOW,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
-    let decision = decide::decide(config, state, Input::Record(input), observed, &ctx)?;
-    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
-    for out in &decision.emit {
-        next = decide::evolve(next, Fact::Emitted(out));
-    }
-    Ok((decision, next))
+    let decider = ValidationDecider {
+        config: config.clone(),
+    };
+    testing::step(&decider, state, Input::Record(input), observed, NOW)
 }
 
 /// What validation decides for `upload` once the audio was examined as `facts`.
@@ -85,10 +78,6 @@ fn passing(upload: &UploadCompleted, facts: AudioFacts) -> Decision {
     )
     .unwrap()
     .0
-}
-
-fn types(decision: &Decision) -> Vec<&'static str> {
-    decision.emit.iter().map(|o| o.type_name).collect()
 }
 
 /// The reason and message of a decision that must be `validation.started` + `validation.failed`.

@@ -13,7 +13,7 @@ use echo_catalog::record::{EventMetadata, Record};
 use echo_processing::validation::{
     Observation, ValidationConfig, ValidationProcessor, ValidationState,
 };
-use echo_runtime::{Context, Decision, EchoConfig, Incoming, Input, Processor};
+use echo_runtime::{Context, Decider, Decision, EchoConfig, Incoming, Input, Processor};
 use echo_storage::keys;
 
 fn incoming<R: Record>(record: &R) -> Incoming {
@@ -66,18 +66,14 @@ fn completed(
 
 /// Observes and decides as the runtime does.
 async fn validate(p: &ValidationProcessor, input: &Incoming) -> (Observation, Decision) {
-    let ctx = Context::new(
-        "validation",
-        1_700_000_000_000,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
+    let ctx = Context::for_input("validation", 1_700_000_000_000, Input::Record(input));
     let state = ValidationState::default();
     let observed = p
         .observe(&state, Input::Record(input), &ctx)
         .await
         .expect("observe");
     let decision = p
+        .decider()
         .decide(&state, Input::Record(input), observed.clone(), &ctx)
         .expect("decide");
     (observed, decision)

@@ -22,29 +22,68 @@ use echo_catalog::events::{
     UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResourceConfig;
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[
-    events::UploadUrlGenerated::TYPE,
-    events::UploadFailed::TYPE,
-    events::ValidationFailed::TYPE,
-    events::TranscriptionCompleted::TYPE,
-    events::TranscriptionFailed::TYPE,
-    events::CleanupInitiated::TYPE,
-];
+/// The resource processor's decisions: ready or rejected, the TTL, the cleanup of its objects.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone)]
+pub struct ResourceDecider {
+    /// How long a resource lives, and when the upload prefix is swept.
+    pub config: ResourceConfig,
+}
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::ResourceReady::TYPE,
-    events::ResourceRejected::TYPE,
-    events::ResourceTtlReached::TYPE,
-    events::CleanupInitiated::TYPE,
-    events::CleanupCompleted::TYPE,
-];
+impl Decider for ResourceDecider {
+    type State = ResourceState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "resource"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[
+            events::UploadUrlGenerated::TYPE,
+            events::UploadFailed::TYPE,
+            events::ValidationFailed::TYPE,
+            events::TranscriptionCompleted::TYPE,
+            events::TranscriptionFailed::TYPE,
+            events::CleanupInitiated::TYPE,
+        ]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::ResourceReady::TYPE,
+            events::ResourceRejected::TYPE,
+            events::ResourceTtlReached::TYPE,
+            events::CleanupInitiated::TYPE,
+            events::CleanupCompleted::TYPE,
+        ]
+    }
+
+    fn decide(
+        &self,
+        state: &ResourceState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(&self.config, state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: ResourceState, fact: Fact<'_>) -> ResourceState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &ResourceState) -> bool {
+        state.is_finished()
+    }
+}
 
 /// Name of the per-resource timer that ends a ready resource's retention.
 pub const TTL_TIMER: &str = "ttl";
@@ -153,7 +192,7 @@ pub fn cleanup_target(
 
 /// Decides what an input causes, given the state and what `observe` found. Inputs of types the
 /// processor does not handle (its source topics carry many) produce nothing.
-pub fn decide(
+fn decide(
     config: &ResourceConfig,
     state: &ResourceState,
     input: Input<'_>,
@@ -331,7 +370,7 @@ fn cleanup(ctx: &Context, resource_id: &str, reason: CleanupReason) -> Outgoing 
 /// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
 /// it are already summed up by the outputs, and ignored inputs must change nothing), but for
 /// the upload URL's expiry, which the sweep needs and no output of its own carries.
-pub fn evolve(mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
+fn evolve(mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
     let out = match fact {
         Fact::Emitted(out) => out,
         Fact::Consumed(record) if record.is::<UploadUrlGenerated>() => {

@@ -27,18 +27,18 @@ pub mod decide;
 
 use anyhow::Result;
 use echo_catalog::events::CleanupInitiated;
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 use tracing::info;
 
 pub use config::ResourceConfig;
-pub use decide::{Observation, Outcome, ResourceState, SWEEP_TIMER, TTL_TIMER};
+pub use decide::{Observation, Outcome, ResourceDecider, ResourceState, SWEEP_TIMER, TTL_TIMER};
 pub use echo_storage::S3Service;
 
 /// The resource processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct ResourceProcessor {
-    /// How long ready resources are kept.
-    resource: ResourceConfig,
+    /// Its decisions, over how long ready resources are kept.
+    decider: ResourceDecider,
     /// The bucket whose resource prefixes are deleted.
     s3: S3Service,
 }
@@ -49,7 +49,7 @@ impl ResourceProcessor {
     pub fn new(config: &EchoConfig, resource: ResourceConfig) -> Result<ResourceProcessor> {
         resource.validate()?;
         Ok(ResourceProcessor {
-            resource,
+            decider: ResourceDecider { config: resource },
             s3: S3Service::new(config)?,
         })
     }
@@ -61,24 +61,30 @@ impl ResourceProcessor {
 
     /// Its settings.
     pub fn config(&self) -> &ResourceConfig {
-        &self.resource
+        &self.decider.config
     }
 }
 
+/// How `echoctl run resource` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "resource",
+    summary: "Resource lifecycle, TTL, cleanup.",
+    pooled: false,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[resource]`, makes sure its bucket exists, and runs it until shutdown.
+async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
+    let p = ResourceProcessor::new(&config, config.section("resource")?)?;
+    p.s3().ensure_bucket().await?;
+    echo_runtime::run(config, p, options).await
+}
+
 impl Processor for ResourceProcessor {
-    type State = ResourceState;
-    type Observation = Observation;
+    type Decider = ResourceDecider;
 
-    fn name(&self) -> &'static str {
-        "resource"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
+    fn decider(&self) -> &ResourceDecider {
+        &self.decider
     }
 
     /// Deletes only for a `cleanup.initiated` of a resource not yet cleaned, so a repeated
@@ -111,23 +117,5 @@ impl Processor for ResourceProcessor {
         let deleted = self.s3.delete_prefix(&prefix).await?;
         info!(prefix, deleted, "deleted the objects of a resource");
         Ok(Observation::Deleted(deleted))
-    }
-
-    fn decide(
-        &self,
-        state: &ResourceState,
-        input: Input<'_>,
-        observed: Observation,
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(&self.resource, state, input, observed, ctx)
-    }
-
-    fn evolve(&self, state: ResourceState, fact: Fact<'_>) -> ResourceState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &ResourceState) -> bool {
-        state.is_finished()
     }
 }

@@ -6,7 +6,7 @@ use echo_catalog::events::{CleanupCompleted, CleanupInitiated, CleanupReason};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::{Observation, ResourceConfig, ResourceProcessor, ResourceState};
 use echo_runtime::envelope::SourcePosition;
-use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
 use s3::creds::Credentials;
 use s3::{Bucket, Region};
@@ -52,12 +52,7 @@ fn cleanup_for(resource: &str, event_id: &str) -> Incoming {
 }
 
 fn ctx(input: &Incoming) -> Context {
-    Context::new(
-        "resource",
-        1_700_000_000_000,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    )
+    Context::for_input("resource", 1_700_000_000_000, Input::Record(input))
 }
 
 async fn exists(p: &ResourceProcessor, key: &str) -> bool {
@@ -101,6 +96,7 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
     let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
     assert_eq!(observed, Observation::Deleted(3));
     let decision = p
+        .decider()
         .decide(&state, Input::Record(&input), observed, &c)
         .unwrap();
     assert_eq!(decision.emit.len(), 1);
@@ -124,13 +120,14 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
     let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
     assert_eq!(observed, Observation::Deleted(0));
     let decision = p
+        .decider()
         .decide(&state, Input::Record(&input), observed, &c)
         .unwrap();
     let completed: CleanupCompleted = decision.emit[0].decode().unwrap();
     assert_eq!(completed.deleted_objects, 0);
 
     // Once the completion is folded in, another cleanup costs no S3 call and emits nothing.
-    let cleaned = p.evolve(state, Fact::Emitted(&decision.emit[0]));
+    let cleaned = p.decider().evolve(state, Fact::Emitted(&decision.emit[0]));
     let again = cleanup_for(&resource, "ci-2");
     let c = ctx(&again);
     let observed = p
@@ -139,6 +136,7 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
         .unwrap();
     assert_eq!(observed, Observation::Nothing);
     let decision = p
+        .decider()
         .decide(&cleaned, Input::Record(&again), observed, &c)
         .unwrap();
     assert!(decision.emit.is_empty());

@@ -9,10 +9,13 @@ use echo_catalog::events::{
     ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_resource::decide::{self, Observation, Outcome, ResourceState, SWEEP_TIMER, TTL_TIMER};
+use echo_resource::decide::{
+    self, Observation, Outcome, ResourceDecider, ResourceState, SWEEP_TIMER, TTL_TIMER,
+};
 use echo_resource::ResourceConfig;
 use echo_runtime::envelope::SourcePosition;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::testing::{self, types};
+use echo_runtime::{Decision, HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_storage::keys;
 
 const RESOURCE: &str = "3f6c2a10-8e4b-4d2f-9c1a-5b6d7e8f9a0b";
@@ -97,42 +100,26 @@ fn cleanup_initiated(event_id: &str, prefix: &str) -> Incoming {
     })
 }
 
-/// Handles one input the way the runtime does: a context derived from the cause (for a timer:
-/// the record that set it), decide, then fold the input and every output.
+/// Handles an input as the runtime does, given what `observe` found: a record at `NOW`, a
+/// timer when it is due.
 fn handle(
     state: &ResourceState,
     input: Input<'_>,
     observed: Observation,
 ) -> Result<(Decision, ResourceState), HandlerError> {
-    let ctx = match input {
-        Input::Record(r) => Context::new("resource", NOW, r.metadata.clone(), &r.metadata.event_id),
-        Input::Timer(t) => {
-            let seed = format!(
-                "{}/timer/{}/{}",
-                t.scheduled_by.event_id, t.name, t.due_at_ms
-            );
-            Context::new("resource", t.due_at_ms, t.scheduled_by.clone(), &seed)
-        }
+    let now = match input {
+        Input::Record(_) => NOW,
+        Input::Timer(timer) => timer.due_at_ms,
     };
-    let decision = decide::decide(&ResourceConfig::default(), state, input, observed, &ctx)?;
-    let fact = match input {
-        Input::Record(r) => Fact::Consumed(r),
-        Input::Timer(t) => Fact::TimerFired(t),
+    let decider = ResourceDecider {
+        config: ResourceConfig::default(),
     };
-    let mut next = decide::evolve(state.clone(), fact);
-    for out in &decision.emit {
-        next = decide::evolve(next, Fact::Emitted(out));
-    }
-    Ok((decision, next))
+    testing::step(&decider, state, input, observed, now)
 }
 
 /// Handles a record that needs no I/O.
 fn handle_record(state: &ResourceState, input: &Incoming) -> (Decision, ResourceState) {
     handle(state, Input::Record(input), Observation::Nothing).unwrap()
-}
-
-fn types(decision: &Decision) -> Vec<&'static str> {
-    decision.emit.iter().map(|o| o.type_name).collect()
 }
 
 fn only<R: Record>(decision: &Decision) -> R {
@@ -194,13 +181,12 @@ fn the_retention_comes_from_the_config() {
         ..ResourceConfig::default()
     };
     let input = transcribed("tc-1");
-    let ctx = Context::new("resource", NOW, input.metadata.clone(), "tc-1");
-    let decision = decide::decide(
-        &config,
+    let (decision, _) = testing::step(
+        &ResourceDecider { config },
         &ResourceState::default(),
         Input::Record(&input),
         Observation::Nothing,
-        &ctx,
+        NOW,
     )
     .unwrap();
     assert_eq!(decision.schedule[0].due_at_ms, NOW + 60_000);

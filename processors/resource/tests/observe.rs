@@ -4,7 +4,7 @@
 use echo_catalog::events::{CleanupInitiated, CleanupReason, TranscriptionFailed};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::{Observation, ResourceConfig, ResourceProcessor, ResourceState};
-use echo_runtime::{Context, EchoConfig, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{Context, Decider, EchoConfig, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
 
 const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
@@ -38,12 +38,7 @@ async fn observe(
     state: &ResourceState,
     input: &Incoming,
 ) -> Result<Observation, HandlerError> {
-    let ctx = Context::new(
-        "resource",
-        0,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
+    let ctx = Context::for_input("resource", 0, Input::Record(input));
     p.observe(state, Input::Record(input), &ctx).await
 }
 
@@ -55,7 +50,7 @@ fn new_refuses_unusable_settings() {
     };
     assert!(ResourceProcessor::new(&EchoConfig::default(), bad).is_err());
     let p = processor();
-    assert_eq!(p.name(), "resource");
+    assert_eq!(p.decider().name(), "resource");
     assert_eq!(p.config(), &ResourceConfig::default());
 }
 

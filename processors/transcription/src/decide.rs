@@ -15,25 +15,59 @@ use echo_catalog::events::{
     TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::ChunkTranscript;
 use crate::report::artifact_keys;
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[
-    events::ProcessingJobCreated::TYPE,
-    events::ChunkProcessingCompleted::TYPE,
-    events::ChunkProcessingFailed::TYPE,
-];
+/// The transcription processor's decisions: when a job's chunks are all in, what its report says.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone, Default)]
+pub struct TranscriptionDecider;
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::TranscriptionStarted::TYPE,
-    events::TranscriptionCompleted::TYPE,
-    events::TranscriptionFailed::TYPE,
-];
+impl Decider for TranscriptionDecider {
+    type State = TranscriptionState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "transcription"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[
+            events::ProcessingJobCreated::TYPE,
+            events::ChunkProcessingCompleted::TYPE,
+            events::ChunkProcessingFailed::TYPE,
+        ]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::TranscriptionStarted::TYPE,
+            events::TranscriptionCompleted::TYPE,
+            events::TranscriptionFailed::TYPE,
+        ]
+    }
+
+    fn decide(
+        &self,
+        state: &TranscriptionState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &TranscriptionState) -> bool {
+        state.is_finished()
+    }
+}
 
 /// What the transcription processor remembers about one resource (changelogged as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -224,7 +258,7 @@ pub fn ready_job(
 }
 
 /// Decides what an input causes, given the state and what `observe` did.
-pub fn decide(
+fn decide(
     state: &TranscriptionState,
     input: Input<'_>,
     observed: Observation,
@@ -332,7 +366,7 @@ fn on_chunk_failed(
 
 /// Folds a fact into the state: plans and chunk results are remembered when consumed, the
 /// job's progress is learned from what the processor emitted.
-pub fn evolve(mut state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
+fn evolve(mut state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
     match fact {
         Fact::Consumed(record) if record.is::<ProcessingJobCreated>() => {
             if let Ok(job) = record.decode::<ProcessingJobCreated>() {

@@ -24,12 +24,14 @@ pub mod guard;
 pub mod report;
 
 use anyhow::Result;
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 
 pub use analysis::Analysis;
 pub use assemble::ChunkTranscript;
 pub use config::TranscriptionConfig;
-pub use decide::{JobPlan, JobProgress, Observation, TranscriptionState, Written};
+pub use decide::{
+    JobPlan, JobProgress, Observation, TranscriptionDecider, TranscriptionState, Written,
+};
 pub use echo_storage::S3Service;
 pub use report::Transcript;
 
@@ -38,6 +40,8 @@ pub use report::Transcript;
 pub struct TranscriptionProcessor {
     /// How transcripts are described.
     transcription: TranscriptionConfig,
+    /// Its decisions.
+    decider: TranscriptionDecider,
     /// The bucket the report artifacts are written to.
     s3: S3Service,
 }
@@ -52,6 +56,7 @@ impl TranscriptionProcessor {
         transcription.validate()?;
         Ok(TranscriptionProcessor {
             transcription,
+            decider: TranscriptionDecider,
             s3: S3Service::new(config)?,
         })
     }
@@ -67,20 +72,26 @@ impl TranscriptionProcessor {
     }
 }
 
+/// How `echoctl run transcription` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "transcription",
+    summary: "Transcript assembly, analysis, report.",
+    pooled: false,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[transcription]`, makes sure its bucket exists, and runs it until shutdown.
+async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
+    let p = TranscriptionProcessor::new(&config, config.section("transcription")?)?;
+    p.s3().ensure_bucket().await?;
+    echo_runtime::run(config, p, options).await
+}
+
 impl Processor for TranscriptionProcessor {
-    type State = TranscriptionState;
-    type Observation = Observation;
+    type Decider = TranscriptionDecider;
 
-    fn name(&self) -> &'static str {
-        "transcription"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
+    fn decider(&self) -> &TranscriptionDecider {
+        &self.decider
     }
 
     /// Writes the artifacts only for the input that completes a job, so every other input
@@ -131,23 +142,5 @@ impl Processor for TranscriptionProcessor {
             word_count: transcript.analysis.word_count,
             duration_ms: transcript.analysis.duration_ms,
         }))
-    }
-
-    fn decide(
-        &self,
-        state: &TranscriptionState,
-        input: Input<'_>,
-        observed: Observation,
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(state, input, observed, ctx)
-    }
-
-    fn evolve(&self, state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &TranscriptionState) -> bool {
-        state.is_finished()
     }
 }

@@ -8,8 +8,8 @@ use echo_catalog::events::{
     TranscriptionStarted, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input};
-use echo_transcription::decide::{self, Observation, Written};
+use echo_runtime::{testing, Decision, HandlerError, Incoming, Input};
+use echo_transcription::decide::{self, Observation, TranscriptionDecider, Written};
 use echo_transcription::{Transcript, TranscriptionState};
 
 const RESOURCE: &str = "3f6e2b1a-9c8d-4e7f-a1b2-c3d4e5f60718";
@@ -91,25 +91,19 @@ fn observe(state: &TranscriptionState, input: &Incoming) -> Observation {
     }
 }
 
-/// Handles one input the way the runtime does: observe, decide, then fold the input and
-/// every output.
+/// Handles a record at `NOW` as the runtime does, given what `observe` found.
 fn handle_with(
     state: &TranscriptionState,
     input: &Incoming,
     observed: Observation,
 ) -> Result<(Decision, TranscriptionState), HandlerError> {
-    let ctx = Context::new(
-        "transcription",
+    testing::step(
+        &TranscriptionDecider,
+        state,
+        Input::Record(input),
+        observed,
         NOW,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    );
-    let decision = decide::decide(state, Input::Record(input), observed, &ctx)?;
-    let mut next = decide::evolve(state.clone(), Fact::Consumed(input));
-    for out in &decision.emit {
-        next = decide::evolve(next, Fact::Emitted(out));
-    }
-    Ok((decision, next))
+    )
 }
 
 fn handle(state: &TranscriptionState, input: &Incoming) -> (Decision, TranscriptionState) {

@@ -6,7 +6,7 @@ use echo_catalog::events::{
     ChunkProcessingCompleted, ProcessingJobCreated, Segment, TranscriptionCompleted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_transcription::{
     Observation, TranscriptionConfig, TranscriptionProcessor, TranscriptionState,
 };
@@ -75,18 +75,13 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
 }
 
 fn ctx(input: &Incoming) -> Context {
-    Context::new(
-        "transcription",
-        0,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    )
+    Context::for_input("transcription", 0, Input::Record(input))
 }
 
 /// Folds inputs that do not complete the job into a state, the runtime's way.
 fn fold(p: &TranscriptionProcessor, inputs: &[&Incoming]) -> TranscriptionState {
     inputs.iter().fold(TranscriptionState::default(), |s, i| {
-        p.evolve(s, Fact::Consumed(i))
+        p.decider().evolve(s, Fact::Consumed(i))
     })
 }
 
@@ -104,7 +99,7 @@ fn new_refuses_unusable_settings() {
         ..TranscriptionConfig::default()
     };
     assert!(TranscriptionProcessor::new(&EchoConfig::default(), bad).is_err());
-    assert_eq!(unreachable_store().name(), "transcription");
+    assert_eq!(unreachable_store().decider().name(), "transcription");
 }
 
 #[tokio::test]
@@ -126,7 +121,8 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
         let observed = p.observe(&state, Input::Record(&chunk1), &c).await.unwrap();
         assert!(matches!(observed, Observation::Written(_)), "{observed:?}");
         decision = Some(
-            p.decide(&state, Input::Record(&chunk1), observed, &c)
+            p.decider()
+                .decide(&state, Input::Record(&chunk1), observed, &c)
                 .unwrap(),
         );
     }

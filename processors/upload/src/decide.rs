@@ -11,22 +11,65 @@ use echo_catalog::events::{
     UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use crate::config::UploadConfig;
 use echo_storage::ObjectFacts;
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[events::UploadRequested::TYPE, events::UploadFinalize::TYPE];
+/// The upload processor's decisions: which requests get a URL, which finalized objects pass.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone)]
+pub struct UploadDecider {
+    /// What is accepted, and for how long URLs are valid.
+    pub config: UploadConfig,
+}
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::UploadUrlGenerated::TYPE,
-    events::UploadCompleted::TYPE,
-    events::UploadFailed::TYPE,
-    events::UploadExpired::TYPE,
-];
+impl Decider for UploadDecider {
+    type State = UploadState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "upload"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[events::UploadRequested::TYPE, events::UploadFinalize::TYPE]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::UploadUrlGenerated::TYPE,
+            events::UploadCompleted::TYPE,
+            events::UploadFailed::TYPE,
+            events::UploadExpired::TYPE,
+        ]
+    }
+
+    fn decide(
+        &self,
+        state: &UploadState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(&self.config, state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: UploadState, fact: Fact<'_>) -> UploadState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &UploadState) -> bool {
+        state.is_finished()
+    }
+
+    /// A resource id, once used, is never issued a URL again: its retired state keeps how
+    /// the upload ended.
+    fn retired(&self, state: &UploadState) -> Option<UploadState> {
+        Some(state.residue())
+    }
+}
 
 /// Name of the per-resource timer that expires an upload nobody finalized.
 pub const EXPIRY_TIMER: &str = "upload-expiry";
@@ -214,7 +257,7 @@ pub fn finalize_target(state: &UploadState) -> Option<&str> {
 }
 
 /// Decides what an input causes, given the state and what `observe` found.
-pub fn decide(
+fn decide(
     config: &UploadConfig,
     state: &UploadState,
     input: Input<'_>,
@@ -402,7 +445,7 @@ fn failed(
 
 /// Folds a fact into the state: the first request is remembered when consumed, everything
 /// else is learned from what the processor emitted (so the state is what the events say).
-pub fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
+fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
     match fact {
         // Only the first request counts; later ones were ignored by `decide`.
         Fact::Consumed(record)

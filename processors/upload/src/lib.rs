@@ -18,17 +18,17 @@ pub mod decide;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 
 pub use config::UploadConfig;
-pub use decide::{DeliveredUrl, Observation, RequestedUpload, UploadState};
+pub use decide::{DeliveredUrl, Observation, RequestedUpload, UploadDecider, UploadState};
 pub use echo_storage::{ObjectFacts, S3Service};
 
 /// The upload processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct UploadProcessor {
-    /// What is accepted and for how long URLs are valid.
-    upload: UploadConfig,
+    /// Its decisions, over what is accepted and for how long URLs are valid.
+    decider: UploadDecider,
     /// The bucket uploads are PUT to and verified in.
     s3: S3Service,
 }
@@ -39,7 +39,7 @@ impl UploadProcessor {
     pub fn new(config: &EchoConfig, upload: UploadConfig) -> Result<UploadProcessor> {
         upload.validate()?;
         Ok(UploadProcessor {
-            upload,
+            decider: UploadDecider { config: upload },
             s3: S3Service::new(config)?,
         })
     }
@@ -51,24 +51,30 @@ impl UploadProcessor {
 
     /// Its settings.
     pub fn config(&self) -> &UploadConfig {
-        &self.upload
+        &self.decider.config
     }
 }
 
+/// How `echoctl run upload` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "upload",
+    summary: "Pre-signed URLs, upload verification, expiry.",
+    pooled: false,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[upload]`, makes sure its bucket exists, and runs it until shutdown.
+async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
+    let p = UploadProcessor::new(&config, config.section("upload")?)?;
+    p.s3().ensure_bucket().await?;
+    echo_runtime::run(config, p, options).await
+}
+
 impl Processor for UploadProcessor {
-    type State = UploadState;
-    type Observation = Observation;
+    type Decider = UploadDecider;
 
-    fn name(&self) -> &'static str {
-        "upload"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
+    fn decider(&self) -> &UploadDecider {
+        &self.decider
     }
 
     /// Presigns only for a request that will get a URL, and HEADs only for a finalize that
@@ -85,7 +91,7 @@ impl Processor for UploadProcessor {
         if record.is::<UploadRequested>() {
             let request: UploadRequested = record.decode()?;
             let verdict = decide::screen_request(
-                &self.upload,
+                &self.decider.config,
                 state,
                 &record.metadata.correlation_id,
                 &request,
@@ -97,7 +103,7 @@ impl Processor for UploadProcessor {
                         &object_key,
                         &request.content_type,
                         request.declared_size_bytes,
-                        self.upload.url_ttl_secs,
+                        self.decider.config.url_ttl_secs,
                     )
                     .await?;
                 let delivered = match &request.reply_key {
@@ -116,29 +122,5 @@ impl Processor for UploadProcessor {
             }
         }
         Ok(Observation::Nothing)
-    }
-
-    fn decide(
-        &self,
-        state: &UploadState,
-        input: Input<'_>,
-        observed: Observation,
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(&self.upload, state, input, observed, ctx)
-    }
-
-    fn evolve(&self, state: UploadState, fact: Fact<'_>) -> UploadState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &UploadState) -> bool {
-        state.is_finished()
-    }
-
-    /// A resource id, once used, is never issued a URL again: its retired state keeps how
-    /// the upload ended.
-    fn retired(&self, state: &UploadState) -> Option<UploadState> {
-        Some(state.residue())
     }
 }

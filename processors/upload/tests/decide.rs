@@ -6,8 +6,8 @@ use echo_catalog::events::{
     UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
-use echo_upload::decide::{self, DeliveredUrl, Observation, EXPIRY_TIMER};
+use echo_runtime::{testing, Decision, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_upload::decide::{self, DeliveredUrl, Observation, UploadDecider, EXPIRY_TIMER};
 use echo_upload::{ObjectFacts, UploadConfig, UploadState};
 
 const RESOURCE: &str = "0b7f3c1e-5d2a-4c4e-9f1a-2d3c4b5a6f70";
@@ -58,32 +58,17 @@ fn finalize() -> Incoming {
     })
 }
 
-fn ctx_for(cause: &EventMetadata) -> Context {
-    Context::new("upload", NOW, cause.clone(), &cause.event_id)
-}
-
-/// Handles one input the way the runtime does: decide, then fold the input and every output.
+/// Handles an input at `NOW` as the runtime does, given what `observe` found.
 fn handle(
     config: &UploadConfig,
     state: &UploadState,
     input: Input<'_>,
     observed: Observation,
 ) -> Result<(Decision, UploadState), HandlerError> {
-    let cause = match input {
-        Input::Record(r) => r.metadata.clone(),
-        Input::Timer(t) => t.scheduled_by.clone(),
+    let decider = UploadDecider {
+        config: config.clone(),
     };
-    let ctx = ctx_for(&cause);
-    let decision = decide::decide(config, state, input, observed, &ctx)?;
-    let fact = match input {
-        Input::Record(r) => Fact::Consumed(r),
-        Input::Timer(t) => Fact::TimerFired(t),
-    };
-    let mut next = decide::evolve(state.clone(), fact);
-    for out in &decision.emit {
-        next = decide::evolve(next, Fact::Emitted(out));
-    }
-    Ok((decision, next))
+    testing::step(&decider, state, input, observed, NOW)
 }
 
 fn url() -> Observation {

@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
-use echo_runtime::{Context, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{
+    testing, Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor,
+};
 use echo_upload::{DeliveredUrl, Observation, UploadConfig, UploadProcessor, UploadState};
 
 const RESOURCE: &str = "7d0c9a52-31f4-4b8e-8a61-0c2f3e4d5b6a";
@@ -46,12 +48,7 @@ fn request(content_type: &str) -> Incoming {
 }
 
 fn ctx(input: &Incoming) -> Context {
-    Context::new(
-        "upload",
-        0,
-        input.metadata.clone(),
-        &input.metadata.event_id,
-    )
+    Context::for_input("upload", 0, Input::Record(input))
 }
 
 #[test]
@@ -61,7 +58,7 @@ fn new_refuses_unusable_settings() {
         ..UploadConfig::default()
     };
     assert!(UploadProcessor::new(&EchoConfig::default(), bad).is_err());
-    assert_eq!(processor().name(), "upload");
+    assert_eq!(processor().decider().name(), "upload");
 }
 
 #[tokio::test]
@@ -107,7 +104,9 @@ async fn refused_and_duplicate_requests_cost_no_s3_call() {
     assert_eq!(observed, Observation::Nothing);
 
     let first = request("audio/wav");
-    let state = p.evolve(UploadState::default(), Fact::Consumed(&first));
+    let state = p
+        .decider()
+        .evolve(UploadState::default(), Fact::Consumed(&first));
     let observed = p
         .observe(&state, Input::Record(&first), &ctx(&first))
         .await
@@ -133,18 +132,9 @@ async fn finalize_of_an_unknown_upload_costs_no_s3_call() {
 async fn finalize_of_a_pending_upload_heads_and_an_unreachable_store_is_transient() {
     let p = processor();
     let req = request("audio/wav");
-    let c = ctx(&req);
-    let observed = p
-        .observe(&UploadState::default(), Input::Record(&req), &c)
+    let (_, state) = testing::handle(&p, &UploadState::default(), Input::Record(&req), 0)
         .await
         .unwrap();
-    let decision = p
-        .decide(&UploadState::default(), Input::Record(&req), observed, &c)
-        .unwrap();
-    let mut state = p.evolve(UploadState::default(), Fact::Consumed(&req));
-    for out in &decision.emit {
-        state = p.evolve(state, Fact::Emitted(out));
-    }
 
     let fin = incoming(&UploadFinalize {
         metadata: meta("fin-1"),

@@ -6,7 +6,7 @@
 use super::pipeline::ApplyError;
 use super::Driver;
 use crate::envelope::Outgoing;
-use crate::handler::{HandlerError, Processor};
+use crate::handler::{Decider, HandlerError, Processor};
 
 impl<P: Processor> Driver<P> {
     /// Publishes `records` (announcing work on an input of `partition`), commits them with
@@ -39,14 +39,14 @@ impl<P: Processor> Driver<P> {
 }
 
 /// A panic in `announce` (pure, so it would panic again) is the input's permanent failure.
-pub(super) fn announced<P: Processor>(
-    processor: &P,
-    state: &P::State,
+pub(super) fn announced<D: Decider>(
+    decider: &D,
+    state: &D::State,
     input: crate::handler::Input<'_>,
     ctx: &crate::handler::Context,
 ) -> Result<Vec<Outgoing>, HandlerError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        processor.announce(state, input, ctx)
+        decider.announce(state, input, ctx)
     }))
     .map_err(|panic| HandlerError::Permanent(super::pipeline::panicked("announce", panic)))
 }

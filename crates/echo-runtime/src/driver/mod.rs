@@ -38,7 +38,7 @@ pub use restore::{read_changelog, Restored};
 
 use crate::codec::Codec;
 use crate::config::EchoConfig;
-use crate::handler::Processor;
+use crate::handler::{Decider, Processor, StateOf};
 use crate::health::{health, Status};
 use crate::replay_guard::ReplayGuard;
 use crate::shutdown::Shutdown;
@@ -77,7 +77,7 @@ pub async fn run<P: Processor>(
             handle.clone(),
         );
         let shutdown = options.shutdown.clone();
-        let instance = health_name(processor.name(), &options.instance);
+        let instance = health_name(processor.decider().name(), &options.instance);
         health().set(
             &instance,
             Status {
@@ -157,7 +157,7 @@ struct Driver<P: Processor> {
     /// Partition changes recorded by the consumer's rebalance callback.
     rebalances: Arc<Mutex<RebalanceLog>>,
     /// The owned partitions' state.
-    store: StateStore<P::State>,
+    store: StateStore<StateOf<P>>,
     /// Real topic name → retry tier (1-based) for this processor's retry topics.
     retry_tiers: HashMap<String, usize>,
     /// Paused retry partitions and when their head record comes due.
@@ -197,8 +197,9 @@ impl<P: Processor> Driver<P> {
         handle: Handle,
     ) -> Result<Self> {
         let catalogue = Catalogue::load()?;
-        let mut spec = catalogue.processor(processor.name())?.clone();
-        spec.admits(processor.handles(), processor.emits())?;
+        let decider = processor.decider();
+        let mut spec = catalogue.processor(decider.name())?.clone();
+        spec.admits(decider.handles(), decider.emits())?;
         for backoff in &mut spec.retry_backoff_ms {
             *backoff = (*backoff as f64 * config.runtime.retry_backoff_scale) as u64;
         }

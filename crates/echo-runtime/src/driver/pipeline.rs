@@ -21,7 +21,10 @@ use super::Driver;
 use crate::codec::{DecodeError, EncodeError};
 use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
-use crate::handler::{Context, Decision, Fact, HandlerError, Input, Processor, Timer};
+use crate::handler::{
+    evolved, timer_seed, Context, Decider, Decision, Fact, HandlerError, Input, Processor, StateOf,
+    Timer,
+};
 use crate::headers::{self, echo, HeaderList};
 use crate::metrics::{metrics, RerouteLabels, TypeLabels};
 use crate::retry::{reroute, ErrorClass, Failure, KEY_MISMATCH};
@@ -157,7 +160,7 @@ impl<P: Processor> Driver<P> {
         };
         // The source topics carry types of other consumers too: the processor sees only what
         // it declares it handles.
-        if !self.processor.handles().contains(&type_name) {
+        if !self.processor.decider().handles().contains(&type_name) {
             self.record_done(type_name, "skipped");
             return Ok(());
         }
@@ -191,15 +194,10 @@ impl<P: Processor> Driver<P> {
             source: source.clone(),
             attempt,
         };
-        let mut ctx = Context::new(
-            &self.spec.name,
-            now_ms(),
-            metadata.clone(),
-            &metadata.event_id,
-        );
         let input = Input::Record(&incoming);
+        let mut ctx = Context::for_input(&self.spec.name, now_ms(), input);
         let started = std::time::Instant::now();
-        let handled = announced(&*self.processor, &key_state.state, input, &ctx)
+        let handled = announced(self.processor.decider(), &key_state.state, input, &ctx)
             .map_err(ApplyError::Refused)
             .and_then(|records| self.announce(partition, &records))
             .and_then(|()| {
@@ -326,7 +324,7 @@ impl<P: Processor> Driver<P> {
         source: &SourcePosition,
         partition: i32,
         key: &str,
-        mut key_state: KeyState<P::State>,
+        mut key_state: KeyState<StateOf<P>>,
     ) -> Result<(), TxnError> {
         key_state.waiting.push_back(rec.to_held(source));
         if !changelog_fits(key, &key_state) {
@@ -418,11 +416,8 @@ impl<P: Processor> Driver<P> {
     fn fire_timer(&mut self, partition: i32, key: &str, timer: Timer) -> Result<(), TxnError> {
         let mut key_state = self.store.get(partition, key);
         key_state.timers.remove(&timer.name);
-        let seed = format!(
-            "{}/timer/{}/{}",
-            timer.scheduled_by.event_id, timer.name, timer.due_at_ms
-        );
-        let mut ctx = Context::new(&self.spec.name, now_ms(), timer.scheduled_by.clone(), &seed);
+        let seed = timer_seed(&timer);
+        let mut ctx = Context::for_input(&self.spec.name, now_ms(), Input::Timer(&timer));
         self.span = Some(self.timer_span(&timer, &seed));
         let span = info_span!("timer", processor = %self.spec.name, timer = %timer.name,
             correlation_id = %timer.scheduled_by.correlation_id);
@@ -547,7 +542,7 @@ impl<P: Processor> Driver<P> {
     /// chunk's whisper run, not before it).
     fn decide(
         &self,
-        key_state: &KeyState<P::State>,
+        key_state: &KeyState<StateOf<P>>,
         input: Input<'_>,
         ctx: &mut Context,
     ) -> Result<Decision, HandlerError> {
@@ -570,6 +565,7 @@ impl<P: Processor> Driver<P> {
         let ctx = &*ctx;
         let decide = || {
             self.processor
+                .decider()
                 .decide(&key_state.state, input, observed, ctx)
         };
         catch_unwind(AssertUnwindSafe(decide))
@@ -577,13 +573,16 @@ impl<P: Processor> Driver<P> {
     }
 
     /// `retired`, a panic in which keeps nothing.
-    fn residue(&self, state: &P::State) -> Option<P::State> {
-        catch_unwind(AssertUnwindSafe(|| self.processor.retired(state))).unwrap_or(None)
+    fn residue(&self, state: &StateOf<P>) -> Option<StateOf<P>> {
+        catch_unwind(AssertUnwindSafe(|| self.processor.decider().retired(state))).unwrap_or(None)
     }
 
     /// `is_finished`, a panic in which counts as not finished (the key is kept).
-    fn finished(&self, state: &P::State) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.processor.is_finished(state))).unwrap_or(false)
+    fn finished(&self, state: &StateOf<P>) -> bool {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.processor.decider().is_finished(state)
+        }))
+        .unwrap_or(false)
     }
 
     /// Carries out a decision: encodes and checks every output, evolves the state over the
@@ -593,7 +592,7 @@ impl<P: Processor> Driver<P> {
         &mut self,
         partition: i32,
         key: &str,
-        mut key_state: KeyState<P::State>,
+        mut key_state: KeyState<StateOf<P>>,
         fact: Fact<'_>,
         decision: Decision,
         processed_id: Option<&str>,
@@ -604,11 +603,12 @@ impl<P: Processor> Driver<P> {
             .map(|out| self.encode(out))
             .collect::<Result<Vec<_>, _>>()?;
         let evolved = catch_unwind(AssertUnwindSafe(|| {
-            let mut state = self.processor.evolve(key_state.state, fact);
-            for out in &decision.emit {
-                state = self.processor.evolve(state, Fact::Emitted(out));
-            }
-            state
+            evolved(
+                self.processor.decider(),
+                key_state.state,
+                fact,
+                &decision.emit,
+            )
         }));
         let state = evolved.map_err(|panic| {
             ApplyError::Refused(HandlerError::Permanent(panicked("evolve", panic)))
@@ -660,13 +660,13 @@ impl<P: Processor> Driver<P> {
     /// An output in its topic's wire format, or why it cannot be written.
     pub(super) fn encode(&self, out: &Outgoing) -> Result<Encoded, ApplyError> {
         let fatal = |e: anyhow::Error| ApplyError::Txn(TxnError::Fatal(e));
-        if !self.processor.emits().contains(&out.type_name) {
+        if !self.processor.decider().emits().contains(&out.type_name) {
             return Err(ApplyError::Refused(HandlerError::Permanent(format!(
                 "processor {} may not emit {}: its code and its entry in topics/topics.toml \
                  declare {}",
                 self.spec.name,
                 out.type_name,
-                self.processor.emits().join(", ")
+                self.processor.decider().emits().join(", ")
             ))));
         }
         let info = events::info(out.type_name)

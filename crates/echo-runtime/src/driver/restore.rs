@@ -17,7 +17,7 @@ use super::clients::{tpl_entries, ReadToEndContext};
 use super::txn_error::KAFKA_TIMEOUT;
 use super::Driver;
 use crate::config::EchoConfig;
-use crate::handler::Processor;
+use crate::handler::{Processor, StateOf};
 use crate::health::{health, Status};
 use crate::metrics::{metrics, processor};
 use crate::state::{decode_changelog, KeyState};
@@ -111,7 +111,7 @@ impl<P: Processor> Driver<P> {
         }
         let started = Instant::now();
         let topic = self.config.topic(&changelog_topic(&self.spec.name));
-        let restored = read_changelog::<P::State>(&self.config, &topic, partitions)?;
+        let restored = read_changelog::<StateOf<P>>(&self.config, &topic, partitions)?;
         metrics()
             .restore_seconds
             .get_or_create(&processor(&self.spec.name))

@@ -3,6 +3,7 @@
 pub mod dev;
 pub mod dlq;
 pub mod model;
+pub mod processors;
 pub mod resources;
 pub mod run;
 pub mod schemas;

@@ -5,21 +5,21 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig};
-use echo_processing::job_aggregator::{JobAggregator, JobAggregatorConfig};
-use echo_processing::validation::ValidationProcessor;
-use echo_resource::ResourceProcessor;
-use echo_runtime::{EchoConfig, RunOptions, Shutdown};
-use echo_transcription::TranscriptionProcessor;
-use echo_upload::UploadProcessor;
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use echo_runtime::{EchoConfig, Registration, RunOptions, Shutdown};
 use tokio::task::JoinSet;
+
+use crate::processors::{self, PROCESSORS};
+
+/// What `run` starts every registered processor with.
+const ALL: &str = "all";
 
 /// `run` arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which processor, or `all`.
-    #[arg(value_enum)]
-    processor: Which,
+    /// Which processor (`echoctl processors` lists them), or `all`.
+    #[arg(value_parser = processor_names())]
+    processor: String,
     /// Stable instance name (pod name); part of the transactional id.
     #[arg(long, env = "ECHO_INSTANCE", default_value = "0")]
     instance: String,
@@ -28,23 +28,13 @@ pub struct Args {
     chunk_workers: usize,
 }
 
-/// The processors this binary can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Which {
-    /// Every processor below, in one process.
-    All,
-    /// Pre-signed URLs, upload verification, expiry.
-    Upload,
-    /// Audio validation and chunk planning.
-    Validation,
-    /// Transcribes chunks (a consumer group: run as many as needed).
-    ChunkWorker,
-    /// Chunk deadlines, re-issues and failures.
-    JobAggregator,
-    /// Transcript assembly, analysis, report.
-    Transcription,
-    /// Resource lifecycle, TTL, cleanup.
-    Resource,
+/// `all` and every registered processor, with its summary as help.
+fn processor_names() -> PossibleValuesParser {
+    let all = PossibleValue::new(ALL).help("Every processor below, in one process");
+    let each = PROCESSORS
+        .iter()
+        .map(|r| PossibleValue::new(r.name).help(r.summary));
+    PossibleValuesParser::new(std::iter::once(all).chain(each))
 }
 
 /// Runs the selected processors.
@@ -61,9 +51,9 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
         &mut set,
         &config,
         &options,
-        args.processor,
+        &args.processor,
         args.chunk_workers,
-    );
+    )?;
     // The first processor to stop (an error, or shutdown) stops the others.
     let mut outcome = Ok(());
     while let Some(joined) = set.join_next().await {
@@ -78,74 +68,33 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-/// Spawns `which` (or every processor for `all`) onto `set`.
-pub fn spawn_selected(
+/// Spawns the processor called `which` (or every registered one for `all`, the pooled ones
+/// `pool` times) onto `set`.
+fn spawn_selected(
     set: &mut JoinSet<Result<()>>,
     config: &EchoConfig,
     options: &RunOptions,
-    which: Which,
-    chunk_workers: usize,
-) {
-    let selected = match which {
-        Which::All => vec![
-            Which::Upload,
-            Which::Validation,
-            Which::JobAggregator,
-            Which::Transcription,
-            Which::Resource,
-        ],
-        one => vec![one],
+    which: &str,
+    pool: usize,
+) -> Result<()> {
+    let start = |set: &mut JoinSet<Result<()>>, r: &Registration, options: RunOptions| {
+        set.spawn((r.start)(config.clone(), options));
     };
-    for w in selected {
-        set.spawn(start(w, config.clone(), options.clone()));
+    if which != ALL {
+        let r = processors::find(which).with_context(|| format!("no processor {which}"))?;
+        start(set, r, options.clone());
+        return Ok(());
     }
-    if which == Which::All {
-        for i in 0..chunk_workers {
-            let mut worker = options.clone();
-            worker.instance = format!("{}-w{i}", options.instance);
-            set.spawn(start(Which::ChunkWorker, config.clone(), worker));
+    for r in PROCESSORS {
+        if !r.pooled {
+            start(set, r, options.clone());
+            continue;
         }
-    }
-}
-
-/// Builds one processor from its configuration section and runs it.
-async fn start(which: Which, mut config: EchoConfig, options: RunOptions) -> Result<()> {
-    match which {
-        Which::All => unreachable!("`all` is expanded by spawn_selected"),
-        Which::Upload => {
-            let p = UploadProcessor::new(&config, config.section("upload")?)?;
-            p.s3().ensure_bucket().await?;
-            echo_runtime::run(config, p, options).await
-        }
-        Which::Validation => {
-            let p = ValidationProcessor::new(&config, config.section("validation")?)?;
-            echo_runtime::run(config, p, options).await
-        }
-        Which::ChunkWorker => {
-            let mut worker: ChunkWorkerConfig = config.section("chunk_worker")?;
-            if worker.worker_name == ChunkWorkerConfig::default().worker_name {
-                worker.worker_name = format!("{}-{}", worker.worker_name, options.instance);
-            }
-            // One chunk is seconds of CPU: batching buys nothing and would stretch the
-            // transaction over several transcriptions.
-            config.runtime.batch_max_records = 1;
-            let p = ChunkWorker::new(&config, worker)?;
-            echo_runtime::run(config, p, options).await
-        }
-        Which::JobAggregator => {
-            let aggregator: JobAggregatorConfig = config.section("job_aggregator")?;
-            aggregator.validate()?;
-            echo_runtime::run(config, JobAggregator::new(aggregator), options).await
-        }
-        Which::Transcription => {
-            let p = TranscriptionProcessor::new(&config, config.section("transcription")?)?;
-            p.s3().ensure_bucket().await?;
-            echo_runtime::run(config, p, options).await
-        }
-        Which::Resource => {
-            let p = ResourceProcessor::new(&config, config.section("resource")?)?;
-            p.s3().ensure_bucket().await?;
-            echo_runtime::run(config, p, options).await
+        for i in 0..pool {
+            let mut member = options.clone();
+            member.instance = format!("{}-w{i}", options.instance);
+            start(set, r, member);
         }
     }
+    Ok(())
 }

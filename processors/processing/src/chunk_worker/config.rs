@@ -46,6 +46,10 @@ pub struct ChunkWorkerConfig {
     /// Which whisper model (`tiny.en`, the default, or `base`): `base` knows 99 languages
     /// and detects each chunk's, and takes about twice the time.
     pub model: ModelName,
+    /// Most chunk commands handled in one transaction, in place of
+    /// `runtime.batch_max_records`: one chunk is seconds of CPU, so batching buys nothing and
+    /// would stretch the transaction over several transcriptions. 1 by default.
+    pub batch_max_records: usize,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -62,6 +66,7 @@ impl Default for ChunkWorkerConfig {
             squeeze_silence: true,
             quantization: Quantization::F16,
             model: ModelName::TinyEn,
+            batch_max_records: 1,
         }
     }
 }
@@ -73,6 +78,11 @@ impl ChunkWorkerConfig {
             self.threads >= 1,
             "chunk-worker.threads must be at least 1, got {}",
             self.threads
+        );
+        ensure!(
+            self.batch_max_records >= 1,
+            "chunk_worker.batch_max_records must be at least 1, got {}",
+            self.batch_max_records
         );
         ensure!(
             !self.worker_name.trim().is_empty(),

@@ -15,20 +15,61 @@ use echo_catalog::events::{
     Word,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use super::config::ChunkWorkerConfig;
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[events::ChunkProcess::TYPE];
+/// The chunk worker's decisions: announce a chunk, report what whisper made of it.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone)]
+pub struct ChunkWorkerDecider {
+    /// The worker's name (announced with each chunk) and its limits.
+    pub config: ChunkWorkerConfig,
+}
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::ChunkProcessingStarted::TYPE,
-    events::ChunkProcessingCompleted::TYPE,
-    events::ChunkProcessingFailed::TYPE,
-];
+impl Decider for ChunkWorkerDecider {
+    type State = ChunkWorkerState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "chunk-worker"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[events::ChunkProcess::TYPE]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::ChunkProcessingStarted::TYPE,
+            events::ChunkProcessingCompleted::TYPE,
+            events::ChunkProcessingFailed::TYPE,
+        ]
+    }
+
+    fn announce(&self, state: &ChunkWorkerState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
+        announce(&self.config, state, input, ctx)
+    }
+
+    fn decide(
+        &self,
+        state: &ChunkWorkerState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &ChunkWorkerState) -> bool {
+        state.is_finished()
+    }
+}
 
 /// What the worker remembers about one chunk (changelogged as JSON), so a command that was
 /// already handled costs no second transcription.
@@ -154,7 +195,7 @@ pub fn global_segments(
 
 /// `chunk.processing.started` (keyed by the resource) for a command the worker will work on;
 /// nothing for anything else. Published and committed before the work, stamped when it began.
-pub fn announce(
+fn announce(
     config: &ChunkWorkerConfig,
     state: &ChunkWorkerState,
     input: Input<'_>,
@@ -183,7 +224,7 @@ pub fn announce(
 }
 
 /// Decides what an input causes, given the state and what `observe` found.
-pub fn decide(
+fn decide(
     state: &ChunkWorkerState,
     input: Input<'_>,
     observed: Observation,
@@ -250,7 +291,7 @@ fn on_command(
 /// Folds a fact into the state, learning only from what the worker emitted (so the state is
 /// what the events say): the attempt from `failed`, completion from `completed`. The
 /// announced `started` is no fact here: work cut short by a crash must be done again.
-pub fn evolve(mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
+fn evolve(mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
     match fact {
         Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
             if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::metrics::metrics;
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Outgoing, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{
     TranscribeError, Transcriber, TranscriberConfig, Transcription, SAMPLE_RATE,
@@ -31,15 +31,16 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 pub use config::ChunkWorkerConfig;
-pub use decide::{ChunkWorkerState, Observation, Verdict};
+pub use decide::{ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
 
 use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
 /// The chunk worker, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct ChunkWorker {
-    /// Its settings (threads, quantization, worker name, cache size, the test-only delay).
-    worker: ChunkWorkerConfig,
+    /// Its decisions, over its settings (threads, quantization, worker name, cache size, the
+    /// test-only delay), which `observe` reads too.
+    decider: ChunkWorkerDecider,
     /// The whisper model, loaded once at startup (loading per chunk would cost more than
     /// transcribing); in an `Arc` so the blocking transcription task can hold it.
     transcriber: Arc<Transcriber>,
@@ -79,7 +80,7 @@ impl ChunkWorker {
             threads = worker.threads, model = %worker.model, quantization = %worker.quantization,
             "chunk worker ready");
         Ok(ChunkWorker {
-            worker,
+            decider: ChunkWorkerDecider { config: worker },
             transcriber: Arc::new(transcriber),
             s3: S3Service::new(config)?,
             cache_dir: config.data_dir.join("cache").join("objects"),
@@ -94,7 +95,7 @@ impl ChunkWorker {
 
     /// Its settings.
     pub fn config(&self) -> &ChunkWorkerConfig {
-        &self.worker
+        &self.decider.config
     }
 
     /// Where the version `pin` of the object at `key` is cached locally: named by a hash of
@@ -165,7 +166,7 @@ impl ChunkWorker {
             )));
         }
         info!(key, size, path = %path.display(), "source audio downloaded");
-        evict(&self.cache_dir, &path, self.worker.cache_max_files);
+        evict(&self.cache_dir, &path, self.decider.config.cache_max_files);
         Ok(Ok(path))
     }
 }
@@ -314,26 +315,32 @@ fn transcribe_range(
     }
 }
 
+/// How `echoctl run chunk-worker` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "chunk-worker",
+    summary: "Transcribes chunks (a consumer group: run as many as there are cores).",
+    pooled: true,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[chunk_worker]` (whose `batch_max_records` replaces the runtime's) and
+/// runs it until shutdown. Without a configured name, each instance is named after the host
+/// and its instance, so two workers of one process tell apart in `chunk.processing.started`.
+async fn start(mut config: EchoConfig, options: RunOptions) -> Result<()> {
+    let mut worker: ChunkWorkerConfig = config.section("chunk_worker")?;
+    if worker.worker_name == ChunkWorkerConfig::default().worker_name {
+        worker.worker_name = format!("{}-{}", worker.worker_name, options.instance);
+    }
+    config.runtime.batch_max_records = worker.batch_max_records;
+    let p = ChunkWorker::new(&config, worker)?;
+    echo_runtime::run(config, p, options).await
+}
+
 impl Processor for ChunkWorker {
-    type State = ChunkWorkerState;
-    type Observation = Observation;
+    type Decider = ChunkWorkerDecider;
 
-    fn name(&self) -> &'static str {
-        "chunk-worker"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
-    }
-
-    /// `chunk.processing.started` for a command that will be worked on, committed before the
-    /// download and whisper run.
-    fn announce(&self, state: &ChunkWorkerState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
-        decide::announce(&self.worker, state, input, ctx)
+    fn decider(&self) -> &ChunkWorkerDecider {
+        &self.decider
     }
 
     /// Downloads and transcribes only for a command that will be reported, so re-delivered
@@ -356,12 +363,12 @@ impl Processor for ChunkWorker {
                 attempt = command.attempt, "chunk already handled");
             return Ok(Observation::Skipped);
         }
-        if let Err(reason) = decide::chunk_range(&command, self.worker.max_chunk_ms) {
+        if let Err(reason) = decide::chunk_range(&command, self.decider.config.max_chunk_ms) {
             return Ok(Observation::Failed(reason));
         }
         // Never more than the verified size, nor than any upload may be (commands from before
         // sizes were recorded carry none).
-        let cap = self.worker.max_download_bytes;
+        let cap = self.decider.config.max_download_bytes;
         let pin = Pin {
             etag: command.etag.clone(),
             max_bytes: Some(
@@ -375,12 +382,12 @@ impl Processor for ChunkWorker {
             Ok(path) => path,
             Err(reason) => return Ok(Observation::Failed(reason)),
         };
-        if let Some(ms) = self.worker.test_delay_ms {
+        if let Some(ms) = self.decider.config.test_delay_ms {
             // Test-only: simulates a hung worker (see `ChunkWorkerConfig::test_delay_ms`).
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let transcriber = Arc::clone(&self.transcriber);
-        let settings = self.worker.clone();
+        let settings = self.decider.config.clone();
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
         let deadline = Instant::now() + self.whisper_limit;
         let outcome = tokio::task::spawn_blocking(move || {
@@ -398,24 +405,6 @@ impl Processor for ChunkWorker {
             // as failed so the aggregator's retry limit applies, instead of looping here.
             Err(e) => Observation::Failed(format!("transcription crashed: {e}")),
         })
-    }
-
-    fn decide(
-        &self,
-        state: &ChunkWorkerState,
-        input: Input<'_>,
-        observed: Observation,
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(state, input, observed, ctx)
-    }
-
-    fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &ChunkWorkerState) -> bool {
-        state.is_finished()
     }
 }
 

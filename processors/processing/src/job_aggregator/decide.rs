@@ -15,26 +15,65 @@ use echo_catalog::events::{
     ProcessingTimeout,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
+};
 use serde::{Deserialize, Serialize};
 
 use super::config::JobAggregatorConfig;
 use crate::chunking::plan_fixed;
 use crate::validation::decide::{chunk_command, FIRST_ATTEMPT};
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[
-    events::ProcessingJobCreated::TYPE,
-    events::ChunkProcessingCompleted::TYPE,
-    events::ChunkProcessingFailed::TYPE,
-];
+/// The job aggregator's decisions: a deadline per chunk, re-issues, failures past the limit.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone)]
+pub struct JobAggregatorDecider {
+    /// Chunk deadlines and the re-issue limit.
+    pub config: JobAggregatorConfig,
+}
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::ProcessingTimeout::TYPE,
-    events::ChunkProcess::TYPE,
-    events::ChunkProcessingFailed::TYPE,
-];
+impl Decider for JobAggregatorDecider {
+    type State = AggregatorState;
+    type Observation = ();
+
+    fn name(&self) -> &'static str {
+        "job-aggregator"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[
+            events::ProcessingJobCreated::TYPE,
+            events::ChunkProcessingCompleted::TYPE,
+            events::ChunkProcessingFailed::TYPE,
+        ]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::ProcessingTimeout::TYPE,
+            events::ChunkProcess::TYPE,
+            events::ChunkProcessingFailed::TYPE,
+        ]
+    }
+
+    fn decide(
+        &self,
+        state: &AggregatorState,
+        input: Input<'_>,
+        _observed: (),
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(&self.config, state, input, ctx)
+    }
+
+    fn evolve(&self, state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &AggregatorState) -> bool {
+        state.is_finished()
+    }
+}
 
 /// Prefix of a chunk's deadline timer; the full name is `chunk-{index}` (unique per resource,
 /// as a resource has one job), its payload the job id.
@@ -180,7 +219,7 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
 }
 
 /// Decides what an input causes. Needs no observation: everything is in the state.
-pub fn decide(
+fn decide(
     config: &JobAggregatorConfig,
     state: &AggregatorState,
     input: Input<'_>,
@@ -314,7 +353,7 @@ fn on_deadline(
 /// Folds a fact into the state: the job and chunk results from what was consumed, re-issued
 /// attempts and given-up chunks from what was emitted. Its own `chunk.processing.failed`
 /// comes back on the topic it reads; folding it twice changes nothing.
-pub fn evolve(mut state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
+fn evolve(mut state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
     match fact {
         Fact::Consumed(record) if record.is::<ProcessingJobCreated>() && state.job.is_none() => {
             if let Ok(job) = record

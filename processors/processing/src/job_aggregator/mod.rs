@@ -13,45 +13,54 @@
 pub mod config;
 pub mod decide;
 
-use echo_runtime::{Context, Decision, Fact, HandlerError, Input, Processor};
+use anyhow::Result;
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 
 pub use config::JobAggregatorConfig;
-pub use decide::{AggregatorState, ChunkStatus, ChunkTrack, TrackedJob};
+pub use decide::{AggregatorState, ChunkStatus, ChunkTrack, JobAggregatorDecider, TrackedJob};
 
 /// The job aggregator, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct JobAggregator {
-    /// Deadlines and the attempt limit.
-    config: JobAggregatorConfig,
+    /// Its decisions, over deadlines and the attempt limit.
+    decider: JobAggregatorDecider,
 }
 
 impl JobAggregator {
     /// An aggregator with these settings. Does no I/O and cannot fail; whoever loads the
     /// settings calls [`JobAggregatorConfig::validate`] first.
     pub fn new(config: JobAggregatorConfig) -> Self {
-        JobAggregator { config }
+        JobAggregator {
+            decider: JobAggregatorDecider { config },
+        }
     }
 
     /// Its settings.
     pub fn config(&self) -> &JobAggregatorConfig {
-        &self.config
+        &self.decider.config
     }
 }
 
+/// How `echoctl run job-aggregator` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "job-aggregator",
+    summary: "Chunk deadlines, re-issues and failures.",
+    pooled: false,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[job_aggregator]` and runs it until shutdown.
+async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
+    let aggregator: JobAggregatorConfig = config.section("job_aggregator")?;
+    aggregator.validate()?;
+    echo_runtime::run(config, JobAggregator::new(aggregator), options).await
+}
+
 impl Processor for JobAggregator {
-    type State = AggregatorState;
-    type Observation = ();
+    type Decider = JobAggregatorDecider;
 
-    fn name(&self) -> &'static str {
-        "job-aggregator"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
+    fn decider(&self) -> &JobAggregatorDecider {
+        &self.decider
     }
 
     async fn observe(
@@ -61,23 +70,5 @@ impl Processor for JobAggregator {
         _ctx: &Context,
     ) -> Result<(), HandlerError> {
         Ok(())
-    }
-
-    fn decide(
-        &self,
-        state: &AggregatorState,
-        input: Input<'_>,
-        _observed: (),
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(&self.config, state, input, ctx)
-    }
-
-    fn evolve(&self, state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &AggregatorState) -> bool {
-        state.is_finished()
     }
 }

@@ -11,23 +11,60 @@ use echo_catalog::events::{
     ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
 use super::config::ValidationConfig;
 use crate::chunking::{plan_at_pauses, plan_fixed, SpeechMap};
 
-/// The record types this processor handles; its `handles` in topics/topics.toml.
-pub const HANDLES: &[&str] = &[events::UploadCompleted::TYPE];
+/// The validation processor's decisions: pass or refuse examined audio, plan its chunks.
+/// Pure: built from configuration alone.
+#[derive(Debug, Clone)]
+pub struct ValidationDecider {
+    /// The limits audio is held to, and how chunks are planned.
+    pub config: ValidationConfig,
+}
 
-/// The record types this processor emits; its `emits` in topics/topics.toml.
-pub const EMITS: &[&str] = &[
-    events::ValidationStarted::TYPE,
-    events::ValidationPassed::TYPE,
-    events::ValidationFailed::TYPE,
-    events::ProcessingJobCreated::TYPE,
-    events::ChunkProcess::TYPE,
-];
+impl Decider for ValidationDecider {
+    type State = ValidationState;
+    type Observation = Observation;
+
+    fn name(&self) -> &'static str {
+        "validation"
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        &[events::UploadCompleted::TYPE]
+    }
+
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            events::ValidationStarted::TYPE,
+            events::ValidationPassed::TYPE,
+            events::ValidationFailed::TYPE,
+            events::ProcessingJobCreated::TYPE,
+            events::ChunkProcess::TYPE,
+        ]
+    }
+
+    fn decide(
+        &self,
+        state: &ValidationState,
+        input: Input<'_>,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        decide(&self.config, state, input, observed, ctx)
+    }
+
+    fn evolve(&self, state: ValidationState, fact: Fact<'_>) -> ValidationState {
+        evolve(state, fact)
+    }
+
+    fn is_finished(&self, state: &ValidationState) -> bool {
+        state.is_finished()
+    }
+}
 
 /// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
 /// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
@@ -170,7 +207,7 @@ pub fn needs_examination(state: &ValidationState, input: Input<'_>) -> bool {
 }
 
 /// Decides what an input causes, given the state and what `observe` found.
-pub fn decide(
+fn decide(
     config: &ValidationConfig,
     state: &ValidationState,
     input: Input<'_>,
@@ -341,7 +378,7 @@ pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
 
 /// Folds a fact into the state; everything is learned from what the processor emitted, so the
 /// state is what its events say.
-pub fn evolve(mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
+fn evolve(mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
     match fact {
         Fact::Emitted(out) if out.is::<ValidationStarted>() => state.started = true,
         Fact::Emitted(out) if out.is::<ValidationPassed>() => state.passed = true,

@@ -21,20 +21,20 @@ use std::path::Path;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
-use echo_runtime::{Context, Decision, EchoConfig, Fact, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
 use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 
 use crate::chunking::{Chunking, SpeechMap};
 pub use config::ValidationConfig;
-pub use decide::{AudioFacts, Observation, ValidationState, FIRST_ATTEMPT};
+pub use decide::{AudioFacts, Observation, ValidationDecider, ValidationState, FIRST_ATTEMPT};
 
 /// The validation processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
 pub struct ValidationProcessor {
-    /// The limits and the chunk plan.
-    validation: ValidationConfig,
+    /// Its decisions, over the limits and the chunk plan.
+    decider: ValidationDecider,
     /// The bucket the uploaded audio is read from.
     s3: S3Service,
 }
@@ -44,7 +44,7 @@ impl ValidationProcessor {
     pub fn new(config: &EchoConfig, validation: ValidationConfig) -> Result<ValidationProcessor> {
         validation.validate()?;
         Ok(ValidationProcessor {
-            validation,
+            decider: ValidationDecider { config: validation },
             s3: S3Service::new(config)?,
         })
     }
@@ -56,24 +56,29 @@ impl ValidationProcessor {
 
     /// Its settings.
     pub fn config(&self) -> &ValidationConfig {
-        &self.validation
+        &self.decider.config
     }
 }
 
+/// How `echoctl run validation` finds and starts it.
+pub const REGISTRATION: Registration = Registration {
+    name: "validation",
+    summary: "Audio validation and chunk planning.",
+    pooled: false,
+    start: |config, options| Box::pin(start(config, options)),
+};
+
+/// Builds it from `[validation]` and runs it until shutdown.
+async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
+    let p = ValidationProcessor::new(&config, config.section("validation")?)?;
+    echo_runtime::run(config, p, options).await
+}
+
 impl Processor for ValidationProcessor {
-    type State = ValidationState;
-    type Observation = Observation;
+    type Decider = ValidationDecider;
 
-    fn name(&self) -> &'static str {
-        "validation"
-    }
-
-    fn handles(&self) -> &'static [&'static str] {
-        decide::HANDLES
-    }
-
-    fn emits(&self) -> &'static [&'static str] {
-        decide::EMITS
+    fn decider(&self) -> &ValidationDecider {
+        &self.decider
     }
 
     /// Downloads and examines the audio only for a first `upload.completed`, so duplicates and
@@ -103,7 +108,7 @@ impl Processor for ValidationProcessor {
         if let Some(refused) = refusal_of_download(&completed, download) {
             return Ok(refused);
         }
-        let config = self.validation.clone();
+        let config = self.decider.config.clone();
         // Probing and decoding are CPU-bound: keep them off the async worker threads.
         tokio::task::spawn_blocking(move || {
             let observed = examine(&config, &path);
@@ -113,24 +118,6 @@ impl Processor for ValidationProcessor {
         .await
         // A panicking decoder was fed this file; it would panic again on every retry.
         .map_err(|e| HandlerError::Permanent(format!("examining the audio panicked: {e}")))?
-    }
-
-    fn decide(
-        &self,
-        state: &ValidationState,
-        input: Input<'_>,
-        observed: Observation,
-        ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide::decide(&self.validation, state, input, observed, ctx)
-    }
-
-    fn evolve(&self, state: ValidationState, fact: Fact<'_>) -> ValidationState {
-        decide::evolve(state, fact)
-    }
-
-    fn is_finished(&self, state: &ValidationState) -> bool {
-        state.is_finished()
     }
 }
 
