@@ -8,9 +8,9 @@ use echo_runtime::Registration;
 /// The registered processors.
 pub const PROCESSORS: &[Registration] = &[
     echo_upload::REGISTRATION,
-    echo_processing::validation::REGISTRATION,
-    echo_processing::chunk_worker::REGISTRATION,
-    echo_processing::job_aggregator::REGISTRATION,
+    echo_validation::REGISTRATION,
+    echo_chunk_worker::REGISTRATION,
+    echo_job_aggregator::REGISTRATION,
     echo_transcription::REGISTRATION,
     echo_resource::REGISTRATION,
 ];

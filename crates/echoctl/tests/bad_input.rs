@@ -47,8 +47,8 @@
 //! | `chunk.process` for the range `0..i64::MAX` | [`a_chunk_command_for_an_endless_range_fails_the_chunk`] |
 //!
 //! The same inputs are also met at lower levels: the validation processor's own tests probe
-//! garbage, empty, header-only and short files against S3 (`processors/processing/tests/
-//! validation_probe.rs`), the runtime's tests send garbage and wrong-topic records through a
+//! garbage, empty, header-only and short files against S3 (`processors/validation/tests/
+//! observe.rs`), the runtime's tests send garbage and wrong-topic records through a
 //! test processor (`tests/runtime.rs`). This file is the one list, end to end, with the
 //! partition checked after each.
 //!

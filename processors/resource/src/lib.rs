@@ -19,51 +19,20 @@
 //! resource goes apart from the I/O that carries it out: the deletion is retried on its own,
 //! and the decision is in the log before any object is touched.
 //!
-//! Like every processor it is split in three: [`config`] (its settings), [`decide`] (pure
-//! logic, the Decider's `decide` and `evolve`) and `echo_storage` (the S3 I/O `observe` does).
+//! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
+//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need).
 
 pub mod config;
 pub mod decide;
+pub mod observe;
 
 use anyhow::Result;
-use echo_catalog::events::CleanupInitiated;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
-use tracing::info;
+use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::ResourceConfig;
 pub use decide::{Observation, Outcome, ResourceDecider, ResourceState, SWEEP_TIMER, TTL_TIMER};
 pub use echo_storage::S3Service;
-
-/// The resource processor, run by `echo_runtime::run`.
-#[derive(Debug, Clone)]
-pub struct ResourceProcessor {
-    /// Its decisions, over how long ready resources are kept.
-    decider: ResourceDecider,
-    /// The bucket whose resource prefixes are deleted.
-    s3: S3Service,
-}
-
-impl ResourceProcessor {
-    /// A processor over the bucket of `config.s3`; fails on unusable settings. Does no I/O:
-    /// call [`S3Service::ensure_bucket`] on [`ResourceProcessor::s3`] at startup.
-    pub fn new(config: &EchoConfig, resource: ResourceConfig) -> Result<ResourceProcessor> {
-        resource.validate()?;
-        Ok(ResourceProcessor {
-            decider: ResourceDecider { config: resource },
-            s3: S3Service::new(config)?,
-        })
-    }
-
-    /// The object store it uses, for startup checks.
-    pub fn s3(&self) -> &S3Service {
-        &self.s3
-    }
-
-    /// Its settings.
-    pub fn config(&self) -> &ResourceConfig {
-        &self.decider.config
-    }
-}
+pub use observe::ResourceProcessor;
 
 /// How `echoctl run resource` finds and starts it.
 pub const REGISTRATION: Registration = Registration {
@@ -78,44 +47,4 @@ async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
     let p = ResourceProcessor::new(&config, config.section("resource")?)?;
     p.s3().ensure_bucket().await?;
     echo_runtime::run(config, p, options).await
-}
-
-impl Processor for ResourceProcessor {
-    type Decider = ResourceDecider;
-
-    fn decider(&self) -> &ResourceDecider {
-        &self.decider
-    }
-
-    /// Deletes only for a `cleanup.initiated` of a resource not yet cleaned, so a repeated
-    /// cleanup and every other input cost no S3 call.
-    async fn observe(
-        &self,
-        state: &ResourceState,
-        input: Input<'_>,
-        _ctx: &Context,
-    ) -> Result<Observation, HandlerError> {
-        let record = match input {
-            Input::Timer(timer) if timer.name == SWEEP_TIMER => {
-                let resource_id = &timer.scheduled_by.correlation_id;
-                let Some(prefix) = decide::sweep_target(state, resource_id) else {
-                    return Ok(Observation::Nothing);
-                };
-                let deleted = self.s3.delete_prefix(&prefix).await?;
-                info!(prefix, deleted, "swept what was uploaded after the cleanup");
-                return Ok(Observation::Deleted(deleted));
-            }
-            Input::Timer(_) => return Ok(Observation::Nothing),
-            Input::Record(record) => record,
-        };
-        if !record.is::<CleanupInitiated>() {
-            return Ok(Observation::Nothing);
-        }
-        let Some(prefix) = decide::cleanup_target(state, record)? else {
-            return Ok(Observation::Nothing);
-        };
-        let deleted = self.s3.delete_prefix(&prefix).await?;
-        info!(prefix, deleted, "deleted the objects of a resource");
-        Ok(Observation::Deleted(deleted))
-    }
 }

@@ -1,11 +1,19 @@
-//! The `observe` step of `ResourceProcessor`: which inputs cause S3 calls. Uses an endpoint
-//! nothing listens on, so any call that reaches the network shows up as a transient error.
+//! The `observe` step of `ResourceProcessor`. Which inputs cause S3 calls, against an endpoint
+//! nothing listens on (any call that reaches the network shows up as a transient error); and
+//! the cleanup against the real object store of the local stack (`EchoConfig::default()`):
+//! `observe` deletes a resource's objects, `decide` reports how many, and another resource's
+//! objects survive. Fails, never skips, when the store is down.
 
-use echo_catalog::events::{CleanupInitiated, CleanupReason, TranscriptionFailed};
+use echo_catalog::events::{
+    CleanupCompleted, CleanupInitiated, CleanupReason, TranscriptionFailed,
+};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::{Observation, ResourceConfig, ResourceProcessor, ResourceState};
-use echo_runtime::{Context, Decider, EchoConfig, HandlerError, Incoming, Input, Processor};
+use echo_runtime::envelope::SourcePosition;
+use echo_runtime::{Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
+use s3::creds::Credentials;
+use s3::{Bucket, Region};
 
 const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 
@@ -89,5 +97,183 @@ async fn a_foreign_prefix_is_refused_before_any_io() {
     assert!(
         matches!(observed, Err(HandlerError::Permanent(_))),
         "{observed:?}"
+    );
+}
+
+/// A bucket handle of its own, to put objects: the processor only ever deletes.
+fn raw_bucket(config: &EchoConfig) -> Box<Bucket> {
+    let s3 = &config.s3;
+    let region = Region::Custom {
+        region: s3.region.clone(),
+        endpoint: s3.endpoint.clone(),
+    };
+    let credentials = Credentials::new(
+        Some(&s3.access_key),
+        Some(s3.secret_key.expose()),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    Bucket::new(&s3.bucket, region, credentials)
+        .unwrap()
+        .with_path_style()
+}
+
+fn cleanup_for(resource: &str, event_id: &str) -> Incoming {
+    let record = CleanupInitiated {
+        metadata: EventMetadata::new(event_id, resource, "resource", 0),
+        reason: CleanupReason::TtlReached,
+        prefix: keys::prefix(resource),
+    };
+    Incoming {
+        type_name: CleanupInitiated::TYPE,
+        key: resource.into(),
+        metadata: record.metadata.clone(),
+        value: apache_avro::to_value(&record).unwrap(),
+        source: SourcePosition {
+            topic: "echo.resource.events".into(),
+            partition: 0,
+            offset: 0,
+        },
+        attempt: 0,
+    }
+}
+
+fn ctx(input: &Incoming) -> Context {
+    Context::for_input("resource", 1_700_000_000_000, Input::Record(input))
+}
+
+async fn exists(p: &ResourceProcessor, key: &str) -> bool {
+    p.s3().head(key).await.unwrap().is_some()
+}
+
+#[tokio::test]
+async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
+    let config = EchoConfig::default();
+    let p = ResourceProcessor::new(&config, ResourceConfig::default()).unwrap();
+    p.s3().ensure_bucket().await.unwrap();
+    let bucket = raw_bucket(&config);
+
+    let resource = uuid::Uuid::new_v4().to_string();
+    let other = uuid::Uuid::new_v4().to_string();
+    let own_keys = [
+        keys::upload(&resource),
+        keys::report(&resource, "transcript.txt"),
+        keys::report(&resource, "transcript.json"),
+    ];
+    for key in &own_keys {
+        bucket
+            .put_object_with_content_type(key, b"bytes", "application/octet-stream")
+            .await
+            .unwrap();
+    }
+    // Another resource whose id extends this one's: a prefix without the trailing `/`
+    // would take it too.
+    let neighbour = format!("{resource}0");
+    let other_keys = [keys::upload(&other), keys::upload(&neighbour)];
+    for key in &other_keys {
+        bucket
+            .put_object_with_content_type(key, b"other", "audio/wav")
+            .await
+            .unwrap();
+    }
+
+    let input = cleanup_for(&resource, "ci-1");
+    let state = ResourceState::default();
+    let c = ctx(&input);
+    let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
+    assert_eq!(observed, Observation::Deleted(3));
+    let decision = p
+        .decider()
+        .decide(&state, Input::Record(&input), observed, &c)
+        .unwrap();
+    assert_eq!(decision.emit.len(), 1);
+    let completed: CleanupCompleted = decision.emit[0].decode().unwrap();
+    assert_eq!(completed.deleted_objects, 3);
+    assert_eq!(decision.emit[0].key, resource);
+
+    for key in &own_keys {
+        assert!(!exists(&p, key).await, "{key} survived the cleanup");
+    }
+    for key in &other_keys {
+        assert!(
+            exists(&p, key).await,
+            "{key} of another resource was deleted"
+        );
+    }
+
+    // The same cleanup again from the same state (a retry after an aborted transaction):
+    // nothing is left, and it says so.
+    let c = ctx(&input);
+    let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
+    assert_eq!(observed, Observation::Deleted(0));
+    let decision = p
+        .decider()
+        .decide(&state, Input::Record(&input), observed, &c)
+        .unwrap();
+    let completed: CleanupCompleted = decision.emit[0].decode().unwrap();
+    assert_eq!(completed.deleted_objects, 0);
+
+    // Once the completion is folded in, another cleanup costs no S3 call and emits nothing.
+    let cleaned = p.decider().evolve(state, Fact::Emitted(&decision.emit[0]));
+    let again = cleanup_for(&resource, "ci-2");
+    let c = ctx(&again);
+    let observed = p
+        .observe(&cleaned, Input::Record(&again), &c)
+        .await
+        .unwrap();
+    assert_eq!(observed, Observation::Nothing);
+    let decision = p
+        .decider()
+        .decide(&cleaned, Input::Record(&again), observed, &c)
+        .unwrap();
+    assert!(decision.emit.is_empty());
+
+    for id in [&other, &neighbour] {
+        assert_eq!(p.s3().delete_prefix(&keys::prefix(id)).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn delete_prefix_refuses_anything_but_one_resource() {
+    let p = ResourceProcessor::new(&EchoConfig::default(), ResourceConfig::default()).unwrap();
+    for prefix in ["", keys::ROOT, "resources/a/b/", "resources/../"] {
+        assert!(
+            matches!(
+                p.s3().delete_prefix(prefix).await,
+                Err(HandlerError::Permanent(_))
+            ),
+            "{prefix:?} accepted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cleanup_larger_than_one_listing_page_deletes_everything() {
+    let config = EchoConfig::default();
+    let p = ResourceProcessor::new(&config, ResourceConfig::default()).unwrap();
+    p.s3().ensure_bucket().await.unwrap();
+    let bucket = raw_bucket(&config);
+    let resource = uuid::Uuid::new_v4().to_string();
+    // One more than a listing page (1000 keys), so the delete has to list again.
+    for i in 0..1001 {
+        bucket
+            .put_object(keys::report(&resource, &format!("part-{i:04}")), b"x")
+            .await
+            .unwrap();
+    }
+    let deleted = p
+        .s3()
+        .delete_prefix(&keys::prefix(&resource))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1001);
+    assert_eq!(
+        p.s3()
+            .delete_prefix(&keys::prefix(&resource))
+            .await
+            .unwrap(),
+        0
     );
 }

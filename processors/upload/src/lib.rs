@@ -10,50 +10,20 @@
 //!   (`upload.completed` or `upload.failed`);
 //! - no finalize before the URL expires → `upload.expired` and `upload.failed`.
 //!
-//! Like every processor it is split in three: [`config`] (its settings), [`decide`] (pure
-//! logic, the Decider's `decide` and `evolve`) and `echo_storage` (the S3 I/O `observe` does).
+//! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
+//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need).
 
 pub mod config;
 pub mod decide;
+pub mod observe;
 
 use anyhow::Result;
-use echo_catalog::events::{UploadFinalize, UploadRequested};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::UploadConfig;
 pub use decide::{DeliveredUrl, Observation, RequestedUpload, UploadDecider, UploadState};
 pub use echo_storage::{ObjectFacts, S3Service};
-
-/// The upload processor, run by `echo_runtime::run`.
-#[derive(Debug, Clone)]
-pub struct UploadProcessor {
-    /// Its decisions, over what is accepted and for how long URLs are valid.
-    decider: UploadDecider,
-    /// The bucket uploads are PUT to and verified in.
-    s3: S3Service,
-}
-
-impl UploadProcessor {
-    /// A processor over the bucket of `config.s3`; fails on unusable settings. Does no I/O:
-    /// call [`S3Service::ensure_bucket`] on [`UploadProcessor::s3`] at startup.
-    pub fn new(config: &EchoConfig, upload: UploadConfig) -> Result<UploadProcessor> {
-        upload.validate()?;
-        Ok(UploadProcessor {
-            decider: UploadDecider { config: upload },
-            s3: S3Service::new(config)?,
-        })
-    }
-
-    /// The object store it uses, for startup checks.
-    pub fn s3(&self) -> &S3Service {
-        &self.s3
-    }
-
-    /// Its settings.
-    pub fn config(&self) -> &UploadConfig {
-        &self.decider.config
-    }
-}
+pub use observe::UploadProcessor;
 
 /// How `echoctl run upload` finds and starts it.
 pub const REGISTRATION: Registration = Registration {
@@ -68,59 +38,4 @@ async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
     let p = UploadProcessor::new(&config, config.section("upload")?)?;
     p.s3().ensure_bucket().await?;
     echo_runtime::run(config, p, options).await
-}
-
-impl Processor for UploadProcessor {
-    type Decider = UploadDecider;
-
-    fn decider(&self) -> &UploadDecider {
-        &self.decider
-    }
-
-    /// Presigns only for a request that will get a URL, and HEADs only for a finalize that
-    /// will be checked, so refused and duplicate inputs cost no S3 call.
-    async fn observe(
-        &self,
-        state: &UploadState,
-        input: Input<'_>,
-        _ctx: &Context,
-    ) -> Result<Observation, HandlerError> {
-        let Input::Record(record) = input else {
-            return Ok(Observation::Nothing);
-        };
-        if record.is::<UploadRequested>() {
-            let request: UploadRequested = record.decode()?;
-            let verdict = decide::screen_request(
-                &self.decider.config,
-                state,
-                &record.metadata.correlation_id,
-                &request,
-            );
-            if let decide::RequestVerdict::Issue { object_key } = verdict {
-                let url = self
-                    .s3
-                    .presign_put(
-                        &object_key,
-                        &request.content_type,
-                        request.declared_size_bytes,
-                        self.decider.config.url_ttl_secs,
-                    )
-                    .await?;
-                let delivered = match &request.reply_key {
-                    // The key was checked by `screen_request`; sealing cannot fail on it.
-                    Some(key) => DeliveredUrl::Sealed(
-                        echo_catalog::sealed::seal(key, &url)
-                            .map_err(|e| HandlerError::Permanent(e.to_string()))?,
-                    ),
-                    None => DeliveredUrl::Clear(url),
-                };
-                return Ok(Observation::PresignedUrl(delivered));
-            }
-        } else if record.is::<UploadFinalize>() {
-            if let Some(key) = decide::finalize_target(state) {
-                return Ok(Observation::Object(self.s3.head(key).await?));
-            }
-        }
-        Ok(Observation::Nothing)
-    }
 }

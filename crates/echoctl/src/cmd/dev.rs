@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use echo_catalog::Catalogue;
-use echo_processing::chunk_worker::ChunkWorkerConfig;
+use echo_chunk_worker::ChunkWorkerConfig;
 use echo_runtime::endpoints::EndpointsConfig;
 use echo_runtime::{admin, registry, EchoConfig};
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use echo_processing::chunk_worker::ChunkWorkerConfig;
+use echo_chunk_worker::ChunkWorkerConfig;
 use echo_runtime::EchoConfig;
 use echo_speech::model::{ModelName, Quantization};
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use echo_processing::chunk_worker::ChunkWorkerConfig;
+use echo_chunk_worker::ChunkWorkerConfig;
 use echo_runtime::EchoConfig;
 use echo_speech::audio::decode_to_mono_16k;
 use echo_speech::model::{ModelName, Quantization};

@@ -1,11 +1,39 @@
 //! How a file is cut into chunks, the unit of parallel transcription, as pure functions: at
-//! fixed marks, or at the pauses of the speech a detector found. Validation plans with them; the
-//! job aggregator re-derives the fixed plan of jobs whose creation event predates planned
-//! ranges.
+//! fixed marks, or at the pauses of the speech a detector found; and the command each chunk
+//! is transcribed by. Validation plans with them and issues the first commands; the job
+//! aggregator re-derives the fixed plan of jobs whose creation event predates planned ranges
+//! and re-issues late chunks; the chunk worker squeezes pauses with the same join.
 
 use std::ops::Range;
 
+use echo_catalog::events::ChunkProcess;
+use echo_runtime::Outgoing;
 use serde::{Deserialize, Serialize};
+
+/// Longest silence kept between two speech regions, in ms: enough for whisper to hear a
+/// sentence end (it ends a segment there and places its timestamps at the join), short
+/// enough that a window holds little besides speech. 400 ms, picked by measuring WER on
+/// flite speech with 1–5 s pauses (see docs/PIPELINE.md). The planner packs chunks with it,
+/// and the chunk worker squeezes each chunk's pauses to it, so a chunk fits one window.
+pub const JOIN_GAP_MS: u64 = 400;
+
+/// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
+/// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
+pub const FIRST_ATTEMPT: i32 = 1;
+
+/// A chunk command as an output, keyed and placed by the chunk-commands topic's rule
+/// (`echo_catalog::keys`): every attempt of a chunk on one partition, a job's chunks on
+/// consecutive ones. The runtime takes the partition modulo the topic's partition count.
+pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
+    Outgoing::new(
+        echo_catalog::keys::chunk_key(&command.job_id, command.chunk_index),
+        command,
+    )
+    .on_partition(echo_catalog::keys::chunk_placement(
+        &command.job_id,
+        command.chunk_index,
+    ))
+}
 
 /// Which planner cuts a file into chunks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +85,7 @@ pub struct PauseCut {
     /// speech plus at most `gap_ms` per pause. A little under the window, so the chunk
     /// worker's own detection of the range, which may differ slightly, still fits one window.
     pub pack_ms: i64,
-    /// Silence kept of each pause when it is squeezed, in ms ([`crate::squeeze::JOIN_GAP_MS`]).
+    /// Silence kept of each pause when it is squeezed, in ms ([`JOIN_GAP_MS`]).
     pub gap_ms: i64,
     /// Longest time from a chunk's first speech to its last, in ms: the chunk worker decodes
     /// all of it (and refuses ranges over `chunk_worker.max_chunk_ms`).

@@ -7,11 +7,11 @@ use echo_catalog::events::{
     ChunkRange, ProcessingJobCreated, ProcessingTimeout, TranscriptOptions, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::job_aggregator::decide::chunk_timer;
-use echo_processing::job_aggregator::{
+use echo_chunking::FIRST_ATTEMPT;
+use echo_job_aggregator::decide::chunk_timer;
+use echo_job_aggregator::{
     AggregatorState, ChunkStatus, JobAggregatorConfig, JobAggregatorDecider,
 };
-use echo_processing::validation::FIRST_ATTEMPT;
 use echo_runtime::testing::{self, types};
 use echo_runtime::{Decision, HandlerError, Incoming};
 

@@ -8,7 +8,7 @@ use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
+use echo_chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{testing, Decision, EchoConfig, HandlerError, Incoming, Input};
 use echo_storage::{keys, Pin};

@@ -1,34 +1,20 @@
-//! The `validation` processor: the entry point of the Processing context.
-//!
-//! It consumes `echo.upload.events` and produces `echo.processing.events` and
-//! `echo.processing.chunk-commands` (see `topics/topics.toml`). On the first
-//! `upload.completed` of a resource it downloads the audio (no more bytes than were finalized),
-//! probes it and decodes it packet by packet without keeping the samples (proof that the chunk
-//! workers will be able to, and its true length; with `speech` chunking a voice-activity
-//! detector listens along, for the pauses chunks are cut at), checks it against
-//! [`ValidationConfig`], and either fails it (`validation.failed`) or plans the transcription
-//! job: `validation.passed`, `processing.job.created` and one `chunk.process` command per chunk
-//! (none when no speech was heard: the job is complete, and empty, at once).
-//!
-//! Split like every processor: [`config`] (settings), [`decide`] (pure `decide`/`evolve`),
-//! and the I/O in `observe` below (S3 download, CPU-bound decoding on a blocking thread).
-
-pub mod config;
-pub mod decide;
+//! The I/O of the `validation` processor: downloading the upload (no more bytes than were
+//! finalized) and examining it on a blocking thread (probe, decode, speech detection), for
+//! `decide` to judge. `observe` only reads.
 
 use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
+use echo_chunking::{Chunking, SpeechMap};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
 use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
 
-use crate::chunking::{Chunking, SpeechMap};
-pub use config::ValidationConfig;
-pub use decide::{AudioFacts, Observation, ValidationDecider, ValidationState, FIRST_ATTEMPT};
+use crate::config::ValidationConfig;
+use crate::decide::{self, AudioFacts, Observation, ValidationDecider, ValidationState};
 
 /// The validation processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -58,20 +44,6 @@ impl ValidationProcessor {
     pub fn config(&self) -> &ValidationConfig {
         &self.decider.config
     }
-}
-
-/// How `echoctl run validation` finds and starts it.
-pub const REGISTRATION: Registration = Registration {
-    name: "validation",
-    summary: "Audio validation and chunk planning.",
-    pooled: false,
-    start: |config, options| Box::pin(start(config, options)),
-};
-
-/// Builds it from `[validation]` and runs it until shutdown.
-async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
-    let p = ValidationProcessor::new(&config, config.section("validation")?)?;
-    echo_runtime::run(config, p, options).await
 }
 
 impl Processor for ValidationProcessor {

@@ -3,18 +3,14 @@
 //! whisper pays per 30 s window however little speech it holds, so a chunk worker keeps only
 //! the detected speech of its range, joined by at most [`JOIN_GAP_MS`] of the silence that
 //! was there, and maps the times whisper reports back onto the chunk's own time line. The
-//! planner packs chunks with the same join ([`crate::chunking::plan_at_pauses`]), so a
+//! planner packs chunks with the same join ([`echo_chunking::plan_at_pauses`]), so a
 //! chunk's squeezed audio fits one window.
 
 use std::ops::Range;
 
 use echo_speech::transcriber::{Segment, Word};
 
-/// Longest silence kept between two speech regions, in ms: enough for whisper to hear a
-/// sentence end (it ends a segment there and places its timestamps at the join), short
-/// enough that a window holds little besides speech. 400 ms, picked by measuring WER on
-/// flite speech with 1–5 s pauses (see docs/PIPELINE.md).
-pub const JOIN_GAP_MS: u64 = 400;
+pub use echo_chunking::JOIN_GAP_MS;
 
 /// How close to the edge of a piece's speech whisper's times are taken to mean the edge, in
 /// ms: its timestamps are coarse (it often ends a segment a few hundred ms before a sentence

@@ -7,8 +7,8 @@ use echo_catalog::events::{
     UploadFinalize, Word,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::chunk_worker::decide::{chunk_range, global_segments, screen};
-use echo_processing::chunk_worker::{
+use echo_chunk_worker::decide::{chunk_range, global_segments, screen};
+use echo_chunk_worker::{
     ChunkWorkerConfig, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict,
 };
 use echo_runtime::envelope::SourcePosition;

@@ -14,8 +14,9 @@ use echo_catalog::record::Record;
 use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
-use super::config::ValidationConfig;
-use crate::chunking::{plan_at_pauses, plan_fixed, SpeechMap};
+use crate::config::ValidationConfig;
+pub use echo_chunking::FIRST_ATTEMPT;
+use echo_chunking::{chunk_command, plan_at_pauses, plan_fixed, SpeechMap};
 
 /// The validation processor's decisions: pass or refuse examined audio, plan its chunks.
 /// Pure: built from configuration alone.
@@ -65,10 +66,6 @@ impl Decider for ValidationDecider {
         state.is_finished()
     }
 }
-
-/// The `attempt` of a chunk's first `chunk.process` command; the schema counts attempts from 1,
-/// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
-pub const FIRST_ATTEMPT: i32 = 1;
 
 /// What the validation processor remembers about one resource (changelogged as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,20 +357,6 @@ fn plan_job(
         }));
     }
     Ok(out)
-}
-
-/// A chunk command as an output, keyed and placed by the chunk-commands topic's rule
-/// (`echo_catalog::keys`): every attempt of a chunk on one partition, a job's chunks on
-/// consecutive ones. The runtime takes the partition modulo the topic's partition count.
-pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
-    Outgoing::new(
-        echo_catalog::keys::chunk_key(&command.job_id, command.chunk_index),
-        command,
-    )
-    .on_partition(echo_catalog::keys::chunk_placement(
-        &command.job_id,
-        command.chunk_index,
-    ))
 }
 
 /// Folds a fact into the state; everything is learned from what the processor emitted, so the

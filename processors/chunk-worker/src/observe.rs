@@ -1,17 +1,6 @@
-//! The `chunk-worker` processor: the consumer group on `echo.processing.chunk-commands`.
-//!
-//! Each `chunk.process` names a time range of a job's audio. The worker fetches the audio
-//! (once per file: a local cache, since one worker gets many chunks of the same file),
-//! decodes only that range, leaves its silence out ([`crate::squeeze`]), transcribes the
-//! speech with whisper and emits `chunk.processing.started`
-//! followed by `chunk.processing.completed` (segments on the whole audio's time line) or
-//! `chunk.processing.failed`, in one transaction, keyed by the resource id.
-//!
-//! Split like every processor: [`config`] (settings), [`decide`] (pure rules) and the I/O in
-//! [`ChunkWorker::observe`] (S3, decoding, whisper).
-
-pub mod config;
-pub mod decide;
+//! The I/O of the chunk worker: fetching the source file into a bounded local cache, decoding
+//! the chunk's range and transcribing it with whisper on a blocking thread, for `decide` to
+//! report. `observe` only reads (the cache is its own).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::metrics::metrics;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{
     TranscribeError, Transcriber, TranscriberConfig, Transcription, SAMPLE_RATE,
@@ -30,9 +19,8 @@ use echo_storage::{Download, Pin, S3Service};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-pub use config::ChunkWorkerConfig;
-pub use decide::{ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
-
+use crate::config::ChunkWorkerConfig;
+use crate::decide::{self, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
 use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
 /// The chunk worker, run by `echo_runtime::run`.
@@ -313,27 +301,6 @@ fn transcribe_range(
             range.start, range.end
         ))),
     }
-}
-
-/// How `echoctl run chunk-worker` finds and starts it.
-pub const REGISTRATION: Registration = Registration {
-    name: "chunk-worker",
-    summary: "Transcribes chunks (a consumer group: run as many as there are cores).",
-    pooled: true,
-    start: |config, options| Box::pin(start(config, options)),
-};
-
-/// Builds it from `[chunk_worker]` (whose `batch_max_records` replaces the runtime's) and
-/// runs it until shutdown. Without a configured name, each instance is named after the host
-/// and its instance, so two workers of one process tell apart in `chunk.processing.started`.
-async fn start(mut config: EchoConfig, options: RunOptions) -> Result<()> {
-    let mut worker: ChunkWorkerConfig = config.section("chunk_worker")?;
-    if worker.worker_name == ChunkWorkerConfig::default().worker_name {
-        worker.worker_name = format!("{}-{}", worker.worker_name, options.instance);
-    }
-    config.runtime.batch_max_records = worker.batch_max_records;
-    let p = ChunkWorker::new(&config, worker)?;
-    echo_runtime::run(config, p, options).await
 }
 
 impl Processor for ChunkWorker {

@@ -18,7 +18,7 @@ use echo_catalog::record::Record;
 use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
 use serde::{Deserialize, Serialize};
 
-use super::config::ChunkWorkerConfig;
+use crate::config::ChunkWorkerConfig;
 
 /// The chunk worker's decisions: announce a chunk, report what whisper made of it.
 /// Pure: built from configuration alone.

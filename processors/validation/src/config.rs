@@ -4,8 +4,7 @@
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::chunking::{Chunking, PauseCut};
-use crate::squeeze::JOIN_GAP_MS;
+use echo_chunking::{Chunking, PauseCut, JOIN_GAP_MS};
 
 /// How far under whisper's window a chunk's squeezed audio is packed, in ms: the chunk worker
 /// detects speech again on its range alone, and a region found slightly longer there must

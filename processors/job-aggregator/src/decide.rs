@@ -20,9 +20,8 @@ use echo_runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::config::JobAggregatorConfig;
-use crate::chunking::plan_fixed;
-use crate::validation::decide::{chunk_command, FIRST_ATTEMPT};
+use crate::config::JobAggregatorConfig;
+use echo_chunking::{chunk_command, plan_fixed, FIRST_ATTEMPT};
 
 /// The job aggregator's decisions: a deadline per chunk, re-issues, failures past the limit.
 /// Pure: built from configuration alone.

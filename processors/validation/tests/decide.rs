@@ -7,13 +7,13 @@ use echo_catalog::events::{
     ValidationStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::chunking::{plan_fixed, SpeechMap};
-use echo_processing::validation::decide::{check_limits, needs_examination, truncation};
-use echo_processing::validation::{
-    AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState, FIRST_ATTEMPT,
-};
+use echo_chunking::{plan_fixed, SpeechMap};
 use echo_runtime::testing::{self, types};
 use echo_runtime::{Decision, HandlerError, Incoming, Input};
+use echo_validation::decide::{check_limits, needs_examination, truncation};
+use echo_validation::{
+    AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState, FIRST_ATTEMPT,
+};
 
 const RESOURCE: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
 const KEY: &str = "resources/3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b/upload";

@@ -7,39 +7,20 @@
 //! `chunk.process` when it passes (`processing.timeout` says so), and fails the chunk
 //! (`chunk.processing.failed`) once [`JobAggregatorConfig::max_attempts`] attempts timed out.
 //!
-//! Split like every processor: [`config`] (settings) and [`decide`] (pure `decide`/`evolve`);
-//! it needs no I/O, so its observation is `()`.
+//! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
+//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
+//! it needs none, so its observation is `()`.
 
 pub mod config;
 pub mod decide;
+pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::JobAggregatorConfig;
 pub use decide::{AggregatorState, ChunkStatus, ChunkTrack, JobAggregatorDecider, TrackedJob};
-
-/// The job aggregator, run by `echo_runtime::run`.
-#[derive(Debug, Clone)]
-pub struct JobAggregator {
-    /// Its decisions, over deadlines and the attempt limit.
-    decider: JobAggregatorDecider,
-}
-
-impl JobAggregator {
-    /// An aggregator with these settings. Does no I/O and cannot fail; whoever loads the
-    /// settings calls [`JobAggregatorConfig::validate`] first.
-    pub fn new(config: JobAggregatorConfig) -> Self {
-        JobAggregator {
-            decider: JobAggregatorDecider { config },
-        }
-    }
-
-    /// Its settings.
-    pub fn config(&self) -> &JobAggregatorConfig {
-        &self.decider.config
-    }
-}
+pub use observe::JobAggregator;
 
 /// How `echoctl run job-aggregator` finds and starts it.
 pub const REGISTRATION: Registration = Registration {
@@ -54,21 +35,4 @@ async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
     let aggregator: JobAggregatorConfig = config.section("job_aggregator")?;
     aggregator.validate()?;
     echo_runtime::run(config, JobAggregator::new(aggregator), options).await
-}
-
-impl Processor for JobAggregator {
-    type Decider = JobAggregatorDecider;
-
-    fn decider(&self) -> &JobAggregatorDecider {
-        &self.decider
-    }
-
-    async fn observe(
-        &self,
-        _state: &AggregatorState,
-        _input: Input<'_>,
-        _ctx: &Context,
-    ) -> Result<(), HandlerError> {
-        Ok(())
-    }
 }

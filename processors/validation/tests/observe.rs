@@ -10,11 +10,9 @@ use echo_catalog::events::{
     ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_processing::validation::{
-    Observation, ValidationConfig, ValidationProcessor, ValidationState,
-};
 use echo_runtime::{Context, Decider, Decision, EchoConfig, Incoming, Input, Processor};
 use echo_storage::keys;
+use echo_validation::{Observation, ValidationConfig, ValidationProcessor, ValidationState};
 
 fn incoming<R: Record>(record: &R) -> Incoming {
     Incoming::from_record(
