@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use echo_catalog::events::{UploadCompleted, UploadExpired, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Input, Outgoing, Processor};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Outgoing, Processor,
+};
 use serde::{Deserialize, Serialize};
 
 /// Filename prefix: fail transiently on the first N attempts (`transient-2-x`).
@@ -92,6 +94,7 @@ impl TestProcessor {
 impl Decider for TestProcessor {
     type State = Counter;
     type Observation = ();
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         self.name
@@ -238,6 +241,11 @@ impl Processor for TestProcessor {
             }
         }
         Ok(())
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }
 

@@ -47,26 +47,45 @@ pub enum Input<'a> {
     Timer(&'a Timer),
 }
 
-/// What a handler decided; the runtime carries it out in one transaction.
-#[derive(Debug, Clone, Default)]
-pub struct Decision {
+/// What a handler decided; the runtime carries it out: its effects first, then its outputs,
+/// timers and state in one transaction.
+#[derive(Debug, Clone)]
+pub struct Decision<E = NoEffect> {
     /// Events and commands to publish.
     pub emit: Vec<Outgoing>,
     /// Timers to set (or move) for this key.
     pub schedule: Vec<Timer>,
     /// Names of this key's timers to drop.
     pub cancel: Vec<String>,
+    /// Writes outside Kafka (a report file) the processor's `effect` carries out before the
+    /// outputs are produced; idempotent, as a retried input asks for them again.
+    pub effects: Vec<E>,
 }
 
-impl Decision {
+impl<E> Default for Decision<E> {
+    fn default() -> Self {
+        Decision {
+            emit: Vec::new(),
+            schedule: Vec::new(),
+            cancel: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+}
+
+impl<E> Decision<E> {
     /// A decision that emits these records.
-    pub fn emit(emit: Vec<Outgoing>) -> Decision {
+    pub fn emit(emit: Vec<Outgoing>) -> Decision<E> {
         Decision {
             emit,
             ..Decision::default()
         }
     }
 }
+
+/// The effect of a processor that writes nothing outside Kafka: there is none to carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEffect {}
 
 /// A fact the state evolves on: what the processor consumed and what it emitted.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +195,8 @@ pub trait Decider: Send + Sync + 'static {
     type State: Default + Clone + Serialize + DeserializeOwned + Send + 'static;
     /// What the processor's `observe` found out in the world, handed to `decide`.
     type Observation;
+    /// A write outside Kafka its decisions ask for ([`NoEffect`] when there is none).
+    type Effect: std::fmt::Debug + Send + Sync + 'static;
 
     /// The processor's name in topics/topics.toml.
     fn name(&self) -> &'static str;
@@ -199,14 +220,14 @@ pub trait Decider: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Decides what to emit and which timers to set.
+    /// Decides what to emit, which timers to set and what to write outside Kafka.
     fn decide(
         &self,
         state: &Self::State,
         input: Input<'_>,
         observed: Self::Observation,
         ctx: &Context,
-    ) -> Result<Decision, HandlerError>;
+    ) -> Result<Decision<Self::Effect>, HandlerError>;
 
     /// Folds one fact into the state.
     fn evolve(&self, state: Self::State, fact: Fact<'_>) -> Self::State;
@@ -243,10 +264,18 @@ pub trait Processor: Send + Sync + 'static {
         input: Input<'_>,
         ctx: &Context,
     ) -> impl Future<Output = Result<ObservationOf<Self>, HandlerError>>;
+
+    /// Carries out one effect its decider asked for, after `decide` and before the decision's
+    /// outputs are produced. Idempotent: an input whose transaction aborts is decided again
+    /// and asks for the same effect. A failure is the input's (transient: it is retried).
+    fn effect(&self, effect: &EffectOf<Self>) -> impl Future<Output = Result<(), HandlerError>>;
 }
 
 /// The per-key state of processor `P`.
 pub type StateOf<P> = <<P as Processor>::Decider as Decider>::State;
+
+/// A write outside Kafka processor `P`'s decisions ask for.
+pub type EffectOf<P> = <<P as Processor>::Decider as Decider>::Effect;
 
 /// What processor `P`'s `observe` hands to its `decide`.
 pub type ObservationOf<P> = <<P as Processor>::Decider as Decider>::Observation;

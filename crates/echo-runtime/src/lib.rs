@@ -28,7 +28,9 @@ pub mod testing;
 pub use config::EchoConfig;
 pub use driver::{run, RunOptions};
 pub use envelope::{Incoming, Outgoing};
-pub use handler::{Context, Decider, Decision, Fact, HandlerError, Input, Processor, Timer};
+pub use handler::{
+    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Timer,
+};
 pub use registration::Registration;
 pub use shutdown::Shutdown;
 

@@ -1,11 +1,13 @@
 //! Stepping a [`Decider`] through inputs exactly as the runtime does, for decider tests: the
 //! same context (clock, cause, id seed), announcements published before the decision, the
 //! state evolved over the input and then every output, timers set, moved, cancelled and fired.
-//! No Kafka, no I/O: what `observe` would have found is the test's to give.
+//! No Kafka, no I/O: what `observe` would have found is the test's to give, and the effects a
+//! decision asks for are in it to look at.
 
 use crate::envelope::Incoming;
 use crate::handler::{
-    evolved, Context, Decider, Decision, Fact, HandlerError, Input, Processor, StateOf, Timer,
+    evolved, Context, Decider, Decision, EffectOf, Fact, HandlerError, Input, Processor, StateOf,
+    Timer,
 };
 
 /// Handles `input` on a key in `state` at `now_ms`, given what `observe` found: announce,
@@ -19,7 +21,7 @@ pub fn step<D: Decider>(
     input: Input<'_>,
     observed: D::Observation,
     now_ms: i64,
-) -> Result<(Decision, D::State), HandlerError> {
+) -> Result<(Decision<D::Effect>, D::State), HandlerError> {
     let ctx = Context::for_input(decider.name(), now_ms, input);
     let mut published = decider.announce(state, input, &ctx);
     let decision = decider.decide(state, input, observed, &ctx)?;
@@ -36,18 +38,22 @@ pub fn step<D: Decider>(
     Ok((decision, state))
 }
 
-/// Handles `input` as the runtime does with a whole processor, its `observe` included (for
-/// tests of what a processor's I/O finds, against real services).
+/// Handles `input` as the runtime does with a whole processor: its `observe`, the step, then
+/// its effects (for tests of what a processor reads and writes, against real services).
 pub async fn handle<P: Processor>(
     processor: &P,
     state: &StateOf<P>,
     input: Input<'_>,
     now_ms: i64,
-) -> Result<(Decision, StateOf<P>), HandlerError> {
+) -> Result<(Decision<EffectOf<P>>, StateOf<P>), HandlerError> {
     let decider = processor.decider();
     let ctx = Context::for_input(decider.name(), now_ms, input);
     let observed = processor.observe(state, input, &ctx).await?;
-    step(decider, state, input, observed, now_ms)
+    let (decision, state) = step(decider, state, input, observed, now_ms)?;
+    for effect in &decision.effects {
+        processor.effect(effect).await?;
+    }
+    Ok((decision, state))
 }
 
 /// One key of a processor, with its state and pending timers, fed inputs one at a time.
@@ -77,13 +83,17 @@ impl<D: Decider> Harness<D> {
         input: &Incoming,
         observed: D::Observation,
         now_ms: i64,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<D::Effect>, HandlerError> {
         self.apply(Input::Record(input), observed, now_ms)
     }
 
     /// Fires the pending timer `name` at its due time, as the runtime does: it is removed
     /// from the key's timers, then handled. Panics when no such timer is pending.
-    pub fn fire(&mut self, name: &str, observed: D::Observation) -> Result<Decision, HandlerError> {
+    pub fn fire(
+        &mut self,
+        name: &str,
+        observed: D::Observation,
+    ) -> Result<Decision<D::Effect>, HandlerError> {
         let at = self
             .timers
             .iter()
@@ -99,7 +109,7 @@ impl<D: Decider> Harness<D> {
         &mut self,
         timer: &Timer,
         observed: D::Observation,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<D::Effect>, HandlerError> {
         self.apply(Input::Timer(timer), observed, timer.due_at_ms)
     }
 
@@ -113,7 +123,7 @@ impl<D: Decider> Harness<D> {
         input: Input<'_>,
         observed: D::Observation,
         now_ms: i64,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<D::Effect>, HandlerError> {
         let (decision, state) = step(&self.decider, &self.state, input, observed, now_ms)?;
         self.state = state;
         self.timers.retain(|t| !decision.cancel.contains(&t.name));
@@ -126,7 +136,7 @@ impl<D: Decider> Harness<D> {
 }
 
 /// The types of what a decision publishes, in order.
-pub fn types(decision: &Decision) -> Vec<&'static str> {
+pub fn types<E>(decision: &Decision<E>) -> Vec<&'static str> {
     decision.emit.iter().map(|o| o.type_name).collect()
 }
 
@@ -154,6 +164,7 @@ mod tests {
     impl Decider for Recorder {
         type State = Vec<String>;
         type Observation = bool;
+        type Effect = crate::NoEffect;
 
         fn name(&self) -> &'static str {
             "upload"

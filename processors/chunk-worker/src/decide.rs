@@ -15,7 +15,9 @@ use echo_catalog::events::{
     Word,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ChunkWorkerConfig;
@@ -31,6 +33,7 @@ pub struct ChunkWorkerDecider {
 impl Decider for ChunkWorkerDecider {
     type State = ChunkWorkerState;
     type Observation = Observation;
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         "chunk-worker"
@@ -48,10 +51,33 @@ impl Decider for ChunkWorkerDecider {
         ]
     }
 
+    /// `chunk.processing.started` (keyed by the resource) for a command the worker will work on;
+    /// nothing for anything else. Published and committed before the work, stamped when it began.
     fn announce(&self, state: &ChunkWorkerState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
-        announce(&self.config, state, input, ctx)
+        let config = &self.config;
+        let Input::Record(record) = input else {
+            return Vec::new();
+        };
+        let Ok(command) = record.decode::<ChunkProcess>() else {
+            return Vec::new();
+        };
+        if screen(state, &command) == Verdict::Ignore {
+            return Vec::new();
+        }
+        let started = ChunkProcessingStarted {
+            metadata: ctx.metadata(),
+            job_id: command.job_id,
+            chunk_index: command.chunk_index,
+            worker: config.worker_name.clone(),
+            attempt: command.attempt,
+        };
+        vec![Outgoing::new(
+            record.metadata.correlation_id.as_str(),
+            &started,
+        )]
     }
 
+    /// Decides what an input causes, given the state and what `observe` found.
     fn decide(
         &self,
         state: &ChunkWorkerState,
@@ -59,11 +85,33 @@ impl Decider for ChunkWorkerDecider {
         observed: Observation,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide(state, input, observed, ctx)
+        match input {
+            Input::Record(record) if record.is::<ChunkProcess>() => {
+                on_command(state, record, observed, ctx)
+            }
+            Input::Record(record) => Err(HandlerError::Permanent(format!(
+                "the chunk worker does not handle {}",
+                record.type_name
+            ))),
+            // The worker sets no timers; one from another version has nothing to do.
+            Input::Timer(_) => Ok(Decision::default()),
+        }
     }
 
-    fn evolve(&self, state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
-        evolve(state, fact)
+    /// Folds a fact into the state, learning only from what the worker emitted (so the state is
+    /// what the events say): the attempt from `failed`, completion from `completed`. The
+    /// announced `started` is no fact here: work cut short by a crash must be done again.
+    fn evolve(&self, mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
+        match fact {
+            Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
+                if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
+                    state.handled_attempt = state.handled_attempt.max(Some(failed.attempt));
+                }
+            }
+            Fact::Emitted(out) if out.is::<ChunkProcessingCompleted>() => state.completed = true,
+            _ => {}
+        }
+        state
     }
 
     fn is_finished(&self, state: &ChunkWorkerState) -> bool {
@@ -193,56 +241,6 @@ pub fn global_segments(
         .collect()
 }
 
-/// `chunk.processing.started` (keyed by the resource) for a command the worker will work on;
-/// nothing for anything else. Published and committed before the work, stamped when it began.
-fn announce(
-    config: &ChunkWorkerConfig,
-    state: &ChunkWorkerState,
-    input: Input<'_>,
-    ctx: &Context,
-) -> Vec<Outgoing> {
-    let Input::Record(record) = input else {
-        return Vec::new();
-    };
-    let Ok(command) = record.decode::<ChunkProcess>() else {
-        return Vec::new();
-    };
-    if screen(state, &command) == Verdict::Ignore {
-        return Vec::new();
-    }
-    let started = ChunkProcessingStarted {
-        metadata: ctx.metadata(),
-        job_id: command.job_id,
-        chunk_index: command.chunk_index,
-        worker: config.worker_name.clone(),
-        attempt: command.attempt,
-    };
-    vec![Outgoing::new(
-        record.metadata.correlation_id.as_str(),
-        &started,
-    )]
-}
-
-/// Decides what an input causes, given the state and what `observe` found.
-fn decide(
-    state: &ChunkWorkerState,
-    input: Input<'_>,
-    observed: Observation,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    match input {
-        Input::Record(record) if record.is::<ChunkProcess>() => {
-            on_command(state, record, observed, ctx)
-        }
-        Input::Record(record) => Err(HandlerError::Permanent(format!(
-            "the chunk worker does not handle {}",
-            record.type_name
-        ))),
-        // The worker sets no timers; one from another version has nothing to do.
-        Input::Timer(_) => Ok(Decision::default()),
-    }
-}
-
 fn on_command(
     state: &ChunkWorkerState,
     record: &Incoming,
@@ -286,20 +284,4 @@ fn on_command(
         }
     };
     Ok(Decision::emit(vec![outcome]))
-}
-
-/// Folds a fact into the state, learning only from what the worker emitted (so the state is
-/// what the events say): the attempt from `failed`, completion from `completed`. The
-/// announced `started` is no fact here: work cut short by a crash must be done again.
-fn evolve(mut state: ChunkWorkerState, fact: Fact<'_>) -> ChunkWorkerState {
-    match fact {
-        Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
-            if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
-                state.handled_attempt = state.handled_attempt.max(Some(failed.attempt));
-            }
-        }
-        Fact::Emitted(out) if out.is::<ChunkProcessingCompleted>() => state.completed = true,
-        _ => {}
-    }
-    state
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::metrics::metrics;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{
     TranscribeError, Transcriber, TranscriberConfig, Transcription, SAMPLE_RATE,
@@ -372,6 +372,11 @@ impl Processor for ChunkWorker {
             // as failed so the aggregator's retry limit applies, instead of looping here.
             Err(e) => Observation::Failed(format!("transcription crashed: {e}")),
         })
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }
 

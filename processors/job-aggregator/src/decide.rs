@@ -16,7 +16,7 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::Record;
 use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing, Timer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,7 @@ pub struct JobAggregatorDecider {
 impl Decider for JobAggregatorDecider {
     type State = AggregatorState;
     type Observation = ();
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         "job-aggregator"
@@ -55,6 +56,7 @@ impl Decider for JobAggregatorDecider {
         ]
     }
 
+    /// Decides what an input causes. Needs no observation: everything is in the state.
     fn decide(
         &self,
         state: &AggregatorState,
@@ -62,11 +64,69 @@ impl Decider for JobAggregatorDecider {
         _observed: (),
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide(&self.config, state, input, ctx)
+        let config = &self.config;
+        match input {
+            Input::Record(record) if record.is::<ProcessingJobCreated>() => {
+                on_job_created(config, state, record, ctx)
+            }
+            Input::Record(record) if record.is::<ChunkProcessingCompleted>() => {
+                let done: ChunkProcessingCompleted = record.decode()?;
+                Ok(settle(state, &done.job_id, done.chunk_index))
+            }
+            Input::Record(record) if record.is::<ChunkProcessingFailed>() => {
+                let failed: ChunkProcessingFailed = record.decode()?;
+                Ok(settle(state, &failed.job_id, failed.chunk_index))
+            }
+            // Validation events, chunk starts and timeouts (including its own) need no reaction.
+            Input::Record(_) => Ok(Decision::default()),
+            Input::Timer(timer) => match timer_chunk(&timer.name) {
+                Some(index) => Ok(on_deadline(config, state, timer, index, ctx)),
+                // A timer of an older version of this processor: nothing to do any more.
+                None => Ok(Decision::default()),
+            },
+        }
     }
 
-    fn evolve(&self, state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
-        evolve(state, fact)
+    /// Folds a fact into the state: the job and chunk results from what was consumed, re-issued
+    /// attempts and given-up chunks from what was emitted. Its own `chunk.processing.failed`
+    /// comes back on the topic it reads; folding it twice changes nothing.
+    fn evolve(&self, mut state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
+        match fact {
+            Fact::Consumed(record)
+                if record.is::<ProcessingJobCreated>() && state.job.is_none() =>
+            {
+                if let Ok(job) = record
+                    .decode::<ProcessingJobCreated>()
+                    .and_then(|j| track(&j))
+                {
+                    state.job = Some(job);
+                }
+            }
+            Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
+                if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
+                    state.conclude(&done.job_id, done.chunk_index, ChunkStatus::Completed);
+                }
+            }
+            Fact::Consumed(record) if record.is::<ChunkProcessingFailed>() => {
+                if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
+                    state.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
+                }
+            }
+            Fact::Emitted(out) if out.is::<ChunkProcess>() => {
+                if let Ok(command) = out.decode::<ChunkProcess>() {
+                    if let Some(chunk) = state.chunk_mut(&command.job_id, command.chunk_index) {
+                        chunk.attempt = command.attempt;
+                    }
+                }
+            }
+            Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
+                if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
+                    state.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
+                }
+            }
+            _ => {}
+        }
+        state
     }
 
     fn is_finished(&self, state: &AggregatorState) -> bool {
@@ -217,35 +277,6 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
     })
 }
 
-/// Decides what an input causes. Needs no observation: everything is in the state.
-fn decide(
-    config: &JobAggregatorConfig,
-    state: &AggregatorState,
-    input: Input<'_>,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    match input {
-        Input::Record(record) if record.is::<ProcessingJobCreated>() => {
-            on_job_created(config, state, record, ctx)
-        }
-        Input::Record(record) if record.is::<ChunkProcessingCompleted>() => {
-            let done: ChunkProcessingCompleted = record.decode()?;
-            Ok(settle(state, &done.job_id, done.chunk_index))
-        }
-        Input::Record(record) if record.is::<ChunkProcessingFailed>() => {
-            let failed: ChunkProcessingFailed = record.decode()?;
-            Ok(settle(state, &failed.job_id, failed.chunk_index))
-        }
-        // Validation events, chunk starts and timeouts (including its own) need no reaction.
-        Input::Record(_) => Ok(Decision::default()),
-        Input::Timer(timer) => match timer_chunk(&timer.name) {
-            Some(index) => Ok(on_deadline(config, state, timer, index, ctx)),
-            // A timer of an older version of this processor: nothing to do any more.
-            None => Ok(Decision::default()),
-        },
-    }
-}
-
 fn on_job_created(
     config: &JobAggregatorConfig,
     state: &AggregatorState,
@@ -346,47 +377,8 @@ fn on_deadline(
         emit,
         schedule,
         cancel: Vec::new(),
+        ..Decision::default()
     }
-}
-
-/// Folds a fact into the state: the job and chunk results from what was consumed, re-issued
-/// attempts and given-up chunks from what was emitted. Its own `chunk.processing.failed`
-/// comes back on the topic it reads; folding it twice changes nothing.
-fn evolve(mut state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
-    match fact {
-        Fact::Consumed(record) if record.is::<ProcessingJobCreated>() && state.job.is_none() => {
-            if let Ok(job) = record
-                .decode::<ProcessingJobCreated>()
-                .and_then(|j| track(&j))
-            {
-                state.job = Some(job);
-            }
-        }
-        Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
-            if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
-                state.conclude(&done.job_id, done.chunk_index, ChunkStatus::Completed);
-            }
-        }
-        Fact::Consumed(record) if record.is::<ChunkProcessingFailed>() => {
-            if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
-                state.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
-            }
-        }
-        Fact::Emitted(out) if out.is::<ChunkProcess>() => {
-            if let Ok(command) = out.decode::<ChunkProcess>() {
-                if let Some(chunk) = state.chunk_mut(&command.job_id, command.chunk_index) {
-                    chunk.attempt = command.attempt;
-                }
-            }
-        }
-        Fact::Emitted(out) if out.is::<ChunkProcessingFailed>() => {
-            if let Ok(failed) = out.decode::<ChunkProcessingFailed>() {
-                state.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
-            }
-        }
-        _ => {}
-    }
-    state
 }
 
 impl AggregatorState {

@@ -2,7 +2,7 @@
 //! verdict comes from its records and timers.
 
 use anyhow::Result;
-use echo_runtime::{Context, HandlerError, Input, Processor};
+use echo_runtime::{Context, HandlerError, Input, NoEffect, Processor};
 
 use crate::config::JobAggregatorConfig;
 use crate::decide::{AggregatorState, JobAggregatorDecider};
@@ -43,5 +43,10 @@ impl Processor for JobAggregator {
         _ctx: &Context,
     ) -> Result<(), HandlerError> {
         Ok(())
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }

@@ -23,7 +23,7 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::Record;
 use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing, Timer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,7 @@ pub struct ResourceDecider {
 impl Decider for ResourceDecider {
     type State = ResourceState;
     type Observation = Observation;
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         "resource"
@@ -66,6 +67,8 @@ impl Decider for ResourceDecider {
         ]
     }
 
+    /// Decides what an input causes, given the state and what `observe` found. Inputs of types the
+    /// processor does not handle (its source topics carry many) produce nothing.
     fn decide(
         &self,
         state: &ResourceState,
@@ -73,11 +76,82 @@ impl Decider for ResourceDecider {
         observed: Observation,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide(&self.config, state, input, observed, ctx)
+        let config = &self.config;
+        match input {
+            Input::Record(record) if record.is::<TranscriptionCompleted>() => {
+                on_transcribed(config, state, record, ctx)
+            }
+            Input::Record(record) if record.is::<ValidationFailed>() => {
+                let failed: ValidationFailed = record.decode()?;
+                Ok(on_rejected(
+                    state,
+                    record,
+                    failed.reason_code,
+                    failed.message,
+                    ctx,
+                ))
+            }
+            Input::Record(record) if record.is::<TranscriptionFailed>() => {
+                let failed: TranscriptionFailed = record.decode()?;
+                let message = format!("transcription failed: {}", failed.reason);
+                Ok(on_rejected(
+                    state,
+                    record,
+                    TRANSCRIPTION_FAILED_REASON,
+                    message,
+                    ctx,
+                ))
+            }
+            Input::Record(record) if record.is::<UploadFailed>() => {
+                let _failed: UploadFailed = record.decode()?;
+                Ok(on_upload_failed(state, record, ctx))
+            }
+            Input::Record(record) if record.is::<CleanupInitiated>() => {
+                on_cleanup(config, state, record, observed, ctx)
+            }
+            // Other facts of the pipeline (and this processor's own other events): not ours.
+            Input::Record(_) => Ok(Decision::default()),
+            Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
+            // `observe` deleted what was PUT after the cleanup; nothing more to say.
+            Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(Decision::default()),
+            // A timer of an older version of this processor: nothing to do any more.
+            Input::Timer(_) => Ok(Decision::default()),
+        }
     }
 
-    fn evolve(&self, state: ResourceState, fact: Fact<'_>) -> ResourceState {
-        evolve(state, fact)
+    /// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
+    /// it are already summed up by the outputs, and ignored inputs must change nothing), but for
+    /// the upload URL's expiry, which the sweep needs and no output of its own carries.
+    fn evolve(&self, mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
+        let out = match fact {
+            Fact::Emitted(out) => out,
+            Fact::Consumed(record) if record.is::<UploadUrlGenerated>() => {
+                if let Ok(generated) = record.decode::<UploadUrlGenerated>() {
+                    state.upload_url_expires_at =
+                        state.upload_url_expires_at.max(Some(generated.expires_at));
+                }
+                return state;
+            }
+            _ => return state,
+        };
+        if out.is::<ResourceReady>() {
+            state.outcome.get_or_insert(Outcome::Ready);
+        } else if out.is::<ResourceRejected>() {
+            state.outcome.get_or_insert(Outcome::Rejected);
+        } else if out.is::<ResourceTtlReached>() {
+            state.ttl_reached = true;
+        } else if out.is::<CleanupInitiated>() {
+            state.cleanup_initiated = true;
+            // An upload failure has no event of its own here: its cleanup is its outcome.
+            if let Ok(initiated) = out.decode::<CleanupInitiated>() {
+                if initiated.reason == CleanupReason::UploadFailed {
+                    state.outcome.get_or_insert(Outcome::UploadFailed);
+                }
+            }
+        } else if out.is::<CleanupCompleted>() {
+            state.cleaned = true;
+        }
+        state
     }
 
     fn is_finished(&self, state: &ResourceState) -> bool {
@@ -190,57 +264,6 @@ pub fn cleanup_target(
     Ok(Some(expected))
 }
 
-/// Decides what an input causes, given the state and what `observe` found. Inputs of types the
-/// processor does not handle (its source topics carry many) produce nothing.
-fn decide(
-    config: &ResourceConfig,
-    state: &ResourceState,
-    input: Input<'_>,
-    observed: Observation,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    match input {
-        Input::Record(record) if record.is::<TranscriptionCompleted>() => {
-            on_transcribed(config, state, record, ctx)
-        }
-        Input::Record(record) if record.is::<ValidationFailed>() => {
-            let failed: ValidationFailed = record.decode()?;
-            Ok(on_rejected(
-                state,
-                record,
-                failed.reason_code,
-                failed.message,
-                ctx,
-            ))
-        }
-        Input::Record(record) if record.is::<TranscriptionFailed>() => {
-            let failed: TranscriptionFailed = record.decode()?;
-            let message = format!("transcription failed: {}", failed.reason);
-            Ok(on_rejected(
-                state,
-                record,
-                TRANSCRIPTION_FAILED_REASON,
-                message,
-                ctx,
-            ))
-        }
-        Input::Record(record) if record.is::<UploadFailed>() => {
-            let _failed: UploadFailed = record.decode()?;
-            Ok(on_upload_failed(state, record, ctx))
-        }
-        Input::Record(record) if record.is::<CleanupInitiated>() => {
-            on_cleanup(config, state, record, observed, ctx)
-        }
-        // Other facts of the pipeline (and this processor's own other events): not ours.
-        Input::Record(_) => Ok(Decision::default()),
-        Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
-        // `observe` deleted what was PUT after the cleanup; nothing more to say.
-        Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(Decision::default()),
-        // A timer of an older version of this processor: nothing to do any more.
-        Input::Timer(_) => Ok(Decision::default()),
-    }
-}
-
 fn on_transcribed(
     config: &ResourceConfig,
     state: &ResourceState,
@@ -262,6 +285,7 @@ fn on_transcribed(
         emit: vec![Outgoing::new(resource_id.as_str(), &ready)],
         schedule: vec![ctx.timer(TTL_TIMER, expires_at, "")],
         cancel: Vec::new(),
+        ..Decision::default()
     })
 }
 
@@ -352,6 +376,7 @@ fn on_cleanup(
             .collect(),
         // The objects are gone; a pending retention deadline has nothing left to end.
         cancel: vec![TTL_TIMER.to_string()],
+        ..Decision::default()
     })
 }
 
@@ -365,39 +390,4 @@ fn cleanup(ctx: &Context, resource_id: &str, reason: CleanupReason) -> Outgoing 
             prefix: echo_storage::keys::prefix(resource_id),
         },
     )
-}
-
-/// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
-/// it are already summed up by the outputs, and ignored inputs must change nothing), but for
-/// the upload URL's expiry, which the sweep needs and no output of its own carries.
-fn evolve(mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
-    let out = match fact {
-        Fact::Emitted(out) => out,
-        Fact::Consumed(record) if record.is::<UploadUrlGenerated>() => {
-            if let Ok(generated) = record.decode::<UploadUrlGenerated>() {
-                state.upload_url_expires_at =
-                    state.upload_url_expires_at.max(Some(generated.expires_at));
-            }
-            return state;
-        }
-        _ => return state,
-    };
-    if out.is::<ResourceReady>() {
-        state.outcome.get_or_insert(Outcome::Ready);
-    } else if out.is::<ResourceRejected>() {
-        state.outcome.get_or_insert(Outcome::Rejected);
-    } else if out.is::<ResourceTtlReached>() {
-        state.ttl_reached = true;
-    } else if out.is::<CleanupInitiated>() {
-        state.cleanup_initiated = true;
-        // An upload failure has no event of its own here: its cleanup is its outcome.
-        if let Ok(initiated) = out.decode::<CleanupInitiated>() {
-            if initiated.reason == CleanupReason::UploadFailed {
-                state.outcome.get_or_insert(Outcome::UploadFailed);
-            }
-        }
-    } else if out.is::<CleanupCompleted>() {
-        state.cleaned = true;
-    }
-    state
 }

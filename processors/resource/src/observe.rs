@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use echo_catalog::events::CleanupInitiated;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
 use echo_storage::S3Service;
 use tracing::info;
 
@@ -78,5 +78,10 @@ impl Processor for ResourceProcessor {
         let deleted = self.s3.delete_prefix(&prefix).await?;
         info!(prefix, deleted, "deleted the objects of a resource");
         Ok(Observation::Deleted(deleted))
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }

@@ -19,16 +19,22 @@ use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Inp
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::ChunkTranscript;
-use crate::report::artifact_keys;
+use crate::config::TranscriptionConfig;
+use crate::report::{artifact_keys, render, Artifact, Transcript};
 
 /// The transcription processor's decisions: when a job's chunks are all in, what its report says.
-/// Pure: built from configuration alone.
+/// Pure: built from configuration alone; the report files it renders are its effects.
 #[derive(Debug, Clone, Default)]
-pub struct TranscriptionDecider;
+pub struct TranscriptionDecider {
+    /// The language transcripts are described in and the caption rules of uploads that set
+    /// none.
+    pub config: TranscriptionConfig,
+}
 
 impl Decider for TranscriptionDecider {
     type State = TranscriptionState;
-    type Observation = Observation;
+    type Observation = ();
+    type Effect = Artifact;
 
     fn name(&self) -> &'static str {
         "transcription"
@@ -50,18 +56,120 @@ impl Decider for TranscriptionDecider {
         ]
     }
 
+    /// Decides what an input causes: for the input that completes a job, the transcript is
+    /// assembled and analyzed, its files rendered (the effects: written before the outputs are
+    /// produced) and `transcription.started` and `transcription.completed` announced.
     fn decide(
         &self,
         state: &TranscriptionState,
         input: Input<'_>,
-        observed: Observation,
+        _observed: (),
         ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
-        decide(state, input, observed, ctx)
+    ) -> Result<Decision<Artifact>, HandlerError> {
+        let Input::Record(record) = input else {
+            // This processor sets no timers; one from an older version has nothing to do.
+            return Ok(Decision::default());
+        };
+        if record.is::<ProcessingJobCreated>() {
+            let job: ProcessingJobCreated = record.decode()?;
+            if let Some(problem) = plan_of(&job).problem() {
+                return Err(HandlerError::Permanent(format!(
+                    "job {} has {problem}",
+                    job.job_id
+                )));
+            }
+        } else if record.is::<ChunkProcessingCompleted>() {
+            check_chunk(state, record)?;
+        } else if record.is::<ChunkProcessingFailed>() {
+            return on_chunk_failed(state, record, ctx);
+        } else {
+            // The topic also carries validation and other chunk facts, none of them ours.
+            return Ok(Decision::default());
+        }
+
+        let Some(ready) = ready_job(state, record)? else {
+            return Ok(Decision::default());
+        };
+        let resource = resource_id(record)?;
+        let transcript = Transcript::build(
+            &ready.job_id,
+            &ready.plan,
+            &ready.chunks,
+            &self.config.language,
+        );
+        let options = ready.plan.options();
+        let files = render(resource, &transcript, &self.config.captions, &options);
+        let started = TranscriptionStarted {
+            metadata: ctx.metadata(),
+            job_id: ready.job_id.clone(),
+            chunk_count: ready.plan.chunk_count,
+        };
+        let completed = TranscriptionCompleted {
+            metadata: ctx.metadata(),
+            job_id: ready.job_id,
+            artifacts: artifact_keys(resource, &options),
+            word_count: transcript.analysis.word_count,
+            duration_ms: transcript.analysis.duration_ms,
+        };
+        Ok(Decision {
+            effects: files,
+            ..Decision::emit(vec![
+                Outgoing::new(resource, &started),
+                Outgoing::new(resource, &completed),
+            ])
+        })
     }
 
-    fn evolve(&self, state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
-        evolve(state, fact)
+    /// Folds a fact into the state: plans and chunk results are remembered when consumed, the
+    /// job's progress is learned from what the processor emitted.
+    fn evolve(&self, mut state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
+        match fact {
+            Fact::Consumed(record) if record.is::<ProcessingJobCreated>() => {
+                if let Ok(job) = record.decode::<ProcessingJobCreated>() {
+                    let progress = state.jobs.entry(job.job_id.clone()).or_default();
+                    if progress.plan.is_none() {
+                        progress.plan = Some(plan_of(&job));
+                    }
+                }
+            }
+            Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
+                if let Ok(chunk) = record.decode::<ChunkProcessingCompleted>() {
+                    let progress = state.jobs.entry(chunk.job_id.clone()).or_default();
+                    let in_range = chunk.chunk_index >= 0
+                        && progress
+                            .plan
+                            .as_ref()
+                            .is_none_or(|p| chunk.chunk_index < p.chunk_count);
+                    if !progress.is_terminal() && in_range {
+                        progress
+                            .chunks
+                            .entry(chunk.chunk_index)
+                            .or_insert_with(|| chunk_transcript(chunk));
+                    }
+                }
+            }
+            Fact::Emitted(out) if out.is::<TranscriptionStarted>() => {
+                if let Ok(started) = out.decode::<TranscriptionStarted>() {
+                    state.jobs.entry(started.job_id).or_default().started = true;
+                }
+            }
+            Fact::Emitted(out) if out.is::<TranscriptionCompleted>() => {
+                if let Ok(completed) = out.decode::<TranscriptionCompleted>() {
+                    let progress = state.jobs.entry(completed.job_id).or_default();
+                    progress.completed = true;
+                    progress.chunks.clear();
+                }
+            }
+            Fact::Emitted(out) if out.is::<TranscriptionFailed>() => {
+                if let Ok(failed) = out.decode::<TranscriptionFailed>() {
+                    let progress = state.jobs.entry(failed.job_id).or_default();
+                    progress.failed = true;
+                    progress.chunks.clear();
+                }
+            }
+            _ => {}
+        }
+        state
     }
 
     fn is_finished(&self, state: &TranscriptionState) -> bool {
@@ -162,26 +270,6 @@ pub struct ReadyJob {
     pub chunks: Vec<ChunkTranscript>,
 }
 
-/// What `observe` did for `decide`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
-    /// The input completes no job: nothing was written.
-    Nothing,
-    /// The input completed a job and its artifacts are stored.
-    Written(Written),
-}
-
-/// The figures of a written transcript that `transcription.completed` carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    /// The job whose transcript was written; checked against the job the input completes.
-    pub job_id: String,
-    /// Words in the transcript.
-    pub word_count: i32,
-    /// Duration of the transcribed audio (ms).
-    pub duration_ms: i64,
-}
-
 /// The resource an input is about; it names the S3 prefix written to, so it must not be able
 /// to address anything outside its own (ids are UUIDs).
 pub fn resource_id(record: &Incoming) -> Result<&str, HandlerError> {
@@ -257,68 +345,6 @@ pub fn ready_job(
     }))
 }
 
-/// Decides what an input causes, given the state and what `observe` did.
-fn decide(
-    state: &TranscriptionState,
-    input: Input<'_>,
-    observed: Observation,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    let Input::Record(record) = input else {
-        // This processor sets no timers; one from an older version has nothing to do.
-        return Ok(Decision::default());
-    };
-    if record.is::<ProcessingJobCreated>() {
-        let job: ProcessingJobCreated = record.decode()?;
-        if let Some(problem) = plan_of(&job).problem() {
-            return Err(HandlerError::Permanent(format!(
-                "job {} has {problem}",
-                job.job_id
-            )));
-        }
-    } else if record.is::<ChunkProcessingCompleted>() {
-        check_chunk(state, record)?;
-    } else if record.is::<ChunkProcessingFailed>() {
-        return on_chunk_failed(state, record, ctx);
-    } else {
-        // The topic also carries validation and other chunk facts, none of them ours.
-        return Ok(Decision::default());
-    }
-
-    let Some(ready) = ready_job(state, record)? else {
-        return Ok(Decision::default());
-    };
-    let Observation::Written(written) = observed else {
-        return Err(HandlerError::Permanent(format!(
-            "job {} is complete but observe wrote no artifacts ({observed:?})",
-            ready.job_id
-        )));
-    };
-    if written.job_id != ready.job_id {
-        return Err(HandlerError::Permanent(format!(
-            "job {} is complete but observe wrote the artifacts of job {}",
-            ready.job_id, written.job_id
-        )));
-    }
-    let resource = resource_id(record)?;
-    let started = TranscriptionStarted {
-        metadata: ctx.metadata(),
-        job_id: ready.job_id.clone(),
-        chunk_count: ready.plan.chunk_count,
-    };
-    let completed = TranscriptionCompleted {
-        metadata: ctx.metadata(),
-        job_id: ready.job_id,
-        artifacts: artifact_keys(resource, &ready.plan.options()),
-        word_count: written.word_count,
-        duration_ms: written.duration_ms,
-    };
-    Ok(Decision::emit(vec![
-        Outgoing::new(resource, &started),
-        Outgoing::new(resource, &completed),
-    ]))
-}
-
 /// A chunk result with an impossible index is a bug upstream: refused (to the DLQ) rather
 /// than silently waited on forever.
 fn check_chunk(state: &TranscriptionState, record: &Incoming) -> Result<(), HandlerError> {
@@ -343,7 +369,7 @@ fn on_chunk_failed(
     state: &TranscriptionState,
     record: &Incoming,
     ctx: &Context,
-) -> Result<Decision, HandlerError> {
+) -> Result<Decision<Artifact>, HandlerError> {
     let failed: ChunkProcessingFailed = record.decode()?;
     if let Some(progress) = state.jobs.get(&failed.job_id) {
         // An ended job stays ended; a chunk that already has a result (a re-issued copy
@@ -362,58 +388,6 @@ fn on_chunk_failed(
         ),
     };
     Ok(Decision::emit(vec![Outgoing::new(resource, &out)]))
-}
-
-/// Folds a fact into the state: plans and chunk results are remembered when consumed, the
-/// job's progress is learned from what the processor emitted.
-fn evolve(mut state: TranscriptionState, fact: Fact<'_>) -> TranscriptionState {
-    match fact {
-        Fact::Consumed(record) if record.is::<ProcessingJobCreated>() => {
-            if let Ok(job) = record.decode::<ProcessingJobCreated>() {
-                let progress = state.jobs.entry(job.job_id.clone()).or_default();
-                if progress.plan.is_none() {
-                    progress.plan = Some(plan_of(&job));
-                }
-            }
-        }
-        Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
-            if let Ok(chunk) = record.decode::<ChunkProcessingCompleted>() {
-                let progress = state.jobs.entry(chunk.job_id.clone()).or_default();
-                let in_range = chunk.chunk_index >= 0
-                    && progress
-                        .plan
-                        .as_ref()
-                        .is_none_or(|p| chunk.chunk_index < p.chunk_count);
-                if !progress.is_terminal() && in_range {
-                    progress
-                        .chunks
-                        .entry(chunk.chunk_index)
-                        .or_insert_with(|| chunk_transcript(chunk));
-                }
-            }
-        }
-        Fact::Emitted(out) if out.is::<TranscriptionStarted>() => {
-            if let Ok(started) = out.decode::<TranscriptionStarted>() {
-                state.jobs.entry(started.job_id).or_default().started = true;
-            }
-        }
-        Fact::Emitted(out) if out.is::<TranscriptionCompleted>() => {
-            if let Ok(completed) = out.decode::<TranscriptionCompleted>() {
-                let progress = state.jobs.entry(completed.job_id).or_default();
-                progress.completed = true;
-                progress.chunks.clear();
-            }
-        }
-        Fact::Emitted(out) if out.is::<TranscriptionFailed>() => {
-            if let Ok(failed) = out.decode::<TranscriptionFailed>() {
-                let progress = state.jobs.entry(failed.job_id).or_default();
-                progress.failed = true;
-                progress.chunks.clear();
-            }
-        }
-        _ => {}
-    }
-    state
 }
 
 fn plan_of(job: &ProcessingJobCreated) -> JobPlan {

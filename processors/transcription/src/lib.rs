@@ -20,6 +20,7 @@ pub mod assemble;
 pub mod captions;
 pub mod config;
 pub mod decide;
+pub mod effects;
 pub mod guard;
 pub mod observe;
 pub mod report;
@@ -30,9 +31,7 @@ use echo_runtime::{EchoConfig, Registration, RunOptions};
 pub use analysis::Analysis;
 pub use assemble::ChunkTranscript;
 pub use config::TranscriptionConfig;
-pub use decide::{
-    JobPlan, JobProgress, Observation, TranscriptionDecider, TranscriptionState, Written,
-};
+pub use decide::{JobPlan, JobProgress, TranscriptionDecider, TranscriptionState};
 pub use echo_storage::S3Service;
 pub use observe::TranscriptionProcessor;
 pub use report::Transcript;

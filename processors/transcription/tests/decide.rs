@@ -1,6 +1,6 @@
 //! The transcription rules as pure functions: hand-made inputs in, decisions and states out,
-//! with the state folded the way the runtime folds it (input, then each output). The
-//! observation is what `observe` would find, computed by the same pure functions minus S3.
+//! with the state folded the way the runtime folds it (input, then each output); the report
+//! files a completing input asks to be written are in its decision, as effects.
 
 use echo_catalog::events::{
     CaptionRules, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
@@ -9,8 +9,9 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{testing, Decision, HandlerError, Incoming, Input};
-use echo_transcription::decide::{self, Observation, TranscriptionDecider, Written};
-use echo_transcription::{Transcript, TranscriptionState};
+use echo_transcription::decide::TranscriptionDecider;
+use echo_transcription::report::Artifact;
+use echo_transcription::TranscriptionState;
 
 const RESOURCE: &str = "3f6e2b1a-9c8d-4e7f-a1b2-c3d4e5f60718";
 const JOB: &str = "job-1";
@@ -76,43 +77,25 @@ fn chunk_failed(event_id: &str, job_id: &str, index: i32) -> Incoming {
     })
 }
 
-/// What `observe` would report for this input, without the S3 writes.
-fn observe(state: &TranscriptionState, input: &Incoming) -> Observation {
-    match decide::ready_job(state, input).unwrap() {
-        None => Observation::Nothing,
-        Some(ready) => {
-            let t = Transcript::build(&ready.job_id, &ready.plan, &ready.chunks, "en");
-            Observation::Written(Written {
-                job_id: ready.job_id,
-                word_count: t.analysis.word_count,
-                duration_ms: t.analysis.duration_ms,
-            })
-        }
-    }
-}
+/// What the transcription processor decides, with the default settings.
+type Decided = Decision<Artifact>;
 
-/// Handles a record at `NOW` as the runtime does, given what `observe` found.
-fn handle_with(
+/// Handles a record at `NOW` as the runtime does (the processor observes nothing).
+fn try_handle(
     state: &TranscriptionState,
     input: &Incoming,
-    observed: Observation,
-) -> Result<(Decision, TranscriptionState), HandlerError> {
-    testing::step(
-        &TranscriptionDecider,
-        state,
-        Input::Record(input),
-        observed,
-        NOW,
-    )
+) -> Result<(Decided, TranscriptionState), HandlerError> {
+    let decider = TranscriptionDecider::default();
+    testing::step(&decider, state, Input::Record(input), (), NOW)
 }
 
-fn handle(state: &TranscriptionState, input: &Incoming) -> (Decision, TranscriptionState) {
-    handle_with(state, input, observe(state, input)).unwrap()
+fn handle(state: &TranscriptionState, input: &Incoming) -> (Decided, TranscriptionState) {
+    try_handle(state, input).unwrap()
 }
 
 /// Feeds inputs in order, asserting none but the last emits anything; returns the last
 /// decision and the final state.
-fn feed(inputs: &[Incoming]) -> (Decision, TranscriptionState) {
+fn feed(inputs: &[Incoming]) -> (Decided, TranscriptionState) {
     let mut state = TranscriptionState::default();
     let (last, init) = inputs.split_last().unwrap();
     for input in init {
@@ -127,7 +110,7 @@ fn feed(inputs: &[Incoming]) -> (Decision, TranscriptionState) {
     handle(&state, last)
 }
 
-fn assert_completed(decision: &Decision, job_id: &str, chunk_count: i32, words: i32) {
+fn assert_completed(decision: &Decided, job_id: &str, chunk_count: i32, words: i32) {
     assert_eq!(decision.emit.len(), 2, "{decision:?}");
     let started: TranscriptionStarted = decision.emit[0].decode().unwrap();
     let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
@@ -148,6 +131,15 @@ fn assert_completed(decision: &Decision, job_id: &str, chunk_count: i32, words: 
         assert_eq!(out.metadata.correlation_id, RESOURCE);
     }
     assert_ne!(started.metadata.event_id, completed.metadata.event_id);
+    // The files it announces are the files it asks to be written first.
+    let written: Vec<&str> = decision.effects.iter().map(|a| a.key.as_str()).collect();
+    let announced = [
+        completed.artifacts.txt_key.as_deref(),
+        completed.artifacts.srt_key.as_deref(),
+        completed.artifacts.vtt_key.as_deref(),
+        Some(completed.artifacts.json_key.as_str()),
+    ];
+    assert_eq!(written, announced.into_iter().flatten().collect::<Vec<_>>());
 }
 
 #[test]
@@ -211,9 +203,11 @@ fn the_first_result_of_a_chunk_wins_and_duplicates_change_nothing() {
         job_created(JOB, 2, 50_000),
         chunk_failed("f1", JOB, 1),
     ] {
-        assert_eq!(observe(&state, &input), Observation::Nothing);
         let (decision, next) = handle(&state, &input);
-        assert!(decision.emit.is_empty(), "{decision:?}");
+        assert!(
+            decision.emit.is_empty() && decision.effects.is_empty(),
+            "{decision:?}"
+        );
         assert_eq!(next, state);
     }
 }
@@ -245,9 +239,11 @@ fn a_failed_chunk_fails_the_job_once_and_nothing_follows() {
         chunk_done("c1", JOB, 1, "b"),
         chunk_done("c2", JOB, 2, "c"),
     ] {
-        assert_eq!(observe(&state, &input), Observation::Nothing);
         let (decision, next) = handle(&state, &input);
-        assert!(decision.emit.is_empty(), "{decision:?}");
+        assert!(
+            decision.emit.is_empty() && decision.effects.is_empty(),
+            "{decision:?}"
+        );
         state = next;
     }
     assert!(!state.jobs[JOB].completed && !state.jobs[JOB].started);
@@ -271,7 +267,10 @@ fn a_failed_copy_of_a_chunk_that_already_has_a_result_is_ignored() {
         chunk_failed("f0", JOB, 0),
     ] {
         let (decision, next) = handle(&state, &input);
-        assert!(decision.emit.is_empty(), "{decision:?}");
+        assert!(
+            decision.emit.is_empty() && decision.effects.is_empty(),
+            "{decision:?}"
+        );
         state = next;
     }
     let (decision, _) = handle(&state, &chunk_done("c1", JOB, 1, "done"));
@@ -288,10 +287,13 @@ fn jobs_of_one_resource_are_kept_apart() {
         // Chunk 1 of another job must not complete job-a.
         chunk_done("b1", "job-b", 1, "wrong"),
     ] {
-        let outcome = handle_with(&state, &input, observe(&state, &input));
+        let outcome = try_handle(&state, &input);
         match outcome {
             Ok((decision, next)) => {
-                assert!(decision.emit.is_empty(), "{decision:?}");
+                assert!(
+                    decision.emit.is_empty() && decision.effects.is_empty(),
+                    "{decision:?}"
+                );
                 state = next;
             }
             // job-b has one chunk: index 1 is refused.
@@ -312,21 +314,11 @@ fn impossible_chunk_indices_and_counts_are_permanent() {
         chunk_done("c5", JOB, 5, "x"),
         chunk_done("cm", JOB, -1, "x"),
     ] {
-        assert_eq!(observe(&state, &bad), Observation::Nothing);
-        let err = handle_with(&state, &bad, Observation::Nothing).unwrap_err();
+        let err = try_handle(&state, &bad).unwrap_err();
         assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
     }
     let negative = job_created("job-n", -1, 1_000);
-    assert_eq!(
-        observe(&TranscriptionState::default(), &negative),
-        Observation::Nothing
-    );
-    let err = handle_with(
-        &TranscriptionState::default(),
-        &negative,
-        Observation::Nothing,
-    )
-    .unwrap_err();
+    let err = try_handle(&TranscriptionState::default(), &negative).unwrap_err();
     assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
     // Caption rules the upload processor would have refused: wrapping with them could cost
     // without bound, so the job is refused before anything is written.
@@ -339,32 +331,8 @@ fn impossible_chunk_indices_and_counts_are_permanent() {
         ..TranscriptOptions::default()
     });
     let unusable = incoming(&unusable);
-    assert_eq!(
-        observe(&TranscriptionState::default(), &unusable),
-        Observation::Nothing
-    );
-    let err = handle_with(
-        &TranscriptionState::default(),
-        &unusable,
-        Observation::Nothing,
-    )
-    .unwrap_err();
+    let err = try_handle(&TranscriptionState::default(), &unusable).unwrap_err();
     assert!(err.to_string().contains("max_lines"), "{err}");
-}
-
-#[test]
-fn a_completing_input_without_written_artifacts_is_refused() {
-    let state = handle(&TranscriptionState::default(), &job_created(JOB, 1, 10_000)).1;
-    let last = chunk_done("c0", JOB, 0, "hi");
-    let err = handle_with(&state, &last, Observation::Nothing).unwrap_err();
-    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
-    let other = Observation::Written(Written {
-        job_id: "another".into(),
-        word_count: 1,
-        duration_ms: 10_000,
-    });
-    let err = handle_with(&state, &last, other).unwrap_err();
-    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
 }
 
 #[test]
@@ -385,10 +353,6 @@ fn other_processing_facts_are_ignored() {
         attempt: 1,
     });
     for input in [passed, started] {
-        assert_eq!(
-            observe(&TranscriptionState::default(), &input),
-            Observation::Nothing
-        );
         let (decision, state) = handle(&TranscriptionState::default(), &input);
         assert!(decision.emit.is_empty());
         assert_eq!(state, TranscriptionState::default());

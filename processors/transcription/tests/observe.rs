@@ -1,15 +1,13 @@
-//! The `observe` step of `TranscriptionProcessor` against the real local S3 (the shared dev
-//! stack; these tests fail when it is down): the input completing a job writes the four
-//! artifacts, every other input costs no S3 call, and an unreachable store is transient.
+//! The I/O of `TranscriptionProcessor` against the real local S3 (the shared dev stack; these
+//! tests fail when it is down): the input completing a job has its four files written by the
+//! effects, every other input asks for no write, and an unreachable store is transient.
 
 use echo_catalog::events::{
     ChunkProcessingCompleted, ProcessingJobCreated, Segment, TranscriptionCompleted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
-use echo_transcription::{
-    Observation, TranscriptionConfig, TranscriptionProcessor, TranscriptionState,
-};
+use echo_runtime::{testing, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_transcription::{TranscriptionConfig, TranscriptionProcessor, TranscriptionState};
 
 fn meta(resource: &str, event_id: &str) -> EventMetadata {
     EventMetadata::new(event_id, resource, "processing", 0)
@@ -74,10 +72,6 @@ fn job_inputs(resource: &str) -> (Incoming, Incoming, Incoming) {
     (job, chunk0, chunk1)
 }
 
-fn ctx(input: &Incoming) -> Context {
-    Context::for_input("transcription", 0, Input::Record(input))
-}
-
 /// Folds inputs that do not complete the job into a state, the runtime's way.
 fn fold(p: &TranscriptionProcessor, inputs: &[&Incoming]) -> TranscriptionState {
     inputs.iter().fold(TranscriptionState::default(), |s, i| {
@@ -117,14 +111,10 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
     // Run twice, as a retried transaction would: rewriting the same objects is harmless.
     let mut decision = None;
     for _ in 0..2 {
-        let c = ctx(&chunk1);
-        let observed = p.observe(&state, Input::Record(&chunk1), &c).await.unwrap();
-        assert!(matches!(observed, Observation::Written(_)), "{observed:?}");
-        decision = Some(
-            p.decider()
-                .decide(&state, Input::Record(&chunk1), observed, &c)
-                .unwrap(),
-        );
+        let (decided, _) = testing::handle(&p, &state, Input::Record(&chunk1), 0)
+            .await
+            .unwrap();
+        decision = Some(decided);
     }
     let decision = decision.unwrap();
     let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
@@ -188,11 +178,10 @@ async fn inputs_that_complete_nothing_cost_no_s3_call() {
         (TranscriptionState::default(), &chunk1),
     ];
     for (state, input) in cases {
-        let observed = p
-            .observe(&state, Input::Record(input), &ctx(input))
+        let (decision, _) = testing::handle(&p, &state, Input::Record(input), 0)
             .await
             .unwrap();
-        assert_eq!(observed, Observation::Nothing);
+        assert!(decision.effects.is_empty(), "{decision:?}");
     }
 }
 
@@ -201,8 +190,7 @@ async fn an_unreachable_store_on_the_completing_input_is_transient() {
     let p = unreachable_store();
     let (job, chunk0, chunk1) = job_inputs("r-down");
     let state = fold(&p, &[&chunk0, &chunk1]);
-    let err = p
-        .observe(&state, Input::Record(&job), &ctx(&job))
+    let err = testing::handle(&p, &state, Input::Record(&job), 0)
         .await
         .unwrap_err();
     assert!(matches!(err, HandlerError::Transient(_)), "{err:?}");

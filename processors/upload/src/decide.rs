@@ -11,7 +11,9 @@ use echo_catalog::events::{
     UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::UploadConfig;
@@ -28,6 +30,7 @@ pub struct UploadDecider {
 impl Decider for UploadDecider {
     type State = UploadState;
     type Observation = Observation;
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         "upload"
@@ -46,6 +49,7 @@ impl Decider for UploadDecider {
         ]
     }
 
+    /// Decides what an input causes, given the state and what `observe` found.
     fn decide(
         &self,
         state: &UploadState,
@@ -53,11 +57,59 @@ impl Decider for UploadDecider {
         observed: Observation,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide(&self.config, state, input, observed, ctx)
+        let config = &self.config;
+        match input {
+            Input::Record(record) if record.is::<UploadRequested>() => {
+                on_requested(config, state, record, observed, ctx)
+            }
+            Input::Record(record) if record.is::<UploadFinalize>() => {
+                on_finalize(config, state, record, observed, ctx)
+            }
+            Input::Record(record) => Err(HandlerError::Permanent(format!(
+                "the upload processor does not handle {}",
+                record.type_name
+            ))),
+            Input::Timer(timer) if timer.name == EXPIRY_TIMER => Ok(on_expiry(state, ctx)),
+            // A timer of an older version of this processor: nothing to do any more.
+            Input::Timer(_) => Ok(Decision::default()),
+        }
     }
 
-    fn evolve(&self, state: UploadState, fact: Fact<'_>) -> UploadState {
-        evolve(state, fact)
+    /// Folds a fact into the state: the first request is remembered when consumed, everything
+    /// else is learned from what the processor emitted (so the state is what the events say).
+    fn evolve(&self, mut state: UploadState, fact: Fact<'_>) -> UploadState {
+        match fact {
+            // Only the first request counts; later ones were ignored by `decide`.
+            Fact::Consumed(record)
+                if record.is::<UploadRequested>()
+                    && state.requested.is_none()
+                    && !state.is_finished() =>
+            {
+                if let Ok(request) = record.decode::<UploadRequested>() {
+                    state.requested = Some(RequestedUpload {
+                        content_type: request.content_type,
+                        declared_size_bytes: request.declared_size_bytes,
+                        object_key: object_key(&record.metadata.correlation_id),
+                        expires_at: None,
+                        options: request.options,
+                    });
+                }
+            }
+            Fact::Emitted(out) if out.is::<UploadUrlGenerated>() => {
+                if let (Ok(generated), Some(requested)) =
+                    (out.decode::<UploadUrlGenerated>(), state.requested.as_mut())
+                {
+                    requested.object_key = generated.object_key;
+                    requested.content_type = generated.content_type;
+                    requested.expires_at = Some(generated.expires_at);
+                }
+            }
+            Fact::Emitted(out) if out.is::<UploadCompleted>() => state.completed = true,
+            Fact::Emitted(out) if out.is::<UploadFailed>() => state.failed = true,
+            Fact::Emitted(out) if out.is::<UploadExpired>() => state.expired = true,
+            _ => {}
+        }
+        state
     }
 
     fn is_finished(&self, state: &UploadState) -> bool {
@@ -256,31 +308,6 @@ pub fn finalize_target(state: &UploadState) -> Option<&str> {
     }
 }
 
-/// Decides what an input causes, given the state and what `observe` found.
-fn decide(
-    config: &UploadConfig,
-    state: &UploadState,
-    input: Input<'_>,
-    observed: Observation,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    match input {
-        Input::Record(record) if record.is::<UploadRequested>() => {
-            on_requested(config, state, record, observed, ctx)
-        }
-        Input::Record(record) if record.is::<UploadFinalize>() => {
-            on_finalize(config, state, record, observed, ctx)
-        }
-        Input::Record(record) => Err(HandlerError::Permanent(format!(
-            "the upload processor does not handle {}",
-            record.type_name
-        ))),
-        Input::Timer(timer) if timer.name == EXPIRY_TIMER => Ok(on_expiry(state, ctx)),
-        // A timer of an older version of this processor: nothing to do any more.
-        Input::Timer(_) => Ok(Decision::default()),
-    }
-}
-
 fn on_requested(
     config: &UploadConfig,
     state: &UploadState,
@@ -321,6 +348,7 @@ fn on_requested(
                 emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
                 schedule: vec![ctx.timer(EXPIRY_TIMER, expires_at, "")],
                 cancel: Vec::new(),
+                ..Decision::default()
             })
         }
     }
@@ -396,6 +424,7 @@ fn on_finalize(
         schedule: Vec::new(),
         // Either way the upload has ended; it must not expire later.
         cancel: vec![EXPIRY_TIMER.to_string()],
+        ..Decision::default()
     })
 }
 
@@ -441,41 +470,4 @@ fn failed(
             message,
         },
     )
-}
-
-/// Folds a fact into the state: the first request is remembered when consumed, everything
-/// else is learned from what the processor emitted (so the state is what the events say).
-fn evolve(mut state: UploadState, fact: Fact<'_>) -> UploadState {
-    match fact {
-        // Only the first request counts; later ones were ignored by `decide`.
-        Fact::Consumed(record)
-            if record.is::<UploadRequested>()
-                && state.requested.is_none()
-                && !state.is_finished() =>
-        {
-            if let Ok(request) = record.decode::<UploadRequested>() {
-                state.requested = Some(RequestedUpload {
-                    content_type: request.content_type,
-                    declared_size_bytes: request.declared_size_bytes,
-                    object_key: object_key(&record.metadata.correlation_id),
-                    expires_at: None,
-                    options: request.options,
-                });
-            }
-        }
-        Fact::Emitted(out) if out.is::<UploadUrlGenerated>() => {
-            if let (Ok(generated), Some(requested)) =
-                (out.decode::<UploadUrlGenerated>(), state.requested.as_mut())
-            {
-                requested.object_key = generated.object_key;
-                requested.content_type = generated.content_type;
-                requested.expires_at = Some(generated.expires_at);
-            }
-        }
-        Fact::Emitted(out) if out.is::<UploadCompleted>() => state.completed = true,
-        Fact::Emitted(out) if out.is::<UploadFailed>() => state.failed = true,
-        Fact::Emitted(out) if out.is::<UploadExpired>() => state.expired = true,
-        _ => {}
-    }
-    state
 }

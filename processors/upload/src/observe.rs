@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
 use echo_storage::S3Service;
 
 use crate::config::UploadConfig;
@@ -92,5 +92,10 @@ impl Processor for UploadProcessor {
             }
         }
         Ok(Observation::Nothing)
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }

@@ -11,7 +11,9 @@ use echo_catalog::events::{
     ValidationFailureReason, ValidationPassed, ValidationStarted,
 };
 use echo_catalog::record::Record;
-use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::{
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ValidationConfig;
@@ -29,6 +31,7 @@ pub struct ValidationDecider {
 impl Decider for ValidationDecider {
     type State = ValidationState;
     type Observation = Observation;
+    type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
         "validation"
@@ -48,6 +51,7 @@ impl Decider for ValidationDecider {
         ]
     }
 
+    /// Decides what an input causes, given the state and what `observe` found.
     fn decide(
         &self,
         state: &ValidationState,
@@ -55,11 +59,33 @@ impl Decider for ValidationDecider {
         observed: Observation,
         ctx: &Context,
     ) -> Result<Decision, HandlerError> {
-        decide(&self.config, state, input, observed, ctx)
+        let config = &self.config;
+        match input {
+            Input::Record(record) if record.is::<UploadCompleted>() => {
+                on_completed(config, state, record, observed, ctx)
+            }
+            // The other upload events (URL issued, failed, expired) are not Processing's business.
+            Input::Record(_) => Ok(Decision::default()),
+            // This processor sets no timers; one from another version has nothing left to do.
+            Input::Timer(_) => Ok(Decision::default()),
+        }
     }
 
-    fn evolve(&self, state: ValidationState, fact: Fact<'_>) -> ValidationState {
-        evolve(state, fact)
+    /// Folds a fact into the state; everything is learned from what the processor emitted, so the
+    /// state is what its events say.
+    fn evolve(&self, mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
+        match fact {
+            Fact::Emitted(out) if out.is::<ValidationStarted>() => state.started = true,
+            Fact::Emitted(out) if out.is::<ValidationPassed>() => state.passed = true,
+            Fact::Emitted(out) if out.is::<ValidationFailed>() => state.failed = true,
+            Fact::Emitted(out) if out.is::<ProcessingJobCreated>() => {
+                if let Ok(job) = out.decode::<ProcessingJobCreated>() {
+                    state.job_id = Some(job.job_id);
+                }
+            }
+            _ => {}
+        }
+        state
     }
 
     fn is_finished(&self, state: &ValidationState) -> bool {
@@ -203,25 +229,6 @@ pub fn needs_examination(state: &ValidationState, input: Input<'_>) -> bool {
     matches!(input, Input::Record(r) if r.is::<UploadCompleted>()) && !state.started
 }
 
-/// Decides what an input causes, given the state and what `observe` found.
-fn decide(
-    config: &ValidationConfig,
-    state: &ValidationState,
-    input: Input<'_>,
-    observed: Observation,
-    ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    match input {
-        Input::Record(record) if record.is::<UploadCompleted>() => {
-            on_completed(config, state, record, observed, ctx)
-        }
-        // The other upload events (URL issued, failed, expired) are not Processing's business.
-        Input::Record(_) => Ok(Decision::default()),
-        // This processor sets no timers; one from another version has nothing left to do.
-        Input::Timer(_) => Ok(Decision::default()),
-    }
-}
-
 fn on_completed(
     config: &ValidationConfig,
     state: &ValidationState,
@@ -357,21 +364,4 @@ fn plan_job(
         }));
     }
     Ok(out)
-}
-
-/// Folds a fact into the state; everything is learned from what the processor emitted, so the
-/// state is what its events say.
-fn evolve(mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
-    match fact {
-        Fact::Emitted(out) if out.is::<ValidationStarted>() => state.started = true,
-        Fact::Emitted(out) if out.is::<ValidationPassed>() => state.passed = true,
-        Fact::Emitted(out) if out.is::<ValidationFailed>() => state.failed = true,
-        Fact::Emitted(out) if out.is::<ProcessingJobCreated>() => {
-            if let Ok(job) = out.decode::<ProcessingJobCreated>() {
-                state.job_id = Some(job.job_id);
-            }
-        }
-        _ => {}
-    }
-    state
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
 use echo_chunking::{Chunking, SpeechMap};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
 use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};
@@ -90,6 +90,11 @@ impl Processor for ValidationProcessor {
         .await
         // A panicking decoder was fed this file; it would panic again on every retry.
         .map_err(|e| HandlerError::Permanent(format!("examining the audio panicked: {e}")))?
+    }
+
+    /// It writes nothing outside Kafka.
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
     }
 }
 

@@ -22,8 +22,8 @@ use crate::codec::{DecodeError, EncodeError};
 use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
 use crate::handler::{
-    evolved, timer_seed, Context, Decider, Decision, Fact, HandlerError, Input, Processor, StateOf,
-    Timer,
+    evolved, timer_seed, Context, Decider, Decision, EffectOf, Fact, HandlerError, Input,
+    Processor, StateOf, Timer,
 };
 use crate::headers::{self, echo, HeaderList};
 use crate::metrics::{metrics, RerouteLabels, TypeLabels};
@@ -545,7 +545,7 @@ impl<P: Processor> Driver<P> {
         key_state: &KeyState<StateOf<P>>,
         input: Input<'_>,
         ctx: &mut Context,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<EffectOf<P>>, HandlerError> {
         let limit = self.config.kafka.observe_timeout();
         let observe = || {
             self.handle.block_on(async {
@@ -594,7 +594,7 @@ impl<P: Processor> Driver<P> {
         key: &str,
         mut key_state: KeyState<StateOf<P>>,
         fact: Fact<'_>,
-        decision: Decision,
+        decision: Decision<EffectOf<P>>,
         processed_id: Option<&str>,
     ) -> Result<(), ApplyError> {
         let encoded = decision
@@ -638,10 +638,39 @@ impl<P: Processor> Driver<P> {
                 encode_changelog(&key_state).len()
             ))));
         }
+        self.carry_out(&decision.effects)?;
         for out in &encoded {
             self.produce(out)?;
         }
         self.store.put(partition, key, key_state);
+        Ok(())
+    }
+
+    /// Carries out a decision's effects (writes outside Kafka), each bounded by the observe
+    /// timeout, before its outputs are produced: outputs never announce a write that did not
+    /// happen. A failure, a timeout or a panic is the input's transient failure; the effects
+    /// are idempotent, so the retry asks for and does the same again.
+    fn carry_out(&self, effects: &[EffectOf<P>]) -> Result<(), ApplyError> {
+        let limit = self.config.kafka.observe_timeout();
+        for effect in effects {
+            let run = || {
+                self.handle.block_on(async {
+                    tokio::time::timeout(limit, self.processor.effect(effect)).await
+                })
+            };
+            catch_unwind(AssertUnwindSafe(run))
+                .map_err(|panic| HandlerError::Transient(panicked("effect", panic)))
+                .and_then(|done| {
+                    done.map_err(|_| {
+                        HandlerError::Transient(format!(
+                            "an effect took longer than {} ms",
+                            limit.as_millis()
+                        ))
+                    })
+                })
+                .and_then(|done| done)
+                .map_err(ApplyError::Refused)?;
+        }
         Ok(())
     }
 
