@@ -1,9 +1,10 @@
 //! The contract between a processor and the runtime: the Decider pattern.
 //!
 //! A [`Decider`]'s `decide(state, input) -> decision` and `evolve(state, fact) -> state` are
-//! pure; a [`Processor`] adds the `observe` step that does the I/O a decision needs (an S3
-//! HEAD, a pre-signed URL) so that `decide` stays pure. Transactions, dedup, state, timers, retries and the DLQ are
-//! the runtime's job, written once.
+//! pure; a [`Processor`] adds the `observe` step that reads what a decision needs (an S3 HEAD,
+//! a pre-signed URL) and the `effect` step that writes what a decision asks for outside Kafka
+//! (a report file), so that `decide` stays pure. Transactions, dedup, state, timers, retries
+//! and the DLQ are the runtime's job, written once.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -8,8 +8,8 @@
 //! `chunk.processing.failed`, in one transaction, keyed by the resource id.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
-//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need); [`squeeze`]
-//! leaves a chunk's pauses out of what whisper hears.
+//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
+//! [`squeeze`] leaves a chunk's pauses out of what whisper hears.
 
 pub mod config;
 pub mod decide;

@@ -6,14 +6,15 @@
 //!
 //! - `processing.job.created` and `chunk.processing.completed`, in any order, until every
 //!   chunk of the job has a result → the transcript is assembled word by word
-//!   ([`assemble`]), cleared of whisper's loops ([`guard`]), analysed ([`analysis`]), rendered ([`report`], captions cut by
-//!   [`captions`]) and written to S3, then `transcription.started`
-//!   and `transcription.completed` are emitted;
+//!   ([`assemble`]), cleared of whisper's loops ([`guard`]), analysed ([`analysis`]),
+//!   rendered ([`report`], captions cut by [`captions`]) and written to S3, then
+//!   `transcription.started` and `transcription.completed` are emitted;
 //! - `chunk.processing.failed` for a chunk without a result → `transcription.failed`.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
-//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
-//! assembly, analysis and rendering are pure functions too.
+//! handles and emits, pure `decide` and `evolve`; it renders the report), [`observe`] (the
+//! processor; it reads nothing) and [`effects`] (the report files written before they are
+//! announced); assembly, analysis and rendering are pure functions too.
 
 pub mod analysis;
 pub mod assemble;
