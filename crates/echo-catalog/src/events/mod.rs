@@ -3,9 +3,10 @@
 //!
 //! The `.avsc` files are what the Schema Registry holds; the Rust types mirror them and
 //! `tests/schemas.rs` fails when the two drift apart. Besides the standard Avro attributes each
-//! record carries three custom ones, which Avro tools ignore and the docs are generated from:
-//! `x-producer` (the context that writes it, or `client`), `x-trigger` (what causes it) and
-//! `x-failure-path` (what follows when it, or what it asks for, fails).
+//! record carries custom ones, which Avro tools ignore and the docs are generated from:
+//! `x-trigger` (what causes it), `x-failure-path` (what follows when it, or what it asks for,
+//! fails) and `x-versions` (what each version changed). Who produces and consumes it is the
+//! catalogue's (`topics/topics.toml`, [`Catalogue::producers_of`](crate::Catalogue::producers_of)).
 //!
 //! The doc comments of the types and fields are the `doc` texts of the `.avsc` (compared with
 //! whitespace normalised): change both together.
