@@ -161,6 +161,11 @@ impl<P: Processor> Driver<P> {
         // The source topics carry types of other consumers too: the processor sees only what
         // it declares it handles.
         if !self.processor.decider().handles().contains(&type_name) {
+            // Back from a retry tier (parked by a version that handled the type): the records
+            // held behind it may follow.
+            if from_retry {
+                self.unpark(rec.partition, &key);
+            }
             self.record_done(type_name, "skipped");
             return Ok(());
         }
