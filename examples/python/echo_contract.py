@@ -1,7 +1,7 @@
 """What every echo client needs: where the topics are, how records are framed and keyed.
 
-The contract itself is docs/CLIENTS.md; the schemas are the .avsc files under avro/ (the
-registry holds the same ones, registered by echo's operators).
+The contract itself is docs/CLIENTS.md; the schemas are the .avsc files under avro/, which
+echo's operators register (each record with the shared types it names defined in it).
 """
 
 import argparse
@@ -54,22 +54,26 @@ def producer_config(args: argparse.Namespace) -> dict:
     }
 
 
-def schema(type_name: str) -> str:
-    """The .avsc of an event type (`upload.requested`) from avro/<context>/."""
+def record_name(type_name: str) -> str:
+    """The full Avro name of an event type (`upload.requested` → `echo.upload.UploadRequested`),
+    from its .avsc under avro/<context>/."""
     context = type_name.split(".")[0]
-    return (AVRO_DIR / context / f"{type_name}.avsc").read_text()
+    avsc = json.loads((AVRO_DIR / context / f"{type_name}.avsc").read_text())
+    return f"{avsc['namespace']}.{avsc['name']}"
 
 
-def serializer(registry: SchemaRegistryClient, type_name: str) -> AvroSerializer:
-    """Confluent wire format with the version of `type_name` echo registered.
+def serializer(registry: SchemaRegistryClient, topic: str, type_name: str) -> AvroSerializer:
+    """Confluent wire format with the version of `type_name` echo registered on `topic`.
 
     One topic carries several record types, so subjects are `<topic>-<record full name>`
     (TopicRecordNameStrategy). Clients never register schemas: the registry refuses writes
-    from anyone but echo's operators, so the serializer uses the latest registered version.
+    from anyone but echo's operators, so the serializer writes with the latest registered
+    version, the self-contained schema (the .avsc names shared types it does not define).
     """
+    registered = registry.get_latest_version(f"{topic}-{record_name(type_name)}")
     return AvroSerializer(
         registry,
-        schema(type_name),
+        registered.schema,
         conf={
             "auto.register.schemas": False,
             "use.latest.version": True,

@@ -108,7 +108,7 @@ def main() -> int:
 
 def send(producer, registry, topic, type_name, resource, value):
     """Publishes one record and waits until the broker has it."""
-    encoded = echo.serializer(registry, type_name)(
+    encoded = echo.serializer(registry, topic, type_name)(
         value, SerializationContext(topic, MessageField.VALUE)
     )
     delivered = []

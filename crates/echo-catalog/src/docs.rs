@@ -7,11 +7,10 @@
 
 use std::fmt::Write;
 
-use apache_avro::AvroSchema;
 use serde_json::Value;
 
 use crate::events::{self, CONTEXTS};
-use crate::record::{EventMetadata, RecordInfo};
+use crate::record::RecordInfo;
 use crate::topics::{Catalogue, TopicKind};
 
 /// The target flow of one upload, from request to transcript, rejection or failure.
@@ -100,7 +99,9 @@ pub fn events_markdown(catalogue: &Catalogue) -> String {
     }
 
     out.push_str("## EventMetadata\n\n");
-    let metadata = serde_json::to_value(EventMetadata::get_schema()).unwrap_or(Value::Null);
+    let metadata: Value =
+        serde_json::from_str(include_str!("../../../avro/common/EventMetadata.avsc"))
+            .unwrap_or(Value::Null);
     let _ = writeln!(
         out,
         "`echo.common.EventMetadata`, the first field (`metadata`) of every record.\n\n{}\n",

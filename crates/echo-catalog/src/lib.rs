@@ -2,6 +2,7 @@
 //! Rust values, so that code, tools and docs derive from one source of truth.
 
 pub mod asyncapi;
+pub mod avsc;
 pub mod docs;
 pub mod events;
 pub mod flow;

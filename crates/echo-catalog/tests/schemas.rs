@@ -1,13 +1,15 @@
-//! The `.avsc` files under `avro/`, the Rust types of `echo_catalog::events`, the record table
-//! and `topics/topics.toml` must agree; every test here fails when one of them drifts.
+//! The `.avsc` files under `avro/`, the record table and `topics/topics.toml` must agree, and
+//! the Rust types generated from avro/ must write and read what the schemas say; every test
+//! here fails when one of them drifts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::{from_value, to_value, AvroSchema, Schema};
+use apache_avro::{from_value, to_value, Schema};
+use echo_catalog::avsc::{self, AvscFile};
 use echo_catalog::events::{self, *};
 use echo_catalog::{Catalogue, EventMetadata, Record, RecordInfo, TopicKind};
 use serde_json::Value;
@@ -20,181 +22,92 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("valid JSON")
 }
 
-/// `None` when the two schemas have the same Parsing Canonical Form (what decides whether bytes
-/// written with one can be read with the other), else both forms.
-fn canonical_drift(avsc: &Schema, derived: &Schema) -> Option<String> {
-    let (a, d) = (avsc.canonical_form(), derived.canonical_form());
-    (a != d).then(|| difference(&a, &d))
-}
-
-/// Where two renderings of a schema first differ, with some context, then both in full.
-fn difference(avsc: &str, derived: &str) -> String {
-    let (a, d): (Vec<char>, Vec<char>) = (avsc.chars().collect(), derived.chars().collect());
-    let at = a
-        .iter()
-        .zip(&d)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(d.len()));
-    let around = |s: &[char]| -> String {
-        s[at.saturating_sub(80)..(at + 80).min(s.len())]
-            .iter()
-            .collect()
-    };
-    format!(
-        "  first difference at char {at}:\n    .avsc:   …{}…\n    derived: …{}…\n  \
-         .avsc:   {avsc}\n  derived: {derived}",
-        around(&a),
-        around(&d)
-    )
-}
-
-/// The schema as JSON without what the Parsing Canonical Form ignores on purpose but a drift
-/// test must not: `doc` (whitespace-normalised, since Rust doc comments wrap), `default`,
-/// `aliases`, logical types. Only the custom `x-*` attributes, which the Rust side cannot
-/// express, are removed.
-fn documented_form(schema: &Schema) -> Value {
-    fn normalise(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                map.retain(|k, _| !k.starts_with("x-"));
-                if let Some(Value::String(doc)) = map.get_mut("doc") {
-                    *doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
-                }
-                map.values_mut().for_each(normalise);
-            }
-            Value::Array(items) => items.iter_mut().for_each(normalise),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(schema).expect("a schema serialises");
-    normalise(&mut v);
-    v
-}
-
-fn documented_drift(avsc: &Schema, derived: &Schema) -> Option<String> {
-    let (a, d) = (documented_form(avsc), documented_form(derived));
-    (a != d).then(|| difference(&a.to_string(), &d.to_string()))
-}
-
 fn parse(info: &RecordInfo) -> Schema {
     info.schema()
         .unwrap_or_else(|e| panic!("{}: {e:#}", info.type_name))
 }
 
+/// Every named type is defined in one file of avro/: a type several records use has a file of
+/// its own and the records name it, rather than each carrying a copy.
 #[test]
-fn every_avsc_has_the_canonical_form_of_its_rust_type() {
-    let drift: Vec<String> = events::all()
-        .iter()
-        .filter_map(|info| {
-            canonical_drift(&parse(info), &(info.derived_schema)())
-                .map(|d| format!("{}:\n{d}", info.type_name))
-        })
-        .collect();
-    assert!(
-        drift.is_empty(),
-        "avro/ and the Rust types differ:\n{}",
-        drift.join("\n")
+fn every_named_type_is_defined_once() {
+    fn definitions(v: &Value, found: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if matches!(
+                    map.get("type").and_then(Value::as_str),
+                    Some("record" | "enum" | "fixed")
+                ) {
+                    found.push(format!(
+                        "{}.{}",
+                        map["namespace"].as_str().unwrap_or("?"),
+                        map["name"].as_str().unwrap_or("?")
+                    ));
+                }
+                map.values().for_each(|x| definitions(x, found));
+            }
+            Value::Array(items) => items.iter().for_each(|x| definitions(x, found)),
+            _ => {}
+        }
+    }
+    let mut defined_in: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in avsc::read_dir(&avro_dir()).unwrap() {
+        let mut found = Vec::new();
+        definitions(&json(&file.text), &mut found);
+        for name in found {
+            defined_in
+                .entry(name)
+                .or_default()
+                .push(format!("{}/{}", file.context, file.stem));
+        }
+    }
+    let twice: Vec<_> = defined_in.iter().filter(|(_, f)| f.len() > 1).collect();
+    assert!(twice.is_empty(), "defined in several files: {twice:?}");
+    assert_eq!(
+        defined_in["echo.common.EventMetadata"],
+        ["common/EventMetadata"]
     );
 }
 
+/// What is registered is self-contained: each shared type defined at its first use and named
+/// after it, so any Avro library reads it without the other files.
 #[test]
-fn every_avsc_has_the_docs_and_defaults_of_its_rust_type() {
-    let drift: Vec<String> = events::all()
-        .iter()
-        .filter_map(|info| {
-            documented_drift(&parse(info), &(info.derived_schema)())
-                .map(|d| format!("{}:\n{d}", info.type_name))
-        })
-        .collect();
-    assert!(
-        drift.is_empty(),
-        "docs, defaults or logical types differ between avro/ and the Rust doc comments:\n{}",
-        drift.join("\n")
-    );
-}
-
-/// The comparisons above can fail: altered copies of a real `.avsc` are caught.
-#[test]
-fn drift_is_detected() {
-    let info = events::info("upload.requested").unwrap();
-    let derived = (info.derived_schema)();
-    let altered = |from: &str, to: &str| {
-        assert!(info.avsc.contains(from), "{from} is not in the .avsc");
-        Schema::parse_str(&info.avsc.replace(from, to)).expect("the altered .avsc still parses")
+fn a_shared_type_is_defined_at_its_first_use() {
+    let file = |context: &str, stem: &str, text: &str| AvscFile {
+        context: context.into(),
+        stem: stem.into(),
+        text: text.into(),
     };
-
-    let original = parse(info);
-    assert!(canonical_drift(&original, &derived).is_none());
-    assert!(documented_drift(&original, &derived).is_none());
-
-    // A renamed field, a changed type and a renamed record change the canonical form.
-    for (from, to) in [
-        (r#""name": "filename""#, r#""name": "file_name""#),
-        (
-            r#""name": "declared_size_bytes",
-      "type": "long""#,
-            r#""name": "declared_size_bytes",
-      "type": "int""#,
+    let files = [
+        file(
+            "common",
+            "Point",
+            r#"{"type": "record", "name": "Point", "namespace": "t.common",
+                "fields": [{"name": "x", "type": "int"}]}"#,
         ),
-        (r#""name": "UploadRequested""#, r#""name": "UploadRequest""#),
-        (r#""name": "schema_version""#, r#""name": "version""#),
-    ] {
-        let schema = altered(from, to);
-        assert!(
-            canonical_drift(&schema, &derived).is_some(),
-            "{to} not detected"
-        );
-        assert!(
-            documented_drift(&schema, &derived).is_some(),
-            "{to} not detected"
-        );
-    }
-
-    // A changed doc and a dropped default are invisible to the canonical form, but not to the
-    // documented form.
-    for (from, to) in [
-        (
-            "used to name the downloadable",
-            "used to label the downloadable",
+        file(
+            "line",
+            "line.drawn",
+            r#"{"type": "record", "name": "LineDrawn", "namespace": "t.line", "fields": [
+                {"name": "from", "type": "t.common.Point"},
+                {"name": "to", "type": ["null", "t.common.Point"], "default": null},
+                {"name": "via", "type": {"type": "array", "items": "t.common.Point"}}]}"#,
         ),
-        (r#""default": null,"#, ""),
-    ] {
-        let schema = altered(from, to);
-        assert!(
-            canonical_drift(&schema, &derived).is_none(),
-            "{to} changed the canonical form"
-        );
-        assert!(
-            documented_drift(&schema, &derived).is_some(),
-            "{to} not detected"
-        );
-    }
+    ];
+    let shared = avsc::shared_types(&files).unwrap();
+    let text = avsc::self_contained(&files[1], &shared).unwrap();
+    let record = json(&text);
+    assert_eq!(record["fields"][0]["type"]["name"], "Point");
+    assert_eq!(record["fields"][1]["type"][1], "t.common.Point");
+    assert_eq!(record["fields"][2]["type"]["items"], "t.common.Point");
+    Schema::parse_str(&text).expect("self-contained");
+    // The record file alone does not parse: the inlining is what makes it readable.
+    assert!(Schema::parse_str(&files[1].text).is_err());
 
-    // The spec strips logical types from the canonical form; apache-avro leaves
-    // `{"type":"long"}` where `"long"` was, so either comparison notices an added one.
-    let schema = altered(
-        r#""name": "occurred_at",
-            "type": "long""#,
-        r#""name": "occurred_at",
-            "type": {"type": "long", "logicalType": "timestamp-millis"}"#,
-    );
-    assert!(
-        documented_drift(&schema, &derived).is_some(),
-        "a logical type not detected"
-    );
-
-    // Custom attributes are not drift.
-    let schema = altered(
-        r#""x-trigger": "A client asks to upload an audio file.""#,
-        r#""x-trigger": "something else""#,
-    );
-    assert!(canonical_drift(&schema, &derived).is_none());
-    assert!(documented_drift(&schema, &derived).is_none());
-    // The parser keeps them, so a registered schema still carries them.
-    let Schema::Record(record) = &schema else {
-        panic!("not a record")
-    };
-    assert_eq!(record.attributes["x-trigger"], "something else");
+    // A shared type's file is named after the type it defines.
+    let misnamed = file("common", "Coordinate", &files[0].text);
+    let err = avsc::shared_types(&[misnamed]).unwrap_err();
+    assert!(err.0.contains("named after it"), "{err}");
 }
 
 #[test]
@@ -216,8 +129,6 @@ fn record_names_follow_the_convention() {
         assert_eq!(info.record_name, expected);
         let avsc_name = parse(info).name().unwrap().fullname(None);
         assert_eq!(avsc_name, expected, "{}", info.type_name);
-        let derived_name = (info.derived_schema)().name().unwrap().fullname(None);
-        assert_eq!(derived_name, expected, "{}", info.type_name);
     }
 }
 
@@ -268,36 +179,21 @@ fn catalogue_table_and_files_agree() {
         );
     }
 
+    let all = avsc::read_dir(&avro_dir()).unwrap();
+    let shared = avsc::shared_types(&all).unwrap();
     let mut files = BTreeSet::new();
-    for dir in std::fs::read_dir(avro_dir()).unwrap() {
-        let dir = dir.unwrap().path();
-        let context = dir.file_name().unwrap().to_str().unwrap().to_owned();
-        if !dir.is_dir() || context == "common" {
-            continue;
-        }
-        for file in std::fs::read_dir(&dir).unwrap() {
-            let file = file.unwrap().path();
-            let name = file.file_name().unwrap().to_str().unwrap().to_owned();
-            let ty = name
-                .strip_suffix(".avsc")
-                .unwrap_or_else(|| panic!("{} is not an .avsc file", file.display()));
-            let info = events::info(ty)
-                .unwrap_or_else(|| panic!("{} is not in the record table", file.display()));
-            assert_eq!(
-                info.context,
-                context,
-                "{} is in the wrong folder",
-                file.display()
-            );
-            // The compiled-in text is the file's current text (a stale build would differ).
-            assert_eq!(
-                std::fs::read_to_string(&file).unwrap(),
-                info.avsc,
-                "{}",
-                file.display()
-            );
-            files.insert(ty.to_owned());
-        }
+    for file in all.iter().filter(|f| !f.is_shared_type()) {
+        let path = format!("{}/{}.avsc", file.context, file.stem);
+        let info =
+            events::info(&file.stem).unwrap_or_else(|| panic!("{path} is not in the record table"));
+        assert_eq!(info.context, file.context, "{path} is in the wrong folder");
+        // The compiled-in schema is the file's current one (a stale build would differ).
+        assert_eq!(
+            avsc::self_contained(file, &shared).unwrap(),
+            info.avsc,
+            "{path}"
+        );
+        files.insert(file.stem.clone());
     }
     let table: BTreeSet<_> = events::all()
         .iter()
@@ -306,31 +202,26 @@ fn catalogue_table_and_files_agree() {
     assert_eq!(files, table);
 }
 
-/// Every record embeds the same `echo.common.EventMetadata` as its first field, equal to the
-/// reference copy and to what `EventMetadata` derives.
+/// Every record names `echo.common.EventMetadata` as its first field, and is registered with
+/// the one definition of avro/common.
 #[test]
 fn metadata_is_the_same_everywhere() {
-    let reference_text =
-        std::fs::read_to_string(avro_dir().join("common/EventMetadata.avsc")).unwrap();
-    let reference = json(&reference_text);
-    for info in events::all() {
-        let record = json(info.avsc);
-        let first = &record["fields"][0];
+    let reference =
+        json(&std::fs::read_to_string(avro_dir().join("common/EventMetadata.avsc")).unwrap());
+    for file in avsc::read_dir(&avro_dir()).unwrap() {
+        if file.is_shared_type() {
+            continue;
+        }
+        let first = &json(&file.text)["fields"][0];
         assert_eq!(
             first["name"], "metadata",
             "{}: the first field is not metadata",
-            info.type_name
+            file.stem
         );
-        assert_eq!(
-            first["type"], reference,
-            "{}: metadata differs from avro/common",
-            info.type_name
-        );
+        assert_eq!(first["type"], "echo.common.EventMetadata", "{}", file.stem);
+        let registered = json(events::info(&file.stem).unwrap().avsc);
+        assert_eq!(registered["fields"][0]["type"], reference, "{}", file.stem);
     }
-    let reference = Schema::parse_str(&reference_text).unwrap();
-    let derived = EventMetadata::get_schema();
-    assert_eq!(canonical_drift(&reference, &derived), None);
-    assert_eq!(documented_drift(&reference, &derived), None);
 }
 
 /// Every record, field and named type says what it is: a consumer reads the docs in the
@@ -424,10 +315,6 @@ fn metadata(n: u8) -> EventMetadata {
 fn round_trip<T: Record + PartialEq + Debug>(record: T, seen: &mut BTreeSet<&'static str>) {
     let ty = T::TYPE;
     let info = events::info(ty).unwrap_or_else(|| panic!("{ty} has no table row"));
-    assert_eq!(
-        T::get_schema().name().unwrap().fullname(None),
-        info.record_name
-    );
     assert_eq!(
         record.metadata().correlation_id,
         "0190b6c0-0000-7000-8000-000000000001"
@@ -795,6 +682,23 @@ fn every_type_round_trips_through_its_avsc() {
     );
 }
 
+/// The schema of the named type `name` (`TranscriptFormat`), as some record registers it.
+fn named(name: &str) -> Schema {
+    events::all()
+        .iter()
+        .find_map(|info| {
+            let schema = parse(info);
+            let resolved = apache_avro::schema::ResolvedSchema::try_from(&schema).unwrap();
+            let found = resolved
+                .get_names()
+                .iter()
+                .find(|(n, _)| n.name() == name)
+                .map(|(_, s)| (*s).clone());
+            found
+        })
+        .unwrap_or_else(|| panic!("no record uses {name}"))
+}
+
 /// Every enum symbol round-trips, with the spelling of the `.avsc`.
 #[test]
 fn enum_symbols_match_serde_names() {
@@ -804,8 +708,9 @@ fn enum_symbols_match_serde_names() {
             other => panic!("not an enum: {other:?}"),
         }
     }
-    fn check<T: AvroSchema + serde::Serialize>(variants: &[T]) {
-        let schema = T::get_schema();
+    fn check<T: serde::Serialize>(variants: &[T]) {
+        let name = std::any::type_name::<T>().rsplit("::").next().unwrap();
+        let schema = named(name);
         let names: Vec<String> = variants
             .iter()
             .map(|v| match to_value(v).unwrap() {

@@ -5,9 +5,9 @@
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-use echo_catalog::events;
 use echo_catalog::record::RecordInfo;
 use echo_catalog::Catalogue;
+use echo_catalog::{avsc, events};
 use serde_json::{json, Value};
 
 use crate::config::{EchoConfig, RegistryConfig};
@@ -41,19 +41,29 @@ pub fn subjects(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<(Strin
     subjects_with(config, catalogue, |info| Ok(info.avsc.to_string()))
 }
 
-/// The same subjects with the schema texts of `avro_dir`, laid out as avro/ is
-/// (`<context>/<type>.avsc`): a proposed change, checked against the registry before it is
-/// built in.
+/// The same subjects with the schemas of `avro_dir`, laid out as avro/ is
+/// (`<context>/<type>.avsc`, shared types in files of their own): a proposed change, checked
+/// against the registry before it is built in.
 pub fn subjects_in(
     config: &EchoConfig,
     catalogue: &Catalogue,
     avro_dir: &Path,
 ) -> Result<Vec<(String, String)>> {
+    let files = avsc::read_dir(avro_dir)?;
+    let shared = avsc::shared_types(&files)?;
     subjects_with(config, catalogue, |info| {
-        let path = avro_dir
-            .join(info.context)
-            .join(format!("{}.avsc", info.type_name));
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        let file = files
+            .iter()
+            .find(|f| f.context == info.context && f.stem == info.type_name)
+            .with_context(|| {
+                format!(
+                    "{} has no {}/{}.avsc",
+                    avro_dir.display(),
+                    info.context,
+                    info.type_name
+                )
+            })?;
+        Ok(avsc::self_contained(file, &shared)?)
     })
 }
 

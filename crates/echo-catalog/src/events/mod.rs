@@ -1,40 +1,40 @@
 //! Every event and command of echo as a Rust type, and the table that ties each one to its
 //! `.avsc` file under `avro/`.
 //!
-//! The `.avsc` files are what the Schema Registry holds; the Rust types mirror them and
-//! `tests/schemas.rs` fails when the two drift apart. Besides the standard Avro attributes each
-//! record carries custom ones, which Avro tools ignore and the docs are generated from:
-//! `x-trigger` (what causes it), `x-failure-path` (what follows when it, or what it asks for,
-//! fails) and `x-versions` (what each version changed). Who produces and consumes it is the
-//! catalogue's (`topics/topics.toml`, [`Catalogue::producers_of`](crate::Catalogue::producers_of)).
-//!
-//! The doc comments of the types and fields are the `doc` texts of the `.avsc` (compared with
-//! whitespace normalised): change both together.
+//! The `.avsc` files are the one source: the build generates the Rust types from them, doc
+//! comments included (`rsgen-avro`), so a field is documented once, in its schema. Besides the
+//! standard Avro attributes each record carries custom ones, which Avro tools ignore and the
+//! docs are generated from: `x-trigger` (what causes it), `x-failure-path` (what follows when it,
+//! or what it asks for, fails) and `x-versions` (what each version changed). Who produces and
+//! consumes it is the catalogue's (`topics/topics.toml`,
+//! [`Catalogue::producers_of`](crate::Catalogue::producers_of)).
 
 use anyhow::{bail, Context, Result};
-use apache_avro::{AvroSchema, Schema};
+use apache_avro::Schema;
 
-use crate::record::{EventMetadata, Record, RecordInfo};
+use crate::record::{Record, RecordInfo};
 
-pub mod processing;
-pub mod resource;
-pub mod transcription;
-pub mod upload;
+mod options;
 
-pub use processing::*;
-pub use resource::*;
-pub use transcription::*;
-pub use upload::*;
+pub use options::{MAX_CUE_MS, MAX_PROMPT_CHARS};
 
-/// Declares the record table: one line per type, `context::RustType => "type.name"`.
+/// The types generated from `avro/`: a struct per record, an enum per Avro enum.
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/events.rs"));
+}
+
+pub use generated::*;
+
+/// Declares the record table: one line per type, `context: RustType => "type.name"`.
 ///
 /// Each line implements [`Record`] for the type and adds its row to [`all`], with the full Avro
-/// name `echo.<context>.<RustType>` and the `.avsc` compiled in from
+/// name `echo.<context>.<RustType>` and the schema as registered, which the build writes from
 /// `avro/<context>/<type.name>.avsc`, so the type name is written once.
 macro_rules! records {
-    ($($context:ident :: $ty:ident => $type_name:literal,)*) => {
+    ($($context:ident: $ty:ident => $type_name:literal,)*) => {
         $(
-            impl Record for $context::$ty {
+            impl Record for $ty {
                 const TYPE: &'static str = $type_name;
 
                 fn metadata(&self) -> &EventMetadata {
@@ -49,38 +49,37 @@ macro_rules! records {
                 record_name: concat!("echo.", stringify!($context), ".", stringify!($ty)),
                 context: stringify!($context),
                 avsc: include_str!(concat!(
-                    "../../../../avro/", stringify!($context), "/", $type_name, ".avsc"
+                    env!("OUT_DIR"), "/avro/", stringify!($context), "/", $type_name, ".avsc"
                 )),
-                derived_schema: <$context::$ty as AvroSchema>::get_schema,
             },
         )*];
     };
 }
 
 records! {
-    upload::UploadRequested => "upload.requested",
-    upload::UploadFinalize => "upload.finalize",
-    upload::UploadUrlGenerated => "upload.url.generated",
-    upload::UploadCompleted => "upload.completed",
-    upload::UploadFailed => "upload.failed",
-    upload::UploadExpired => "upload.expired",
-    processing::ValidationStarted => "validation.started",
-    processing::ValidationPassed => "validation.passed",
-    processing::ValidationFailed => "validation.failed",
-    processing::ProcessingJobCreated => "processing.job.created",
-    processing::ChunkProcess => "chunk.process",
-    processing::ChunkProcessingStarted => "chunk.processing.started",
-    processing::ChunkProcessingCompleted => "chunk.processing.completed",
-    processing::ChunkProcessingFailed => "chunk.processing.failed",
-    processing::ProcessingTimeout => "processing.timeout",
-    transcription::TranscriptionStarted => "transcription.started",
-    transcription::TranscriptionCompleted => "transcription.completed",
-    transcription::TranscriptionFailed => "transcription.failed",
-    resource::ResourceReady => "resource.ready",
-    resource::ResourceRejected => "resource.rejected",
-    resource::ResourceTtlReached => "resource.ttl.reached",
-    resource::CleanupInitiated => "cleanup.initiated",
-    resource::CleanupCompleted => "cleanup.completed",
+    upload: UploadRequested => "upload.requested",
+    upload: UploadFinalize => "upload.finalize",
+    upload: UploadUrlGenerated => "upload.url.generated",
+    upload: UploadCompleted => "upload.completed",
+    upload: UploadFailed => "upload.failed",
+    upload: UploadExpired => "upload.expired",
+    processing: ValidationStarted => "validation.started",
+    processing: ValidationPassed => "validation.passed",
+    processing: ValidationFailed => "validation.failed",
+    processing: ProcessingJobCreated => "processing.job.created",
+    processing: ChunkProcess => "chunk.process",
+    processing: ChunkProcessingStarted => "chunk.processing.started",
+    processing: ChunkProcessingCompleted => "chunk.processing.completed",
+    processing: ChunkProcessingFailed => "chunk.processing.failed",
+    processing: ProcessingTimeout => "processing.timeout",
+    transcription: TranscriptionStarted => "transcription.started",
+    transcription: TranscriptionCompleted => "transcription.completed",
+    transcription: TranscriptionFailed => "transcription.failed",
+    resource: ResourceReady => "resource.ready",
+    resource: ResourceRejected => "resource.rejected",
+    resource: ResourceTtlReached => "resource.ttl.reached",
+    resource: CleanupInitiated => "cleanup.initiated",
+    resource: CleanupCompleted => "cleanup.completed",
 }
 
 /// The bounded contexts, in pipeline order; each has a folder under `avro/`.
@@ -117,7 +116,7 @@ pub struct Annotations {
 }
 
 impl RecordInfo {
-    /// The `.avsc` parsed: the schema to register and to write with, docs included.
+    /// The schema parsed: the one registered and written with, docs included.
     pub fn schema(&self) -> Result<Schema> {
         Schema::parse_str(self.avsc)
             .with_context(|| format!("parsing the schema of {}", self.type_name))
