@@ -15,6 +15,8 @@ use crate::handler::{
 /// Returns everything published for the input, in order (the announcement, then the decided
 /// outputs) with the decision's timers to set and cancel, and the key's state afterwards. A
 /// refused input changes nothing, as in the runtime (it goes to a retry tier or the DLQ).
+/// As in the runtime, a record of a type the decider does not handle is skipped (nothing
+/// decided, nothing changed), and an output of a type it does not emit refuses the input.
 pub fn step<D: Decider>(
     decider: &D,
     state: &D::State,
@@ -22,9 +24,25 @@ pub fn step<D: Decider>(
     observed: D::Observation,
     now_ms: i64,
 ) -> Result<(Decision<D::Effect>, D::State), HandlerError> {
+    if let Input::Record(record) = input {
+        if !decider.handles().contains(&record.type_name) {
+            return Ok((Decision::default(), state.clone()));
+        }
+    }
     let ctx = Context::for_input(decider.name(), now_ms, input);
     let mut published = decider.announce(state, input, &ctx);
     let decision = decider.decide(state, input, observed, &ctx)?;
+    if let Some(out) = published
+        .iter()
+        .chain(&decision.emit)
+        .find(|out| !decider.emits().contains(&out.type_name))
+    {
+        return Err(HandlerError::Permanent(format!(
+            "processor {} may not emit {}",
+            decider.name(),
+            out.type_name
+        )));
+    }
     let fact = match input {
         Input::Record(record) => Fact::Consumed(record),
         Input::Timer(timer) => Fact::TimerFired(timer),
@@ -36,6 +54,34 @@ pub fn step<D: Decider>(
         ..decision
     };
     Ok((decision, state))
+}
+
+/// Fails unless `decider` declares exactly what its entry in `topics/topics.toml` lists: the
+/// runtime refuses to start code that declares more, and a type the entry lists but the code
+/// does not declare would be documented (EVENTS.md, AsyncAPI) yet never handled or emitted.
+pub fn assert_declared_as_catalogued<D: Decider>(decider: &D) {
+    let catalogue = echo_catalog::Catalogue::load().expect("topics/topics.toml loads");
+    let entry = catalogue
+        .processor(decider.name())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let sorted = |types: &[&str]| {
+        let mut v: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        v.sort();
+        v
+    };
+    let listed = |types: &[String]| sorted(&types.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        sorted(decider.handles()),
+        listed(&entry.handles),
+        "what processor {} handles",
+        decider.name()
+    );
+    assert_eq!(
+        sorted(decider.emits()),
+        listed(&entry.emits),
+        "what processor {} emits",
+        decider.name()
+    );
 }
 
 /// Handles `input` as the runtime does with a whole processor: its `observe`, the step, then

@@ -284,6 +284,24 @@ impl S3Service {
         }
     }
 
+    /// How many objects there are under `prefix`: what a cleanup is about to delete.
+    pub async fn count_prefix(&self, prefix: &str) -> Result<u32, HandlerError> {
+        let mut count = 0;
+        let mut token = None;
+        loop {
+            let (page, _) = self
+                .bucket
+                .list_page(prefix.into(), None, token, None, Some(1000))
+                .await
+                .map_err(|e| classify(e, "listing objects"))?;
+            count += u32::try_from(page.contents.len()).unwrap_or(u32::MAX);
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated => token = Some(next),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     /// Deletes every object under `prefix` and returns how many were deleted; idempotent, so
     /// a retried cleanup deletes what is left (0 when nothing is). Only a whole resource's
     /// prefix is accepted: an empty or foreign prefix would delete other resources' objects.

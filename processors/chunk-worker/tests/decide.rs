@@ -349,16 +349,29 @@ fn a_command_that_needs_work_without_an_outcome_is_a_bug() {
 }
 
 #[test]
-fn other_records_are_refused_and_timers_ignored() {
+fn other_records_are_skipped_and_timers_ignored() {
     let other = incoming(&UploadFinalize {
         metadata: command("x", 1).metadata,
         etag: None,
     });
-    let err = handle(&ChunkWorkerState::default(), &other, Observation::Skipped).unwrap_err();
-    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
-
+    // The runtime skips a type the worker does not handle before deciding anything...
+    let (decision, state) =
+        handle(&ChunkWorkerState::default(), &other, Observation::Skipped).unwrap();
+    assert!(decision.emit.is_empty() && decision.effects.is_empty());
+    assert_eq!(state, ChunkWorkerState::default());
+    // ...and were one to reach `decide`, it would refuse it.
     let input = command("cmd-1", 1);
     let ctx = Context::new("chunk-worker", NOW, input.metadata.clone(), "t");
+    let err = worker()
+        .decide(
+            &ChunkWorkerState::default(),
+            Input::Record(&other),
+            Observation::Skipped,
+            &ctx,
+        )
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+
     let timer: Timer = ctx.timer("unknown", NOW, "");
     let decision = worker()
         .decide(
@@ -433,4 +446,9 @@ fn config_defaults_are_valid_and_unusable_settings_are_refused() {
     assert!(bad(|c| c.threads = 0));
     assert!(bad(|c| c.worker_name = " ".into()));
     assert!(bad(|c| c.cache_max_files = 0));
+}
+
+#[test]
+fn declares_what_its_catalogue_entry_lists() {
+    testing::assert_declared_as_catalogued(&worker());
 }

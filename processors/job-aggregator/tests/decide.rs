@@ -439,3 +439,8 @@ fn a_job_is_finished_once_every_chunk_has_its_result() {
     h.record(&completed("c-2", JOB, 2), (), NOW + 6).unwrap();
     assert!(h.state.is_finished());
 }
+
+#[test]
+fn declares_what_its_catalogue_entry_lists() {
+    testing::assert_declared_as_catalogued(&harness().decider);
+}

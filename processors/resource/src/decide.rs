@@ -8,8 +8,9 @@
 //! - `validation.failed` or `transcription.failed` → `resource.rejected` then
 //!   `cleanup.initiated` (`REJECTED`);
 //! - `upload.failed` → `cleanup.initiated` (`UPLOAD_FAILED`);
-//! - `cleanup.initiated` (read back from its own topic, after `observe` deleted the prefix)
-//!   → `cleanup.completed`, the end of every resource.
+//! - `cleanup.initiated` (read back from its own topic) → the prefix is deleted (an effect)
+//!   and `cleanup.completed` says how many objects `observe` found there: the end of every
+//!   resource.
 //!
 //! Once an outcome is there, inputs that contradict it (a second transcript, a failure after
 //! ready, a transcript after a rejection) produce nothing, so each resource ends in exactly one
@@ -23,7 +24,7 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::Record;
 use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing, Timer,
+    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,7 @@ pub struct ResourceDecider {
 impl Decider for ResourceDecider {
     type State = ResourceState;
     type Observation = Observation;
-    type Effect = NoEffect;
+    type Effect = ResourceEffect;
 
     fn name(&self) -> &'static str {
         "resource"
@@ -75,7 +76,7 @@ impl Decider for ResourceDecider {
         input: Input<'_>,
         observed: Observation,
         ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<ResourceEffect>, HandlerError> {
         let config = &self.config;
         match input {
             Input::Record(record) if record.is::<TranscriptionCompleted>() => {
@@ -112,8 +113,7 @@ impl Decider for ResourceDecider {
             // Other facts of the pipeline (and this processor's own other events): not ours.
             Input::Record(_) => Ok(Decision::default()),
             Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
-            // `observe` deleted what was PUT after the cleanup; nothing more to say.
-            Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(Decision::default()),
+            Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(on_sweep(state, observed, ctx)),
             // A timer of an older version of this processor: nothing to do any more.
             Input::Timer(_) => Ok(Decision::default()),
         }
@@ -229,9 +229,17 @@ impl ResourceState {
 pub enum Observation {
     /// The input needs no I/O (not a cleanup, or the resource is already cleaned).
     Nothing,
-    /// The cleanup (or the sweep after it) deleted this many objects under the resource's
-    /// prefix.
-    Deleted(u32),
+    /// There are this many objects under the resource's prefix, which the cleanup (or the
+    /// sweep after it) is about to delete.
+    Found(u32),
+}
+
+/// What the resource processor does outside Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceEffect {
+    /// Delete every object under this prefix (one resource's own): idempotent, a second
+    /// delete finds nothing.
+    DeletePrefix(String),
 }
 
 /// The prefix the sweep timer deletes: the resource's own, once it is cleaned up; `None`
@@ -269,7 +277,7 @@ fn on_transcribed(
     state: &ResourceState,
     record: &Incoming,
     ctx: &Context,
-) -> Result<Decision, HandlerError> {
+) -> Result<Decision<ResourceEffect>, HandlerError> {
     let completed: TranscriptionCompleted = record.decode()?;
     if state.is_settled() {
         return Ok(Decision::default());
@@ -295,7 +303,7 @@ fn on_rejected(
     reason_code: ValidationFailureReason,
     message: String,
     ctx: &Context,
-) -> Decision {
+) -> Decision<ResourceEffect> {
     if state.is_settled() {
         return Decision::default();
     }
@@ -311,7 +319,11 @@ fn on_rejected(
     ])
 }
 
-fn on_upload_failed(state: &ResourceState, record: &Incoming, ctx: &Context) -> Decision {
+fn on_upload_failed(
+    state: &ResourceState,
+    record: &Incoming,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
     if state.is_settled() {
         return Decision::default();
     }
@@ -319,7 +331,7 @@ fn on_upload_failed(state: &ResourceState, record: &Incoming, ctx: &Context) -> 
     Decision::emit(vec![cleanup(ctx, resource_id, CleanupReason::UploadFailed)])
 }
 
-fn on_ttl(state: &ResourceState, timer: &Timer, ctx: &Context) -> Decision {
+fn on_ttl(state: &ResourceState, timer: &Timer, ctx: &Context) -> Decision<ResourceEffect> {
     // Only a ready resource has a retention; one already cleaning up keeps its first cleanup.
     if state.outcome != Some(Outcome::Ready)
         || state.ttl_reached
@@ -348,20 +360,20 @@ fn on_cleanup(
     record: &Incoming,
     observed: Observation,
     ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    if cleanup_target(state, record)?.is_none() {
+) -> Result<Decision<ResourceEffect>, HandlerError> {
+    let Some(prefix) = cleanup_target(state, record)? else {
         return Ok(Decision::default());
-    }
+    };
     let resource_id = &record.metadata.correlation_id;
-    let Observation::Deleted(deleted) = observed else {
+    let Observation::Found(found) = observed else {
         return Err(HandlerError::Permanent(format!(
-            "cleanup.initiated for {resource_id} needs the prefix deleted, observed {observed:?}"
+            "cleanup.initiated for {resource_id} needs the prefix listed, observed {observed:?}"
         )));
     };
     let completed = CleanupCompleted {
         metadata: ctx.metadata(),
         // A resource has a handful of objects; saturate rather than fail on absurd counts.
-        deleted_objects: i32::try_from(deleted).unwrap_or(i32::MAX),
+        deleted_objects: i32::try_from(found).unwrap_or(i32::MAX),
     };
     // A client may still PUT with its URL until the URL expires: sweep once more after that.
     let sweep_at = state
@@ -376,8 +388,24 @@ fn on_cleanup(
             .collect(),
         // The objects are gone; a pending retention deadline has nothing left to end.
         cancel: vec![TTL_TIMER.to_string()],
-        ..Decision::default()
+        effects: vec![ResourceEffect::DeletePrefix(prefix)],
     })
+}
+
+/// What a client PUT under a resource already cleaned up is deleted too, when `observe` found
+/// anything there.
+fn on_sweep(
+    state: &ResourceState,
+    observed: Observation,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
+    match (sweep_target(state, &ctx.cause.correlation_id), observed) {
+        (Some(prefix), Observation::Found(found)) if found > 0 => Decision {
+            effects: vec![ResourceEffect::DeletePrefix(prefix)],
+            ..Decision::default()
+        },
+        _ => Decision::default(),
+    }
 }
 
 /// A `cleanup.initiated` for every object of the resource.

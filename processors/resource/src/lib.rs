@@ -10,8 +10,9 @@
 //! - `validation.failed` / `transcription.failed` → `resource.rejected` and `cleanup.initiated`
 //!   (`REJECTED`);
 //! - `upload.failed` → `cleanup.initiated` (`UPLOAD_FAILED`);
-//! - `cleanup.initiated`, read back from its own topic → every object under the resource's
-//!   prefix is deleted → `cleanup.completed`;
+//! - `cleanup.initiated`, read back from its own topic → `observe` counts the objects under
+//!   the resource's prefix, `decide` asks for their deletion (an effect) and emits
+//!   `cleanup.completed`;
 //! - a cleanup before the upload URL expired → once the URL expired (and a grace period
 //!   passed), the prefix is swept again: what a client PUT after the cleanup is deleted too.
 //!
@@ -20,17 +21,21 @@
 //! and the decision is in the log before any object is touched.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
-//! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need).
+//! handles and emits, pure `decide` and `evolve`), [`observe`] (what its decisions need to
+//! read), [`effects`] (its deletes, which the runtime carries out after `decide`).
 
 pub mod config;
 pub mod decide;
+pub mod effects;
 pub mod observe;
 
 use anyhow::Result;
 use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::ResourceConfig;
-pub use decide::{Observation, Outcome, ResourceDecider, ResourceState, SWEEP_TIMER, TTL_TIMER};
+pub use decide::{
+    Observation, Outcome, ResourceDecider, ResourceEffect, ResourceState, SWEEP_TIMER, TTL_TIMER,
+};
 pub use echo_storage::S3Service;
 pub use observe::ResourceProcessor;
 

@@ -1,14 +1,16 @@
-//! The I/O of the `resource` processor: deleting a resource's objects on cleanup (and what was
-//! PUT after it, on the sweep timer), idempotently: a second delete finds nothing.
+//! What the `resource` processor reads: how many objects lie under a resource's prefix when it
+//! is about to be cleaned up (and again on the sweep timer). The deletion itself is an effect
+//! (`effects.rs`).
 
 use anyhow::Result;
 use echo_catalog::events::CleanupInitiated;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
+use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
 use echo_storage::S3Service;
-use tracing::info;
 
 use crate::config::ResourceConfig;
-use crate::decide::{self, Observation, ResourceDecider, ResourceState, SWEEP_TIMER};
+use crate::decide::{
+    self, Observation, ResourceDecider, ResourceEffect, ResourceState, SWEEP_TIMER,
+};
 
 /// The resource processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -48,8 +50,8 @@ impl Processor for ResourceProcessor {
         &self.decider
     }
 
-    /// Deletes only for a `cleanup.initiated` of a resource not yet cleaned, so a repeated
-    /// cleanup and every other input cost no S3 call.
+    /// Lists only for a `cleanup.initiated` of a resource not yet cleaned, and for the sweep of
+    /// one cleaned, so a repeated cleanup and every other input cost no S3 call.
     async fn observe(
         &self,
         state: &ResourceState,
@@ -62,9 +64,7 @@ impl Processor for ResourceProcessor {
                 let Some(prefix) = decide::sweep_target(state, resource_id) else {
                     return Ok(Observation::Nothing);
                 };
-                let deleted = self.s3.delete_prefix(&prefix).await?;
-                info!(prefix, deleted, "swept what was uploaded after the cleanup");
-                return Ok(Observation::Deleted(deleted));
+                return Ok(Observation::Found(self.s3.count_prefix(&prefix).await?));
             }
             Input::Timer(_) => return Ok(Observation::Nothing),
             Input::Record(record) => record,
@@ -75,13 +75,12 @@ impl Processor for ResourceProcessor {
         let Some(prefix) = decide::cleanup_target(state, record)? else {
             return Ok(Observation::Nothing);
         };
-        let deleted = self.s3.delete_prefix(&prefix).await?;
-        info!(prefix, deleted, "deleted the objects of a resource");
-        Ok(Observation::Deleted(deleted))
+        Ok(Observation::Found(self.s3.count_prefix(&prefix).await?))
     }
 
-    /// It writes nothing outside Kafka.
-    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
-        match *effect {}
+    async fn effect(&self, effect: &ResourceEffect) -> Result<(), HandlerError> {
+        match effect {
+            ResourceEffect::DeletePrefix(prefix) => self.delete(prefix).await,
+        }
     }
 }

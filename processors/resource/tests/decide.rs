@@ -10,13 +10,17 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::decide::{
-    self, Observation, Outcome, ResourceDecider, ResourceState, SWEEP_TIMER, TTL_TIMER,
+    self, Observation, Outcome, ResourceDecider, ResourceEffect, ResourceState, SWEEP_TIMER,
+    TTL_TIMER,
 };
 use echo_resource::ResourceConfig;
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::testing::{self, types};
-use echo_runtime::{Decision, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::{HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_storage::keys;
+
+/// What the resource processor decides: outputs, timers and the deletes it asks for.
+type Decision = echo_runtime::Decision<ResourceEffect>;
 
 const RESOURCE: &str = "3f6c2a10-8e4b-4d2f-9c1a-5b6d7e8f9a0b";
 const NOW: i64 = 1_700_000_000_000;
@@ -140,15 +144,22 @@ fn only<R: Record>(decision: &Decision) -> R {
 }
 
 fn is_empty(decision: &Decision) -> bool {
-    decision.emit.is_empty() && decision.schedule.is_empty() && decision.cancel.is_empty()
+    decision.emit.is_empty()
+        && decision.schedule.is_empty()
+        && decision.cancel.is_empty()
+        && decision.effects.is_empty()
 }
 
 /// The state of a resource whose `cleanup.initiated` has been carried out.
 fn cleaned_after(state: &ResourceState, initiated: &Outgoing, deleted: u32) -> ResourceState {
     let input = read_back(initiated);
-    let (decision, next) = handle(state, Input::Record(&input), Observation::Deleted(deleted))
-        .expect("cleanup decides");
+    let (decision, next) =
+        handle(state, Input::Record(&input), Observation::Found(deleted)).expect("cleanup decides");
     assert_eq!(types(&decision), ["cleanup.completed"]);
+    assert_eq!(
+        decision.effects,
+        [ResourceEffect::DeletePrefix(keys::prefix(RESOURCE))]
+    );
     next
 }
 
@@ -211,7 +222,7 @@ fn a_ready_resource_is_cleaned_when_its_ttl_is_reached() {
 
     // The cleanup comes back from the topic; observe deleted 5 objects.
     let back = read_back(&fired.emit[1]);
-    let (done, state) = handle(&state, Input::Record(&back), Observation::Deleted(5)).unwrap();
+    let (done, state) = handle(&state, Input::Record(&back), Observation::Found(5)).unwrap();
     assert_eq!(types(&done), ["cleanup.completed"]);
     let completed: CleanupCompleted = only(&done);
     assert_eq!(completed.deleted_objects, 5);
@@ -317,7 +328,7 @@ fn a_cleanup_deletes_only_the_resources_own_prefix() {
             "{foreign:?} accepted"
         );
         assert!(matches!(
-            handle(&state, Input::Record(&input), Observation::Deleted(1)),
+            handle(&state, Input::Record(&input), Observation::Found(1)),
             Err(HandlerError::Permanent(_))
         ));
     }
@@ -344,7 +355,7 @@ fn a_cleanup_nobody_recorded_is_still_carried_out_and_settles_the_resource() {
     let (done, state) = handle(
         &ResourceState::default(),
         Input::Record(&input),
-        Observation::Deleted(3),
+        Observation::Found(3),
     )
     .unwrap();
     assert_eq!(only::<CleanupCompleted>(&done).deleted_objects, 3);
@@ -381,7 +392,7 @@ fn the_ttl_only_ends_a_ready_resource_once() {
 
     // Cleaned by an operator before the TTL: the TTL has nothing left to do.
     let op = cleanup_initiated("ci-op", &keys::prefix(RESOURCE));
-    let (_, cleaned) = handle(&ready, Input::Record(&op), Observation::Deleted(5)).unwrap();
+    let (_, cleaned) = handle(&ready, Input::Record(&op), Observation::Found(5)).unwrap();
     let (late, _) = handle(&cleaned, Input::Timer(&timer), Observation::Nothing).unwrap();
     assert!(is_empty(&late));
 
@@ -454,7 +465,7 @@ fn lifecycle(order: &[Incoming]) -> (Vec<Outgoing>, ResourceState) {
     for out in initiated.iter().chain(&initiated) {
         let back = read_back(out);
         let observed = match decide::cleanup_target(&state, &back).unwrap() {
-            Some(_) => Observation::Deleted(1),
+            Some(_) => Observation::Found(1),
             None => Observation::Nothing,
         };
         let (d, next) = handle(&state, Input::Record(&back), observed).unwrap();
@@ -613,7 +624,7 @@ fn a_cleanup_before_the_upload_url_expired_is_followed_by_a_sweep() {
     assert_eq!(state.upload_url_expires_at, Some(expires_at));
     let (decision, state) = handle_record(&state, &upload_failed("uf-1"));
     let input = read_back(&decision.emit[0]);
-    let (decision, state) = handle(&state, Input::Record(&input), Observation::Deleted(1)).unwrap();
+    let (decision, state) = handle(&state, Input::Record(&input), Observation::Found(1)).unwrap();
     assert_eq!(types(&decision), ["cleanup.completed"]);
     let grace = ResourceConfig::default().sweep_grace_ms;
     let sweep: Vec<&Timer> = decision
@@ -628,8 +639,15 @@ fn a_cleanup_before_the_upload_url_expired_is_followed_by_a_sweep() {
         Some(keys::prefix(RESOURCE)),
         "the sweep deletes the resource's prefix"
     );
-    let (decision, _) = handle(&state, Input::Timer(sweep[0]), Observation::Deleted(1)).unwrap();
-    assert!(is_empty(&decision), "the sweep itself says nothing");
+    let (decision, _) = handle(&state, Input::Timer(sweep[0]), Observation::Found(1)).unwrap();
+    assert!(decision.emit.is_empty(), "the sweep itself says nothing");
+    assert_eq!(
+        decision.effects,
+        [ResourceEffect::DeletePrefix(keys::prefix(RESOURCE))],
+        "the sweep deletes what was PUT after the cleanup"
+    );
+    let (decision, _) = handle(&state, Input::Timer(sweep[0]), Observation::Found(0)).unwrap();
+    assert!(is_empty(&decision), "nothing to sweep, nothing to delete");
 }
 
 #[test]
@@ -640,10 +658,17 @@ fn a_cleanup_after_the_upload_url_expired_needs_no_sweep() {
     );
     let (decision, state) = handle_record(&state, &upload_failed("uf-1"));
     let input = read_back(&decision.emit[0]);
-    let (decision, _) = handle(&state, Input::Record(&input), Observation::Deleted(1)).unwrap();
+    let (decision, _) = handle(&state, Input::Record(&input), Observation::Found(1)).unwrap();
     assert!(decision.schedule.is_empty(), "{:?}", decision.schedule);
     assert_eq!(
         decide::sweep_target(&ResourceState::default(), RESOURCE),
         None
     );
+}
+
+#[test]
+fn declares_what_its_catalogue_entry_lists() {
+    testing::assert_declared_as_catalogued(&ResourceDecider {
+        config: ResourceConfig::default(),
+    });
 }

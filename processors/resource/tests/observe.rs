@@ -1,16 +1,20 @@
 //! The `observe` step of `ResourceProcessor`. Which inputs cause S3 calls, against an endpoint
 //! nothing listens on (any call that reaches the network shows up as a transient error); and
 //! the cleanup against the real object store of the local stack (`EchoConfig::default()`):
-//! `observe` deletes a resource's objects, `decide` reports how many, and another resource's
-//! objects survive. Fails, never skips, when the store is down.
+//! `observe` counts a resource's objects, `decide` reports how many and asks for their delete,
+//! the effect deletes them, and another resource's objects survive. Fails, never skips, when
+//! the store is down.
 
 use echo_catalog::events::{
     CleanupCompleted, CleanupInitiated, CleanupReason, TranscriptionFailed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_resource::{Observation, ResourceConfig, ResourceProcessor, ResourceState};
+use echo_resource::{
+    Observation, ResourceConfig, ResourceEffect, ResourceProcessor, ResourceState,
+};
 use echo_runtime::envelope::SourcePosition;
-use echo_runtime::{Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::testing::handle;
+use echo_runtime::{Context, Decider, EchoConfig, HandlerError, Incoming, Input, Processor};
 use echo_storage::keys;
 use s3::creds::Credentials;
 use s3::{Bucket, Region};
@@ -81,7 +85,7 @@ async fn only_a_pending_cleanup_reaches_the_store() {
     let observed = observe(&p, &cleaned, &input).await;
     assert_eq!(observed, Ok(Observation::Nothing));
 
-    // Not cleaned yet: the delete is attempted, and a store that is down is transient.
+    // Not cleaned yet: the listing is attempted, and a store that is down is transient.
     let observed = observe(&p, &ResourceState::default(), &input).await;
     assert!(
         matches!(observed, Err(HandlerError::Transient(_))),
@@ -140,8 +144,10 @@ fn cleanup_for(resource: &str, event_id: &str) -> Incoming {
     }
 }
 
+const NOW: i64 = 1_700_000_000_000;
+
 fn ctx(input: &Incoming) -> Context {
-    Context::for_input("resource", 1_700_000_000_000, Input::Record(input))
+    Context::for_input("resource", NOW, Input::Record(input))
 }
 
 async fn exists(p: &ResourceProcessor, key: &str) -> bool {
@@ -182,12 +188,20 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
     let input = cleanup_for(&resource, "ci-1");
     let state = ResourceState::default();
     let c = ctx(&input);
+    // `observe` only counts: every object is still there after it.
     let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
-    assert_eq!(observed, Observation::Deleted(3));
-    let decision = p
-        .decider()
-        .decide(&state, Input::Record(&input), observed, &c)
+    assert_eq!(observed, Observation::Found(3));
+    for key in &own_keys {
+        assert!(exists(&p, key).await, "{key} was deleted by observe");
+    }
+    // The decision asks for the delete, which the runtime carries out as an effect.
+    let (decision, _) = handle(&p, &state, Input::Record(&input), NOW)
+        .await
         .unwrap();
+    assert_eq!(
+        decision.effects,
+        [ResourceEffect::DeletePrefix(keys::prefix(&resource))]
+    );
     assert_eq!(decision.emit.len(), 1);
     let completed: CleanupCompleted = decision.emit[0].decode().unwrap();
     assert_eq!(completed.deleted_objects, 3);
@@ -205,18 +219,13 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
 
     // The same cleanup again from the same state (a retry after an aborted transaction):
     // nothing is left, and it says so.
-    let c = ctx(&input);
-    let observed = p.observe(&state, Input::Record(&input), &c).await.unwrap();
-    assert_eq!(observed, Observation::Deleted(0));
-    let decision = p
-        .decider()
-        .decide(&state, Input::Record(&input), observed, &c)
+    let (decision, cleaned) = handle(&p, &state, Input::Record(&input), NOW)
+        .await
         .unwrap();
     let completed: CleanupCompleted = decision.emit[0].decode().unwrap();
     assert_eq!(completed.deleted_objects, 0);
 
     // Once the completion is folded in, another cleanup costs no S3 call and emits nothing.
-    let cleaned = p.decider().evolve(state, Fact::Emitted(&decision.emit[0]));
     let again = cleanup_for(&resource, "ci-2");
     let c = ctx(&again);
     let observed = p
@@ -224,11 +233,10 @@ async fn cleanup_deletes_every_object_of_the_resource_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(observed, Observation::Nothing);
-    let decision = p
-        .decider()
-        .decide(&cleaned, Input::Record(&again), observed, &c)
+    let (decision, _) = handle(&p, &cleaned, Input::Record(&again), NOW)
+        .await
         .unwrap();
-    assert!(decision.emit.is_empty());
+    assert!(decision.emit.is_empty() && decision.effects.is_empty());
 
     for id in [&other, &neighbour] {
         assert_eq!(p.s3().delete_prefix(&keys::prefix(id)).await.unwrap(), 1);
@@ -256,18 +264,26 @@ async fn a_cleanup_larger_than_one_listing_page_deletes_everything() {
     p.s3().ensure_bucket().await.unwrap();
     let bucket = raw_bucket(&config);
     let resource = uuid::Uuid::new_v4().to_string();
-    // One more than a listing page (1000 keys), so the delete has to list again.
+    // One more than a listing page (1000 keys), so the count and the delete list again.
     for i in 0..1001 {
         bucket
             .put_object(keys::report(&resource, &format!("part-{i:04}")), b"x")
             .await
             .unwrap();
     }
+    assert_eq!(
+        p.s3().count_prefix(&keys::prefix(&resource)).await.unwrap(),
+        1001
+    );
     let deleted = p
         .s3()
         .delete_prefix(&keys::prefix(&resource))
         .await
         .unwrap();
+    assert_eq!(
+        p.s3().count_prefix(&keys::prefix(&resource)).await.unwrap(),
+        0
+    );
     assert_eq!(deleted, 1001);
     assert_eq!(
         p.s3()

@@ -388,3 +388,8 @@ fn a_resource_is_finished_once_every_job_ended() {
     state.jobs.insert("j2".into(), ended(false, true));
     assert!(state.is_finished());
 }
+
+#[test]
+fn declares_what_its_catalogue_entry_lists() {
+    testing::assert_declared_as_catalogued(&TranscriptionDecider::default());
+}

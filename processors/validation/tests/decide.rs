@@ -586,3 +586,10 @@ fn audio_shorter_than_its_header_states_is_truncated() {
     assert_eq!(truncation(3_600_000, 3_570_000), None);
     assert!(truncation(3_600_000, 3_500_000).is_some());
 }
+
+#[test]
+fn declares_what_its_catalogue_entry_lists() {
+    testing::assert_declared_as_catalogued(&ValidationDecider {
+        config: ValidationConfig::default(),
+    });
+}

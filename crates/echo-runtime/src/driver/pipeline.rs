@@ -209,10 +209,10 @@ impl<P: Processor> Driver<P> {
                 self.decide(&key_state, input, &mut ctx)
                     .map_err(ApplyError::Refused)
             })
-            .and_then(|decision| {
+            .and_then(|decided| {
                 let fact = Fact::Consumed(&incoming);
                 let id = Some(metadata.event_id.as_str());
-                self.apply(partition, &key, key_state, fact, decision, id)
+                self.apply(partition, &key, key_state, fact, decided, id)
             });
         let m = metrics();
         m.handler_seconds
@@ -428,9 +428,9 @@ impl<P: Processor> Driver<P> {
             correlation_id = %timer.scheduled_by.correlation_id);
         let _entered = span.enter();
         let failure = match self.decide(&key_state, Input::Timer(&timer), &mut ctx) {
-            Ok(decision) => {
+            Ok(decided) => {
                 let fact = Fact::TimerFired(&timer);
-                match self.apply(partition, key, key_state.clone(), fact, decision, None) {
+                match self.apply(partition, key, key_state.clone(), fact, decided, None) {
                     Ok(()) => {
                         self.end_span("handled");
                         return Ok(());
@@ -540,7 +540,8 @@ impl<P: Processor> Driver<P> {
         }
     }
 
-    /// Runs `observe` (bounded by the observe timeout) and `decide`. A panic is the input's
+    /// Runs `observe` and `decide`, and starts the input's I/O budget (the observe timeout),
+    /// which `observe` and then the decision's effects share. A panic is the input's
     /// failure, not the end of the processor: in `decide` (pure, so it would panic again)
     /// a permanent one; in `observe` (I/O, which may not) a transient one. `decide` sees the
     /// time `observe` ended, so what it emits is stamped when its fact happened (after a
@@ -550,22 +551,20 @@ impl<P: Processor> Driver<P> {
         key_state: &KeyState<StateOf<P>>,
         input: Input<'_>,
         ctx: &mut Context,
-    ) -> Result<Decision<EffectOf<P>>, HandlerError> {
-        let limit = self.config.kafka.observe_timeout();
+    ) -> Result<Decided<EffectOf<P>>, HandlerError> {
+        let io_deadline = tokio::time::Instant::now() + self.config.kafka.observe_timeout();
         let observe = || {
             self.handle.block_on(async {
-                tokio::time::timeout(limit, self.processor.observe(&key_state.state, input, ctx))
-                    .await
+                tokio::time::timeout_at(
+                    io_deadline,
+                    self.processor.observe(&key_state.state, input, ctx),
+                )
+                .await
             })
         };
         let observed = catch_unwind(AssertUnwindSafe(observe))
             .map_err(|panic| HandlerError::Transient(panicked("observe", panic)))?
-            .map_err(|_| {
-                HandlerError::Transient(format!(
-                    "observe took longer than {} ms (a quarter of the transaction timeout)",
-                    limit.as_millis()
-                ))
-            })??;
+            .map_err(|_| self.io_overrun("observe"))??;
         ctx.now_ms = now_ms();
         let ctx = &*ctx;
         let decide = || {
@@ -573,8 +572,21 @@ impl<P: Processor> Driver<P> {
                 .decider()
                 .decide(&key_state.state, input, observed, ctx)
         };
-        catch_unwind(AssertUnwindSafe(decide))
-            .unwrap_or_else(|panic| Err(HandlerError::Permanent(panicked("decide", panic))))
+        let decision = catch_unwind(AssertUnwindSafe(decide))
+            .unwrap_or_else(|panic| Err(HandlerError::Permanent(panicked("decide", panic))))?;
+        Ok(Decided {
+            decision,
+            io_deadline,
+        })
+    }
+
+    /// The transient failure of an input whose I/O outran its budget in `step`.
+    fn io_overrun(&self, step: &str) -> HandlerError {
+        HandlerError::Transient(format!(
+            "{step} ran past the input's I/O budget of {} ms (a quarter of the transaction \
+             timeout, for observe and effects together)",
+            self.config.kafka.observe_timeout().as_millis()
+        ))
     }
 
     /// `retired`, a panic in which keeps nothing.
@@ -599,9 +611,13 @@ impl<P: Processor> Driver<P> {
         key: &str,
         mut key_state: KeyState<StateOf<P>>,
         fact: Fact<'_>,
-        decision: Decision<EffectOf<P>>,
+        decided: Decided<EffectOf<P>>,
         processed_id: Option<&str>,
     ) -> Result<(), ApplyError> {
+        let Decided {
+            decision,
+            io_deadline,
+        } = decided;
         let encoded = decision
             .emit
             .iter()
@@ -643,7 +659,7 @@ impl<P: Processor> Driver<P> {
                 encode_changelog(&key_state).len()
             ))));
         }
-        self.carry_out(&decision.effects)?;
+        self.carry_out(&decision.effects, io_deadline)?;
         for out in &encoded {
             self.produce(out)?;
         }
@@ -651,28 +667,24 @@ impl<P: Processor> Driver<P> {
         Ok(())
     }
 
-    /// Carries out a decision's effects (writes outside Kafka), each bounded by the observe
-    /// timeout, before its outputs are produced: outputs never announce a write that did not
-    /// happen. A failure, a timeout or a panic is the input's transient failure; the effects
-    /// are idempotent, so the retry asks for and does the same again.
-    fn carry_out(&self, effects: &[EffectOf<P>]) -> Result<(), ApplyError> {
-        let limit = self.config.kafka.observe_timeout();
+    /// Carries out a decision's effects (writes outside Kafka) within what is left of the
+    /// input's I/O budget, before its outputs are produced: outputs never announce a write
+    /// that did not happen. A failure, an overrun or a panic is the input's transient failure;
+    /// the effects are idempotent, so the retry asks for and does the same again.
+    fn carry_out(
+        &self,
+        effects: &[EffectOf<P>],
+        io_deadline: tokio::time::Instant,
+    ) -> Result<(), ApplyError> {
         for effect in effects {
             let run = || {
                 self.handle.block_on(async {
-                    tokio::time::timeout(limit, self.processor.effect(effect)).await
+                    tokio::time::timeout_at(io_deadline, self.processor.effect(effect)).await
                 })
             };
             catch_unwind(AssertUnwindSafe(run))
                 .map_err(|panic| HandlerError::Transient(panicked("effect", panic)))
-                .and_then(|done| {
-                    done.map_err(|_| {
-                        HandlerError::Transient(format!(
-                            "an effect took longer than {} ms",
-                            limit.as_millis()
-                        ))
-                    })
-                })
+                .and_then(|done| done.map_err(|_| self.io_overrun("an effect")))
                 .and_then(|done| done)
                 .map_err(ApplyError::Refused)?;
         }
@@ -930,4 +942,14 @@ fn changelog_fits<S: serde::Serialize + serde::de::DeserializeOwned>(
 
 fn parse_or<T: std::str::FromStr>(v: Option<&str>, default: T) -> T {
     v.and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// A decision with the deadline its effects must finish by: what is left of the input's I/O
+/// budget after `observe`, so that one input's I/O stays within a quarter of the transaction
+/// timeout however it is split between reads and writes.
+struct Decided<E> {
+    /// What `decide` returned.
+    decision: Decision<E>,
+    /// When the input's I/O budget runs out.
+    io_deadline: tokio::time::Instant,
 }
