@@ -13,7 +13,9 @@ use echo_runtime::{EchoConfig, RunOptions, Shutdown};
 use echo_tests::partition::partition_of;
 use echo_tests::running::{child_config, spawn_child, start};
 use echo_tests::stack::PATIENCE;
-use echo_tests::test_processor::{request, TestProcessor, FINISH, HUGE, PANIC, SLOW, TRANSIENT};
+use echo_tests::test_processor::{
+    request, TestProcessor, FINISH, HUGE, PANIC, SLOW, SLOW_IO, TRANSIENT,
+};
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -296,13 +298,16 @@ async fn a_batch_is_closed_before_its_transaction_times_out_and_slow_io_is_bound
     }
     let hung = request("res-hung", &format!("{SLOW}60000-x.wav"), None);
     publisher.publish("res-hung", &hung).await.unwrap();
+    // Reads and writes of 1.5 s each: within the bound one by one, past it together.
+    let both = request("res-both", &format!("{SLOW_IO}1500-x.wav"), None);
+    publisher.publish("res-both", &both).await.unwrap();
     let seen = wait_for(&config, &env.topic(EVENTS), PATIENCE * 2, |s| {
         slow.iter()
             .all(|r| !urls_caused_by(s, &r.metadata.event_id).is_empty())
     })
     .await
     .unwrap();
-    let dlq = wait_for(&config, &env.topic(DLQ), PATIENCE, |s| !s.is_empty())
+    let dlq = wait_for(&config, &env.topic(DLQ), PATIENCE * 2, |s| s.len() >= 2)
         .await
         .unwrap();
     running.stop().await;
@@ -314,12 +319,23 @@ async fn a_batch_is_closed_before_its_transaction_times_out_and_slow_io_is_bound
             r.filename
         );
     }
-    let message = dlq[0].headers.get(echo::ERROR_MESSAGE).unwrap();
-    assert_eq!(dlq[0].headers.get(echo::ATTEMPT), Some("4"));
+    let letter = |r: &echo_catalog::events::UploadRequested| {
+        dlq.iter()
+            .find(|l| l.metadata.as_ref().unwrap().event_id == r.metadata.event_id)
+            .unwrap_or_else(|| panic!("{} is not in the DLQ", r.filename))
+    };
+    let message = letter(&hung).headers.get(echo::ERROR_MESSAGE).unwrap();
+    assert_eq!(letter(&hung).headers.get(echo::ATTEMPT), Some("4"));
     assert!(
-        message.contains("observe took longer than 2500 ms"),
+        message.contains("observe ran past the input's I/O budget of 2500 ms"),
         "{message}"
     );
+    let message = letter(&both).headers.get(echo::ERROR_MESSAGE).unwrap();
+    assert!(
+        message.contains("an effect ran past the input's I/O budget of 2500 ms"),
+        "{message}"
+    );
+    assert!(urls_caused_by(&seen, &both.metadata.event_id).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use echo_catalog::events::{UploadCompleted, UploadExpired, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Outgoing, Processor,
-};
+use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Input, Outgoing, Processor};
 use serde::{Deserialize, Serialize};
 
 /// Filename prefix: fail transiently on the first N attempts (`transient-2-x`).
@@ -21,6 +19,9 @@ pub const PERMANENT: &str = "permanent";
 pub const WITH_TIMER: &str = "timer";
 /// Filename prefix: `observe` takes this many milliseconds (`slow-1500-x`).
 pub const SLOW: &str = "slow-";
+/// Filename prefix: `observe` takes this many milliseconds, and so does the effect the
+/// decision asks for (`slowio-1500-x`).
+pub const SLOW_IO: &str = "slowio-";
 /// Filename prefix: the output's URL has this many bytes (`huge-1100000-x`).
 pub const HUGE: &str = "huge-";
 /// Filename prefix: the handler panics.
@@ -94,7 +95,7 @@ impl TestProcessor {
 impl Decider for TestProcessor {
     type State = Counter;
     type Observation = ();
-    type Effect = NoEffect;
+    type Effect = TestEffect;
 
     fn name(&self) -> &'static str {
         self.name
@@ -128,7 +129,7 @@ impl Decider for TestProcessor {
         input: Input<'_>,
         _: (),
         ctx: &Context,
-    ) -> Result<Decision, HandlerError> {
+    ) -> Result<Decision<TestEffect>, HandlerError> {
         match input {
             Input::Record(incoming) => {
                 let request: UploadRequested = incoming.decode()?;
@@ -182,6 +183,9 @@ impl Decider for TestProcessor {
                     sealed_upload_url: None,
                 };
                 let mut decision = Decision::emit(vec![Outgoing::new(&incoming.key, &url)]);
+                if let Some(ms) = number_after(&request.filename, SLOW_IO) {
+                    decision.effects.push(TestEffect::Sleep(ms));
+                }
                 if request.filename.starts_with(WITH_TIMER) {
                     let after = number_after(&request.filename, "timer-").unwrap_or(2_000);
                     decision.schedule.push(ctx.timer(
@@ -236,17 +240,29 @@ impl Processor for TestProcessor {
     ) -> Result<(), HandlerError> {
         if let Input::Record(incoming) = input {
             let request: UploadRequested = incoming.decode()?;
-            if let Some(ms) = number_after(&request.filename, SLOW) {
+            let slow = number_after(&request.filename, SLOW);
+            if let Some(ms) = slow.or_else(|| number_after(&request.filename, SLOW_IO)) {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
         }
         Ok(())
     }
 
-    /// It writes nothing outside Kafka.
-    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
-        match *effect {}
+    async fn effect(&self, effect: &TestEffect) -> Result<(), HandlerError> {
+        match effect {
+            TestEffect::Sleep(ms) => {
+                tokio::time::sleep(std::time::Duration::from_millis(*ms)).await
+            }
+        }
+        Ok(())
     }
+}
+
+/// The test processor's write outside Kafka: only time passing, to test its bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestEffect {
+    /// Takes this many milliseconds.
+    Sleep(u64),
 }
 
 /// An `upload.requested` from a client, with a fresh event id unless one is given.

@@ -16,6 +16,7 @@ pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod metrics;
+pub mod prelude;
 pub mod publisher;
 pub mod registration;
 pub mod replay_guard;

@@ -14,10 +14,7 @@ use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted, Segment,
     Word,
 };
-use echo_catalog::record::Record;
-use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing,
-};
+use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ChunkWorkerConfig;

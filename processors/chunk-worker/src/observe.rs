@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result};
 use echo_catalog::events::ChunkProcess;
 use echo_runtime::metrics::metrics;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
+use echo_runtime::prelude::*;
 use echo_speech::audio::{decode_range, AudioError};
 use echo_speech::transcriber::{
     TranscribeError, Transcriber, TranscriberConfig, Transcription, SAMPLE_RATE,

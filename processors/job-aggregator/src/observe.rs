@@ -2,7 +2,7 @@
 //! verdict comes from its records and timers.
 
 use anyhow::Result;
-use echo_runtime::{Context, HandlerError, Input, NoEffect, Processor};
+use echo_runtime::prelude::*;
 
 use crate::config::JobAggregatorConfig;
 use crate::decide::{AggregatorState, JobAggregatorDecider};

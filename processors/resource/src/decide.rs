@@ -22,10 +22,7 @@ use echo_catalog::events::{
     ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed, UploadFailed,
     UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
 };
-use echo_catalog::record::Record;
-use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing, Timer,
-};
+use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResourceConfig;

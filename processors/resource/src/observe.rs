@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use echo_catalog::events::CleanupInitiated;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::prelude::*;
 use echo_storage::S3Service;
 
 use crate::config::ResourceConfig;

@@ -14,8 +14,7 @@ use echo_catalog::events::{
     ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptOptions,
     TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted,
 };
-use echo_catalog::record::Record;
-use echo_runtime::{Context, Decider, Decision, Fact, HandlerError, Incoming, Input, Outgoing};
+use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::ChunkTranscript;

@@ -3,7 +3,7 @@
 //! (`effects.rs`).
 
 use anyhow::Result;
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, Processor};
+use echo_runtime::prelude::*;
 use echo_storage::S3Service;
 
 use crate::config::TranscriptionConfig;

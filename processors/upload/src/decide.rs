@@ -10,10 +10,7 @@ use echo_catalog::events::{
     TranscriptOptions, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
     UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
-use echo_catalog::record::Record;
-use echo_runtime::{
-    Context, Decider, Decision, Fact, HandlerError, Incoming, Input, NoEffect, Outgoing,
-};
+use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::UploadConfig;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use echo_catalog::events::{UploadFinalize, UploadRequested};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
+use echo_runtime::prelude::*;
 use echo_storage::S3Service;
 
 use crate::config::UploadConfig;

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
 use echo_chunking::{Chunking, SpeechMap};
-use echo_runtime::{Context, EchoConfig, HandlerError, Input, NoEffect, Processor};
+use echo_runtime::prelude::*;
 use echo_speech::audio::{self, AudioError, AudioInfo, Limit};
 use echo_speech::vad::{SpeechDetector, VadSettings};
 use echo_storage::{Download, Pin, S3Service};

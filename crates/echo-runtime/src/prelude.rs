@@ -1,0 +1,9 @@
+//! What every processor's `decide.rs` and `observe.rs` use, in one import:
+//! `use echo_runtime::prelude::*;`.
+
+pub use crate::config::EchoConfig;
+pub use crate::envelope::{Incoming, Outgoing};
+pub use crate::handler::{
+    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Timer,
+};
+pub use echo_catalog::record::Record;
