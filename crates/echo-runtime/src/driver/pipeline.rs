@@ -164,7 +164,7 @@ impl<P: Processor> Driver<P> {
             // Back from a retry tier (parked by a version that handled the type): the records
             // held behind it may follow.
             if from_retry {
-                self.unpark(rec.partition, &key);
+                self.unpark(rec.partition, &key, Some(&metadata.event_id));
             }
             self.record_done(type_name, "skipped");
             return Ok(());
@@ -306,16 +306,19 @@ impl<P: Processor> Driver<P> {
         self.record_done(type_name, "dead_lettered");
         if self.retry_tiers.contains_key(rec.topic) {
             if let Some(key) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) {
-                self.unpark(rec.partition, key);
+                self.unpark(rec.partition, key, None);
             }
         }
         Ok(())
     }
 
-    /// Clears a key's parked record (it left the retry tiers without being handled).
-    pub(super) fn unpark(&mut self, partition: i32, key: &str) {
+    /// Clears a key's parked record (it left the retry tiers without being handled): the one
+    /// with `event_id`, or whichever it is when the record's id cannot be read.
+    pub(super) fn unpark(&mut self, partition: i32, key: &str, event_id: Option<&str>) {
         let mut key_state = self.store.get(partition, key);
-        if key_state.parked.take().is_some() {
+        let is_it = |parked: &String| event_id.is_none_or(|id| id == parked);
+        if key_state.parked.as_ref().is_some_and(is_it) {
+            key_state.parked = None;
             self.store.put(partition, key, key_state);
         }
     }

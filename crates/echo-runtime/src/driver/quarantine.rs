@@ -79,7 +79,7 @@ impl<P: Processor> Driver<P> {
             return;
         }
         if let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            self.unpark(msg.partition(), key);
+            self.unpark(msg.partition(), key, None);
         }
     }
 }
