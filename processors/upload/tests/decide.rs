@@ -6,9 +6,7 @@ use echo_catalog::events::{
     UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{
-    testing, Context, Decider, Decision, HandlerError, Incoming, Input, Outgoing, Timer,
-};
+use echo_runtime::{testing, Decision, HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_upload::decide::{self, DeliveredUrl, Observation, UploadDecider, EXPIRY_TIMER};
 use echo_upload::{ObjectFacts, UploadConfig, UploadState};
 
@@ -530,7 +528,7 @@ fn a_missing_observation_is_a_permanent_error_not_a_guess() {
 }
 
 #[test]
-fn records_the_processor_does_not_consume_are_skipped_or_refused() {
+fn records_the_processor_does_not_consume_are_skipped() {
     let stray = incoming(&UploadCompleted {
         metadata: meta("x", RESOURCE),
         object_key: "k".into(),
@@ -539,7 +537,7 @@ fn records_the_processor_does_not_consume_are_skipped_or_refused() {
         etag: None,
         options: None,
     });
-    // The runtime skips a type the processor does not handle before deciding anything...
+    // The runtime skips a type the processor does not handle before deciding anything.
     let (decision, state) = handle(
         &UploadConfig::default(),
         &UploadState::default(),
@@ -549,20 +547,6 @@ fn records_the_processor_does_not_consume_are_skipped_or_refused() {
     .unwrap();
     assert!(decision.emit.is_empty() && decision.schedule.is_empty());
     assert_eq!(state, UploadState::default());
-    // ...and were one to reach `decide`, it would refuse it.
-    let decider = UploadDecider {
-        config: UploadConfig::default(),
-    };
-    let ctx = Context::for_input("upload", NOW, Input::Record(&stray));
-    let err = decider
-        .decide(
-            &UploadState::default(),
-            Input::Record(&stray),
-            Observation::Nothing,
-            &ctx,
-        )
-        .unwrap_err();
-    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
 }
 
 #[test]
