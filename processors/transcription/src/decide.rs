@@ -3,22 +3,24 @@
 //!
 //! Per resource and job: chunk results are collected (first result per chunk wins) until
 //! every chunk of the job has one, in whatever order they and `processing.job.created`
-//! arrive; the input that completes the set emits `transcription.started` and, the artifacts
-//! being written by `observe`, `transcription.completed`. A failed chunk without a result
+//! arrive; the input that completes the set emits `transcription.started` and
+//! `transcription.completed`, and asks for the report files it rendered to be written (the
+//! effects, carried out before the events are published). A failed chunk without a result
 //! emits `transcription.failed`. Each job ends in exactly one terminal event.
 
 use std::collections::BTreeMap;
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptOptions,
-    TranscriptionCompleted, TranscriptionFailed, TranscriptionStarted,
+    ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated, TranscriptionCompleted,
+    TranscriptionFailed, TranscriptionStarted,
 };
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::ChunkTranscript;
 use crate::config::TranscriptionConfig;
+use crate::plan::JobPlan;
 use crate::report::{artifact_keys, render, Artifact, Transcript};
 
 /// The transcription processor's decisions: when a job's chunks are all in, what its report says.
@@ -71,7 +73,7 @@ impl Decider for TranscriptionDecider {
         };
         if record.is::<ProcessingJobCreated>() {
             let job: ProcessingJobCreated = record.decode()?;
-            if let Some(problem) = plan_of(&job).problem() {
+            if let Some(problem) = JobPlan::of(&job).problem() {
                 return Err(HandlerError::Permanent(format!(
                     "job {} has {problem}",
                     job.job_id
@@ -127,7 +129,7 @@ impl Decider for TranscriptionDecider {
                 if let Ok(job) = record.decode::<ProcessingJobCreated>() {
                     let progress = state.jobs.entry(job.job_id.clone()).or_default();
                     if progress.plan.is_none() {
-                        progress.plan = Some(plan_of(&job));
+                        progress.plan = Some(JobPlan::of(&job));
                     }
                 }
             }
@@ -211,46 +213,6 @@ pub struct JobProgress {
     pub failed: bool,
 }
 
-/// The parts of `processing.job.created` the assembly needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobPlan {
-    /// How many chunks make the job complete.
-    pub chunk_count: i32,
-    /// Duration of the audio, the base of the analysis.
-    pub duration_ms: i64,
-    /// Milliseconds of speech the voice-activity detector heard, when it ran; the analysis
-    /// reports speech and silence from it. Absent in state written before it existed.
-    #[serde(default)]
-    pub speech_ms: Option<i64>,
-    /// The upload's options: which files to write and how to cut captions. Absent in state
-    /// written before they existed, and for uploads without options.
-    #[serde(default)]
-    pub options: Option<TranscriptOptions>,
-    /// The channel of each chunk, by index, when the upload has a speaker per channel; empty
-    /// otherwise (and in state written before it existed).
-    #[serde(default)]
-    pub channels: Vec<Option<i32>>,
-}
-
-impl JobPlan {
-    /// Why the job cannot be transcribed as planned, if it cannot: a negative chunk count or
-    /// options no client could have sent through the upload processor (a bug upstream).
-    pub fn problem(&self) -> Option<String> {
-        if self.chunk_count < 0 {
-            return Some(format!("a negative chunk count {}", self.chunk_count));
-        }
-        self.options
-            .as_ref()
-            .and_then(TranscriptOptions::problem)
-            .map(|p| format!("unusable options: {p}"))
-    }
-
-    /// The upload's options, the defaults when it had none.
-    pub fn options(&self) -> TranscriptOptions {
-        self.options.clone().unwrap_or_default()
-    }
-}
-
 impl JobProgress {
     /// Whether the job reached its end, after which every input about it is ignored.
     pub fn is_terminal(&self) -> bool {
@@ -300,7 +262,7 @@ pub fn ready_job(
             // A second job.created for the same job: the first already decided.
             return Ok(None);
         }
-        let plan = plan_of(&job);
+        let plan = JobPlan::of(&job);
         (job.job_id, plan, None)
     } else if record.is::<ChunkProcessingCompleted>() {
         let chunk: ChunkProcessingCompleted = record.decode()?;
@@ -387,21 +349,6 @@ fn on_chunk_failed(
         ),
     };
     Ok(Decision::emit(vec![Outgoing::new(resource, &out)]))
-}
-
-fn plan_of(job: &ProcessingJobCreated) -> JobPlan {
-    JobPlan {
-        chunk_count: job.chunk_count,
-        duration_ms: job.duration_ms,
-        speech_ms: job.speech_ms,
-        options: job.options.clone(),
-        channels: match &job.chunks {
-            Some(chunks) if chunks.iter().any(|c| c.channel.is_some()) => {
-                chunks.iter().map(|c| c.channel).collect()
-            }
-            _ => Vec::new(),
-        },
-    }
 }
 
 fn chunk_transcript(chunk: ChunkProcessingCompleted) -> ChunkTranscript {

@@ -24,6 +24,7 @@ pub mod decide;
 pub mod effects;
 pub mod guard;
 pub mod observe;
+pub mod plan;
 pub mod report;
 
 use anyhow::Result;
@@ -32,9 +33,10 @@ use echo_runtime::{EchoConfig, Registration, RunOptions};
 pub use analysis::Analysis;
 pub use assemble::ChunkTranscript;
 pub use config::TranscriptionConfig;
-pub use decide::{JobPlan, JobProgress, TranscriptionDecider, TranscriptionState};
+pub use decide::{JobProgress, TranscriptionDecider, TranscriptionState};
 pub use echo_storage::S3Service;
 pub use observe::TranscriptionProcessor;
+pub use plan::JobPlan;
 pub use report::Transcript;
 
 /// How `echoctl run transcription` finds and starts it.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{analyze, Analysis, Dropped};
 use crate::assemble::{assemble, ChunkTranscript};
 use crate::captions::{cues, ends_sentence, CaptionRules, Cue};
-use crate::decide::JobPlan;
 use crate::guard::{drop_loops, is_speech, non_speech_segments};
+use crate::plan::JobPlan;
 
 /// A silence between two sentences at least this long (ms) starts a new paragraph of
 /// `transcript.txt`: where a speaker stops for a breath or two, a reader expects a break.
