@@ -248,7 +248,8 @@ def limit(audio: Audio, threads: int, quantization: str = "f16", model: str = DE
     out, wall, cpu, rss = measured(cmd, echo_env())
     report = json.loads(out)
     return Run(f"transcriber alone, {threads} threads, {model_label(model)}{quantization}", audio,
-               wall, cpu, rss, report["text"], {"whisper_ms": report["whisper_ms"]})
+               wall, cpu, rss, report["text"],
+               {"whisper_ms": report["whisper_ms"], "blas_kernels": report.get("blas_kernels", "?")})
 
 
 def model_label(model: str) -> str:
@@ -570,7 +571,8 @@ def main() -> None:
              faster_whisper(args.python, main_audio, "int8", total)]
     runs = [echo_run, limit_run, *peers]
     report.section(f"{main_audio.name} ({main_audio.seconds:.0f} s), {total} threads in all",
-                   table(RUN_HEADERS, run_rows(runs, limit_run)))
+                   table(RUN_HEADERS, run_rows(runs, limit_run))
+                   + f"\nOpenBLAS kernels (whisper.cpp's large products): {limit_run.detail['blas_kernels']}\n")
     ratio = echo_run.wall_s / limit_run.wall_s
     report.target(f"echo ≤ {TARGET_VS_LIMIT:.2f}x the transcriber alone", f"{ratio:.2f}x", ratio <= TARGET_VS_LIMIT)
     vs_fw = echo_run.wall_s / peers[0].wall_s

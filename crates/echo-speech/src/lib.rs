@@ -5,12 +5,14 @@
 //! * [`audio`]: probing and decoding audio files to 16 kHz mono `f32`.
 //! * [`transcriber`]: whisper.cpp transcription of 16 kHz mono samples.
 //! * [`vad`]: voice-activity detection: where in the audio someone speaks.
+//! * [`blas`]: OpenBLAS kernels that fit the CPU (whisper.cpp's large products run there).
 //!
 //! Where models and caches live is the caller's choice (`data_dir` in echo's configuration).
 
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod blas;
 pub mod model;
 pub mod transcriber;
 pub mod vad;

@@ -58,6 +58,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: it may restart the process.
+    echo_speech::blas::use_kernels_for_this_cpu();
     echo_runtime::telemetry::init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
