@@ -63,7 +63,7 @@ pub struct TranscriberConfig {
     /// Whether whisper.cpp computes attention with its fused flash-attention kernel (its own
     /// default) instead of two matrix products and a softmax. Off: with the products on
     /// OpenBLAS, the encoder's attention took a third less time than the fused kernel, which
-    /// takes a scalar `exp` per score (same text); the price is the encoder's scores,
+    /// takes a scalar `exp` per score (the sums differ in order, so a word may too); the price is the encoder's scores,
     /// ~50 MB more per whisper state. On where memory counts more than time.
     pub flash_attention: bool,
 }

