@@ -69,17 +69,28 @@ pub fn chunk_key(job_id: &str, chunk_index: i32) -> String {
 }
 
 /// The partition of a chunk's commands among `partitions`: every attempt of a chunk on the same
-/// one (so the worker owning it sees its earlier attempts), and one job's chunks on consecutive
-/// partitions from a point derived from the job, so the worker group shares a job evenly
-/// rather than by hash chance.
+/// one (so the worker owning it sees its earlier attempts), and one job's chunks spread over
+/// the partitions from a point derived from the job, [`CHUNK_STRIDE`] apart, so the worker
+/// group shares a job evenly rather than by hash chance.
 pub fn chunk_partition(job_id: &str, chunk_index: i32, partitions: i32) -> i32 {
     (chunk_placement(job_id, chunk_index) % partitions.max(1) as u32) as i32
 }
 
+/// How far apart a job's consecutive chunks are placed. Whole rounds of chunks cover every
+/// partition once whatever the stride; it decides where the chunks left over after them go.
+/// Placed one apart, those fell on adjacent partitions, which Kafka's range assignor gives to
+/// one worker: 29 chunks on 12 partitions went 17 to one worker and 12 to the other. 101 is
+/// a prime above any partition count, so every count is still walked through whole, and it
+/// is 5 apart on 12 partitions: the leftovers alternate between the halves and quarters a
+/// group of 2 or 4 workers owns.
+pub const CHUNK_STRIDE: u32 = 101;
+
 /// [`chunk_partition`] before it is taken modulo the partition count: what a producer that
 /// does not know the count asks for (`Outgoing::on_partition`).
 pub fn chunk_placement(job_id: &str, chunk_index: i32) -> u32 {
-    fnv1a(job_id.as_bytes()).wrapping_add(chunk_index as u32)
+    // The job's point halved, so that the sum stays below 2^32 (a wrap would shift the
+    // remainder) for any job of fewer than 21 million chunks.
+    (fnv1a(job_id.as_bytes()) >> 1).wrapping_add((chunk_index as u32).wrapping_mul(CHUNK_STRIDE))
 }
 
 /// 32-bit FNV-1a: a stable hash, the same in every process and release.
@@ -183,8 +194,49 @@ mod tests {
         let chunks = KeyRule::ChunkId;
         let first = chunks.partition("j7:0", &chunk("j7", 0), 12).unwrap();
         let second = chunks.partition("j7:1", &chunk("j7", 1), 12).unwrap();
-        assert_eq!(second, (first + 1) % 12, "a job's chunks are consecutive");
+        assert_eq!(
+            second,
+            (first + 5) % 12,
+            "a job's chunks are 101 (5 on 12) apart"
+        );
         assert_eq!(chunk_partition("j7", 1, 12), second);
+    }
+
+    #[test]
+    fn a_jobs_chunks_are_shared_evenly_by_range_assigned_workers() {
+        // Any partition count is walked through whole: each gets a round's share, give or
+        // take one.
+        for partitions in [6, 8, 12, 16, 24, 32, 64] {
+            for chunks in 1..=3 * partitions {
+                for p in 0..partitions {
+                    let n = (0..chunks)
+                        .filter(|&i| chunk_partition("a-job", i, partitions) == p)
+                        .count() as i32;
+                    assert!(
+                        n == chunks / partitions || n == chunks / partitions + 1,
+                        "{chunks} chunks on {partitions}: partition {p} has {n}"
+                    );
+                }
+            }
+        }
+        // On the chunk-commands topic's 12 partitions, 2, 3 or 4 workers each owning a range
+        // of them (Kafka's range assignor) get shares within two chunks of each other, for
+        // any job (one stride apart they were up to 6 apart).
+        for job in (0..24).map(|j| format!("job-{j}")) {
+            for workers in [2, 3, 4] {
+                for chunks in 1..=60 {
+                    let mut share = vec![0; workers];
+                    for i in 0..chunks {
+                        share[chunk_partition(&job, i, 12) as usize / (12 / workers)] += 1;
+                    }
+                    let (most, least) = (share.iter().max(), share.iter().min());
+                    assert!(
+                        most.zip(least).is_some_and(|(m, l)| m - l <= 2),
+                        "{job}: {chunks} chunks over {workers} workers: {share:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -545,7 +545,7 @@ fn a_file_without_speech_makes_a_job_of_no_chunks() {
 }
 
 #[test]
-fn one_jobs_chunk_commands_sit_on_consecutive_partitions() {
+fn one_jobs_chunk_commands_are_placed_a_stride_apart() {
     let (decision, _) = handle(
         &ValidationConfig::default(),
         &ValidationState::default(),
@@ -561,7 +561,10 @@ fn one_jobs_chunk_commands_sit_on_consecutive_partitions() {
         .collect();
     assert_eq!(hints.len(), 7);
     for pair in hints.windows(2) {
-        assert_eq!(pair[1], pair[0].wrapping_add(1));
+        assert_eq!(
+            pair[1],
+            pair[0].wrapping_add(echo_catalog::keys::CHUNK_STRIDE)
+        );
     }
     // Every other output is partitioned by its key.
     assert!(decision
