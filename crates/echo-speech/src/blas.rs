@@ -1,6 +1,6 @@
 //! OpenBLAS kernels that fit the CPU echo runs on.
 //!
-//! whisper.cpp hands its large matrix products (the encoder's, the attention scores) to
+//! whisper.cpp hands its large matrix products (the encoder's) to
 //! OpenBLAS, which picks its kernels once, while the library loads, from the CPU's model
 //! number. A release older than the CPU, or a hypervisor that hides the model (cloud VMs
 //! report "Intel(R) Xeon(R) Processor"), leaves it on its most generic x86-64 kernels,
