@@ -1,12 +1,13 @@
 //! OpenBLAS kernels that fit the CPU echo runs on.
 //!
-//! whisper.cpp hands its large matrix products (the encoder's) to
-//! OpenBLAS, which picks its kernels once, while the library loads, from the CPU's model
-//! number. A release older than the CPU, or a hypervisor that hides the model (cloud VMs
-//! report "Intel(R) Xeon(R) Processor"), leaves it on its most generic x86-64 kernels,
-//! Prescott's (SSE3): on an AVX-512 machine whisper then took 1.5–2× as long. OpenBLAS reads
-//! `OPENBLAS_CORETYPE` only while it loads, before `main`, so [`use_kernels_for_this_cpu`]
-//! restarts the process once with the kernels the CPU's features allow.
+//! whisper.cpp hands its large matrix products (the encoder's) to OpenBLAS, which picks its
+//! kernels once, while the library loads, from the CPU's model number. A release older than
+//! the CPU, or a hypervisor that hides the model (cloud VMs report "Intel(R) Xeon(R)
+//! Processor"), leaves it on its most generic x86-64 kernels, Prescott's (SSE3): on an
+//! AVX-512 machine whisper then took 1.5–2× as long. OpenBLAS reads `OPENBLAS_CORETYPE` only
+//! while it loads, before `main`, so [`use_kernels_for_this_cpu`] restarts the process once
+//! with the kernels the CPU's features allow. It costs one call into OpenBLAS at start, and
+//! the restart only where OpenBLAS fell back.
 
 use std::ffi::{c_char, CStr, OsString};
 use std::os::unix::process::CommandExt;

@@ -61,10 +61,10 @@ pub struct TranscriberConfig {
     /// it per call, with a multilingual model.
     pub language: String,
     /// Whether whisper.cpp computes attention with its fused flash-attention kernel (its own
-    /// default) instead of two matrix products and a softmax. Off: with the products on
-    /// OpenBLAS, the encoder's attention took a third less time than the fused kernel, which
-    /// takes a scalar `exp` per score (the sums differ in order, so a word may too); the price is the encoder's scores,
-    /// ~50 MB more per whisper state. On where memory counts more than time.
+    /// default) instead of two matrix products and a vectorised softmax. Off: the fused
+    /// kernel takes a scalar `exp` per score, and without it a chunk took a third less time
+    /// (the sums run in another order, so a word may come out differently). The price is the
+    /// encoder's scores, ~50 MB more per whisper state. On where memory counts more than time.
     pub flash_attention: bool,
 }
 
