@@ -48,16 +48,22 @@ impl KeyRule {
 impl KeyRule {
     /// The partition, among `partitions`, a record of this rule with key `key` and payload
     /// `value` belongs on: the Java client's partitioner for resources (what every echo
-    /// producer uses, and what a client must use), the job's run of consecutive partitions for
-    /// chunks (see [`chunk_partition`]).
+    /// producer uses, and what a client must use), the job's spread of runs for chunks (see
+    /// [`chunk_partition`]).
     pub fn partition(self, key: &str, value: &Value, partitions: i32) -> Result<i32, String> {
         match self {
             KeyRule::ResourceId => Ok(partition_of(key, partitions)),
-            KeyRule::ChunkId => match (field(value, "job_id"), field(value, "chunk_index")) {
-                (Some(Value::String(job)), Some(Value::Int(index))) => {
-                    Ok(chunk_partition(job, *index, partitions))
+            KeyRule::ChunkId => match (
+                field(value, "job_id"),
+                field(value, "chunk_index"),
+                field(value, "chunk_count"),
+            ) {
+                (Some(Value::String(job)), Some(Value::Int(index)), Some(Value::Int(count))) => {
+                    Ok(chunk_partition(job, *index, *count, partitions))
                 }
-                _ => Err("the payload has no job_id and chunk_index to place it by".into()),
+                _ => Err(
+                    "the payload has no job_id, chunk_index and chunk_count to place it by".into(),
+                ),
             },
         }
     }
@@ -68,29 +74,48 @@ pub fn chunk_key(job_id: &str, chunk_index: i32) -> String {
     format!("{job_id}:{chunk_index}")
 }
 
-/// The partition of a chunk's commands among `partitions`: every attempt of a chunk on the same
-/// one (so the worker owning it sees its earlier attempts), and one job's chunks spread over
-/// the partitions from a point derived from the job, [`CHUNK_STRIDE`] apart, so the worker
-/// group shares a job evenly rather than by hash chance.
-pub fn chunk_partition(job_id: &str, chunk_index: i32, partitions: i32) -> i32 {
-    (chunk_placement(job_id, chunk_index) % partitions.max(1) as u32) as i32
+/// The partition of a chunk's commands among `partitions`, in a job of `chunk_count` chunks:
+/// every attempt of a chunk on the same one (so the worker owning it sees its earlier
+/// attempts); a job's chunks in runs of consecutive chunks on one partition (see
+/// [`run_length`]), and its runs spread over the partitions from a point derived from the
+/// job in [`spread`] order, so the worker group shares a job evenly rather than by hash
+/// chance.
+pub fn chunk_partition(job_id: &str, chunk_index: i32, chunk_count: i32, partitions: i32) -> i32 {
+    let partitions = partitions.max(1) as u32;
+    let run = chunk_index.div_euclid(run_length(chunk_count)) as u32 % partitions;
+    ((fnv1a(job_id.as_bytes()) % partitions + spread(run, partitions)) % partitions) as i32
 }
 
-/// How far apart a job's consecutive chunks are placed. Whole rounds of chunks cover every
-/// partition once whatever the stride; it decides where the chunks left over after them go.
-/// Placed one apart, those fell on adjacent partitions, which Kafka's range assignor gives to
-/// one worker: 29 chunks on 12 partitions went 17 to one worker and 12 to the other. 101 is
-/// a prime above any partition count, so every count is still walked through whole, and it
-/// is 5 apart on 12 partitions: the leftovers alternate between the halves and quarters a
-/// group of 2 or 4 workers owns.
-pub const CHUNK_STRIDE: u32 = 101;
+/// Where the `position`-th of `partitions` runs goes, as an offset from the job's first
+/// partition: the halves of the partitions in turn, and within each half its halves, and so
+/// on. Kafka's range assignor gives each worker a range of adjacent partitions, so any two
+/// consecutive runs fall to different halves, any four to different quarters: two workers get
+/// a job's runs within one of each other, and a round of `partitions` runs covers each
+/// partition once. Placed in order, a stride apart, a job's last runs could fall to one
+/// worker: 10 runs on 12 partitions went 6 to one worker and 4 to the other.
+pub fn spread(position: u32, partitions: u32) -> u32 {
+    if partitions % 2 == 1 || partitions < 2 {
+        return position;
+    }
+    let half = partitions / 2;
+    spread(position / 2, half) + (position % 2) * half
+}
 
-/// [`chunk_partition`] before it is taken modulo the partition count: what a producer that
-/// does not know the count asks for (`Outgoing::on_partition`).
-pub fn chunk_placement(job_id: &str, chunk_index: i32) -> u32 {
-    // The job's point halved, so that the sum stays below 2^32 (a wrap would shift the
-    // remainder) for any job of fewer than 21 million chunks.
-    (fnv1a(job_id.as_bytes()) >> 1).wrapping_add((chunk_index as u32).wrapping_mul(CHUNK_STRIDE))
+/// Most consecutive chunks of a job placed on one partition. A worker transcribes a
+/// partition's commands in order and gives each chunk the text of the chunk before it as
+/// whisper's prompt, as whisper does between the windows of one file: without it every chunk
+/// starts cold, which cost 0.72 WER points on the benchmark's file; with the text for two
+/// chunks of every three, 0.04 (docs/PERFORMANCE.md).
+pub const CONTEXT_RUN: i32 = 3;
+
+/// Fewest runs a job is cut into, so that runs do not take parallelism from short jobs: a
+/// job of fewer than `2 × MIN_RUNS` chunks is placed chunk by chunk, as many workers at once.
+pub const MIN_RUNS: i32 = 8;
+
+/// How many consecutive chunks of a job of `chunk_count` chunks share a partition: up to
+/// [`CONTEXT_RUN`], as long as the job still makes [`MIN_RUNS`] runs.
+pub fn run_length(chunk_count: i32) -> i32 {
+    (chunk_count / MIN_RUNS).clamp(1, CONTEXT_RUN)
 }
 
 /// 32-bit FNV-1a: a stable hash, the same in every process and release.
@@ -148,9 +173,14 @@ mod tests {
     use super::*;
 
     fn chunk(job: &str, index: i32) -> Value {
+        chunk_of(job, index, 12)
+    }
+
+    fn chunk_of(job: &str, index: i32, count: i32) -> Value {
         Value::Record(vec![
             ("job_id".into(), Value::String(job.into())),
             ("chunk_index".into(), Value::Int(index)),
+            ("chunk_count".into(), Value::Int(count)),
         ])
     }
 
@@ -196,42 +226,90 @@ mod tests {
         let second = chunks.partition("j7:1", &chunk("j7", 1), 12).unwrap();
         assert_eq!(
             second,
-            (first + 5) % 12,
-            "a job's chunks are 101 (5 on 12) apart"
+            (first + 6) % 12,
+            "a short job's next chunk is in the other half of the partitions"
         );
-        assert_eq!(chunk_partition("j7", 1, 12), second);
+        assert_eq!(chunk_partition("j7", 1, 12, 12), second);
+        let no_count = Value::Record(vec![
+            ("job_id".into(), Value::String("j7".into())),
+            ("chunk_index".into(), Value::Int(1)),
+        ]);
+        assert!(chunks.partition("j7:1", &no_count, 12).is_err());
+    }
+
+    #[test]
+    fn a_long_jobs_chunks_go_in_runs_of_three_a_short_jobs_one_by_one() {
+        assert_eq!(run_length(1), 1);
+        assert_eq!(run_length(15), 1);
+        assert_eq!(run_length(16), 2);
+        assert_eq!(run_length(24), CONTEXT_RUN);
+        assert_eq!(run_length(i32::MAX), CONTEXT_RUN);
+        assert_eq!(
+            run_length(-4),
+            1,
+            "a nonsensical count places like a short job"
+        );
+        let at = |i| {
+            KeyRule::ChunkId
+                .partition("", &chunk_of("j", i, 29), 12)
+                .unwrap()
+        };
+        assert_eq!([at(0), at(1), at(2)], [at(0); 3], "one run, one partition");
+        assert_eq!(at(3), (at(0) + 6) % 12, "the next run in the other half");
+        assert_eq!(
+            at(6),
+            (at(0) + 3) % 12,
+            "the third in the first half's other half"
+        );
+        assert_eq!(at(27), at(28), "the last run may be short");
+    }
+
+    #[test]
+    fn runs_are_spread_over_halves_then_quarters() {
+        let on_12: Vec<u32> = (0..12).map(|i| spread(i, 12)).collect();
+        assert_eq!(on_12, [0, 6, 3, 9, 1, 7, 4, 10, 2, 8, 5, 11]);
+        for partitions in 1..=64 {
+            let mut all: Vec<u32> = (0..partitions).map(|i| spread(i, partitions)).collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..partitions).collect::<Vec<_>>(), "on {partitions}");
+        }
     }
 
     #[test]
     fn a_jobs_chunks_are_shared_evenly_by_range_assigned_workers() {
-        // Any partition count is walked through whole: each gets a round's share, give or
-        // take one.
-        for partitions in [6, 8, 12, 16, 24, 32, 64] {
-            for chunks in 1..=3 * partitions {
+        // Any partition count is walked through whole: each gets a round's share of runs,
+        // give or take one.
+        for partitions in [1, 6, 7, 8, 12, 16, 24, 32, 64] {
+            for chunks in 1..=9 * partitions {
+                let run = run_length(chunks);
+                let runs = (chunks + run - 1) / run;
                 for p in 0..partitions {
                     let n = (0..chunks)
-                        .filter(|&i| chunk_partition("a-job", i, partitions) == p)
+                        .step_by(run as usize)
+                        .filter(|&i| chunk_partition("a-job", i, chunks, partitions) == p)
                         .count() as i32;
                     assert!(
-                        n == chunks / partitions || n == chunks / partitions + 1,
-                        "{chunks} chunks on {partitions}: partition {p} has {n}"
+                        n == runs / partitions || n == runs / partitions + 1,
+                        "{chunks} chunks on {partitions}: partition {p} has {n} runs"
                     );
                 }
             }
         }
-        // On the chunk-commands topic's 12 partitions, 2, 3 or 4 workers each owning a range
-        // of them (Kafka's range assignor) get shares within two chunks of each other, for
-        // any job (one stride apart they were up to 6 apart).
-        for job in (0..24).map(|j| format!("job-{j}")) {
-            for workers in [2, 3, 4] {
-                for chunks in 1..=60 {
+        // On the chunk-commands topic's 12 partitions, each worker owning a range of them
+        // (Kafka's range assignor): two workers get shares within one run of each other, three
+        // or four within two runs, for any job (runs a stride apart, two workers' shares were
+        // up to two runs apart: 18 and 11 chunks of 29).
+        for job in (0..48).map(|j| format!("job-{j}")) {
+            for (workers, apart) in [(2, 1), (3, 2), (4, 2)] {
+                for chunks in 1..=90 {
                     let mut share = vec![0; workers];
                     for i in 0..chunks {
-                        share[chunk_partition(&job, i, 12) as usize / (12 / workers)] += 1;
+                        share[chunk_partition(&job, i, chunks, 12) as usize / (12 / workers)] += 1;
                     }
                     let (most, least) = (share.iter().max(), share.iter().min());
                     assert!(
-                        most.zip(least).is_some_and(|(m, l)| m - l <= 2),
+                        most.zip(least)
+                            .is_some_and(|(m, l)| m - l <= apart * run_length(chunks)),
                         "{job}: {chunks} chunks over {workers} workers: {share:?}"
                     );
                 }

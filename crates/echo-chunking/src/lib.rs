@@ -21,18 +21,14 @@ pub const JOIN_GAP_MS: u64 = 400;
 /// so "attempt N" reads as "the N-th try" in logs and in the job aggregator's limit.
 pub const FIRST_ATTEMPT: i32 = 1;
 
-/// A chunk command as an output, keyed and placed by the chunk-commands topic's rule
-/// (`echo_catalog::keys`): every attempt of a chunk on one partition, a job's chunks on
-/// consecutive ones. The runtime takes the partition modulo the topic's partition count.
+/// A chunk command as an output, keyed by the chunk-commands topic's rule
+/// (`echo_catalog::keys`), which the runtime also places it by: every attempt of a chunk on
+/// one partition, a long job's chunks in runs of consecutive chunks per partition.
 pub fn chunk_command(command: &ChunkProcess) -> Outgoing {
     Outgoing::new(
         echo_catalog::keys::chunk_key(&command.job_id, command.chunk_index),
         command,
     )
-    .on_partition(echo_catalog::keys::chunk_placement(
-        &command.job_id,
-        command.chunk_index,
-    ))
 }
 
 /// Which planner cuts a file into chunks.

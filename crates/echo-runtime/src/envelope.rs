@@ -74,9 +74,6 @@ pub struct Outgoing {
     pub metadata: EventMetadata,
     /// Its Avro value.
     pub value: Value,
-    /// A partition chosen by the handler (taken modulo the topic's partition count) instead
-    /// of the key's hash; `None` for the usual key partitioning.
-    pub partition: Option<u32>,
 }
 
 impl Outgoing {
@@ -88,14 +85,7 @@ impl Outgoing {
             key: key.into(),
             metadata,
             value,
-            partition: None,
         }
-    }
-
-    /// Places the record on partition `partition` modulo the topic's partition count.
-    pub fn on_partition(mut self, partition: u32) -> Outgoing {
-        self.partition = Some(partition);
-        self
     }
 
     /// Whether this output is of record type `R`.

@@ -1591,7 +1591,7 @@ async fn a_chunk_command_for_an_endless_range_fails_the_chunk() {
         .partitions_of(case.env.catalogue.topic(COMMANDS).unwrap());
     let (partition, offset) = case
         .publish_on(
-            echo_catalog::keys::chunk_partition(&job_id, 0, partitions),
+            echo_catalog::keys::chunk_partition(&job_id, 0, endless.chunk_count, partitions),
             &echo_catalog::keys::chunk_key(&job_id, 0),
             &endless,
         )

@@ -9,9 +9,11 @@
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
 //! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
-//! [`squeeze`] leaves a chunk's pauses out of what whisper hears.
+//! [`squeeze`] leaves a chunk's pauses out of what whisper hears; [`context`] gives a chunk the
+//! text of the one before it.
 
 pub mod config;
+pub mod context;
 pub mod decide;
 pub mod observe;
 pub mod squeeze;

@@ -1,6 +1,7 @@
 //! The I/O of the chunk worker: fetching the source file into a bounded local cache, decoding
 //! the chunk's range and transcribing it with whisper on a blocking thread, for `decide` to
-//! report. `observe` only reads (the cache is its own).
+//! report. `observe` only reads (the cache, and the text of the chunks it transcribed last,
+//! are its own).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use crate::config::ChunkWorkerConfig;
+use crate::context::{self, RecentText};
 use crate::decide::{self, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
 use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
@@ -39,6 +41,9 @@ pub struct ChunkWorker {
     /// How long one chunk's transcription may run: the runtime stops waiting for `observe`
     /// after its timeout, and whisper must stop then too rather than hold a core.
     whisper_limit: Duration,
+    /// What the chunks it transcribed last said, so the next chunk of a run hears the text
+    /// before it (see [`context`]).
+    recent: Arc<RecentText>,
 }
 
 impl ChunkWorker {
@@ -73,6 +78,7 @@ impl ChunkWorker {
             s3: S3Service::new(config)?,
             cache_dir: config.data_dir.join("cache").join("objects"),
             whisper_limit: config.kafka.observe_timeout(),
+            recent: Arc::default(),
         })
     }
 
@@ -84,6 +90,13 @@ impl ChunkWorker {
     /// Its settings.
     pub fn config(&self) -> &ChunkWorkerConfig {
         &self.decider.config
+    }
+
+    /// whisper's prompt for the chunk `command` names: the upload's prompt, then the text of the
+    /// chunk before it if this worker transcribed that one.
+    pub fn prompt_for(&self, command: &ChunkProcess) -> Option<String> {
+        let before = self.recent.before(&command.job_id, command.chunk_index);
+        context::prompt(command.prompt.as_deref(), before.as_deref())
     }
 
     /// Where the version `pin` of the object at `key` is cached locally: named by a hash of
@@ -215,12 +228,14 @@ fn remove(path: &Path, what: &str) {
 
 /// Decodes the chunk's range and transcribes it (blocking: CPU-bound whisper), with its
 /// silence squeezed out when `squeeze_silence` (a range without speech then costs no whisper
-/// run); segment times are relative to the range. `Ok(Err)` is a chunk that cannot be
-/// transcribed; `Err` is local trouble worth a retry.
+/// run); segment times are relative to the range, and whisper hears `prompt` before the
+/// audio. `Ok(Err)` is a chunk that cannot be transcribed; `Err` is local trouble worth a
+/// retry.
 fn transcribe_range(
     transcriber: &Transcriber,
     path: &Path,
     command: &ChunkProcess,
+    prompt: Option<&str>,
     settings: &ChunkWorkerConfig,
     deadline: Instant,
 ) -> Result<Result<Transcription, String>, HandlerError> {
@@ -271,7 +286,7 @@ fn transcribe_range(
         None => samples,
     };
     let whisper_started = Instant::now();
-    match transcriber.transcribe_until(&heard, command.prompt.as_deref(), Some(deadline)) {
+    match transcriber.transcribe_until(&heard, prompt, Some(deadline)) {
         Ok(Transcription { segments, language }) => {
             // Where a chunk's time goes, for operators and the benchmark's per-stage figures.
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
@@ -279,6 +294,7 @@ fn transcribe_range(
                 whisper_audio_ms = heard.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
                 decode_ms = (whisper_started - decode_started).as_millis() as u64,
                 whisper_ms = whisper_started.elapsed().as_millis() as u64,
+                prompt_chars = prompt.map_or(0, str::len),
                 "chunk transcribed");
             metrics().transcribed(
                 "chunk-worker",
@@ -355,17 +371,31 @@ impl Processor for ChunkWorker {
         }
         let transcriber = Arc::clone(&self.transcriber);
         let settings = self.decider.config.clone();
+        let (job_id, chunk_index) = (command.job_id.clone(), command.chunk_index);
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
+        let prompt = self.prompt_for(&command);
         let deadline = Instant::now() + self.whisper_limit;
         let outcome = tokio::task::spawn_blocking(move || {
-            transcribe_range(&transcriber, &path, &command, &settings, deadline)
+            transcribe_range(
+                &transcriber,
+                &path,
+                &command,
+                prompt.as_deref(),
+                &settings,
+                deadline,
+            )
         })
         .await;
         Ok(match outcome {
-            Ok(Ok(Ok(local))) => Observation::Transcribed {
-                segments: decide::global_segments(start_ms, end_ms, &local.segments),
-                language: local.language,
-            },
+            Ok(Ok(Ok(local))) => {
+                let segments = decide::global_segments(start_ms, end_ms, &local.segments);
+                let said: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+                self.recent.remember(&job_id, chunk_index, &said.join(" "));
+                Observation::Transcribed {
+                    segments,
+                    language: local.language,
+                }
+            }
             Ok(Ok(Err(reason))) => Observation::Failed(reason),
             Ok(Err(e)) => return Err(e),
             // A panic inside the decoder or whisper is this audio's problem: report the chunk

@@ -197,6 +197,44 @@ async fn two_overlapping_chunks_are_transcribed_with_global_timestamps() {
     assert!(decision.emit.is_empty(), "{decision:?}");
 }
 
+/// The decoded `chunk.process` of an input, to ask the worker about it.
+fn decoded(input: &Incoming) -> ChunkProcess {
+    apache_avro::from_value(&input.value).unwrap()
+}
+
+#[tokio::test]
+async fn the_next_chunk_hears_the_text_of_the_chunk_before() {
+    let worker = worker(None);
+    ready(&worker).await;
+    let (resource, key, duration_ms) = uploaded_speech(&worker).await;
+    let mut second = decoded(&command(&resource, &key, 1, 5_000, duration_ms));
+    assert_eq!(worker.prompt_for(&second), None, "nothing heard yet");
+
+    let first = command(&resource, &key, 0, 0, 5_000);
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &first)
+        .await
+        .unwrap();
+    let said = completed(&decision, &resource).segments[0].text.clone();
+    let prompt = worker.prompt_for(&second).expect("chunk 0 was heard");
+    assert!(
+        prompt.contains(&said) && prompt.to_lowercase().contains("stella"),
+        "{prompt:?} is not chunk 0's {said:?}"
+    );
+
+    // The upload's own prompt comes first; another job's chunk 1, or chunk 2, hears none of it.
+    second.prompt = Some("Stella, Kafka.".into());
+    let prompt = worker.prompt_for(&second).unwrap();
+    assert!(prompt.starts_with("Stella, Kafka. ") && prompt.contains(&said));
+    let mut other_job = second.clone();
+    other_job.job_id = "another-job".into();
+    other_job.prompt = None;
+    assert_eq!(worker.prompt_for(&other_job), None);
+    let mut third = other_job;
+    third.job_id = second.job_id.clone();
+    third.chunk_index = 2;
+    assert_eq!(worker.prompt_for(&third), None);
+}
+
 /// A fresh resource whose upload is the two sentences of `SPEECH` spoken 1 s in, with 8 s of
 /// silence between them; returns (resource id, key, where the silence starts, where it ends).
 async fn uploaded_speech_with_a_pause(worker: &ChunkWorker) -> (String, String, i64, i64) {

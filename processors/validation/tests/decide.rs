@@ -6,6 +6,7 @@ use echo_catalog::events::{
     UploadFailed, UploadFailureReason, ValidationFailed, ValidationFailureReason, ValidationPassed,
     ValidationStarted,
 };
+use echo_catalog::keys::KeyRule;
 use echo_catalog::record::{EventMetadata, Record};
 use echo_chunking::{plan_fixed, SpeechMap};
 use echo_runtime::testing::{self, types};
@@ -544,34 +545,45 @@ fn a_file_without_speech_makes_a_job_of_no_chunks() {
     assert!(state.passed);
 }
 
-#[test]
-fn one_jobs_chunk_commands_are_placed_a_stride_apart() {
+/// The partitions of the 12 of the chunk-commands topic that the chunk commands validation
+/// issues for audio of `duration_ms` are placed on (by the runtime, from the topic's rule).
+fn chunk_partitions(duration_ms: i64) -> Vec<i32> {
     let (decision, _) = handle(
         &ValidationConfig::default(),
         &ValidationState::default(),
         &completed("up-spread"),
-        Observation::Audio(facts(200_000)),
+        Observation::Audio(facts(duration_ms)),
     )
     .unwrap();
-    let hints: Vec<u32> = decision
+    decision
         .emit
         .iter()
         .filter(|o| o.type_name == "chunk.process")
-        .map(|o| o.partition.expect("chunk commands choose their partition"))
-        .collect();
-    assert_eq!(hints.len(), 7);
-    for pair in hints.windows(2) {
-        assert_eq!(
-            pair[1],
-            pair[0].wrapping_add(echo_catalog::keys::CHUNK_STRIDE)
-        );
+        .map(|o| KeyRule::ChunkId.partition(&o.key, &o.value, 12).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_short_jobs_chunk_commands_go_in_pairs_to_both_halves_of_the_partitions() {
+    let placed = chunk_partitions(200_000);
+    assert_eq!(placed.len(), 7);
+    // Chunks 0 and 1, 2 and 3, ...: the two halves, whichever two workers own them.
+    for pair in placed.chunks_exact(2) {
+        assert_eq!((pair[1] - pair[0]).rem_euclid(12), 6, "{placed:?}");
     }
-    // Every other output is partitioned by its key.
-    assert!(decision
-        .emit
-        .iter()
-        .filter(|o| o.type_name != "chunk.process")
-        .all(|o| o.partition.is_none()));
+}
+
+#[test]
+fn a_long_jobs_chunk_commands_are_placed_in_runs_paired_over_both_halves() {
+    let placed = chunk_partitions(1_200_000);
+    assert!(placed.len() >= 24, "{} chunks", placed.len());
+    let runs: Vec<&[i32]> = placed.chunks(3).collect();
+    for run in &runs {
+        assert!(run.iter().all(|&p| p == run[0]), "{placed:?}");
+    }
+    for pair in runs.chunks_exact(2) {
+        assert_eq!((pair[1][0] - pair[0][0]).rem_euclid(12), 6, "{placed:?}");
+    }
 }
 
 #[test]

@@ -108,7 +108,8 @@ impl From<TxnError> for ApplyError {
 pub(super) struct Encoded {
     topic: String,
     key: String,
-    partition: Option<i32>,
+    /// The partition its topic's key rule places it on (`echo_catalog::keys`).
+    partition: i32,
     bytes: Vec<u8>,
     headers: HeaderList,
 }
@@ -696,13 +697,11 @@ impl<P: Processor> Driver<P> {
 
     /// Produces an encoded output inside the open transaction.
     pub(super) fn produce(&self, out: &Encoded) -> Result<(), TxnError> {
-        let mut record = BaseRecord::to(&out.topic)
+        let record = BaseRecord::to(&out.topic)
             .key(&out.key)
             .payload(&out.bytes)
-            .headers(out.headers.to_kafka());
-        if let Some(p) = out.partition {
-            record = record.partition(p);
-        }
+            .headers(out.headers.to_kafka())
+            .partition(out.partition);
         self.send(record)
     }
 
@@ -770,10 +769,20 @@ impl<P: Processor> Driver<P> {
                 dead_letter::record_bytes(Some(out.key.as_bytes()), Some(&bytes), &headers)
             ))));
         }
-        let partition = out.partition.map(|p| {
-            let count = self.catalogue.partitions_of(topic_spec) as u32;
-            (p % count) as i32
-        });
+        // Placed by the rule its consumers check, which for chunk commands needs the
+        // partition count (a job's runs are spread over all of them).
+        let partition = rule
+            .partition(
+                &out.key,
+                &out.value,
+                self.catalogue.partitions_of(topic_spec),
+            )
+            .map_err(|e| {
+                ApplyError::Refused(HandlerError::Permanent(format!(
+                    "output {}: {e}",
+                    out.type_name
+                )))
+            })?;
         Ok(Encoded {
             topic,
             key: out.key.clone(),

@@ -46,7 +46,7 @@ impl Placement<'_> {
                 .jobs
                 .iter()
                 .flat_map(|(job, count)| {
-                    (0..*count).map(move |i| chunk_partition(job, i, partitions))
+                    (0..*count).map(move |i| chunk_partition(job, i, *count, partitions))
                 })
                 .collect(),
         };
