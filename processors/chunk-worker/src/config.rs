@@ -39,6 +39,13 @@ pub struct ChunkWorkerConfig {
     /// window, so silence costs as much as speech; speech chunks are planned to fill a
     /// window once squeezed. On by default; off sends the whole range, for comparison.
     pub squeeze_silence: bool,
+    /// Whether a chunk hears the text of the chunk before it as whisper's prompt, when this
+    /// worker transcribed that one (see `context`): without it each chunk starts cold, and
+    /// the benchmark's WER rose by 0.68 points. The price is memory: with a prompt, whisper
+    /// decodes its first step over 32 tokens or more, which whisper.cpp hands to OpenBLAS
+    /// with its 51,864-token output matrix converted to f32, ~100 MB more resident per
+    /// worker (measured). On by default; off for workers that must stay small.
+    pub prompt_with_previous_chunk: bool,
     /// Which weights of the whisper model to load (`f16`, `q8_0`, `q5_0`, `q5_1`): quantized
     /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
     /// each deployment picks its trade-off. `f16` (the source model's precision) by default.
@@ -64,6 +71,7 @@ impl Default for ChunkWorkerConfig {
             max_download_bytes: 512 * 1024 * 1024,
             max_chunk_ms: 10 * 60 * 1000,
             squeeze_silence: true,
+            prompt_with_previous_chunk: true,
             quantization: Quantization::F16,
             model: ModelName::TinyEn,
             batch_max_records: 1,

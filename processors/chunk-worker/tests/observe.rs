@@ -21,11 +21,17 @@ const SPEECH: &str =
     The weather was cold, and the river ran fast under the old bridge.";
 
 fn worker(test_delay_ms: Option<u64>) -> ChunkWorker {
+    worker_with(ChunkWorkerConfig {
+        test_delay_ms,
+        ..ChunkWorkerConfig::default()
+    })
+}
+
+fn worker_with(settings: ChunkWorkerConfig) -> ChunkWorker {
     let config = EchoConfig::default();
     let settings = ChunkWorkerConfig {
         worker_name: "test-worker".into(),
-        test_delay_ms,
-        ..ChunkWorkerConfig::default()
+        ..settings
     };
     ChunkWorker::new(&config, settings).expect("the whisper model must load")
 }
@@ -233,6 +239,28 @@ async fn the_next_chunk_hears_the_text_of_the_chunk_before() {
     third.job_id = second.job_id.clone();
     third.chunk_index = 2;
     assert_eq!(worker.prompt_for(&third), None);
+}
+
+#[tokio::test]
+async fn a_worker_set_not_to_hears_only_the_uploads_prompt() {
+    let worker = worker_with(ChunkWorkerConfig {
+        prompt_with_previous_chunk: false,
+        ..ChunkWorkerConfig::default()
+    });
+    ready(&worker).await;
+    let (resource, key, duration_ms) = uploaded_speech(&worker).await;
+    let first = command(&resource, &key, 0, 0, 5_000);
+    let (decision, _) = handle(&worker, &ChunkWorkerState::default(), &first)
+        .await
+        .unwrap();
+    completed(&decision, &resource);
+    let mut second = decoded(&command(&resource, &key, 1, 5_000, duration_ms));
+    assert_eq!(worker.prompt_for(&second), None);
+    second.prompt = Some("Stella, Kafka.".into());
+    assert_eq!(
+        worker.prompt_for(&second).as_deref(),
+        Some("Stella, Kafka.")
+    );
 }
 
 /// A fresh resource whose upload is the two sentences of `SPEECH` spoken 1 s in, with 8 s of
