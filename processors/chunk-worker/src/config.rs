@@ -40,12 +40,14 @@ pub struct ChunkWorkerConfig {
     /// window once squeezed. On by default; off sends the whole range, for comparison.
     pub squeeze_silence: bool,
     /// Whether a chunk hears the text of the chunk before it as whisper's prompt, when this
-    /// worker transcribed that one (see `context`): without it each chunk starts cold, and
-    /// the benchmark's WER rose by 0.68 points. The price is memory: with a prompt, whisper
-    /// decodes its first step over 32 tokens or more, which whisper.cpp hands to OpenBLAS
-    /// with its 51,864-token output matrix converted to f32, ~100 MB more resident per
-    /// worker (measured). On by default; off for workers that must stay small.
-    pub prompt_with_previous_chunk: bool,
+    /// worker transcribed that one (see `context`). Measured on the benchmark's file: with
+    /// `tiny.en` it lowers WER by 0.68 points (each chunk no longer starts cold); with `base`
+    /// it raised WER by 2 points, so unset (the default) means on for `tiny.en`, off for
+    /// `base`. The price is memory: with a prompt, whisper decodes its first step over 32
+    /// tokens or more, which whisper.cpp hands to OpenBLAS with its 51,864-token output
+    /// matrix converted to f32, ~100 MB more resident per worker (measured); `false` for
+    /// workers that must stay small.
+    pub prompt_with_previous_chunk: Option<bool>,
     /// Which weights of the whisper model to load (`f16`, `q8_0`, `q5_0`, `q5_1`): quantized
     /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
     /// each deployment picks its trade-off. `f16` (the source model's precision) by default.
@@ -71,7 +73,7 @@ impl Default for ChunkWorkerConfig {
             max_download_bytes: 512 * 1024 * 1024,
             max_chunk_ms: 10 * 60 * 1000,
             squeeze_silence: true,
-            prompt_with_previous_chunk: true,
+            prompt_with_previous_chunk: None,
             quantization: Quantization::F16,
             model: ModelName::TinyEn,
             batch_max_records: 1,
@@ -80,6 +82,13 @@ impl Default for ChunkWorkerConfig {
 }
 
 impl ChunkWorkerConfig {
+    /// Whether chunks hear the text of the chunk before them: as set, else as measured best
+    /// for the model (see [`ChunkWorkerConfig::prompt_with_previous_chunk`]).
+    pub fn prompts_with_previous_chunk(&self) -> bool {
+        self.prompt_with_previous_chunk
+            .unwrap_or(self.model == ModelName::TinyEn)
+    }
+
     /// Fails on settings no worker can run with, so a bad config stops it at startup.
     pub fn validate(&self) -> Result<()> {
         ensure!(

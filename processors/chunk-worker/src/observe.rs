@@ -93,12 +93,13 @@ impl ChunkWorker {
     }
 
     /// whisper's prompt for the chunk `command` names: the upload's prompt, then the text of the
-    /// chunk before it if this worker transcribed that one (and `prompt_with_previous_chunk`).
+    /// chunk before it if this worker transcribed that one (and prompts with it, see
+    /// `ChunkWorkerConfig::prompt_with_previous_chunk`).
     pub fn prompt_for(&self, command: &ChunkProcess) -> Option<String> {
         let before = self
             .decider
             .config
-            .prompt_with_previous_chunk
+            .prompts_with_previous_chunk()
             .then(|| self.recent.before(&command.job_id, command.chunk_index))
             .flatten();
         context::prompt(command.prompt.as_deref(), before.as_deref())

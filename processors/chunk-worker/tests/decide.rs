@@ -13,7 +13,7 @@ use echo_chunk_worker::{
 };
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{testing, Context, Decider, Decision, HandlerError, Incoming, Input, Timer};
-use echo_speech::model::Quantization;
+use echo_speech::model::{ModelName, Quantization};
 use echo_speech::transcriber::{Segment as LocalSegment, Word as LocalWord};
 
 const RESOURCE: &str = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c";
@@ -435,6 +435,23 @@ fn config_defaults_are_valid_and_unusable_settings_are_refused() {
     assert!(bad(|c| c.threads = 0));
     assert!(bad(|c| c.worker_name = " ".into()));
     assert!(bad(|c| c.cache_max_files = 0));
+}
+
+#[test]
+fn the_previous_chunks_text_is_heard_with_tiny_en_unless_set_otherwise() {
+    let tiny = ChunkWorkerConfig::default();
+    assert!(tiny.prompts_with_previous_chunk());
+    let base = ChunkWorkerConfig {
+        model: ModelName::Base,
+        ..ChunkWorkerConfig::default()
+    };
+    assert!(!base.prompts_with_previous_chunk());
+    let set: ChunkWorkerConfig =
+        serde_json::from_str(r#"{"model": "base", "prompt_with_previous_chunk": true}"#).unwrap();
+    assert!(set.prompts_with_previous_chunk());
+    let off: ChunkWorkerConfig =
+        serde_json::from_str(r#"{"prompt_with_previous_chunk": false}"#).unwrap();
+    assert!(!off.prompts_with_previous_chunk());
 }
 
 #[test]

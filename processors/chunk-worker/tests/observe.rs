@@ -244,7 +244,7 @@ async fn the_next_chunk_hears_the_text_of_the_chunk_before() {
 #[tokio::test]
 async fn a_worker_set_not_to_hears_only_the_uploads_prompt() {
     let worker = worker_with(ChunkWorkerConfig {
-        prompt_with_previous_chunk: false,
+        prompt_with_previous_chunk: Some(false),
         ..ChunkWorkerConfig::default()
     });
     ready(&worker).await;
