@@ -6,6 +6,7 @@
 //! * [`transcriber`]: whisper.cpp transcription of 16 kHz mono samples.
 //! * [`vad`]: voice-activity detection: where in the audio someone speaks.
 //! * [`blas`]: OpenBLAS kernels that fit the CPU (whisper.cpp's large products run there).
+//! * [`llamafile`]: whether ggml's tiled kernels (the other products) are compiled in.
 //!
 //! Where models and caches live is the caller's choice (`data_dir` in echo's configuration).
 
@@ -13,6 +14,7 @@
 
 pub mod audio;
 pub mod blas;
+pub mod llamafile;
 pub mod model;
 pub mod transcriber;
 pub mod vad;

@@ -71,7 +71,8 @@ impl ChunkWorker {
         }
         info!(model = %model.path.display(), sha256 = %model.sha256, worker = %worker.worker_name,
             threads = worker.threads, model = %worker.model, quantization = %worker.quantization,
-            blas_kernels = %echo_speech::blas::kernels(), "chunk worker ready");
+            blas_kernels = %echo_speech::blas::kernels(),
+            tiled_kernels = echo_speech::llamafile::compiled_in(), "chunk worker ready");
         Ok(ChunkWorker {
             decider: ChunkWorkerDecider { config: worker },
             transcriber: Arc::new(transcriber),

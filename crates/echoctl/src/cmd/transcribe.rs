@@ -72,6 +72,7 @@ pub fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
             "language": heard.language,
             "threads": args.threads,
             "blas_kernels": echo_speech::blas::kernels(),
+            "tiled_kernels": echo_speech::llamafile::compiled_in(),
             "audio_ms": samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE),
             "decode_ms": decoded.as_millis() as u64,
             "whisper_ms": transcribed.as_millis() as u64,
