@@ -21,6 +21,23 @@ use crate::metrics::{metrics, PartitionLabels};
 /// How often a consumer reports its statistics (the lag metrics' freshness).
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// How much a consumer fetches ahead of what it has handled, in KB. librdkafka's default
+/// (64 MB) was most of a record processor's memory: restoring a 100 MB changelog, the
+/// transcription processor peaked at 100 MB RSS, 44 MB with 4 MB ahead (docs/PERFORMANCE.md,
+/// change 17). A batch takes at most `runtime.batch_max_records`; 8 MB holds many batches.
+const PREFETCH_KBYTES: &str = "8192";
+
+/// How long a consumer whose prefetch is full waits before fetching again. librdkafka waits
+/// 1 s, and a restore that fills the bounded prefetch again and again took 16 s instead of 2.
+const PREFETCH_FULL_BACKOFF_MS: &str = "5";
+
+/// `client` with the consumer's prefetch bounded (see [`PREFETCH_KBYTES`]).
+pub(super) fn bounded_prefetch(client: &mut ClientConfig) -> &mut ClientConfig {
+    client
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+        .set("fetch.queue.backoff.ms", PREFETCH_FULL_BACKOFF_MS)
+}
+
 /// Partition changes seen by the consumer, handled by the loop after each poll.
 #[derive(Default)]
 pub(super) struct RebalanceLog {
@@ -114,9 +131,7 @@ pub(super) fn consumer(
     instance: &str,
     recorder: RebalanceRecorder,
 ) -> Result<BaseConsumer<RebalanceRecorder>> {
-    config
-        .kafka
-        .client_config()
+    bounded_prefetch(&mut config.kafka.client_config())
         .set("group.id", group)
         .set("client.id", format!("{group}.{instance}"))
         .set("enable.auto.commit", "false")
@@ -257,4 +272,32 @@ pub fn producer_config(config: &EchoConfig) -> ClientConfig {
         .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
         .set("linger.ms", "5");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_fetches_ahead_a_few_megabytes_not_librdkafkas_64() {
+        let mut client = ClientConfig::new();
+        bounded_prefetch(&mut client);
+        let ahead_kb: usize = client
+            .get("queued.max.messages.kbytes")
+            .expect("the prefetch is bounded")
+            .parse()
+            .unwrap();
+        assert!(ahead_kb <= 16 * 1024, "{ahead_kb} KB ahead");
+        // Still room for a whole fetch of the largest record a processor must read.
+        assert!(
+            ahead_kb * 1024 >= 2 * MAX_RECORD_BYTES,
+            "{ahead_kb} KB ahead"
+        );
+        let backoff_ms: u64 = client
+            .get("fetch.queue.backoff.ms")
+            .expect("a full prefetch is fetched again soon")
+            .parse()
+            .unwrap();
+        assert!(backoff_ms <= 50, "{backoff_ms} ms");
+    }
 }

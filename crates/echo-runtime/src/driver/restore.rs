@@ -13,7 +13,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::clients::{tpl_entries, ReadToEndContext};
+use super::clients::{bounded_prefetch, tpl_entries, ReadToEndContext};
 use super::txn_error::KAFKA_TIMEOUT;
 use super::Driver;
 use crate::config::EchoConfig;
@@ -147,15 +147,14 @@ pub fn read_changelog<S: Serialize + DeserializeOwned>(
     topic: &str,
     partitions: &[i32],
 ) -> Result<Restored<S>> {
-    let reader: BaseConsumer<ReadToEndContext> = config
-        .kafka
-        .client_config()
-        .set("group.id", format!("{topic}.restore"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create_with_context(ReadToEndContext)
-        .context("creating restore consumer")?;
+    let reader: BaseConsumer<ReadToEndContext> =
+        bounded_prefetch(&mut config.kafka.client_config())
+            .set("group.id", format!("{topic}.restore"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create_with_context(ReadToEndContext)
+            .context("creating restore consumer")?;
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
