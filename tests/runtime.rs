@@ -561,8 +561,10 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
         if written > committed && committed > 0 {
             break;
         }
+        // The child joins a group and restores before its first commit: on a loaded
+        // machine (the whole suite running) that alone has taken most of a minute.
         assert!(
-            started.elapsed() < PATIENCE,
+            started.elapsed() < PATIENCE * 2,
             "never saw an open transaction"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
