@@ -5,9 +5,12 @@
 use echo_catalog::events::{
     CaptionRules, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
     ProcessingJobCreated, Segment, TranscriptOptions, TranscriptionCompleted, TranscriptionFailed,
-    TranscriptionStarted, ValidationPassed,
+    TranscriptionStarted, ValidationPassed, Word,
 };
 use echo_catalog::record::{EventMetadata, Record};
+use echo_runtime::dead_letter::{fits, MAX_RECORD_BYTES};
+use echo_runtime::headers::HeaderList;
+use echo_runtime::state::{encode_changelog, KeyState};
 use echo_runtime::{testing, Decision, HandlerError, Incoming, Input};
 use echo_transcription::decide::TranscriptionDecider;
 use echo_transcription::report::Artifact;
@@ -392,4 +395,91 @@ fn a_resource_is_finished_once_every_job_ended() {
 #[test]
 fn declares_what_its_catalogue_entry_lists() {
     testing::assert_declared_as_catalogued(&TranscriptionDecider::default());
+}
+
+/// Chunk `index` of a 30 s / 1 s-overlap plan as whisper reports speech: segments of about
+/// 20 timed words, 3 words a second (a fast talker), words and confidences varied the way
+/// real ones are (`seed` drives a small generator, so the test is repeatable).
+fn spoken_chunk(index: i32, seed: &mut u64) -> Incoming {
+    const VOCABULARY: [&str; 24] = [
+        "the", "harbor", "master", "walks", "along", "pier,", "checking", "ropes", "and",
+        "calling", "out", "to", "crews", "who", "are", "still", "at", "work.", "a", "storm",
+        "arrives", "faster", "than", "expected",
+    ];
+    let mut next = || {
+        *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        *seed >> 33
+    };
+    let start_ms = i64::from(index) * 29_000;
+    let mut segments = Vec::new();
+    for s in 0..5 {
+        let segment_start = start_ms + s * 6_000;
+        let words: Vec<Word> = (0..18)
+            .map(|w| {
+                let at = segment_start + w * 333 + (next() % 40) as i64;
+                Word {
+                    start_ms: at,
+                    end_ms: at + 200 + (next() % 130) as i64,
+                    text: VOCABULARY[next() as usize % VOCABULARY.len()].into(),
+                    confidence: 0.3 + (next() % 7_000_000) as f32 / 10_000_000.0,
+                }
+            })
+            .collect();
+        segments.push(Segment {
+            start_ms: segment_start,
+            end_ms: segment_start + 6_000,
+            text: words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            confidence: 0.3 + (next() % 7_000_000) as f32 / 10_000_000.0,
+            words,
+            speaker: None,
+        });
+    }
+    incoming(&ChunkProcessingCompleted {
+        metadata: meta(&format!("spoken-{index}")),
+        job_id: JOB.into(),
+        chunk_index: index,
+        start_ms,
+        end_ms: start_ms + 30_000,
+        segments,
+        language: None,
+    })
+}
+
+/// The state grows with every word heard and is changelogged as one record per resource:
+/// the longest upload validation accepts (3 h) must still fit one when all but its last
+/// chunk are in, or that chunk's result could never be taken (and the job would time out).
+#[test]
+fn the_state_of_a_three_hour_job_fits_one_changelog_record() {
+    let duration_ms = 3 * 60 * 60 * 1000;
+    let chunk_count = (duration_ms / 29_000) as i32 + 1;
+    let mut state = handle(
+        &TranscriptionState::default(),
+        &job_created(JOB, chunk_count, duration_ms),
+    )
+    .1;
+    let mut seed = 7;
+    for index in 0..chunk_count - 1 {
+        state = handle(&state, &spoken_chunk(index, &mut seed)).1;
+    }
+    let key_state = KeyState {
+        state,
+        ..Default::default()
+    };
+    let json = serde_json::to_vec(&key_state).unwrap().len();
+    // As large as a real job's: 17 KB of JSON per minute of speech was measured.
+    assert!(json > 180 * 15_000, "{json} bytes of JSON for 3 hours");
+    let record = encode_changelog(&key_state);
+    assert!(
+        fits(
+            Some(RESOURCE.as_bytes()),
+            Some(&record),
+            &HeaderList::default()
+        ),
+        "{json} bytes of JSON written as {} bytes, over the {MAX_RECORD_BYTES} a record may hold",
+        record.len()
+    );
 }

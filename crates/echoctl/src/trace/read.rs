@@ -12,6 +12,7 @@ use echo_catalog::{Catalogue, KeyRule, ProcessorSpec, TopicKind};
 use echo_runtime::codec::Codec;
 use echo_runtime::envelope::metadata_of;
 use echo_runtime::headers::{ce, echo, HeaderList};
+use echo_runtime::state::decode_changelog;
 use echo_runtime::EchoConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -248,27 +249,20 @@ fn internal(
         }
     }
     for ((processor, _key), state) in states {
-        let Some(json) = state.and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
+        // The runtime's own decoding: a large state is written deflated.
+        let Some(key_state) = state.and_then(|s| decode_changelog::<serde_json::Value>(&s).ok())
         else {
             continue;
         };
-        if let Some(timers) = json["timers"].as_object() {
-            for timer in timers.values() {
-                if let (Some(name), Some(due)) =
-                    (timer["name"].as_str(), timer["due_at_ms"].as_i64())
-                {
-                    evidence.timers.push(PendingTimer {
-                        processor: processor.clone(),
-                        name: name.to_string(),
-                        due_at_ms: due,
-                    });
-                }
-            }
+        for timer in key_state.timers.into_values() {
+            evidence.timers.push(PendingTimer {
+                processor: processor.clone(),
+                name: timer.name,
+                due_at_ms: timer.due_at_ms,
+            });
         }
-        if let Some(parked) = json["parked"].as_str() {
-            evidence
-                .parked
-                .push((processor.clone(), parked.to_string()));
+        if let Some(parked) = key_state.parked {
+            evidence.parked.push((processor.clone(), parked));
         }
     }
     Ok(evidence)
