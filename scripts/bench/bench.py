@@ -625,11 +625,18 @@ def main() -> None:
             q_echo, _, _ = echo(main_audio, args.workers, args.threads, q)
             quant_runs += [q_echo, q_limit]
         int8 = peers[1]
-        best = min(quant_runs[::2], key=lambda r: r.wall_s)
+        # Speed bought with accuracy does not count: only weights transcribing at least as
+        # well as faster-whisper int8 (q5_0 is faster, and worse).
+        as_good = [r for r in quant_runs[::2] if r.wer is None or int8.wer is None or r.wer <= int8.wer]
         report.section("Quantized weights (int8 faster-whisper beside)",
                        table(RUN_HEADERS, run_rows([echo_run, limit_run, *quant_runs, int8], limit_run)))
-        report.target("echo, quantized, ≤ 1.0x faster-whisper int8", f"{best.wall_s / int8.wall_s:.2f}x ({best.system})",
-                      best.wall_s <= int8.wall_s)
+        if as_good:
+            best = min(as_good, key=lambda r: r.wall_s)
+            report.target("echo, quantized, ≤ 1.0x faster-whisper int8 at no worse WER",
+                          f"{best.wall_s / int8.wall_s:.2f}x ({best.system})", best.wall_s <= int8.wall_s)
+        else:
+            report.target("echo, quantized, ≤ 1.0x faster-whisper int8 at no worse WER",
+                          "no quantization as accurate", False)
 
     if args.models:
         model_runs = [echo_run, limit_run, peers[0]]
