@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use echo_catalog::events::{UploadExpired, UploadFinalize, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::Record;
+use echo_catalog::topics::changelog_topic;
+use echo_runtime::driver::read_changelog;
 use echo_runtime::headers::{echo, HeaderList};
 use echo_runtime::publisher::Publisher;
 use echo_runtime::registry::{self, SubjectStatus};
+use echo_runtime::state::{encode_changelog, KeyState};
 use echo_runtime::{EchoConfig, RunOptions, Shutdown};
 use echo_tests::running::{child_config, Running};
 use echo_tests::stack::PATIENCE;
 use echo_tests::test_processor::{
-    request, TestProcessor, PERMANENT, TRANSIENT, UNDECLARED, WITH_TIMER,
+    request, Counter, TestProcessor, PERMANENT, TRANSIENT, UNDECLARED, WITH_TIMER,
 };
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -600,4 +603,54 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
         everything.len() > committed.len(),
         "the kill interrupted no transaction"
     );
+}
+
+/// A restart reads a changelog that compaction has not cleaned yet: every state a key went
+/// through is there, and only the last counts. Only the last is decoded, so a superseded
+/// record that no longer decodes (here, garbage) does not stop the restore.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_takes_each_keys_last_record_and_decodes_only_that() {
+    let env = TestEnv::new("restore-latest").await.unwrap();
+    let topic = env.topic(&changelog_topic("upload"));
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.bootstrap_servers)
+        .create()
+        .unwrap();
+    let counted = |requests| {
+        encode_changelog(&KeyState {
+            state: Counter {
+                requests,
+                finished: false,
+            },
+            ..KeyState::default()
+        })
+    };
+    let records: [(&str, Option<Vec<u8>>); 5] = [
+        ("a", Some(b"not a state".to_vec())),
+        ("b", Some(counted(1))),
+        ("a", Some(counted(2))),
+        ("b", None),
+        ("c", Some(counted(3))),
+    ];
+    for (key, payload) in &records {
+        let record = BaseRecord::<str, [u8]>::to(&topic).partition(0).key(*key);
+        let record = match payload {
+            Some(bytes) => record.payload(bytes.as_slice()),
+            None => record,
+        };
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let config = env.config.clone();
+    let restored =
+        tokio::task::spawn_blocking(move || read_changelog::<Counter>(&config, &topic, &[0]))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(restored.records, records.len());
+    let requests: std::collections::BTreeMap<&str, u32> = restored.keys[&0]
+        .iter()
+        .map(|(key, state)| (key.as_str(), state.state.requests))
+        .collect();
+    assert_eq!(requests, [("a", 2), ("c", 3)].into());
 }

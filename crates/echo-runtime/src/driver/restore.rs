@@ -140,8 +140,11 @@ pub struct Restored<S> {
 }
 
 /// Reads changelog `topic`'s `partitions` from the start to their end (read_committed): the
-/// state of every key not tombstoned. Fails when the read stalls, not after a fixed time, so
-/// a large state restores however long it takes.
+/// state of every key not tombstoned. Only each key's last record is decoded, once the end is
+/// reached: until compaction runs, a changelog holds every state a key went through (a job's
+/// transcript is rewritten with each chunk, inflated and parsed at megabytes a record), and
+/// decoding each of them made a restart take seconds per hundred records. Fails when the
+/// read stalls, not after a fixed time, so a large state restores however long it takes.
 pub fn read_changelog<S: Serialize + DeserializeOwned>(
     config: &EchoConfig,
     topic: &str,
@@ -160,7 +163,8 @@ pub fn read_changelog<S: Serialize + DeserializeOwned>(
         tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
     }
     reader.assign(&tpl)?;
-    let mut keys: HashMap<i32, HashMap<String, KeyState<S>>> =
+    // Each key's last record so far, still encoded; a tombstone removes the key.
+    let mut latest: HashMap<i32, HashMap<String, Vec<u8>>> =
         partitions.iter().map(|p| (*p, HashMap::new())).collect();
     let mut open: HashSet<i32> = partitions.iter().copied().collect();
     let mut records = 0usize;
@@ -178,15 +182,13 @@ pub fn read_changelog<S: Serialize + DeserializeOwned>(
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                     continue;
                 };
-                let map = keys.entry(m.partition()).or_default();
+                let map = latest.entry(m.partition()).or_default();
                 match m.payload() {
                     None => {
                         map.remove(key);
                     }
                     Some(bytes) => {
-                        let state = decode_changelog(bytes)
-                            .with_context(|| format!("corrupt changelog record for {key}"))?;
-                        map.insert(key.to_string(), state);
+                        map.insert(key.to_string(), bytes.to_vec());
                     }
                 }
             }
@@ -197,6 +199,16 @@ pub fn read_changelog<S: Serialize + DeserializeOwned>(
             Some(Err(e)) => warn!(error = %e, "restore consumer error"),
             None => {}
         }
+    }
+    let mut keys: HashMap<i32, HashMap<String, KeyState<S>>> = HashMap::new();
+    for (p, map) in latest {
+        let mut states = HashMap::with_capacity(map.len());
+        for (key, bytes) in map {
+            let state = decode_changelog(&bytes)
+                .with_context(|| format!("corrupt changelog record for {key}"))?;
+            states.insert(key, state);
+        }
+        keys.insert(p, states);
     }
     Ok(Restored { keys, records })
 }
