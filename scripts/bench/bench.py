@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 import wave
 import zipfile
 from dataclasses import dataclass, field
@@ -322,6 +323,12 @@ def proc_peak_rss_mb(pid: int) -> float:
 PROCESSORS = ["upload", "validation", "job-aggregator", "transcription", "resource"]
 
 
+def chunk_partitions() -> int:
+    """How many partitions the chunk workers share (topics/topics.toml)."""
+    topics = tomllib.loads((ROOT / "topics" / "topics.toml").read_text())["topic"]
+    return next(t["partitions"] for t in topics if t["name"] == "echo.processing.chunk-commands")
+
+
 class Pipeline:
     """Every processor as its own process, as a deployment runs them."""
 
@@ -343,6 +350,7 @@ class Pipeline:
         for name in PROCESSORS:
             self.procs[name] = self._spawn(name, env, logs / f"{name}.log")
         log = open(self.worker_log, "w")
+        self.workers = workers
         for i in range(workers):
             self.procs[f"chunk-worker {i + 1}"] = subprocess.Popen(
                 [str(ECHOCTL), "run", "chunk-worker", "--instance", f"bench-{i}"],
@@ -384,17 +392,33 @@ class Pipeline:
                    report["transcript"] or "", {"events": report["events"], "chunks": chunks,
                                                 "worker_log": self.worker_log.read_text(errors="replace")})
 
+    def workers_settled(self) -> bool:
+        """Whether every chunk worker holds its share of the partitions. A worker that joins
+        after the first has taken them all moves the group through a rebalance, which stalls
+        chunks for seconds; each worker restores its state once per assignment it gets, so the
+        group has settled when its last assignments are disjoint and cover every partition."""
+        log = re.sub(r"\x1b\[[0-9;]*m", "", self.worker_log.read_text(errors="replace"))
+        assigned = [[int(p) for p in m.split(",") if p.strip()]
+                    for m in re.findall(r"state restored partitions=\[([0-9, ]*)\]", log)]
+        last = [p for a in assigned[-self.workers:] for p in a]
+        return len(assigned) >= self.workers and len(last) == len(set(last)) == chunk_partitions()
+
     def warm_up(self, audio: Audio, patience_s: float = 120) -> None:
-        """Submits a clip until one comes back ready: every processor has joined its group."""
+        """Submits a clip until one comes back ready (every processor has joined its group),
+        then waits until the chunk workers have shared the partitions out."""
         deadline = time.monotonic() + patience_s
         while True:
             try:
                 self.submit(audio)
-                return
+                break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(2)
+        while not self.workers_settled():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the chunk workers did not share the partitions out in {patience_s} s")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         for p in self.procs.values():
