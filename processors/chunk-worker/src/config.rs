@@ -43,10 +43,10 @@ pub struct ChunkWorkerConfig {
     /// worker transcribed that one (see `context`). Measured on the benchmark's file: with
     /// `tiny.en` it lowers WER by 0.68 points (each chunk no longer starts cold); with `base`
     /// it raised WER by 2 points, so unset (the default) means on for `tiny.en`, off for
-    /// `base`. The price is memory: with a prompt, whisper decodes its first step over 32
-    /// tokens or more, which whisper.cpp hands to OpenBLAS with its 51,864-token output
-    /// matrix converted to f32, ~100 MB more resident per worker (measured); `false` for
-    /// workers that must stay small.
+    /// `base`. The price is memory: whisper.cpp keeps room for every prompt token's logits,
+    /// ~30 MB more resident per worker (measured; ~125 MB before echo's build computed only
+    /// the last token's, docs/PERFORMANCE.md change 19); `false` for workers that must stay
+    /// small.
     pub prompt_with_previous_chunk: Option<bool>,
     /// Which weights of the whisper model to load (`f16`, `q8_0`, `q5_0`, `q5_1`): quantized
     /// weights transcribe faster on a CPU and take less memory, at some cost in accuracy, so
