@@ -622,7 +622,7 @@ def main() -> None:
                    table(["process", "peak RSS MB", "CPU s (whole run)"], rss_rows))
     # A chunk worker is whisper.cpp running the model plus echo: the model's share is what
     # the transcriber alone holds for the same work, one chunk with its prompt on the same
-    # threads (weights, KV caches, compute buffers, OpenBLAS's f32 copy of the vocabulary).
+    # threads (weights, KV caches, compute buffers).
     model_mb = (DATA_DIR / "models" / "ggml-tiny.en.bin").stat().st_size / 2**20
     chunk, prompt = one_chunk()
     whisper_mb = limit(chunk, args.threads, prompt=prompt).rss_mb
@@ -643,20 +643,25 @@ def main() -> None:
                   f"{worst:.0f} MB", worst <= TARGET_RSS_MB)
 
     if args.quantizations:
-        rows, quant_runs = [], []
+        quant_runs, int8_runs = [], [peers[1]]
         for q in args.quantizations.split(","):
             q_limit = limit(main_audio, total, q)
             q_echo, _, _ = echo(main_audio, args.workers, args.threads, q)
+            # The peer again, right after: this machine's speed drifts by 10-20 % within a run,
+            # and echo is held to the peer's fastest time, wherever in the run it fell.
+            beside = faster_whisper(args.python, main_audio, "int8", total)
+            beside.system += f", right after echo {q}"
             quant_runs += [q_echo, q_limit]
-        int8 = peers[1]
+            int8_runs.append(beside)
+        int8 = min(int8_runs, key=lambda r: r.wall_s)
         # Speed bought with accuracy does not count: only weights transcribing at least as
         # well as faster-whisper int8 (q5_0 is faster, and worse).
         as_good = [r for r in quant_runs[::2] if r.wer is None or int8.wer is None or r.wer <= int8.wer]
         report.section("Quantized weights (int8 faster-whisper beside)",
-                       table(RUN_HEADERS, run_rows([echo_run, limit_run, *quant_runs, int8], limit_run)))
+                       table(RUN_HEADERS, run_rows([echo_run, limit_run, *quant_runs, *int8_runs], limit_run)))
         if as_good:
             best = min(as_good, key=lambda r: r.wall_s)
-            report.target("echo, quantized, ≤ 1.0x faster-whisper int8 at no worse WER",
+            report.target("echo, quantized, ≤ 1.0x faster-whisper int8 (its fastest run) at no worse WER",
                           f"{best.wall_s / int8.wall_s:.2f}x ({best.system})", best.wall_s <= int8.wall_s)
         else:
             report.target("echo, quantized, ≤ 1.0x faster-whisper int8 at no worse WER",
