@@ -190,11 +190,19 @@ def external(path: Path, text_file: Path | None) -> Audio:
 # Measuring processes.
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(text: str) -> str:
+    """A log without the colour codes tracing may write around its fields."""
+    return ANSI_ESCAPE.sub("", text)
+
+
 def whisper_state_mb(log: str) -> float:
     """What whisper.cpp says it allocated for one state (`whisper_init_state: … = N MB`)."""
     sizes: dict[str, float] = {}
     for line in log.splitlines():
-        m = re.search(r"whisper_init_state: (.+?)=\s*([0-9.]+) MB", re.sub(r"\x1b\[[0-9;]*m", "", line))
+        m = re.search(r"whisper_init_state: (.+?)=\s*([0-9.]+) MB", plain(line))
         if m:
             sizes[m.group(1).strip()] = float(m.group(2))
     return sum(sizes.values())
@@ -374,7 +382,7 @@ class Pipeline:
         """The workers' `chunk transcribed` log lines, as numbers."""
         rows = []
         for line in self.worker_log.read_text(errors="replace").splitlines():
-            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            line = plain(line)
             if "chunk transcribed" not in line:
                 continue
             fields = dict(re.findall(r"(\w+)=(\S+)", line))
@@ -400,7 +408,7 @@ class Pipeline:
         after the first has taken them all moves the group through a rebalance, which stalls
         chunks for seconds; each worker restores its state once per assignment it gets, so the
         group has settled when its last assignments are disjoint and cover every partition."""
-        log = re.sub(r"\x1b\[[0-9;]*m", "", self.worker_log.read_text(errors="replace"))
+        log = plain(self.worker_log.read_text(errors="replace"))
         assigned = [[int(p) for p in m.split(",") if p.strip()]
                     for m in re.findall(r"state restored partitions=\[([0-9, ]*)\]", log)]
         last = [p for a in assigned[-self.workers:] for p in a]
