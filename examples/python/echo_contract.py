@@ -56,9 +56,10 @@ def producer_config(args: argparse.Namespace) -> dict:
 
 def record_name(type_name: str) -> str:
     """The full Avro name of an event type (`upload.requested` → `echo.upload.UploadRequested`),
-    from its .avsc under avro/<context>/."""
-    context = type_name.split(".")[0]
-    avsc = json.loads((AVRO_DIR / context / f"{type_name}.avsc").read_text())
+    from its .avsc under avro/<context>/ (a type's name need not start with its context:
+    `cleanup.completed` is the Resource context's)."""
+    (path,) = AVRO_DIR.glob(f"*/{type_name}.avsc")
+    avsc = json.loads(path.read_text())
     return f"{avsc['namespace']}.{avsc['name']}"
 
 
