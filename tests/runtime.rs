@@ -274,6 +274,8 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
         content_type: "audio/wav".into(),
         expires_at: 0,
         sealed_upload_url: None,
+        sealed_owner_token: None,
+        owner_token_sha256: None,
     };
     let encoded = echo_runtime::codec::Codec::new(&env.config.registry.url)
         .unwrap()
@@ -295,6 +297,7 @@ async fn permanent_failures_exhausted_retries_and_garbage_land_in_the_dlq_and_th
     let finalize = UploadFinalize {
         metadata: request(key, "f", None).metadata,
         etag: None,
+        owner_token: None,
     };
     publisher.publish(key, &finalize).await.unwrap();
     let good = request(key, "good.wav", None);

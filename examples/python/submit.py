@@ -80,7 +80,10 @@ def main() -> int:
         return refused(resource, answer)
     if kind != "upload.url.generated":
         raise SystemExit(f"unexpected answer {kind} for {resource}")
-    url = SealedBox(reply_key).decrypt(base64.b64decode(answer["sealed_upload_url"])).decode()
+    box = SealedBox(reply_key)
+    url = box.decrypt(base64.b64decode(answer["sealed_upload_url"])).decode()
+    # Proof that the finalize comes from this client: every client can read the resource id.
+    owner_token = box.decrypt(base64.b64decode(answer["sealed_owner_token"])).decode()
     with open(args.file, "rb") as body:
         put = requests.put(url, data=body, headers={"Content-Type": content_type}, timeout=60)
     put.raise_for_status()
@@ -94,6 +97,7 @@ def main() -> int:
         {
             "metadata": echo.metadata(resource, PRODUCER, answer["metadata"]["event_id"]),
             "etag": put.headers.get("ETag"),
+            "owner_token": owner_token,
         },
     )
     kind, outcome = next_event(consumer, decode, resource, args.timeout)

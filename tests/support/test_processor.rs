@@ -181,6 +181,8 @@ impl Decider for TestProcessor {
                     content_type: request.content_type,
                     expires_at: ctx.now_ms + 2_000,
                     sealed_upload_url: None,
+                    sealed_owner_token: None,
+                    owner_token_sha256: None,
                 };
                 let mut decision = Decision::emit(vec![Outgoing::new(&incoming.key, &url)]);
                 if let Some(ms) = number_after(&request.filename, SLOW_IO) {

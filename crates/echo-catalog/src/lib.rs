@@ -7,6 +7,7 @@ pub mod docs;
 pub mod events;
 pub mod flow;
 pub mod keys;
+pub mod owner;
 pub mod record;
 pub mod sealed;
 pub mod strimzi;

@@ -393,6 +393,7 @@ fn every_type_round_trips_through_its_avsc() {
         UploadFinalize {
             metadata: metadata(1),
             etag: None,
+            owner_token: None,
         },
         seen,
     );
@@ -400,6 +401,7 @@ fn every_type_round_trips_through_its_avsc() {
         UploadFinalize {
             metadata: metadata(1),
             etag: Some("\"abc\"".into()),
+            owner_token: None,
         },
         seen,
     );
@@ -411,6 +413,8 @@ fn every_type_round_trips_through_its_avsc() {
             content_type: "audio/ogg".into(),
             expires_at: 1_750_000_900_000,
             sealed_upload_url: None,
+            sealed_owner_token: None,
+            owner_token_sha256: None,
         },
         seen,
     );

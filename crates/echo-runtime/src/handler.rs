@@ -24,6 +24,10 @@ pub enum HandlerError {
     /// Will never work (bad input): goes to the DLQ at once.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The sender may not do this to the key (a command without the resource's owner token):
+    /// goes to the DLQ at once, apart from bad input, and the key's state is not touched.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
 }
 
 /// A deadline a handler asked for; kept in the key's state so it survives restarts.
@@ -239,6 +243,16 @@ pub trait Decider: Send + Sync + 'static {
     /// state does not grow with every resource ever seen. The default keeps every key.
     fn is_finished(&self, _state: &Self::State) -> bool {
         false
+    }
+
+    /// Work a key holds back that no topic shows yet (a job's chunks waiting for dispatch):
+    /// summed over the owned keys into `echo_backlog`, so that autoscaling sees work that is
+    /// not consumer lag. The default holds none back.
+    fn backlog(_state: &Self::State) -> usize
+    where
+        Self: Sized,
+    {
+        0
     }
 
     /// What of a finished key must outlive its retirement, kept as the key's whole state

@@ -24,6 +24,9 @@ pub enum ErrorClass {
     KeyMismatch,
     /// Its transaction kept failing on replay for a reason nobody classified: quarantined.
     Poison,
+    /// The sender may not act on the key (a command without the resource's owner token):
+    /// counted apart from bad input, as it may be an attack.
+    Unauthorized,
 }
 
 impl ErrorClass {
@@ -36,6 +39,7 @@ impl ErrorClass {
             ErrorClass::WrongTopic => "wrong_topic",
             ErrorClass::KeyMismatch => "key_mismatch",
             ErrorClass::Poison => "poison",
+            ErrorClass::Unauthorized => "unauthorized",
         }
     }
 }
@@ -71,6 +75,10 @@ impl From<HandlerError> for Failure {
             },
             HandlerError::Permanent(message) => Failure {
                 class: ErrorClass::Permanent,
+                message,
+            },
+            HandlerError::Unauthorized(message) => Failure {
+                class: ErrorClass::Unauthorized,
                 message,
             },
         }
@@ -221,6 +229,7 @@ mod tests {
             ErrorClass::Undecodable,
             ErrorClass::WrongTopic,
             ErrorClass::Poison,
+            ErrorClass::Unauthorized,
         ] {
             let f = Failure {
                 class,

@@ -259,6 +259,7 @@ mod tests {
         let record = UploadFinalize {
             metadata: EventMetadata::new("f1", "r1", "client", 1),
             etag: None,
+            owner_token: None,
         };
         Incoming::from_record("r1", &record, "echo.upload.commands")
     }

@@ -41,6 +41,7 @@
 //! | the object replaced after `upload.finalize` | [`a_file_replaced_after_finalize_is_not_transcribed`] |
 //! | a PUT after the cleanup, with a still-valid URL | [`an_object_put_after_the_cleanup_is_swept_once_the_url_expired`] |
 //! | another client reading the URL; a request with no key to seal it to | [`an_upload_url_is_readable_only_by_its_requester`] |
+//! | a client tailing the events, finalizing others' uploads before their owners | [`a_client_racing_the_owner_cannot_finalize_its_upload`] |
 //! | a WAV header stating 2,147,483,647 Hz; a data chunk claiming 4 GB | [`a_wav_stating_two_billion_hz_is_refused_before_anything_is_sized`] |
 //! | 16 and 64 channels | [`wavs_of_16_and_64_channels_are_refused`] |
 //! | Avro claiming a 2 GB / 256 MB string | [`avro_claiming_a_huge_string_goes_to_the_dlq_undecoded`] |
@@ -510,9 +511,17 @@ impl Case {
         let finalize = UploadFinalize {
             metadata: client_metadata(resource, Some(&url.metadata.event_id)),
             etag: None,
+            owner_token: Some(owner_token(url)),
         };
         self.publisher.publish(resource, &finalize).await.unwrap();
     }
+}
+
+/// The owner token `url` delivered, opened with the misbehaving client's key.
+fn owner_token(url: &UploadUrlGenerated) -> String {
+    CLIENT_KEY
+        .open(url.sealed_owner_token.as_deref().expect("an owner token"))
+        .unwrap()
 }
 
 /// PUTs `body` to a pre-signed `url` as `content_type`; the status and the S3 server's answer.
@@ -889,6 +898,8 @@ async fn a_known_schema_on_the_wrong_topic_goes_to_the_dlq() {
         content_type: "audio/wav".into(),
         expires_at: now_ms(),
         sealed_upload_url: None,
+        sealed_owner_token: None,
+        owner_token_sha256: None,
     };
     let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
         .unwrap()
@@ -995,6 +1006,7 @@ async fn a_finalize_for_an_unknown_upload_goes_to_the_dlq() {
     let finalize = UploadFinalize {
         metadata: client_metadata(&resource, None),
         etag: None,
+        owner_token: None,
     };
     let at = case.publisher.publish(&resource, &finalize).await.unwrap();
     case.dead_lettered(
@@ -1147,6 +1159,7 @@ async fn a_finalize_keyed_by_another_id_is_dead_lettered() {
     let finalize = UploadFinalize {
         metadata: client_metadata(&victim, Some(&url.metadata.event_id)),
         etag: None,
+        owner_token: None,
     };
     let at = case.publisher.publish(&key, &finalize).await.unwrap();
     case.dead_lettered(
@@ -1438,6 +1451,115 @@ async fn options_no_transcription_could_use_are_refused_before_any_url() {
         last = resource;
     }
     case.good_record_flows_after(&last).await;
+}
+
+/// Every client may read the upload events and write the upload commands, so a resource's id
+/// is public as soon as its URL is issued. An attacker tails the events topic with a plain
+/// consumer and at once sends `upload.finalize` for every resource it sees (once with no owner
+/// token, once with a made-up one), before the owner's PUT, which comes 3 s later. Without
+/// owner tokens the attacker's finalize found nothing uploaded and failed the owner's upload
+/// (`OBJECT_MISSING`, its id spent); now each is refused to the upload DLQ as `unauthorized`,
+/// and the owner's upload goes on to `resource.ready`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_racing_the_owner_cannot_finalize_its_upload() {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::Message;
+
+    let case = Case::start("hijack", &[]).await;
+    let events = case.env.topic("echo.upload.events");
+    let commands = case.env.topic("echo.upload.commands");
+    let bootstrap = case.env.config.kafka.bootstrap_servers.clone();
+    let codec = echo_runtime::codec::Codec::new(&case.env.config.registry.url).unwrap();
+    let tail: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("attacker-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    tail.subscribe(&[&events]).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<(String, i32, i64)>();
+    let attacker = tokio::spawn(async move {
+        loop {
+            let Ok(message) = tail.recv().await else {
+                continue;
+            };
+            let Some(resource) = message.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            let resource = resource.to_string();
+            for owner_token in [None, Some(echo_catalog::owner::generate())] {
+                let finalize = UploadFinalize {
+                    metadata: EventMetadata::new(
+                        uuid::Uuid::new_v4().to_string(),
+                        resource.clone(),
+                        "attacker",
+                        now_ms(),
+                    ),
+                    etag: None,
+                    owner_token,
+                };
+                let encoded = codec
+                    .encode(
+                        &commands,
+                        echo_catalog::events::info(UploadFinalize::TYPE).unwrap(),
+                        apache_avro::to_value(&finalize).unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let sent = producer
+                    .send(
+                        FutureRecord::to(&commands).key(&resource).payload(&encoded),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+                let _ = sent_tx.send((resource.clone(), sent.partition, sent.offset));
+            }
+        }
+    });
+
+    let bytes = std::fs::read(&case.good).unwrap();
+    let resource = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&resource, bytes.len(), "audio/wav").await;
+    // The attacker has finalized twice before the owner even starts its PUT.
+    let mut forged = Vec::new();
+    while forged.len() < 2 {
+        let (of, partition, offset) = tokio::time::timeout(PATIENCE, sent_rx.recv())
+            .await
+            .expect("the attacker finalizes")
+            .unwrap();
+        if of == resource {
+            forged.push((partition, offset));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, answer) = put(&url.upload_url, "audio/wav", bytes).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    case.finalize(&url).await;
+
+    let ready: ResourceReady = case.wait_event(&resource).await;
+    assert_eq!(ready.metadata.correlation_id, resource);
+    attacker.abort();
+    assert!(
+        case.events::<UploadFailed>(&resource).await.is_empty(),
+        "the attacker failed the owner's upload"
+    );
+    assert_eq!(case.events::<UploadCompleted>(&resource).await.len(), 1);
+    for at in forged {
+        case.dead_lettered(
+            "upload",
+            "echo.upload.commands",
+            at,
+            "unauthorized",
+            echo_upload::decide::OWNER_TOKEN_REFUSED,
+        )
+        .await;
+    }
 }
 
 // ---------------------------------------------------------------- hostile input: exhaustion

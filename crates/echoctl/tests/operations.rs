@@ -161,6 +161,7 @@ async fn dead_letters_of_a_real_processor_are_listed_shown_and_redriven_exactly_
             now_ms(),
         ),
         etag: None,
+        owner_token: None,
     };
     publisher.publish(&unknown, &finalize).await.unwrap();
 

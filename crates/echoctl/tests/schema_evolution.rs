@@ -272,6 +272,11 @@ async fn a_version_1_client_and_a_version_2_client_each_get_their_transcript() {
         )
         .with_cause(Some(&url.metadata.event_id)),
         etag: None,
+        owner_token: Some(
+            reply_key
+                .open(url.sealed_owner_token.as_deref().expect("an owner token"))
+                .unwrap(),
+        ),
     };
     Publisher::new(&env.config)
         .unwrap()

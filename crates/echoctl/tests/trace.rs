@@ -283,6 +283,7 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
     let finalize = UploadFinalize {
         metadata: client_metadata(&unknown),
         etag: None,
+        owner_token: None,
     };
     client.publish(&unknown, &finalize).await.unwrap();
     let doc = until(&env, &unknown, |_, doc| {

@@ -100,6 +100,7 @@ await send(echo.TOPICS.uploadRequests, "upload.requested", {
 interface Answer {
   metadata: echo.Metadata;
   sealed_upload_url?: string | null;
+  sealed_owner_token?: string | null;
   object_key?: string;
   reason_code?: string;
   message?: string;
@@ -110,13 +111,17 @@ if (type === "upload.failed") {
   await finish(1, { status: "upload_failed", reason_code: answer.reason_code, message: answer.message });
 }
 if (type !== "upload.url.generated") throw new Error(`unexpected answer ${type}`);
-const url = sodium.to_string(
-  sodium.crypto_box_seal_open(
-    sodium.from_base64(answer.sealed_upload_url!, sodium.base64_variants.ORIGINAL),
-    replyKey.publicKey,
-    replyKey.privateKey,
-  ),
-);
+const open = (sealed: string) =>
+  sodium.to_string(
+    sodium.crypto_box_seal_open(
+      sodium.from_base64(sealed, sodium.base64_variants.ORIGINAL),
+      replyKey.publicKey,
+      replyKey.privateKey,
+    ),
+  );
+const url = open(answer.sealed_upload_url!);
+// Proof that the finalize comes from this client: every client can read the resource id.
+const ownerToken = open(answer.sealed_owner_token!);
 const put = await fetch(url, {
   method: "PUT",
   body,
@@ -127,6 +132,7 @@ if (!put.ok) throw new Error(`the object store refused the upload: ${put.status}
 await send(echo.TOPICS.uploadCommands, "upload.finalize", {
   metadata: echo.metadata(resource, PRODUCER, answer.metadata.event_id),
   etag: put.headers.get("ETag"),
+  owner_token: ownerToken,
 } as { metadata: echo.Metadata });
 
 [type, answer] = await nextAnswer<Answer>();

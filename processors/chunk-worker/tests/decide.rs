@@ -353,6 +353,7 @@ fn other_records_are_skipped_and_timers_ignored() {
     let other = incoming(&UploadFinalize {
         metadata: command("x", 1).metadata,
         etag: None,
+        owner_token: None,
     });
     // The runtime skips a type the worker does not handle before deciding anything.
     let (decision, state) =

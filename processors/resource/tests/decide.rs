@@ -611,6 +611,8 @@ fn url_generated(event_id: &str, expires_at: i64) -> Incoming {
         content_type: "audio/wav".into(),
         expires_at,
         sealed_upload_url: None,
+        sealed_owner_token: None,
+        owner_token_sha256: None,
     })
 }
 

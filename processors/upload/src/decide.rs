@@ -89,6 +89,7 @@ impl Decider for UploadDecider {
                         object_key: object_key(&record.metadata.correlation_id),
                         expires_at: None,
                         options: request.options,
+                        owner_token_sha256: None,
                     });
                 }
             }
@@ -99,6 +100,7 @@ impl Decider for UploadDecider {
                     requested.object_key = generated.object_key;
                     requested.content_type = generated.content_type;
                     requested.expires_at = Some(generated.expires_at);
+                    requested.owner_token_sha256 = generated.owner_token_sha256;
                 }
             }
             Fact::Emitted(out) if out.is::<UploadCompleted>() => state.completed = true,
@@ -119,6 +121,9 @@ impl Decider for UploadDecider {
         Some(state.residue())
     }
 }
+
+/// The reason code a command without the resource's owner token carries in its DLQ message.
+pub const OWNER_TOKEN_REFUSED: &str = "NOT_THE_OWNER";
 
 /// Name of the per-resource timer that expires an upload nobody finalized.
 pub const EXPIRY_TIMER: &str = "upload-expiry";
@@ -173,6 +178,11 @@ pub struct RequestedUpload {
     /// before they existed.
     #[serde(default)]
     pub options: Option<TranscriptOptions>,
+    /// SHA-256 of the owner token the URL was issued with (`echo_catalog::owner`): a
+    /// finalize must present the token. `None` for a URL issued in clear, and in state
+    /// written before owners existed: anyone may finalize those.
+    #[serde(default)]
+    pub owner_token_sha256: Option<String>,
 }
 
 /// What `observe` found out for `decide`: the I/O results a decision depends on.
@@ -190,9 +200,18 @@ pub enum Observation {
 /// A pre-signed URL in the form it travels in `upload.url.generated`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveredUrl {
-    /// Sealed to the request's `reply_key` (see `echo_catalog::sealed`).
-    Sealed(String),
-    /// In clear, for a request without `reply_key` where the deployment allows it.
+    /// Sealed to the request's `reply_key` (see `echo_catalog::sealed`), with the resource's
+    /// owner token sealed to the same key.
+    Sealed {
+        /// The sealed URL.
+        url: String,
+        /// The sealed owner token.
+        owner_token: String,
+        /// The owner token's SHA-256, hex (`echo_catalog::owner::digest`).
+        owner_token_sha256: String,
+    },
+    /// In clear, for a request without `reply_key` where the deployment allows it; such a
+    /// resource has no owner token, as there is no key to seal one to.
     Clear(String),
 }
 
@@ -297,12 +316,27 @@ pub fn screen_request(
 }
 
 /// The object key a finalize must HEAD, or `None` when the finalize will be refused or ignored
-/// without looking (unknown or terminal resource).
-pub fn finalize_target(state: &UploadState) -> Option<&str> {
+/// without looking (unknown or terminal resource, or not sent by the resource's owner).
+pub fn finalize_target<'s>(state: &'s UploadState, finalize: &UploadFinalize) -> Option<&'s str> {
     match &state.requested {
-        Some(req) if !state.is_finished() && req.expires_at.is_some() => Some(&req.object_key),
+        Some(req)
+            if !state.is_finished() && req.expires_at.is_some() && from_owner(req, finalize) =>
+        {
+            Some(&req.object_key)
+        }
         _ => None,
     }
+}
+
+/// Whether `finalize` carries the owner token of the upload `requested` (always true for an
+/// upload issued without one).
+pub fn from_owner(requested: &RequestedUpload, finalize: &UploadFinalize) -> bool {
+    requested
+        .owner_token_sha256
+        .as_deref()
+        .is_none_or(|digest| {
+            echo_catalog::owner::presented(digest, finalize.owner_token.as_deref())
+        })
 }
 
 fn on_requested(
@@ -328,9 +362,19 @@ fn on_requested(
                     "upload.requested for {resource_id} needs a pre-signed URL, observed {observed:?}"
                 )));
             };
-            let (upload_url, sealed_upload_url) = match url {
-                DeliveredUrl::Sealed(sealed) => (String::new(), Some(sealed)),
-                DeliveredUrl::Clear(url) => (url, None),
+            let (upload_url, sealed_upload_url, sealed_owner_token, owner_token_sha256) = match url
+            {
+                DeliveredUrl::Sealed {
+                    url,
+                    owner_token,
+                    owner_token_sha256,
+                } => (
+                    String::new(),
+                    Some(url),
+                    Some(owner_token),
+                    Some(owner_token_sha256),
+                ),
+                DeliveredUrl::Clear(url) => (url, None, None, None),
             };
             let expires_at = ctx.now_ms + config.url_ttl_ms();
             let generated = UploadUrlGenerated {
@@ -340,6 +384,8 @@ fn on_requested(
                 content_type: request.content_type,
                 expires_at,
                 sealed_upload_url,
+                sealed_owner_token,
+                owner_token_sha256,
             };
             Ok(Decision {
                 emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
@@ -358,8 +404,7 @@ fn on_finalize(
     observed: Observation,
     ctx: &Context,
 ) -> Result<Decision, HandlerError> {
-    // Decoding checks the payload even though only the resource id matters.
-    let _finalize: UploadFinalize = record.decode()?;
+    let finalize: UploadFinalize = record.decode()?;
     let resource_id = &record.metadata.correlation_id;
     // An ended upload (its request may be retired) ignores late finalizes.
     if state.is_finished() {
@@ -370,6 +415,13 @@ fn on_finalize(
             "upload.finalize for unknown upload {resource_id}: no upload.requested was seen"
         )));
     };
+    // Anyone may read the resource id off the events topic; only its requester has the token.
+    if !from_owner(requested, &finalize) {
+        return Err(HandlerError::Unauthorized(format!(
+            "{OWNER_TOKEN_REFUSED}: upload.finalize for {resource_id} does not carry the \
+             resource's owner token; the upload is untouched"
+        )));
+    }
     let Observation::Object(object) = observed else {
         return Err(HandlerError::Permanent(format!(
             "upload.finalize for {resource_id} needs a HEAD of the object, observed {observed:?}"

@@ -78,16 +78,25 @@ impl Processor for UploadProcessor {
                     .await?;
                 let delivered = match &request.reply_key {
                     // The key was checked by `screen_request`; sealing cannot fail on it.
-                    Some(key) => DeliveredUrl::Sealed(
-                        echo_catalog::sealed::seal(key, &url)
-                            .map_err(|e| HandlerError::Permanent(e.to_string()))?,
-                    ),
+                    Some(key) => {
+                        let seal = |plain: &str| {
+                            echo_catalog::sealed::seal(key, plain)
+                                .map_err(|e| HandlerError::Permanent(e.to_string()))
+                        };
+                        let token = echo_catalog::owner::generate();
+                        DeliveredUrl::Sealed {
+                            url: seal(&url)?,
+                            owner_token: seal(&token)?,
+                            owner_token_sha256: echo_catalog::owner::digest(&token),
+                        }
+                    }
                     None => DeliveredUrl::Clear(url),
                 };
                 return Ok(Observation::PresignedUrl(delivered));
             }
         } else if record.is::<UploadFinalize>() {
-            if let Some(key) = decide::finalize_target(state) {
+            let finalize: UploadFinalize = record.decode()?;
+            if let Some(key) = decide::finalize_target(state, &finalize) {
                 return Ok(Observation::Object(self.s3.head(key).await?));
             }
         }

@@ -51,10 +51,20 @@ fn request(content_type: &str, size: i64) -> Incoming {
     request_for(RESOURCE, "req-1", content_type, size)
 }
 
+/// The owner token `url()` delivered (sealed) to the requester.
+const OWNER_TOKEN: &str = "dGhlIG93bmVyIHRva2Vu";
+
+/// The requester's finalize: it carries the owner token.
 fn finalize() -> Incoming {
+    finalize_presenting(Some(OWNER_TOKEN))
+}
+
+/// A finalize presenting `owner_token`.
+fn finalize_presenting(owner_token: Option<&str>) -> Incoming {
     incoming(&UploadFinalize {
         metadata: meta("fin-1", RESOURCE),
         etag: None,
+        owner_token: owner_token.map(str::to_string),
     })
 }
 
@@ -72,7 +82,11 @@ fn handle(
 }
 
 fn url() -> Observation {
-    Observation::PresignedUrl(DeliveredUrl::Sealed("c2VhbGVk".into()))
+    Observation::PresignedUrl(DeliveredUrl::Sealed {
+        url: "c2VhbGVk".into(),
+        owner_token: "c2VhbGVkIHRva2Vu".into(),
+        owner_token_sha256: echo_catalog::owner::digest(OWNER_TOKEN),
+    })
 }
 
 fn object(size: i64, content_type: &str) -> Observation {
@@ -338,7 +352,7 @@ fn finalize_after_the_end_is_ignored() {
     for ended in [completed, failed, expired, refused] {
         assert!(ended.is_finished());
         assert_eq!(
-            decide::finalize_target(&ended),
+            decide::finalize_target(&ended, &finalize().decode().unwrap()),
             None,
             "no HEAD for {ended:?}"
         );
@@ -362,7 +376,7 @@ fn finalize_after_the_end_is_ignored() {
 fn finalize_with(config: &UploadConfig, observed: Observation) -> Decision {
     let (state, _) = pending();
     assert_eq!(
-        decide::finalize_target(&state),
+        decide::finalize_target(&state, &finalize().decode().unwrap()),
         Some(decide::object_key(RESOURCE).as_str())
     );
     let (decision, next) = handle(config, &state, Input::Record(&finalize()), observed).unwrap();
@@ -370,6 +384,80 @@ fn finalize_with(config: &UploadConfig, observed: Observation) -> Decision {
     assert!(decision.schedule.is_empty());
     assert!(next.is_finished());
     decision
+}
+
+#[test]
+fn a_finalize_without_the_owner_token_is_refused_and_touches_nothing() {
+    let (state, _) = pending();
+    let generated = state.requested.as_ref().unwrap();
+    assert_eq!(
+        generated.owner_token_sha256.as_deref(),
+        Some(echo_catalog::owner::digest(OWNER_TOKEN).as_str()),
+        "the state keeps the token's digest from upload.url.generated"
+    );
+    let digest = echo_catalog::owner::digest(OWNER_TOKEN);
+    for presented in [
+        None,
+        Some("c2VhbGVkIHRva2Vu"),
+        Some(""),
+        Some(digest.as_str()),
+    ] {
+        let forged = finalize_presenting(presented);
+        assert_eq!(
+            decide::finalize_target(&state, &forged.decode().unwrap()),
+            None,
+            "no HEAD for a finalize presenting {presented:?}"
+        );
+        let err = handle(
+            &UploadConfig::default(),
+            &state,
+            Input::Record(&forged),
+            Observation::Object(None),
+        )
+        .unwrap_err();
+        let HandlerError::Unauthorized(message) = err else {
+            panic!("a finalize presenting {presented:?}: {err:?}");
+        };
+        assert!(
+            message.starts_with(decide::OWNER_TOKEN_REFUSED),
+            "{message}"
+        );
+    }
+    // The owner's finalize still goes through afterwards (the refusals left no trace).
+    let (decision, _) = handle(
+        &UploadConfig::default(),
+        &state,
+        Input::Record(&finalize()),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    only::<UploadCompleted>(&decision);
+}
+
+#[test]
+fn a_url_issued_in_clear_has_no_owner_and_any_finalize_counts() {
+    let config = UploadConfig {
+        allow_clear_urls: true,
+        ..UploadConfig::default()
+    };
+    let (decision, state) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request_with_key(None)),
+        Observation::PresignedUrl(DeliveredUrl::Clear("http://s3/x".into())),
+    )
+    .unwrap();
+    let generated: UploadUrlGenerated = only(&decision);
+    assert_eq!(generated.sealed_owner_token, None);
+    assert_eq!(generated.owner_token_sha256, None);
+    let (decision, _) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize_presenting(None)),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    only::<UploadCompleted>(&decision);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use echo_catalog::events::{UploadFinalize, UploadRequested};
+use echo_catalog::events::{UploadFinalize, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
 use echo_runtime::{
@@ -69,7 +69,7 @@ async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
         .observe(&UploadState::default(), Input::Record(&input), &ctx(&input))
         .await
         .unwrap();
-    let Observation::PresignedUrl(DeliveredUrl::Sealed(sealed)) = observed else {
+    let Observation::PresignedUrl(DeliveredUrl::Sealed { url: sealed, .. }) = observed else {
         panic!("expected a sealed URL, got {observed:?}");
     };
     assert!(!sealed.contains("X-Amz"), "the URL travels sealed");
@@ -120,6 +120,7 @@ async fn finalize_of_an_unknown_upload_costs_no_s3_call() {
     let fin = incoming(&UploadFinalize {
         metadata: meta("fin-1"),
         etag: None,
+        owner_token: None,
     });
     let observed = p
         .observe(&UploadState::default(), Input::Record(&fin), &ctx(&fin))
@@ -132,13 +133,37 @@ async fn finalize_of_an_unknown_upload_costs_no_s3_call() {
 async fn finalize_of_a_pending_upload_heads_and_an_unreachable_store_is_transient() {
     let p = processor();
     let req = request("audio/wav");
-    let (_, state) = testing::handle(&p, &UploadState::default(), Input::Record(&req), 0)
+    let (decision, state) = testing::handle(&p, &UploadState::default(), Input::Record(&req), 0)
         .await
         .unwrap();
+    let url: UploadUrlGenerated = decision.emit[0].decode().unwrap();
+    let sealed = url.sealed_owner_token.as_deref().expect("an owner token");
+    let token = CLIENT.open(sealed).unwrap();
+    assert_eq!(
+        url.owner_token_sha256,
+        Some(echo_catalog::owner::digest(&token))
+    );
+    assert!(
+        ReplyKey::generate().open(sealed).is_err(),
+        "only the requester opens the token"
+    );
+
+    // Anyone else's finalize costs no S3 call.
+    let foreign = incoming(&UploadFinalize {
+        metadata: meta("fin-0"),
+        etag: None,
+        owner_token: None,
+    });
+    let observed = p
+        .observe(&state, Input::Record(&foreign), &ctx(&foreign))
+        .await
+        .unwrap();
+    assert_eq!(observed, Observation::Nothing);
 
     let fin = incoming(&UploadFinalize {
         metadata: meta("fin-1"),
         etag: None,
+        owner_token: Some(token),
     });
     let err = p
         .observe(&state, Input::Record(&fin), &ctx(&fin))

@@ -454,7 +454,7 @@ impl<P: Processor> Driver<P> {
                 again.due_at_ms = now_ms() + backoff as i64;
                 key_state.timers.insert(again.name.clone(), again);
             }
-            HandlerError::Permanent(e) => {
+            HandlerError::Permanent(e) | HandlerError::Unauthorized(e) => {
                 error!(error = %e, "timer handler failed permanently; timer dropped");
                 let value = serde_json::to_vec(&timer).expect("timers serialize");
                 self.dead_letter_due(partition, key, &timer.name, &e, &value)?;

@@ -260,9 +260,16 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         "uploaded", url.object_key
     ));
 
+    // Proof that this finalize comes from the requester: anyone can read the resource id.
+    let owner_token = url
+        .sealed_owner_token
+        .as_deref()
+        .map(|sealed| reply_key.open(sealed))
+        .transpose()?;
     let finalize = UploadFinalize {
         metadata: client_metadata(&resource, Some(&url.metadata.event_id)),
         etag: None,
+        owner_token,
     };
     publisher.publish(&resource, &finalize).await?;
     session.record(UploadFinalize::TYPE, &finalize.metadata);
