@@ -63,6 +63,8 @@ pub struct Flow {
     pub outcomes: Outcomes,
     /// Steps in declaration order, which also orders records stamped at the same millisecond.
     pub steps: Vec<Step>,
+    /// What a chunk of the job that has no record yet waits for: its dispatch (`[dispatch]`).
+    pub dispatch: Option<Step>,
 }
 
 impl Flow {
@@ -92,6 +94,18 @@ impl Flow {
         known(&self.outcomes.ready)?;
         for t in &self.outcomes.rejected {
             known(t)?;
+        }
+        if let Some(dispatch) = &self.dispatch {
+            known(&dispatch.after)?;
+            for t in &dispatch.next {
+                known(t)?;
+            }
+            if !processors.contains(&dispatch.by.as_str()) {
+                bail!(
+                    "chunks are dispatched by {}, which is no processor",
+                    dispatch.by
+                );
+            }
         }
         for (i, step) in self.steps.iter().enumerate() {
             known(&step.after)?;

@@ -157,6 +157,8 @@ struct RawCatalogue {
     outcome: Outcomes,
     #[serde(default)]
     step: Vec<Step>,
+    #[serde(default)]
+    dispatch: Option<Step>,
 }
 
 impl Catalogue {
@@ -176,6 +178,7 @@ impl Catalogue {
             flow: Flow {
                 outcomes: raw.outcome,
                 steps: raw.step,
+                dispatch: raw.dispatch,
             },
         };
         let mut processors = std::mem::take(&mut catalogue.processors);
@@ -456,14 +459,13 @@ mod tests {
         );
         assert_eq!(resource.produces, ["echo.resource.events"]);
         let validation = c.processor("validation").unwrap();
+        assert_eq!(validation.produces, ["echo.processing.events"]);
+        let aggregator = c.processor("job-aggregator").unwrap();
         assert_eq!(
-            validation.produces,
+            aggregator.produces,
             ["echo.processing.events", "echo.processing.chunk-commands"]
         );
-        assert_eq!(
-            c.producers_of("chunk.process"),
-            ["validation", "job-aggregator"]
-        );
+        assert_eq!(c.producers_of("chunk.process"), ["job-aggregator"]);
         assert_eq!(c.producers_of("upload.requested"), ["client"]);
         assert_eq!(
             c.consumers_of("upload.url.generated"),

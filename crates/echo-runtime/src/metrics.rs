@@ -97,6 +97,9 @@ pub struct Metrics {
     pub restore_seconds: Seconds<ProcessorLabels>,
     /// `echo_timers_pending`: timers waiting in the owned partitions' state.
     pub timers_pending: Family<ProcessorLabels, Gauge>,
+    /// `echo_backlog`: work the owned keys hold back that no topic shows yet
+    /// (`Decider::backlog`: a job's chunks waiting for dispatch).
+    pub backlog: Family<ProcessorLabels, Gauge>,
     /// `echo_audio_seconds_total`: audio a chunk worker transcribed.
     pub audio_seconds: Family<ProcessorLabels, Counter<f64, AtomicU64>>,
     /// `echo_whisper_seconds_total`: time a chunk worker spent in whisper.
@@ -117,6 +120,7 @@ impl Metrics {
             consumer_lag: Family::default(),
             restore_seconds: Family::new_with_constructor(seconds),
             timers_pending: Family::default(),
+            backlog: Family::default(),
             audio_seconds: Family::default(),
             whisper_seconds: Family::default(),
             real_time_factor: Family::default(),
@@ -162,6 +166,11 @@ impl Metrics {
             "timers_pending",
             "Timers waiting in the owned partitions' state",
             m.timers_pending.clone(),
+        );
+        r.register(
+            "backlog",
+            "Work the owned keys hold back that no topic shows yet",
+            m.backlog.clone(),
         );
         r.register(
             "audio_seconds",

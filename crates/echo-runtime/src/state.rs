@@ -199,19 +199,30 @@ pub struct StateStore<S> {
     due: BTreeSet<DueEntry>,
     /// How many of `due` are timers (the pending-timers metric, without a scan).
     timers: usize,
+    /// What a key's state holds back (`Decider::backlog`), and the sum over every held key
+    /// (the backlog metric, without a scan).
+    weigh: fn(&S) -> usize,
+    backlog: usize,
     /// Each key changed in the open transaction as it was before (`None`: absent), so an
     /// abort puts back committed state without re-reading the changelog.
     undo: HashMap<(i32, String), Option<KeyState<S>>>,
 }
 
 impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
-    /// An empty store.
+    /// An empty store whose keys hold nothing back.
     pub fn new() -> StateStore<S> {
+        StateStore::weighing(|_| 0)
+    }
+
+    /// An empty store that sums what each key's state holds back, by `weigh`.
+    pub fn weighing(weigh: fn(&S) -> usize) -> StateStore<S> {
         StateStore {
             partitions: HashMap::new(),
             dirty: HashSet::new(),
             due: BTreeSet::new(),
             timers: 0,
+            weigh,
+            backlog: 0,
             undo: HashMap::new(),
         }
     }
@@ -283,6 +294,7 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
             .or_default()
             .insert(key.to_string(), state);
         if let Some(old) = old {
+            self.backlog -= (self.weigh)(&old.state);
             self.unindex_stale(p, key, &old);
         }
         self.dirty.insert((p, key.to_string()));
@@ -380,7 +392,13 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
         self.timers
     }
 
+    /// What the owned keys hold back, summed.
+    pub fn backlog(&self) -> usize {
+        self.backlog
+    }
+
     fn index(&mut self, p: i32, key: &str, ks: &KeyState<S>) {
+        self.backlog += (self.weigh)(&ks.state);
         for (at, work) in ks.due_entries() {
             let timer = matches!(work, DueWork::Timer(_));
             if self.due.insert((at, p, key.to_string(), work)) && timer {
@@ -390,6 +408,7 @@ impl<S: Default + Clone + Serialize + DeserializeOwned> StateStore<S> {
     }
 
     fn unindex(&mut self, p: i32, key: &str, ks: &KeyState<S>) {
+        self.backlog -= (self.weigh)(&ks.state);
         for (at, work) in ks.due_entries() {
             self.unindex_entry((at, p, key.to_string(), work));
         }
@@ -553,6 +572,28 @@ mod tests {
         assert!(store.due(100).is_empty());
         assert_eq!(store.pending_timers(), 0);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn the_backlog_follows_every_change_rollback_and_revocation() {
+        let mut store = StateStore::<u32>::weighing(|n| *n as usize);
+        let held = |n: u32| KeyState {
+            state: n,
+            ..Default::default()
+        };
+        store.put(0, "a", held(3));
+        store.put(1, "b", held(4));
+        store.commit();
+        assert_eq!(store.backlog(), 7);
+        store.put(0, "a", held(1));
+        store.remove(1, "b");
+        assert_eq!(store.backlog(), 1);
+        store.rollback();
+        assert_eq!(store.backlog(), 7, "an abort puts the backlog back");
+        store.drop_partition(1);
+        assert_eq!(store.backlog(), 3);
+        store.install(1, HashMap::from([("b".to_string(), held(5))]));
+        assert_eq!(store.backlog(), 8);
     }
 
     #[test]

@@ -4,22 +4,31 @@
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-/// How long a chunk may take before it is presumed lost, and how often it is re-issued.
+/// How a job's chunks are dispatched, how long one may take before it is presumed lost, and
+/// how often it is re-issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JobAggregatorConfig {
-    /// How long one attempt of a chunk may take, in ms, from the moment its command was issued;
+    /// How long one attempt of a chunk may take, in ms, from the moment a worker announced it
+    /// started it (`chunk.processing.started`), or from its dispatch while no worker has;
     /// past it the worker is presumed lost and the chunk re-issued. Default 2 minutes: a 30 s
     /// window costs a worker 2–6 s, so this leaves room for a busy cluster.
     pub chunk_deadline_ms: i64,
-    /// Extra time for a chunk's first attempt per chunk ahead of it in its job, in ms. All of a
-    /// job's commands are issued at once, so chunk `i` may wait behind `i` others before a
-    /// worker takes it; without this a long job on few workers would time out (and be re-issued,
-    /// adding load) only for queueing. Default 10 s, a slow worker's time for one chunk.
+    /// Extra time before a dispatched chunk is presumed lost per chunk ahead of it in its run
+    /// (a worker takes a run's chunks one after the other), in ms. Default 10 s, a slow
+    /// worker's time for one chunk.
     pub queue_allowance_ms: i64,
     /// Most attempts of one chunk, counting the first; when the last one times out the chunk
     /// fails. Default 3.
     pub max_attempts: i32,
+    /// How many runs of a job's chunks (the consecutive chunks one partition gets,
+    /// `echo_catalog::keys::run_length`) may wait in the chunk-commands topic at once; the
+    /// next run is dispatched as soon as a worker has started every chunk of one. Workers take
+    /// commands first in, first out, so this bounds how long a job that arrives later waits
+    /// behind an earlier one (about one run), while keeping every worker a run ahead. Set it to
+    /// the number of chunk workers a single job should keep busy. Default 2, the local stack's
+    /// two workers.
+    pub runs_in_flight: usize,
 }
 
 impl Default for JobAggregatorConfig {
@@ -28,6 +37,7 @@ impl Default for JobAggregatorConfig {
             chunk_deadline_ms: 120_000,
             queue_allowance_ms: 10_000,
             max_attempts: 3,
+            runs_in_flight: 2,
         }
     }
 }
@@ -51,20 +61,23 @@ impl JobAggregatorConfig {
             "job_aggregator.max_attempts must be at least 1, got {}",
             self.max_attempts
         );
+        ensure!(
+            self.runs_in_flight >= 1,
+            "job_aggregator.runs_in_flight must be at least 1, got {}",
+            self.runs_in_flight
+        );
         Ok(())
     }
 
-    /// When the first attempt of chunk `chunk_index` of a job created at `now_ms` is late.
-    pub fn first_deadline(&self, now_ms: i64, chunk_index: i32) -> i64 {
+    /// When a chunk dispatched at `now_ms` with `ahead` chunks of its run before it is late
+    /// if no worker starts it.
+    pub fn dispatch_deadline(&self, now_ms: i64, ahead: usize) -> i64 {
         now_ms
             .saturating_add(self.chunk_deadline_ms)
-            .saturating_add(
-                self.queue_allowance_ms
-                    .saturating_mul(i64::from(chunk_index)),
-            )
+            .saturating_add(self.queue_allowance_ms.saturating_mul(ahead as i64))
     }
 
-    /// When a re-issued attempt, issued at `now_ms`, is late.
+    /// When an attempt re-issued or started at `now_ms` is late.
     pub fn retry_deadline(&self, now_ms: i64) -> i64 {
         now_ms.saturating_add(self.chunk_deadline_ms)
     }
@@ -78,8 +91,8 @@ mod tests {
     fn defaults_are_valid_and_partial_sections_keep_them() {
         let c = JobAggregatorConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.first_deadline(1_000, 0), 121_000);
-        assert_eq!(c.first_deadline(1_000, 3), 151_000);
+        assert_eq!(c.dispatch_deadline(1_000, 0), 121_000);
+        assert_eq!(c.dispatch_deadline(1_000, 2), 141_000);
         assert_eq!(c.retry_deadline(1_000), 121_000);
         let partial: JobAggregatorConfig = serde_json::from_str(r#"{"max_attempts": 5}"#).unwrap();
         assert_eq!(partial.max_attempts, 5);
@@ -96,5 +109,6 @@ mod tests {
         assert!(bad(|c| c.chunk_deadline_ms = 0));
         assert!(bad(|c| c.queue_allowance_ms = -1));
         assert!(bad(|c| c.max_attempts = 0));
+        assert!(bad(|c| c.runs_in_flight = 0));
     }
 }

@@ -1,19 +1,26 @@
 //! The job aggregator's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so every
 //! rule is testable with hand-made inputs and timers.
 //!
-//! Per resource (its job): `processing.job.created` → one deadline timer per chunk;
-//! `chunk.processing.completed` / `chunk.processing.failed` → the chunk is settled and its
-//! timer cancelled; a timer of a chunk still pending → `processing.timeout`, then either the
-//! chunk's `chunk.process` again (next attempt, new deadline) or, past the attempt limit,
-//! `chunk.processing.failed`. A chunk's first settlement wins; anything later is ignored.
+//! Per resource (its job): `processing.job.created` → the job's chunks queued here, and its
+//! first runs of chunks dispatched (`chunk.process`, a deadline timer each); a chunk's
+//! `chunk.processing.started` → its deadline counts from then, and once none of its run waits
+//! for a worker any more the next run is dispatched, so a job never has more than
+//! `runs_in_flight` runs waiting in the chunk-commands topic and a job that arrives later is
+//! not queued behind all of an earlier one; `chunk.processing.completed` / `failed` → the
+//! chunk is settled and its timer cancelled; a timer of a chunk still pending →
+//! `processing.timeout`, then either the chunk's `chunk.process` again (next attempt, new
+//! deadline) or, past the attempt limit, `chunk.processing.failed`. A failed chunk fails the
+//! job: its chunks still queued are never dispatched and its timers are cleared. A chunk's
+//! first settlement wins; anything later is ignored.
 
 use std::ops::Range;
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ProcessingJobCreated,
-    ProcessingTimeout,
+    ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
+    ProcessingJobCreated, ProcessingTimeout,
 };
+use echo_catalog::keys::run_length;
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +47,7 @@ impl Decider for JobAggregatorDecider {
     fn handles(&self) -> &'static [&'static str] {
         &[
             events::ProcessingJobCreated::TYPE,
+            events::ChunkProcessingStarted::TYPE,
             events::ChunkProcessingCompleted::TYPE,
             events::ChunkProcessingFailed::TYPE,
         ]
@@ -66,15 +74,17 @@ impl Decider for JobAggregatorDecider {
             Input::Record(record) if record.is::<ProcessingJobCreated>() => {
                 on_job_created(config, state, record, ctx)
             }
-            Input::Record(record) if record.is::<ChunkProcessingCompleted>() => {
-                let done: ChunkProcessingCompleted = record.decode()?;
-                Ok(settle(state, &done.job_id, done.chunk_index))
+            Input::Record(record) if record.is::<ChunkProcessingStarted>() => {
+                let started: ChunkProcessingStarted = record.decode()?;
+                Ok(on_started(config, state, record, &started, ctx))
             }
-            Input::Record(record) if record.is::<ChunkProcessingFailed>() => {
-                let failed: ChunkProcessingFailed = record.decode()?;
-                Ok(settle(state, &failed.job_id, failed.chunk_index))
+            Input::Record(record)
+                if record.is::<ChunkProcessingCompleted>()
+                    || record.is::<ChunkProcessingFailed>() =>
+            {
+                Ok(on_settled(config, state, record, ctx))
             }
-            // Validation events, chunk starts and timeouts (including its own) need no reaction.
+            // Validation events and timeouts (including its own) need no reaction.
             Input::Record(_) => Ok(Decision::default()),
             Input::Timer(timer) => match timer_chunk(&timer.name) {
                 Some(index) => Ok(on_deadline(config, state, timer, index, ctx)),
@@ -89,30 +99,13 @@ impl Decider for JobAggregatorDecider {
     /// comes back on the topic it reads; folding it twice changes nothing.
     fn evolve(&self, mut state: AggregatorState, fact: Fact<'_>) -> AggregatorState {
         match fact {
-            Fact::Consumed(record)
-                if record.is::<ProcessingJobCreated>() && state.job.is_none() =>
-            {
-                if let Ok(job) = record
-                    .decode::<ProcessingJobCreated>()
-                    .and_then(|j| track(&j))
-                {
-                    state.job = Some(job);
-                }
-            }
-            Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
-                if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
-                    state.conclude(&done.job_id, done.chunk_index, ChunkStatus::Completed);
-                }
-            }
-            Fact::Consumed(record) if record.is::<ChunkProcessingFailed>() => {
-                if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
-                    state.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
-                }
-            }
+            Fact::Consumed(record) => state = state.consume(record),
             Fact::Emitted(out) if out.is::<ChunkProcess>() => {
                 if let Ok(command) = out.decode::<ChunkProcess>() {
                     if let Some(chunk) = state.chunk_mut(&command.job_id, command.chunk_index) {
                         chunk.attempt = command.attempt;
+                        chunk.status = ChunkStatus::Pending;
+                        chunk.started = false;
                     }
                 }
             }
@@ -124,6 +117,20 @@ impl Decider for JobAggregatorDecider {
             _ => {}
         }
         state
+    }
+
+    /// The job's chunks that no topic shows yet: queued here until dispatched.
+    fn backlog(state: &AggregatorState) -> usize {
+        state.job.as_ref().map_or(0, |job| {
+            if job.has_failed() {
+                0
+            } else {
+                job.chunks
+                    .iter()
+                    .filter(|c| c.status == ChunkStatus::Queued)
+                    .count()
+            }
+        })
     }
 
     fn is_finished(&self, state: &AggregatorState) -> bool {
@@ -156,11 +163,45 @@ pub struct AggregatorState {
 }
 
 impl AggregatorState {
-    /// Every chunk of the job has its result (completed or failed): no deadline is left.
+    /// Every chunk of the job has its result, or one failed and so did the job: no deadline
+    /// is left, and nothing will be dispatched.
     pub fn is_finished(&self) -> bool {
-        self.job
-            .as_ref()
-            .is_some_and(|job| job.chunks.iter().all(|c| c.status != ChunkStatus::Pending))
+        self.job.as_ref().is_some_and(|job| {
+            job.has_failed()
+                || job
+                    .chunks
+                    .iter()
+                    .all(|c| matches!(c.status, ChunkStatus::Completed | ChunkStatus::Failed))
+        })
+    }
+
+    /// The state after consuming `record`: the job and the chunks' starts and results.
+    fn consume(mut self, record: &Incoming) -> AggregatorState {
+        if record.is::<ProcessingJobCreated>() && self.job.is_none() {
+            if let Ok(job) = record
+                .decode::<ProcessingJobCreated>()
+                .and_then(|j| track(&j))
+            {
+                self.job = Some(job);
+            }
+        } else if record.is::<ChunkProcessingStarted>() {
+            if let Ok(started) = record.decode::<ChunkProcessingStarted>() {
+                if let Some(chunk) = self.chunk_mut(&started.job_id, started.chunk_index) {
+                    if chunk.status == ChunkStatus::Pending && chunk.attempt == started.attempt {
+                        chunk.started = true;
+                    }
+                }
+            }
+        } else if record.is::<ChunkProcessingCompleted>() {
+            if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
+                self.conclude(&done.job_id, done.chunk_index, ChunkStatus::Completed);
+            }
+        } else if record.is::<ChunkProcessingFailed>() {
+            if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
+                self.conclude(&failed.job_id, failed.chunk_index, ChunkStatus::Failed);
+            }
+        }
+        self
     }
 }
 
@@ -186,6 +227,54 @@ pub struct TrackedJob {
     pub chunks: Vec<ChunkTrack>,
 }
 
+impl TrackedJob {
+    /// A chunk failed, so the job has: the rest of it is not worth any whisper time.
+    pub fn has_failed(&self) -> bool {
+        self.chunks.iter().any(|c| c.status == ChunkStatus::Failed)
+    }
+
+    /// The run (consecutive chunks placed on one partition, `echo_catalog::keys`) of chunk
+    /// `index`.
+    fn run_of(&self, index: usize) -> usize {
+        index / run_length(self.chunk_count) as usize
+    }
+
+    /// The chunks to dispatch now: whole runs, in order, while fewer than `runs_in_flight`
+    /// runs have a chunk waiting for a worker (dispatched, not started). None once the job
+    /// has failed.
+    pub fn to_dispatch(&self, runs_in_flight: usize) -> Vec<usize> {
+        if self.has_failed() {
+            return Vec::new();
+        }
+        let mut waiting: Vec<usize> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.status == ChunkStatus::Pending && !c.started)
+            .map(|(i, _)| self.run_of(i))
+            .collect();
+        waiting.dedup();
+        let mut open = waiting.len();
+        let mut out = Vec::new();
+        let mut last_run = None;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if chunk.status != ChunkStatus::Queued {
+                continue;
+            }
+            let run = self.run_of(i);
+            if last_run != Some(run) {
+                if open >= runs_in_flight {
+                    break;
+                }
+                open += 1;
+                last_run = Some(run);
+            }
+            out.push(i);
+        }
+        out
+    }
+}
+
 /// Where one chunk stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkTrack {
@@ -200,13 +289,19 @@ pub struct ChunkTrack {
     pub attempt: i32,
     /// Whether it is still awaited.
     pub status: ChunkStatus,
+    /// A worker announced it started the latest attempt (`chunk.processing.started`): it no
+    /// longer waits in the topic, and its deadline counts from then.
+    #[serde(default)]
+    pub started: bool,
 }
 
-/// How a chunk ended, if it did; only a pending chunk reacts to anything.
+/// Where a chunk is, and how it ended if it did; only a pending chunk reacts to results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChunkStatus {
-    /// No result yet: its deadline timer is running.
+    /// Not dispatched yet: held here until its run's turn.
+    Queued,
+    /// Dispatched, no result yet: its deadline timer is running.
     Pending,
     /// A worker transcribed it.
     Completed,
@@ -268,7 +363,8 @@ fn track(job: &ProcessingJobCreated) -> Result<TrackedJob, HandlerError> {
                 end_ms: r.end,
                 channel,
                 attempt: FIRST_ATTEMPT,
-                status: ChunkStatus::Pending,
+                status: ChunkStatus::Queued,
+                started: false,
             })
             .collect(),
     })
@@ -285,31 +381,134 @@ fn on_job_created(
         return Ok(Decision::default());
     }
     let job = track(&created)?;
-    let schedule = (0..job.chunk_count)
-        .map(|i| {
-            ctx.timer(
-                &chunk_timer(i),
-                config.first_deadline(ctx.now_ms, i),
-                job.job_id.clone(),
-            )
-        })
-        .collect();
-    Ok(Decision {
-        schedule,
-        ..Decision::default()
+    Ok(dispatch(config, &job, ctx, Decision::default()))
+}
+
+/// `decision` with the chunks of `job` that are due for dispatch added: a first-attempt
+/// `chunk.process` each, and its deadline, which allows for the chunks ahead of it in its run.
+fn dispatch(
+    config: &JobAggregatorConfig,
+    job: &TrackedJob,
+    ctx: &Context,
+    mut decision: Decision,
+) -> Decision {
+    let run = run_length(job.chunk_count) as usize;
+    for index in job.to_dispatch(config.runs_in_flight) {
+        let chunk = &job.chunks[index];
+        let index = index as i32;
+        decision
+            .emit
+            .push(command(ctx, job, index, chunk, FIRST_ATTEMPT));
+        decision.schedule.push(ctx.timer(
+            &chunk_timer(index),
+            config.dispatch_deadline(ctx.now_ms, index as usize % run),
+            job.job_id.clone(),
+        ));
+    }
+    decision
+}
+
+/// The `chunk.process` of attempt `attempt` of chunk `index` of `job`.
+fn command(
+    ctx: &Context,
+    job: &TrackedJob,
+    index: i32,
+    chunk: &ChunkTrack,
+    attempt: i32,
+) -> Outgoing {
+    chunk_command(&ChunkProcess {
+        metadata: ctx.metadata(),
+        job_id: job.job_id.clone(),
+        chunk_index: index,
+        chunk_count: job.chunk_count,
+        object_key: job.object_key.clone(),
+        start_ms: chunk.start_ms,
+        end_ms: chunk.end_ms,
+        attempt,
+        etag: job.etag.clone(),
+        size_bytes: job.size_bytes,
+        prompt: job.prompt.clone(),
+        channel: chunk.channel,
     })
 }
 
-/// A result arrived for a chunk: its deadline no longer matters. Only the first result of a
-/// pending chunk counts; duplicates and results for unknown jobs or chunks change nothing.
-fn settle(state: &AggregatorState, job_id: &str, index: i32) -> Decision {
-    if !state.is_pending(job_id, index) {
+/// A worker took a chunk: its deadline now counts from this moment, and if its run has no
+/// chunk left waiting in the topic the next run is dispatched.
+fn on_started(
+    config: &JobAggregatorConfig,
+    state: &AggregatorState,
+    record: &Incoming,
+    started: &ChunkProcessingStarted,
+    ctx: &Context,
+) -> Decision {
+    let Some(chunk) = state.chunk(&started.job_id, started.chunk_index) else {
+        return Decision::default();
+    };
+    if chunk.status != ChunkStatus::Pending || chunk.attempt != started.attempt || chunk.started {
         return Decision::default();
     }
-    Decision {
+    let after = state.clone().consume(record);
+    let job = after
+        .job
+        .as_ref()
+        .expect("a chunk belongs to a tracked job");
+    let moved = Decision {
+        schedule: vec![ctx.timer(
+            &chunk_timer(started.chunk_index),
+            config.retry_deadline(ctx.now_ms),
+            job.job_id.clone(),
+        )],
+        ..Decision::default()
+    };
+    dispatch(config, job, ctx, moved)
+}
+
+/// A result arrived for a chunk: its deadline no longer matters, and the next run may be
+/// due. Only the first result of a pending chunk counts; duplicates and results for unknown
+/// jobs or chunks change nothing. A failure fails the job: every other deadline is cleared
+/// and nothing more is dispatched.
+fn on_settled(
+    config: &JobAggregatorConfig,
+    state: &AggregatorState,
+    record: &Incoming,
+    ctx: &Context,
+) -> Decision {
+    let (job_id, index) = if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
+        (done.job_id, done.chunk_index)
+    } else if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
+        (failed.job_id, failed.chunk_index)
+    } else {
+        return Decision::default();
+    };
+    if !state.is_pending(&job_id, index) {
+        return Decision::default();
+    }
+    let after = state.clone().consume(record);
+    let job = after
+        .job
+        .as_ref()
+        .expect("a pending chunk belongs to a tracked job");
+    if job.has_failed() {
+        let mut cancel = vec![chunk_timer(index)];
+        cancel.extend(pending_timers(job, None));
+        return Decision {
+            cancel,
+            ..Decision::default()
+        };
+    }
+    let settled = Decision {
         cancel: vec![chunk_timer(index)],
         ..Decision::default()
-    }
+    };
+    dispatch(config, job, ctx, settled)
+}
+
+/// The deadline timers of `job`'s pending chunks, but `except`'s.
+fn pending_timers(job: &TrackedJob, except: Option<i32>) -> Vec<String> {
+    (0..job.chunk_count)
+        .filter(|&i| Some(i) != except && job.chunks[i as usize].status == ChunkStatus::Pending)
+        .map(chunk_timer)
+        .collect()
 }
 
 fn on_deadline(
@@ -337,43 +536,32 @@ fn on_deadline(
             deadline_ms: timer.due_at_ms,
         },
     )];
-    let mut schedule = Vec::new();
     if chunk.attempt < config.max_attempts {
-        emit.push(chunk_command(&ChunkProcess {
+        emit.push(command(ctx, job, index, chunk, chunk.attempt + 1));
+        return Decision {
+            emit,
+            schedule: vec![ctx.timer(
+                &timer.name,
+                config.retry_deadline(ctx.now_ms),
+                job.job_id.clone(),
+            )],
+            ..Decision::default()
+        };
+    }
+    emit.push(Outgoing::new(
+        resource_id,
+        &ChunkProcessingFailed {
             metadata: ctx.metadata(),
             job_id: job.job_id.clone(),
             chunk_index: index,
-            chunk_count: job.chunk_count,
-            object_key: job.object_key.clone(),
-            start_ms: chunk.start_ms,
-            end_ms: chunk.end_ms,
-            attempt: chunk.attempt + 1,
-            etag: job.etag.clone(),
-            size_bytes: job.size_bytes,
-            prompt: job.prompt.clone(),
-            channel: chunk.channel,
-        }));
-        schedule.push(ctx.timer(
-            &timer.name,
-            config.retry_deadline(ctx.now_ms),
-            job.job_id.clone(),
-        ));
-    } else {
-        emit.push(Outgoing::new(
-            resource_id,
-            &ChunkProcessingFailed {
-                metadata: ctx.metadata(),
-                job_id: job.job_id.clone(),
-                chunk_index: index,
-                reason: format!("timed out after {} attempts", chunk.attempt),
-                attempt: chunk.attempt,
-            },
-        ));
-    }
+            reason: format!("timed out after {} attempts", chunk.attempt),
+            attempt: chunk.attempt,
+        },
+    ));
+    // The job has failed with its chunk: the other chunks' deadlines no longer matter.
     Decision {
         emit,
-        schedule,
-        cancel: Vec::new(),
+        cancel: pending_timers(job, Some(index)),
         ..Decision::default()
     }
 }

@@ -13,7 +13,7 @@ use echo_job_aggregator::{
     AggregatorState, ChunkStatus, JobAggregatorConfig, JobAggregatorDecider,
 };
 use echo_runtime::testing::{self, types};
-use echo_runtime::{Decision, HandlerError, Incoming};
+use echo_runtime::{Decider, Decision, HandlerError, Incoming};
 
 const RESOURCE: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 const JOB: &str = "job-1";
@@ -110,11 +110,41 @@ fn harness() -> Harness {
     })
 }
 
-/// An aggregator whose job of three chunks was just created at `NOW`.
+/// An aggregator whose job of three chunks (three runs of one) was just created at `NOW`,
+/// all three dispatched at once (three runs in flight): the watchdog's view of a job.
 fn with_job() -> Harness {
     let mut h = harness();
+    h.decider.config.runs_in_flight = 3;
     h.record(&job_created(JOB, 3), (), NOW).unwrap();
     h
+}
+
+/// A job of `count` chunks listed in its creation event, 10 s each.
+fn job_of(count: usize) -> Incoming {
+    let ranges: Vec<(i64, i64)> = (0..count as i64)
+        .map(|i| (i * 10_000, i * 10_000 + 10_000))
+        .collect();
+    job_with_chunks(&ranges)
+}
+
+fn started(event_id: &str, index: i32, attempt: i32) -> Incoming {
+    incoming(&ChunkProcessingStarted {
+        metadata: meta(event_id),
+        job_id: JOB.into(),
+        chunk_index: index,
+        worker: "w-1".into(),
+        attempt,
+    })
+}
+
+/// The chunk indices of the `chunk.process` commands a decision dispatches.
+fn dispatched(decision: &Decision) -> Vec<i32> {
+    decision
+        .emit
+        .iter()
+        .filter(|o| o.type_name == "chunk.process")
+        .map(|o| o.decode::<ChunkProcess>().unwrap().chunk_index)
+        .collect()
 }
 
 /// The status of chunk `index` of the tracked job.
@@ -127,15 +157,26 @@ fn is_empty(decision: &Decision) -> bool {
 }
 
 #[test]
-fn a_new_job_gets_one_deadline_per_chunk_and_emits_nothing() {
+fn a_new_job_dispatches_its_first_runs_each_with_a_deadline_and_queues_the_rest() {
     let mut h = harness();
     let decision = h.record(&job_created(JOB, 3), (), NOW).unwrap();
-    assert!(decision.emit.is_empty() && decision.cancel.is_empty());
+    // Three chunks are three runs of one; two runs are in flight by default.
+    assert_eq!(dispatched(&decision), [0, 1]);
+    assert!(decision.cancel.is_empty());
+    for (i, out) in decision.emit.iter().enumerate() {
+        let cmd: ChunkProcess = out.decode().unwrap();
+        assert_eq!(out.key, format!("{JOB}:{i}"));
+        assert_eq!((cmd.chunk_index, cmd.chunk_count), (i as i32, 3));
+        assert_eq!(cmd.attempt, FIRST_ATTEMPT);
+        assert_eq!(cmd.object_key, KEY);
+        assert_eq!(cmd.metadata.correlation_id, RESOURCE);
+        assert_eq!(cmd.metadata.causation_id.as_deref(), Some(JOB));
+    }
     let names: Vec<&str> = decision.schedule.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["chunk-0", "chunk-1", "chunk-2"]);
-    for (i, t) in decision.schedule.iter().enumerate() {
-        // The base deadline, plus the queueing allowance for the chunks ahead of it.
-        assert_eq!(t.due_at_ms, NOW + 120_000 + 10_000 * i as i64);
+    assert_eq!(names, ["chunk-0", "chunk-1"]);
+    for t in &decision.schedule {
+        // First in its run: the base deadline, no chunk of the run ahead of it.
+        assert_eq!(t.due_at_ms, NOW + 120_000);
         assert_eq!(t.payload, JOB);
         assert_eq!(t.scheduled_by.event_id, JOB);
     }
@@ -144,10 +185,86 @@ fn a_new_job_gets_one_deadline_per_chunk_and_emits_nothing() {
     assert_eq!(job.object_key, KEY);
     let ranges: Vec<_> = job.chunks.iter().map(|c| c.start_ms..c.end_ms).collect();
     assert_eq!(ranges, [0..30_000, 29_000..59_000, 58_000..65_000]);
-    assert!(job
-        .chunks
+    let statuses: Vec<_> = job.chunks.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            ChunkStatus::Pending,
+            ChunkStatus::Pending,
+            ChunkStatus::Queued
+        ]
+    );
+    assert_eq!(JobAggregatorDecider::backlog(&h.state), 1);
+}
+
+#[test]
+fn the_next_run_is_dispatched_once_a_worker_has_started_every_chunk_of_one() {
+    let mut h = harness();
+    // 24 chunks: runs of three, two runs in flight.
+    let decision = h.record(&job_of(24), (), NOW).unwrap();
+    assert_eq!(dispatched(&decision), [0, 1, 2, 3, 4, 5]);
+    // The later chunks of a run wait behind the earlier ones: their deadlines allow for it.
+    let due: Vec<i64> = decision
+        .schedule
         .iter()
-        .all(|c| c.attempt == FIRST_ATTEMPT && c.status == ChunkStatus::Pending));
+        .map(|t| t.due_at_ms - NOW)
+        .collect();
+    assert_eq!(due, [120_000, 130_000, 140_000, 120_000, 130_000, 140_000]);
+    assert_eq!(JobAggregatorDecider::backlog(&h.state), 18);
+
+    // A worker starts run 0: its deadline counts from then; nothing more until the run has
+    // no chunk left waiting.
+    let first = h.record(&started("s-0", 0, 1), (), NOW + 50_000).unwrap();
+    assert!(first.emit.is_empty(), "{first:?}");
+    assert_eq!(
+        h.timer("chunk-0").unwrap().due_at_ms,
+        NOW + 50_000 + 120_000
+    );
+    h.record(&started("s-1", 1, 1), (), NOW + 53_000).unwrap();
+    // A chunk completed without its start seen (the start was lost) still leaves the queue.
+    h.record(&completed("c-3", JOB, 3), (), NOW + 54_000)
+        .unwrap();
+    let last = h.record(&started("s-2", 2, 1), (), NOW + 56_000).unwrap();
+    assert_eq!(dispatched(&last), [6, 7, 8], "run 2 after run 0 was taken");
+    assert_eq!(JobAggregatorDecider::backlog(&h.state), 15);
+    // A start of an attempt that is not the latest, or a repeat, moves nothing.
+    assert!(is_empty(
+        &h.record(&started("s-2b", 2, 1), (), NOW + 57_000).unwrap()
+    ));
+    assert!(is_empty(
+        &h.record(&started("s-4x", 4, 2), (), NOW + 57_000).unwrap()
+    ));
+}
+
+#[test]
+fn more_runs_in_flight_dispatch_more_at_once() {
+    let mut h = harness();
+    h.decider.config.runs_in_flight = 4;
+    let decision = h.record(&job_of(24), (), NOW).unwrap();
+    assert_eq!(dispatched(&decision), (0..12).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_chunk_fails_the_job_its_queued_chunks_are_never_dispatched() {
+    let mut h = harness();
+    h.record(&job_of(24), (), NOW).unwrap();
+    let decision = h.record(&worker_failed("f-1", 1), (), NOW + 5).unwrap();
+    assert!(decision.emit.is_empty(), "{decision:?}");
+    let mut cancelled = decision.cancel.clone();
+    cancelled.sort();
+    let mut expected: Vec<String> = (0..6).map(chunk_timer).collect();
+    expected.sort();
+    assert_eq!(cancelled, expected, "every deadline of the job");
+    assert!(h.state.is_finished());
+    assert_eq!(JobAggregatorDecider::backlog(&h.state), 0);
+    // The chunks still in the topic start and complete: nothing is dispatched after them.
+    for (i, input) in [started("s-2", 2, 1), completed("c-0", JOB, 0)]
+        .iter()
+        .enumerate()
+    {
+        let decision = h.record(input, (), NOW + 10 + i as i64).unwrap();
+        assert!(decision.emit.is_empty(), "{decision:?}");
+    }
 }
 
 #[test]
@@ -212,11 +329,14 @@ fn a_completed_chunk_cancels_its_deadline_and_a_duplicate_changes_nothing() {
 }
 
 #[test]
-fn a_chunk_a_worker_failed_is_settled_and_its_deadline_cancelled() {
+fn a_chunk_a_worker_failed_is_settled_and_every_deadline_cancelled() {
     let mut h = with_job();
     let decision = h.record(&worker_failed("f-1", 2), (), NOW + 5).unwrap();
     assert!(decision.emit.is_empty());
-    assert_eq!(decision.cancel, [chunk_timer(2)]);
+    assert_eq!(
+        decision.cancel,
+        [chunk_timer(2), chunk_timer(0), chunk_timer(1)]
+    );
     assert_eq!(status(&h, 2), ChunkStatus::Failed);
     // A later success does not overturn the first outcome.
     let late = h.record(&completed("c-1", JOB, 2), (), NOW + 6).unwrap();
@@ -268,8 +388,12 @@ fn a_reissued_chunk_carries_the_upload_prompt_like_the_first() {
         ..TranscriptOptions::default()
     });
     let mut h = harness();
-    h.record(&incoming(&job), (), NOW).unwrap();
-    let decision = h.fire("chunk-2", ()).unwrap();
+    let first = h.record(&incoming(&job), (), NOW).unwrap();
+    for out in &first.emit {
+        let cmd: ChunkProcess = out.decode().unwrap();
+        assert_eq!(cmd.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
+    }
+    let decision = h.fire("chunk-1", ()).unwrap();
     let again: ChunkProcess = decision.emit[1].decode().unwrap();
     assert_eq!(again.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
 }
@@ -329,7 +453,7 @@ fn the_attempt_limit_is_configurable() {
     h.decider.config.max_attempts = 1;
     h.record(&job_created(JOB, 3), (), NOW).unwrap();
     assert_eq!(
-        types(&h.fire("chunk-2", ()).unwrap()),
+        types(&h.fire("chunk-1", ()).unwrap()),
         ["processing.timeout", "chunk.processing.failed"]
     );
 }
@@ -370,13 +494,6 @@ fn a_timer_that_fires_after_completion_does_nothing() {
 fn unrelated_inputs_and_timers_are_ignored() {
     let mut h = with_job();
     let before = h.state.clone();
-    let started = incoming(&ChunkProcessingStarted {
-        metadata: meta("s-1"),
-        job_id: JOB.into(),
-        chunk_index: 0,
-        worker: "w-1".into(),
-        attempt: 1,
-    });
     let timeout = incoming(&ProcessingTimeout {
         metadata: meta("t-1"),
         job_id: JOB.into(),
@@ -392,17 +509,20 @@ fn unrelated_inputs_and_timers_are_ignored() {
         sample_rate_hz: 16_000,
         duration_ms: DURATION,
     });
-    for input in [&started, &timeout, &passed] {
+    for input in [&timeout, &passed] {
         assert!(
             is_empty(&h.record(input, (), NOW + 1).unwrap()),
             "{}",
             input.type_name
         );
     }
-    // Results of another job, or of a chunk the job does not have.
+    // Results and starts of another job, or of a chunk the job does not have.
     assert!(is_empty(
         &h.record(&completed("c-x", "job-2", 0), (), NOW + 1)
             .unwrap()
+    ));
+    assert!(is_empty(
+        &h.record(&started("s-y", 7, 1), (), NOW + 1).unwrap()
     ));
     assert!(is_empty(
         &h.record(&completed("c-y", JOB, 7), (), NOW + 1).unwrap()
@@ -429,15 +549,19 @@ fn results_before_any_job_are_ignored() {
 }
 
 #[test]
-fn a_job_is_finished_once_every_chunk_has_its_result() {
+fn a_job_is_finished_once_every_chunk_has_its_result_or_one_failed() {
     let mut h = with_job();
     assert!(!AggregatorState::default().is_finished(), "no job yet");
     assert!(!h.state.is_finished());
     h.record(&completed("c-0", JOB, 0), (), NOW + 5).unwrap();
-    h.record(&worker_failed("f-1", 1), (), NOW + 5).unwrap();
+    h.record(&completed("c-1", JOB, 1), (), NOW + 5).unwrap();
     assert!(!h.state.is_finished(), "chunk 2 is still pending");
     h.record(&completed("c-2", JOB, 2), (), NOW + 6).unwrap();
     assert!(h.state.is_finished());
+
+    let mut h = with_job();
+    h.record(&worker_failed("f-1", 1), (), NOW + 5).unwrap();
+    assert!(h.state.is_finished(), "a failed chunk ends the job");
 }
 
 #[test]

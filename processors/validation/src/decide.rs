@@ -2,20 +2,20 @@
 //! every rule is testable with hand-made inputs and observations.
 //!
 //! Per resource, once: `upload.completed` → `validation.started`, then either
-//! `validation.failed`, or `validation.passed` + `processing.job.created` + one
-//! `chunk.process` command per planned chunk. Every other upload event is ignored.
+//! `validation.failed`, or `validation.passed` + `processing.job.created`, which lists the
+//! planned chunks (the job aggregator dispatches their commands). Every other upload event is
+//! ignored.
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    ChunkProcess, ChunkRange, ProcessingJobCreated, UploadCompleted, ValidationFailed,
-    ValidationFailureReason, ValidationPassed, ValidationStarted,
+    ChunkRange, ProcessingJobCreated, UploadCompleted, ValidationFailed, ValidationFailureReason,
+    ValidationPassed, ValidationStarted,
 };
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ValidationConfig;
-pub use echo_chunking::FIRST_ATTEMPT;
-use echo_chunking::{chunk_command, plan_at_pauses, plan_fixed, SpeechMap};
+use echo_chunking::{plan_at_pauses, plan_fixed, SpeechMap};
 
 /// The validation processor's decisions: pass or refuse examined audio, plan its chunks.
 /// Pure: built from configuration alone.
@@ -44,7 +44,6 @@ impl Decider for ValidationDecider {
             events::ValidationPassed::TYPE,
             events::ValidationFailed::TYPE,
             events::ProcessingJobCreated::TYPE,
-            events::ChunkProcess::TYPE,
         ]
     }
 
@@ -339,26 +338,10 @@ fn plan_job(
             duration_ms,
             etag: completed.etag.clone(),
             size_bytes: Some(completed.size_bytes),
-            chunks: Some(planned.clone()),
+            chunks: Some(planned),
             speech_ms,
             options: completed.options.clone(),
         },
     ));
-    for (index, range) in (0..chunk_count).zip(planned) {
-        out.push(chunk_command(&ChunkProcess {
-            metadata: ctx.metadata(),
-            job_id: job_id.clone(),
-            chunk_index: index,
-            chunk_count,
-            object_key: completed.object_key.clone(),
-            start_ms: range.start_ms,
-            end_ms: range.end_ms,
-            attempt: FIRST_ATTEMPT,
-            etag: completed.etag.clone(),
-            size_bytes: Some(completed.size_bytes),
-            prompt: completed.options.as_ref().and_then(|o| o.prompt.clone()),
-            channel: range.channel,
-        }));
-    }
     Ok(out)
 }

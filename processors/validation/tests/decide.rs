@@ -2,18 +2,18 @@
 //! states out, with the state folded the way the runtime folds it (input, then each output).
 
 use echo_catalog::events::{
-    ChunkProcess, ProcessingJobCreated, TranscriptFormat, TranscriptOptions, UploadCompleted,
-    UploadFailed, UploadFailureReason, ValidationFailed, ValidationFailureReason, ValidationPassed,
+    ProcessingJobCreated, TranscriptFormat, TranscriptOptions, UploadCompleted, UploadFailed,
+    UploadFailureReason, ValidationFailed, ValidationFailureReason, ValidationPassed,
     ValidationStarted,
 };
-use echo_catalog::keys::KeyRule;
+use echo_catalog::keys::chunk_partition;
 use echo_catalog::record::{EventMetadata, Record};
 use echo_chunking::{plan_fixed, SpeechMap};
 use echo_runtime::testing::{self, types};
 use echo_runtime::{Decision, HandlerError, Incoming, Input};
 use echo_validation::decide::{check_limits, needs_examination, truncation};
 use echo_validation::{
-    AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState, FIRST_ATTEMPT,
+    AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState,
 };
 
 const RESOURCE: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
@@ -157,7 +157,7 @@ fn nothing_is_planned_for_an_empty_file_or_a_nonsensical_plan() {
 // ------------------------------------------------------------------ decide
 
 #[test]
-fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
+fn a_valid_file_passes_and_its_job_lists_the_planned_chunks() {
     let config = ValidationConfig::default();
     let input = completed("up-1");
     let (decision, state) = handle(
@@ -174,9 +174,6 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
             "validation.started",
             "validation.passed",
             "processing.job.created",
-            "chunk.process",
-            "chunk.process",
-            "chunk.process"
         ]
     );
     assert!(decision.schedule.is_empty() && decision.cancel.is_empty());
@@ -211,17 +208,14 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
         (3, 30_000, 1_000, 65_000)
     );
 
-    let ranges = plan_fixed(65_000, 30_000, 1_000);
-    for (i, out) in decision.emit[3..].iter().enumerate() {
-        let cmd: ChunkProcess = out.decode().unwrap();
-        assert_eq!(out.key, format!("{}:{i}", job.job_id));
-        assert_eq!(cmd.job_id, job.job_id);
-        assert_eq!(cmd.chunk_index, i as i32);
-        assert_eq!(cmd.chunk_count, 3);
-        assert_eq!(cmd.object_key, KEY);
-        assert_eq!(cmd.start_ms..cmd.end_ms, ranges[i]);
-        assert_eq!(cmd.attempt, FIRST_ATTEMPT);
-    }
+    // The job aggregator dispatches the chunks' commands from this list.
+    let planned: Vec<_> = job
+        .chunks
+        .unwrap()
+        .iter()
+        .map(|c| c.start_ms..c.end_ms)
+        .collect();
+    assert_eq!(planned, plan_fixed(65_000, 30_000, 1_000));
 
     // Events are keyed by the resource and chained to the upload; every id is distinct.
     let mut ids: Vec<&str> = decision
@@ -229,7 +223,7 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
         .iter()
         .map(|o| o.metadata.event_id.as_str())
         .collect();
-    for out in &decision.emit[..3] {
+    for out in &decision.emit {
         assert_eq!(out.key, RESOURCE);
     }
     for out in &decision.emit {
@@ -246,7 +240,7 @@ fn a_valid_file_passes_and_its_job_and_chunk_commands_are_issued() {
 }
 
 #[test]
-fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
+fn the_upload_options_go_to_the_job() {
     let options = TranscriptOptions {
         prompt: Some("Xochitl Quetzalcoatl".into()),
         formats: Some(vec![TranscriptFormat::Srt]),
@@ -258,10 +252,6 @@ fn the_upload_options_go_to_the_job_and_its_prompt_to_every_chunk() {
     let decision = passing(&upload, facts(65_000));
     let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
     assert_eq!(job.options, Some(options));
-    for out in &decision.emit[3..] {
-        let cmd: ChunkProcess = out.decode().unwrap();
-        assert_eq!(cmd.prompt.as_deref(), Some("Xochitl Quetzalcoatl"));
-    }
 }
 
 #[test]
@@ -278,17 +268,11 @@ fn a_call_with_a_speaker_per_channel_gets_each_range_once_per_channel() {
     let decision = passing(&upload, stereo);
     let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
     assert_eq!(job.chunk_count, 6, "three ranges, two channels");
-    let commands: Vec<ChunkProcess> = decision.emit[3..]
-        .iter()
-        .map(|o| o.decode().unwrap())
-        .collect();
     let planned = job.chunks.unwrap();
-    for (i, cmd) in commands.iter().enumerate() {
-        assert_eq!(cmd.channel, Some(i as i32 % 2));
-        assert_eq!(planned[i].channel, cmd.channel);
-        assert_eq!(planned[i].start_ms, cmd.start_ms);
+    for (i, chunk) in planned.iter().enumerate() {
+        assert_eq!(chunk.channel, Some(i as i32 % 2));
     }
-    assert_eq!(commands[0].start_ms, commands[1].start_ms);
+    assert_eq!(planned[0].start_ms, planned[1].start_ms);
 
     // One channel: the option has nothing to split.
     let decision = passing(&upload, facts(65_000));
@@ -477,7 +461,7 @@ fn the_configured_chunk_plan_is_used() {
         (job.chunk_count, job.chunk_ms, job.overlap_ms),
         (3, 10_000, 500)
     );
-    let last: ChunkProcess = decision.emit.last().unwrap().decode().unwrap();
+    let last = job.chunks.unwrap().pop().unwrap();
     assert_eq!((last.start_ms, last.end_ms), (19_000, 20_000));
 }
 
@@ -508,14 +492,6 @@ fn heard_speech_is_packed_into_chunks_cut_in_pauses_and_reported_with_the_job() 
         .map(|c| (c.start_ms, c.end_ms))
         .collect();
     assert_eq!(planned, [(1_000, 30_000), (30_500, 41_000)]);
-    let commands: Vec<(i64, i64)> = decision.emit[3..]
-        .iter()
-        .map(|out| {
-            let cmd: ChunkProcess = out.decode().unwrap();
-            (cmd.start_ms, cmd.end_ms)
-        })
-        .collect();
-    assert_eq!(commands, planned);
     assert_eq!(job.chunk_count, 2);
 }
 
@@ -545,8 +521,9 @@ fn a_file_without_speech_makes_a_job_of_no_chunks() {
     assert!(state.passed);
 }
 
-/// The partitions of the 12 of the chunk-commands topic that the chunk commands validation
-/// issues for audio of `duration_ms` are placed on (by the runtime, from the topic's rule).
+/// The partitions of the 12 of the chunk-commands topic that the commands of the chunks
+/// validation plans for audio of `duration_ms` are placed on (by the runtime, from the
+/// topic's rule, whoever dispatches them).
 fn chunk_partitions(duration_ms: i64) -> Vec<i32> {
     let (decision, _) = handle(
         &ValidationConfig::default(),
@@ -555,11 +532,9 @@ fn chunk_partitions(duration_ms: i64) -> Vec<i32> {
         Observation::Audio(facts(duration_ms)),
     )
     .unwrap();
-    decision
-        .emit
-        .iter()
-        .filter(|o| o.type_name == "chunk.process")
-        .map(|o| KeyRule::ChunkId.partition(&o.key, &o.value, 12).unwrap())
+    let job: ProcessingJobCreated = decision.emit[2].decode().unwrap();
+    (0..job.chunk_count)
+        .map(|i| chunk_partition(&job.job_id, i, job.chunk_count, 12))
         .collect()
 }
 

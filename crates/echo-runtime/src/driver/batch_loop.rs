@@ -71,10 +71,15 @@ impl<P: Processor> Driver<P> {
                         "transaction committed"
                     );
                     self.store.commit();
+                    let labels = processor(&self.spec.name);
                     metrics()
                         .timers_pending
-                        .get_or_create(&processor(&self.spec.name))
+                        .get_or_create(&labels)
                         .set(self.store.pending_timers() as i64);
+                    metrics()
+                        .backlog
+                        .get_or_create(&labels)
+                        .set(self.store.backlog() as i64);
                     self.guard
                         .committed(&units_of(&batch[..done.records], &due[..done.due_run]));
                     // A batch closed early by its time budget: the rest is read again

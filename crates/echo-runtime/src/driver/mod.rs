@@ -238,7 +238,7 @@ impl<P: Processor> Driver<P> {
             consumer,
             producer,
             rebalances,
-            store: StateStore::new(),
+            store: StateStore::weighing(<P::Decider as Decider>::backlog),
             retry_tiers,
             paused: HashMap::new(),
             committed: HashMap::new(),

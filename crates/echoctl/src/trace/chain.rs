@@ -141,7 +141,7 @@ pub struct Open<'f> {
     /// What the chain is about.
     pub subject: Subject,
     /// Index (into the records) of its last record; `None` for a chunk of the job that has
-    /// no record at all (not even its `chunk.process`, which `step` then stands for).
+    /// no record at all (not dispatched yet: `step` is then the dispatch it waits for).
     pub last: Option<usize>,
     /// The step that has not happened.
     pub step: &'f Step,
@@ -219,8 +219,8 @@ impl<'f> Chain<'f> {
         }
         let mut open = Vec::new();
         if let Some(count) = job.and_then(|j| j.fact("chunks")?.parse::<i32>().ok()) {
-            // A chunk with no record at all should at least have had its command.
-            let planned = self.flow.step_after("chunk.process");
+            // A chunk with no record at all waits for its dispatch (its command).
+            let planned = self.flow.dispatch.as_ref();
             for c in 0..count {
                 match last.get(&Subject::Chunk(c)) {
                     Some(&i) => open.extend(self.open_at(Subject::Chunk(c), i)),
