@@ -1477,8 +1477,11 @@ async fn a_client_racing_the_owner_cannot_finalize_its_upload() {
         .create()
         .unwrap();
     tail.subscribe(&[&events]).unwrap();
+    // Placed as echo's clients are told to place records (the Java client's partitioner), so
+    // its finalize lands where the owner's does, past the key and partition checks.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
+        .set("partitioner", "murmur2_random")
         .create()
         .unwrap();
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<(String, i32, i64)>();
