@@ -255,6 +255,16 @@ pub trait Decider: Send + Sync + 'static {
         0
     }
 
+    /// How long a finished key is kept before it retires, in ms, where that may be sooner
+    /// than `runtime.retire_after_ms` (the topics' retention, so that dedup sees any replay):
+    /// for a key whose `retired` residue already refuses whatever could replay into it, or
+    /// that never started anything (a refused request), so that state does not grow with what
+    /// clients merely ask for. The runtime never keeps a key longer than its own setting.
+    /// The default: the runtime's setting.
+    fn retire_after_ms(&self, _state: &Self::State) -> Option<i64> {
+        None
+    }
+
     /// What of a finished key must outlive its retirement, kept as the key's whole state
     /// (without dedup memory or timers) instead of deleting it: for facts that must hold for
     /// ever, such as "this resource id was used". The default keeps nothing.

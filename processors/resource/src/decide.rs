@@ -154,6 +154,14 @@ impl Decider for ResourceDecider {
     fn is_finished(&self, state: &ResourceState) -> bool {
         state.is_finished()
     }
+
+    /// A resource whose upload never completed held nothing but its cleanup (its sweep timer,
+    /// if a URL was issued, keeps it until the URL is useless): it retires after the grace
+    /// period rather than the topics' retention, so refused and abandoned requests do not pile
+    /// up for a week. The upload processor's residue keeps its id from being used again.
+    fn retire_after_ms(&self, state: &ResourceState) -> Option<i64> {
+        (state.outcome == Some(Outcome::UploadFailed)).then_some(self.config.sweep_grace_ms)
+    }
 }
 
 /// Name of the per-resource timer that ends a ready resource's retention.

@@ -16,7 +16,7 @@ use echo_resource::decide::{
 use echo_resource::ResourceConfig;
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::testing::{self, types};
-use echo_runtime::{HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::{Decider, HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_storage::keys;
 
 /// What the resource processor decides: outputs, timers and the deletes it asks for.
@@ -650,6 +650,32 @@ fn a_cleanup_before_the_upload_url_expired_is_followed_by_a_sweep() {
     );
     let (decision, _) = handle(&state, Input::Timer(sweep[0]), Observation::Found(0)).unwrap();
     assert!(is_empty(&decision), "nothing to sweep, nothing to delete");
+}
+
+#[test]
+fn a_resource_whose_upload_failed_retires_after_the_grace_period_not_the_retention() {
+    let decider = ResourceDecider {
+        config: ResourceConfig::default(),
+    };
+    let (decision, state) = handle_record(&ResourceState::default(), &upload_failed("uf-1"));
+    let (_, cleaned) = handle(
+        &state,
+        Input::Record(&read_back(&decision.emit[0])),
+        Observation::Found(0),
+    )
+    .unwrap();
+    assert!(cleaned.is_finished());
+    assert_eq!(
+        decider.retire_after_ms(&cleaned),
+        Some(ResourceConfig::default().sweep_grace_ms)
+    );
+    // A resource that was ready keeps the runtime's retention.
+    let ready = ResourceState {
+        outcome: Some(Outcome::Ready),
+        cleaned: true,
+        ..ResourceState::default()
+    };
+    assert_eq!(decider.retire_after_ms(&ready), None);
 }
 
 #[test]

@@ -21,6 +21,12 @@ pub struct UploadConfig {
     /// where every client can read it. Off: such a request is refused, so no URL is ever
     /// readable by anyone but its requester. Only for clients that cannot seal yet.
     pub allow_clear_urls: bool,
+    /// How long an ended upload's state is kept, in ms, before only how it ended remains (for
+    /// a request refused without a URL, nothing: it never used its resource id). Every input
+    /// that could still come for an ended upload is answered by that residue, so this need not
+    /// be the topics' retention; it only bounds what a flood of requests leaves behind.
+    /// Default 10 minutes.
+    pub retire_after_ms: i64,
 }
 
 impl Default for UploadConfig {
@@ -38,6 +44,7 @@ impl Default for UploadConfig {
             .map(String::from)
             .to_vec(),
             allow_clear_urls: false,
+            retire_after_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -50,6 +57,11 @@ impl UploadConfig {
             (1..=MAX_URL_TTL_SECS).contains(&self.url_ttl_secs),
             "upload.url_ttl_secs must be between 1 and {MAX_URL_TTL_SECS}, got {}",
             self.url_ttl_secs
+        );
+        ensure!(
+            self.retire_after_ms >= 0,
+            "upload.retire_after_ms must not be negative, got {}",
+            self.retire_after_ms
         );
         ensure!(
             self.max_size_bytes > 0,

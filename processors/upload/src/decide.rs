@@ -94,6 +94,7 @@ impl Decider for UploadDecider {
                 }
             }
             Fact::Emitted(out) if out.is::<UploadUrlGenerated>() => {
+                state.url_issued = true;
                 if let (Ok(generated), Some(requested)) =
                     (out.decode::<UploadUrlGenerated>(), state.requested.as_mut())
                 {
@@ -115,10 +116,17 @@ impl Decider for UploadDecider {
         state.is_finished()
     }
 
-    /// A resource id, once used, is never issued a URL again: its retired state keeps how
-    /// the upload ended.
+    /// A resource id, once issued a URL, is never issued one again: its retired state keeps
+    /// how the upload ended. A request refused without a URL leaves nothing behind: it never
+    /// used the id, and keeping it would let a flood of junk requests grow the state for ever.
     fn retired(&self, state: &UploadState) -> Option<UploadState> {
-        Some(state.residue())
+        state.url_issued.then(|| state.residue())
+    }
+
+    /// The residue answers every later input, so an ended upload need not wait out the topics'
+    /// retention.
+    fn retire_after_ms(&self, _state: &UploadState) -> Option<i64> {
+        Some(self.config.retire_after_ms)
     }
 }
 
@@ -143,6 +151,15 @@ pub struct UploadState {
     /// `upload.expired` was emitted; kept apart from `failed` so operators can tell abandoned
     /// uploads from rejected ones.
     pub expired: bool,
+    /// `upload.url.generated` was emitted: the resource id was used, for ever. State written
+    /// before this was recorded reads as used, so no id it held is ever issued again.
+    #[serde(default = "used_unless_recorded")]
+    pub url_issued: bool,
+}
+
+/// What `url_issued` reads as in state written before it was recorded.
+fn used_unless_recorded() -> bool {
+    true
 }
 
 impl UploadState {

@@ -6,7 +6,7 @@ use echo_catalog::events::{
     UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{testing, Decision, HandlerError, Incoming, Input, Outgoing, Timer};
+use echo_runtime::{testing, Decider, Decision, HandlerError, Incoming, Input, Outgoing, Timer};
 use echo_upload::decide::{self, DeliveredUrl, Observation, UploadDecider, EXPIRY_TIMER};
 use echo_upload::{ObjectFacts, UploadConfig, UploadState};
 
@@ -667,7 +667,11 @@ fn the_state_round_trips_through_json() {
     assert_eq!(serde_json::from_str::<UploadState>(&json).unwrap(), state);
     assert_eq!(
         serde_json::from_str::<UploadState>("{}").unwrap(),
-        UploadState::default(),
+        UploadState {
+            // Unknown then: read as used, so that no id is ever freed by an upgrade.
+            url_issued: true,
+            ..UploadState::default()
+        },
         "state written before a field existed still loads"
     );
 }
@@ -829,6 +833,37 @@ fn a_retired_upload_still_refuses_every_later_request_and_finalize() {
     )
     .unwrap();
     assert!(decision.emit.is_empty(), "{decision:?}");
+}
+
+#[test]
+fn an_ended_upload_retires_soon_and_only_a_used_id_leaves_a_residue() {
+    let config = UploadConfig::default();
+    let decider = UploadDecider {
+        config: config.clone(),
+    };
+    // Refused without a URL: the id was never used; nothing is kept once it retires.
+    let (_, refused) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&request("video/mp4", SIZE)),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(refused.is_finished() && !refused.url_issued);
+    assert_eq!(decider.retired(&refused), None);
+    assert_eq!(
+        decider.retire_after_ms(&refused),
+        Some(config.retire_after_ms)
+    );
+    // Issued a URL, then expired: the residue keeps the id used, and is kept in turn.
+    let (state, timer) = pending();
+    let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
+    let residue = decider.retired(&expired).expect("a residue");
+    assert!(residue.url_issued && residue.is_finished());
+    assert_eq!(decider.retired(&residue), Some(residue.clone()));
+    // State written before `url_issued` existed reads as used: no old id is ever freed.
+    let old: UploadState = serde_json::from_str(r#"{"failed": true}"#).unwrap();
+    assert!(old.url_issued);
 }
 
 #[test]

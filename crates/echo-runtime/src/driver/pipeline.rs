@@ -593,6 +593,18 @@ impl<P: Processor> Driver<P> {
         ))
     }
 
+    /// How long a finished key in `state` is kept: the decider's `retire_after_ms`, never
+    /// longer than the runtime's setting (a panic in it: the runtime's).
+    fn retire_delay(&self, state: &StateOf<P>) -> i64 {
+        let runtime = self.config.runtime.retire_after_ms;
+        catch_unwind(AssertUnwindSafe(|| {
+            self.processor.decider().retire_after_ms(state)
+        }))
+        .ok()
+        .flatten()
+        .map_or(runtime, |ms| ms.clamp(0, runtime))
+    }
+
     /// `retired`, a panic in which keeps nothing.
     fn residue(&self, state: &StateOf<P>) -> Option<StateOf<P>> {
         catch_unwind(AssertUnwindSafe(|| self.processor.decider().retired(state))).unwrap_or(None)
@@ -654,7 +666,7 @@ impl<P: Processor> Driver<P> {
             && key_state.waiting.is_empty();
         key_state.retire_at_ms = match (finished, key_state.retire_at_ms) {
             (true, Some(at)) => Some(at),
-            (true, None) => Some(now_ms() + self.config.runtime.retire_after_ms),
+            (true, None) => Some(now_ms() + self.retire_delay(&key_state.state)),
             (false, _) => None,
         };
         if !changelog_fits(key, &key_state) {
