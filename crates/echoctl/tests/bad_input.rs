@@ -37,7 +37,7 @@
 //! | `upload.requested` with the right key on another partition | [`a_request_on_another_partition_than_its_key_cannot_reach_an_existing_resource`] |
 //! | `upload.finalize` keyed by another id | [`a_finalize_keyed_by_another_id_is_dead_lettered`] |
 //! | `chunk.process` keyed by another chunk | [`a_chunk_command_keyed_by_another_chunk_is_dead_lettered`] |
-//! | a second request for a used resource id, after its state retired | [`a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired`] |
+//! | a second request for a used resource id, after its state retired (and for a refused one, which is free again) | [`a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired`] |
 //! | the object replaced after `upload.finalize` | [`a_file_replaced_after_finalize_is_not_transcribed`] |
 //! | a PUT after the cleanup, with a still-valid URL | [`an_object_put_after_the_cleanup_is_swept_once_the_url_expired`] |
 //! | another client reading the URL; a request with no key to seal it to | [`an_upload_url_is_readable_only_by_its_requester`] |
@@ -1222,27 +1222,34 @@ async fn a_chunk_command_keyed_by_another_chunk_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_used_resource_id_never_gets_a_url_again_even_after_its_state_is_retired() {
     let case = Case::start("used-id", &[("ECHO_RUNTIME__RETIRE_AFTER_MS", "1000")]).await;
-    let resource = uuid::Uuid::new_v4().to_string();
-    // Refused at once (a content type echo does not take): the upload ends, its key retires.
-    let refused = upload_request(&resource, 1000, "video/mp4");
-    case.publisher.publish(&resource, &refused).await.unwrap();
+    // Issued a URL, finalized with nothing uploaded: the upload ends, its key retires.
+    let used = uuid::Uuid::new_v4().to_string();
+    let url = case.request_url(&used, 1000, "audio/wav").await;
+    case.finalize_with_nothing_uploaded(&url).await;
+    // Refused at once (a content type echo does not take): it never used its id.
+    let refused = case.beside(&used);
+    let request = upload_request(&refused, 1000, "video/mp4");
+    case.publisher.publish(&refused, &request).await.unwrap();
     case.upload_fails(
-        &resource,
+        &refused,
         UploadFailureReason::UnsupportedContentType,
         "video/mp4",
     )
     .await;
-    // Well past the retirement, a new request (new event id, right key) for the same id.
+    // Well past the retirement, a new request (new event id, right key) for each id.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let again = upload_request(&resource, 1000, "audio/wav");
-    case.publisher.publish(&resource, &again).await.unwrap();
-    case.good_record_flows_after(&resource).await;
-    assert!(
-        case.events::<UploadUrlGenerated>(&resource)
-            .await
-            .is_empty(),
-        "a used resource id got a URL"
+    for resource in [&used, &refused] {
+        let again = upload_request(resource, 1000, "audio/wav");
+        case.publisher.publish(resource, &again).await.unwrap();
+    }
+    case.good_record_flows_after(&used).await;
+    assert_eq!(
+        case.events::<UploadUrlGenerated>(&used).await.len(),
+        1,
+        "a used resource id got a second URL"
     );
+    // The refused request left nothing behind: its id is free, and the retry gets its URL.
+    case.wait_event::<UploadUrlGenerated>(&refused).await;
 }
 
 // ---------------------------------------------------------------- hostile clients: uploads

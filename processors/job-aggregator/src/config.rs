@@ -14,20 +14,20 @@ pub struct JobAggregatorConfig {
     /// past it the worker is presumed lost and the chunk re-issued. Default 2 minutes: a 30 s
     /// window costs a worker 2–6 s, so this leaves room for a busy cluster.
     pub chunk_deadline_ms: i64,
-    /// Extra time before a dispatched chunk is presumed lost per chunk ahead of it in its run
-    /// (a worker takes a run's chunks one after the other), in ms. Default 10 s, a slow
-    /// worker's time for one chunk.
+    /// Extra time before a dispatched chunk is presumed lost for the chunk of its run ahead of
+    /// it (dispatched when that one started, it waits for it to end), in ms. Default 10 s, a
+    /// slow worker's time for one chunk.
     pub queue_allowance_ms: i64,
     /// Most attempts of one chunk, counting the first; when the last one times out the chunk
     /// fails. Default 3.
     pub max_attempts: i32,
     /// How many runs of a job's chunks (the consecutive chunks one partition gets,
-    /// `echo_catalog::keys::run_length`) may wait in the chunk-commands topic at once; the
-    /// next run is dispatched as soon as a worker has started every chunk of one. Workers take
-    /// commands first in, first out, so this bounds how long a job that arrives later waits
-    /// behind an earlier one (about one run), while keeping every worker a run ahead. Set it to
-    /// the number of chunk workers a single job should keep busy. Default 2, the local stack's
-    /// two workers.
+    /// `echo_catalog::keys::run_length`) are in progress at once, each with one chunk waiting
+    /// in the chunk-commands topic (the next is dispatched when a worker starts it). Workers
+    /// take commands first in, first out, so this bounds how long a job that arrives later
+    /// waits behind an earlier one (a chunk per run in progress), while every worker busy with
+    /// the job has its next chunk at hand. Set it to the number of chunk workers a single job
+    /// should keep busy. Default 2, the local stack's two workers.
     pub runs_in_flight: usize,
 }
 

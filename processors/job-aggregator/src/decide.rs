@@ -1,13 +1,13 @@
 //! The job aggregator's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so every
 //! rule is testable with hand-made inputs and timers.
 //!
-//! Per resource (its job): `processing.job.created` → the job's chunks queued here, and its
-//! first runs of chunks dispatched (`chunk.process`, a deadline timer each); a chunk's
-//! `chunk.processing.started` → its deadline counts from then, and once none of its run waits
-//! for a worker any more the next run is dispatched, so a job never has more than
-//! `runs_in_flight` runs waiting in the chunk-commands topic and a job that arrives later is
-//! not queued behind all of an earlier one; `chunk.processing.completed` / `failed` → the
-//! chunk is settled and its timer cancelled; a timer of a chunk still pending →
+//! Per resource (its job): `processing.job.created` → the job's chunks queued here, and the
+//! first chunk of each of its first `runs_in_flight` runs dispatched (`chunk.process`, a
+//! deadline timer each); a chunk's `chunk.processing.started` → its deadline counts from then,
+//! and the next chunk of its run is dispatched (of the next run, once the run is all taken), so
+//! a job has one chunk per run in progress waiting in the chunk-commands topic and a job that
+//! arrives later is not queued behind all of an earlier one; `chunk.processing.completed` /
+//! `failed` → the chunk is settled and its timer cancelled; a timer of a chunk still pending →
 //! `processing.timeout`, then either the chunk's `chunk.process` again (next attempt, new
 //! deadline) or, past the attempt limit, `chunk.processing.failed`. A failed chunk fails the
 //! job: its chunks still queued are never dispatched and its timers are cleared. A chunk's
@@ -233,43 +233,40 @@ impl TrackedJob {
         self.chunks.iter().any(|c| c.status == ChunkStatus::Failed)
     }
 
-    /// The run (consecutive chunks placed on one partition, `echo_catalog::keys`) of chunk
-    /// `index`.
-    fn run_of(&self, index: usize) -> usize {
-        index / run_length(self.chunk_count) as usize
-    }
-
-    /// The chunks to dispatch now: whole runs, in order, while fewer than `runs_in_flight`
-    /// runs have a chunk waiting for a worker (dispatched, not started). None once the job
-    /// has failed.
+    /// The chunks to dispatch now. A job's runs (the consecutive chunks one partition gets,
+    /// `echo_catalog::keys::run_length`) are worked through in order, `runs_in_flight` at a
+    /// time, and a run in progress has one chunk waiting in the topic: the next is dispatched
+    /// as soon as a worker starts the one before, so the worker never waits for it (and hands
+    /// it the text of the one before), while a job that arrives later queues behind one chunk
+    /// of each run in progress, not behind whole files. None once the job has failed.
     pub fn to_dispatch(&self, runs_in_flight: usize) -> Vec<usize> {
         if self.has_failed() {
             return Vec::new();
         }
-        let mut waiting: Vec<usize> = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.status == ChunkStatus::Pending && !c.started)
-            .map(|(i, _)| self.run_of(i))
-            .collect();
-        waiting.dedup();
-        let mut open = waiting.len();
+        let run = run_length(self.chunk_count) as usize;
         let mut out = Vec::new();
-        let mut last_run = None;
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            if chunk.status != ChunkStatus::Queued {
-                continue;
-            }
-            let run = self.run_of(i);
-            if last_run != Some(run) {
-                if open >= runs_in_flight {
-                    break;
+        let mut in_progress = 0;
+        for (r, chunks) in self.chunks.chunks(run).enumerate() {
+            let next = chunks.iter().position(|c| c.status == ChunkStatus::Queued);
+            let waiting = chunks
+                .iter()
+                .any(|c| c.status == ChunkStatus::Pending && !c.started);
+            let begun = chunks.iter().any(|c| c.status != ChunkStatus::Queued);
+            match next {
+                // Every chunk dispatched: in progress while its last one waits for a worker.
+                None => in_progress += usize::from(waiting),
+                Some(i) if begun => {
+                    in_progress += 1;
+                    if !waiting {
+                        out.push(r * run + i);
+                    }
                 }
-                open += 1;
-                last_run = Some(run);
+                Some(i) if in_progress < runs_in_flight => {
+                    in_progress += 1;
+                    out.push(r * run + i);
+                }
+                Some(_) => break,
             }
-            out.push(i);
         }
         out
     }
@@ -385,7 +382,7 @@ fn on_job_created(
 }
 
 /// `decision` with the chunks of `job` that are due for dispatch added: a first-attempt
-/// `chunk.process` each, and its deadline, which allows for the chunks ahead of it in its run.
+/// `chunk.process` each, and its deadline, which allows for the chunk of its run ahead of it.
 fn dispatch(
     config: &JobAggregatorConfig,
     job: &TrackedJob,
@@ -395,13 +392,15 @@ fn dispatch(
     let run = run_length(job.chunk_count) as usize;
     for index in job.to_dispatch(config.runs_in_flight) {
         let chunk = &job.chunks[index];
+        // Past a run's first chunk, the one before it is running on the same worker.
+        let ahead = usize::from(index % run != 0);
         let index = index as i32;
         decision
             .emit
             .push(command(ctx, job, index, chunk, FIRST_ATTEMPT));
         decision.schedule.push(ctx.timer(
             &chunk_timer(index),
-            config.dispatch_deadline(ctx.now_ms, index as usize % run),
+            config.dispatch_deadline(ctx.now_ms, ahead),
             job.job_id.clone(),
         ));
     }
@@ -432,8 +431,8 @@ fn command(
     })
 }
 
-/// A worker took a chunk: its deadline now counts from this moment, and if its run has no
-/// chunk left waiting in the topic the next run is dispatched.
+/// A worker took a chunk: its deadline now counts from this moment, and the next chunk of its
+/// run (or, once the run is all taken, of the next run) is dispatched.
 fn on_started(
     config: &JobAggregatorConfig,
     state: &AggregatorState,
