@@ -234,7 +234,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300,
                         help="seconds without any event of a submission before it counts as stuck")
     parser.add_argument("--out", type=Path, default=bench.WORK / "load")
+    parser.add_argument("--echoctl", type=Path, default=bench.ECHOCTL,
+                        help="the echoctl to run (another build, to compare; give it its own "
+                             "ECHO_KAFKA__TOPIC_PREFIX, with its topics applied and schemas registered)")
     args = parser.parse_args()
+    bench.ECHOCTL = args.echoctl
 
     mix = classes(args.scale)
     report = bench.Report(args.out)

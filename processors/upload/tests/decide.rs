@@ -435,32 +435,6 @@ fn a_finalize_without_the_owner_token_is_refused_and_touches_nothing() {
 }
 
 #[test]
-fn a_url_issued_in_clear_has_no_owner_and_any_finalize_counts() {
-    let config = UploadConfig {
-        allow_clear_urls: true,
-        ..UploadConfig::default()
-    };
-    let (decision, state) = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&request_with_key(None)),
-        Observation::PresignedUrl(DeliveredUrl::Clear("http://s3/x".into())),
-    )
-    .unwrap();
-    let generated: UploadUrlGenerated = only(&decision);
-    assert_eq!(generated.sealed_owner_token, None);
-    assert_eq!(generated.owner_token_sha256, None);
-    let (decision, _) = handle(
-        &config,
-        &state,
-        Input::Record(&finalize_presenting(None)),
-        object(SIZE, "audio/wav"),
-    )
-    .unwrap();
-    only::<UploadCompleted>(&decision);
-}
-
-#[test]
 fn finalize_without_an_object_fails_object_missing() {
     let decision = finalize_with(&UploadConfig::default(), Observation::Object(None));
     assert_eq!(
@@ -788,12 +762,12 @@ fn the_options_of_the_request_reach_upload_completed() {
 }
 
 #[test]
-fn a_deployment_may_allow_clear_urls_for_requests_without_a_key() {
+fn a_deployment_may_allow_clear_urls_for_requests_without_a_key_which_have_no_owner() {
     let config = UploadConfig {
         allow_clear_urls: true,
         ..UploadConfig::default()
     };
-    let (decision, _) = handle(
+    let (decision, state) = handle(
         &config,
         &UploadState::default(),
         Input::Record(&request_with_key(None)),
@@ -803,6 +777,17 @@ fn a_deployment_may_allow_clear_urls_for_requests_without_a_key() {
     let generated: UploadUrlGenerated = only(&decision);
     assert_eq!(generated.upload_url, "http://s3/presigned");
     assert_eq!(generated.sealed_upload_url, None);
+    // No key to seal an owner token to: any finalize counts.
+    assert_eq!(generated.sealed_owner_token, None);
+    assert_eq!(generated.owner_token_sha256, None);
+    let (decision, _) = handle(
+        &config,
+        &state,
+        Input::Record(&finalize_presenting(None)),
+        object(SIZE, "audio/wav"),
+    )
+    .unwrap();
+    only::<UploadCompleted>(&decision);
 }
 
 #[test]

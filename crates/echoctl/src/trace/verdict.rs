@@ -384,6 +384,32 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_not_dispatched_yet_waits_for_the_job_aggregator() {
+        let flow = Catalogue::load().unwrap().flow;
+        let mut records = job_with_a_pending_chunk();
+        // Chunk 1 was never commanded: the aggregator holds it for its turn.
+        records.retain(|r| r.metadata.event_id != "p1");
+        let chain = Chain::new(records, &flow);
+        let Verdict::Stopped(stops) = judge(&chain, &flow, &Evidence::default()) else {
+            panic!("not stopped")
+        };
+        assert_eq!(stops.len(), 1, "{stops:?}");
+        let stop = &stops[0];
+        assert_eq!(stop.subject, Subject::Chunk(1));
+        assert_eq!(stop.last, None, "no record of it yet");
+        assert_eq!(stop.by, "job-aggregator");
+        assert_eq!(stop.expected, ["chunk.process"]);
+        assert!(
+            !stop
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::NoDeadline { .. })),
+            "waiting for its turn is not stuck: {:?}",
+            stop.findings
+        );
+    }
+
+    #[test]
     fn once_every_chunk_settled_the_job_waits_for_transcription() {
         let flow = Catalogue::load().unwrap().flow;
         let mut records = job_with_a_pending_chunk();
