@@ -191,8 +191,11 @@ pub async fn delete_where(config: &EchoConfig, doomed: impl Fn(&str) -> bool) ->
     for batch in names.chunks(200) {
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
         for result in admin.delete_topics(&refs, &options).await? {
-            if let Err((name, e)) = result {
-                anyhow::bail!("deleting {name}: {e}");
+            match result {
+                // Deleted meanwhile by someone else (a deletion is asynchronous, and the
+                // metadata may still list a topic being deleted): what was wanted.
+                Err((_, rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)) | Ok(_) => {}
+                Err((name, e)) => anyhow::bail!("deleting {name}: {e}"),
             }
         }
     }

@@ -176,7 +176,8 @@ async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
         .find(|s| s["operationName"] == "process chunk.process")
         .expect("the chunk worker's span");
     assert_eq!(service_of(chunk), "chunk-worker");
-    assert_eq!(service_of(parent_of(chunk).unwrap()), "validation");
+    // The job aggregator dispatched the chunk, as it handled the job's creation.
+    assert_eq!(service_of(parent_of(chunk).unwrap()), "job-aggregator");
     let ready = spans
         .iter()
         .find(|s| s["operationName"] == "process transcription.completed")
