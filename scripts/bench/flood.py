@@ -89,7 +89,8 @@ def main() -> None:
     env = {**os.environ, "ECHO_KAFKA__TOPIC_PREFIX": prefix, "RUST_LOG": "info",
            "ECHO_UPLOAD__URL_TTL_SECS": str(args.url_ttl_secs),
            "ECHO_UPLOAD__RETIRE_AFTER_MS": str(args.retire_after_ms)}
-    subprocess.run([str(ECHOCTL), "topics", "apply"], env=env, check=True, stdout=subprocess.DEVNULL)
+    for setup in (["topics", "apply"], ["schemas", "register"]):
+        subprocess.run([str(ECHOCTL), *setup], env=env, check=True, stdout=subprocess.DEVNULL)
     logs = Path(os.environ.get("ECHO_DATA_DIR", Path.home() / ".local/share/echo")) / "bench" / "flood"
     logs.mkdir(parents=True, exist_ok=True)
     rows = [measure("before the flood", env, logs)]
