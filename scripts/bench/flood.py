@@ -97,6 +97,24 @@ def main() -> None:
 
     upload = start("upload", env, logs / "upload-flood.log")
     resource = start("resource", env, logs / "resource-flood.log")
+    try:
+        summary, *measured = flood(args, env, logs, prefix, upload)
+    finally:
+        for proc in (upload, resource):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+    rows += measured
+    print(summary)
+    print("| upload processor | keys restored | restore s | resident MB |")
+    print("| --- | --- | --- | --- |")
+    print("\n".join(rows))
+
+
+def flood(args, env: dict, logs: Path, prefix: str, upload: subprocess.Popen) -> list[str]:
+    """Publishes the flood, waits until every request is answered, and measures right after
+    and once the requests have retired; the summary line first, then the table's rows."""
+    rows = []
     registry = SchemaRegistryClient({"url": args.registry_url})
     topic = prefix + echo.UPLOAD_REQUESTS
     serialize = echo.serializer(registry, topic, "upload.requested")
@@ -137,20 +155,17 @@ def main() -> None:
 
     # Past the URLs' expiry (refused requests need not wait for it) and the retirement delay.
     wait_s = args.url_ttl_secs + args.retire_after_ms / 1000 + 30
-    upload = start("upload", env, logs / "upload-retire.log")
-    time.sleep(wait_s)
-    upload.send_signal(signal.SIGTERM)
-    upload.wait(timeout=60)
-    resource.send_signal(signal.SIGTERM)
-    resource.wait(timeout=60)
+    retiring = start("upload", env, logs / "upload-retire.log")
+    try:
+        time.sleep(wait_s)
+    finally:
+        retiring.send_signal(signal.SIGTERM)
+        retiring.wait(timeout=60)
     rows.append(measure(f"{wait_s:.0f} s later", env, logs))
-
-    print(f"{args.requests} requests from one client published in {published:.1f} s, "
-          f"all answered after {handled:.1f} s; upload.url_ttl_secs {args.url_ttl_secs}, "
-          f"upload.retire_after_ms {args.retire_after_ms}\n")
-    print("| upload processor | keys restored | restore s | resident MB |")
-    print("| --- | --- | --- | --- |")
-    print("\n".join(rows))
+    summary = (f"{args.requests} requests from one client published in {published:.1f} s, "
+               f"all answered after {handled:.1f} s; upload.url_ttl_secs {args.url_ttl_secs}, "
+               f"upload.retire_after_ms {args.retire_after_ms}\n")
+    return [summary, *rows]
 
 
 if __name__ == "__main__":
