@@ -78,11 +78,27 @@ impl Decider for JobAggregatorDecider {
                 let started: ChunkProcessingStarted = record.decode()?;
                 Ok(on_started(config, state, record, &started, ctx))
             }
-            Input::Record(record)
-                if record.is::<ChunkProcessingCompleted>()
-                    || record.is::<ChunkProcessingFailed>() =>
-            {
-                Ok(on_settled(config, state, record, ctx))
+            Input::Record(record) if record.is::<ChunkProcessingCompleted>() => {
+                let done: ChunkProcessingCompleted = record.decode()?;
+                Ok(on_settled(
+                    config,
+                    state,
+                    record,
+                    &done.job_id,
+                    done.chunk_index,
+                    ctx,
+                ))
+            }
+            Input::Record(record) if record.is::<ChunkProcessingFailed>() => {
+                let failed: ChunkProcessingFailed = record.decode()?;
+                Ok(on_settled(
+                    config,
+                    state,
+                    record,
+                    &failed.job_id,
+                    failed.chunk_index,
+                    ctx,
+                ))
             }
             // Validation events and timeouts (including its own) need no reaction.
             Input::Record(_) => Ok(Decision::default()),
@@ -446,11 +462,9 @@ fn on_started(
     if chunk.status != ChunkStatus::Pending || chunk.attempt != started.attempt || chunk.started {
         return Decision::default();
     }
-    let after = state.clone().consume(record);
-    let job = after
-        .job
-        .as_ref()
-        .expect("a chunk belongs to a tracked job");
+    let Some(job) = state.clone().consume(record).job else {
+        return Decision::default();
+    };
     let moved = Decision {
         schedule: vec![ctx.timer(
             &chunk_timer(started.chunk_index),
@@ -459,7 +473,7 @@ fn on_started(
         )],
         ..Decision::default()
     };
-    dispatch(config, job, ctx, moved)
+    dispatch(config, &job, ctx, moved)
 }
 
 /// A result arrived for a chunk: its deadline no longer matters, and the next run may be
@@ -470,26 +484,19 @@ fn on_settled(
     config: &JobAggregatorConfig,
     state: &AggregatorState,
     record: &Incoming,
+    job_id: &str,
+    index: i32,
     ctx: &Context,
 ) -> Decision {
-    let (job_id, index) = if let Ok(done) = record.decode::<ChunkProcessingCompleted>() {
-        (done.job_id, done.chunk_index)
-    } else if let Ok(failed) = record.decode::<ChunkProcessingFailed>() {
-        (failed.job_id, failed.chunk_index)
-    } else {
-        return Decision::default();
-    };
-    if !state.is_pending(&job_id, index) {
+    if !state.is_pending(job_id, index) {
         return Decision::default();
     }
-    let after = state.clone().consume(record);
-    let job = after
-        .job
-        .as_ref()
-        .expect("a pending chunk belongs to a tracked job");
+    let Some(job) = state.clone().consume(record).job else {
+        return Decision::default();
+    };
     if job.has_failed() {
         let mut cancel = vec![chunk_timer(index)];
-        cancel.extend(pending_timers(job, None));
+        cancel.extend(pending_timers(&job, None));
         return Decision {
             cancel,
             ..Decision::default()
@@ -499,7 +506,7 @@ fn on_settled(
         cancel: vec![chunk_timer(index)],
         ..Decision::default()
     };
-    dispatch(config, job, ctx, settled)
+    dispatch(config, &job, ctx, settled)
 }
 
 /// The deadline timers of `job`'s pending chunks, but `except`'s.

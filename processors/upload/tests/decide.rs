@@ -97,6 +97,18 @@ fn object(size: i64, content_type: &str) -> Observation {
     }))
 }
 
+/// A request refused without a URL (a content type echo does not take): the state after it.
+fn refused() -> UploadState {
+    handle(
+        &UploadConfig::default(),
+        &UploadState::default(),
+        Input::Record(&request("video/mp4", SIZE)),
+        Observation::Nothing,
+    )
+    .unwrap()
+    .1
+}
+
 /// A resource whose URL was issued: the state after a valid `upload.requested`.
 fn pending() -> (UploadState, Timer) {
     let config = UploadConfig::default();
@@ -341,13 +353,7 @@ fn finalize_after_the_end_is_ignored() {
     )
     .unwrap();
     let (_, expired) = handle(&config, &state, Input::Timer(&timer), Observation::Nothing).unwrap();
-    let (_, refused) = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&request("video/mp4", SIZE)),
-        Observation::Nothing,
-    )
-    .unwrap();
+    let refused = refused();
 
     for ended in [completed, failed, expired, refused] {
         assert!(ended.is_finished());
@@ -827,13 +833,7 @@ fn an_ended_upload_retires_soon_and_only_a_used_id_leaves_a_residue() {
         config: config.clone(),
     };
     // Refused without a URL: the id was never used; nothing is kept once it retires.
-    let (_, refused) = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&request("video/mp4", SIZE)),
-        Observation::Nothing,
-    )
-    .unwrap();
+    let refused = refused();
     assert!(refused.is_finished() && !refused.url_issued);
     assert_eq!(decider.retired(&refused), None);
     assert_eq!(
