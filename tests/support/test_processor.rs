@@ -282,6 +282,7 @@ pub fn request(resource: &str, filename: &str, event_id: Option<&str>) -> Upload
         content_type: "audio/wav".into(),
         declared_size_bytes: 1000,
         reply_key: None,
+        tenant_token: None,
         options: None,
     }
 }

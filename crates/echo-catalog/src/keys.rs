@@ -20,15 +20,21 @@ pub enum KeyRule {
     /// One chunk of a job, `"{job_id}:{chunk_index}"` from the payload, so a job's chunks
     /// spread over partitions while every attempt of one chunk stays on one.
     ChunkId,
+    /// The tenant a quota record is about, from the payload's `tenant`: a tenant's usage is
+    /// one key's state, whichever resources it comes from.
+    Tenant,
 }
 
 impl KeyRule {
-    /// The rule a topic declares (`resource_id` or `chunk_id`).
+    /// The rule a topic declares (`resource_id`, `chunk_id` or `tenant`).
     pub fn parse(declared: &str) -> Result<KeyRule> {
         match declared {
             "resource_id" => Ok(KeyRule::ResourceId),
             "chunk_id" => Ok(KeyRule::ChunkId),
-            other => bail!("unknown key rule {other:?}: expected resource_id or chunk_id"),
+            "tenant" => Ok(KeyRule::Tenant),
+            other => {
+                bail!("unknown key rule {other:?}: expected resource_id, chunk_id or tenant")
+            }
         }
     }
 
@@ -41,6 +47,7 @@ impl KeyRule {
                 (Some(Value::String(job)), Some(Value::Int(index))) => Ok(chunk_key(job, *index)),
                 _ => Err("the payload has no job_id and chunk_index to key it by".into()),
             },
+            KeyRule::Tenant => tenant(value),
         }
     }
 }
@@ -65,7 +72,16 @@ impl KeyRule {
                     "the payload has no job_id, chunk_index and chunk_count to place it by".into(),
                 ),
             },
+            KeyRule::Tenant => Ok(partition_of(&tenant(value)?, partitions)),
         }
+    }
+}
+
+/// The tenant a quota record names.
+fn tenant(value: &Value) -> Result<String, String> {
+    match field(value, "tenant") {
+        Some(Value::String(tenant)) => Ok(tenant.clone()),
+        _ => Err("the payload has no tenant to key it by".into()),
     }
 }
 
@@ -190,6 +206,18 @@ mod tests {
     fn resource_topics_are_keyed_by_the_correlation_id() {
         let rule = KeyRule::parse("resource_id").unwrap();
         assert_eq!(rule.expected("r1", &chunk("j", 0)).unwrap(), "r1");
+    }
+
+    #[test]
+    fn quota_records_are_keyed_and_placed_by_their_tenant() {
+        let rule = KeyRule::parse("tenant").unwrap();
+        let record = Value::Record(vec![("tenant".into(), Value::String("acme".into()))]);
+        assert_eq!(rule.expected("r1", &record).unwrap(), "acme");
+        assert_eq!(
+            rule.partition("acme", &record, 6).unwrap(),
+            partition_of("acme", 6)
+        );
+        assert!(rule.expected("r1", &chunk("j", 0)).is_err());
     }
 
     #[test]
@@ -339,6 +367,6 @@ mod tests {
 
     #[test]
     fn an_unknown_rule_is_refused() {
-        assert!(KeyRule::parse("tenant").is_err());
+        assert!(KeyRule::parse("partition").is_err());
     }
 }

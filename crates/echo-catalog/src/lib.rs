@@ -11,6 +11,7 @@ pub mod owner;
 pub mod record;
 pub mod sealed;
 pub mod strimzi;
+pub mod tenant;
 pub mod topics;
 
 pub use docs::events_markdown;

@@ -328,6 +328,7 @@ mod tests {
             writable,
             [
                 "prod.echo.upload.events",
+                "prod.echo.upload.quota",
                 "prod.echo.upload.changelog",
                 "prod.echo.upload.retry.1",
                 "prod.echo.upload.retry.2",

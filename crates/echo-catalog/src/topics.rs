@@ -452,12 +452,16 @@ mod tests {
             resource.consumes,
             [
                 "echo.upload.events",
+                "echo.upload.quota-events",
                 "echo.processing.events",
                 "echo.transcription.events",
                 "echo.resource.events"
             ]
         );
-        assert_eq!(resource.produces, ["echo.resource.events"]);
+        assert_eq!(
+            resource.produces,
+            ["echo.upload.quota", "echo.resource.events"]
+        );
         let validation = c.processor("validation").unwrap();
         assert_eq!(validation.produces, ["echo.processing.events"]);
         let aggregator = c.processor("job-aggregator").unwrap();
@@ -547,8 +551,8 @@ mod tests {
     #[test]
     fn a_processor_reading_unequal_partitions_is_refused() {
         let text = CATALOGUE_TOML.replace(
-            "handles = [\"upload.requested\", \"upload.finalize\"]",
-            "handles = [\"upload.requested\", \"chunk.process\"]",
+            "handles = [\"upload.requested\", \"upload.finalize\",",
+            "handles = [\"upload.requested\", \"chunk.process\",",
         );
         let err = Catalogue::parse(&text).unwrap_err().to_string();
         assert!(err.contains("different partition counts"), "{err}");

@@ -379,6 +379,7 @@ fn every_type_round_trips_through_its_avsc() {
         content_type: "audio/ogg".into(),
         declared_size_bytes: 5_000_000,
         reply_key: None,
+        tenant_token: None,
         options: None,
     };
     round_trip(

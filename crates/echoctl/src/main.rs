@@ -45,6 +45,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Uploads a file as a client would and follows its events.
     Submit(cmd::submit::Args),
+    /// Tenants: the tokens that charge a client's uploads to its tenant's limits.
+    Tenant(cmd::tenant::Args),
     /// Transcribes a file with the whisper model alone, outside the pipeline.
     Transcribe(cmd::transcribe::Args),
     /// Dead letters: count, inspect and redrive them.
@@ -93,6 +95,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Processors => Ok(cmd::processors::run()),
         Command::Run(args) => cmd::run::run(config, args).await,
         Command::Submit(args) => cmd::submit::run(&config, args).await,
+        Command::Tenant(args) => cmd::tenant::run(&config, args),
         Command::Transcribe(args) => cmd::transcribe::run(&config, args),
         Command::Dlq(args) => cmd::dlq::run(&config, args).await,
         Command::Status(args) => cmd::status::run(&config, args).await,

@@ -8,6 +8,7 @@ use echo_runtime::Registration;
 /// The registered processors.
 pub const PROCESSORS: &[Registration] = &[
     echo_upload::REGISTRATION,
+    echo_quota::REGISTRATION,
     echo_validation::REGISTRATION,
     echo_chunk_worker::REGISTRATION,
     echo_job_aggregator::REGISTRATION,

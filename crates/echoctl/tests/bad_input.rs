@@ -135,6 +135,7 @@ fn upload_request(resource: &str, declared_size: usize, content_type: &str) -> U
         content_type: content_type.into(),
         declared_size_bytes: declared_size as i64,
         reply_key: Some(CLIENT_KEY.public()),
+        tenant_token: None,
         options: None,
     }
 }
@@ -1392,6 +1393,7 @@ async fn an_upload_url_is_readable_only_by_its_requester() {
     let other = case.beside(&resource);
     let request = UploadRequested {
         reply_key: None,
+        tenant_token: None,
         ..upload_request(&other, 1000, "audio/wav")
     };
     case.publisher.publish(&other, &request).await.unwrap();

@@ -238,6 +238,7 @@ async fn trace_tells_a_ready_resource_each_refusal_a_dead_letter_and_an_unknown_
         content_type: "audio/wav".into(),
         declared_size_bytes: 1000,
         reply_key: Some(key.public()),
+        tenant_token: None,
         options: None,
     };
     client.publish(&abandoned, &request).await.unwrap();

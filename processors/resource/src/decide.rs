@@ -12,15 +12,19 @@
 //!   and `cleanup.completed` says how many objects `observe` found there: the end of every
 //!   resource.
 //!
+//! What the resource held of its tenant's quota (`quota.reserved`) is released with a
+//! `quota.release` to the quota processor: its job when the resource reaches its outcome, its
+//! bytes when its objects are deleted.
+//!
 //! Once an outcome is there, inputs that contradict it (a second transcript, a failure after
 //! ready, a transcript after a rejection) produce nothing, so each resource ends in exactly one
 //! terminal state.
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
-    ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed, UploadFailed,
-    UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
+    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaRelease, QuotaReserved, ResourceReady,
+    ResourceRejected, ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed,
+    UploadFailed, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
 };
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -46,6 +50,7 @@ impl Decider for ResourceDecider {
 
     fn handles(&self) -> &'static [&'static str] {
         &[
+            events::QuotaReserved::TYPE,
             events::UploadUrlGenerated::TYPE,
             events::UploadFailed::TYPE,
             events::ValidationFailed::TYPE,
@@ -62,6 +67,7 @@ impl Decider for ResourceDecider {
             events::ResourceTtlReached::TYPE,
             events::CleanupInitiated::TYPE,
             events::CleanupCompleted::TYPE,
+            events::QuotaRelease::TYPE,
         ]
     }
 
@@ -75,7 +81,11 @@ impl Decider for ResourceDecider {
         ctx: &Context,
     ) -> Result<Decision<ResourceEffect>, HandlerError> {
         let config = &self.config;
-        match input {
+        let decision = match input {
+            Input::Record(record) if record.is::<QuotaReserved>() => {
+                let reserved: QuotaReserved = record.decode()?;
+                return Ok(on_reserved(state, &reserved, ctx));
+            }
             Input::Record(record) if record.is::<TranscriptionCompleted>() => {
                 on_transcribed(config, state, record, ctx)
             }
@@ -113,7 +123,8 @@ impl Decider for ResourceDecider {
             Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(on_sweep(state, observed, ctx)),
             // A timer of an older version of this processor: nothing to do any more.
             Input::Timer(_) => Ok(Decision::default()),
-        }
+        }?;
+        Ok(with_release(state, decision, ctx))
     }
 
     /// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
@@ -122,6 +133,16 @@ impl Decider for ResourceDecider {
     fn evolve(&self, mut state: ResourceState, fact: Fact<'_>) -> ResourceState {
         let out = match fact {
             Fact::Emitted(out) => out,
+            Fact::Consumed(record) if record.is::<QuotaReserved>() => {
+                if let Ok(reserved) = record.decode::<QuotaReserved>() {
+                    state.quota.get_or_insert(HeldQuota {
+                        tenant: reserved.tenant,
+                        job_released: false,
+                        bytes_released: false,
+                    });
+                }
+                return state;
+            }
             Fact::Consumed(record) if record.is::<UploadUrlGenerated>() => {
                 if let Ok(generated) = record.decode::<UploadUrlGenerated>() {
                     state.upload_url_expires_at =
@@ -147,6 +168,12 @@ impl Decider for ResourceDecider {
             }
         } else if out.is::<CleanupCompleted>() {
             state.cleaned = true;
+        } else if out.is::<QuotaRelease>() {
+            if let (Ok(release), Some(held)) = (out.decode::<QuotaRelease>(), state.quota.as_mut())
+            {
+                held.job_released |= release.job;
+                held.bytes_released |= release.stored_bytes;
+            }
         }
         state
     }
@@ -212,6 +239,20 @@ pub struct ResourceState {
     /// then (and a grace period) a client can still PUT under the resource, so a cleanup
     /// before it is followed by a sweep.
     pub upload_url_expires_at: Option<i64>,
+    /// What the resource holds of its tenant's quota (from `quota.reserved`), and what of it
+    /// was released; `None` for a resource admitted before quotas existed.
+    pub quota: Option<HeldQuota>,
+}
+
+/// A resource's reservation in its tenant's quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldQuota {
+    /// The tenant charged.
+    pub tenant: String,
+    /// `quota.release` freed its job in flight.
+    pub job_released: bool,
+    /// `quota.release` freed its stored bytes.
+    pub bytes_released: bool,
 }
 
 impl ResourceState {
@@ -421,6 +462,63 @@ fn cleanup(ctx: &Context, resource_id: &str, reason: CleanupReason) -> Outgoing 
             metadata: ctx.metadata(),
             reason,
             prefix: echo_storage::keys::prefix(resource_id),
+        },
+    )
+}
+
+/// The resource was admitted by its tenant's quota. What it holds is released as its life
+/// goes on; if it already reached its outcome or was cleaned up (the answer was read after
+/// the events it caused), that part is released now.
+fn on_reserved(
+    state: &ResourceState,
+    reserved: &QuotaReserved,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
+    if state.quota.is_some() {
+        return Decision::default();
+    }
+    let job = state.is_settled();
+    let stored_bytes = state.cleaned;
+    if !job && !stored_bytes {
+        return Decision::default();
+    }
+    Decision::emit(vec![release(ctx, &reserved.tenant, job, stored_bytes)])
+}
+
+/// `decision` with the `quota.release` its outputs call for: the job once the resource's fate
+/// is decided (ready, rejected, or a cleanup of any origin), the bytes once its objects are
+/// deleted; each once.
+fn with_release(
+    state: &ResourceState,
+    mut decision: Decision<ResourceEffect>,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
+    let Some(held) = &state.quota else {
+        return decision;
+    };
+    let emits = |is: fn(&Outgoing) -> bool| decision.emit.iter().any(is);
+    let job = !held.job_released
+        && emits(|o| {
+            o.is::<ResourceReady>() || o.is::<ResourceRejected>() || o.is::<CleanupInitiated>()
+        });
+    let stored_bytes = !held.bytes_released && emits(|o| o.is::<CleanupCompleted>());
+    if job || stored_bytes {
+        decision
+            .emit
+            .push(release(ctx, &held.tenant, job, stored_bytes));
+    }
+    decision
+}
+
+/// A `quota.release` to the quota processor, keyed by the tenant.
+fn release(ctx: &Context, tenant: &str, job: bool, stored_bytes: bool) -> Outgoing {
+    Outgoing::new(
+        tenant,
+        &QuotaRelease {
+            metadata: ctx.metadata(),
+            tenant: tenant.to_string(),
+            job,
+            stored_bytes,
         },
     )
 }

@@ -3,10 +3,10 @@
 //! output) and the processor's own `cleanup.initiated` fed back to it as the topic would.
 
 use echo_catalog::events::{
-    CleanupCompleted, CleanupInitiated, CleanupReason, ResourceReady, ResourceRejected,
-    ResourceTtlReached, TranscriptArtifacts, TranscriptionCompleted, TranscriptionFailed,
-    UploadCompleted, UploadFailed, UploadFailureReason, UploadUrlGenerated, ValidationFailed,
-    ValidationFailureReason, ValidationPassed,
+    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaRelease, QuotaReserved, ResourceReady,
+    ResourceRejected, ResourceTtlReached, TranscriptArtifacts, TranscriptionCompleted,
+    TranscriptionFailed, UploadCompleted, UploadFailed, UploadFailureReason, UploadUrlGenerated,
+    ValidationFailed, ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::decide::{
@@ -699,4 +699,104 @@ fn declares_what_its_catalogue_entry_lists() {
     testing::assert_declared_as_catalogued(&ResourceDecider {
         config: ResourceConfig::default(),
     });
+}
+
+fn quota_reserved(event_id: &str) -> Incoming {
+    incoming(&QuotaReserved {
+        metadata: meta(event_id),
+        tenant: "acme".into(),
+        reserved_bytes: 1_000,
+    })
+}
+
+/// The `quota.release`s of a decision, as (job, stored bytes), checked to go to the tenant.
+fn releases(decision: &Decision) -> Vec<(bool, bool)> {
+    decision
+        .emit
+        .iter()
+        .filter(|o| o.is::<QuotaRelease>())
+        .map(|o| {
+            let release: QuotaRelease = o.decode().unwrap();
+            assert_eq!(release.tenant, "acme");
+            assert_eq!(o.key, "acme", "keyed by the tenant");
+            assert_eq!(release.metadata.correlation_id, RESOURCE);
+            (release.job, release.stored_bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_ready_resource_releases_its_job_then_its_bytes_once_deleted() {
+    let (decision, state) = handle_record(&ResourceState::default(), &quota_reserved("q-1"));
+    assert!(is_empty(&decision), "nothing to release yet");
+    let (decision, state) = handle_record(&state, &transcribed("tc-1"));
+    assert_eq!(releases(&decision), [(true, false)]);
+    let ttl = decision.schedule[0].clone();
+    let (decision, state) = handle(&state, Input::Timer(&ttl), Observation::Nothing).unwrap();
+    assert_eq!(releases(&decision), [], "the job was released already");
+    let initiated = decision
+        .emit
+        .iter()
+        .find(|o| o.is::<CleanupInitiated>())
+        .unwrap()
+        .clone();
+    let (decision, state) = handle(
+        &state,
+        Input::Record(&read_back(&initiated)),
+        Observation::Found(3),
+    )
+    .unwrap();
+    assert_eq!(releases(&decision), [(false, true)]);
+    let held = state.quota.as_ref().unwrap();
+    assert!(held.job_released && held.bytes_released);
+}
+
+#[test]
+fn a_rejected_or_failed_resource_releases_its_job_with_its_cleanup() {
+    for failure in [
+        validation_failed as MakeInput,
+        transcription_failed,
+        upload_failed,
+    ] {
+        let (_, state) = handle_record(&ResourceState::default(), &quota_reserved("q-1"));
+        let (decision, state) = handle_record(&state, &failure("f-1"));
+        assert_eq!(releases(&decision), [(true, false)]);
+        let initiated = decision
+            .emit
+            .iter()
+            .find(|o| o.is::<CleanupInitiated>())
+            .unwrap()
+            .clone();
+        let (decision, _) = handle(
+            &state,
+            Input::Record(&read_back(&initiated)),
+            Observation::Found(1),
+        )
+        .unwrap();
+        assert_eq!(releases(&decision), [(false, true)]);
+    }
+}
+
+#[test]
+fn an_admission_read_after_the_end_releases_at_once_and_only_once() {
+    // The outcome came first: the job is released on the admission.
+    let (_, state) = handle_record(&ResourceState::default(), &transcribed("tc-1"));
+    let (decision, state) = handle_record(&state, &quota_reserved("q-1"));
+    assert_eq!(releases(&decision), [(true, false)]);
+    let (decision, _) = handle_record(&state, &quota_reserved("q-2"));
+    assert_eq!(
+        releases(&decision),
+        [],
+        "a second admission changes nothing"
+    );
+
+    // Everything was cleaned up first: both at once.
+    let (decision, state) = handle_record(&ResourceState::default(), &upload_failed("u-1"));
+    let state = cleaned_after(&state, &decision.emit[0], 0);
+    let (decision, _) = handle_record(&state, &quota_reserved("q-1"));
+    assert_eq!(releases(&decision), [(true, true)]);
+
+    // A resource admitted before quotas existed releases nothing.
+    let (decision, _) = handle_record(&ResourceState::default(), &transcribed("tc-1"));
+    assert_eq!(releases(&decision), []);
 }

@@ -1,6 +1,7 @@
 //! Settings of the upload processor, loaded from the `upload` section of echo's configuration.
 
 use anyhow::{ensure, Result};
+use echo_runtime::config::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Rust-s3 refuses pre-signed URLs valid longer than this (the S3 SigV4 maximum: one week).
@@ -27,6 +28,15 @@ pub struct UploadConfig {
     /// be the topics' retention; it only bounds what a flood of requests leaves behind.
     /// Default 10 minutes.
     pub retire_after_ms: i64,
+    /// The secret tenant tokens are issued and verified under (`echoctl tenant token`; see
+    /// `echo_catalog::tenant`), at least 32 bytes; set it from the environment
+    /// (`ECHO_UPLOAD__TENANT_SECRET`), never in a file. Unset: no token is valid, and every
+    /// request belongs to the anonymous tenant.
+    pub tenant_secret: Option<Secret>,
+    /// Whether a request without a tenant token is accepted, as the anonymous tenant's (all
+    /// such clients share its limits). Off: every client must present a token the deployment
+    /// issued, and a request without one fails `UNKNOWN_TENANT`.
+    pub allow_anonymous: bool,
 }
 
 impl Default for UploadConfig {
@@ -45,6 +55,8 @@ impl Default for UploadConfig {
             .to_vec(),
             allow_clear_urls: false,
             retire_after_ms: 10 * 60 * 1000,
+            tenant_secret: None,
+            allow_anonymous: true,
         }
     }
 }
@@ -71,6 +83,18 @@ impl UploadConfig {
         ensure!(
             !self.allowed_content_types.is_empty(),
             "upload.allowed_content_types must not be empty"
+        );
+        if let Some(secret) = &self.tenant_secret {
+            ensure!(
+                secret.expose().len() >= echo_catalog::tenant::MIN_SECRET_BYTES,
+                "upload.tenant_secret must be at least {} bytes",
+                echo_catalog::tenant::MIN_SECRET_BYTES
+            );
+        }
+        ensure!(
+            self.allow_anonymous || self.tenant_secret.is_some(),
+            "upload.allow_anonymous is off but no upload.tenant_secret is set: every request \
+             would be refused"
         );
         Ok(())
     }
@@ -116,5 +140,7 @@ mod tests {
         assert!(bad(|c| c.url_ttl_secs = MAX_URL_TTL_SECS + 1));
         assert!(bad(|c| c.max_size_bytes = 0));
         assert!(bad(|c| c.allowed_content_types.clear()));
+        assert!(bad(|c| c.tenant_secret = Some(Secret("too short".into()))));
+        assert!(bad(|c| c.allow_anonymous = false));
     }
 }

@@ -1,15 +1,19 @@
 //! The upload processor's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so every
 //! rule is testable with hand-made inputs and observations.
 //!
-//! Per resource: `upload.requested` → `upload.url.generated` (plus an expiry timer) or
-//! `upload.failed`; `upload.finalize` → `upload.completed` or `upload.failed`; the expiry timer
-//! → `upload.expired` then `upload.failed`. Each resource ends in exactly one terminal event.
+//! Per resource: `upload.requested` → `quota.reserve` for the request's tenant, or
+//! `upload.failed`; the quota processor's `quota.reserved` → `upload.url.generated` (plus an
+//! expiry timer), its `quota.refused` → `upload.failed`; `upload.finalize` → `upload.completed`
+//! or `upload.failed`; the expiry timer → `upload.expired` then `upload.failed`. Each resource
+//! ends in exactly one terminal event.
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    TranscriptOptions, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
-    UploadFinalize, UploadRequested, UploadUrlGenerated,
+    QuotaLimit, QuotaRefused, QuotaReserve, QuotaReserved, TranscriptOptions, UploadCompleted,
+    UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested,
+    UploadUrlGenerated,
 };
+use echo_catalog::tenant;
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -34,11 +38,17 @@ impl Decider for UploadDecider {
     }
 
     fn handles(&self) -> &'static [&'static str] {
-        &[events::UploadRequested::TYPE, events::UploadFinalize::TYPE]
+        &[
+            events::UploadRequested::TYPE,
+            events::UploadFinalize::TYPE,
+            events::QuotaReserved::TYPE,
+            events::QuotaRefused::TYPE,
+        ]
     }
 
     fn emits(&self) -> &'static [&'static str] {
         &[
+            events::QuotaReserve::TYPE,
             events::UploadUrlGenerated::TYPE,
             events::UploadCompleted::TYPE,
             events::UploadFailed::TYPE,
@@ -57,7 +67,14 @@ impl Decider for UploadDecider {
         let config = &self.config;
         match input {
             Input::Record(record) if record.is::<UploadRequested>() => {
-                on_requested(config, state, record, observed, ctx)
+                on_requested(config, state, record, ctx)
+            }
+            Input::Record(record) if record.is::<QuotaReserved>() => {
+                on_reserved(config, state, observed, ctx)
+            }
+            Input::Record(record) if record.is::<QuotaRefused>() => {
+                let refused: QuotaRefused = record.decode()?;
+                Ok(on_refused(state, refused, ctx))
             }
             Input::Record(record) if record.is::<UploadFinalize>() => {
                 on_finalize(config, state, record, observed, ctx)
@@ -90,6 +107,7 @@ impl Decider for UploadDecider {
                         expires_at: None,
                         options: request.options,
                         owner_token_sha256: None,
+                        reply_key: request.reply_key,
                     });
                 }
             }
@@ -200,6 +218,10 @@ pub struct RequestedUpload {
     /// written before owners existed: anyone may finalize those.
     #[serde(default)]
     pub owner_token_sha256: Option<String>,
+    /// The client's key the URL and the owner token are sealed to, kept while its tenant's
+    /// quota is asked (the URL is presigned once the request is admitted).
+    #[serde(default)]
+    pub reply_key: Option<String>,
 }
 
 /// What `observe` found out for `decide`: the I/O results a decision depends on.
@@ -232,18 +254,17 @@ pub enum DeliveredUrl {
     Clear(String),
 }
 
-/// What a request deserves, decided before any I/O so `observe` presigns only when a URL
-/// will really be issued.
+/// What a request deserves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestVerdict {
-    /// The resource already has a URL or has ended: nothing to do (idempotent).
+    /// The resource already has a request or has ended: nothing to do (idempotent).
     Ignore,
     /// Refused: emit `upload.failed` with this reason and message.
     Refuse(UploadFailureReason, String),
-    /// Accepted: issue a URL for this object key.
-    Issue {
-        /// The server-generated key the URL is for.
-        object_key: String,
+    /// Acceptable: ask this tenant's quota for room (`quota.reserve`).
+    Reserve {
+        /// The tenant the request is charged to.
+        tenant: String,
     },
 }
 
@@ -327,9 +348,34 @@ pub fn screen_request(
             ),
         );
     }
-    RequestVerdict::Issue {
-        object_key: object_key(resource_id),
+    match tenant_of(config, request.tenant_token.as_deref()) {
+        Ok(tenant) => RequestVerdict::Reserve { tenant },
+        Err(message) => RequestVerdict::Refuse(UploadFailureReason::UnknownTenant, message),
     }
+}
+
+/// The tenant a request with `token` is charged to, or why it has none.
+pub fn tenant_of(config: &UploadConfig, token: Option<&str>) -> Result<String, String> {
+    match token {
+        Some(token) => config
+            .tenant_secret
+            .as_ref()
+            .and_then(|secret| tenant::verify(secret.expose(), token))
+            .ok_or_else(|| "the tenant token is not one this deployment issued".to_string()),
+        None if config.allow_anonymous => Ok(tenant::ANONYMOUS.to_string()),
+        None => {
+            Err("a tenant token is required: this deployment admits no anonymous requests".into())
+        }
+    }
+}
+
+/// The request admitted by its tenant's quota and still waiting for its URL, if any: what
+/// `observe` presigns for, and `decide` issues.
+pub fn awaiting_url(state: &UploadState) -> Option<&RequestedUpload> {
+    state
+        .requested
+        .as_ref()
+        .filter(|r| r.expires_at.is_none() && !state.is_finished())
 }
 
 /// The object key a finalize must HEAD, or `None` when the finalize will be refused or ignored
@@ -360,58 +406,91 @@ fn on_requested(
     config: &UploadConfig,
     state: &UploadState,
     record: &Incoming,
-    observed: Observation,
     ctx: &Context,
 ) -> Result<Decision, HandlerError> {
     let request: UploadRequested = record.decode()?;
     let resource_id = &record.metadata.correlation_id;
-    match screen_request(config, state, resource_id, &request) {
-        RequestVerdict::Ignore => Ok(Decision::default()),
-        RequestVerdict::Refuse(reason, message) => Ok(Decision::emit(vec![failed(
-            ctx,
-            resource_id,
-            reason,
-            message,
-        )])),
-        RequestVerdict::Issue { object_key } => {
-            let Observation::PresignedUrl(url) = observed else {
-                return Err(HandlerError::Permanent(format!(
-                    "upload.requested for {resource_id} needs a pre-signed URL, observed {observed:?}"
-                )));
-            };
-            let (upload_url, sealed_upload_url, sealed_owner_token, owner_token_sha256) = match url
-            {
-                DeliveredUrl::Sealed {
-                    url,
-                    owner_token,
-                    owner_token_sha256,
-                } => (
-                    String::new(),
-                    Some(url),
-                    Some(owner_token),
-                    Some(owner_token_sha256),
-                ),
-                DeliveredUrl::Clear(url) => (url, None, None, None),
-            };
-            let expires_at = ctx.now_ms + config.url_ttl_ms();
-            let generated = UploadUrlGenerated {
-                metadata: ctx.metadata(),
-                object_key,
-                upload_url,
-                content_type: request.content_type,
-                expires_at,
-                sealed_upload_url,
-                sealed_owner_token,
-                owner_token_sha256,
-            };
-            Ok(Decision {
-                emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
-                schedule: vec![ctx.timer(EXPIRY_TIMER, expires_at, "")],
-                cancel: Vec::new(),
-                ..Decision::default()
-            })
+    Ok(match screen_request(config, state, resource_id, &request) {
+        RequestVerdict::Ignore => Decision::default(),
+        RequestVerdict::Refuse(reason, message) => {
+            Decision::emit(vec![failed(ctx, resource_id, reason, message)])
         }
+        // Keyed by the tenant: one key of the quota processor counts all its usage.
+        RequestVerdict::Reserve { tenant } => Decision::emit(vec![Outgoing::new(
+            tenant.as_str(),
+            &QuotaReserve {
+                metadata: ctx.metadata(),
+                tenant: tenant.clone(),
+                declared_size_bytes: request.declared_size_bytes,
+            },
+        )]),
+    })
+}
+
+/// The request's tenant had room: issue its URL.
+fn on_reserved(
+    config: &UploadConfig,
+    state: &UploadState,
+    observed: Observation,
+    ctx: &Context,
+) -> Result<Decision, HandlerError> {
+    let resource_id = &ctx.cause.correlation_id;
+    let Some(requested) = awaiting_url(state) else {
+        // Already issued, ended, or never requested here: nothing to do (idempotent).
+        return Ok(Decision::default());
+    };
+    let Observation::PresignedUrl(url) = observed else {
+        return Err(HandlerError::Permanent(format!(
+            "quota.reserved for {resource_id} needs a pre-signed URL, observed {observed:?}"
+        )));
+    };
+    let (upload_url, sealed_upload_url, sealed_owner_token, owner_token_sha256) = match url {
+        DeliveredUrl::Sealed {
+            url,
+            owner_token,
+            owner_token_sha256,
+        } => (
+            String::new(),
+            Some(url),
+            Some(owner_token),
+            Some(owner_token_sha256),
+        ),
+        DeliveredUrl::Clear(url) => (url, None, None, None),
+    };
+    let expires_at = ctx.now_ms + config.url_ttl_ms();
+    let generated = UploadUrlGenerated {
+        metadata: ctx.metadata(),
+        object_key: requested.object_key.clone(),
+        upload_url,
+        content_type: requested.content_type.clone(),
+        expires_at,
+        sealed_upload_url,
+        sealed_owner_token,
+        owner_token_sha256,
+    };
+    Ok(Decision {
+        emit: vec![Outgoing::new(resource_id.as_str(), &generated)],
+        schedule: vec![ctx.timer(EXPIRY_TIMER, expires_at, "")],
+        ..Decision::default()
+    })
+}
+
+/// The request's tenant is at a limit: the upload fails with that limit as its reason.
+fn on_refused(state: &UploadState, refused: QuotaRefused, ctx: &Context) -> Decision {
+    if awaiting_url(state).is_none() {
+        return Decision::default();
     }
+    let reason = match refused.limit {
+        QuotaLimit::RequestsPerMinute => UploadFailureReason::QuotaRequestsPerMinute,
+        QuotaLimit::JobsInFlight => UploadFailureReason::QuotaJobsInFlight,
+        QuotaLimit::StoredBytes => UploadFailureReason::QuotaStoredBytes,
+    };
+    Decision::emit(vec![failed(
+        ctx,
+        &ctx.cause.correlation_id,
+        reason,
+        refused.message,
+    )])
 }
 
 fn on_finalize(

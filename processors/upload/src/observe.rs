@@ -2,7 +2,7 @@
 //! facts (HEAD) for `decide`. `observe` only reads; it writes nothing outside Kafka.
 
 use anyhow::Result;
-use echo_catalog::events::{UploadFinalize, UploadRequested};
+use echo_catalog::events::{QuotaReserved, UploadFinalize};
 use echo_runtime::prelude::*;
 use echo_storage::S3Service;
 
@@ -47,8 +47,9 @@ impl Processor for UploadProcessor {
         &self.decider
     }
 
-    /// Presigns only for a request that will get a URL, and HEADs only for a finalize that
-    /// will be checked, so refused and duplicate inputs cost no S3 call.
+    /// Presigns only for a request its tenant's quota admitted and that has no URL yet, and
+    /// HEADs only for a finalize that will be checked, so refused and duplicate inputs cost no
+    /// S3 call.
     async fn observe(
         &self,
         state: &UploadState,
@@ -58,25 +59,18 @@ impl Processor for UploadProcessor {
         let Input::Record(record) = input else {
             return Ok(Observation::Nothing);
         };
-        if record.is::<UploadRequested>() {
-            let request: UploadRequested = record.decode()?;
-            let verdict = decide::screen_request(
-                &self.decider.config,
-                state,
-                &record.metadata.correlation_id,
-                &request,
-            );
-            if let decide::RequestVerdict::Issue { object_key } = verdict {
+        if record.is::<QuotaReserved>() {
+            if let Some(requested) = decide::awaiting_url(state) {
                 let url = self
                     .s3
                     .presign_put(
-                        &object_key,
-                        &request.content_type,
-                        request.declared_size_bytes,
+                        &requested.object_key,
+                        &requested.content_type,
+                        requested.declared_size_bytes,
                         self.decider.config.url_ttl_secs,
                     )
                     .await?;
-                let delivered = match &request.reply_key {
+                let delivered = match &requested.reply_key {
                     // The key was checked by `screen_request`; sealing cannot fail on it.
                     Some(key) => {
                         let seal = |plain: &str| {

@@ -2,8 +2,9 @@
 //! states out, with the state folded the way the runtime folds it (input, then each output).
 
 use echo_catalog::events::{
-    CaptionRules, TranscriptFormat, TranscriptOptions, UploadCompleted, UploadExpired,
-    UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
+    CaptionRules, QuotaLimit, QuotaRefused, QuotaReserve, QuotaReserved, TranscriptFormat,
+    TranscriptOptions, UploadCompleted, UploadExpired, UploadFailed, UploadFailureReason,
+    UploadFinalize, UploadRequested, UploadUrlGenerated,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::{testing, Decider, Decision, HandlerError, Incoming, Input, Outgoing, Timer};
@@ -37,6 +38,7 @@ fn request_for(resource: &str, event_id: &str, content_type: &str, size: i64) ->
         declared_size_bytes: size,
         reply_key: Some(CLIENT_KEY.into()),
         options: None,
+        tenant_token: None,
     })
 }
 
@@ -81,6 +83,58 @@ fn handle(
     testing::step(&decider, state, input, observed, NOW)
 }
 
+/// The tenant of requests without a token.
+const ANONYMOUS: &str = echo_catalog::tenant::ANONYMOUS;
+
+/// What the quota processor answers for a request of `tenant` with room.
+fn reserved(tenant: &str) -> Incoming {
+    Incoming::from_record(
+        RESOURCE,
+        &QuotaReserved {
+            metadata: EventMetadata::new("reserved-1", RESOURCE, "quota", NOW),
+            tenant: tenant.into(),
+            reserved_bytes: SIZE,
+        },
+        "echo.upload.quota-events",
+    )
+}
+
+/// What the quota processor answers for a request of a tenant at `limit`.
+fn quota_refused(limit: QuotaLimit) -> Incoming {
+    Incoming::from_record(
+        RESOURCE,
+        &QuotaRefused {
+            metadata: EventMetadata::new("refused-1", RESOURCE, "quota", NOW),
+            tenant: ANONYMOUS.into(),
+            limit,
+            message: "tenant anonymous: at its limit".into(),
+        },
+        "echo.upload.quota-events",
+    )
+}
+
+/// Handles a request that passes every check: it asks the anonymous tenant's quota for room
+/// (`quota.reserve`, keyed by the tenant); then the quota processor's `quota.reserved`, given
+/// what `observe` found for it. Returns what the answer decided and the state after it.
+fn issue(
+    config: &UploadConfig,
+    state: &UploadState,
+    request: &Incoming,
+    observed: Observation,
+) -> Result<(Decision, UploadState), HandlerError> {
+    let (decision, state) = handle(config, state, Input::Record(request), Observation::Nothing)?;
+    let reserve: QuotaReserve = only(&decision);
+    assert_eq!(reserve.tenant, ANONYMOUS);
+    assert_eq!(decision.emit[0].key, ANONYMOUS, "keyed by tenant");
+    assert!(decision.schedule.is_empty(), "no URL, so no expiry, yet");
+    handle(
+        config,
+        &state,
+        Input::Record(&reserved(ANONYMOUS)),
+        observed,
+    )
+}
+
 fn url() -> Observation {
     Observation::PresignedUrl(DeliveredUrl::Sealed {
         url: "c2VhbGVk".into(),
@@ -112,10 +166,10 @@ fn refused() -> UploadState {
 /// A resource whose URL was issued: the state after a valid `upload.requested`.
 fn pending() -> (UploadState, Timer) {
     let config = UploadConfig::default();
-    let (decision, state) = handle(
+    let (decision, state) = issue(
         &config,
         &UploadState::default(),
-        Input::Record(&request("audio/wav", SIZE)),
+        &request("audio/wav", SIZE),
         url(),
     )
     .unwrap();
@@ -135,13 +189,7 @@ fn failure(decision: &Decision) -> UploadFailed {
 fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
     let config = UploadConfig::default();
     let input = request("audio/wav", SIZE);
-    let (decision, state) = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&input),
-        url(),
-    )
-    .unwrap();
+    let (decision, state) = issue(&config, &UploadState::default(), &input, url()).unwrap();
 
     let generated: UploadUrlGenerated = only(&decision);
     assert_eq!(generated.object_key, format!("resources/{RESOURCE}/upload"));
@@ -150,7 +198,11 @@ fn a_valid_request_gets_a_url_for_a_server_chosen_key_and_an_expiry_timer() {
     assert_eq!(generated.content_type, "audio/wav");
     assert_eq!(generated.expires_at, NOW + 900_000);
     assert_eq!(generated.metadata.correlation_id, RESOURCE);
-    assert_eq!(generated.metadata.causation_id.as_deref(), Some("req-1"));
+    assert_eq!(
+        generated.metadata.causation_id.as_deref(),
+        Some("reserved-1"),
+        "issued on the quota's answer"
+    );
     assert_eq!(decision.emit[0].key, RESOURCE);
 
     assert_eq!(decision.schedule.len(), 1);
@@ -197,10 +249,10 @@ fn an_unsupported_content_type_is_refused() {
 
 #[test]
 fn content_types_are_matched_case_insensitively() {
-    let (decision, _) = handle(
+    let (decision, _) = issue(
         &UploadConfig::default(),
         &UploadState::default(),
-        Input::Record(&request("Audio/FLAC", SIZE)),
+        &request("Audio/FLAC", SIZE),
         url(),
     )
     .unwrap();
@@ -216,10 +268,10 @@ fn a_declared_size_over_the_limit_is_too_large() {
         max_size_bytes: 100,
         ..UploadConfig::default()
     };
-    let ok = handle(
+    let ok = issue(
         &config,
         &UploadState::default(),
-        Input::Record(&request("audio/ogg", 100)),
+        &request("audio/ogg", 100),
         url(),
     )
     .unwrap();
@@ -576,10 +628,10 @@ fn unknown_timers_and_timers_of_unknown_uploads_do_nothing() {
 #[test]
 fn a_missing_observation_is_a_permanent_error_not_a_guess() {
     let config = UploadConfig::default();
-    let err = handle(
+    let err = issue(
         &config,
         &UploadState::default(),
-        Input::Record(&request("audio/wav", SIZE)),
+        &request("audio/wav", SIZE),
         Observation::Nothing,
     )
     .unwrap_err();
@@ -621,20 +673,8 @@ fn records_the_processor_does_not_consume_are_skipped() {
 fn decisions_are_deterministic() {
     let config = UploadConfig::default();
     let input = request("audio/wav", SIZE);
-    let a = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&input),
-        url(),
-    )
-    .unwrap();
-    let b = handle(
-        &config,
-        &UploadState::default(),
-        Input::Record(&input),
-        url(),
-    )
-    .unwrap();
+    let a = issue(&config, &UploadState::default(), &input, url()).unwrap();
+    let b = issue(&config, &UploadState::default(), &input, url()).unwrap();
     assert_eq!(a.0.emit[0].metadata, b.0.emit[0].metadata);
     assert_eq!(a.0.schedule, b.0.schedule);
     assert_eq!(a.1, b.1);
@@ -665,6 +705,7 @@ fn request_with_key(reply_key: Option<&str>) -> Incoming {
         declared_size_bytes: SIZE,
         reply_key: reply_key.map(String::from),
         options: None,
+        tenant_token: None,
     })
 }
 
@@ -749,10 +790,10 @@ fn the_options_of_the_request_reach_upload_completed() {
         speaker_per_channel: false,
     };
     let config = UploadConfig::default();
-    let (_, state) = handle(
+    let (_, state) = issue(
         &config,
         &UploadState::default(),
-        Input::Record(&request_with_options(options.clone())),
+        &request_with_options(options.clone()),
         url(),
     )
     .unwrap();
@@ -773,10 +814,10 @@ fn a_deployment_may_allow_clear_urls_for_requests_without_a_key_which_have_no_ow
         allow_clear_urls: true,
         ..UploadConfig::default()
     };
-    let (decision, state) = handle(
+    let (decision, state) = issue(
         &config,
         &UploadState::default(),
-        Input::Record(&request_with_key(None)),
+        &request_with_key(None),
         Observation::PresignedUrl(DeliveredUrl::Clear("http://s3/presigned".into())),
     )
     .unwrap();
@@ -856,4 +897,155 @@ fn declares_what_its_catalogue_entry_lists() {
     testing::assert_declared_as_catalogued(&UploadDecider {
         config: UploadConfig::default(),
     });
+}
+
+/// A deployment that issues tenant tokens under this secret.
+const TENANT_SECRET: &str = "the deployment's tenant secret, 32+ bytes";
+
+fn with_tenants(allow_anonymous: bool) -> UploadConfig {
+    UploadConfig {
+        tenant_secret: Some(echo_runtime::config::Secret(TENANT_SECRET.into())),
+        allow_anonymous,
+        ..UploadConfig::default()
+    }
+}
+
+/// A valid request presenting `token`.
+fn request_with_token(token: Option<&str>) -> Incoming {
+    let mut request: UploadRequested = request("audio/wav", SIZE).decode().unwrap();
+    request.tenant_token = token.map(String::from);
+    incoming(&request)
+}
+
+#[test]
+fn a_request_is_charged_to_the_tenant_its_token_names() {
+    let token = echo_catalog::tenant::issue(TENANT_SECRET, "acme").unwrap();
+    let (decision, state) = handle(
+        &with_tenants(false),
+        &UploadState::default(),
+        Input::Record(&request_with_token(Some(&token))),
+        Observation::Nothing,
+    )
+    .unwrap();
+    let reserve: QuotaReserve = only(&decision);
+    assert_eq!(reserve.tenant, "acme");
+    assert_eq!(reserve.declared_size_bytes, SIZE);
+    assert_eq!(reserve.metadata.correlation_id, RESOURCE);
+    assert_eq!(decision.emit[0].key, "acme");
+    let (decision, _) = handle(
+        &with_tenants(false),
+        &state,
+        Input::Record(&reserved("acme")),
+        url(),
+    )
+    .unwrap();
+    only::<UploadUrlGenerated>(&decision);
+}
+
+#[test]
+fn a_token_the_deployment_did_not_issue_is_refused_unknown_tenant() {
+    let foreign =
+        echo_catalog::tenant::issue("another deployment's secret, 32+ b", "acme").unwrap();
+    let forged = format!("globex.{}", foreign.split_once('.').unwrap().1);
+    for (config, token) in [
+        (with_tenants(true), Some(foreign.as_str())),
+        (with_tenants(true), Some(forged.as_str())),
+        (with_tenants(false), None),
+        // No secret: no token is valid.
+        (UploadConfig::default(), Some(foreign.as_str())),
+    ] {
+        let (decision, state) = handle(
+            &config,
+            &UploadState::default(),
+            Input::Record(&request_with_token(token)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        assert_eq!(
+            failure(&decision).reason_code,
+            UploadFailureReason::UnknownTenant,
+            "{token:?}"
+        );
+        assert!(!state.url_issued);
+    }
+}
+
+#[test]
+fn a_request_its_tenant_has_no_room_for_fails_with_the_limit_and_leaves_nothing() {
+    let config = UploadConfig::default();
+    for (limit, reason) in [
+        (
+            QuotaLimit::RequestsPerMinute,
+            UploadFailureReason::QuotaRequestsPerMinute,
+        ),
+        (
+            QuotaLimit::JobsInFlight,
+            UploadFailureReason::QuotaJobsInFlight,
+        ),
+        (
+            QuotaLimit::StoredBytes,
+            UploadFailureReason::QuotaStoredBytes,
+        ),
+    ] {
+        let (_, state) = handle(
+            &config,
+            &UploadState::default(),
+            Input::Record(&request("audio/wav", SIZE)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        let (decision, state) = handle(
+            &config,
+            &state,
+            Input::Record(&quota_refused(limit)),
+            Observation::Nothing,
+        )
+        .unwrap();
+        let failed = failure(&decision);
+        assert_eq!(failed.reason_code, reason);
+        assert!(
+            failed.message.contains("at its limit"),
+            "{}",
+            failed.message
+        );
+        assert!(decision.schedule.is_empty());
+        assert!(state.is_finished() && !state.url_issued);
+        assert_eq!(
+            UploadDecider {
+                config: config.clone()
+            }
+            .retired(&state),
+            None,
+            "a refused request leaves no residue"
+        );
+    }
+}
+
+#[test]
+fn the_quota_answer_for_an_upload_with_a_url_or_an_end_changes_nothing() {
+    let config = UploadConfig::default();
+    let (state, _) = pending();
+    let (decision, next) =
+        handle(&config, &state, Input::Record(&reserved(ANONYMOUS)), url()).unwrap();
+    assert!(decision.emit.is_empty() && decision.schedule.is_empty());
+    assert_eq!(next, state);
+    let (decision, _) = handle(
+        &config,
+        &state,
+        Input::Record(&quota_refused(QuotaLimit::JobsInFlight)),
+        Observation::Nothing,
+    )
+    .unwrap();
+    assert!(
+        decision.emit.is_empty(),
+        "a URL once issued is not taken back"
+    );
+    let (decision, _) = handle(
+        &config,
+        &UploadState::default(),
+        Input::Record(&reserved(ANONYMOUS)),
+        url(),
+    )
+    .unwrap();
+    assert!(decision.emit.is_empty(), "no request, no URL");
 }

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use echo_catalog::events::{UploadFinalize, UploadRequested, UploadUrlGenerated};
+use echo_catalog::events::{QuotaReserved, UploadFinalize, UploadRequested, UploadUrlGenerated};
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
 use echo_runtime::{
@@ -44,7 +44,25 @@ fn request(content_type: &str) -> Incoming {
         declared_size_bytes: 10,
         reply_key: Some(CLIENT.public()),
         options: None,
+        tenant_token: None,
     })
+}
+
+/// The quota processor's admission of the request.
+fn reserved() -> Incoming {
+    incoming(&QuotaReserved {
+        metadata: meta("reserved-1"),
+        tenant: echo_catalog::tenant::ANONYMOUS.into(),
+        reserved_bytes: 10,
+    })
+}
+
+/// The state after `request` was handled: admitted by nothing yet.
+async fn requested(p: &UploadProcessor, request: &Incoming) -> UploadState {
+    testing::handle(p, &UploadState::default(), Input::Record(request), 0)
+        .await
+        .unwrap()
+        .1
 }
 
 fn ctx(input: &Incoming) -> Context {
@@ -62,11 +80,22 @@ fn new_refuses_unusable_settings() {
 }
 
 #[tokio::test]
-async fn a_request_that_gets_a_url_is_presigned_for_its_key_and_content_type() {
+async fn an_admitted_request_is_presigned_for_its_key_and_content_type() {
     let p = processor();
     let input = request("audio/flac");
     let observed = p
         .observe(&UploadState::default(), Input::Record(&input), &ctx(&input))
+        .await
+        .unwrap();
+    assert_eq!(
+        observed,
+        Observation::Nothing,
+        "not before its quota admits it"
+    );
+    let state = requested(&p, &input).await;
+    let admitted = reserved();
+    let observed = p
+        .observe(&state, Input::Record(&admitted), &ctx(&admitted))
         .await
         .unwrap();
     let Observation::PresignedUrl(DeliveredUrl::Sealed { url: sealed, .. }) = observed else {
@@ -112,6 +141,21 @@ async fn refused_and_duplicate_requests_cost_no_s3_call() {
         .await
         .unwrap();
     assert_eq!(observed, Observation::Nothing);
+
+    // An admission for a request that already has its URL, or that nobody made.
+    let req = request("audio/wav");
+    let state = requested(&p, &req).await;
+    let (_, issued) = testing::handle(&p, &state, Input::Record(&reserved()), 0)
+        .await
+        .unwrap();
+    for state in [issued, UploadState::default()] {
+        let again = reserved();
+        let observed = p
+            .observe(&state, Input::Record(&again), &ctx(&again))
+            .await
+            .unwrap();
+        assert_eq!(observed, Observation::Nothing);
+    }
 }
 
 #[tokio::test]
@@ -133,7 +177,8 @@ async fn finalize_of_an_unknown_upload_costs_no_s3_call() {
 async fn finalize_of_a_pending_upload_heads_and_an_unreachable_store_is_transient() {
     let p = processor();
     let req = request("audio/wav");
-    let (decision, state) = testing::handle(&p, &UploadState::default(), Input::Record(&req), 0)
+    let state = requested(&p, &req).await;
+    let (decision, state) = testing::handle(&p, &state, Input::Record(&reserved()), 0)
         .await
         .unwrap();
     let url: UploadUrlGenerated = decision.emit[0].decode().unwrap();

@@ -9,6 +9,7 @@ pub mod run;
 pub mod schemas;
 pub mod status;
 pub mod submit;
+pub mod tenant;
 pub mod topics;
 pub mod trace;
 pub mod transcribe;

@@ -70,6 +70,10 @@ pub struct Args {
     /// own, words and captions labelled by speaker.
     #[arg(long)]
     speaker_per_channel: bool,
+    /// The tenant token the deployment issued (`echoctl tenant token`), from the environment
+    /// only, as it is a credential; the anonymous tenant when unset.
+    #[arg(skip = std::env::var("ECHO_TENANT_TOKEN").ok())]
+    tenant_token: Option<String>,
 }
 
 /// A transcript file, as `--formats` names it.
@@ -238,6 +242,7 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         content_type: content_type.clone(),
         declared_size_bytes: size as i64,
         reply_key: Some(reply_key.public()),
+        tenant_token: args.tenant_token.clone(),
         options: args.options(),
     };
     publisher.publish(&resource, &request).await?;

@@ -91,6 +91,8 @@ fn facts_of(value: &Value) -> Vec<(&'static str, String)> {
         ("word_count", "words"),
         ("deleted_objects", "deleted"),
         ("filename", "file"),
+        ("tenant", "tenant"),
+        ("limit", "limit"),
     ] {
         if let Some(v) = field(value, name).and_then(text) {
             facts.push((label, v));

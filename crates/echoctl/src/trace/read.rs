@@ -3,7 +3,7 @@
 //! keyed by resource, the partitions of its job's chunks, and the same partitions of every
 //! processor's changelog, retry tiers and DLQ. A busy cluster costs no more than a quiet one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use echo_catalog::keys::{chunk_key, chunk_partition, partition_of};
@@ -35,6 +35,8 @@ struct Placement<'a> {
     resource: &'a str,
     /// Each job of the resource and its chunk count.
     jobs: Vec<(String, i32)>,
+    /// The tenant the resource was charged to, once a quota answer names it.
+    tenants: Vec<String>,
 }
 
 impl Placement<'_> {
@@ -49,6 +51,13 @@ impl Placement<'_> {
                 .flat_map(|(job, count)| {
                     (0..*count).map(move |i| chunk_partition(job, i, *count, partitions))
                 })
+                .collect(),
+            // Before an answer names the tenant, its reservation may be on any partition.
+            KeyRule::Tenant if self.tenants.is_empty() => (0..partitions).collect(),
+            KeyRule::Tenant => self
+                .tenants
+                .iter()
+                .map(|t| partition_of(t, partitions))
                 .collect(),
         };
         let mut list: Vec<i32> = set.into_iter().collect();
@@ -65,6 +74,7 @@ impl Placement<'_> {
                 .iter()
                 .flat_map(|(job, count)| (0..*count).map(move |i| chunk_key(job, i)))
                 .collect(),
+            KeyRule::Tenant => self.tenants.iter().cloned().collect(),
         }
     }
 }
@@ -80,6 +90,7 @@ pub async fn read(
     let mut placement = Placement {
         resource,
         jobs: Vec::new(),
+        tenants: Vec::new(),
     };
     // The resource's own topics first: they say which jobs (and so which chunk partitions)
     // there are.
@@ -97,17 +108,15 @@ pub async fn read(
         .filter(|r| r.type_name == "processing.job.created")
         .filter_map(|r| Some((r.job.clone()?, r.fact("chunks")?.parse().ok()?)))
         .collect();
-    records.extend(
-        events(
-            config,
-            catalogue,
-            &codec,
-            &placement,
-            KeyRule::ChunkId,
-            since_ms,
-        )
-        .await?,
-    );
+    placement.tenants = records
+        .iter()
+        .filter_map(|r| r.fact("tenant").map(str::to_string))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for rule in [KeyRule::ChunkId, KeyRule::Tenant] {
+        records.extend(events(config, catalogue, &codec, &placement, rule, since_ms).await?);
+    }
     let mut evidence = internal(config, catalogue, &placement, since_ms)?;
     evidence.groups = groups(config, catalogue, &placement)?;
     for retry in &mut evidence.retries {
