@@ -42,6 +42,7 @@
 //! | a PUT after the cleanup, with a still-valid URL | [`an_object_put_after_the_cleanup_is_swept_once_the_url_expired`] |
 //! | another client reading the URL; a request with no key to seal it to | [`an_upload_url_is_readable_only_by_its_requester`] |
 //! | a client tailing the events, finalizing others' uploads before their owners | [`a_client_racing_the_owner_cannot_finalize_its_upload`] |
+//! | a tenant over its jobs in flight, stored bytes or requests per minute; forged and missing tenant tokens | [`a_tenant_at_its_limits_is_refused_while_another_is_served`] |
 //! | a WAV header stating 2,147,483,647 Hz; a data chunk claiming 4 GB | [`a_wav_stating_two_billion_hz_is_refused_before_anything_is_sized`] |
 //! | 16 and 64 channels | [`wavs_of_16_and_64_channels_are_refused`] |
 //! | Avro claiming a 2 GB / 256 MB string | [`avro_claiming_a_huge_string_goes_to_the_dlq_undecoded`] |
@@ -1752,4 +1753,199 @@ async fn a_chunk_command_for_an_endless_range_fails_the_chunk() {
         "not transcribed"
     );
     case.good_record_flows_after(resource).await;
+}
+
+// ---------------------------------------------------------------- hostile clients: tenants
+
+/// The secret the quota case's deployment issues tenant tokens under.
+const TENANT_SECRET: &str = "the quota case's tenant secret, 32+ bytes";
+
+/// Publishes `upload.requested` for a fresh resource with `token`, declaring `declared_size`
+/// bytes, as a plain client does (Confluent-framed Avro, the Java client's partitioner);
+/// returns the resource id.
+async fn request_as_tenant(
+    case: &Case,
+    producer: &FutureProducer,
+    token: Option<&str>,
+    declared_size: usize,
+) -> String {
+    let resource = uuid::Uuid::new_v4().to_string();
+    let request = UploadRequested {
+        tenant_token: token.map(String::from),
+        ..upload_request(&resource, declared_size, "audio/wav")
+    };
+    let topic = case.env.topic(REQUESTS);
+    let encoded = echo_runtime::codec::Codec::new(&case.env.config.registry.url)
+        .unwrap()
+        .encode(
+            &topic,
+            echo_catalog::events::info(UploadRequested::TYPE).unwrap(),
+            apache_avro::to_value(&request).unwrap(),
+        )
+        .await
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic).key(&resource).payload(&encoded),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    resource
+}
+
+/// Waits for the request of `resource` to get its URL.
+async fn admitted(case: &Case, resource: String) -> String {
+    case.wait_event::<UploadUrlGenerated>(&resource).await;
+    resource
+}
+
+/// Waits for the request of `resource` to fail with `reason` and a message containing `says`,
+/// and checks it got no URL.
+async fn refused(case: &Case, resource: String, reason: UploadFailureReason, says: &str) {
+    let failed: UploadFailed = case.wait_event(&resource).await;
+    assert_eq!(failed.reason_code, reason, "{}", failed.message);
+    assert!(failed.message.contains(says), "{}", failed.message);
+    assert!(
+        case.events::<UploadUrlGenerated>(&resource)
+            .await
+            .is_empty(),
+        "a refused request got a URL"
+    );
+}
+
+/// A deployment that requires tenant tokens, with a greedy tenant allowed 2 jobs in flight, a
+/// hoarder 1500 stored bytes and a hasty one 2 requests a minute. Each, with a plain Kafka
+/// client, asks for more: the request over the limit fails with the limit's reason and gets no
+/// URL (so nothing can be stored), while a polite tenant's file goes through `echoctl submit`
+/// to `resource.ready` meanwhile. A job that ends gives its slot back: the greedy tenant's next
+/// request is admitted. Forged and missing tokens fail `UNKNOWN_TENANT`. Without the quota
+/// processor every one of these requests got its URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_at_its_limits_is_refused_while_another_is_served() {
+    let case = Case::start(
+        "quota",
+        &[
+            ("ECHO_UPLOAD__TENANT_SECRET", TENANT_SECRET),
+            ("ECHO_UPLOAD__ALLOW_ANONYMOUS", "false"),
+            ("ECHO_QUOTA__TENANTS__GREEDY__JOBS_IN_FLIGHT", "2"),
+            ("ECHO_QUOTA__TENANTS__HOARDER__STORED_BYTES", "1500"),
+            ("ECHO_QUOTA__TENANTS__HASTY__REQUESTS_PER_MINUTE", "2"),
+        ],
+    )
+    .await;
+    let token = |tenant: &str| echo_catalog::tenant::issue(TENANT_SECRET, tenant).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            &case.env.config.kafka.bootstrap_servers,
+        )
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+
+    let greedy = token("greedy");
+    let first = admitted(
+        &case,
+        request_as_tenant(&case, &producer, Some(&greedy), 1000).await,
+    )
+    .await;
+    admitted(
+        &case,
+        request_as_tenant(&case, &producer, Some(&greedy), 1000).await,
+    )
+    .await;
+    refused(
+        &case,
+        request_as_tenant(&case, &producer, Some(&greedy), 1000).await,
+        UploadFailureReason::QuotaJobsInFlight,
+        "tenant greedy: 2 jobs in flight",
+    )
+    .await;
+
+    let hoarder = token("hoarder");
+    admitted(
+        &case,
+        request_as_tenant(&case, &producer, Some(&hoarder), 1000).await,
+    )
+    .await;
+    refused(
+        &case,
+        request_as_tenant(&case, &producer, Some(&hoarder), 1000).await,
+        UploadFailureReason::QuotaStoredBytes,
+        "tenant hoarder: 1000 bytes stored",
+    )
+    .await;
+
+    let hasty = token("hasty");
+    for _ in 0..2 {
+        admitted(
+            &case,
+            request_as_tenant(&case, &producer, Some(&hasty), 1000).await,
+        )
+        .await;
+    }
+    refused(
+        &case,
+        request_as_tenant(&case, &producer, Some(&hasty), 1000).await,
+        UploadFailureReason::QuotaRequestsPerMinute,
+        "tenant hasty: 2 requests admitted in the last minute",
+    )
+    .await;
+
+    let forged = format!("polite.{}", greedy.split_once('.').unwrap().1);
+    for token in [Some(forged.as_str()), None] {
+        refused(
+            &case,
+            request_as_tenant(&case, &producer, token, 1000).await,
+            UploadFailureReason::UnknownTenant,
+            "tenant token",
+        )
+        .await;
+    }
+
+    // Another tenant is served while the greedy one is at its limit.
+    let polite = token("polite");
+    let report = submit_with(
+        bin(),
+        &case.env,
+        &case.good,
+        &[],
+        &[("ECHO_TENANT_TOKEN", &polite)],
+    )
+    .unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+
+    // The greedy tenant's first job ends (nothing was uploaded): its slot is free again.
+    let url: UploadUrlGenerated = case.wait_event(&first).await;
+    case.finalize(&url).await;
+    case.upload_fails(
+        &first,
+        UploadFailureReason::ObjectMissing,
+        "nothing was uploaded",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let resource = request_as_tenant(&case, &producer, Some(&greedy), 1000).await;
+        let issued = tokio::time::timeout(
+            Duration::from_secs(20),
+            case.wait_event::<UploadUrlGenerated>(&resource),
+        )
+        .await;
+        if issued.is_ok() {
+            break;
+        }
+        // The release travels through the resource processor; until it lands, refused.
+        let refusal = case.events::<UploadFailed>(&resource).await;
+        assert_eq!(
+            refusal[0].reason_code,
+            UploadFailureReason::QuotaJobsInFlight
+        );
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the greedy tenant's slot never came back"
+        );
+    }
 }
