@@ -72,6 +72,9 @@ def main() -> int:
             "content_type": content_type,
             "declared_size_bytes": os.path.getsize(args.file),
             "reply_key": base64.b64encode(bytes(reply_key.public_key)).decode(),
+            # Who the upload is charged to: the token the deployment issued this team, kept
+            # out of the command line; none on a deployment that admits anonymous requests.
+            "tenant_token": os.environ.get("ECHO_TENANT_TOKEN"),
         },
     )
 

@@ -95,6 +95,9 @@ await send(echo.TOPICS.uploadRequests, "upload.requested", {
   content_type: values["content-type"],
   declared_size_bytes: body.length,
   reply_key: sodium.to_base64(replyKey.publicKey, sodium.base64_variants.ORIGINAL),
+  // Who the upload is charged to: the token the deployment issued this team, kept out of the
+  // command line; none on a deployment that admits anonymous requests.
+  tenant_token: process.env.ECHO_TENANT_TOKEN ?? null,
 } as { metadata: echo.Metadata });
 
 interface Answer {
