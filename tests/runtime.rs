@@ -608,6 +608,48 @@ async fn processor_killed_mid_transaction_produces_each_output_once() {
     );
 }
 
+/// Work announced before it is done (a chunk worker's `chunk.processing.started`) and cut
+/// short by a SIGKILL: the input is delivered again to the next instance, which does the work
+/// but does not announce it a second time. Before the announcement was recorded in the key's
+/// state, the same announcement (same event id) was published twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn work_announced_then_killed_is_announced_once() {
+    let env = TestEnv::new("announce-kill").await.unwrap();
+    let publisher = Publisher::new(&env.config).unwrap();
+    let input = request("res-announced", "announced-4000-x.wav", None);
+    publisher
+        .publish(&input.metadata.correlation_id, &input)
+        .await
+        .unwrap();
+    let topic = env.topic(EVENTS);
+    let mut child = spawn_child(&env);
+    // The announcement is committed; the work (4 s) is under way.
+    let announced = wait_for(&env.config, &topic, PATIENCE * 2, |s| {
+        !caused_by::<UploadExpired>(s, &input.metadata.event_id).is_empty()
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    announced.unwrap();
+    let mut child = spawn_child(&env);
+    let done = wait_for(&env.config, &topic, PATIENCE * 2, |s| {
+        !caused_by::<UploadUrlGenerated>(s, &input.metadata.event_id).is_empty()
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seen = done.unwrap();
+    assert_eq!(
+        caused_by::<UploadExpired>(&seen, &input.metadata.event_id).len(),
+        1,
+        "the announcement was published again after the restart"
+    );
+    assert_eq!(
+        caused_by::<UploadUrlGenerated>(&seen, &input.metadata.event_id).len(),
+        1
+    );
+}
+
 /// A restart reads a changelog that compaction has not cleaned yet: every state a key went
 /// through is there, and only the last counts. Only the last is decoded, so a superseded
 /// record that no longer decodes (here, garbage) does not stop the restore.

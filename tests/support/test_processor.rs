@@ -24,6 +24,9 @@ pub const SLOW: &str = "slow-";
 pub const SLOW_IO: &str = "slowio-";
 /// Filename prefix: the output's URL has this many bytes (`huge-1100000-x`).
 pub const HUGE: &str = "huge-";
+/// Filename prefix: the request's work is announced (an `upload.expired` committed before
+/// `observe`), then `observe` takes this many milliseconds (`announced-3000-x`).
+pub const ANNOUNCED: &str = "announced-";
 /// Filename prefix: the handler panics.
 pub const PANIC: &str = "panic";
 /// Filename prefix: the key is finished after this request (see `Processor::is_finished`).
@@ -120,6 +123,23 @@ impl Decider for TestProcessor {
             &[UploadUrlGenerated::TYPE, UploadExpired::TYPE]
         } else {
             &[]
+        }
+    }
+
+    fn announce(&self, _: &Counter, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
+        let Input::Record(incoming) = input else {
+            return Vec::new();
+        };
+        match incoming.decode::<UploadRequested>() {
+            Ok(request) if request.filename.starts_with(ANNOUNCED) => {
+                let started = UploadExpired {
+                    metadata: ctx.metadata(),
+                    object_key: format!("uploads/{}/source", incoming.key),
+                    expired_at: ctx.now_ms,
+                };
+                vec![Outgoing::new(&incoming.key, &started)]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -242,8 +262,10 @@ impl Processor for TestProcessor {
     ) -> Result<(), HandlerError> {
         if let Input::Record(incoming) = input {
             let request: UploadRequested = incoming.decode()?;
-            let slow = number_after(&request.filename, SLOW);
-            if let Some(ms) = slow.or_else(|| number_after(&request.filename, SLOW_IO)) {
+            let slow = number_after(&request.filename, SLOW)
+                .or_else(|| number_after(&request.filename, SLOW_IO))
+                .or_else(|| number_after(&request.filename, ANNOUNCED));
+            if let Some(ms) = slow {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
         }

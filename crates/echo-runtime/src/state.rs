@@ -41,6 +41,11 @@ pub struct KeyState<S> {
     /// When the key, finished, is deleted (milliseconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_at_ms: Option<i64>,
+    /// Event id of the record whose announcement (`Decider::announce`) is committed while its
+    /// work is not: if the record is delivered again (after a crash, or back from a retry tier)
+    /// it is not announced twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<String>,
 }
 
 impl<S: Default> Default for KeyState<S> {
@@ -52,6 +57,7 @@ impl<S: Default> Default for KeyState<S> {
             parked: None,
             waiting: VecDeque::new(),
             retire_at_ms: None,
+            announced: None,
         }
     }
 }

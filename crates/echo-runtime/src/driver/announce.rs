@@ -1,24 +1,34 @@
 //! Work announced before it is done: what a processor's `announce` returns for an input is
 //! published and committed, with whatever the open transaction already holds, before
 //! `observe` runs; the input itself (its offset, its outputs, its state) goes into the next
-//! transaction. A crash while the work runs leaves the announcement and re-delivers the input.
+//! transaction. A crash while the work runs leaves the announcement and re-delivers the input;
+//! the key's state, committed with the announcement, says it was made, so the input is not
+//! announced again.
 
 use super::pipeline::ApplyError;
 use super::Driver;
 use crate::envelope::Outgoing;
-use crate::handler::{Decider, HandlerError, Processor};
+use crate::handler::{Decider, HandlerError, Processor, StateOf};
+use crate::state::KeyState;
 
 impl<P: Processor> Driver<P> {
-    /// Publishes `records` (announcing work on an input of `partition`), commits them with
-    /// the open transaction, and opens the next one for the work itself.
+    /// Publishes `records` (announcing work on the input `event_id` of `key` on `partition`,
+    /// whose state is `key_state`), commits them with the open transaction and the key's
+    /// state marked as announced, and opens the next one for the work itself.
     pub(super) fn announce(
         &mut self,
         partition: i32,
+        key: &str,
+        key_state: &KeyState<StateOf<P>>,
+        event_id: &str,
         records: &[Outgoing],
     ) -> Result<(), ApplyError> {
         if records.is_empty() {
             return Ok(());
         }
+        let mut marked = key_state.clone();
+        marked.announced = Some(event_id.to_string());
+        self.store.put(partition, key, marked);
         let encoded = records
             .iter()
             .map(|out| self.encode(out))

@@ -203,9 +203,14 @@ impl<P: Processor> Driver<P> {
         let input = Input::Record(&incoming);
         let mut ctx = Context::for_input(&self.spec.name, now_ms(), input);
         let started = std::time::Instant::now();
+        // Announced before a crash or a retry: the announcement stands, and is not repeated.
+        let announced_before = key_state.announced.take().as_ref() == Some(&metadata.event_id);
         let handled = announced(self.processor.decider(), &key_state.state, input, &ctx)
             .map_err(ApplyError::Refused)
-            .and_then(|records| self.announce(partition, &records))
+            .and_then(|records| match announced_before {
+                true => Ok(()),
+                false => self.announce(partition, &key, &key_state, &metadata.event_id, &records),
+            })
             .and_then(|()| {
                 self.decide(&key_state, input, &mut ctx)
                     .map_err(ApplyError::Refused)
