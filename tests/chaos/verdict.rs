@@ -76,10 +76,14 @@ fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     }
 }
 
-/// A string field of an Avro record.
+/// A string field of an Avro record, also where the schema lets it be null (a union).
 fn text<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
     match field(value, name) {
         Some(Value::String(s)) => Some(s),
+        Some(Value::Union(_, inner)) => match inner.as_ref() {
+            Value::String(s) => Some(s),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -104,7 +108,7 @@ pub async fn artifacts(env: &TestEnv, uploads: &[Upload]) -> Result<Quality> {
         .filter_map(|u| Some((u.filename(), u.text.as_deref()?)))
         .collect();
     let mut filenames: HashMap<String, String> = HashMap::new();
-    let mut completed: Vec<(String, i32, String)> = Vec::new();
+    let mut completed: Vec<(String, i32, Option<String>)> = Vec::new();
     for topic in ["echo.upload.requests", "echo.transcription.events"] {
         for seen in read_topic(&env.config, &env.topic(topic), Isolation::Committed).await? {
             let (Some(metadata), Some(value)) = (&seen.metadata, &seen.value) else {
@@ -122,13 +126,20 @@ pub async fn artifacts(env: &TestEnv, uploads: &[Upload]) -> Result<Quality> {
                 completed.push((
                     metadata.correlation_id.clone(),
                     words,
-                    key.unwrap_or_default().into(),
+                    key.map(str::to_string),
                 ));
             }
         }
     }
     let mut quality = Quality::default();
     for (resource, announced, key) in completed {
+        // Every upload of the run asks for every format, so a transcript without one is a bug.
+        let Some(key) = key else {
+            quality.mismatched.push(format!(
+                "{resource}: transcription.completed names no txt_key"
+            ));
+            continue;
+        };
         let body = s3
             .get_bytes(&key)
             .await
@@ -216,4 +227,26 @@ pub fn print(seed: u64, command: &str, f: &Figures, q: &Quality, dlq: &[(String,
         }
     }
     println!("  repeat with: {command}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `txt_key` became nullable (a union): read as a plain string, every key read back was
+    /// empty and every transcript "differed".
+    #[test]
+    fn a_nullable_string_field_is_read_through_its_union() {
+        let artifacts = Value::Record(vec![
+            (
+                "txt_key".into(),
+                Value::Union(1, Box::new(Value::String("r/transcript.txt".into()))),
+            ),
+            ("srt_key".into(), Value::Union(0, Box::new(Value::Null))),
+            ("json_key".into(), Value::String("r/report.json".into())),
+        ]);
+        assert_eq!(text(&artifacts, "txt_key"), Some("r/transcript.txt"));
+        assert_eq!(text(&artifacts, "srt_key"), None);
+        assert_eq!(text(&artifacts, "json_key"), Some("r/report.json"));
+    }
 }
