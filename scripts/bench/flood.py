@@ -2,11 +2,13 @@
 processor's state: resident memory and restore time right after the flood and once the
 requests have retired (docs/RELIABILITY.md, "Bounded state").
 
-Run it with `scripts/flood.sh`. It starts its own upload and resource processors (release
-build) on a topic prefix of its own, publishes N `upload.requested` with a plain Kafka client
-(confluent-kafka, Confluent-framed Avro, as any client would), each for a fresh resource id:
-half are refused at once (a content type echo does not take), half are valid and get a URL that
-nobody uses. It waits until every request has its answer, then restarts the upload processor
+Run it with `scripts/flood.sh`. It starts its own upload, quota and resource processors
+(release build) on a topic prefix of its own, publishes N `upload.requested` with a plain Kafka
+client (confluent-kafka, Confluent-framed Avro, as any client would), each for a fresh resource
+id and none with a tenant token (so all are the anonymous tenant's): half are refused at once (a
+content type echo does not take), half are valid and, within the tenant's requests per minute
+(`--requests-per-minute`, the deployment's 600 by default), get a URL that nobody uses; the
+rest are refused by the quota. It waits until every request has its answer, then restarts the upload processor
 and reads its restore time and resident memory; waits past the URLs' expiry and the retirement
 delay, and measures again. Nothing is asserted: the figures are printed.
 """
@@ -82,13 +84,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--url-ttl-secs", type=int, default=900, help="upload.url_ttl_secs")
     parser.add_argument("--retire-after-ms", type=int, default=600_000, help="upload.retire_after_ms")
+    parser.add_argument("--requests-per-minute", type=int, default=600,
+                        help="quota.default.requests_per_minute (the flood is one tenant's)")
     echo.connection_args(parser)
     args = parser.parse_args()
 
     prefix = f"bench.flood.{uuid.uuid4().hex[:8]}."
     env = {**os.environ, "ECHO_KAFKA__TOPIC_PREFIX": prefix, "RUST_LOG": "info",
            "ECHO_UPLOAD__URL_TTL_SECS": str(args.url_ttl_secs),
-           "ECHO_UPLOAD__RETIRE_AFTER_MS": str(args.retire_after_ms)}
+           "ECHO_UPLOAD__RETIRE_AFTER_MS": str(args.retire_after_ms),
+           "ECHO_QUOTA__DEFAULT__REQUESTS_PER_MINUTE": str(args.requests_per_minute)}
     for setup in (["topics", "apply"], ["schemas", "register"]):
         subprocess.run([str(ECHOCTL), *setup], env=env, check=True, stdout=subprocess.DEVNULL)
     logs = Path(os.environ.get("ECHO_DATA_DIR", Path.home() / ".local/share/echo")) / "bench" / "flood"
@@ -96,11 +101,12 @@ def main() -> None:
     rows = [measure("before the flood", env, logs)]
 
     upload = start("upload", env, logs / "upload-flood.log")
+    quota = start("quota", env, logs / "quota-flood.log")
     resource = start("resource", env, logs / "resource-flood.log")
     try:
         summary, *measured = flood(args, env, logs, prefix, upload)
     finally:
-        for proc in (upload, resource):
+        for proc in (upload, quota, resource):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
@@ -126,7 +132,8 @@ def flood(args, env: dict, logs: Path, prefix: str, upload: subprocess.Popen) ->
         meta = echo.metadata(resource_id, "flood")
         value = {"metadata": meta, "filename": "x.wav",
                  "content_type": "audio/wav" if i % 2 else "video/x-junk",
-                 "declared_size_bytes": 1000, "reply_key": key, "options": None}
+                 "declared_size_bytes": 1000, "reply_key": key, "options": None,
+                 "tenant_token": None}
         payload = serialize(value, SerializationContext(topic, MessageField.VALUE))
         while True:
             try:
@@ -139,14 +146,20 @@ def flood(args, env: dict, logs: Path, prefix: str, upload: subprocess.Popen) ->
     producer.flush()
     published = time.monotonic() - started
 
-    # Every request has its answer once the upload processor's group has committed past them.
-    watcher = Consumer({"bootstrap.servers": args.bootstrap_servers, "group.id": prefix + "echo.upload"})
-    partitions = [TopicPartition(topic, p) for p in range(6)]
-    while True:
-        ends = sum(watcher.get_watermark_offsets(tp)[1] for tp in partitions)
-        done = sum(max(c.offset, 0) for c in watcher.committed(partitions))
-        if done >= ends:
-            break
+    # Every request has its answer once the upload processor's group has committed past them
+    # and past the quota's answers, and the quota's group past its reservations.
+    groups = {"echo.upload": [echo.UPLOAD_REQUESTS, "echo.upload.quota-events"],
+              "echo.quota": ["echo.upload.quota"]}
+    watchers = {g: Consumer({"bootstrap.servers": args.bootstrap_servers, "group.id": prefix + g})
+                for g in groups}
+    quiet = 0
+    while quiet < 3:
+        behind = 0
+        for group, topics in groups.items():
+            parts = [TopicPartition(prefix + t, p) for t in topics for p in range(6)]
+            ends = sum(watchers[group].get_watermark_offsets(tp)[1] for tp in parts)
+            behind += ends - sum(max(c.offset, 0) for c in watchers[group].committed(parts))
+        quiet = quiet + 1 if behind <= 0 else 0
         time.sleep(1)
     handled = time.monotonic() - started
     upload.send_signal(signal.SIGTERM)
@@ -164,7 +177,8 @@ def flood(args, env: dict, logs: Path, prefix: str, upload: subprocess.Popen) ->
     rows.append(measure(f"{wait_s:.0f} s later", env, logs))
     summary = (f"{args.requests} requests from one client published in {published:.1f} s, "
                f"all answered after {handled:.1f} s; upload.url_ttl_secs {args.url_ttl_secs}, "
-               f"upload.retire_after_ms {args.retire_after_ms}\n")
+               f"upload.retire_after_ms {args.retire_after_ms}, "
+               f"quota.default.requests_per_minute {args.requests_per_minute}\n")
     return [summary, *rows]
 
 

@@ -460,7 +460,7 @@ mod tests {
         );
         assert_eq!(
             resource.produces,
-            ["echo.upload.quota", "echo.resource.events"]
+            ["echo.resource.events", "echo.resource.quota-releases"]
         );
         let validation = c.processor("validation").unwrap();
         assert_eq!(validation.produces, ["echo.processing.events"]);

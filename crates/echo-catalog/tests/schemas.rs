@@ -447,6 +447,52 @@ fn every_type_round_trips_through_its_avsc() {
         seen,
     );
     round_trip(
+        UploadRequested {
+            metadata: metadata(3),
+            filename: "talk.ogg".into(),
+            content_type: "audio/ogg".into(),
+            declared_size_bytes: 5_000_000,
+            reply_key: None,
+            tenant_token: Some("acme.bWFj".into()),
+            options: None,
+        },
+        seen,
+    );
+    round_trip(
+        QuotaReserve {
+            metadata: metadata(3),
+            tenant: "acme".into(),
+            declared_size_bytes: 5_000_000,
+        },
+        seen,
+    );
+    round_trip(
+        QuotaReserved {
+            metadata: metadata(3),
+            tenant: "acme".into(),
+            reserved_bytes: 5_000_000,
+        },
+        seen,
+    );
+    round_trip(
+        QuotaRefused {
+            metadata: metadata(3),
+            tenant: "acme".into(),
+            limit: QuotaLimit::StoredBytes,
+            message: "tenant acme: 50 GiB stored".into(),
+        },
+        seen,
+    );
+    round_trip(
+        ResourceQuotaReleased {
+            metadata: metadata(3),
+            tenant: "acme".into(),
+            job: true,
+            stored_bytes: false,
+        },
+        seen,
+    );
+    round_trip(
         ValidationStarted {
             metadata: metadata(4),
             object_key: key(),
@@ -734,6 +780,15 @@ fn enum_symbols_match_serde_names() {
         U::ContentTypeMismatch,
         U::UnsupportedContentType,
         U::InvalidRequest,
+        U::UnknownTenant,
+        U::QuotaRequestsPerMinute,
+        U::QuotaJobsInFlight,
+        U::QuotaStoredBytes,
+    ]);
+    check(&[
+        QuotaLimit::RequestsPerMinute,
+        QuotaLimit::JobsInFlight,
+        QuotaLimit::StoredBytes,
     ]);
     use ValidationFailureReason as V;
     check(&[

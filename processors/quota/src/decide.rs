@@ -2,7 +2,7 @@
 //!
 //! Per tenant: `quota.reserve` → `quota.reserved` when the tenant is within every limit, else
 //! `quota.refused` with the first limit reached (requests per minute, then jobs in flight,
-//! then stored bytes); `quota.release` → what the resource held no longer counts. What is
+//! then stored bytes); `resource.quota.released` → what the resource held no longer counts. What is
 //! counted is learned from what the processor emitted (a reservation) and consumed (a
 //! release), so the state is what the events say, and a repeated reserve or release of the
 //! same resource changes nothing.
@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use echo_catalog::events;
-use echo_catalog::events::{QuotaLimit, QuotaRefused, QuotaRelease, QuotaReserve, QuotaReserved};
+use echo_catalog::events::{
+    QuotaLimit, QuotaRefused, QuotaReserve, QuotaReserved, ResourceQuotaReleased,
+};
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +39,10 @@ impl Decider for QuotaDecider {
     }
 
     fn handles(&self) -> &'static [&'static str] {
-        &[events::QuotaReserve::TYPE, events::QuotaRelease::TYPE]
+        &[
+            events::QuotaReserve::TYPE,
+            events::ResourceQuotaReleased::TYPE,
+        ]
     }
 
     fn emits(&self) -> &'static [&'static str] {
@@ -85,8 +90,8 @@ impl Decider for QuotaDecider {
                     }
                 }
             }
-            Fact::Consumed(record) if record.is::<QuotaRelease>() => {
-                if let Ok(release) = record.decode::<QuotaRelease>() {
+            Fact::Consumed(record) if record.is::<ResourceQuotaReleased>() => {
+                if let Ok(release) = record.decode::<ResourceQuotaReleased>() {
                     let resource = &release.metadata.correlation_id;
                     if release.job {
                         usage.jobs.remove(resource);

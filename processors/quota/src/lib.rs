@@ -6,7 +6,7 @@
 //! - `quota.reserve` (from the upload processor, for a request that passed its own checks) →
 //!   `quota.reserved` when the tenant is within its requests per minute, jobs in flight and
 //!   stored bytes, else `quota.refused` naming the limit;
-//! - `quota.release` (from the resource processor, when a resource ends and when its objects
+//! - `resource.quota.released` (from the resource processor, when a resource ends and when its objects
 //!   are deleted) → the resource's job and bytes no longer count.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it

@@ -1,7 +1,9 @@
 //! The quota processor's rules as pure functions: a tenant's reservations and releases in,
 //! answers and usage out, folded the way the runtime folds them.
 
-use echo_catalog::events::{QuotaLimit, QuotaRefused, QuotaRelease, QuotaReserve, QuotaReserved};
+use echo_catalog::events::{
+    QuotaLimit, QuotaRefused, QuotaReserve, QuotaReserved, ResourceQuotaReleased,
+};
 use echo_catalog::record::EventMetadata;
 use echo_quota::{QuotaConfig, QuotaDecider, TenantLimits};
 use echo_runtime::testing::{self, Harness};
@@ -38,7 +40,7 @@ fn reserve(resource: &str, bytes: i64) -> Incoming {
 }
 
 fn release(resource: &str, job: bool, stored_bytes: bool) -> Incoming {
-    let record = QuotaRelease {
+    let record = ResourceQuotaReleased {
         metadata: EventMetadata::new(
             format!("release-{resource}-{job}-{stored_bytes}"),
             resource,
@@ -49,7 +51,7 @@ fn release(resource: &str, job: bool, stored_bytes: bool) -> Incoming {
         job,
         stored_bytes,
     };
-    Incoming::from_record(TENANT, &record, "echo.upload.quota")
+    Incoming::from_record(TENANT, &record, "echo.resource.quota-releases")
 }
 
 /// The one answer of a reservation: `Ok(bytes reserved)` or `Err(the limit reached)`.

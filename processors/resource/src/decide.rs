@@ -13,7 +13,7 @@
 //!   resource.
 //!
 //! What the resource held of its tenant's quota (`quota.reserved`) is released with a
-//! `quota.release` to the quota processor: its job when the resource reaches its outcome, its
+//! `resource.quota.released` to the quota processor: its job when the resource reaches its outcome, its
 //! bytes when its objects are deleted.
 //!
 //! Once an outcome is there, inputs that contradict it (a second transcript, a failure after
@@ -22,9 +22,10 @@
 
 use echo_catalog::events;
 use echo_catalog::events::{
-    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaRelease, QuotaReserved, ResourceReady,
-    ResourceRejected, ResourceTtlReached, TranscriptionCompleted, TranscriptionFailed,
-    UploadFailed, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
+    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaReserved, ResourceQuotaReleased,
+    ResourceReady, ResourceRejected, ResourceTtlReached, TranscriptionCompleted,
+    TranscriptionFailed, UploadFailed, UploadUrlGenerated, ValidationFailed,
+    ValidationFailureReason,
 };
 use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,7 @@ impl Decider for ResourceDecider {
             events::ResourceTtlReached::TYPE,
             events::CleanupInitiated::TYPE,
             events::CleanupCompleted::TYPE,
-            events::QuotaRelease::TYPE,
+            events::ResourceQuotaReleased::TYPE,
         ]
     }
 
@@ -168,8 +169,9 @@ impl Decider for ResourceDecider {
             }
         } else if out.is::<CleanupCompleted>() {
             state.cleaned = true;
-        } else if out.is::<QuotaRelease>() {
-            if let (Ok(release), Some(held)) = (out.decode::<QuotaRelease>(), state.quota.as_mut())
+        } else if out.is::<ResourceQuotaReleased>() {
+            if let (Ok(release), Some(held)) =
+                (out.decode::<ResourceQuotaReleased>(), state.quota.as_mut())
             {
                 held.job_released |= release.job;
                 held.bytes_released |= release.stored_bytes;
@@ -249,9 +251,9 @@ pub struct ResourceState {
 pub struct HeldQuota {
     /// The tenant charged.
     pub tenant: String,
-    /// `quota.release` freed its job in flight.
+    /// `resource.quota.released` freed its job in flight.
     pub job_released: bool,
-    /// `quota.release` freed its stored bytes.
+    /// `resource.quota.released` freed its stored bytes.
     pub bytes_released: bool,
 }
 
@@ -485,7 +487,7 @@ fn on_reserved(
     Decision::emit(vec![release(ctx, &reserved.tenant, job, stored_bytes)])
 }
 
-/// `decision` with the `quota.release` its outputs call for: the job once the resource's fate
+/// `decision` with the `resource.quota.released` its outputs call for: the job once the resource's fate
 /// is decided (ready, rejected, or a cleanup of any origin), the bytes once its objects are
 /// deleted; each once.
 fn with_release(
@@ -510,11 +512,11 @@ fn with_release(
     decision
 }
 
-/// A `quota.release` to the quota processor, keyed by the tenant.
+/// A `resource.quota.released` for the quota processor, keyed by the tenant.
 fn release(ctx: &Context, tenant: &str, job: bool, stored_bytes: bool) -> Outgoing {
     Outgoing::new(
         tenant,
-        &QuotaRelease {
+        &ResourceQuotaReleased {
             metadata: ctx.metadata(),
             tenant: tenant.to_string(),
             job,

@@ -3,10 +3,11 @@
 //! output) and the processor's own `cleanup.initiated` fed back to it as the topic would.
 
 use echo_catalog::events::{
-    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaRelease, QuotaReserved, ResourceReady,
-    ResourceRejected, ResourceTtlReached, TranscriptArtifacts, TranscriptionCompleted,
-    TranscriptionFailed, UploadCompleted, UploadFailed, UploadFailureReason, UploadUrlGenerated,
-    ValidationFailed, ValidationFailureReason, ValidationPassed,
+    CleanupCompleted, CleanupInitiated, CleanupReason, QuotaReserved, ResourceQuotaReleased,
+    ResourceReady, ResourceRejected, ResourceTtlReached, TranscriptArtifacts,
+    TranscriptionCompleted, TranscriptionFailed, UploadCompleted, UploadFailed,
+    UploadFailureReason, UploadUrlGenerated, ValidationFailed, ValidationFailureReason,
+    ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::decide::{
@@ -709,14 +710,14 @@ fn quota_reserved(event_id: &str) -> Incoming {
     })
 }
 
-/// The `quota.release`s of a decision, as (job, stored bytes), checked to go to the tenant.
+/// The `resource.quota.released` records of a decision, as (job, stored bytes), checked to go to the tenant.
 fn releases(decision: &Decision) -> Vec<(bool, bool)> {
     decision
         .emit
         .iter()
-        .filter(|o| o.is::<QuotaRelease>())
+        .filter(|o| o.is::<ResourceQuotaReleased>())
         .map(|o| {
-            let release: QuotaRelease = o.decode().unwrap();
+            let release: ResourceQuotaReleased = o.decode().unwrap();
             assert_eq!(release.tenant, "acme");
             assert_eq!(o.key, "acme", "keyed by the tenant");
             assert_eq!(release.metadata.correlation_id, RESOURCE);

@@ -67,7 +67,6 @@ records! {
     upload: QuotaReserve => "quota.reserve",
     upload: QuotaReserved => "quota.reserved",
     upload: QuotaRefused => "quota.refused",
-    upload: QuotaRelease => "quota.release",
     processing: ValidationStarted => "validation.started",
     processing: ValidationPassed => "validation.passed",
     processing: ValidationFailed => "validation.failed",
@@ -85,6 +84,7 @@ records! {
     resource: ResourceTtlReached => "resource.ttl.reached",
     resource: CleanupInitiated => "cleanup.initiated",
     resource: CleanupCompleted => "cleanup.completed",
+    resource: ResourceQuotaReleased => "resource.quota.released",
 }
 
 /// The bounded contexts, in pipeline order; each has a folder under `avro/`.
