@@ -330,7 +330,12 @@ def proc_peak_rss_mb(pid: int) -> float:
 
 
 QUANTIZED_TARGET = "echo, quantized, ≤ 1.0x faster-whisper int8 (its fastest run) at no worse WER"
-PROCESSORS = ["upload", "validation", "job-aggregator", "transcription", "resource"]
+def processors() -> list[str]:
+    """Every processor the build runs (`echoctl processors`) but the chunk workers, which run
+    several at a time; asked of the build, as another one's (`load.py --echoctl`) may differ."""
+    listed = subprocess.run([str(ECHOCTL), "processors"], check=True, capture_output=True, text=True)
+    return [line.split("\t")[0] for line in listed.stdout.splitlines()
+            if line and not line.startswith("chunk-worker\t")]
 
 
 @functools.cache
@@ -358,7 +363,7 @@ class Pipeline:
         logs.mkdir(parents=True, exist_ok=True)
         self.worker_log = logs / "chunk-workers.log"
         self.procs: dict[str, subprocess.Popen] = {}
-        for name in PROCESSORS:
+        for name in processors():
             self.procs[name] = self._spawn(name, env, logs / f"{name}.log")
         log = open(self.worker_log, "w")
         self.workers = workers

@@ -37,25 +37,24 @@ impl Fleet {
         chunk_workers: usize,
     ) -> Result<Fleet> {
         std::fs::create_dir_all(logs)?;
-        let mut members: Vec<Member> = [
-            "upload",
-            "validation",
-            "job-aggregator",
-            "transcription",
-            "resource",
-        ]
-        .iter()
-        .map(|p| Member {
-            name: p.to_string(),
-            args: vec![
-                "run".into(),
-                p.to_string(),
-                "--instance".into(),
-                "chaos".into(),
-            ],
-            child: None,
-        })
-        .collect();
+        // Every processor of the catalogue, the chunk workers apart (there are several).
+        let catalogue = echo_catalog::Catalogue::load()?;
+        let mut members: Vec<Member> = catalogue
+            .processors
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|p| *p != CHUNK_WORKER)
+            .map(|p| Member {
+                name: p.to_string(),
+                args: vec![
+                    "run".into(),
+                    p.to_string(),
+                    "--instance".into(),
+                    "chaos".into(),
+                ],
+                child: None,
+            })
+            .collect();
         for i in 1..=chunk_workers {
             members.push(chunk_worker(i));
         }
@@ -168,12 +167,15 @@ impl Fleet {
 }
 
 /// Chunk worker number `i` (from 1), under its own instance name.
+/// The processor run as several members.
+const CHUNK_WORKER: &str = "chunk-worker";
+
 fn chunk_worker(i: usize) -> Member {
     Member {
-        name: format!("chunk-worker-{i}"),
+        name: format!("{CHUNK_WORKER}-{i}"),
         args: vec![
             "run".into(),
-            "chunk-worker".into(),
+            CHUNK_WORKER.into(),
             "--instance".into(),
             format!("chaos-w{i}"),
         ],

@@ -2,8 +2,8 @@
 //!
 //! Per tenant: `quota.reserve` → `quota.reserved` when the tenant is within every limit, else
 //! `quota.refused` with the first limit reached (requests per minute, then jobs in flight,
-//! then stored bytes); `resource.quota.released` → what the resource held no longer counts. What is
-//! counted is learned from what the processor emitted (a reservation) and consumed (a
+//! then stored bytes); `resource.quota.released` → what the resource held no longer counts.
+//! What is counted is learned from what the processor emitted (a reservation) and consumed (a
 //! release), so the state is what the events say, and a repeated reserve or release of the
 //! same resource changes nothing.
 

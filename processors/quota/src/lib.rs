@@ -1,13 +1,13 @@
 //! The `quota` processor: each tenant's share of echo, counted where one key sees all of it.
 //!
-//! It consumes `echo.upload.quota` (keyed by tenant) and produces `echo.upload.quota-events`
-//! (keyed by resource; see `topics/topics.toml`):
+//! It consumes `echo.upload.quota` and `echo.resource.quota-releases` (both keyed by tenant)
+//! and produces `echo.upload.quota-events` (keyed by resource; see `topics/topics.toml`):
 //!
 //! - `quota.reserve` (from the upload processor, for a request that passed its own checks) →
 //!   `quota.reserved` when the tenant is within its requests per minute, jobs in flight and
 //!   stored bytes, else `quota.refused` naming the limit;
-//! - `resource.quota.released` (from the resource processor, when a resource ends and when its objects
-//!   are deleted) → the resource's job and bytes no longer count.
+//! - `resource.quota.released` (from the resource processor, when a resource ends and when its
+//!   objects are deleted) → the resource's job and bytes no longer count.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
 //! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);

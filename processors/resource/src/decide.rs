@@ -13,8 +13,8 @@
 //!   resource.
 //!
 //! What the resource held of its tenant's quota (`quota.reserved`) is released with a
-//! `resource.quota.released` to the quota processor: its job when the resource reaches its outcome, its
-//! bytes when its objects are deleted.
+//! `resource.quota.released` for the quota processor: its job when the resource reaches its
+//! outcome, its bytes when its objects are deleted.
 //!
 //! Once an outcome is there, inputs that contradict it (a second transcript, a failure after
 //! ready, a transcript after a rejection) produce nothing, so each resource ends in exactly one
@@ -487,9 +487,9 @@ fn on_reserved(
     Decision::emit(vec![release(ctx, &reserved.tenant, job, stored_bytes)])
 }
 
-/// `decision` with the `resource.quota.released` its outputs call for: the job once the resource's fate
-/// is decided (ready, rejected, or a cleanup of any origin), the bytes once its objects are
-/// deleted; each once.
+/// `decision` with the `resource.quota.released` its outputs call for: the job once the
+/// resource's fate is decided (ready, rejected, or a cleanup of any origin), the bytes once its
+/// objects are deleted; each once.
 fn with_release(
     state: &ResourceState,
     mut decision: Decision<ResourceEffect>,

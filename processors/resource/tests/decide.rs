@@ -710,7 +710,8 @@ fn quota_reserved(event_id: &str) -> Incoming {
     })
 }
 
-/// The `resource.quota.released` records of a decision, as (job, stored bytes), checked to go to the tenant.
+/// The `resource.quota.released` records of a decision, as (job, stored bytes), checked to go
+/// to the tenant.
 fn releases(decision: &Decision) -> Vec<(bool, bool)> {
     decision
         .emit
