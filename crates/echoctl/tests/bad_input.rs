@@ -63,10 +63,10 @@ use std::time::Duration;
 
 use echo_catalog::events::{
     CaptionRules, ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed,
-    ChunkProcessingStarted, CleanupCompleted, ProcessingJobCreated, ResourceReady,
-    ResourceRejected, TranscriptOptions, TranscriptionCompleted, UploadCompleted, UploadExpired,
-    UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested, UploadUrlGenerated,
-    ValidationFailed, ValidationFailureReason, ValidationPassed,
+    ChunkProcessingStarted, CleanupCompleted, ProcessingJobCreated, QuotaReserve, QuotaReserved,
+    ResourceReady, ResourceRejected, TranscriptOptions, TranscriptionCompleted, UploadCompleted,
+    UploadExpired, UploadFailed, UploadFailureReason, UploadFinalize, UploadRequested,
+    UploadUrlGenerated, ValidationFailed, ValidationFailureReason, ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_catalog::sealed::ReplyKey;
@@ -937,9 +937,18 @@ async fn a_replayed_upload_request_gets_no_second_url() {
         1,
         "one URL for one request, however often it is delivered"
     );
+    // request → one quota.reserve → its quota.reserved → the URL.
+    let reserves = case.events::<QuotaReserve>(&resource).await;
+    assert_eq!(reserves.len(), 1, "one reservation for one request");
+    assert_eq!(
+        reserves[0].metadata.causation_id.as_deref(),
+        Some(request.metadata.event_id.as_str())
+    );
+    let reserved = case.events::<QuotaReserved>(&resource).await;
+    assert_eq!(reserved.len(), 1);
     assert_eq!(
         urls[0].metadata.causation_id.as_deref(),
-        Some(request.metadata.event_id.as_str())
+        Some(reserved[0].metadata.event_id.as_str())
     );
     assert!(case.topic("echo.upload.dlq").await.is_empty());
 }

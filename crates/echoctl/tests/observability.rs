@@ -84,7 +84,7 @@ async fn trace_of_every_processor(trace_id: &str, processors: &[&str]) -> Value 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
+async fn one_trace_spans_all_seven_processors_and_prometheus_scrapes_them() {
     assert!(
         get_json(&format!("{JAEGER_QUERY}/api/services"))
             .await
@@ -111,7 +111,7 @@ async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
     // One trace per resource: its id is the resource id's hex digits.
     let trace_id = resource.replace('-', "");
     let processors = env.processor_names();
-    assert_eq!(processors.len(), 6);
+    assert_eq!(processors.len(), 7);
     let trace = trace_of_every_processor(&trace_id, &processors).await;
     let services: HashMap<&str, &str> = trace["processes"]
         .as_object()
@@ -171,6 +171,13 @@ async fn one_trace_spans_all_six_processors_and_prometheus_scrapes_them() {
             );
         }
     }
+    // The request's tenant was asked for room by the upload processor.
+    let reserve = spans
+        .iter()
+        .find(|s| s["operationName"] == "process quota.reserve")
+        .expect("the quota processor's span");
+    assert_eq!(service_of(reserve), "quota");
+    assert_eq!(service_of(parent_of(reserve).unwrap()), "upload");
     let chunk = spans
         .iter()
         .find(|s| s["operationName"] == "process chunk.process")
