@@ -296,6 +296,30 @@ pub trait Processor: Send + Sync + 'static {
     fn effect(&self, effect: &EffectOf<Self>) -> impl Future<Output = Result<(), HandlerError>>;
 }
 
+/// A processor whose decisions need nothing from outside Kafka: its `observe` reads nothing
+/// and its decider asks for no effect, so every verdict comes from its records and timers.
+#[derive(Debug, Clone)]
+pub struct Pure<D>(pub D);
+
+impl<D> Processor for Pure<D>
+where
+    D: Decider<Observation = (), Effect = NoEffect> + Send + Sync + 'static,
+{
+    type Decider = D;
+
+    fn decider(&self) -> &D {
+        &self.0
+    }
+
+    async fn observe(&self, _: &D::State, _: Input<'_>, _: &Context) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
+        match *effect {}
+    }
+}
+
 /// The per-key state of processor `P`.
 pub type StateOf<P> = <<P as Processor>::Decider as Decider>::State;
 

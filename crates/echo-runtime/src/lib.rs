@@ -30,7 +30,7 @@ pub use config::EchoConfig;
 pub use driver::{run, RunOptions};
 pub use envelope::{Incoming, Outgoing};
 pub use handler::{
-    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Timer,
+    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Pure, Timer,
 };
 pub use registration::Registration;
 pub use shutdown::Shutdown;

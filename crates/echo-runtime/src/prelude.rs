@@ -4,6 +4,6 @@
 pub use crate::config::EchoConfig;
 pub use crate::envelope::{Incoming, Outgoing};
 pub use crate::handler::{
-    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Timer,
+    Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Pure, Timer,
 };
 pub use echo_catalog::record::Record;

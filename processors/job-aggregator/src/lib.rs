@@ -9,7 +9,7 @@
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
 //! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
-//! it needs none, so its observation is `()`.
+//! it needs none, so it runs as `echo_runtime::Pure` over its decider.
 
 pub mod config;
 pub mod decide;
@@ -20,7 +20,7 @@ use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::JobAggregatorConfig;
 pub use decide::{AggregatorState, ChunkStatus, ChunkTrack, JobAggregatorDecider, TrackedJob};
-pub use observe::JobAggregator;
+pub use observe::{job_aggregator, JobAggregator};
 
 /// How `echoctl run job-aggregator` finds and starts it.
 pub const REGISTRATION: Registration = Registration {
@@ -34,5 +34,5 @@ pub const REGISTRATION: Registration = Registration {
 async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
     let aggregator: JobAggregatorConfig = config.section("job_aggregator")?;
     aggregator.validate()?;
-    echo_runtime::run(config, JobAggregator::new(aggregator), options).await
+    echo_runtime::run(config, job_aggregator(aggregator), options).await
 }

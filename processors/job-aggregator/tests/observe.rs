@@ -3,7 +3,7 @@
 
 use echo_catalog::events::ProcessingTimeout;
 use echo_catalog::record::EventMetadata;
-use echo_job_aggregator::{AggregatorState, JobAggregator, JobAggregatorConfig};
+use echo_job_aggregator::{job_aggregator, AggregatorState, JobAggregatorConfig};
 use echo_runtime::{Context, Decider, Incoming, Input, Processor};
 
 #[tokio::test]
@@ -12,8 +12,8 @@ async fn observe_reads_nothing_and_the_decider_has_the_settings_it_was_built_wit
         max_attempts: 7,
         ..JobAggregatorConfig::default()
     };
-    let p = JobAggregator::new(config.clone());
-    assert_eq!(p.config(), &config);
+    let p = job_aggregator(config.clone());
+    assert_eq!(p.decider().config, config);
     assert_eq!(p.decider().name(), "job-aggregator");
     let record = ProcessingTimeout {
         metadata: EventMetadata::new("t-1", "r-1", "job-aggregator", 1),

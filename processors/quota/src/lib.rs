@@ -11,7 +11,7 @@
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
 //! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
-//! it needs none, so its observation is `()`.
+//! it needs none, so it runs as `echo_runtime::Pure` over its decider.
 
 pub mod config;
 pub mod decide;
@@ -22,7 +22,7 @@ use echo_runtime::{EchoConfig, Registration, RunOptions};
 
 pub use config::{QuotaConfig, TenantLimits};
 pub use decide::{QuotaDecider, TenantUsage};
-pub use observe::QuotaProcessor;
+pub use observe::{quota_processor, QuotaProcessor};
 
 /// How `echoctl run quota` finds and starts it.
 pub const REGISTRATION: Registration = Registration {
@@ -36,5 +36,5 @@ pub const REGISTRATION: Registration = Registration {
 async fn start(config: EchoConfig, options: RunOptions) -> Result<()> {
     let quota: QuotaConfig = config.section("quota")?;
     quota.validate()?;
-    echo_runtime::run(config, QuotaProcessor::new(quota), options).await
+    echo_runtime::run(config, quota_processor(quota), options).await
 }
