@@ -25,6 +25,12 @@ trap 'kill -TERM $processors 2>/dev/null; wait $processors 2>/dev/null || true' 
 
 "$echoctl" topology
 echo
+# The time below is the pipeline's, not its start's: wait until every processor has its
+# partitions and state (/readyz), as a deployment's readiness probe does.
+for _ in $(seq 120); do
+  curl -fs http://127.0.0.1:9464/readyz >/dev/null 2>&1 && break
+  sleep 0.5
+done
 started_ms=$(($(date +%s%N) / 1000000))
 "$echoctl" submit "$sample" --wait
 elapsed_ms=$(($(date +%s%N) / 1000000 - started_ms))
