@@ -727,6 +727,26 @@ fn releases(decision: &Decision) -> Vec<(bool, bool)> {
         .collect()
 }
 
+/// The `cleanup.initiated` that `decision` emitted, read back and carried out with `found`
+/// objects under the prefix: what that decides, and the state after it.
+fn cleanup_carried_out(
+    state: &ResourceState,
+    decision: &Decision,
+    found: u32,
+) -> (Decision, ResourceState) {
+    let initiated = decision
+        .emit
+        .iter()
+        .find(|o| o.is::<CleanupInitiated>())
+        .expect("a cleanup.initiated");
+    handle(
+        state,
+        Input::Record(&read_back(initiated)),
+        Observation::Found(found),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_ready_resource_releases_its_job_then_its_bytes_once_deleted() {
     let (decision, state) = handle_record(&ResourceState::default(), &quota_reserved("q-1"));
@@ -736,18 +756,7 @@ fn a_ready_resource_releases_its_job_then_its_bytes_once_deleted() {
     let ttl = decision.schedule[0].clone();
     let (decision, state) = handle(&state, Input::Timer(&ttl), Observation::Nothing).unwrap();
     assert_eq!(releases(&decision), [], "the job was released already");
-    let initiated = decision
-        .emit
-        .iter()
-        .find(|o| o.is::<CleanupInitiated>())
-        .unwrap()
-        .clone();
-    let (decision, state) = handle(
-        &state,
-        Input::Record(&read_back(&initiated)),
-        Observation::Found(3),
-    )
-    .unwrap();
+    let (decision, state) = cleanup_carried_out(&state, &decision, 3);
     assert_eq!(releases(&decision), [(false, true)]);
     let held = state.quota.as_ref().unwrap();
     assert!(held.job_released && held.bytes_released);
@@ -763,18 +772,7 @@ fn a_rejected_or_failed_resource_releases_its_job_with_its_cleanup() {
         let (_, state) = handle_record(&ResourceState::default(), &quota_reserved("q-1"));
         let (decision, state) = handle_record(&state, &failure("f-1"));
         assert_eq!(releases(&decision), [(true, false)]);
-        let initiated = decision
-            .emit
-            .iter()
-            .find(|o| o.is::<CleanupInitiated>())
-            .unwrap()
-            .clone();
-        let (decision, _) = handle(
-            &state,
-            Input::Record(&read_back(&initiated)),
-            Observation::Found(1),
-        )
-        .unwrap();
+        let (decision, _) = cleanup_carried_out(&state, &decision, 1);
         assert_eq!(releases(&decision), [(false, true)]);
     }
 }
