@@ -37,6 +37,7 @@ pub enum EncodeError {
 const SUBJECT_NOT_FOUND: [u32; 2] = [40401, 40402];
 
 use crate::decoded_size;
+use crate::dependency::{Unavailable, SCHEMA_REGISTRY};
 
 /// The most one record may weigh decoded, in bytes. echo's largest record (a chunk's
 /// segments) decodes to tens of KB, and its schemas have no arrays of tiny items that could
@@ -71,6 +72,9 @@ pub struct Decoded {
 pub struct Codec {
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    /// The registry's URL and a client of its own, to ask whether it answers at all.
+    url: String,
+    http: reqwest::Client,
 }
 
 impl Codec {
@@ -93,7 +97,27 @@ impl Codec {
         Ok(Codec {
             encoder: AvroEncoder::new(settings()?),
             decoder: AvroDecoder::new(settings()?),
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?,
         })
+    }
+
+    /// Whether the registry answers: it lists its subjects.
+    pub async fn probe(&self) -> Result<(), Unavailable> {
+        let down = |e: String| Unavailable::new(SCHEMA_REGISTRY, e);
+        let response = self
+            .http
+            .get(format!("{}/subjects", self.url))
+            .send()
+            .await
+            .map_err(|e| down(e.without_url().to_string()))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(down(format!("GET /subjects answered {status}"))),
+        }
     }
 
     /// Encodes `value` of record type `info` for `topic` (the environment's real name) with

@@ -55,12 +55,19 @@ pub async fn serve(config: &EndpointsConfig) -> Result<SocketAddr> {
     Ok(address)
 }
 
-/// 200 with the instances' states when `ok`, 503 otherwise.
+/// 200 with the instances' states (and what they wait for) when `ok`, 503 otherwise.
 fn answer(ok: bool) -> (StatusCode, String) {
+    let waiting = health().waiting();
     let states: String = health()
         .all()
         .iter()
-        .map(|(instance, s)| format!("{instance} alive={} ready={}\n", s.alive, s.ready))
+        .map(|(instance, s)| {
+            let wait = waiting
+                .get(instance)
+                .map(|d| format!(" waiting_for={d}"))
+                .unwrap_or_default();
+            format!("{instance} alive={} ready={}{wait}\n", s.alive, s.ready)
+        })
         .collect();
     let code = if ok {
         StatusCode::OK

@@ -13,6 +13,7 @@ use echo_catalog::record::EventMetadata;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::dependency::Unavailable;
 use crate::envelope::{Incoming, Outgoing};
 
 /// Why a handler could not handle an input; decides between retry and DLQ.
@@ -294,6 +295,14 @@ pub trait Processor: Send + Sync + 'static {
     /// outputs are produced. Idempotent: an input whose transaction aborts is decided again
     /// and asks for the same effect. A failure is the input's (transient: it is retried).
     fn effect(&self, effect: &EffectOf<Self>) -> impl Future<Output = Result<(), HandlerError>>;
+
+    /// Whether the infrastructure `observe` and `effect` use (the object store) answers at
+    /// all, asked after one of them failed transiently: if it does not, the failure is the
+    /// infrastructure's, and the runtime waits it out instead of failing the input
+    /// ([`crate::dependency`]). Answers within a few seconds; the default has nothing to ask.
+    fn probe(&self) -> impl Future<Output = Result<(), Unavailable>> {
+        async { Ok(()) }
+    }
 }
 
 /// A processor whose decisions need nothing from outside Kafka: its `observe` reads nothing

@@ -1,7 +1,8 @@
 //! Whether the processors of this process are alive and ready, for `/healthz` and `/readyz`.
 //! A processor is alive from its start until it stops; it is ready once its group has
 //! assigned it partitions (possibly none: more members than partitions) and their state is
-//! restored, and not ready again while a rebalance takes partitions away.
+//! restored, and not ready again while a rebalance takes partitions away, or while it waits
+//! for a dependency that does not answer ([`crate::dependency`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -15,22 +16,41 @@ pub struct Status {
     pub ready: bool,
 }
 
-/// Every processor instance of the process, by `processor/instance`.
+/// Every processor instance of the process, by `processor/instance`, and the dependency each
+/// waits for, if it does.
 #[derive(Default)]
-pub struct Health(Mutex<BTreeMap<String, Status>>);
+pub struct Health {
+    statuses: Mutex<BTreeMap<String, Status>>,
+    waiting: Mutex<BTreeMap<String, &'static str>>,
+}
 
 impl Health {
     /// Records `status` of `instance`.
     pub fn set(&self, instance: &str, status: Status) {
-        self.0
+        self.statuses
             .lock()
             .expect("health")
             .insert(instance.to_string(), status);
     }
 
+    /// Records that `instance` waits for `dependency` (`None`: for nothing any more). Kept
+    /// apart from its [`Status`], which rebalances set while it waits.
+    pub fn wait_for(&self, instance: &str, dependency: Option<&'static str>) {
+        let mut waiting = self.waiting.lock().expect("health");
+        match dependency {
+            Some(dependency) => waiting.insert(instance.to_string(), dependency),
+            None => waiting.remove(instance),
+        };
+    }
+
     /// Every instance and its status.
     pub fn all(&self) -> BTreeMap<String, Status> {
-        self.0.lock().expect("health").clone()
+        self.statuses.lock().expect("health").clone()
+    }
+
+    /// Every instance waiting for a dependency, and which.
+    pub fn waiting(&self) -> BTreeMap<String, &'static str> {
+        self.waiting.lock().expect("health").clone()
     }
 
     /// Alive: at least one instance, and every instance alive.
@@ -39,10 +59,10 @@ impl Health {
         !all.is_empty() && all.values().all(|s| s.alive)
     }
 
-    /// Ready: at least one instance, and every instance ready.
+    /// Ready: at least one instance, every instance ready, and none waiting for a dependency.
     pub fn ready(&self) -> bool {
         let all = self.all();
-        !all.is_empty() && all.values().all(|s| s.alive && s.ready)
+        !all.is_empty() && all.values().all(|s| s.alive && s.ready) && self.waiting().is_empty()
     }
 }
 
@@ -91,5 +111,20 @@ mod tests {
             },
         );
         assert!(!h.alive() && !h.ready());
+    }
+
+    #[test]
+    fn not_ready_while_waiting_for_a_dependency() {
+        let h = Health::default();
+        let up = Status {
+            alive: true,
+            ready: true,
+        };
+        h.set("validation/0", up);
+        h.wait_for("validation/0", Some("object-store"));
+        h.set("validation/0", up);
+        assert!(h.alive() && !h.ready(), "a rebalance does not end the wait");
+        h.wait_for("validation/0", None);
+        assert!(h.ready());
     }
 }

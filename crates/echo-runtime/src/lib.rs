@@ -9,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod dead_letter;
 pub mod decoded_size;
+pub mod dependency;
 pub mod driver;
 pub mod endpoints;
 pub mod envelope;
@@ -27,6 +28,7 @@ pub mod state;
 pub mod testing;
 
 pub use config::EchoConfig;
+pub use dependency::Unavailable;
 pub use driver::{run, RunOptions};
 pub use envelope::{Incoming, Outgoing};
 pub use handler::{

@@ -19,6 +19,15 @@ pub struct ProcessorLabels {
     pub processor: String,
 }
 
+/// Labels of a dependency a processor waits for.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// The processor's name.
+    pub processor: String,
+    /// The dependency (`crate::dependency`).
+    pub dependency: String,
+}
+
 /// A record type a processor handled, and how that ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecordLabels {
@@ -106,6 +115,9 @@ pub struct Metrics {
     pub whisper_seconds: Family<ProcessorLabels, Counter<f64, AtomicU64>>,
     /// `echo_real_time_factor`: whisper time over audio time of the last chunk.
     pub real_time_factor: Family<ProcessorLabels, Gauge<f64, AtomicU64>>,
+    /// `echo_dependency_unavailable`: 1 while a processor waits for a dependency that does
+    /// not answer (`crate::dependency`), 0 once it answers again.
+    pub dependency_unavailable: Family<DependencyLabels, Gauge>,
     registry: Registry,
 }
 
@@ -124,6 +136,7 @@ impl Metrics {
             audio_seconds: Family::default(),
             whisper_seconds: Family::default(),
             real_time_factor: Family::default(),
+            dependency_unavailable: Family::default(),
             registry: Registry::with_prefix("echo"),
         };
         let r = &mut m.registry;
@@ -186,6 +199,11 @@ impl Metrics {
             "real_time_factor",
             "Whisper time over audio time of the last chunk",
             m.real_time_factor.clone(),
+        );
+        r.register(
+            "dependency_unavailable",
+            "1 while a processor waits for a dependency that does not answer",
+            m.dependency_unavailable.clone(),
         );
         m
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use echo_runtime::config::S3Config;
-use echo_runtime::{EchoConfig, HandlerError};
+use echo_runtime::dependency::OBJECT_STORE;
+use echo_runtime::{EchoConfig, HandlerError, Unavailable};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::StatusCode;
 use s3::creds::Credentials;
@@ -22,6 +23,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long downloading a whole object (audio up to the upload limit) may take: far more
 /// bytes than the small requests [`REQUEST_TIMEOUT`] is meant for.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long each request of a [`S3Service::probe`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the URL of a pinned download is valid: it is used at once, by echo itself.
 const PRESIGNED_GET_SECS: u32 = 60;
@@ -137,6 +141,29 @@ impl S3Service {
             .is_ok()
     }
 
+    /// Whether the store answers, for reads and for writes: it lists a key and stores a
+    /// small object under [`keys::PROBE`], each within [`PROBE_TIMEOUT`]. A store that is
+    /// down, hung, refusing echo's credentials or out of space fails it; what one input asked
+    /// of it does not.
+    pub async fn probe(&self) -> Result<(), Unavailable> {
+        let down = |e: String| Unavailable::new(OBJECT_STORE, e);
+        let listed = self
+            .bucket
+            .list_page(keys::ROOT.into(), None, None, None, Some(1));
+        match tokio::time::timeout(PROBE_TIMEOUT, listed).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(down(format!("listing objects: {}", redacted(&e)))),
+            Err(_) => return Err(down("listing objects: no answer".into())),
+        }
+        let body = [0u8; 4096];
+        let written = self.bucket.put_object(keys::PROBE, &body);
+        match tokio::time::timeout(PROBE_TIMEOUT, written).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(down(format!("storing an object: {}", redacted(&e)))),
+            Err(_) => Err(down("storing an object: no answer".into())),
+        }
+    }
+
     /// A URL that lets its holder PUT `key` for `ttl_secs`, only with exactly this
     /// `Content-Type` and exactly `content_length` bytes: both headers are part of the
     /// signature, so the store rejects any other type or size.
@@ -215,7 +242,7 @@ impl S3Service {
         let mut response = request
             .send()
             .await
-            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {e}")))?;
+            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {}", without_url(&e))))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(Download::Missing);
@@ -247,7 +274,7 @@ impl S3Service {
         while let Some(bytes) = response
             .chunk()
             .await
-            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {e}")))?
+            .map_err(|e| HandlerError::Transient(format!("GET of {key}: {}", without_url(&e))))?
         {
             size += bytes.len() as u64;
             if pin.max_bytes.is_some_and(|max| size > max) {
@@ -364,9 +391,28 @@ fn classify(e: S3Error, what: &str) -> HandlerError {
         S3Error::MaxExpiry(_)
         | S3Error::InvalidHeaderValue(_)
         | S3Error::InvalidHeaderName(_)
-        | S3Error::UrlParse(_) => HandlerError::Permanent(format!("{what}: {e}")),
-        e => HandlerError::Transient(format!("{what}: {e}")),
+        | S3Error::UrlParse(_) => HandlerError::Permanent(format!("{what}: {}", redacted(&e))),
+        e => HandlerError::Transient(format!("{what}: {}", redacted(&e))),
     }
+}
+
+/// An S3 error as operators may read it in logs and DLQ headers: without the request's URL,
+/// which names the store's address and, for a pre-signed request, carries its signature.
+fn redacted(e: &S3Error) -> String {
+    match e {
+        S3Error::Reqwest(e) => without_url(e),
+        e => e.to_string(),
+    }
+}
+
+/// An HTTP client error without the URL it was for.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    std::iter::successors(std::error::Error::source(e), |c| c.source())
+        .fold(text, |text, cause| format!("{text}: {cause}"))
 }
 
 /// Where a resource's objects live: everything of one resource under one prefix, so cleanup
@@ -374,6 +420,10 @@ fn classify(e: S3Error, what: &str) -> HandlerError {
 pub mod keys {
     /// Prefix of all resources.
     pub const ROOT: &str = "resources/";
+
+    /// The object [`super::S3Service::probe`] writes to see whether the store takes writes:
+    /// outside every resource's prefix, so no cleanup ever deletes or counts it.
+    pub const PROBE: &str = "echo/probe";
 
     /// Every object of a resource starts with this.
     pub fn prefix(resource_id: &str) -> String {

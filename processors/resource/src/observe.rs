@@ -78,6 +78,11 @@ impl Processor for ResourceProcessor {
         Ok(Observation::Found(self.s3.count_prefix(&prefix).await?))
     }
 
+    /// The object store is this processor's dependency besides Kafka.
+    async fn probe(&self) -> Result<(), Unavailable> {
+        self.s3.probe().await
+    }
+
     async fn effect(&self, effect: &ResourceEffect) -> Result<(), HandlerError> {
         match effect {
             ResourceEffect::DeletePrefix(prefix) => self.delete(prefix).await,

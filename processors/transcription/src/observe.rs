@@ -62,6 +62,11 @@ impl Processor for TranscriptionProcessor {
         Ok(())
     }
 
+    /// The object store is this processor's dependency besides Kafka.
+    async fn probe(&self) -> Result<(), Unavailable> {
+        self.s3.probe().await
+    }
+
     async fn effect(&self, artifact: &Artifact) -> Result<(), HandlerError> {
         self.write(artifact).await
     }

@@ -93,6 +93,11 @@ impl Processor for ValidationProcessor {
     }
 
     /// It writes nothing outside Kafka.
+    /// The object store is this processor's dependency besides Kafka.
+    async fn probe(&self) -> Result<(), Unavailable> {
+        self.s3.probe().await
+    }
+
     async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {
         match *effect {}
     }

@@ -2,7 +2,8 @@
 //! transaction, and react to how it ended. A transaction that fails for broker or network
 //! reasons is replayed after a backoff; one that fails for a reason that may lie in what it
 //! carried is replayed a unit at a time, and a unit that keeps failing alone is quarantined
-//! ([`crate::replay_guard`]), so nothing can hold a partition forever.
+//! ([`crate::replay_guard`]), so nothing can hold a partition forever. One that failed
+//! because a dependency does not answer is waited out ([`super::wait_out`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -90,6 +91,16 @@ impl<P: Processor> Driver<P> {
                         .cloned()
                         .collect();
                     self.seek_back(&rest)?;
+                    backoff = Duration::from_millis(200);
+                }
+                Err(TxnError::Unavailable(down)) => {
+                    metrics().transaction(&self.spec.name, "aborted");
+                    self.producer
+                        .abort_transaction(KAFKA_TIMEOUT)
+                        .context("aborting transaction")?;
+                    self.store.rollback();
+                    self.seek_back(&batch)?;
+                    self.wait_out(down)?;
                     backoff = Duration::from_millis(200);
                 }
                 Err(TxnError::Fatal(e)) => {

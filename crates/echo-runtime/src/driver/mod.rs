@@ -9,7 +9,8 @@
 //! [`announce`] (work announced and committed before it is done),
 //! [`txn_error`] (what a failure asks of the loop), [`retry_hold`] (retry-tier partitions
 //! paused until their head record is due), [`quarantine`] (poison),
-//! [`restore`] (state from the changelog on assignment).
+//! [`restore`] (state from the changelog on assignment), [`wait_out`] (a dependency that does
+//! not answer).
 
 mod announce;
 mod batch_loop;
@@ -20,6 +21,7 @@ mod restore;
 mod retry_hold;
 mod transaction;
 mod txn_error;
+mod wait_out;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

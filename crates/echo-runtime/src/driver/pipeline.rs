@@ -20,6 +20,7 @@ use super::txn_error::TxnError;
 use super::Driver;
 use crate::codec::{DecodeError, EncodeError};
 use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
+use crate::dependency::{Unavailable, SCHEMA_REGISTRY};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
 use crate::handler::{
     evolved, timer_seed, Context, Decider, Decision, EffectOf, Fact, HandlerError, Input,
@@ -31,6 +32,10 @@ use crate::retry::{reroute, ErrorClass, Failure, KEY_MISMATCH};
 use crate::spans::{resource_trace_id, span_id_of, RecordSpan, TraceParent};
 use crate::state::{encode_changelog, DueWork, HeldRecord, KeyState};
 use opentelemetry::KeyValue;
+
+/// The longest a probe of a dependency may take; a dependency slower than that to answer
+/// whether it is there is waited out like one that is not.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A record as the pipeline sees it: just read, or held in its key's state and handled now.
 pub(super) struct RecordIn<'a> {
@@ -122,7 +127,7 @@ impl<P: Processor> Driver<P> {
         let decoded = match self.handle.block_on(self.codec.decode(rec.value)) {
             Ok(d) => d,
             Err(DecodeError::RegistryUnavailable(e)) => {
-                return Err(TxnError::Infra(anyhow!("schema registry unavailable: {e}")))
+                return Err(TxnError::Unavailable(Unavailable::new(SCHEMA_REGISTRY, e)))
             }
             Err(e) => {
                 let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
@@ -235,6 +240,10 @@ impl<P: Processor> Driver<P> {
             Err(ApplyError::Txn(e)) => return Err(e),
             Err(ApplyError::Refused(e)) => e,
         };
+        if let Some(down) = self.infrastructure_down(&failure) {
+            self.end_span("waiting");
+            return Err(TxnError::Unavailable(down));
+        }
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
         self.record_done(type_name, if retried { "retried" } else { "dead_lettered" });
@@ -450,6 +459,10 @@ impl<P: Processor> Driver<P> {
             }
             Err(e) => e,
         };
+        if let Some(down) = self.infrastructure_down(&failure) {
+            self.end_span("waiting");
+            return Err(TxnError::Unavailable(down));
+        }
         self.end_span("failed");
         match failure {
             HandlerError::Transient(e) => {
@@ -586,6 +599,34 @@ impl<P: Processor> Driver<P> {
         Ok(Decided {
             decision,
             io_deadline,
+        })
+    }
+
+    /// Whether a handler's `failure` is its infrastructure's rather than its input's: after
+    /// a transient failure, the dependency that does not answer its probe, if one does not.
+    pub(super) fn infrastructure_down(&self, failure: &HandlerError) -> Option<Unavailable> {
+        match failure {
+            HandlerError::Transient(_) => self.probe(None).err(),
+            HandlerError::Permanent(_) | HandlerError::Unauthorized(_) => None,
+        }
+    }
+
+    /// Probes `dependency` (`None`: the processor's own, [`Processor::probe`]), bounded by
+    /// [`PROBE_TIMEOUT`] whatever the probe does.
+    pub(super) fn probe(&self, dependency: Option<&'static str>) -> Result<(), Unavailable> {
+        let answer = self.handle.block_on(async {
+            match dependency {
+                Some(SCHEMA_REGISTRY) => {
+                    tokio::time::timeout(PROBE_TIMEOUT, self.codec.probe()).await
+                }
+                _ => tokio::time::timeout(PROBE_TIMEOUT, self.processor.probe()).await,
+            }
+        });
+        answer.unwrap_or_else(|_| {
+            Err(Unavailable::new(
+                dependency.unwrap_or("dependencies"),
+                format!("no answer to a probe within {} s", PROBE_TIMEOUT.as_secs()),
+            ))
         })
     }
 
@@ -766,8 +807,8 @@ impl<P: Processor> Driver<P> {
                     EncodeError::Unregistered(_) => {
                         ApplyError::Txn(TxnError::Fatal(anyhow!(message)))
                     }
-                    EncodeError::RegistryUnavailable(_) => {
-                        ApplyError::Txn(TxnError::Infra(anyhow!(message)))
+                    EncodeError::RegistryUnavailable(e) => {
+                        ApplyError::Txn(TxnError::Unavailable(Unavailable::new(SCHEMA_REGISTRY, e)))
                     }
                     EncodeError::Invalid(_) => {
                         ApplyError::Refused(HandlerError::Permanent(message))

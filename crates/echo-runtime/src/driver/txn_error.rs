@@ -6,6 +6,8 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode as Code;
 
+use crate::dependency::Unavailable;
+
 /// How long one Kafka call may wait.
 pub(super) const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -18,6 +20,8 @@ pub(super) enum TxnError {
     Suspect(anyhow::Error),
     /// This instance must stop (fenced by a newer one, or a bug in the catalogue).
     Fatal(anyhow::Error),
+    /// A dependency besides Kafka does not answer: abort, rewind and wait until it does.
+    Unavailable(Unavailable),
 }
 
 impl TxnError {
@@ -25,6 +29,7 @@ impl TxnError {
     pub(super) fn into_inner(self) -> anyhow::Error {
         match self {
             TxnError::Infra(e) | TxnError::Suspect(e) | TxnError::Fatal(e) => e,
+            TxnError::Unavailable(down) => down.into(),
         }
     }
 }

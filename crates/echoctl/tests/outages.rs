@@ -1,0 +1,196 @@
+//! Infrastructure that goes away for a while is waited out, never turned into loss: the
+//! object store frozen (SIGSTOP, as a hung server or a partitioned network looks) in the
+//! middle of a job, for longer than every retry tier together. The pipeline must pause, say
+//! so on `/readyz` and in `echo_dependency_unavailable`, and finish the job once the store
+//! answers again, with nothing dead-lettered.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use echo_catalog::topics::dlq_topic;
+use echo_tests::pipeline::{speak, submit, Pipeline};
+use echo_tests::{read_topic, Isolation, TestEnv};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
+
+/// About a minute of speech: a dozen 5-second chunks, so the job is still running (chunks,
+/// transcript, report) when the store is frozen right after the upload is verified.
+const SPEECH: &str = "The morning train left the station a few minutes late. Most of the \
+passengers were reading or looking out of the windows at the fields. A conductor walked \
+slowly through the carriages and checked every ticket twice. Outside, the rain had \
+stopped and the hills were green and quiet. ";
+
+/// How long the store stays frozen: longer than the retry tiers of the test's settings
+/// (backoffs scaled to 5 %, each attempt cut after a quarter of a 20-second transaction),
+/// which dead-letter a transient failure within about half a minute.
+const OUTAGE: Duration = Duration::from_secs(45);
+
+/// A port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` on the endpoints: status and body.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// An S3 server of the test's own (the local stack's, on another port and directory), so
+/// freezing it leaves other tests' store alone. Thawed and killed when dropped.
+struct Store {
+    child: Child,
+    endpoint: String,
+}
+
+impl Store {
+    fn start(env: &TestEnv, root: &Path) -> Store {
+        let bin = Path::new(BIN).with_file_name("echo-dev-s3");
+        let port = free_port();
+        std::fs::create_dir_all(root).unwrap();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string()])
+            .arg(root)
+            .env("ECHO_S3_ACCESS_KEY", &env.config.s3.access_key)
+            .env("ECHO_S3_SECRET_KEY", env.config.s3.secret_key.expose())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the test's S3 server");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "S3 server not up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Store {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_object_store_frozen_for_a_while_is_waited_out() {
+    let env = TestEnv::new("outage-store").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "speech.wav", &SPEECH.repeat(3)).unwrap();
+    let store = Store::start(&env, &dir.path().join("store"));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let settings = [
+        ("ECHO_ENDPOINTS__LISTEN", listen.as_str()),
+        ("ECHO_S3__ENDPOINT", store.endpoint.as_str()),
+        ("ECHO_VALIDATION__CHUNK_MS", "5000"),
+        ("ECHO_KAFKA__TRANSACTION_TIMEOUT_MS", "20000"),
+        ("ECHO_RUNTIME__RETRY_BACKOFF_SCALE", "0.05"),
+    ];
+    let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
+    let started = Instant::now();
+    while get(port, "/readyz").await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(90), "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let client = {
+        let (env, wav) = (
+            TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap(),
+            wav,
+        );
+        let endpoint = store.endpoint.clone();
+        std::thread::spawn(move || {
+            submit(
+                Path::new(BIN),
+                &env,
+                &wav,
+                &[("ECHO_S3__ENDPOINT", endpoint.as_str())],
+            )
+        })
+    };
+    // Frozen as soon as the upload is verified: the job's reads and writes of the store
+    // (validation, the chunk download, the transcript, the report) are all still ahead.
+    let events = env.topic("echo.upload.events");
+    let started = Instant::now();
+    loop {
+        let seen = read_topic(&env.config, &events, Isolation::Uncommitted)
+            .await
+            .unwrap();
+        if seen.iter().any(|s| s.type_name == Some("upload.completed")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no upload.completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.signal("STOP");
+    let frozen = Instant::now();
+    let (mut not_ready, mut flagged) = (String::new(), false);
+    while frozen.elapsed() < OUTAGE {
+        let (status, body) = get(port, "/readyz").await;
+        if status == 503 && body.contains("waiting_for=object-store") {
+            not_ready = body;
+        }
+        let metrics = get(port, "/metrics").await.1;
+        flagged |= metrics.lines().any(|l| {
+            l.starts_with("echo_dependency_unavailable{")
+                && l.contains("dependency=\"object-store\"")
+                && l.ends_with(" 1")
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    store.signal("CONT");
+    let thawed = Instant::now();
+
+    let report = client.join().unwrap().unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    assert!(
+        !not_ready.is_empty(),
+        "/readyz never said the pipeline waits for the store"
+    );
+    assert!(flagged, "echo_dependency_unavailable never showed the wait");
+    while get(port, "/readyz").await.0 != 200 {
+        assert!(
+            thawed.elapsed() < Duration::from_secs(30),
+            "not ready 30 s after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for processor in env.processor_names() {
+        let dlq = env.topic(&dlq_topic(processor));
+        let dead = read_topic(&env.config, &dlq, Isolation::Committed)
+            .await
+            .unwrap();
+        assert!(
+            dead.is_empty(),
+            "{processor} dead-lettered {} records during the outage",
+            dead.len()
+        );
+    }
+}
