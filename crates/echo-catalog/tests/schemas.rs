@@ -799,6 +799,7 @@ fn enum_symbols_match_serde_names() {
         V::Empty,
         V::TooManyChannels,
         V::ObjectChanged,
+        V::TimedOut,
     ]);
     check(&[
         TranscriptFormat::Txt,

@@ -23,6 +23,11 @@ pub struct ResourceConfig {
     /// more, in milliseconds: a client holding the URL can PUT after the cleanup, and a PUT
     /// started just before the expiry may still be finishing.
     pub sweep_grace_ms: i64,
+    /// How long after `upload.completed` a resource may stay in processing, in
+    /// milliseconds; then it is rejected (`TIMED_OUT`) and its objects deleted, whatever step
+    /// it waits at. The last line behind every step's own deadline and retries: no resource
+    /// stays in progress for ever. Twice the longest audio validation accepts by default.
+    pub processing_deadline_ms: i64,
 }
 
 impl Default for ResourceConfig {
@@ -30,6 +35,7 @@ impl Default for ResourceConfig {
         ResourceConfig {
             retention_ms: 7 * DAY_MS,
             sweep_grace_ms: 5 * 60 * 1000,
+            processing_deadline_ms: 6 * 60 * 60 * 1000,
         }
     }
 }
@@ -47,6 +53,11 @@ impl ResourceConfig {
             (0..=DAY_MS).contains(&self.sweep_grace_ms),
             "resource.sweep_grace_ms must be between 0 and {DAY_MS}, got {}",
             self.sweep_grace_ms
+        );
+        ensure!(
+            (1..=MAX_RETENTION_MS).contains(&self.processing_deadline_ms),
+            "resource.processing_deadline_ms must be between 1 and {MAX_RETENTION_MS}, got {}",
+            self.processing_deadline_ms
         );
         Ok(())
     }

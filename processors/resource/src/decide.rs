@@ -8,6 +8,9 @@
 //! - `validation.failed` or `transcription.failed` → `resource.rejected` then
 //!   `cleanup.initiated` (`REJECTED`);
 //! - `upload.failed` → `cleanup.initiated` (`UPLOAD_FAILED`);
+//! - `upload.completed` → a `processing` timer at now + the processing deadline; if it fires
+//!   before an outcome → `resource.rejected` (`TIMED_OUT`) then `cleanup.initiated`
+//!   (`REJECTED`), so no resource stays in progress for ever, whatever step it waits at;
 //! - `cleanup.initiated` (read back from its own topic) → the prefix is deleted (an effect)
 //!   and `cleanup.completed` says how many objects `observe` found there: the end of every
 //!   resource.
@@ -24,7 +27,7 @@ use echo_catalog::events;
 use echo_catalog::events::{
     CleanupCompleted, CleanupInitiated, CleanupReason, QuotaReserved, ResourceQuotaReleased,
     ResourceReady, ResourceRejected, ResourceTtlReached, TranscriptionCompleted,
-    TranscriptionFailed, UploadFailed, UploadUrlGenerated, ValidationFailed,
+    TranscriptionFailed, UploadCompleted, UploadFailed, UploadUrlGenerated, ValidationFailed,
     ValidationFailureReason,
 };
 use echo_runtime::prelude::*;
@@ -53,6 +56,7 @@ impl Decider for ResourceDecider {
         &[
             events::QuotaReserved::TYPE,
             events::UploadUrlGenerated::TYPE,
+            events::UploadCompleted::TYPE,
             events::UploadFailed::TYPE,
             events::ValidationFailed::TYPE,
             events::TranscriptionCompleted::TYPE,
@@ -115,6 +119,10 @@ impl Decider for ResourceDecider {
                 let _failed: UploadFailed = record.decode()?;
                 Ok(on_upload_failed(state, record, ctx))
             }
+            Input::Record(record) if record.is::<UploadCompleted>() => {
+                let _completed: UploadCompleted = record.decode()?;
+                Ok(on_upload_completed(config, state, ctx))
+            }
             Input::Record(record) if record.is::<CleanupInitiated>() => {
                 on_cleanup(config, state, record, observed, ctx)
             }
@@ -122,10 +130,13 @@ impl Decider for ResourceDecider {
             Input::Record(_) => Ok(Decision::default()),
             Input::Timer(timer) if timer.name == TTL_TIMER => Ok(on_ttl(state, timer, ctx)),
             Input::Timer(timer) if timer.name == SWEEP_TIMER => Ok(on_sweep(state, observed, ctx)),
+            Input::Timer(timer) if timer.name == PROCESSING_TIMER => {
+                Ok(on_processing_deadline(config, state, ctx))
+            }
             // A timer of an older version of this processor: nothing to do any more.
             Input::Timer(_) => Ok(Decision::default()),
         }?;
-        Ok(with_release(state, decision, ctx))
+        Ok(with_release(state, with_deadline_ended(decision), ctx))
     }
 
     /// Folds a fact into the state. Only what the processor emitted counts (the inputs that caused
@@ -199,6 +210,9 @@ pub const TTL_TIMER: &str = "ttl";
 /// Name of the per-resource timer that deletes, once the upload URL can no longer be used,
 /// whatever a client PUT under a resource already cleaned up.
 pub const SWEEP_TIMER: &str = "sweep";
+
+/// Name of the per-resource timer that ends processing that never reached an outcome.
+pub const PROCESSING_TIMER: &str = "processing";
 
 /// The reason code `resource.rejected` carries for a failed transcription. The code set is
 /// validation's; of its symbols, "echo cannot decode this into speech" is the closest to a
@@ -365,6 +379,60 @@ fn on_rejected(
         Outgoing::new(resource_id.as_str(), &rejected),
         cleanup(ctx, resource_id, CleanupReason::Rejected),
     ])
+}
+
+/// The upload is verified and processing begins: from now on the resource has
+/// `processing_deadline_ms` to reach an outcome.
+fn on_upload_completed(
+    config: &ResourceConfig,
+    state: &ResourceState,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
+    if state.is_settled() {
+        return Decision::default();
+    }
+    let due = ctx.now_ms.saturating_add(config.processing_deadline_ms);
+    Decision {
+        schedule: vec![ctx.timer(PROCESSING_TIMER, due, "")],
+        ..Decision::default()
+    }
+}
+
+/// Processing outlived its deadline (a step waits on something dead-lettered, or on nothing
+/// at all): the resource is rejected and its objects deleted, so the client hears an end.
+fn on_processing_deadline(
+    config: &ResourceConfig,
+    state: &ResourceState,
+    ctx: &Context,
+) -> Decision<ResourceEffect> {
+    if state.is_settled() {
+        return Decision::default();
+    }
+    let resource_id = &ctx.cause.correlation_id;
+    let rejected = ResourceRejected {
+        metadata: ctx.metadata(),
+        reason_code: ValidationFailureReason::TimedOut,
+        message: format!(
+            "processing did not end within {} minutes of the upload; the file may be submitted \
+             again",
+            config.processing_deadline_ms / 60_000
+        ),
+    };
+    Decision::emit(vec![
+        Outgoing::new(resource_id.as_str(), &rejected),
+        cleanup(ctx, resource_id, CleanupReason::Rejected),
+    ])
+}
+
+/// A decision that settles the resource ends its processing deadline.
+fn with_deadline_ended(mut decision: Decision<ResourceEffect>) -> Decision<ResourceEffect> {
+    let settles = decision.emit.iter().any(|out| {
+        out.is::<ResourceReady>() || out.is::<ResourceRejected>() || out.is::<CleanupInitiated>()
+    });
+    if settles {
+        decision.cancel.push(PROCESSING_TIMER.to_string());
+    }
+    decision
 }
 
 fn on_upload_failed(

@@ -11,8 +11,8 @@ use echo_catalog::events::{
 };
 use echo_catalog::record::{EventMetadata, Record};
 use echo_resource::decide::{
-    self, Observation, Outcome, ResourceDecider, ResourceEffect, ResourceState, SWEEP_TIMER,
-    TTL_TIMER,
+    self, Observation, Outcome, ResourceDecider, ResourceEffect, ResourceState, PROCESSING_TIMER,
+    SWEEP_TIMER, TTL_TIMER,
 };
 use echo_resource::ResourceConfig;
 use echo_runtime::envelope::SourcePosition;
@@ -86,6 +86,17 @@ fn transcription_failed(event_id: &str) -> Incoming {
         metadata: meta(event_id),
         job_id: "job-1".into(),
         reason: "chunk 3 failed 3 times".into(),
+    })
+}
+
+fn upload_completed(event_id: &str) -> Incoming {
+    incoming(&UploadCompleted {
+        metadata: meta(event_id),
+        object_key: keys::upload(RESOURCE),
+        size_bytes: 10,
+        content_type: "audio/wav".into(),
+        etag: None,
+        options: None,
     })
 }
 
@@ -537,14 +548,6 @@ fn inputs_the_processor_does_not_handle_produce_nothing() {
             sample_rate_hz: 16_000,
             duration_ms: 1_000,
         }),
-        incoming(&UploadCompleted {
-            metadata: meta("uc-1"),
-            object_key: keys::upload(RESOURCE),
-            size_bytes: 10,
-            content_type: "audio/wav".into(),
-            etag: None,
-            options: None,
-        }),
         // Its own events other than cleanup.initiated come back too.
         incoming(&ResourceReady {
             metadata: meta("rr-1"),
@@ -799,4 +802,65 @@ fn an_admission_read_after_the_end_releases_at_once_and_only_once() {
     // A resource admitted before quotas existed releases nothing.
     let (decision, _) = handle_record(&ResourceState::default(), &transcribed("tc-1"));
     assert_eq!(releases(&decision), []);
+}
+
+#[test]
+fn processing_that_never_ends_is_rejected_at_its_deadline_and_cleaned() {
+    let (started, state) = handle_record(&ResourceState::default(), &upload_completed("uc-1"));
+    assert!(started.emit.is_empty());
+    let [deadline] = started.schedule.as_slice() else {
+        panic!("one timer expected: {:?}", started.schedule)
+    };
+    assert_eq!(deadline.name, PROCESSING_TIMER);
+    let six_hours = 6 * 60 * 60 * 1000;
+    assert_eq!(deadline.due_at_ms, NOW + six_hours);
+
+    // Nothing came (a step's input was dead-lettered): the deadline ends it.
+    let (fired, state) = handle(&state, Input::Timer(deadline), Observation::Nothing).unwrap();
+    assert_eq!(types(&fired), ["resource.rejected", "cleanup.initiated"]);
+    let rejected: ResourceRejected = only(&fired);
+    assert_eq!(rejected.reason_code, ValidationFailureReason::TimedOut);
+    assert!(
+        rejected.message.contains("360 minutes"),
+        "{}",
+        rejected.message
+    );
+    assert_eq!(rejected.metadata.causation_id.as_deref(), Some("uc-1"));
+    let initiated: CleanupInitiated = only(&fired);
+    assert_eq!(initiated.reason, CleanupReason::Rejected);
+    assert_eq!(state.outcome, Some(Outcome::Rejected));
+
+    // A transcript arriving after that changes nothing: one terminal state.
+    let (late, _) = handle_record(&state, &transcribed("tc-1"));
+    assert!(is_empty(&late), "{:?}", types(&late));
+}
+
+#[test]
+fn an_outcome_before_the_deadline_ends_it() {
+    let (started, state) = handle_record(&ResourceState::default(), &upload_completed("uc-1"));
+    let deadline = started.schedule[0].clone();
+    for outcome in [
+        transcribed("tc-1"),
+        validation_failed("vf-1"),
+        transcription_failed("tf-1"),
+    ] {
+        let (settled, state) = handle_record(&state, &outcome);
+        assert!(
+            settled.cancel.contains(&PROCESSING_TIMER.to_string()),
+            "{} leaves the deadline running",
+            outcome.type_name
+        );
+        let (fired, _) = handle(&state, Input::Timer(&deadline), Observation::Nothing).unwrap();
+        assert!(
+            is_empty(&fired),
+            "{}: {:?}",
+            outcome.type_name,
+            types(&fired)
+        );
+    }
+    // An upload completed again (a replay) after the outcome starts no new deadline.
+    let (ready, state) = handle_record(&state, &transcribed("tc-1"));
+    assert_eq!(types(&ready), ["resource.ready"]);
+    let (again, _) = handle_record(&state, &upload_completed("uc-2"));
+    assert!(is_empty(&again), "{:?}", again.schedule);
 }
