@@ -173,6 +173,29 @@ pub enum AudioError {
     },
 }
 
+impl AudioError {
+    /// What went wrong, without the local file's path: the message clients are told (in
+    /// `validation.failed`, `resource.rejected`) and operators read in DLQ headers, where a
+    /// worker's cache or temporary path means nothing and tells outsiders about the machine.
+    pub fn without_path(&self) -> String {
+        match self {
+            AudioError::Io { source, .. } => format!("cannot read the audio file: {source}"),
+            AudioError::UnsupportedFormat { reason, .. } => {
+                format!("not a recognised audio format ({reason})")
+            }
+            AudioError::NoAudioTrack { .. } => "the file holds no audio track".into(),
+            AudioError::UnsupportedCodec { codec, .. } => {
+                format!("unsupported audio codec {codec}")
+            }
+            AudioError::Corrupt { reason, .. } => format!("corrupt audio data ({reason})"),
+            AudioError::OutOfLimits { limit, .. } => format!("unsupported audio stream: {limit}"),
+            other @ (AudioError::InvalidRange { .. }
+            | AudioError::NoSuchChannel { .. }
+            | AudioError::Resample { .. }) => other.to_string(),
+        }
+    }
+}
+
 /// Facts about an audio file, as found by [`probe`]; used to validate uploads
 /// and to plan chunked decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -718,6 +741,40 @@ impl StreamResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_clients_and_operators_are_told_names_no_local_path() {
+        let path = PathBuf::from("/var/lib/echo/cache/objects/3f6c2a10");
+        let errors = [
+            AudioError::Io {
+                path: path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+            AudioError::UnsupportedFormat {
+                path: path.clone(),
+                reason: "no probe".into(),
+            },
+            AudioError::NoAudioTrack { path: path.clone() },
+            AudioError::UnsupportedCodec {
+                path: path.clone(),
+                codec: "alac".into(),
+            },
+            AudioError::Corrupt {
+                path: path.clone(),
+                reason: "truncated".into(),
+            },
+            AudioError::OutOfLimits {
+                path: path.clone(),
+                limit: Limit::Channels(9),
+            },
+        ];
+        for error in &errors {
+            assert!(error.to_string().contains("/var/lib/echo"), "{error}");
+            let told = error.without_path();
+            assert!(!told.contains("/var/lib/echo"), "{told}");
+            assert!(!told.is_empty());
+        }
+    }
 
     #[test]
     fn limits_refuse_rates_channels_and_packet_sizes_outside_the_bounds() {

@@ -226,7 +226,7 @@ impl S3Service {
 
     async fn stream_to(&self, key: &str, path: &Path, pin: &Pin) -> Result<Download, HandlerError> {
         let local = |e: std::io::Error| {
-            HandlerError::Transient(format!("writing {key} to {}: {e}", path.display()))
+            HandlerError::Transient(format!("writing {key} to a local file: {e}"))
         };
         // A pre-signed GET through a plain HTTP client: rust-s3's streaming download neither
         // sends conditions nor shows the answer's headers.

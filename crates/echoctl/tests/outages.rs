@@ -2,7 +2,8 @@
 //! object store frozen (SIGSTOP, as a hung server or a partitioned network looks) in the
 //! middle of a job, for longer than every retry tier together. The pipeline must pause, say
 //! so on `/readyz` and in `echo_dependency_unavailable`, and finish the job once the store
-//! answers again, with nothing dead-lettered.
+//! answers again, with nothing dead-lettered, and log what it met without naming a local
+//! path or a pre-signed URL.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -109,6 +110,8 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
         ("ECHO_VALIDATION__CHUNK_MS", "5000"),
         ("ECHO_KAFKA__TRANSACTION_TIMEOUT_MS", "20000"),
         ("ECHO_RUNTIME__RETRY_BACKOFF_SCALE", "0.05"),
+        // Everything operators would read, to hold it against what it must not say.
+        ("RUST_LOG", "info"),
     ];
     let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
     let started = Instant::now();
@@ -181,6 +184,28 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
             "not ready 30 s after the store came back"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Failures were logged (the store's), and none names a local path or carries a
+    // pre-signed URL.
+    let log = std::fs::read_to_string(
+        std::env::temp_dir().join(format!("{}pipeline.log", env.config.kafka.topic_prefix)),
+    )
+    .unwrap();
+    assert!(
+        log.contains("dependency unavailable"),
+        "the wait was not logged"
+    );
+    let cache = env.config.data_dir.join("cache");
+    for secret in [
+        cache.to_str().unwrap(),
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the log names {secret}: {}",
+            log.lines().find(|l| l.contains(secret)).unwrap_or_default()
+        );
     }
     for processor in env.processor_names() {
         let dlq = env.topic(&dlq_topic(processor));

@@ -124,27 +124,25 @@ impl ChunkWorker {
     async fn fetch(&self, key: &str, pin: &Pin) -> Result<Result<PathBuf, String>, HandlerError> {
         let path = self.cache_path(key, pin);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            debug!(key, path = %path.display(), "source audio cached");
+            debug!(key, file = %file_name(&path), "source audio cached");
             // Marks it recently used, for the cache's eviction.
             touch(&path);
             return Ok(Ok(path));
         }
         tokio::fs::create_dir_all(&self.cache_dir)
             .await
-            .map_err(|e| {
-                HandlerError::Transient(format!("creating {}: {e}", self.cache_dir.display()))
-            })?;
+            .map_err(|e| HandlerError::Transient(format!("creating the download cache: {e}")))?;
         // Downloaded beside and renamed into place, so no reader (another worker process on
-        // the same disk) ever sees a partial file.
-        let partial = path.with_extension(format!(
+        // the same disk) ever sees a partial file; deleted on every other way out.
+        let partial = Partial(path.with_extension(format!(
             "partial-{}-{}",
             std::process::id(),
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_nanos()
-        ));
-        let size = match self.s3.download_to(key, &partial, pin).await? {
+        )));
+        let size = match self.s3.download_to(key, &partial.0, pin).await? {
             Download::Stored(size) => size,
             // The upload completed before the command was issued, so this is the store not
             // (yet) showing it, or a cleanup racing the job: retried, then the DLQ.
@@ -166,14 +164,12 @@ impl ChunkWorker {
                 )))
             }
         };
-        if let Err(e) = tokio::fs::rename(&partial, &path).await {
-            let _ = tokio::fs::remove_file(&partial).await;
+        if let Err(e) = tokio::fs::rename(&partial.0, &path).await {
             return Err(HandlerError::Transient(format!(
-                "moving the download of {key} to {}: {e}",
-                path.display()
+                "moving the download of {key} into the cache: {e}"
             )));
         }
-        info!(key, size, path = %path.display(), "source audio downloaded");
+        info!(key, size, file = %file_name(&path), "source audio downloaded");
         evict(&self.cache_dir, &path, self.decider.config.cache_max_files);
         Ok(Ok(path))
     }
@@ -188,6 +184,24 @@ fn touch(path: &Path) {
     if let Ok(file) = std::fs::File::options().append(true).open(path) {
         let _ = file.set_modified(SystemTime::now());
     }
+}
+
+/// A download in progress, deleted when dropped: on an error, and when the I/O budget drops
+/// the download midway (nothing after the `await` runs then). After the rename into the cache
+/// there is nothing left to delete.
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A cache file's name (a hash), which is what logs say of it: never the machine's path.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// How long after its last write a download counts as abandoned: a worker killed mid-download
@@ -228,8 +242,8 @@ fn evict(dir: &Path, keep: &Path, max_files: usize) {
 /// Deletes a cache file; failure only costs disk space until the next eviction.
 fn remove(path: &Path, what: &str) {
     match std::fs::remove_file(path) {
-        Ok(()) => debug!(path = %path.display(), what, "evicted"),
-        Err(e) => debug!(path = %path.display(), what, error = %e, "eviction failed"),
+        Ok(()) => debug!(file = %file_name(path), what, "evicted"),
+        Err(e) => debug!(file = %file_name(path), what, error = %e, "eviction failed"),
     }
 }
 
@@ -259,11 +273,13 @@ fn transcribe_range(
     let samples = match decode_range(path, range.clone(), channel) {
         Ok(samples) => samples,
         // The cached file vanished or the disk failed: not the audio's fault.
-        Err(e @ AudioError::Io { .. }) => return Err(HandlerError::Transient(e.to_string())),
+        Err(e @ AudioError::Io { .. }) => return Err(HandlerError::Transient(e.without_path())),
         Err(e) => {
             return Ok(Err(format!(
-                "decoding {}..{} ms: {e}",
-                range.start, range.end
+                "decoding {}..{} ms: {}",
+                range.start,
+                range.end,
+                e.without_path()
             )))
         }
     };
@@ -464,5 +480,21 @@ mod tests {
         );
         assert!(running.exists(), "a download in progress is left alone");
         assert!(keep.exists());
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_short_by_its_budget_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.partial-1-1");
+        let download = async {
+            let partial = Partial(path.clone());
+            std::fs::write(&partial.0, b"the first bytes").unwrap();
+            // The store stops sending midway.
+            std::future::pending::<()>().await;
+            drop(partial);
+        };
+        let cut = tokio::time::timeout(Duration::from_millis(50), download).await;
+        assert!(cut.is_err());
+        assert!(!path.exists(), "the partial download was left behind");
     }
 }

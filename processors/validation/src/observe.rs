@@ -216,7 +216,7 @@ fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<SpeechMap>) -> Audio
 /// temporary file is the machine's fault, not the file's, and is retried.
 fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
     let reason = match &error {
-        AudioError::Io { .. } => return Err(HandlerError::Transient(error.to_string())),
+        AudioError::Io { .. } => return Err(HandlerError::Transient(error.without_path())),
         // Validation decodes every channel mixed: asking for a range or a channel is a bug.
         AudioError::InvalidRange { .. } | AudioError::NoSuchChannel { .. } => {
             return Err(HandlerError::Permanent(error.to_string()))
@@ -232,21 +232,7 @@ fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
         | AudioError::Corrupt { .. }
         | AudioError::Resample { .. } => ValidationFailureReason::Undecodable,
     };
-    Ok(Observation::Refused(reason, without_path(&error)))
-}
-
-/// The decoder's message without the temporary file's path, which means nothing to a client.
-fn without_path(error: &AudioError) -> String {
-    match error {
-        AudioError::UnsupportedFormat { reason, .. } => {
-            format!("not a recognised audio format ({reason})")
-        }
-        AudioError::NoAudioTrack { .. } => "the file holds no audio track".into(),
-        AudioError::UnsupportedCodec { codec, .. } => format!("unsupported audio codec {codec}"),
-        AudioError::Corrupt { reason, .. } => format!("corrupt audio data ({reason})"),
-        AudioError::OutOfLimits { limit, .. } => format!("unsupported audio stream: {limit}"),
-        other => other.to_string(),
-    }
+    Ok(Observation::Refused(reason, error.without_path()))
 }
 
 /// The temporary file's name: its extension is symphonia's format hint, taken from the stored
