@@ -467,7 +467,7 @@ async fn a_processor_whose_output_subject_is_not_registered_stops_and_registers_
     };
     let error = format!("{:#}", outcome.unwrap().expect_err("the processor fails"));
     assert!(
-        error.contains(&subject) && error.contains("not registered"),
+        error.contains(&subject) && error.contains("has no version with the schema this build"),
         "{error}"
     );
 
@@ -647,6 +647,88 @@ async fn work_announced_then_killed_is_announced_once() {
     assert_eq!(
         caused_by::<UploadUrlGenerated>(&seen, &input.metadata.event_id).len(),
         1
+    );
+}
+
+/// A record whose work kills the processor (an abort, as an out-of-memory kill would) is
+/// counted durably before each attempt: after `poison_after_failures` deaths it is
+/// quarantined with the evidence, and the next record of its partition is handled.
+#[tokio::test(flavor = "multi_thread")]
+async fn work_that_kills_the_processor_is_quarantined_after_three_deaths() {
+    let env = TestEnv::new("crash-loop").await.unwrap();
+    let publisher = Publisher::new(&env.config).unwrap();
+    let deadly = request("res-deadly", "crashing-x.wav", None);
+    let after = request("res-deadly", "after.wav", None);
+    for input in [&deadly, &after] {
+        publisher
+            .publish(&input.metadata.correlation_id, input)
+            .await
+            .unwrap();
+    }
+    let mut deaths = 0;
+    let handled = loop {
+        let mut child = spawn_child(&env);
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            let seen = read_topic(&env.config, &env.topic(EVENTS), Isolation::Committed)
+                .await
+                .unwrap();
+            if !caused_by::<UploadUrlGenerated>(&seen, &after.metadata.event_id).is_empty() {
+                break None;
+            }
+            if started.elapsed() > PATIENCE * 2 {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        match status {
+            Some(_) => deaths += 1,
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break true;
+            }
+        }
+        if deaths > 5 {
+            break false;
+        }
+    };
+    assert!(
+        handled,
+        "the processor died {deaths} times on the same record"
+    );
+    assert_eq!(
+        deaths, 3,
+        "quarantined after a number of deaths other than 3"
+    );
+    let dlq = read_topic(
+        &env.config,
+        &env.topic("echo.upload.dlq"),
+        Isolation::Committed,
+    )
+    .await
+    .unwrap();
+    let quarantined: Vec<_> = dlq
+        .iter()
+        .filter(|r| {
+            r.metadata.as_ref().map(|m| m.event_id.as_str()) == Some(&deadly.metadata.event_id)
+        })
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{dlq:?}");
+    assert_eq!(
+        quarantined[0].headers.get(echo::ERROR_CLASS),
+        Some("poison")
+    );
+    assert!(
+        quarantined[0]
+            .headers
+            .get(echo::ERROR_MESSAGE)
+            .is_some_and(|m| m.contains("began 3 times")),
+        "{:?}",
+        quarantined[0].headers
     );
 }
 

@@ -27,6 +27,9 @@ pub const HUGE: &str = "huge-";
 /// Filename prefix: the request's work is announced (an `upload.expired` committed before
 /// `observe`), then `observe` takes this many milliseconds (`announced-3000-x`).
 pub const ANNOUNCED: &str = "announced-";
+/// Filename prefix: the request's work is announced, then `observe` aborts the process, as
+/// an out-of-memory kill ends it (`crashing-x`).
+pub const CRASHING: &str = "crashing";
 /// Filename prefix: the handler panics.
 pub const PANIC: &str = "panic";
 /// Filename prefix: the key is finished after this request (see `Processor::is_finished`).
@@ -131,7 +134,10 @@ impl Decider for TestProcessor {
             return Vec::new();
         };
         match incoming.decode::<UploadRequested>() {
-            Ok(request) if request.filename.starts_with(ANNOUNCED) => {
+            Ok(request)
+                if request.filename.starts_with(ANNOUNCED)
+                    || request.filename.starts_with(CRASHING) =>
+            {
                 let started = UploadExpired {
                     metadata: ctx.metadata(),
                     object_key: format!("uploads/{}/source", incoming.key),
@@ -262,6 +268,9 @@ impl Processor for TestProcessor {
     ) -> Result<(), HandlerError> {
         if let Input::Record(incoming) = input {
             let request: UploadRequested = incoming.decode()?;
+            if request.filename.starts_with(CRASHING) {
+                std::process::abort();
+            }
             let slow = number_after(&request.filename, SLOW)
                 .or_else(|| number_after(&request.filename, SLOW_IO))
                 .or_else(|| number_after(&request.filename, ANNOUNCED));

@@ -46,6 +46,16 @@ pub struct KeyState<S> {
     /// it is not announced twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced: Option<String>,
+    /// How many lives of the processor began the work announced for `announced` without
+    /// ending it: counted and committed before each begins, so a record whose handling kills
+    /// the process (out of memory, an abort) is known after the restart, and quarantined once
+    /// it has done so `runtime.poison_after_failures` times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub work_began: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl<S: Default> Default for KeyState<S> {
@@ -58,6 +68,7 @@ impl<S: Default> Default for KeyState<S> {
             waiting: VecDeque::new(),
             retire_at_ms: None,
             announced: None,
+            work_began: 0,
         }
     }
 }

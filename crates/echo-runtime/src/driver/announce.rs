@@ -3,7 +3,11 @@
 //! `observe` runs; the input itself (its offset, its outputs, its state) goes into the next
 //! transaction. A crash while the work runs leaves the announcement and re-delivers the input;
 //! the key's state, committed with the announcement, says it was made, so the input is not
-//! announced again.
+//! announced again. It also counts the lives of the processor that began the work: a restarted
+//! one that finds the work begun commits the count again before it begins, and one that finds
+//! it begun `runtime.poison_after_failures` times quarantines the input instead (each of those
+//! lives ended while doing it: out of memory, an abort), so no input can crash a processor in
+//! a loop.
 
 use super::pipeline::ApplyError;
 use super::Driver;
@@ -13,8 +17,9 @@ use crate::state::KeyState;
 
 impl<P: Processor> Driver<P> {
     /// Publishes `records` (announcing work on the input `event_id` of `key` on `partition`,
-    /// whose state is `key_state`), commits them with the open transaction and the key's
-    /// state marked as announced, and opens the next one for the work itself.
+    /// whose state is `key_state`; none when it was announced in an earlier life), commits
+    /// them with the open transaction and the key's state marked as announced and the work
+    /// as begun for the `began`th time, and opens the next transaction for the work itself.
     pub(super) fn announce(
         &mut self,
         partition: i32,
@@ -22,12 +27,11 @@ impl<P: Processor> Driver<P> {
         key_state: &KeyState<StateOf<P>>,
         event_id: &str,
         records: &[Outgoing],
+        began: u32,
     ) -> Result<(), ApplyError> {
-        if records.is_empty() {
-            return Ok(());
-        }
         let mut marked = key_state.clone();
         marked.announced = Some(event_id.to_string());
+        marked.work_began = began;
         self.store.put(partition, key, marked);
         let encoded = records
             .iter()
@@ -43,6 +47,7 @@ impl<P: Processor> Driver<P> {
         self.finish(open.offsets, &open.touched)?;
         // What the committed transaction changed is the state to fall back to from now on.
         self.store.commit();
+        self.begun.insert(event_id.to_string());
         self.begin()?;
         Ok(())
     }

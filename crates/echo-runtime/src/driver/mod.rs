@@ -23,7 +23,7 @@ mod transaction;
 mod txn_error;
 mod wait_out;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -170,6 +170,10 @@ struct Driver<P: Processor> {
     committed: HashMap<(String, i32), i64>,
     /// What keeps failing on replay, to isolate and quarantine it.
     guard: ReplayGuard,
+    /// Event ids of announced work this instance has begun (and counted in the key's
+    /// `work_began`) and not ended: replaying it in the same life (after an abort, a wait, a
+    /// retry tier) is no sign that it kills the process.
+    begun: HashSet<String>,
     /// When the open transaction's time budget runs out.
     budget_ends: Option<std::time::Instant>,
     /// What the open transaction has handled so far.
@@ -229,6 +233,7 @@ impl<P: Processor> Driver<P> {
             span: None,
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
+            begun: HashSet::new(),
             budget_ends: None,
             open: transaction::OpenTxn::default(),
             refusals,

@@ -210,11 +210,34 @@ impl<P: Processor> Driver<P> {
         let started = std::time::Instant::now();
         // Announced before a crash or a retry: the announcement stands, and is not repeated.
         let announced_before = key_state.announced.take().as_ref() == Some(&metadata.event_id);
+        let began = std::mem::take(&mut key_state.work_began);
+        // Begun in an earlier life of the processor, which ended before the work did.
+        let relived = announced_before && !self.begun.contains(&metadata.event_id);
+        if relived && began >= self.config.runtime.poison_after_failures {
+            self.store.put(partition, &key, key_state);
+            let message = format!(
+                "its work began {began} times and the processor died each time before it                  ended (out of memory, an abort, a kill): quarantined"
+            );
+            error!(event_id = %metadata.event_id, began, "{message}");
+            let failure = Failure::new(ErrorClass::Poison, message);
+            return self.dead_end(rec, type_name, &failure, attempt, &source);
+        }
         let handled = announced(self.processor.decider(), &key_state.state, input, &ctx)
             .map_err(ApplyError::Refused)
-            .and_then(|records| match announced_before {
-                true => Ok(()),
-                false => self.announce(partition, &key, &key_state, &metadata.event_id, &records),
+            .and_then(|records| match (announced_before, relived) {
+                (true, false) => Ok(()),
+                (true, true) => self.announce(
+                    partition,
+                    &key,
+                    &key_state,
+                    &metadata.event_id,
+                    &[],
+                    began + 1,
+                ),
+                (false, _) if records.is_empty() => Ok(()),
+                (false, _) => {
+                    self.announce(partition, &key, &key_state, &metadata.event_id, &records, 1)
+                }
             })
             .and_then(|()| {
                 self.decide(&key_state, input, &mut ctx)
@@ -234,6 +257,7 @@ impl<P: Processor> Driver<P> {
             .observe(started.elapsed().as_secs_f64());
         let failure = match handled {
             Ok(()) => {
+                self.begun.remove(&metadata.event_id);
                 self.record_done(type_name, "handled");
                 return Ok(());
             }
@@ -247,6 +271,9 @@ impl<P: Processor> Driver<P> {
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
         self.record_done(type_name, if retried { "retried" } else { "dead_lettered" });
+        if !retried {
+            self.begun.remove(&metadata.event_id);
+        }
         let mut key_state = self.store.get(partition, &key);
         if retried {
             key_state.parked = Some(metadata.event_id.clone());
