@@ -12,11 +12,15 @@
 //! environment carries) it SIGKILLs the broker leading the busiest partition instead of
 //! restarting the only one, starts it again after a while, and makes the chunk workers'
 //! group rebalance by adding a worker and later removing it.
+//!
+//! With `--freeze-store-secs N` (the fault run, `scripts/faults.sh`) it kills nothing:
+//! it freezes the object store for N seconds while uploads are in flight, then thaws it.
 
 mod audit;
 mod cluster;
 mod corpus;
 mod fleet;
+mod freeze;
 mod verdict;
 
 use std::collections::HashMap;
@@ -38,7 +42,11 @@ use crate::fleet::Fleet;
 
 /// Command-line arguments.
 #[derive(Parser)]
-#[command(name = "echo-chaos", about = "Chaos run against the local stack")]
+#[command(
+    name = "echo-chaos",
+    about = "Chaos run against the local stack",
+    args_override_self = true
+)]
 struct Args {
     /// Seed of the uploads and of the kill schedule; random (and printed) when absent.
     #[arg(long)]
@@ -72,6 +80,10 @@ struct Args {
     /// How long to wait, once the clients are done, for the last uploads to end.
     #[arg(long, default_value = "300")]
     settle_secs: u64,
+    /// Instead of kills and broker restarts: freeze the object store (SIGSTOP) this many
+    /// seconds once 20–40 % of the clients are done, then thaw it.
+    #[arg(long)]
+    freeze_store_secs: Option<u64>,
 }
 
 /// Where chaos runs' topics and subjects start; a new run deletes the previous one's.
@@ -143,6 +155,24 @@ async fn run(args: Args) -> Result<bool> {
 
     let done = Arc::new(AtomicUsize::new(0));
     let clients = submit_all(&echoctl, &settings, &uploads, args.clients, done.clone());
+    if let Some(secs) = args.freeze_store_secs {
+        let frozen = freeze::store(&base.data_dir, secs, &mut rng, &done, uploads.len()).await?;
+        let client_failures = clients.await?;
+        fleet.revive()?;
+        println!(
+            "clients done after {:.0} s: the object store frozen {} s at {} of {} clients done, \
+             an upload ended {:.1} s after the thaw, {} processes exited on their own, {} \
+             client(s) failed",
+            started.elapsed().as_secs_f64(),
+            frozen.secs,
+            frozen.at,
+            uploads.len(),
+            frozen.serving_again_secs.unwrap_or_default(),
+            fleet.exits,
+            client_failures
+        );
+        return audit_run(&env, &args, seed, &uploads, started, fleet).await;
+    }
     let chaos = unleash(&mut fleet, &env, &args, &mut rng, &done, uploads.len()).await?;
     let client_failures = clients.await?;
     fleet.revive()?;
@@ -162,14 +192,27 @@ async fn run(args: Args) -> Result<bool> {
         client_failures
     );
 
+    audit_run(&env, &args, seed, &uploads, started, fleet).await
+}
+
+/// Waits for the last uploads to end, reads the run back and prints its figures; whether it
+/// is clean.
+async fn audit_run(
+    env: &TestEnv,
+    args: &Args,
+    seed: u64,
+    uploads: &[Upload],
+    started: Instant,
+    mut fleet: Fleet,
+) -> Result<bool> {
     let expected: HashMap<String, audit::Expect> =
         uploads.iter().map(|u| (u.filename(), u.expect)).collect();
-    let figures = verdict::settle(&env, &expected, Duration::from_secs(args.settle_secs)).await?;
+    let figures = verdict::settle(env, &expected, Duration::from_secs(args.settle_secs)).await?;
     println!("audited after {:.0} s", started.elapsed().as_secs_f64());
-    let quality = verdict::artifacts(&env, &uploads).await?;
+    let quality = verdict::artifacts(env, uploads).await?;
     fleet.stop();
-    let dlq = verdict::dlq_counts(&env).await?;
-    verdict::print(seed, &args_line(&args, seed), &figures, &quality, &dlq);
+    let dlq = verdict::dlq_counts(env).await?;
+    verdict::print(seed, &args_line(args, seed), &figures, &quality, &dlq);
     Ok(figures.clean() && quality.mismatched.is_empty())
 }
 
@@ -183,6 +226,12 @@ fn args_line(args: &Args, seed: u64) -> String {
     } else {
         String::new()
     };
+    if let Some(secs) = args.freeze_store_secs {
+        return format!(
+            "scripts/faults.sh --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --freeze-store-secs {secs}",
+            args.uploads, args.chunk_workers, args.clients, args.chunk_ms
+        );
+    }
     format!(
         "scripts/chaos.sh --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --kill-every-ms {}{}{cluster}",
         args.uploads,
