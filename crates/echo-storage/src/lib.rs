@@ -24,8 +24,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// bytes than the small requests [`REQUEST_TIMEOUT`] is meant for.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How long each request of a [`S3Service::probe`] may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long each request of a probe may take: two of them fit the runtime's bound on a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the URL of a pinned download is valid: it is used at once, by echo itself.
 const PRESIGNED_GET_SECS: u32 = 60;
@@ -141,26 +141,40 @@ impl S3Service {
             .is_ok()
     }
 
-    /// Whether the store answers, for reads and for writes: it lists a key and stores a
-    /// small object under [`keys::PROBE`], each within [`PROBE_TIMEOUT`]. A store that is
-    /// down, hung, refusing echo's credentials or out of space fails it; what one input asked
-    /// of it does not.
-    pub async fn probe(&self) -> Result<(), Unavailable> {
-        let down = |e: String| Unavailable::new(OBJECT_STORE, e);
+    /// Whether the store answers reads: it lists a key within [`PROBE_TIMEOUT`]. A store
+    /// that is down, hung or refusing echo's credentials fails it; what one input asked of it
+    /// does not. For processors that only read (their credentials may allow nothing else).
+    pub async fn probe_reads(&self) -> Result<(), Unavailable> {
         let listed = self
             .bucket
             .list_page(keys::ROOT.into(), None, None, None, Some(1));
         match tokio::time::timeout(PROBE_TIMEOUT, listed).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(down(format!("listing objects: {}", redacted(&e)))),
-            Err(_) => return Err(down("listing objects: no answer".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Unavailable::new(
+                OBJECT_STORE,
+                format!("listing objects: {}", redacted(&e)),
+            )),
+            Err(_) => Err(Unavailable::new(OBJECT_STORE, "listing objects: no answer")),
         }
+    }
+
+    /// Whether the store answers reads and writes: [`S3Service::probe_reads`], then a small
+    /// object stored under [`keys::PROBE`] within [`PROBE_TIMEOUT`], which a store out of
+    /// space fails too. For processors that write or delete.
+    pub async fn probe(&self) -> Result<(), Unavailable> {
+        self.probe_reads().await?;
         let body = [0u8; 4096];
         let written = self.bucket.put_object(keys::PROBE, &body);
         match tokio::time::timeout(PROBE_TIMEOUT, written).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(down(format!("storing an object: {}", redacted(&e)))),
-            Err(_) => Err(down("storing an object: no answer".into())),
+            Ok(Err(e)) => Err(Unavailable::new(
+                OBJECT_STORE,
+                format!("storing an object: {}", redacted(&e)),
+            )),
+            Err(_) => Err(Unavailable::new(
+                OBJECT_STORE,
+                "storing an object: no answer",
+            )),
         }
     }
 

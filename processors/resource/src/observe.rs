@@ -78,7 +78,7 @@ impl Processor for ResourceProcessor {
         Ok(Observation::Found(self.s3.count_prefix(&prefix).await?))
     }
 
-    /// The object store is this processor's dependency besides Kafka.
+    /// The object store is this processor's dependency besides Kafka; it writes there.
     async fn probe(&self) -> Result<(), Unavailable> {
         self.s3.probe().await
     }

@@ -62,7 +62,7 @@ impl Processor for TranscriptionProcessor {
         Ok(())
     }
 
-    /// The object store is this processor's dependency besides Kafka.
+    /// The object store is this processor's dependency besides Kafka; it writes there.
     async fn probe(&self) -> Result<(), Unavailable> {
         self.s3.probe().await
     }

@@ -98,9 +98,9 @@ impl Processor for UploadProcessor {
     }
 
     /// It writes nothing outside Kafka.
-    /// The object store is this processor's dependency besides Kafka.
+    /// The object store is this processor's dependency besides Kafka; it only reads.
     async fn probe(&self) -> Result<(), Unavailable> {
-        self.s3.probe().await
+        self.s3.probe_reads().await
     }
 
     async fn effect(&self, effect: &NoEffect) -> Result<(), HandlerError> {

@@ -42,7 +42,11 @@ impl WriterSchemas {
         if let Some(schema) = self.known.lock().expect("schemas").get(&id) {
             return Ok(schema.clone());
         }
-        let not_found = || DecodeError::Undecodable(format!("no schema has id {id}"));
+        let not_found = || {
+            DecodeError::Undecodable(format!(
+                "the registry has no schema with id {id} (404, error_code {SCHEMA_NOT_FOUND})"
+            ))
+        };
         if self
             .missing
             .lock()

@@ -44,10 +44,13 @@ impl<P: Processor> Driver<P> {
         // goes with the announcement, so an instance that lost the partition cannot commit it.
         self.open.touched.insert(partition);
         let open = std::mem::take(&mut self.open);
-        self.finish(open.offsets, &open.touched)?;
+        self.finish(open)?;
         // What the committed transaction changed is the state to fall back to from now on.
         self.store.commit();
-        self.begun.insert(event_id.to_string());
+        self.begun
+            .lock()
+            .expect("begun")
+            .insert(event_id.to_string());
         self.begin()?;
         Ok(())
     }

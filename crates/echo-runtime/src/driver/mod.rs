@@ -71,12 +71,14 @@ pub async fn run<P: Processor>(
     let handle = Handle::current();
     let processor = Arc::new(processor);
     let mut backoff = Duration::from_secs(1);
+    let begun = Arc::new(Mutex::new(HashSet::new()));
     loop {
-        let (config, processor, options, handle) = (
+        let (config, processor, options, handle, begun) = (
             config.clone(),
             processor.clone(),
             options.clone(),
             handle.clone(),
+            begun.clone(),
         );
         let shutdown = options.shutdown.clone();
         let instance = health_name(processor.decider().name(), &options.instance);
@@ -88,7 +90,8 @@ pub async fn run<P: Processor>(
             },
         );
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut driver = Driver::new(config, processor, options, handle).map_err(Exit::Stop)?;
+            let mut driver =
+                Driver::new(config, processor, options, handle, begun).map_err(Exit::Stop)?;
             driver.run()
         })
         .await
@@ -170,10 +173,10 @@ struct Driver<P: Processor> {
     committed: HashMap<(String, i32), i64>,
     /// What keeps failing on replay, to isolate and quarantine it.
     guard: ReplayGuard,
-    /// Event ids of announced work this instance has begun (and counted in the key's
+    /// Event ids of announced work this process has begun (and counted in the key's
     /// `work_began`) and not ended: replaying it in the same life (after an abort, a wait, a
-    /// retry tier) is no sign that it kills the process.
-    begun: HashSet<String>,
+    /// retry tier, a start over with new clients) is no sign that it kills the process.
+    begun: Arc<Mutex<HashSet<String>>>,
     /// When the open transaction's time budget runs out.
     budget_ends: Option<std::time::Instant>,
     /// What the open transaction has handled so far.
@@ -201,6 +204,7 @@ impl<P: Processor> Driver<P> {
         processor: Arc<P>,
         options: RunOptions,
         handle: Handle,
+        begun: Arc<Mutex<HashSet<String>>>,
     ) -> Result<Self> {
         let catalogue = Catalogue::load()?;
         let decider = processor.decider();
@@ -233,7 +237,7 @@ impl<P: Processor> Driver<P> {
             span: None,
             codec: Codec::new(&config.registry.url)?,
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
-            begun: HashSet::new(),
+            begun,
             budget_ends: None,
             open: transaction::OpenTxn::default(),
             refusals,

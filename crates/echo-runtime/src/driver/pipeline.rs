@@ -126,9 +126,7 @@ impl<P: Processor> Driver<P> {
         let from_retry = self.retry_tiers.contains_key(rec.topic);
         let decoded = match self.handle.block_on(self.codec.decode(rec.value)) {
             Ok(d) => d,
-            Err(DecodeError::RegistryUnavailable(e)) => {
-                return Err(TxnError::Unavailable(Unavailable::new(SCHEMA_REGISTRY, e)))
-            }
+            Err(DecodeError::RegistryUnavailable(e)) => return Err(self.registry_trouble(e)),
             Err(e) => {
                 let failure = Failure::new(ErrorClass::Undecodable, e.to_string());
                 return self.dead_end(rec, "unknown", &failure, attempt, &source);
@@ -212,11 +210,17 @@ impl<P: Processor> Driver<P> {
         let announced_before = key_state.announced.take().as_ref() == Some(&metadata.event_id);
         let began = std::mem::take(&mut key_state.work_began);
         // Begun in an earlier life of the processor, which ended before the work did.
-        let relived = announced_before && !self.begun.contains(&metadata.event_id);
+        let relived = announced_before
+            && !self
+                .begun
+                .lock()
+                .expect("begun")
+                .contains(&metadata.event_id);
         if relived && began >= self.config.runtime.poison_after_failures {
             self.store.put(partition, &key, key_state);
             let message = format!(
-                "its work began {began} times and the processor died each time before it                  ended (out of memory, an abort, a kill): quarantined"
+                "its work began {began} times and the processor died each time before it \
+                 ended (out of memory, an abort, a kill): quarantined"
             );
             error!(event_id = %metadata.event_id, began, "{message}");
             let failure = Failure::new(ErrorClass::Poison, message);
@@ -257,7 +261,7 @@ impl<P: Processor> Driver<P> {
             .observe(started.elapsed().as_secs_f64());
         let failure = match handled {
             Ok(()) => {
-                self.begun.remove(&metadata.event_id);
+                self.open.ended.push(metadata.event_id.clone());
                 self.record_done(type_name, "handled");
                 return Ok(());
             }
@@ -271,15 +275,19 @@ impl<P: Processor> Driver<P> {
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
         self.record_done(type_name, if retried { "retried" } else { "dead_lettered" });
-        if !retried {
-            self.begun.remove(&metadata.event_id);
-        }
         let mut key_state = self.store.get(partition, &key);
+        let ended_here = !retried && key_state.announced.as_ref() == Some(&metadata.event_id);
+        if ended_here {
+            // Its work ended in the DLQ: a redriven copy is work begun anew.
+            key_state.announced = None;
+            key_state.work_began = 0;
+            self.open.ended.push(metadata.event_id.clone());
+        }
         if retried {
             key_state.parked = Some(metadata.event_id.clone());
         } else if was_parked {
             key_state.parked = None;
-        } else {
+        } else if !ended_here {
             return Ok(());
         }
         self.store.put(partition, &key, key_state);
@@ -638,6 +646,19 @@ impl<P: Processor> Driver<P> {
         }
     }
 
+    /// What a registry error other than "no such schema" asks of the loop: a registry that
+    /// does not answer its probe is waited out; one that answers it but not this record's
+    /// request (a 500 or 403 for one id or subject) leaves the record suspect, replayed on
+    /// its own and quarantined if it keeps failing, so it cannot hold the processor.
+    fn registry_trouble(&self, error: String) -> TxnError {
+        match self.probe(Some(SCHEMA_REGISTRY)) {
+            Err(down) => TxnError::Unavailable(down),
+            Ok(()) => TxnError::Suspect(anyhow!(
+                "the schema registry answers, but not for this record: {error}"
+            )),
+        }
+    }
+
     /// Probes `dependency` (`None`: the processor's own, [`Processor::probe`]), bounded by
     /// [`PROBE_TIMEOUT`] whatever the probe does.
     pub(super) fn probe(&self, dependency: Option<&'static str>) -> Result<(), Unavailable> {
@@ -835,7 +856,7 @@ impl<P: Processor> Driver<P> {
                         ApplyError::Txn(TxnError::Fatal(anyhow!(message)))
                     }
                     EncodeError::RegistryUnavailable(e) => {
-                        ApplyError::Txn(TxnError::Unavailable(Unavailable::new(SCHEMA_REGISTRY, e)))
+                        ApplyError::Txn(self.registry_trouble(e))
                     }
                     EncodeError::Invalid(_) => {
                         ApplyError::Refused(HandlerError::Permanent(message))

@@ -63,7 +63,7 @@ impl<P: Processor> Driver<P> {
             self.open.touched.insert(*p);
         }
         let open = std::mem::take(&mut self.open);
-        self.finish(open.offsets, &open.touched)?;
+        self.finish(open)?;
         Ok(Done {
             records: batch.len(),
             due_run: due.len(),

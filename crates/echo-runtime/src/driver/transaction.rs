@@ -27,6 +27,9 @@ pub(super) struct OpenTxn {
     pub offsets: HashMap<(String, i32), i64>,
     /// Partitions whose state it writes.
     pub touched: HashSet<i32>,
+    /// Announced work it ends (handled, or sent on to a DLQ): forgotten as begun in this
+    /// life once it commits, not before, since an abort replays it in this life.
+    pub ended: Vec<String>,
 }
 
 /// How far a committed transaction got.
@@ -85,7 +88,7 @@ impl<P: Processor> Driver<P> {
             }
         }
         let open = std::mem::take(&mut self.open);
-        self.finish(open.offsets, &open.touched)?;
+        self.finish(open)?;
         Ok(Done {
             records,
             due_run,
@@ -106,12 +109,13 @@ impl<P: Processor> Driver<P> {
         self.budget_ends.is_some_and(|at| Instant::now() >= at)
     }
 
-    /// Writes the changelog of every changed key, the offsets, and commits.
-    pub(super) fn finish(
-        &mut self,
-        mut offsets: HashMap<(String, i32), i64>,
-        touched: &HashSet<i32>,
-    ) -> Result<(), TxnError> {
+    /// Writes the changelog of every changed key, the offsets, and commits what `open` holds.
+    pub(super) fn finish(&mut self, open: OpenTxn) -> Result<(), TxnError> {
+        let OpenTxn {
+            mut offsets,
+            touched,
+            ended,
+        } = open;
         let changelog = self.config.topic(&changelog_topic(&self.spec.name));
         for (p, key, json) in self.store.take_dirty() {
             let record = BaseRecord::<str, [u8]>::to(&changelog)
@@ -149,6 +153,10 @@ impl<P: Processor> Driver<P> {
         self.wait_delivered();
         self.producer.commit_transaction(KAFKA_TIMEOUT)?;
         self.committed.extend(offsets);
+        let mut begun = self.begun.lock().expect("begun");
+        for event_id in ended {
+            begun.remove(&event_id);
+        }
         Ok(())
     }
 

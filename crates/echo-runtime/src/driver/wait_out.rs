@@ -37,25 +37,39 @@ impl<P: Processor> Driver<P> {
             .set(1);
         health().wait_for(&self.health_name, Some(dependency));
         let started = Instant::now();
-        self.consumer.pause(&self.consumer.assignment()?)?;
-        let mut interval = Duration::from_secs(1);
-        while !self.shutdown.is_requested() {
-            self.stay_in_group(interval)?;
-            match self.probe(Some(dependency)) {
-                Ok(()) => break,
-                Err(still) => debug!(dependency, error = %still.error, "still unavailable"),
-            }
-            interval = (interval * 2).min(MAX_PROBE_INTERVAL);
-        }
-        self.resume_unheld()?;
+        let waited = self.wait_until_answered(dependency);
+        // Whatever ended the wait (an answer, a stop, the clients failing), it is over.
         health().wait_for(&self.health_name, None);
         metrics()
             .dependency_unavailable
             .get_or_create(&labels)
             .set(0);
-        info!(processor = %self.spec.name, dependency, waited_s = started.elapsed().as_secs(),
-            "dependency answers again: resuming");
+        if waited? {
+            info!(processor = %self.spec.name, dependency,
+                waited_s = started.elapsed().as_secs(), "dependency answers again: resuming");
+        }
         Ok(())
+    }
+
+    /// Pauses every partition and probes `dependency` until it answers (true) or the
+    /// processor is asked to stop (false); then resumes what it paused.
+    fn wait_until_answered(&mut self, dependency: &'static str) -> Result<bool, Exit> {
+        self.consumer.pause(&self.consumer.assignment()?)?;
+        let mut interval = Duration::from_secs(1);
+        let mut answered = false;
+        while !self.shutdown.is_requested() {
+            self.stay_in_group(interval)?;
+            match self.probe(Some(dependency)) {
+                Ok(()) => {
+                    answered = true;
+                    break;
+                }
+                Err(still) => debug!(dependency, error = %still.error, "still unavailable"),
+            }
+            interval = (interval * 2).min(MAX_PROBE_INTERVAL);
+        }
+        self.resume_unheld()?;
+        Ok(answered)
     }
 
     /// Polls for `period` without taking records, so the group keeps this member and its
