@@ -42,6 +42,17 @@ fn caused_by<'a, R: Record>(seen: &'a [Seen], event_id: &str) -> Vec<&'a Seen> {
         .collect()
 }
 
+/// What the test processor sent to its DLQ so far.
+async fn dead_letters(env: &TestEnv) -> Vec<Seen> {
+    read_topic(
+        &env.config,
+        &env.topic("echo.upload.dlq"),
+        Isolation::Committed,
+    )
+    .await
+    .unwrap()
+}
+
 /// Waits until the output caused by `input` is committed; returns the whole topic.
 async fn url_generated_for(env: &TestEnv, input: &UploadRequested) -> Vec<Seen> {
     let cause = input.metadata.event_id.as_str();
@@ -234,13 +245,7 @@ async fn transient_failures_climb_the_retry_tiers_then_succeed() {
         assert_eq!(retried[0].headers.get(echo::ERROR_CLASS), Some("transient"));
         assert_eq!(retried[0].headers.get(echo::ORIGINAL_TOPIC), Some(REQUESTS));
     }
-    let dlq = read_topic(
-        &env.config,
-        &env.topic("echo.upload.dlq"),
-        Isolation::Committed,
-    )
-    .await
-    .unwrap();
+    let dlq = dead_letters(&env).await;
     assert!(dlq.is_empty());
 }
 
@@ -479,13 +484,7 @@ async fn a_processor_whose_output_subject_is_not_registered_stops_and_registers_
         .await
         .unwrap();
     assert!(!subjects.contains(&subject), "{subject} was registered");
-    let dlq = read_topic(
-        &env.config,
-        &env.topic("echo.upload.dlq"),
-        Isolation::Committed,
-    )
-    .await
-    .unwrap();
+    let dlq = dead_letters(&env).await;
     assert!(dlq.is_empty(), "dead-lettered: {dlq:?}");
 }
 
@@ -704,13 +703,7 @@ async fn work_that_kills_the_processor_is_quarantined_after_three_deaths() {
         deaths, 3,
         "quarantined after a number of deaths other than 3"
     );
-    let dlq = read_topic(
-        &env.config,
-        &env.topic("echo.upload.dlq"),
-        Isolation::Committed,
-    )
-    .await
-    .unwrap();
+    let dlq = dead_letters(&env).await;
     let quarantined: Vec<_> = dlq
         .iter()
         .filter(|r| {

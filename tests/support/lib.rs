@@ -1,6 +1,7 @@
 //! Support for echo's integration tests: each test gets its own topic prefix on the real
 //! local stack (started by `echoctl dev up`), so tests never see each other's records.
 
+pub mod endpoints;
 pub mod partition;
 pub mod pipeline;
 pub mod probe;

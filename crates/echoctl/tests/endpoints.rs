@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use echo_catalog::events::{ChunkProcess, ChunkProcessingCompleted};
 use echo_catalog::record::Record;
 use echo_tests::pipeline::{speak, submit, Pipeline};
+use echo_tests::endpoints::{free_port, get};
 use echo_tests::{read_topic, Isolation, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
@@ -15,23 +16,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
 /// About ten seconds of speech: two chunks or more at 5 s.
 const SPEECH: &str = "The morning train left the station a few minutes late. Most of the \
 passengers were reading or looking out of the windows at the fields.";
-
-/// A port no one listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` on the endpoints: status and body.
-async fn get(port: u16, path: &str) -> (u16, String) {
-    match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
 
 /// The samples of a scrape: `name{labels}` → value.
 fn samples(text: &str) -> HashMap<String, f64> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use echo_catalog::topics::dlq_topic;
 use echo_tests::pipeline::{speak, submit, Pipeline};
+use echo_tests::endpoints::{free_port, get};
 use echo_tests::{read_topic, Isolation, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
@@ -26,23 +27,6 @@ stopped and the hills were green and quiet. ";
 /// (backoffs scaled to 5 %, each attempt cut after a quarter of a 20-second transaction),
 /// which dead-letter a transient failure within about half a minute.
 const OUTAGE: Duration = Duration::from_secs(45);
-
-/// A port no one listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` on the endpoints: status and body.
-async fn get(port: u16, path: &str) -> (u16, String) {
-    match reqwest::get(format!("http://127.0.0.1:{port}{path}")).await {
-        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
 
 /// An S3 server of the test's own (the local stack's, on another port and directory), so
 /// freezing it leaves other tests' store alone. Thawed and killed when dropped.

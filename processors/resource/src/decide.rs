@@ -96,24 +96,12 @@ impl Decider for ResourceDecider {
             }
             Input::Record(record) if record.is::<ValidationFailed>() => {
                 let failed: ValidationFailed = record.decode()?;
-                Ok(on_rejected(
-                    state,
-                    record,
-                    failed.reason_code,
-                    failed.message,
-                    ctx,
-                ))
+                Ok(on_rejected(state, failed.reason_code, failed.message, ctx))
             }
             Input::Record(record) if record.is::<TranscriptionFailed>() => {
                 let failed: TranscriptionFailed = record.decode()?;
                 let message = format!("transcription failed: {}", failed.reason);
-                Ok(on_rejected(
-                    state,
-                    record,
-                    TRANSCRIPTION_FAILED_REASON,
-                    message,
-                    ctx,
-                ))
+                Ok(on_rejected(state, TRANSCRIPTION_FAILED_REASON, message, ctx))
             }
             Input::Record(record) if record.is::<UploadFailed>() => {
                 let _failed: UploadFailed = record.decode()?;
@@ -359,9 +347,10 @@ fn on_transcribed(
     })
 }
 
+/// The resource is rejected for `reason_code` and its objects deleted, unless its fate is
+/// already decided.
 fn on_rejected(
     state: &ResourceState,
-    record: &Incoming,
     reason_code: ValidationFailureReason,
     message: String,
     ctx: &Context,
@@ -369,7 +358,7 @@ fn on_rejected(
     if state.is_settled() {
         return Decision::default();
     }
-    let resource_id = &record.metadata.correlation_id;
+    let resource_id = &ctx.cause.correlation_id;
     let rejected = ResourceRejected {
         metadata: ctx.metadata(),
         reason_code,
@@ -405,23 +394,11 @@ fn on_processing_deadline(
     state: &ResourceState,
     ctx: &Context,
 ) -> Decision<ResourceEffect> {
-    if state.is_settled() {
-        return Decision::default();
-    }
-    let resource_id = &ctx.cause.correlation_id;
-    let rejected = ResourceRejected {
-        metadata: ctx.metadata(),
-        reason_code: ValidationFailureReason::TimedOut,
-        message: format!(
-            "processing did not end within {} minutes of the upload; the file may be submitted \
-             again",
-            config.processing_deadline_ms / 60_000
-        ),
-    };
-    Decision::emit(vec![
-        Outgoing::new(resource_id.as_str(), &rejected),
-        cleanup(ctx, resource_id, CleanupReason::Rejected),
-    ])
+    let message = format!(
+        "processing did not end within {} minutes of the upload; the file may be submitted again",
+        config.processing_deadline_ms / 60_000
+    );
+    on_rejected(state, ValidationFailureReason::TimedOut, message, ctx)
 }
 
 /// A decision that settles the resource ends its processing deadline.
