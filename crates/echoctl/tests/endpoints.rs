@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use echo_catalog::events::{ChunkProcess, ChunkProcessingCompleted};
 use echo_catalog::record::Record;
-use echo_tests::pipeline::{speak, submit, Pipeline};
 use echo_tests::endpoints::{free_port, get};
+use echo_tests::pipeline::{speak, submit, Pipeline};
 use echo_tests::{read_topic, Isolation, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use echo_catalog::topics::dlq_topic;
-use echo_tests::pipeline::{speak, submit, Pipeline};
 use echo_tests::endpoints::{free_port, get};
+use echo_tests::pipeline::{speak, submit, Pipeline};
 use echo_tests::{read_topic, Isolation, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");

@@ -101,7 +101,12 @@ impl Decider for ResourceDecider {
             Input::Record(record) if record.is::<TranscriptionFailed>() => {
                 let failed: TranscriptionFailed = record.decode()?;
                 let message = format!("transcription failed: {}", failed.reason);
-                Ok(on_rejected(state, TRANSCRIPTION_FAILED_REASON, message, ctx))
+                Ok(on_rejected(
+                    state,
+                    TRANSCRIPTION_FAILED_REASON,
+                    message,
+                    ctx,
+                ))
             }
             Input::Record(record) if record.is::<UploadFailed>() => {
                 let _failed: UploadFailed = record.decode()?;
