@@ -49,15 +49,7 @@ fn admin(config: &EchoConfig) -> Result<AdminClient<DefaultClientContext>> {
 /// Compares every catalogue topic with the cluster.
 pub async fn describe(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<TopicStatus>> {
     let admin = admin(config)?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("fetching cluster metadata")?;
-    let actual_partitions: HashMap<String, i32> = metadata
-        .topics()
-        .iter()
-        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
-        .collect();
+    let actual_partitions = partitions(&admin)?;
     let mut rows = Vec::new();
     for spec in &catalogue.topics {
         let name = config.topic(&spec.name);
@@ -97,6 +89,19 @@ pub async fn describe(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<
         });
     }
     Ok(rows)
+}
+
+/// Every topic the cluster's metadata shows, with its partition count.
+fn partitions(admin: &AdminClient<DefaultClientContext>) -> Result<HashMap<String, i32>> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("fetching cluster metadata")?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
 }
 
 /// Creates missing topics, adds missing partitions and sets drifted configs. Idempotent.
@@ -144,6 +149,25 @@ pub async fn apply(config: &EchoConfig, catalogue: &Catalogue) -> Result<Vec<Top
                 }
             }
         }
+    }
+    // The controller answers a creation before the broker's metadata shows the topic (it is
+    // propagated asynchronously): wait until every topic shows, so what runs next (a
+    // describe, a processor subscribing) finds them.
+    let started = std::time::Instant::now();
+    loop {
+        let shown = partitions(&admin)?;
+        let missing = before
+            .iter()
+            .filter(|r| !shown.contains_key(&r.name))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "{missing} topic(s) created but not shown by the cluster's metadata after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(before)
 }
