@@ -2,7 +2,6 @@
 //! real local stack with a plain Kafka client sending what a careless or malicious producer
 //! would, and with processors frozen, expelled and rebalanced. Each test has its own topics.
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use echo_catalog::events::{UploadExpired, UploadUrlGenerated};
@@ -11,7 +10,7 @@ use echo_runtime::headers::echo;
 use echo_runtime::publisher::Publisher;
 use echo_runtime::{EchoConfig, RunOptions, Shutdown};
 use echo_tests::partition::partition_of;
-use echo_tests::running::{child_config, spawn_child, start};
+use echo_tests::running::{child_config, signal, spawn_child, start};
 use echo_tests::stack::PATIENCE;
 use echo_tests::test_processor::{
     request, TestProcessor, FINISH, HUGE, PANIC, SLOW, SLOW_IO, TRANSIENT,
@@ -474,14 +473,6 @@ async fn child_processor() {
         .unwrap();
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn expirations(seen: &[Seen]) -> usize {
     seen.iter()
         .filter(|s| s.type_name == Some(UploadExpired::TYPE))
@@ -513,7 +504,7 @@ async fn a_zombie_instance_cannot_commit_a_timer_its_successor_fired() {
     wait_for_url(&env, &marker.metadata.event_id).await;
     // Frozen (a long GC pause, a stalled VM), it is expelled; instance b takes over and
     // fires the timer when it is due.
-    signal(&zombie, "-STOP");
+    signal(&zombie, "STOP");
     let successor = start(&env.config, TestProcessor::default(), "b");
     wait_for(&env.config, &env.topic(EVENTS), PATIENCE, |s| {
         expirations(s) >= 1
@@ -521,7 +512,7 @@ async fn a_zombie_instance_cannot_commit_a_timer_its_successor_fired() {
     .await
     .unwrap();
     // The zombie wakes with the timer due and its old group membership.
-    signal(&zombie, "-CONT");
+    signal(&zombie, "CONT");
     tokio::time::sleep(Duration::from_secs(8)).await;
     zombie.kill().unwrap();
     zombie.wait().unwrap();

@@ -59,3 +59,13 @@ pub fn child_config() -> Option<EchoConfig> {
     config.kafka.topic_prefix = prefix;
     Some(config)
 }
+
+/// Sends signal `name` (`STOP`, `CONT`, …) to `child`: a frozen process is how a hung
+/// server or a partitioned network looks to its clients.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {}", child.id());
+}

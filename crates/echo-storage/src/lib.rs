@@ -148,14 +148,7 @@ impl S3Service {
         let listed = self
             .bucket
             .list_page(keys::ROOT.into(), None, None, None, Some(1));
-        match tokio::time::timeout(PROBE_TIMEOUT, listed).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Unavailable::new(
-                OBJECT_STORE,
-                format!("listing objects: {}", redacted(&e)),
-            )),
-            Err(_) => Err(Unavailable::new(OBJECT_STORE, "listing objects: no answer")),
-        }
+        answered("listing objects", listed).await
     }
 
     /// Whether the store answers reads and writes: [`S3Service::probe_reads`], then a small
@@ -164,18 +157,11 @@ impl S3Service {
     pub async fn probe(&self) -> Result<(), Unavailable> {
         self.probe_reads().await?;
         let body = [0u8; 4096];
-        let written = self.bucket.put_object(keys::PROBE, &body);
-        match tokio::time::timeout(PROBE_TIMEOUT, written).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Unavailable::new(
-                OBJECT_STORE,
-                format!("storing an object: {}", redacted(&e)),
-            )),
-            Err(_) => Err(Unavailable::new(
-                OBJECT_STORE,
-                "storing an object: no answer",
-            )),
-        }
+        answered(
+            "storing an object",
+            self.bucket.put_object(keys::PROBE, &body),
+        )
+        .await
     }
 
     /// A URL that lets its holder PUT `key` for `ttl_secs`, only with exactly this
@@ -407,6 +393,21 @@ fn classify(e: S3Error, what: &str) -> HandlerError {
         | S3Error::InvalidHeaderName(_)
         | S3Error::UrlParse(_) => HandlerError::Permanent(format!("{what}: {}", redacted(&e))),
         e => HandlerError::Transient(format!("{what}: {}", redacted(&e))),
+    }
+}
+
+/// Whether one probing request (`what`) got an answer within [`PROBE_TIMEOUT`].
+async fn answered<T>(
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, S3Error>>,
+) -> Result<(), Unavailable> {
+    match tokio::time::timeout(PROBE_TIMEOUT, request).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Unavailable::new(
+            OBJECT_STORE,
+            format!("{what}: {}", redacted(&e)),
+        )),
+        Err(_) => Err(Unavailable::new(OBJECT_STORE, format!("{what}: no answer"))),
     }
 }
 

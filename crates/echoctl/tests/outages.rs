@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use echo_catalog::topics::dlq_topic;
 use echo_tests::endpoints::{free_port, get};
 use echo_tests::pipeline::{speak, submit, Pipeline};
+use echo_tests::running::signal;
 use echo_tests::{read_topic, Isolation, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
@@ -64,11 +65,7 @@ impl Store {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}");
+        signal(&self.child, name);
     }
 }
 

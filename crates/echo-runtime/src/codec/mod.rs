@@ -91,7 +91,7 @@ pub struct Decoded {
 pub struct Codec {
     writer_ids: WriterIds,
     writer_schemas: WriterSchemas,
-    /// The registry's URL and a client of its own, to ask whether it answers at all.
+    /// The registry's URL and the client that looks up ids, also asked whether it answers.
     url: String,
     http: reqwest::Client,
 }
@@ -113,16 +113,14 @@ impl Codec {
             .no_proxy()
             .set_timeout(timeout)
             .build()?;
-        let http = |timeout| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .timeout(timeout)
-                .build()
-        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeout)
+            .build()?;
         Ok(Codec {
-            writer_ids: WriterIds::new(&url, http(timeout)?),
+            writer_ids: WriterIds::new(&url, http.clone()),
             writer_schemas: WriterSchemas::new(settings),
-            http: http(std::time::Duration::from_secs(3))?,
+            http,
             url,
         })
     }
@@ -133,6 +131,7 @@ impl Codec {
         let response = self
             .http
             .get(format!("{}/subjects", self.url))
+            .timeout(std::time::Duration::from_secs(3))
             .send()
             .await
             .map_err(|e| down(e.without_url().to_string()))?;
@@ -198,7 +197,7 @@ fn writer_schema(info: &RecordInfo) -> Result<&'static Schema, EncodeError> {
     let parsed = PARSED.get_or_init(|| {
         events::all()
             .iter()
-            .filter_map(|i| Some((i.type_name, Schema::parse_str(i.avsc).ok()?)))
+            .filter_map(|i| Some((i.type_name, i.schema().ok()?)))
             .collect()
     });
     parsed.get(info.type_name).ok_or_else(|| {

@@ -93,16 +93,6 @@ impl<P: Processor> Driver<P> {
                     self.seek_back(&rest)?;
                     backoff = Duration::from_millis(200);
                 }
-                Err(TxnError::Unavailable(down)) => {
-                    metrics().transaction(&self.spec.name, "aborted");
-                    self.producer
-                        .abort_transaction(KAFKA_TIMEOUT)
-                        .context("aborting transaction")?;
-                    self.store.rollback();
-                    self.seek_back(&batch)?;
-                    self.wait_out(down)?;
-                    backoff = Duration::from_millis(200);
-                }
                 Err(TxnError::Fatal(e)) => {
                     metrics().transaction(&self.spec.name, "aborted");
                     let _ = self.producer.abort_transaction(KAFKA_TIMEOUT);
@@ -110,13 +100,18 @@ impl<P: Processor> Driver<P> {
                 }
                 Err(failed) => {
                     metrics().transaction(&self.spec.name, "aborted");
-                    let suspect = matches!(failed, TxnError::Suspect(_));
-                    let e = failed.into_inner();
                     self.producer
                         .abort_transaction(KAFKA_TIMEOUT)
                         .context("aborting transaction")?;
                     self.store.rollback();
                     self.seek_back(&batch)?;
+                    if let TxnError::Unavailable(down) = failed {
+                        self.wait_out(down)?;
+                        backoff = Duration::from_millis(200);
+                        continue;
+                    }
+                    let suspect = matches!(failed, TxnError::Suspect(_));
+                    let e = failed.into_inner();
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     // After a refused delivery every call reports only an erroneous state;

@@ -268,10 +268,7 @@ impl<P: Processor> Driver<P> {
             Err(ApplyError::Txn(e)) => return Err(e),
             Err(ApplyError::Refused(e)) => e,
         };
-        if let Some(down) = self.infrastructure_down(&failure) {
-            self.end_span("waiting");
-            return Err(TxnError::Unavailable(down));
-        }
+        self.unless_infrastructure_down(&failure)?;
         warn!(error = %failure, attempt, "handler failed");
         let retried = self.reroute(rec, &failure.into(), attempt, &source)?;
         self.record_done(type_name, if retried { "retried" } else { "dead_lettered" });
@@ -494,10 +491,7 @@ impl<P: Processor> Driver<P> {
             }
             Err(e) => e,
         };
-        if let Some(down) = self.infrastructure_down(&failure) {
-            self.end_span("waiting");
-            return Err(TxnError::Unavailable(down));
-        }
+        self.unless_infrastructure_down(&failure)?;
         self.end_span("failed");
         match failure {
             HandlerError::Transient(e) => {
@@ -638,12 +632,16 @@ impl<P: Processor> Driver<P> {
     }
 
     /// Whether a handler's `failure` is its infrastructure's rather than its input's: after
-    /// a transient failure, the dependency that does not answer its probe, if one does not.
-    pub(super) fn infrastructure_down(&self, failure: &HandlerError) -> Option<Unavailable> {
-        match failure {
-            HandlerError::Transient(_) => self.probe(None).err(),
-            HandlerError::Permanent(_) | HandlerError::Unauthorized(_) => None,
+    /// a transient failure, a dependency that does not answer its probe ends the handling
+    /// (its span as `waiting`) with [`TxnError::Unavailable`], to be waited out.
+    fn unless_infrastructure_down(&mut self, failure: &HandlerError) -> Result<(), TxnError> {
+        if !matches!(failure, HandlerError::Transient(_)) {
+            return Ok(());
         }
+        self.probe(None).map_err(|down| {
+            self.end_span("waiting");
+            TxnError::Unavailable(down)
+        })
     }
 
     /// What a registry error other than "no such schema" asks of the loop: a registry that
