@@ -2,6 +2,7 @@
 //! local stack (started by `echoctl dev up`), so tests never see each other's records.
 
 pub mod endpoints;
+pub mod mkv;
 pub mod partition;
 pub mod pipeline;
 pub mod probe;

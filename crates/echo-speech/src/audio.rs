@@ -505,9 +505,11 @@ impl Source {
         let rate = self.info.sample_rate;
         let mut interleaved: Vec<f32> = Vec::new();
         let mut mono: Vec<f32> = Vec::new();
-        // Position (in source frames) of the next decoded frame when packets
-        // carry no usable timestamp.
-        let mut next_pos: i64 = 0;
+        // Position (in source frames) of the next decoded frame. Only the first packet's
+        // timestamp places it (after a seek, where decoding resumed); every later frame is
+        // positioned by counting, so a container whose clock lies (timestamps that advance
+        // slower than the audio) cannot stretch a range over the whole file.
+        let mut next_pos: Option<i64> = None;
         let mut decoded_any = false;
         let mut bad_packets = 0usize;
         let mut last_error = String::new();
@@ -529,11 +531,11 @@ impl Source {
             if packet.track_id != self.track_id {
                 continue;
             }
-            let pos = self.time_base.map_or(next_pos, |tb| {
+            let stamped = self.time_base.and_then(|tb| {
                 let frames =
                     i128::from(packet.pts.get()) * i128::from(tb.numer.get()) * i128::from(rate)
                         / i128::from(tb.denom.get());
-                i64::try_from(frames).unwrap_or(next_pos)
+                i64::try_from(frames).ok()
             });
             let buf = match self.decoder.decode(&packet) {
                 Ok(buf) => buf,
@@ -558,15 +560,18 @@ impl Source {
             }
             decoded_any = true;
             buf.copy_to_vec_interleaved(&mut interleaved);
-            next_pos = pos + frames as i64;
-            if next_pos <= start_frame {
+            let pos = next_pos.or(stamped).unwrap_or(0);
+            let after = pos.saturating_add(frames as i64);
+            next_pos = Some(after);
+            if after <= start_frame {
                 continue;
             }
             if pos >= end_frame {
                 break;
             }
-            let skip = usize::try_from(start_frame - pos).unwrap_or(0);
-            let take = usize::try_from(end_frame - pos).map_or(frames, |n| n.min(frames));
+            let skip = usize::try_from(start_frame.saturating_sub(pos)).unwrap_or(0);
+            let take =
+                usize::try_from(end_frame.saturating_sub(pos)).map_or(frames, |n| n.min(frames));
             mono.clear();
             let scale = 1.0 / channels as f32;
             let frames_of = interleaved.chunks_exact(channels).take(take).skip(skip);
@@ -574,7 +579,7 @@ impl Source {
                 Some(c) => mono.extend(frames_of.map(|frame| frame.get(c).copied().unwrap_or(0.0))),
                 None => mono.extend(frames_of.map(|frame| frame.iter().sum::<f32>() * scale)),
             }
-            if on_mono(&mono)?.is_break() || next_pos >= end_frame {
+            if on_mono(&mono)?.is_break() || after >= end_frame {
                 break;
             }
         }

@@ -126,3 +126,28 @@ fn a_range_decodes_to_at_most_its_length() {
     let middle = decode_range(&wav, 1_000..2_000, None).unwrap();
     assert_eq!(middle.len(), TARGET_SAMPLE_RATE as usize);
 }
+
+#[test]
+fn a_container_clock_that_lies_cannot_make_a_range_keep_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let honest = dir.path().join("honest.mkv");
+    std::fs::write(&honest, echo_tests::mkv::pcm_mkv(120, 1_000_000)).unwrap();
+    assert_eq!(
+        decode_range(&honest, 60_000..61_000, None).unwrap().len(),
+        16_000
+    );
+    // Two minutes of audio whose clock runs a hundred times slow: by its timestamps, 1.2 s.
+    let liar = dir.path().join("liar.mkv");
+    std::fs::write(&liar, echo_tests::mkv::pcm_mkv(120, 10_000)).unwrap();
+    // The scan counts what decodes, whatever the clock says.
+    assert_eq!(scan(&liar, 10_800_000, None).unwrap().decoded_ms, 120_000);
+    // A chunk's range is positioned by the samples decoded, not by the lying clock: the
+    // first two seconds keep two seconds, not the whole file.
+    let first = decode_range(&liar, 0..2_000, None).unwrap();
+    assert_eq!(
+        first.len(),
+        2 * TARGET_SAMPLE_RATE as usize,
+        "the first two seconds kept {} s",
+        first.len() / TARGET_SAMPLE_RATE as usize
+    );
+}
