@@ -256,6 +256,10 @@ pub struct ScanReport {
     pub decoded_ms: u64,
     /// True when the scan stopped at `max_ms` instead of at the end of the file.
     pub over_limit: bool,
+    /// Where the container's own clock (its packets' timestamps) put the end of the last
+    /// packet decoded, in ms; `None` when its packets carry none. A file whose clock runs
+    /// behind its samples is lying about time.
+    pub clock_ms: Option<u64>,
 }
 
 /// Decodes `path` from the start, packet by packet, keeping no samples: proof that it decodes,
@@ -293,6 +297,10 @@ pub fn scan(
     Ok(ScanReport {
         decoded_ms: frames.saturating_mul(1000) / rate,
         over_limit: u128::from(frames) > max_frames,
+        clock_ms: src
+            .clock_end
+            .and_then(|end| u64::try_from(end).ok())
+            .map(|end| end.saturating_mul(1000) / rate),
     })
 }
 
@@ -304,6 +312,8 @@ struct Source {
     track_id: u32,
     time_base: Option<TimeBase>,
     info: AudioInfo,
+    /// The end of the last packet decoded by the container's clock, in source frames.
+    clock_end: Option<i64>,
 }
 
 impl Source {
@@ -415,6 +425,7 @@ impl Source {
             decoder,
             track_id,
             time_base,
+            clock_end: None,
             info: AudioInfo {
                 container,
                 codec,
@@ -560,6 +571,7 @@ impl Source {
             }
             decoded_any = true;
             buf.copy_to_vec_interleaved(&mut interleaved);
+            self.clock_end = stamped.map(|at| at.saturating_add(frames as i64));
             let pos = next_pos.or(stamped).unwrap_or(0);
             let after = pos.saturating_add(frames as i64);
             next_pos = Some(after);

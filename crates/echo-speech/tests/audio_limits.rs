@@ -99,7 +99,8 @@ fn scan_measures_the_audio_without_keeping_it_and_stops_past_its_limit() {
         scan(&wav, 60_000, None).unwrap(),
         ScanReport {
             decoded_ms: 3_000,
-            over_limit: false
+            over_limit: false,
+            clock_ms: Some(3_000),
         }
     );
     let stopped = scan(&wav, 1_000, None).unwrap();
@@ -139,8 +140,18 @@ fn a_container_clock_that_lies_cannot_make_a_range_keep_the_whole_file() {
     // Two minutes of audio whose clock runs a hundred times slow: by its timestamps, 1.2 s.
     let liar = dir.path().join("liar.mkv");
     std::fs::write(&liar, echo_tests::mkv::pcm_mkv(120, 10_000)).unwrap();
-    // The scan counts what decodes, whatever the clock says.
-    assert_eq!(scan(&liar, 10_800_000, None).unwrap().decoded_ms, 120_000);
+    // The scan counts what decodes, whatever the clock says, and reports where the clock
+    // ended: the last block stamped at 1.19 s, plus the second it holds.
+    let scanned = scan(&liar, 10_800_000, None).unwrap();
+    assert_eq!(
+        (scanned.decoded_ms, scanned.clock_ms),
+        (120_000, Some(2_190))
+    );
+    let scanned = scan(&honest, 10_800_000, None).unwrap();
+    assert_eq!(
+        (scanned.decoded_ms, scanned.clock_ms),
+        (120_000, Some(120_000))
+    );
     // A chunk's range is positioned by the samples decoded, not by the lying clock: the
     // first two seconds keep two seconds, not the whole file.
     let first = decode_range(&liar, 0..2_000, None).unwrap();

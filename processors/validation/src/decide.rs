@@ -200,24 +200,50 @@ pub fn check_limits(
     None
 }
 
-/// How far the decoded audio may fall short of what the container states before the file
-/// counts as truncated: encoder delay, padding and resampling cost a few tens of ms, and a
+/// How far the container's account of the length may be from the audio that decodes before
+/// the file counts as lying: encoder delay, padding and resampling cost a few tens of ms, and a
 /// container's stated length may be approximate by a fraction of a percent.
-fn truncation_tolerance_ms(stated_ms: i64) -> i64 {
-    (stated_ms / 100).max(250)
+fn time_tolerance_ms(length_ms: i64) -> i64 {
+    (length_ms / 100).max(250)
 }
 
-/// Why a file whose container states `stated_ms` but decodes to only `decoded_ms` is refused,
-/// or `None` when the two agree: audio cut short (an interrupted transfer) decodes without
-/// error up to the cut, and transcribing the part that is left would pass a fragment off as
-/// the recording. Public so `observe` can refuse the file before its facts are reported.
-pub fn truncation(stated_ms: i64, decoded_ms: i64) -> Option<String> {
-    (decoded_ms + truncation_tolerance_ms(stated_ms) < stated_ms).then(|| {
-        format!(
-            "the file is truncated: its header states {stated_ms} ms of audio, \
-             only {decoded_ms} ms are present"
-        )
-    })
+/// Why a file is refused whose container's account of time (the length its header states,
+/// where it ends by its own timestamps) disagrees with the `decoded_ms` that decode, or `None`
+/// when they agree:
+/// - audio cut short (an interrupted transfer) decodes without error up to the cut, and
+///   transcribing what is left would pass a fragment off as the recording;
+/// - audio far longer than its header states, or than its timestamps reach, is a container
+///   whose clock lies: chunks are found by that clock, so a slow one would make every chunk
+///   of a long file hold the whole file (or nothing). A clock ahead of the audio (a recorder's
+///   gaps) places chunks late, never large, and is accepted.
+///
+/// Public so `observe` can refuse the file before its facts are reported.
+pub fn time_disagreement(
+    stated_ms: Option<i64>,
+    clock_ms: Option<i64>,
+    decoded_ms: i64,
+) -> Option<String> {
+    if let Some(stated) = stated_ms {
+        if decoded_ms + time_tolerance_ms(stated) < stated {
+            return Some(format!(
+                "the file is truncated: its header states {stated} ms of audio, \
+                 only {decoded_ms} ms are present"
+            ));
+        }
+        if stated + time_tolerance_ms(decoded_ms) < decoded_ms {
+            return Some(format!(
+                "the header is false: it states {stated} ms of audio, {decoded_ms} ms decode"
+            ));
+        }
+    }
+    clock_ms
+        .filter(|&clock| clock + time_tolerance_ms(decoded_ms) < decoded_ms)
+        .map(|clock| {
+            format!(
+                "the timestamps are false: they end at {clock} ms, {decoded_ms} ms of audio \
+                 decode"
+            )
+        })
 }
 
 /// Whether an input needs the object downloaded and examined: only a first `upload.completed`.

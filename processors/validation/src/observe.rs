@@ -147,8 +147,8 @@ fn refusal_of_download(completed: &UploadCompleted, download: Download) -> Optio
 /// when the container states no (or a false) duration. With `speech` chunking the scan also
 /// feeds the voice-activity detector, which keeps only the speech regions. A file the probe alone condemns (a
 /// hostile header, too many channels, a refused codec, a stated duration over the limit) is
-/// not decoded at all; one that decodes to clearly less than its container states was cut
-/// short and is refused as undecodable.
+/// not decoded at all; one whose container's account of time disagrees with what decodes
+/// (cut short, or a header or timestamps that lie) is refused as undecodable.
 fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, HandlerError> {
     let info = match audio::probe(path) {
         Ok(info) => info,
@@ -188,7 +188,8 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
         }
     });
     let decoded_ms = i64::try_from(scanned.decoded_ms).unwrap_or(i64::MAX);
-    if let Some(message) = stated_ms.and_then(|stated| decide::truncation(stated, decoded_ms)) {
+    let clock_ms = scanned.clock_ms.map(ms);
+    if let Some(message) = decide::time_disagreement(stated_ms, clock_ms, decoded_ms) {
         return Ok(Observation::Refused(
             ValidationFailureReason::Undecodable,
             message,

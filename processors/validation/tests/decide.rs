@@ -11,7 +11,7 @@ use echo_catalog::record::{EventMetadata, Record};
 use echo_chunking::{plan_fixed, SpeechMap};
 use echo_runtime::testing::{self, types};
 use echo_runtime::{Decision, HandlerError, Incoming, Input};
-use echo_validation::decide::{check_limits, needs_examination, truncation};
+use echo_validation::decide::{check_limits, needs_examination, time_disagreement};
 use echo_validation::{
     AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState,
 };
@@ -563,18 +563,37 @@ fn a_long_jobs_chunk_commands_are_placed_in_runs_paired_over_both_halves() {
 
 #[test]
 fn audio_shorter_than_its_header_states_is_truncated() {
+    let truncation = |stated, decoded| time_disagreement(Some(stated), None, decoded);
     let message = truncation(4_500, 1_800).expect("cut at 40 %");
     assert!(message.contains("truncated"), "{message}");
     assert!(
         message.contains("4500 ms") && message.contains("1800 ms"),
         "{message}"
     );
-    // Encoder padding and rounding are not truncation, nor is audio longer than stated.
+    // Encoder padding and rounding are not truncation.
     assert_eq!(truncation(4_500, 4_300), None);
     assert_eq!(truncation(4_500, 4_600), None);
     // Long files are allowed a percent of slack.
     assert_eq!(truncation(3_600_000, 3_570_000), None);
     assert!(truncation(3_600_000, 3_500_000).is_some());
+}
+
+#[test]
+fn audio_far_longer_than_its_header_or_timestamps_say_is_refused() {
+    // A header stating 10 s over 2 h 50 min of audio.
+    let message = time_disagreement(Some(10_000), None, 10_200_000).expect("a false header");
+    assert!(message.contains("header is false"), "{message}");
+    // Timestamps that run a hundred times slow.
+    let message = time_disagreement(None, Some(1_200), 120_000).expect("a slow clock");
+    assert!(message.contains("timestamps are false"), "{message}");
+    // Timestamps ahead of the audio (a recorder's gaps) and honest ones are accepted.
+    assert_eq!(time_disagreement(None, Some(130_000), 120_000), None);
+    assert_eq!(
+        time_disagreement(Some(120_000), Some(120_021), 120_000),
+        None
+    );
+    assert_eq!(time_disagreement(Some(3_600_000), None, 3_630_000), None);
+    assert_eq!(time_disagreement(None, None, 120_000), None);
 }
 
 #[test]

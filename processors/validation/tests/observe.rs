@@ -333,6 +333,32 @@ async fn garbage_bytes_named_wav_fail_as_undecodable() {
 }
 
 #[tokio::test]
+async fn a_file_whose_clock_lies_fails_as_undecodable() {
+    let p = processor().await;
+    // Two minutes of audio whose timestamps run a hundred times slow: chunked by that clock,
+    // the first chunk would hold the whole file. Sent as WAV: what it is, is sniffed.
+    let liar = echo_tests::mkv::pcm_mkv(120, 10_000);
+    let input = upload(&p, &liar, "audio/wav").await;
+    let (observed, decision) = validate(&p, &input).await;
+    assert!(
+        matches!(
+            &observed,
+            Observation::Refused(ValidationFailureReason::Undecodable, m) if m.contains("timestamps are false")
+        ),
+        "{observed:?}"
+    );
+    assert_eq!(
+        failure(&decision).reason_code,
+        ValidationFailureReason::Undecodable
+    );
+    // The same audio with an honest clock passes.
+    let honest = echo_tests::mkv::pcm_mkv(120, 1_000_000);
+    let input = upload(&p, &honest, "audio/wav").await;
+    let (observed, _) = validate(&p, &input).await;
+    assert!(matches!(observed, Observation::Audio(_)), "{observed:?}");
+}
+
+#[tokio::test]
 async fn an_empty_file_fails_as_empty() {
     let p = processor().await;
     let input = upload(&p, &[], "audio/wav").await;
