@@ -14,7 +14,7 @@ use std::fmt;
 use std::fs::File;
 use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Indexing, Resampler};
@@ -147,6 +147,16 @@ pub enum AudioError {
         /// The limit it breaks.
         limit: Limit,
     },
+    /// Decoding was still going when its deadline passed: the file decodes too slowly to
+    /// finish in the time the caller has (a container built to be slow to read, or a machine
+    /// too busy), and the work stopped there rather than run on unseen.
+    #[error("{path}: decoding stopped at its deadline after {decoded_ms} ms of audio")]
+    PastDeadline {
+        /// The file concerned.
+        path: PathBuf,
+        /// Audio decoded by then, in ms.
+        decoded_ms: u64,
+    },
     /// The requested time range is empty or reversed.
     #[error("invalid time range {start_ms}..{end_ms} ms")]
     InvalidRange {
@@ -189,6 +199,9 @@ impl AudioError {
             }
             AudioError::Corrupt { reason, .. } => format!("corrupt audio data ({reason})"),
             AudioError::OutOfLimits { limit, .. } => format!("unsupported audio stream: {limit}"),
+            AudioError::PastDeadline { decoded_ms, .. } => {
+                format!("decoding stopped at its deadline after {decoded_ms} ms of audio")
+            }
             other @ (AudioError::InvalidRange { .. }
             | AudioError::NoSuchChannel { .. }
             | AudioError::Resample { .. }) => other.to_string(),
@@ -263,13 +276,16 @@ pub struct ScanReport {
 }
 
 /// Decodes `path` from the start, packet by packet, keeping no samples: proof that it decodes,
-/// and its true length. Stops as soon as more than `max_ms` have decoded, so the time spent is
-/// bounded too whatever the container claims. `on_samples`, when given, is handed the audio as
-/// 16 kHz mono in blocks as it is decoded (a speech detector's input); without it nothing is
-/// resampled.
+/// and its true length. Stops as soon as more than `max_ms` have decoded, so the work is
+/// bounded too whatever the container claims, and with [`AudioError::PastDeadline`] once
+/// `deadline` has passed, so a file that is slow to read (a container whose tables cost more
+/// per packet the further it goes) cannot keep a thread busy after its caller gave up.
+/// `on_samples`, when given, is handed the audio as 16 kHz mono in blocks as it is decoded (a
+/// speech detector's input); without it nothing is resampled.
 pub fn scan(
     path: &Path,
     max_ms: u64,
+    deadline: Option<Instant>,
     mut on_samples: Option<SampleSink<'_>>,
 ) -> Result<ScanReport, AudioError> {
     let mut src = Source::open(path)?;
@@ -280,7 +296,14 @@ pub fn scan(
         None => None,
     };
     let mut frames: u64 = 0;
+    let path_of = src.path.clone();
     src.decode_frames(0, i64::MAX, None, |mono| {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(AudioError::PastDeadline {
+                path: path_of.clone(),
+                decoded_ms: frames.saturating_mul(1000) / rate,
+            });
+        }
         frames += mono.len() as u64;
         if let (Some(resampler), Some(sink)) = (resampler.as_mut(), on_samples.as_mut()) {
             resampler.push(mono, &mut **sink)?;

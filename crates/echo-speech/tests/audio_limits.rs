@@ -40,7 +40,7 @@ fn refused_everywhere(path: &Path, limit: Limit) {
     out_of(probe(path).map(drop));
     out_of(decode_to_mono_16k(path).map(drop));
     out_of(decode_range(path, 0..1_000, None).map(drop));
-    out_of(scan(path, 60_000, None).map(drop));
+    out_of(scan(path, 60_000, None, None).map(drop));
 }
 
 #[test]
@@ -96,14 +96,14 @@ fn scan_measures_the_audio_without_keeping_it_and_stops_past_its_limit() {
     let dir = tempfile::tempdir().unwrap();
     let wav = pcm_wav(dir.path(), "3s.wav", 44_100, 2, 3 * 44_100, 3 * 44_100);
     assert_eq!(
-        scan(&wav, 60_000, None).unwrap(),
+        scan(&wav, 60_000, None, None).unwrap(),
         ScanReport {
             decoded_ms: 3_000,
             over_limit: false,
             clock_ms: Some(3_000),
         }
     );
-    let stopped = scan(&wav, 1_000, None).unwrap();
+    let stopped = scan(&wav, 1_000, None, None).unwrap();
     assert!(stopped.over_limit, "{stopped:?}");
     // Stopped within a packet of the limit, not at the end of the file.
     assert!((1_001..1_200).contains(&stopped.decoded_ms), "{stopped:?}");
@@ -116,7 +116,10 @@ fn a_data_chunk_claiming_more_frames_than_present_decodes_what_is_there() {
     let wav = pcm_wav(dir.path(), "liar.wav", 16_000, 1, 1_600_000_000, 32_000);
     let stated = probe(&wav).unwrap().duration.unwrap();
     assert_eq!(stated.as_secs(), 100_000);
-    assert_eq!(scan(&wav, 10_800_000, None).unwrap().decoded_ms, 2_000);
+    assert_eq!(
+        scan(&wav, 10_800_000, None, None).unwrap().decoded_ms,
+        2_000
+    );
     assert_eq!(decode_range(&wav, 0..u64::MAX, None).unwrap().len(), 32_000);
 }
 
@@ -142,12 +145,12 @@ fn a_container_clock_that_lies_cannot_make_a_range_keep_the_whole_file() {
     std::fs::write(&liar, echo_tests::mkv::pcm_mkv(120, 10_000)).unwrap();
     // The scan counts what decodes, whatever the clock says, and reports where the clock
     // ended: the last block stamped at 1.19 s, plus the second it holds.
-    let scanned = scan(&liar, 10_800_000, None).unwrap();
+    let scanned = scan(&liar, 10_800_000, None, None).unwrap();
     assert_eq!(
         (scanned.decoded_ms, scanned.clock_ms),
         (120_000, Some(2_190))
     );
-    let scanned = scan(&honest, 10_800_000, None).unwrap();
+    let scanned = scan(&honest, 10_800_000, None, None).unwrap();
     assert_eq!(
         (scanned.decoded_ms, scanned.clock_ms),
         (120_000, Some(120_000))
@@ -160,5 +163,28 @@ fn a_container_clock_that_lies_cannot_make_a_range_keep_the_whole_file() {
         2 * TARGET_SAMPLE_RATE as usize,
         "the first two seconds kept {} s",
         first.len() / TARGET_SAMPLE_RATE as usize
+    );
+}
+
+#[test]
+fn a_scan_stops_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = pcm_wav(dir.path(), "60s.wav", 16_000, 1, 60 * 16_000, 60 * 16_000);
+    let soon = std::time::Instant::now() + std::time::Duration::from_millis(1);
+    // Every packet handed on waits, as a file slow to read would make it.
+    let mut slow = |_: &[f32]| std::thread::sleep(std::time::Duration::from_millis(5));
+    match scan(&wav, 10_800_000, Some(soon), Some(&mut slow)) {
+        Err(AudioError::PastDeadline { decoded_ms, .. }) => {
+            assert!(decoded_ms < 60_000, "stopped after {decoded_ms} ms")
+        }
+        other => panic!("expected to stop at the deadline, got {other:?}"),
+    }
+    // With time to spare, the same scan ends.
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    assert_eq!(
+        scan(&wav, 10_800_000, Some(later), None)
+            .unwrap()
+            .decoded_ms,
+        60_000
     );
 }

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use echo_catalog::events::{UploadCompleted, ValidationFailureReason};
@@ -23,6 +24,9 @@ pub struct ValidationProcessor {
     decider: ValidationDecider,
     /// The bucket the uploaded audio is read from.
     s3: S3Service,
+    /// How long one input's examination may take: the runtime's I/O budget for an input,
+    /// less a margin, so the blocking scan stops before the runtime gives up on it.
+    budget: Duration,
 }
 
 impl ValidationProcessor {
@@ -32,6 +36,10 @@ impl ValidationProcessor {
         Ok(ValidationProcessor {
             decider: ValidationDecider { config: validation },
             s3: S3Service::new(config)?,
+            budget: config
+                .kafka
+                .observe_timeout()
+                .saturating_sub(Duration::from_secs(1)),
         })
     }
 
@@ -67,6 +75,7 @@ impl Processor for ValidationProcessor {
         let Input::Record(record) = input else {
             return Ok(Observation::Nothing);
         };
+        let deadline = Instant::now() + self.budget;
         let completed: UploadCompleted = record.decode()?;
         // A private directory, removed when dropped (also on every early return).
         let dir = tempfile::tempdir()
@@ -83,7 +92,7 @@ impl Processor for ValidationProcessor {
         let config = self.decider.config.clone();
         // Probing and decoding are CPU-bound: keep them off the async worker threads.
         tokio::task::spawn_blocking(move || {
-            let observed = examine(&config, &path);
+            let observed = examine(&config, &path, deadline);
             drop(dir);
             observed
         })
@@ -149,7 +158,11 @@ fn refusal_of_download(completed: &UploadCompleted, download: Download) -> Optio
 /// hostile header, too many channels, a refused codec, a stated duration over the limit) is
 /// not decoded at all; one whose container's account of time disagrees with what decodes
 /// (cut short, or a header or timestamps that lie) is refused as undecodable.
-fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, HandlerError> {
+fn examine(
+    config: &ValidationConfig,
+    path: &Path,
+    deadline: Instant,
+) -> Result<Observation, HandlerError> {
     let info = match audio::probe(path) {
         Ok(info) => info,
         Err(e) => return refusal(e),
@@ -172,8 +185,13 @@ fn examine(config: &ValidationConfig, path: &Path) -> Result<Observation, Handle
     let mut detector =
         (config.chunking == Chunking::Speech).then(|| SpeechDetector::new(VadSettings::default()));
     let scanned = match &mut detector {
-        Some(detector) => audio::scan(path, until_ms, Some(&mut |s: &[f32]| detector.push(s))),
-        None => audio::scan(path, until_ms, None),
+        Some(detector) => audio::scan(
+            path,
+            until_ms,
+            Some(deadline),
+            Some(&mut |s: &[f32]| detector.push(s)),
+        ),
+        None => audio::scan(path, until_ms, Some(deadline), None),
     };
     let scanned = match scanned {
         Ok(scanned) => scanned,
@@ -214,10 +232,14 @@ fn facts(info: &AudioInfo, duration_ms: i64, speech: Option<SpeechMap>) -> Audio
 }
 
 /// Turns what the decoder refused into the reason a client is told; trouble reading the local
-/// temporary file is the machine's fault, not the file's, and is retried.
+/// temporary file is the machine's fault, not the file's, and is retried, as is a scan that
+/// ran out of time (a busy machine may finish it later; a file built to be slow ends in the
+/// dead letters, and its resource at its processing deadline).
 fn refusal(error: AudioError) -> Result<Observation, HandlerError> {
     let reason = match &error {
-        AudioError::Io { .. } => return Err(HandlerError::Transient(error.without_path())),
+        AudioError::Io { .. } | AudioError::PastDeadline { .. } => {
+            return Err(HandlerError::Transient(error.without_path()))
+        }
         // Validation decodes every channel mixed: asking for a range or a channel is a bug.
         AudioError::InvalidRange { .. } | AudioError::NoSuchChannel { .. } => {
             return Err(HandlerError::Permanent(error.to_string()))
