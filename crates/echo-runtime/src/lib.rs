@@ -34,7 +34,7 @@ pub use envelope::{Incoming, Outgoing};
 pub use handler::{
     Context, Decider, Decision, Fact, HandlerError, Input, NoEffect, Processor, Pure, Timer,
 };
-pub use registration::Registration;
+pub use registration::{Instances, Registration};
 pub use shutdown::Shutdown;
 
 pub mod admin;

@@ -20,10 +20,21 @@ pub struct Registration {
     pub name: &'static str,
     /// One line for `echoctl run --help` and `echoctl processors`.
     pub summary: &'static str,
-    /// Whether it is the pool that does the heavy work, run as many times as there are
-    /// cores to spare (`run all --chunk-workers N`); every other processor runs once.
-    pub pooled: bool,
+    /// How many of it `run all` starts.
+    pub instances: Instances,
     /// Builds it from its section of the configuration (which may also override runtime
     /// settings, such as how many records one transaction takes) and runs it until shutdown.
     pub start: fn(EchoConfig, RunOptions) -> Running,
+}
+
+/// How many instances of a processor `echoctl run all` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// One.
+    One,
+    /// The pool that does the heavy work: as many as there are cores to spare
+    /// (`run all --chunk-workers N`).
+    Pool,
+    /// One beside the pool, none without it (`--chunk-workers 0`): it shares the pool's work.
+    BesideThePool,
 }

@@ -11,6 +11,7 @@ pub const PROCESSORS: &[Registration] = &[
     echo_quota::REGISTRATION,
     echo_validation::REGISTRATION,
     echo_chunk_worker::REGISTRATION,
+    echo_chunk_worker::EXPRESS_REGISTRATION,
     echo_job_aggregator::REGISTRATION,
     echo_transcription::REGISTRATION,
     echo_resource::REGISTRATION,

@@ -59,6 +59,11 @@ pub struct ChunkWorkerConfig {
     /// `runtime.batch_max_records`: one chunk is seconds of CPU, so batching buys nothing and
     /// would stretch the transaction over several transcriptions. 1 by default.
     pub batch_max_records: usize,
+    /// Jobs of at most this many chunks (clips) are transcribed by the express worker, not
+    /// the pool, so they never wait behind long files (see `lane`). 1 by default: a job of one
+    /// chunk (up to about 28 s of speech); 0 sends every job to the pool. Both groups must
+    /// be given the same value, as each passes over what it reads as the other's.
+    pub express_max_chunks: i32,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -77,6 +82,7 @@ impl Default for ChunkWorkerConfig {
             quantization: Quantization::F16,
             model: ModelName::TinyEn,
             batch_max_records: 1,
+            express_max_chunks: 1,
         }
     }
 }
@@ -112,6 +118,11 @@ impl ChunkWorkerConfig {
         ensure!(
             self.max_download_bytes >= 1,
             "chunk-worker.max_download_bytes must be positive"
+        );
+        ensure!(
+            self.express_max_chunks >= 0,
+            "chunk_worker.express_max_chunks must not be negative, got {}",
+            self.express_max_chunks
         );
         ensure!(
             self.max_chunk_ms >= 1,

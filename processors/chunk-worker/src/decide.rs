@@ -18,6 +18,7 @@ use echo_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ChunkWorkerConfig;
+use crate::lane::Lane;
 
 /// The chunk worker's decisions: announce a chunk, report what whisper made of it.
 /// Pure: built from configuration alone.
@@ -25,6 +26,8 @@ use crate::config::ChunkWorkerConfig;
 pub struct ChunkWorkerDecider {
     /// The worker's name (announced with each chunk) and its limits.
     pub config: ChunkWorkerConfig,
+    /// The lane whose commands it takes; it passes over the other's.
+    pub lane: Lane,
 }
 
 impl Decider for ChunkWorkerDecider {
@@ -33,7 +36,7 @@ impl Decider for ChunkWorkerDecider {
     type Effect = NoEffect;
 
     fn name(&self) -> &'static str {
-        "chunk-worker"
+        self.lane.processor()
     }
 
     fn handles(&self) -> &'static [&'static str] {
@@ -58,7 +61,7 @@ impl Decider for ChunkWorkerDecider {
         let Ok(command) = record.decode::<ChunkProcess>() else {
             return Vec::new();
         };
-        if screen(state, &command) == Verdict::Ignore {
+        if self.screen(state, &command) == Verdict::Ignore {
             return Vec::new();
         }
         let started = ChunkProcessingStarted {
@@ -84,7 +87,7 @@ impl Decider for ChunkWorkerDecider {
     ) -> Result<Decision, HandlerError> {
         match input {
             Input::Record(record) if record.is::<ChunkProcess>() => {
-                on_command(state, record, observed, ctx)
+                self.on_command(state, record, observed, ctx)
             }
             Input::Record(record) => Err(HandlerError::Permanent(format!(
                 "the chunk worker does not handle {}",
@@ -165,6 +168,32 @@ pub enum Verdict {
     Process,
 }
 
+impl ChunkWorkerDecider {
+    /// Screens a `chunk.process`: the other lane's is passed over, then [`screen`].
+    pub fn screen(&self, state: &ChunkWorkerState, command: &ChunkProcess) -> Verdict {
+        if Lane::of(command, self.config.express_max_chunks) != self.lane {
+            return Verdict::Ignore;
+        }
+        screen(state, command)
+    }
+
+    fn on_command(
+        &self,
+        state: &ChunkWorkerState,
+        record: &Incoming,
+        observed: Observation,
+        ctx: &Context,
+    ) -> Result<Decision, HandlerError> {
+        let command: ChunkProcess = record.decode()?;
+        if self.screen(state, &command) == Verdict::Ignore {
+            return Ok(Decision::default());
+        }
+        Ok(Decision::emit(vec![outcome(
+            record, command, observed, ctx,
+        )?]))
+    }
+}
+
 /// Screens a `chunk.process` against what the chunk's state says was done.
 pub fn screen(state: &ChunkWorkerState, command: &ChunkProcess) -> Verdict {
     let handled = state
@@ -238,19 +267,16 @@ pub fn global_segments(
         .collect()
 }
 
-fn on_command(
-    state: &ChunkWorkerState,
+/// What a worker reports of the chunk `command` names, from what `observe` found.
+fn outcome(
     record: &Incoming,
+    command: ChunkProcess,
     observed: Observation,
     ctx: &Context,
-) -> Result<Decision, HandlerError> {
-    let command: ChunkProcess = record.decode()?;
-    if screen(state, &command) == Verdict::Ignore {
-        return Ok(Decision::default());
-    }
+) -> Result<Outgoing, HandlerError> {
     // Events are keyed by the resource, not by the command's chunk key.
     let resource_id = record.metadata.correlation_id.as_str();
-    let outcome = match observed {
+    Ok(match observed {
         Observation::Transcribed { segments, language } => Outgoing::new(
             resource_id,
             &ChunkProcessingCompleted {
@@ -279,6 +305,5 @@ fn on_command(
                 command.job_id, command.chunk_index
             )))
         }
-    };
-    Ok(Decision::emit(vec![outcome]))
+    })
 }

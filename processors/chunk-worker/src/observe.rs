@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::config::ChunkWorkerConfig;
 use crate::context::{self, RecentText};
 use crate::decide::{self, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
+use crate::lane::Lane;
 use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
 /// The chunk worker, run by `echo_runtime::run`.
@@ -50,7 +51,7 @@ impl ChunkWorker {
     /// A worker over the bucket of `config.s3` with the whisper model of `config.data_dir` in
     /// the configured model and quantization (prepared there if missing); fails on unusable settings or
     /// a model that does not load.
-    pub fn new(config: &EchoConfig, worker: ChunkWorkerConfig) -> Result<ChunkWorker> {
+    pub fn new(config: &EchoConfig, worker: ChunkWorkerConfig, lane: Lane) -> Result<ChunkWorker> {
         worker.validate()?;
         let model =
             echo_speech::model::prepare(&config.data_dir, worker.model, worker.quantization, false)
@@ -74,7 +75,10 @@ impl ChunkWorker {
             blas_kernels = %echo_speech::blas::kernels(),
             tiled_kernels = echo_speech::llamafile::compiled_in(), "chunk worker ready");
         Ok(ChunkWorker {
-            decider: ChunkWorkerDecider { config: worker },
+            decider: ChunkWorkerDecider {
+                config: worker,
+                lane,
+            },
             transcriber: Arc::new(transcriber),
             s3: S3Service::new(config)?,
             cache_dir: config.data_dir.join("cache").join("objects"),
@@ -364,7 +368,7 @@ impl Processor for ChunkWorker {
             return Ok(Observation::Skipped);
         }
         let command: ChunkProcess = record.decode()?;
-        if decide::screen(state, &command) == Verdict::Ignore {
+        if self.decider.screen(state, &command) == Verdict::Ignore {
             debug!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 attempt = command.attempt, "chunk already handled");
             return Ok(Observation::Skipped);

@@ -9,7 +9,7 @@ use echo_catalog::events::{
 use echo_catalog::record::{EventMetadata, Record};
 use echo_chunk_worker::decide::{chunk_range, global_segments, screen};
 use echo_chunk_worker::{
-    ChunkWorkerConfig, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict,
+    ChunkWorkerConfig, ChunkWorkerDecider, ChunkWorkerState, Lane, Observation, Verdict,
 };
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{testing, Context, Decider, Decision, HandlerError, Incoming, Input, Timer};
@@ -29,7 +29,12 @@ fn config() -> ChunkWorkerConfig {
 }
 
 fn command(event_id: &str, attempt: i32) -> Incoming {
-    let record = ChunkProcess {
+    incoming(&chunk_process(event_id, attempt))
+}
+
+/// Chunk 2 of a job of 4, attempt `attempt`.
+fn chunk_process(event_id: &str, attempt: i32) -> ChunkProcess {
+    ChunkProcess {
         metadata: EventMetadata::new(event_id, RESOURCE, "validation", NOW)
             .with_cause(Some("job-created")),
         job_id: JOB.into(),
@@ -43,8 +48,7 @@ fn command(event_id: &str, attempt: i32) -> Incoming {
         size_bytes: None,
         prompt: None,
         channel: None,
-    };
-    incoming(&record)
+    }
 }
 
 fn incoming<R: Record>(record: &R) -> Incoming {
@@ -69,7 +73,10 @@ fn decode(input: &Incoming) -> ChunkProcess {
 
 /// The worker's decider with `config()`.
 fn worker() -> ChunkWorkerDecider {
-    ChunkWorkerDecider { config: config() }
+    ChunkWorkerDecider {
+        config: config(),
+        lane: Lane::Standard,
+    }
 }
 
 /// Handles a command at `NOW` as the runtime does, given what `observe` found.
@@ -458,4 +465,72 @@ fn the_previous_chunks_text_is_heard_with_tiny_en_unless_set_otherwise() {
 #[test]
 fn declares_what_its_catalogue_entry_lists() {
     testing::assert_declared_as_catalogued(&worker());
+}
+
+/// The only chunk of a job of one (a clip), attempt `attempt`.
+fn clip(attempt: i32) -> ChunkProcess {
+    ChunkProcess {
+        chunk_index: 0,
+        chunk_count: 1,
+        start_ms: 0,
+        end_ms: 5_000,
+        ..chunk_process("clip", attempt)
+    }
+}
+
+#[test]
+fn the_first_attempt_at_a_short_job_is_the_express_lane_and_everything_else_the_pool() {
+    assert_eq!(Lane::of(&clip(1), 1), Lane::Express);
+    // A retry is the pool's: a clip whose express worker is gone is still transcribed.
+    assert_eq!(Lane::of(&clip(2), 1), Lane::Standard);
+    assert_eq!(Lane::of(&chunk_process("c", 1), 1), Lane::Standard);
+    assert_eq!(Lane::of(&chunk_process("c", 1), 4), Lane::Express);
+    // 0 turns the lane off.
+    assert_eq!(Lane::of(&clip(1), 0), Lane::Standard);
+    assert_eq!(Lane::Standard.processor(), "chunk-worker");
+    assert_eq!(Lane::Express.processor(), "express-chunk-worker");
+}
+
+#[test]
+fn each_group_passes_over_the_other_lanes_commands_without_a_word() {
+    let pool = worker();
+    let express = ChunkWorkerDecider {
+        config: config(),
+        lane: Lane::Express,
+    };
+    let state = ChunkWorkerState::default();
+    for (decider, taken, passed) in [
+        (&pool, command("c", 1), incoming(&clip(1))),
+        (&express, incoming(&clip(1)), command("c", 1)),
+    ] {
+        let name = decider.name();
+        assert_eq!(
+            decider.screen(&state, &decode(&taken)),
+            Verdict::Process,
+            "{name}"
+        );
+        assert_eq!(
+            decider.screen(&state, &decode(&passed)),
+            Verdict::Ignore,
+            "{name}"
+        );
+        let ctx = Context::new(name, NOW, passed.metadata.clone(), "p");
+        assert!(
+            decider
+                .announce(&state, Input::Record(&passed), &ctx)
+                .is_empty(),
+            "{name}"
+        );
+        let (decision, after) = testing::step(
+            decider,
+            &state,
+            Input::Record(&passed),
+            Observation::Skipped,
+            NOW,
+        )
+        .unwrap();
+        assert!(decision.emit.is_empty(), "{name}: {decision:?}");
+        assert_eq!(after, state, "{name}");
+    }
+    assert_eq!(express.name(), "express-chunk-worker");
 }

@@ -16,7 +16,7 @@ pub mod decide;
 pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use config::JobAggregatorConfig;
 pub use decide::{AggregatorState, ChunkStatus, ChunkTrack, JobAggregatorDecider, TrackedJob};
@@ -26,7 +26,7 @@ pub use observe::{job_aggregator, JobAggregator};
 pub const REGISTRATION: Registration = Registration {
     name: "job-aggregator",
     summary: "Chunk deadlines, re-issues and failures.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

@@ -18,7 +18,7 @@ pub mod decide;
 pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use config::{QuotaConfig, TenantLimits};
 pub use decide::{QuotaDecider, TenantUsage};
@@ -28,7 +28,7 @@ pub use observe::{quota_processor, QuotaProcessor};
 pub const REGISTRATION: Registration = Registration {
     name: "quota",
     summary: "Tenants' limits: requests per minute, jobs in flight, stored bytes.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

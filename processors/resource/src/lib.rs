@@ -30,7 +30,7 @@ pub mod effects;
 pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use config::ResourceConfig;
 pub use decide::{
@@ -43,7 +43,7 @@ pub use observe::ResourceProcessor;
 pub const REGISTRATION: Registration = Registration {
     name: "resource",
     summary: "Resource lifecycle, TTL, cleanup.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

@@ -28,7 +28,7 @@ pub mod plan;
 pub mod report;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use analysis::Analysis;
 pub use assemble::ChunkTranscript;
@@ -43,7 +43,7 @@ pub use report::Transcript;
 pub const REGISTRATION: Registration = Registration {
     name: "transcription",
     summary: "Transcript assembly, analysis, report.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

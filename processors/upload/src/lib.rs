@@ -18,7 +18,7 @@ pub mod decide;
 pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use config::UploadConfig;
 pub use decide::{DeliveredUrl, Observation, RequestedUpload, UploadDecider, UploadState};
@@ -29,7 +29,7 @@ pub use observe::UploadProcessor;
 pub const REGISTRATION: Registration = Registration {
     name: "upload",
     summary: "Pre-signed URLs, upload verification, expiry.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

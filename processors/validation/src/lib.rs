@@ -19,7 +19,7 @@ pub mod decide;
 pub mod observe;
 
 use anyhow::Result;
-use echo_runtime::{EchoConfig, Registration, RunOptions};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};
 
 pub use config::ValidationConfig;
 pub use decide::{AudioFacts, Observation, ValidationDecider, ValidationState};
@@ -29,7 +29,7 @@ pub use observe::ValidationProcessor;
 pub const REGISTRATION: Registration = Registration {
     name: "validation",
     summary: "Audio validation and chunk planning.",
-    pooled: false,
+    instances: Instances::One,
     start: |config, options| Box::pin(start(config, options)),
 };
 

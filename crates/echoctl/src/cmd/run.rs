@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::builder::{PossibleValue, PossibleValuesParser};
-use echo_runtime::{EchoConfig, Registration, RunOptions, Shutdown};
+use echo_runtime::{EchoConfig, Instances, Registration, RunOptions, Shutdown};
 use tokio::task::JoinSet;
 
 use crate::processors::{self, PROCESSORS};
@@ -68,8 +68,8 @@ pub async fn run(config: EchoConfig, args: Args) -> Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-/// Spawns the processor called `which` (or every registered one for `all`, the pooled ones
-/// `pool` times) onto `set`.
+/// Spawns the processor called `which` (or every registered one for `all`: the pool `pool`
+/// times, its helpers once if `pool` is not 0) onto `set`.
 fn spawn_selected(
     set: &mut JoinSet<Result<()>>,
     config: &EchoConfig,
@@ -86,14 +86,17 @@ fn spawn_selected(
         return Ok(());
     }
     for r in PROCESSORS {
-        if !r.pooled {
-            start(set, r, options.clone());
-            continue;
-        }
-        for i in 0..pool {
-            let mut member = options.clone();
-            member.instance = format!("{}-w{i}", options.instance);
-            start(set, r, member);
+        match r.instances {
+            Instances::One => start(set, r, options.clone()),
+            Instances::BesideThePool if pool > 0 => start(set, r, options.clone()),
+            Instances::BesideThePool => {}
+            Instances::Pool => {
+                for i in 0..pool {
+                    let mut member = options.clone();
+                    member.instance = format!("{}-w{i}", options.instance);
+                    start(set, r, member);
+                }
+            }
         }
     }
     Ok(())
