@@ -29,7 +29,12 @@ impl Lane {
     /// The lane of `command`: express for the first attempt at a chunk of a job of at most
     /// `express_max_chunks` chunks (0: no job is), the pool's for everything else.
     pub fn of(command: &ChunkProcess, express_max_chunks: i32) -> Lane {
-        if command.attempt <= 1 && command.chunk_count <= express_max_chunks {
+        Lane::for_attempt(command.attempt, command.chunk_count, express_max_chunks)
+    }
+
+    /// The lane of attempt `attempt` at a chunk of a job of `chunk_count` chunks.
+    pub fn for_attempt(attempt: i32, chunk_count: i32, express_max_chunks: i32) -> Lane {
+        if attempt <= 1 && chunk_count <= express_max_chunks {
             Lane::Express
         } else {
             Lane::Standard

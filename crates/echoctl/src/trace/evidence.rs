@@ -103,6 +103,9 @@ pub struct Evidence {
     pub parked: Vec<(String, String)>,
     /// Every processor's group, by processor name.
     pub groups: HashMap<String, Group>,
+    /// The chunk workers' `express_max_chunks`: which of their two groups a chunk command is
+    /// for (0, the default here: the pool's).
+    pub express_max_chunks: i32,
     /// Now, milliseconds since the epoch, when the evidence was read.
     pub now_ms: i64,
 }

@@ -199,8 +199,10 @@ fn internal(
             wanted.push((config.topic(&topic), partitions.clone()));
         }
     }
+    let chunk_worker: echo_chunk_worker::ChunkWorkerConfig = config.section("chunk_worker")?;
     let mut evidence = Evidence {
         now_ms: echo_runtime::driver::now_ms(),
+        express_max_chunks: chunk_worker.express_max_chunks,
         ..Evidence::default()
     };
     // The latest changelog record per (processor, key): the key's state now.

@@ -1,7 +1,10 @@
 //! How a resource's chain ended, or where it stands and why: the chain held against the
 //! target flow, and each open point against the evidence. Pure.
 
+use echo_catalog::events::ChunkProcess;
 use echo_catalog::flow::{Flow, CLIENT};
+use echo_catalog::record::Record;
+use echo_chunk_worker::Lane;
 use serde::Serialize;
 
 use super::chain::{Chain, Open, Subject, Traced};
@@ -149,13 +152,14 @@ fn reason_of(record: &Traced) -> String {
 fn diagnose(chain: &Chain<'_>, open: &Open<'_>, evidence: &Evidence) -> Stop {
     let step = open.step;
     let record = open.last.map(|i| &chain.records[i]);
+    let by = responsible(&step.by, record, evidence);
     let chunk = match open.subject {
         Subject::Chunk(c) => Some(c),
         Subject::Resource => None,
     };
     let mut findings = Vec::new();
     let since = record.map_or(i64::MIN, |r| r.at());
-    if step.by == CLIENT {
+    if by == CLIENT {
         findings.push(Finding::WaitingForClient);
         // What the client did send may have been refused before it became part of the chain.
         findings.extend(
@@ -173,7 +177,7 @@ fn diagnose(chain: &Chain<'_>, open: &Open<'_>, evidence: &Evidence) -> Stop {
             offset: record.offset,
         };
         let mine = |processor: &str, origin: &Option<Origin>| {
-            processor == step.by && origin.as_ref() == Some(&at)
+            processor == by && origin.as_ref() == Some(&at)
         };
         findings.extend(
             evidence
@@ -194,14 +198,14 @@ fn diagnose(chain: &Chain<'_>, open: &Open<'_>, evidence: &Evidence) -> Stop {
         if evidence
             .parked
             .iter()
-            .any(|(p, id)| *p == step.by && *id == record.metadata.event_id)
+            .any(|(p, id)| *p == by && *id == record.metadata.event_id)
         {
             findings.push(Finding::Parked {
-                processor: step.by.clone(),
+                processor: by.clone(),
             });
         }
         if findings.is_empty() {
-            findings.extend(reading(evidence, &step.by, &at));
+            findings.extend(reading(evidence, &by, &at));
         }
     }
     if let Some(deadline) = &step.deadline {
@@ -226,8 +230,24 @@ fn diagnose(chain: &Chain<'_>, open: &Open<'_>, evidence: &Evidence) -> Stop {
         subject: open.subject,
         last: open.last,
         expected: step.next.clone(),
-        by: step.by.clone(),
+        by,
         findings,
+    }
+}
+
+/// Who takes the step after `record`: the flow's processor `by`, except that a chunk command
+/// in the express lane is the express worker's (the pool passes over it).
+fn responsible(by: &str, record: Option<&Traced>, evidence: &Evidence) -> String {
+    let number = |name: &str| record.and_then(|r| r.fact(name)?.parse::<i32>().ok());
+    match (record, number("attempt"), number("chunks")) {
+        (Some(r), Some(attempt), Some(chunks))
+            if r.type_name == ChunkProcess::TYPE
+                && Lane::for_attempt(attempt, chunks, evidence.express_max_chunks)
+                    == Lane::Express =>
+        {
+            Lane::Express.processor().to_string()
+        }
+        _ => by.to_string(),
     }
 }
 
@@ -381,6 +401,60 @@ mod tests {
             &stop.findings[2],
             Finding::Deadline { timer, due_at_ms: 99, .. } if timer == "chunk-1"
         ));
+    }
+
+    #[test]
+    fn a_clip_s_chunk_waits_for_the_express_worker_and_its_retry_for_the_pool() {
+        let flow = Catalogue::load().unwrap().flow;
+        let command = |id: &str, attempt: i32| {
+            record(
+                "chunk.process",
+                id,
+                Some("c"),
+                10,
+                vec![
+                    ("job_id", Value::String("j".into())),
+                    ("chunk_index", Value::Int(0)),
+                    ("chunk_count", Value::Int(1)),
+                    ("attempt", Value::Int(attempt)),
+                ],
+            )
+        };
+        let job = |records: Vec<Traced>| {
+            let mut all = vec![
+                record("upload.completed", "c", None, 5, vec![]),
+                record(
+                    "processing.job.created",
+                    "j",
+                    Some("c"),
+                    10,
+                    vec![
+                        ("job_id", Value::String("j".into())),
+                        ("chunk_count", Value::Int(1)),
+                    ],
+                ),
+            ];
+            all.extend(records);
+            all
+        };
+        let evidence = Evidence {
+            express_max_chunks: 1,
+            ..Evidence::default()
+        };
+        let by = |records: Vec<Traced>, evidence: &Evidence| {
+            let chain = Chain::new(job(records), &flow);
+            let Verdict::Stopped(stops) = judge(&chain, &flow, evidence) else {
+                panic!("not stopped")
+            };
+            stops[0].by.clone()
+        };
+        assert_eq!(by(vec![command("p", 1)], &evidence), "express-chunk-worker");
+        assert_eq!(by(vec![command("p", 2)], &evidence), "chunk-worker");
+        // The lane off: every command is the pool's.
+        assert_eq!(
+            by(vec![command("p", 1)], &Evidence::default()),
+            "chunk-worker"
+        );
     }
 
     #[test]
