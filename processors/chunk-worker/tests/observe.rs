@@ -8,7 +8,7 @@ use echo_catalog::events::{
     ChunkProcess, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState};
+use echo_chunk_worker::{ChunkWorker, ChunkWorkerConfig, ChunkWorkerState, Lane};
 use echo_runtime::envelope::SourcePosition;
 use echo_runtime::{testing, Decision, EchoConfig, HandlerError, Incoming, Input};
 use echo_storage::{keys, Pin};
@@ -33,7 +33,7 @@ fn worker_with(settings: ChunkWorkerConfig) -> ChunkWorker {
         worker_name: "test-worker".into(),
         ..settings
     };
-    ChunkWorker::new(&config, settings).expect("the whisper model must load")
+    ChunkWorker::new(&config, settings, Lane::Standard).expect("the whisper model must load")
 }
 
 async fn ready(worker: &ChunkWorker) {
