@@ -362,6 +362,8 @@ class Pipeline:
         logs = WORK / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.worker_log = logs / "chunk-workers.log"
+        # The express worker (a processor of its own, started below) transcribes clips.
+        self.express_log = logs / "express-chunk-worker.log"
         self.procs: dict[str, subprocess.Popen] = {}
         for name in processors():
             self.procs[name] = self._spawn(name, env, logs / f"{name}.log")
@@ -384,15 +386,19 @@ class Pipeline:
         return {name: proc_peak_rss_mb(p.pid) for name, p in self.procs.items()}
 
     def chunk_lines(self) -> list[dict]:
-        """The workers' `chunk transcribed` log lines, as numbers."""
-        rows = []
-        for line in self.worker_log.read_text(errors="replace").splitlines():
-            line = plain(line)
-            if "chunk transcribed" not in line:
+        """The workers' `chunk transcribed` log lines (the pool's and the express worker's, in
+        the order they were logged), as numbers."""
+        stamped = []
+        for log in (self.worker_log, self.express_log):
+            if not log.exists():
                 continue
-            fields = dict(re.findall(r"(\w+)=(\S+)", line))
-            rows.append({k: fields[k].strip('"') for k in fields})
-        return rows
+            for line in log.read_text(errors="replace").splitlines():
+                line = plain(line)
+                if "chunk transcribed" not in line:
+                    continue
+                fields = dict(re.findall(r"(\w+)=(\S+)", line))
+                stamped.append((line.split(" ", 1)[0], {k: fields[k].strip('"') for k in fields}))
+        return [row for _, row in sorted(stamped, key=lambda s: s[0])]
 
     def submit(self, audio: Audio) -> Run:
         before = self.cpu()

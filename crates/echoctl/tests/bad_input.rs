@@ -1307,7 +1307,9 @@ async fn a_file_replaced_after_finalize_is_not_transcribed() {
     case.wait_event::<ProcessingJobCreated>(&resource).await;
     let (status, answer) = put(&url.upload_url, "audio/wav", replacement).await;
     assert!(status.is_success(), "{status}: {answer}");
-    let _worker = Pipeline::start_processor(bin(), &case.env, "chunk-worker", "late", &[]).unwrap();
+    // The job is one chunk: the express worker's (the pool passes over it).
+    let _worker =
+        Pipeline::start_processor(bin(), &case.env, "express-chunk-worker", "late", &[]).unwrap();
 
     let rejected: ResourceRejected = case.wait_event(&resource).await;
     assert!(

@@ -84,7 +84,7 @@ async fn trace_of_every_processor(trace_id: &str, processors: &[&str]) -> Value 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_trace_spans_all_seven_processors_and_prometheus_scrapes_them() {
+async fn one_trace_spans_all_eight_processors_and_prometheus_scrapes_them() {
     assert!(
         get_json(&format!("{JAEGER_QUERY}/api/services"))
             .await
@@ -111,7 +111,7 @@ async fn one_trace_spans_all_seven_processors_and_prometheus_scrapes_them() {
     // One trace per resource: its id is the resource id's hex digits.
     let trace_id = resource.replace('-', "");
     let processors = env.processor_names();
-    assert_eq!(processors.len(), 7);
+    assert_eq!(processors.len(), 8);
     let trace = trace_of_every_processor(&trace_id, &processors).await;
     let services: HashMap<&str, &str> = trace["processes"]
         .as_object()
@@ -178,11 +178,13 @@ async fn one_trace_spans_all_seven_processors_and_prometheus_scrapes_them() {
         .expect("the quota processor's span");
     assert_eq!(service_of(reserve), "quota");
     assert_eq!(service_of(parent_of(reserve).unwrap()), "upload");
+    // The clip is one chunk: the express worker transcribed it, the pool passed over it.
     let chunk = spans
         .iter()
-        .find(|s| s["operationName"] == "process chunk.process")
-        .expect("the chunk worker's span");
-    assert_eq!(service_of(chunk), "chunk-worker");
+        .find(|s| {
+            s["operationName"] == "process chunk.process" && service_of(s) == "express-chunk-worker"
+        })
+        .expect("the express worker's span");
     // The job aggregator dispatched the chunk, as it handled the job's creation.
     assert_eq!(service_of(parent_of(chunk).unwrap()), "job-aggregator");
     let ready = spans
