@@ -64,6 +64,11 @@ pub struct ChunkWorkerConfig {
     /// chunk (up to about 28 s of speech); 0 sends every job to the pool. Both groups must
     /// be given the same value, as each passes over what it reads as the other's.
     pub express_max_chunks: i32,
+    /// How much lower than the process the pool's whisper runs (Unix niceness, 0–19): the
+    /// work someone is waiting for (the express worker's clip, the pipeline's hops) gets a
+    /// core at once, and the pool gets it back after (see `niced`). 10 by default; 0 runs the
+    /// pool at the process's priority.
+    pub pool_whisper_nice: i32,
 }
 
 impl Default for ChunkWorkerConfig {
@@ -83,6 +88,7 @@ impl Default for ChunkWorkerConfig {
             model: ModelName::TinyEn,
             batch_max_records: 1,
             express_max_chunks: 1,
+            pool_whisper_nice: 10,
         }
     }
 }
@@ -123,6 +129,11 @@ impl ChunkWorkerConfig {
             self.express_max_chunks >= 0,
             "chunk_worker.express_max_chunks must not be negative, got {}",
             self.express_max_chunks
+        );
+        ensure!(
+            (0..=19).contains(&self.pool_whisper_nice),
+            "chunk_worker.pool_whisper_nice must be within 0..=19, got {}",
+            self.pool_whisper_nice
         );
         ensure!(
             self.max_chunk_ms >= 1,

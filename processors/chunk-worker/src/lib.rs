@@ -12,12 +12,14 @@
 //! handles and emits, pure `decide` and `evolve`), [`observe`] (the I/O its decisions need);
 //! [`squeeze`] leaves a chunk's pauses out of what whisper hears; [`context`] gives a chunk the
 //! text of the one before it; [`lane`] says which of its two groups (the pool, the express
-//! worker of short jobs) takes a command.
+//! worker of short jobs) takes a command; [`niced`] runs the pool's whisper below everything
+//! else.
 
 pub mod config;
 pub mod context;
 pub mod decide;
 pub mod lane;
+pub mod niced;
 pub mod observe;
 pub mod squeeze;
 

@@ -24,6 +24,7 @@ use crate::config::ChunkWorkerConfig;
 use crate::context::{self, RecentText};
 use crate::decide::{self, ChunkWorkerDecider, ChunkWorkerState, Observation, Verdict};
 use crate::lane::Lane;
+use crate::niced;
 use crate::squeeze::{Squeeze, JOIN_GAP_MS};
 
 /// The chunk worker, run by `echo_runtime::run`.
@@ -402,7 +403,12 @@ impl Processor for ChunkWorker {
         let (start_ms, end_ms) = (command.start_ms, command.end_ms);
         let prompt = self.prompt_for(&command);
         let deadline = Instant::now() + self.whisper_limit;
-        let outcome = tokio::task::spawn_blocking(move || {
+        // The pool's whisper runs below everything else; the express worker's clip does not.
+        let nice = match self.decider.lane {
+            Lane::Standard => settings.pool_whisper_nice,
+            Lane::Express => 0,
+        };
+        let outcome = niced::run(nice, move || {
             transcribe_range(
                 &transcriber,
                 &path,
