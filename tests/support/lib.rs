@@ -11,5 +11,5 @@ pub mod stack;
 pub mod test_processor;
 pub mod wav;
 
-pub use probe::{read_topic, wait_for, Isolation, Seen};
+pub use probe::{read_topic, records_of, wait_for, Isolation, Seen};
 pub use stack::TestEnv;

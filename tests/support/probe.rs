@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use echo_catalog::record::EventMetadata;
+use echo_catalog::record::{EventMetadata, Record};
 use echo_runtime::codec::Codec;
 use echo_runtime::envelope::metadata_of;
 use echo_runtime::headers::HeaderList;
@@ -12,6 +12,9 @@ use echo_runtime::EchoConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+
+use crate::TestEnv;
 
 /// Which records a reader sees.
 #[derive(Debug, Clone, Copy)]
@@ -127,4 +130,22 @@ pub async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The committed records of type `R` on their topic in `env`: about `resource` only, or all.
+pub async fn records_of<R: Record + DeserializeOwned>(
+    env: &TestEnv,
+    resource: Option<&str>,
+) -> Vec<R> {
+    let topic = env.topic(&env.catalogue.topic_of(R::TYPE).unwrap().name);
+    read_topic(&env.config, &topic, Isolation::Committed)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.type_name == Some(R::TYPE))
+        .filter(|s| {
+            resource.is_none() || s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == resource
+        })
+        .map(|s| apache_avro::from_value(s.value.as_ref().unwrap()).unwrap())
+        .collect()
 }

@@ -5,9 +5,8 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{joined, the_sentence, SENTENCE};
+use common::{joined, the_sentence, tiny_en, SENTENCE};
 use echo_speech::audio::decode_to_mono_16k;
-use echo_speech::model::{prepare, ModelName, Quantization};
 use echo_speech::transcriber::{TranscribeError, Transcriber, TranscriberConfig};
 use echo_tests::pipeline::{speak, speak_with_word_times, word_error_rate};
 
@@ -75,14 +74,7 @@ fn a_transcription_past_its_deadline_stops() {
 
 #[test]
 fn empty_input_gives_no_segments() {
-    let model = prepare(
-        &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
-        ModelName::TinyEn,
-        Quantization::F16,
-        false,
-    )
-    .expect("prepare model");
-    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
+    let transcriber = tiny_en();
     assert!(transcriber.transcribe(&[]).expect("transcribe").is_empty());
 }
 

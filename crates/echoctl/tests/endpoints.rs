@@ -6,10 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use echo_catalog::events::{ChunkProcess, ChunkProcessingCompleted};
-use echo_catalog::record::Record;
 use echo_tests::endpoints::{free_port, get};
 use echo_tests::pipeline::{speak, submit, Pipeline};
-use echo_tests::{read_topic, Isolation, TestEnv};
+use echo_tests::{records_of, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
 
@@ -39,21 +38,6 @@ fn value(samples: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) ->
                     .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
         })
         .map(|(_, v)| *v)
-}
-
-/// How many records of `R` about `resource` are on their topic.
-async fn count<R: Record>(env: &TestEnv, resource: &str) -> Vec<R> {
-    let topic = env.topic(&env.catalogue.topic_of(R::TYPE).unwrap().name);
-    read_topic(&env.config, &topic, Isolation::Committed)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| {
-            s.type_name == Some(R::TYPE)
-                && s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == Some(resource)
-        })
-        .map(|s| apache_avro::from_value(s.value.as_ref().unwrap()).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,8 +70,8 @@ async fn the_endpoints_count_what_the_events_say() {
     let report = submit(Path::new(BIN), &env, &wav, &[]).unwrap();
     assert_eq!(report["status"], "ready", "{report:#}");
     let resource = report["resource_id"].as_str().unwrap();
-    let commands = count::<ChunkProcess>(&env, resource).await;
-    let completed = count::<ChunkProcessingCompleted>(&env, resource).await;
+    let commands = records_of::<ChunkProcess>(&env, Some(resource)).await;
+    let completed = records_of::<ChunkProcessingCompleted>(&env, Some(resource)).await;
     let chunks = commands.len() as f64;
     assert!(chunks >= 2.0, "{chunks} chunks");
 

@@ -7,9 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use echo_catalog::events::{ChunkProcessingCompleted, ChunkProcessingStarted};
-use echo_catalog::record::Record;
 use echo_tests::pipeline::{echoctl, speak, submit, Pipeline};
-use echo_tests::{read_topic, Isolation, TestEnv};
+use echo_tests::{records_of, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
 
@@ -23,21 +22,6 @@ city, and everybody stood up at once to take their bags.";
 
 /// A sentence of a few seconds: one chunk.
 const CLIP: &str = "Please call Stella and ask her to bring these things.";
-
-/// `R` records of `resource` (every resource's with `None`) on their topic, as committed.
-async fn events<R: Record>(env: &TestEnv, resource: Option<&str>) -> Vec<R> {
-    let topic = env.topic(&env.catalogue.topic_of(R::TYPE).unwrap().name);
-    read_topic(&env.config, &topic, Isolation::Committed)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.type_name == Some(R::TYPE))
-        .filter(|s| {
-            resource.is_none() || s.metadata.as_ref().map(|m| m.correlation_id.as_str()) == resource
-        })
-        .map(|s| apache_avro::from_value(s.value.as_ref().unwrap()).unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clip_is_transcribed_while_the_pool_is_busy_with_a_long_file() {
@@ -61,7 +45,7 @@ async fn a_clip_is_transcribed_while_the_pool_is_busy_with_a_long_file() {
         .unwrap();
     // The clip arrives once the pool has begun the long file.
     let mut waited = Duration::ZERO;
-    while events::<ChunkProcessingStarted>(&env, None)
+    while records_of::<ChunkProcessingStarted>(&env, None)
         .await
         .is_empty()
     {
@@ -80,14 +64,14 @@ async fn a_clip_is_transcribed_while_the_pool_is_busy_with_a_long_file() {
     assert_eq!(report["status"], "ready", "{report:#}");
     let long_id = report["resource_id"].as_str().unwrap().to_string();
 
-    let clip_started = events::<ChunkProcessingStarted>(&env, Some(&clip_id)).await;
+    let clip_started = records_of::<ChunkProcessingStarted>(&env, Some(&clip_id)).await;
     assert_eq!(clip_started.len(), 1, "{clip_started:?}");
     let clip_started = &clip_started[0];
     // The pool's worker was in the middle of a long chunk when the clip's began: one worker
     // transcribes one chunk at a time, so only a worker beside it could have begun the clip.
     let at = clip_started.metadata.occurred_at;
-    let long_started = events::<ChunkProcessingStarted>(&env, Some(&long_id)).await;
-    let long_completed = events::<ChunkProcessingCompleted>(&env, Some(&long_id)).await;
+    let long_started = records_of::<ChunkProcessingStarted>(&env, Some(&long_id)).await;
+    let long_completed = records_of::<ChunkProcessingCompleted>(&env, Some(&long_id)).await;
     assert!(long_completed.len() >= 6, "{} chunks", long_completed.len());
     let overlapping = long_started.iter().find(|s| {
         s.metadata.occurred_at < at

@@ -17,10 +17,8 @@ pub fn joined(segments: &[Segment]) -> String {
         .join(" ")
 }
 
-/// The model's transcriber and [`SENTENCE`] spoken by flite, as 16 kHz mono samples.
-pub fn the_sentence() -> (Transcriber, Vec<f32>) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
+/// tiny.en's transcriber with the default settings.
+pub fn tiny_en() -> Transcriber {
     let model = prepare(
         &echo_runtime::EchoConfig::load(None).unwrap().data_dir,
         ModelName::TinyEn,
@@ -28,7 +26,13 @@ pub fn the_sentence() -> (Transcriber, Vec<f32>) {
         false,
     )
     .expect("prepare model");
+    Transcriber::new(&model.path, TranscriberConfig::default()).expect("load")
+}
+
+/// The model's transcriber and [`SENTENCE`] spoken by flite, as 16 kHz mono samples.
+pub fn the_sentence() -> (Transcriber, Vec<f32>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speak(tmp.path(), "speech.wav", SENTENCE).expect("flite must be installed");
     let samples = decode_to_mono_16k(&wav).expect("decode flite wav");
-    let transcriber = Transcriber::new(&model.path, TranscriberConfig::default()).expect("load");
-    (transcriber, samples)
+    (tiny_en(), samples)
 }

@@ -337,8 +337,8 @@ mod tests {
         }
     }
 
-    /// A job of two chunks, created at 10; chunk 0 completed at 20; chunk 1 commanded only.
-    fn job_with_a_pending_chunk() -> Vec<Traced> {
+    /// An upload completed at 5 and its job of `chunks` chunks created at 10.
+    fn job_created(chunks: i32) -> Vec<Traced> {
         vec![
             record("upload.completed", "c", None, 5, vec![]),
             record(
@@ -348,14 +348,22 @@ mod tests {
                 10,
                 vec![
                     ("job_id", Value::String("j".into())),
-                    ("chunk_count", Value::Int(2)),
+                    ("chunk_count", Value::Int(chunks)),
                 ],
             ),
+        ]
+    }
+
+    /// A job of two chunks, created at 10; chunk 0 completed at 20; chunk 1 commanded only.
+    fn job_with_a_pending_chunk() -> Vec<Traced> {
+        let mut records = job_created(2);
+        records.extend([
             chunk("chunk.process", "p0", "c", 10, 0),
             chunk("chunk.process", "p1", "c", 10, 1),
             chunk("chunk.processing.started", "s0", "p0", 12, 0),
             chunk("chunk.processing.completed", "d0", "p0", 20, 0),
-        ]
+        ]);
+        records
     }
 
     #[test]
@@ -421,19 +429,7 @@ mod tests {
             )
         };
         let job = |records: Vec<Traced>| {
-            let mut all = vec![
-                record("upload.completed", "c", None, 5, vec![]),
-                record(
-                    "processing.job.created",
-                    "j",
-                    Some("c"),
-                    10,
-                    vec![
-                        ("job_id", Value::String("j".into())),
-                        ("chunk_count", Value::Int(1)),
-                    ],
-                ),
-            ];
+            let mut all = job_created(1);
             all.extend(records);
             all
         };
