@@ -296,14 +296,7 @@ pub fn scan(
         None => None,
     };
     let mut frames: u64 = 0;
-    let path_of = src.path.clone();
-    src.decode_frames(0, i64::MAX, None, |mono| {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(AudioError::PastDeadline {
-                path: path_of.clone(),
-                decoded_ms: frames.saturating_mul(1000) / rate,
-            });
-        }
+    src.decode_frames(0, i64::MAX, None, deadline, |mono| {
         frames += mono.len() as u64;
         if let (Some(resampler), Some(sink)) = (resampler.as_mut(), on_samples.as_mut()) {
             resampler.push(mono, &mut **sink)?;
@@ -516,7 +509,7 @@ fn decode(
     let mut samples = Vec::new();
     let mut keep = |block: &[f32]| samples.extend_from_slice(block);
     let mut resampler = StreamResampler::new(rate)?;
-    src.decode_frames(start_frame, end_frame, channel, |mono| {
+    src.decode_frames(start_frame, end_frame, channel, None, |mono| {
         resampler.push(mono, &mut keep)?;
         Ok(ControlFlow::Continue(()))
     })?;
@@ -527,28 +520,39 @@ fn decode(
 impl Source {
     /// Decodes packet by packet from the current position and hands `on_mono` the frames of
     /// each that lie in `start_frame..end_frame` (source frames), averaged to mono (or only
-    /// `channel`), until the range or the stream ends or `on_mono` breaks. Only one packet is
-    /// held at a time: what is kept is up to `on_mono`.
+    /// `channel`), until the range or the stream ends or `on_mono` breaks, or fails with
+    /// [`AudioError::PastDeadline`] at the first packet read after `deadline`. Only one packet
+    /// is held at a time: what is kept is up to `on_mono`.
     fn decode_frames(
         &mut self,
         start_frame: i64,
         end_frame: i64,
         channel: Option<usize>,
+        deadline: Option<Instant>,
         mut on_mono: impl FnMut(&[f32]) -> Result<ControlFlow<()>, AudioError>,
     ) -> Result<(), AudioError> {
         let rate = self.info.sample_rate;
         let mut interleaved: Vec<f32> = Vec::new();
         let mut mono: Vec<f32> = Vec::new();
-        // Position (in source frames) of the next decoded frame. Only the first packet's
-        // timestamp places it (after a seek, where decoding resumed); every later frame is
-        // positioned by counting, so a container whose clock lies (timestamps that advance
-        // slower than the audio) cannot stretch a range over the whole file.
+        // Position (in source frames) of the next decoded frame by counting. A packet is
+        // placed at its timestamp or its count, whichever is later: a timestamp ahead of the
+        // count (a recorder's gap, a skipped packet, an encoder's priming) places it, but a
+        // clock that runs slower than the audio cannot hold positions back and so stretch a
+        // range over the whole file.
         let mut next_pos: Option<i64> = None;
         let mut decoded_any = false;
         let mut bad_packets = 0usize;
         let mut last_error = String::new();
+        // Frames handed on, for what a stop at the deadline reports.
+        let mut handed: u64 = 0;
 
         loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(AudioError::PastDeadline {
+                    path: self.path.clone(),
+                    decoded_ms: handed.saturating_mul(1000) / u64::from(rate),
+                });
+            }
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
@@ -595,7 +599,10 @@ impl Source {
             decoded_any = true;
             buf.copy_to_vec_interleaved(&mut interleaved);
             self.clock_end = stamped.map(|at| at.saturating_add(frames as i64));
-            let pos = next_pos.or(stamped).unwrap_or(0);
+            let pos = match (next_pos, stamped) {
+                (Some(counted), Some(stamped)) => counted.max(stamped),
+                (counted, stamped) => counted.or(stamped).unwrap_or(0),
+            };
             let after = pos.saturating_add(frames as i64);
             next_pos = Some(after);
             if after <= start_frame {
@@ -614,6 +621,7 @@ impl Source {
                 Some(c) => mono.extend(frames_of.map(|frame| frame.get(c).copied().unwrap_or(0.0))),
                 None => mono.extend(frames_of.map(|frame| frame.iter().sum::<f32>() * scale)),
             }
+            handed += mono.len() as u64;
             if on_mono(&mono)?.is_break() || after >= end_frame {
                 break;
             }

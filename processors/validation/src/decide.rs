@@ -212,10 +212,14 @@ fn time_tolerance_ms(length_ms: i64) -> i64 {
 /// when they agree:
 /// - audio cut short (an interrupted transfer) decodes without error up to the cut, and
 ///   transcribing what is left would pass a fragment off as the recording;
-/// - audio far longer than its header states, or than its timestamps reach, is a container
-///   whose clock lies: chunks are found by that clock, so a slow one would make every chunk
-///   of a long file hold the whole file (or nothing). A clock ahead of the audio (a recorder's
-///   gaps) places chunks late, never large, and is accepted.
+/// - audio far longer than its timestamps reach is a container whose clock lies: chunks are
+///   found by that clock, so a slow one would give one chunk the whole file, or nothing. A
+///   clock ahead of the audio (a recorder's gaps) places chunks late, never large, and is
+///   accepted.
+///
+/// Audio longer than its *header* states is accepted: some headers are estimates (an MP3
+/// without a frame count, MP3s joined end to end, a fragmented MP4 stating 0), and the
+/// decoded length, not the header's, is what chunks are planned from.
 ///
 /// Public so `observe` can refuse the file before its facts are reported.
 pub fn time_disagreement(
@@ -223,18 +227,13 @@ pub fn time_disagreement(
     clock_ms: Option<i64>,
     decoded_ms: i64,
 ) -> Option<String> {
-    if let Some(stated) = stated_ms {
-        if decoded_ms + time_tolerance_ms(stated) < stated {
-            return Some(format!(
-                "the file is truncated: its header states {stated} ms of audio, \
-                 only {decoded_ms} ms are present"
-            ));
-        }
-        if stated + time_tolerance_ms(decoded_ms) < decoded_ms {
-            return Some(format!(
-                "the header is false: it states {stated} ms of audio, {decoded_ms} ms decode"
-            ));
-        }
+    if let Some(stated) =
+        stated_ms.filter(|&stated| decoded_ms + time_tolerance_ms(stated) < stated)
+    {
+        return Some(format!(
+            "the file is truncated: its header states {stated} ms of audio, \
+             only {decoded_ms} ms are present"
+        ));
     }
     clock_ms
         .filter(|&clock| clock + time_tolerance_ms(decoded_ms) < decoded_ms)
