@@ -114,10 +114,24 @@ impl Decider for ChunkWorkerDecider {
         state
     }
 
+    /// Finished once its result is published, or when the worker never took the chunk (a
+    /// command it passed over as the other lane's): nothing is kept for a chunk another group
+    /// transcribes.
     fn is_finished(&self, state: &ChunkWorkerState) -> bool {
-        state.is_finished()
+        state.is_finished() || state.is_blank()
+    }
+
+    /// A chunk the worker never took retires within a minute ([`PASSED_OVER_RETIRE_MS`]);
+    /// one it transcribed stays for the runtime's retention, so a late re-issue is not redone.
+    fn retire_after_ms(&self, state: &ChunkWorkerState) -> Option<i64> {
+        state.is_blank().then_some(PASSED_OVER_RETIRE_MS)
     }
 }
+
+/// How long a chunk the worker passed over is remembered: long enough that a redelivery of
+/// the command finds it, short enough that a group does not keep a key for every chunk the
+/// other group transcribes.
+pub const PASSED_OVER_RETIRE_MS: i64 = 60_000;
 
 /// What the worker remembers about one chunk (changelogged as JSON), so a command that was
 /// already handled costs no second transcription.
@@ -137,6 +151,11 @@ impl ChunkWorkerState {
     /// The chunk's result is published; later attempts are not redone.
     pub fn is_finished(&self) -> bool {
         self.completed
+    }
+
+    /// Nothing was learnt of the chunk: the worker never took it.
+    pub fn is_blank(&self) -> bool {
+        *self == ChunkWorkerState::default()
     }
 }
 

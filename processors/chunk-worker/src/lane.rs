@@ -12,14 +12,11 @@
 //! is gone or slow is still transcribed once its deadline passes.
 
 use echo_catalog::events::ChunkProcess;
-use serde::{Deserialize, Serialize};
 
 /// Which group of workers takes a chunk command.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// The pool: long jobs' chunks, and every retry.
-    #[default]
     Standard,
     /// The worker that keeps short jobs from waiting behind long ones.
     Express,
@@ -34,7 +31,7 @@ impl Lane {
 
     /// The lane of attempt `attempt` at a chunk of a job of `chunk_count` chunks.
     pub fn for_attempt(attempt: i32, chunk_count: i32, express_max_chunks: i32) -> Lane {
-        if attempt <= 1 && chunk_count <= express_max_chunks {
+        if express_max_chunks > 0 && attempt <= 1 && chunk_count <= express_max_chunks {
             Lane::Express
         } else {
             Lane::Standard

@@ -9,12 +9,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `work` on a thread of its own whose niceness is raised by `nice` (Linux; elsewhere it
-/// runs at the process's), and returns what it returns, or the message of its panic. The
-/// thread ends with the work, so the lower priority never outlives it.
+/// runs at the process's), and returns what it returns, or the message of its panic (the
+/// work's fault); the outer error is the machine's: no thread could be started. The thread
+/// ends with the work, so the lower priority never outlives it.
 pub async fn run<T: Send + 'static>(
     nice: i32,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> std::io::Result<Result<T, String>> {
     let (done, outcome) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("whisper".into())
@@ -27,11 +28,10 @@ pub async fn run<T: Send + 'static>(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic without a message".into())
             }));
-        })
-        .map_err(|e| format!("starting a thread: {e}"))?;
-    outcome
+        })?;
+    Ok(outcome
         .await
-        .map_err(|_| "the thread ended without an answer".to_string())?
+        .unwrap_or_else(|_| Err("the thread ended without an answer".into())))
 }
 
 /// Raises the calling thread's niceness by `nice` (0: unchanged). On Linux a thread's
@@ -39,14 +39,18 @@ pub async fn run<T: Send + 'static>(
 fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     if nice > 0 {
-        // SAFETY: plain system calls on the calling thread's own id.
+        // SAFETY: plain system calls on the calling thread's own id. `getpriority` may return
+        // -1 as a niceness, so its failure is told by errno, cleared before the call.
         let raised = unsafe {
             let tid = libc::gettid() as libc::id_t;
+            *libc::__errno_location() = 0;
             let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(nice))
+            *libc::__errno_location() == 0
+                && libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(nice)) == 0
         };
-        if raised != 0 {
-            tracing::debug!(nice, "could not lower the whisper thread's priority");
+        if !raised {
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(),
+                "the pool's whisper runs at the process's priority: it could not be lowered");
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -66,16 +70,17 @@ mod tests {
     #[tokio::test]
     async fn the_work_runs_niced_and_the_caller_stays_as_it_was() {
         let before = niceness();
-        let inside = run(5, niceness).await.unwrap();
+        let inside = run(5, niceness).await.unwrap().unwrap();
         assert_eq!(inside, (before + 5).min(19));
         assert_eq!(niceness(), before);
-        assert_eq!(run(0, niceness).await.unwrap(), before);
+        assert_eq!(run(0, niceness).await.unwrap().unwrap(), before);
     }
 
     #[tokio::test]
     async fn a_panic_is_an_error_with_its_message() {
         let err = run(0, || -> () { panic!("whisper fell over") })
             .await
+            .unwrap()
             .unwrap_err();
         assert_eq!(err, "whisper fell over");
     }

@@ -262,7 +262,7 @@ fn transcribe_range(
     path: &Path,
     command: &ChunkProcess,
     prompt: Option<&str>,
-    settings: &ChunkWorkerConfig,
+    (settings, processor): (&ChunkWorkerConfig, &'static str),
     deadline: Instant,
 ) -> Result<Result<Transcription, String>, HandlerError> {
     let range = match decide::chunk_range(command, settings.max_chunk_ms) {
@@ -304,7 +304,7 @@ fn transcribe_range(
         Some(squeeze) if squeeze.is_empty() => {
             info!(job_id = %command.job_id, chunk_index = command.chunk_index,
                 start_ms = range.start, audio_ms = range.end - range.start, "chunk holds no speech");
-            metrics().transcribed("chunk-worker", (range.end - range.start) as f64 / 1e3, 0.0);
+            metrics().transcribed(processor, (range.end - range.start) as f64 / 1e3, 0.0);
             return Ok(Ok(Transcription {
                 segments: Vec::new(),
                 language: None,
@@ -325,7 +325,7 @@ fn transcribe_range(
                 prompt_chars = prompt.map_or(0, str::len),
                 "chunk transcribed");
             metrics().transcribed(
-                "chunk-worker",
+                processor,
                 (range.end - range.start) as f64 / 1e3,
                 whisper_started.elapsed().as_secs_f64(),
             );
@@ -371,7 +371,7 @@ impl Processor for ChunkWorker {
         let command: ChunkProcess = record.decode()?;
         if self.decider.screen(state, &command) == Verdict::Ignore {
             debug!(job_id = %command.job_id, chunk_index = command.chunk_index,
-                attempt = command.attempt, "chunk already handled");
+                attempt = command.attempt, "chunk passed over (the other lane's, or already handled)");
             return Ok(Observation::Skipped);
         }
         if let Err(reason) = decide::chunk_range(&command, self.decider.config.max_chunk_ms) {
@@ -408,17 +408,20 @@ impl Processor for ChunkWorker {
             Lane::Standard => settings.pool_whisper_nice,
             Lane::Express => 0,
         };
+        let processor = self.decider.lane.processor();
         let outcome = niced::run(nice, move || {
             transcribe_range(
                 &transcriber,
                 &path,
                 &command,
                 prompt.as_deref(),
-                &settings,
+                (&settings, processor),
                 deadline,
             )
         })
-        .await;
+        .await
+        // No thread to run it on is the machine's trouble, not the chunk's.
+        .map_err(|e| HandlerError::Transient(format!("starting a whisper thread: {e}")))?;
         Ok(match outcome {
             Ok(Ok(Ok(local))) => {
                 let segments = decide::global_segments(start_ms, end_ms, &local.segments);

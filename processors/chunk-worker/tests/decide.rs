@@ -485,8 +485,13 @@ fn the_first_attempt_at_a_short_job_is_the_express_lane_and_everything_else_the_
     assert_eq!(Lane::of(&clip(2), 1), Lane::Standard);
     assert_eq!(Lane::of(&chunk_process("c", 1), 1), Lane::Standard);
     assert_eq!(Lane::of(&chunk_process("c", 1), 4), Lane::Express);
-    // 0 turns the lane off.
+    // 0 turns the lane off, whatever a command says of its job.
     assert_eq!(Lane::of(&clip(1), 0), Lane::Standard);
+    let no_chunks = ChunkProcess {
+        chunk_count: 0,
+        ..clip(1)
+    };
+    assert_eq!(Lane::of(&no_chunks, 0), Lane::Standard);
     assert_eq!(Lane::Standard.processor(), "chunk-worker");
     assert_eq!(Lane::Express.processor(), "express-chunk-worker");
 }
@@ -531,6 +536,21 @@ fn each_group_passes_over_the_other_lanes_commands_without_a_word() {
         .unwrap();
         assert!(decision.emit.is_empty(), "{name}: {decision:?}");
         assert_eq!(after, state, "{name}");
+        // Nothing is kept for it past a minute; a chunk the worker did transcribe stays for
+        // the runtime's retention.
+        assert!(decider.is_finished(&after), "{name}");
+        assert_eq!(decider.retire_after_ms(&after), Some(60_000), "{name}");
+        let done = ChunkWorkerState {
+            handled_attempt: None,
+            completed: true,
+        };
+        assert!(decider.is_finished(&done));
+        assert_eq!(decider.retire_after_ms(&done), None);
+        let failed_once = ChunkWorkerState {
+            handled_attempt: Some(1),
+            completed: false,
+        };
+        assert!(!decider.is_finished(&failed_once));
     }
     assert_eq!(express.name(), "express-chunk-worker");
 }

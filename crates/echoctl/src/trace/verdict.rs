@@ -1,7 +1,7 @@
 //! How a resource's chain ended, or where it stands and why: the chain held against the
 //! target flow, and each open point against the evidence. Pure.
 
-use echo_catalog::events::ChunkProcess;
+use echo_catalog::events::{ChunkProcess, ChunkProcessingStarted};
 use echo_catalog::flow::{Flow, CLIENT};
 use echo_catalog::record::Record;
 use echo_chunk_worker::Lane;
@@ -236,8 +236,12 @@ fn diagnose(chain: &Chain<'_>, open: &Open<'_>, evidence: &Evidence) -> Stop {
 }
 
 /// Who takes the step after `record`: the flow's processor `by`, except that a chunk command
-/// in the express lane is the express worker's (the pool passes over it).
+/// in the express lane is the express worker's (the pool passes over it), and a chunk a worker
+/// started is that worker's group's (`producer` of `chunk.processing.started`).
 fn responsible(by: &str, record: Option<&Traced>, evidence: &Evidence) -> String {
+    if let Some(r) = record.filter(|r| r.type_name == ChunkProcessingStarted::TYPE) {
+        return r.metadata.producer.clone();
+    }
     let number = |name: &str| record.and_then(|r| r.fact(name)?.parse::<i32>().ok());
     match (record, number("attempt"), number("chunks")) {
         (Some(r), Some(attempt), Some(chunks))
@@ -445,6 +449,13 @@ mod tests {
             stops[0].by.clone()
         };
         assert_eq!(by(vec![command("p", 1)], &evidence), "express-chunk-worker");
+        // Once started, the chunk is its starter's, whatever the lane says.
+        let mut started = chunk("chunk.processing.started", "s", "p", 12, 0);
+        started.metadata.producer = "express-chunk-worker".into();
+        assert_eq!(
+            by(vec![command("p", 1), started], &Evidence::default()),
+            "express-chunk-worker"
+        );
         assert_eq!(by(vec![command("p", 2)], &evidence), "chunk-worker");
         // The lane off: every command is the pool's.
         assert_eq!(
