@@ -102,6 +102,23 @@ pub fn submit(
     submit_with(bin, env, file, &[], settings)
 }
 
+/// `echoctl submit FILE --wait --json` with extra submit `options`, not started: for a client
+/// that runs beside the test.
+pub fn submit_command(
+    bin: &Path,
+    env: &TestEnv,
+    file: &Path,
+    options: &[&str],
+    settings: &[(&str, &str)],
+) -> Command {
+    let mut command = echoctl(bin, env, settings);
+    command
+        .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
+        .args(options)
+        .arg(file);
+    command
+}
+
 /// Runs `echoctl submit FILE --wait --json` with extra submit `options` (such as
 /// `--resource-id ID`) and returns its JSON report.
 pub fn submit_with(
@@ -111,10 +128,7 @@ pub fn submit_with(
     options: &[&str],
     settings: &[(&str, &str)],
 ) -> Result<serde_json::Value> {
-    let output = echoctl(bin, env, settings)
-        .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
-        .args(options)
-        .arg(file)
+    let output = submit_command(bin, env, file, options, settings)
         .output()
         .context("running echoctl submit")?;
     serde_json::from_slice(&output.stdout).with_context(|| {

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use echo_catalog::events::{ChunkProcessingCompleted, ChunkProcessingStarted};
-use echo_tests::pipeline::{echoctl, speak, submit, Pipeline};
+use echo_tests::pipeline::{speak, submit, submit_command, Pipeline};
 use echo_tests::{records_of, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echoctl");
@@ -37,9 +37,7 @@ async fn a_clip_is_transcribed_while_the_pool_is_busy_with_a_long_file() {
     ];
     let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
 
-    let long_job = echoctl(Path::new(BIN), &env, &[])
-        .args(["submit", "--wait", "--json", "--timeout-secs", "180"])
-        .arg(&long)
+    let long_job = submit_command(Path::new(BIN), &env, &long, &[], &[])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

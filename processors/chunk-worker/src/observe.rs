@@ -262,7 +262,8 @@ fn transcribe_range(
     path: &Path,
     command: &ChunkProcess,
     prompt: Option<&str>,
-    (settings, processor): (&ChunkWorkerConfig, &'static str),
+    settings: &ChunkWorkerConfig,
+    processor: &'static str,
     deadline: Instant,
 ) -> Result<Result<Transcription, String>, HandlerError> {
     let range = match decide::chunk_range(command, settings.max_chunk_ms) {
@@ -415,7 +416,8 @@ impl Processor for ChunkWorker {
                 &path,
                 &command,
                 prompt.as_deref(),
-                (&settings, processor),
+                &settings,
+                processor,
                 deadline,
             )
         })
