@@ -11,6 +11,6 @@ cd "$(dirname "$0")/.."
 
 bash scripts/stack/install.sh
 bash scripts/examples/install.sh
-cargo build --quiet --release -p echoctl --bins
+cargo build --quiet --release -p echoctl -p echo-schema-registry -p echo-dev-s3 --bins
 target/release/echoctl dev up >/dev/null
 exec examples/python/.venv/bin/python scripts/bench/flood.py "$@"

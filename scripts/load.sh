@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/stack/install.sh
-cargo build --quiet --release -p echoctl --bins
+cargo build --quiet --release -p echoctl -p echo-schema-registry -p echo-dev-s3 --bins
 target/release/echoctl dev up >/dev/null
 RUST_LOG=warn target/release/echoctl model prepare >/dev/null
 
