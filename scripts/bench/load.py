@@ -63,12 +63,13 @@ class Outcome:
 
 
 def repeated(source: bench.Audio, minutes: float, name: str) -> bench.Audio:
-    """`source` played again and again until the file lasts `minutes` (long files are many
-    copies of the benchmark's speech: the same cost per minute, without synthesising hours)."""
-    path = bench.WORK / "audio" / f"load-{minutes:g}min.wav"
+    """`source` played again and again for as long as the file stays within `minutes` (long
+    files are many copies of the benchmark's speech: the same cost per minute, without
+    synthesising hours; never longer, or the 3-hour file would pass echo's 3-hour limit)."""
+    copies = max(1, int(minutes * 60 // source.seconds))
+    path = bench.WORK / "audio" / f"load-{copies}x{source.path.stem}.wav"
     with wave.open(str(source.path), "rb") as w:
         rate, frames = w.getframerate(), w.readframes(w.getnframes())
-    copies = max(1, round(minutes * 60 / source.seconds))
     if not path.exists():
         bench.write_wav(path, [frames] * copies, rate)
     return bench.Audio(name, path, " ".join([source.text] * copies), source.seconds * copies)
