@@ -3,6 +3,7 @@
 
 pub mod endpoints;
 pub mod mkv;
+pub mod mp4;
 pub mod partition;
 pub mod pipeline;
 pub mod probe;

@@ -27,6 +27,8 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::units::{Time, TimeBase};
 use tracing::warn;
 
+use crate::mp4_tables::{self, TableSize, MAX_TABLE_STEPS};
+
 /// Sample rate, in Hz, of everything this module returns (Whisper's rate).
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
 
@@ -47,6 +49,9 @@ pub const MAX_CHANNELS: usize = 8;
 /// (65,535), the largest of the codecs decoded here.
 pub const MAX_FRAMES_PER_PACKET: u64 = 1 << 18;
 
+/// symphonia's name for the MP4 family (MP4, M4A, MOV), whose tables are measured before a read.
+const ISOMP4: &str = "isomp4";
+
 /// A stream parameter outside what this module decodes, as stated by the file's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -56,6 +61,8 @@ pub enum Limit {
     Channels(usize),
     /// Packets of more than [`MAX_FRAMES_PER_PACKET`] frames.
     FramesPerPacket(u64),
+    /// An MP4 whose sample tables cost more than [`MAX_TABLE_STEPS`] to read.
+    TimeTables(TableSize),
 }
 
 impl fmt::Display for Limit {
@@ -72,6 +79,14 @@ impl fmt::Display for Limit {
             Limit::FramesPerPacket(n) => write!(
                 f,
                 "packets of {n} frames are stated; at most {MAX_FRAMES_PER_PACKET} are accepted"
+            ),
+            Limit::TimeTables(size) => write!(
+                f,
+                "its time tables hold {} entries for {} packets: reading them would take {} \
+                 steps, at most {MAX_TABLE_STEPS} are accepted",
+                size.time_entries,
+                size.packets,
+                size.steps()
             ),
         }
     }
@@ -364,6 +379,19 @@ impl Source {
                     reason: other.to_string(),
                 },
             })?;
+
+        if format.format_info().short_name == ISOMP4 {
+            let size = mp4_tables::measure(path).map_err(|source| AudioError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            if size.steps() > MAX_TABLE_STEPS {
+                return Err(AudioError::OutOfLimits {
+                    path: path.to_owned(),
+                    limit: Limit::TimeTables(size),
+                });
+            }
+        }
 
         let track =
             format

@@ -16,5 +16,6 @@ pub mod audio;
 pub mod blas;
 pub mod llamafile;
 pub mod model;
+pub mod mp4_tables;
 pub mod transcriber;
 pub mod vad;

@@ -188,3 +188,45 @@ fn a_scan_stops_at_its_deadline() {
         60_000
     );
 }
+
+/// An MP4 whose time table has an entry per packet costs symphonia a walk of the table for
+/// every packet (quadratic: a file of minutes takes hours); it is refused when opened, from
+/// its box headers, while the same audio with the table as encoders write it decodes.
+#[test]
+fn an_mp4_whose_time_table_would_take_hours_to_read_is_refused_when_opened() {
+    use echo_speech::mp4_tables::{measure, TableSize};
+    use echo_tests::mp4::{pcm_mp4, TimeTable};
+    let dir = tempfile::tempdir().unwrap();
+    let compact = dir.path().join("compact.m4a");
+    std::fs::write(&compact, pcm_mp4(10, TimeTable::Compact)).unwrap();
+    assert_eq!(
+        measure(&compact).unwrap(),
+        TableSize {
+            packets: 80_000,
+            time_entries: 1
+        }
+    );
+    assert_eq!(
+        scan(&compact, 60_000, None, None).unwrap().decoded_ms,
+        10_000
+    );
+    assert_eq!(
+        decode_range(&compact, 4_000..5_000, None).unwrap().len(),
+        TARGET_SAMPLE_RATE as usize
+    );
+
+    // The same ten seconds, the table an entry per packet: 80,000 × 80,000 steps to read.
+    let quadratic = dir.path().join("quadratic.m4a");
+    std::fs::write(&quadratic, pcm_mp4(10, TimeTable::EntryPerPacket)).unwrap();
+    let size = TableSize {
+        packets: 80_000,
+        time_entries: 80_000,
+    };
+    assert_eq!(measure(&quadratic).unwrap(), size);
+    refused_everywhere(&quadratic, Limit::TimeTables(size));
+    let message = probe(&quadratic).unwrap_err().to_string();
+    assert!(
+        message.contains("80000 entries for 80000 packets"),
+        "{message}"
+    );
+}
