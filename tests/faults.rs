@@ -13,7 +13,7 @@ use echo_tests::partition::partition_of;
 use echo_tests::running::{child_config, signal, spawn_child, start};
 use echo_tests::stack::PATIENCE;
 use echo_tests::test_processor::{
-    request, TestProcessor, FINISH, HUGE, PANIC, SLOW, SLOW_IO, TRANSIENT,
+    request, TestProcessor, ANNOUNCED, FINISH, HUGE, PANIC, SLOW, SLOW_IO, TRANSIENT,
 };
 use echo_tests::{read_topic, wait_for, Isolation, Seen, TestEnv};
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
@@ -300,8 +300,16 @@ async fn a_batch_is_closed_before_its_transaction_times_out_and_slow_io_is_bound
     // Reads and writes of 1.5 s each: within the bound one by one, past it together.
     let both = request("res-both", &format!("{SLOW_IO}1500-x.wav"), None);
     publisher.publish("res-both", &both).await.unwrap();
+    // Announced work runs in a transaction of its own, bounded by the poll interval: 4 s of
+    // it is fine under this transaction timeout.
+    let announced = request("res-announced", &format!("{ANNOUNCED}4000-x.wav"), None);
+    publisher
+        .publish("res-announced", &announced)
+        .await
+        .unwrap();
     let seen = wait_for(&config, &env.topic(EVENTS), PATIENCE * 2, |s| {
         slow.iter()
+            .chain([&announced])
             .all(|r| !urls_caused_by(s, &r.metadata.event_id).is_empty())
     })
     .await
@@ -335,6 +343,12 @@ async fn a_batch_is_closed_before_its_transaction_times_out_and_slow_io_is_bound
         "{message}"
     );
     assert!(urls_caused_by(&seen, &both.metadata.event_id).is_empty());
+    assert_eq!(urls_caused_by(&seen, &announced.metadata.event_id).len(), 1);
+    assert!(
+        dlq.iter()
+            .all(|l| l.metadata.as_ref().unwrap().event_id != announced.metadata.event_id),
+        "the announced work was dead-lettered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,10 +10,18 @@ use crate::TestEnv;
 /// Tells a child test process which environment (topic prefix) its processor runs in.
 const CHILD_PREFIX: &str = "ECHO_TEST_CHILD_PREFIX";
 
-/// A processor running in this process until `stop`.
+/// A processor running in this process until `stop`, or until dropped: a test that fails
+/// before it stops its processor tells it to stop as it unwinds, or the test's runtime would
+/// wait for the processor's blocking loop for ever and the failure would never be reported.
 pub struct Running {
     shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
 }
 
 /// Starts `processor` as instance `instance` (its transactional id) on `config`.
@@ -24,19 +32,23 @@ pub fn start<P: Processor>(config: &EchoConfig, processor: P, instance: &str) ->
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(echo_runtime::run(config.clone(), processor, options));
-    Running { shutdown, task }
+    Running {
+        shutdown,
+        task: Some(task),
+    }
 }
 
 impl Running {
     /// Stops it; fails the test if it had stopped on its own (an error, or fenced).
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        let task = self.task.take().expect("stopped once");
         assert!(
-            !self.task.is_finished(),
+            !task.is_finished(),
             "the processor stopped on its own: {:?}",
-            self.task.await
+            task.await
         );
         self.shutdown.trigger();
-        self.task.await.unwrap().unwrap();
+        task.await.unwrap().unwrap();
     }
 }
 

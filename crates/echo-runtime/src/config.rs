@@ -124,6 +124,15 @@ impl KafkaConfig {
         std::time::Duration::from_millis(u64::from(self.transaction_timeout_ms) / 4)
     }
 
+    /// The longest announced work (`Decider::announce`: a chunk's transcription, the
+    /// examination of an upload) may take, I/O and effects together. It runs in a transaction
+    /// of its own, opened after the announcement's commit and empty until the work ends, so
+    /// no transaction timeout bounds it: half the consumer's poll interval does, so that the
+    /// group keeps the member through it.
+    pub fn announced_work_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.max_poll_interval_ms() / 2)
+    }
+
     /// The consumer's `max.poll.interval.ms`: a batch (budget, last input, commit) always
     /// ends within the transaction timeout plus a commit's wait, so the group never expels
     /// a member for a batch that is still within its transaction; never below the client's

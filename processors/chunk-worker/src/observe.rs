@@ -40,8 +40,10 @@ pub struct ChunkWorker {
     s3: S3Service,
     /// Where downloaded source files are kept (`<data_dir>/cache/objects/`).
     cache_dir: PathBuf,
-    /// How long one chunk's transcription may run: the runtime stops waiting for `observe`
-    /// after its timeout, and whisper must stop then too rather than hold a core.
+    /// How long one chunk's transcription may run: a quarter of the transaction timeout
+    /// (30 s by default), inside the runtime's budget for announced work and well inside the
+    /// job aggregator's chunk deadline, so a whisper run that hangs stops, rather than hold a
+    /// core, before its chunk is re-issued to another worker.
     whisper_limit: Duration,
     /// What the chunks it transcribed last said, so the next chunk of a run hears the text
     /// before it (see [`context`]).

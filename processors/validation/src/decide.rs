@@ -1,10 +1,11 @@
 //! The validation processor's logic as pure functions: no I/O, no clock but `ctx.now_ms`, so
 //! every rule is testable with hand-made inputs and observations.
 //!
-//! Per resource, once: `upload.completed` → `validation.started`, then either
-//! `validation.failed`, or `validation.passed` + `processing.job.created`, which lists the
-//! planned chunks (the job aggregator dispatches their commands). Every other upload event is
-//! ignored.
+//! Per resource, once: `upload.completed` → `validation.started`, announced (committed before
+//! the file is examined, so that a file which kills the process while it is read is counted
+//! and quarantined, not read in a loop), then either `validation.failed`, or
+//! `validation.passed` + `processing.job.created`, which lists the planned chunks (the job
+//! aggregator dispatches their commands). Every other upload event is ignored.
 
 use echo_catalog::events;
 use echo_catalog::events::{
@@ -47,6 +48,29 @@ impl Decider for ValidationDecider {
         ]
     }
 
+    /// `validation.started` for a first `upload.completed`: the examination of a client's file
+    /// is the work a crash can cut short (a decoder's abort, an allocation past the pod's
+    /// limit), so the runtime commits it, counted, before `observe` reads the file.
+    fn announce(&self, state: &ValidationState, input: Input<'_>, ctx: &Context) -> Vec<Outgoing> {
+        let Input::Record(record) = input else {
+            return Vec::new();
+        };
+        if !needs_examination(state, input) {
+            return Vec::new();
+        }
+        // One that does not decode fails in `decide`, with the reason.
+        let Ok(completed) = record.decode::<UploadCompleted>() else {
+            return Vec::new();
+        };
+        vec![Outgoing::new(
+            &record.metadata.correlation_id,
+            &ValidationStarted {
+                metadata: ctx.metadata(),
+                object_key: completed.object_key,
+            },
+        )]
+    }
+
     /// Decides what an input causes, given the state and what `observe` found.
     fn decide(
         &self,
@@ -71,7 +95,6 @@ impl Decider for ValidationDecider {
     /// state is what its events say.
     fn evolve(&self, mut state: ValidationState, fact: Fact<'_>) -> ValidationState {
         match fact {
-            Fact::Emitted(out) if out.is::<ValidationStarted>() => state.started = true,
             Fact::Emitted(out) if out.is::<ValidationPassed>() => state.passed = true,
             Fact::Emitted(out) if out.is::<ValidationFailed>() => state.failed = true,
             Fact::Emitted(out) if out.is::<ProcessingJobCreated>() => {
@@ -94,12 +117,10 @@ impl Decider for ValidationDecider {
 // Missing fields take their defaults, so state changelogged by an older version still loads.
 #[serde(default)]
 pub struct ValidationState {
-    /// `validation.started` was emitted: the resource was validated (its outcome is emitted in
-    /// the same decision), so a repeated `upload.completed` causes nothing, not even a download.
-    pub started: bool,
-    /// `validation.passed` was emitted; kept for operators inspecting the state.
+    /// `validation.passed` was emitted: a repeated `upload.completed` causes nothing, not even
+    /// a download.
     pub passed: bool,
-    /// `validation.failed` was emitted; kept for operators inspecting the state.
+    /// `validation.failed` was emitted: as above.
     pub failed: bool,
     /// The job planned for the resource, once `processing.job.created` was emitted; ties the
     /// resource's state to the job records that follow.
@@ -107,9 +128,9 @@ pub struct ValidationState {
 }
 
 impl ValidationState {
-    /// The resource was validated (its outcome is emitted with `validation.started`).
+    /// The resource was validated: its outcome was emitted.
     pub fn is_finished(&self) -> bool {
-        self.started
+        self.passed || self.failed
     }
 }
 
@@ -247,7 +268,7 @@ pub fn time_disagreement(
 
 /// Whether an input needs the object downloaded and examined: only a first `upload.completed`.
 pub fn needs_examination(state: &ValidationState, input: Input<'_>) -> bool {
-    matches!(input, Input::Record(r) if r.is::<UploadCompleted>()) && !state.started
+    matches!(input, Input::Record(r) if r.is::<UploadCompleted>()) && !state.is_finished()
 }
 
 fn on_completed(
@@ -258,7 +279,7 @@ fn on_completed(
     ctx: &Context,
 ) -> Result<Decision, HandlerError> {
     let completed: UploadCompleted = record.decode()?;
-    if state.started {
+    if state.is_finished() {
         // Validated already (a second upload.completed): the outcome stands.
         return Ok(Decision::default());
     }
@@ -275,24 +296,17 @@ fn on_completed(
             None => Ok(facts),
         },
     };
-    let mut emit = vec![Outgoing::new(
-        resource_id,
-        &ValidationStarted {
-            metadata: ctx.metadata(),
-            object_key: completed.object_key.clone(),
-        },
-    )];
-    match verdict {
-        Err((reason_code, message)) => emit.push(Outgoing::new(
+    let emit = match verdict {
+        Err((reason_code, message)) => vec![Outgoing::new(
             resource_id,
             &ValidationFailed {
                 metadata: ctx.metadata(),
                 reason_code,
                 message,
             },
-        )),
-        Ok(facts) => emit.extend(plan_job(config, resource_id, &completed, facts, ctx)?),
-    }
+        )],
+        Ok(facts) => plan_job(config, resource_id, &completed, facts, ctx)?,
+    };
     Ok(Decision::emit(emit))
 }
 

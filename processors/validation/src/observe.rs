@@ -24,8 +24,9 @@ pub struct ValidationProcessor {
     decider: ValidationDecider,
     /// The bucket the uploaded audio is read from.
     s3: S3Service,
-    /// How long one input's examination may take: the runtime's I/O budget for an input,
-    /// less a margin, so the blocking scan stops before the runtime gives up on it.
+    /// How long one input's examination may take: the runtime's I/O budget for announced
+    /// work (the examination is announced), less a margin, so the blocking scan stops before
+    /// the runtime gives up on it.
     budget: Duration,
 }
 
@@ -38,7 +39,7 @@ impl ValidationProcessor {
             s3: S3Service::new(config)?,
             budget: config
                 .kafka
-                .observe_timeout()
+                .announced_work_timeout()
                 .saturating_sub(Duration::from_secs(1)),
         })
     }

@@ -10,7 +10,7 @@ use echo_catalog::keys::chunk_partition;
 use echo_catalog::record::{EventMetadata, Record};
 use echo_chunking::{plan_fixed, SpeechMap};
 use echo_runtime::testing::{self, types};
-use echo_runtime::{Decision, HandlerError, Incoming, Input};
+use echo_runtime::{Context, Decider, Decision, HandlerError, Incoming, Input};
 use echo_validation::decide::{check_limits, needs_examination, time_disagreement};
 use echo_validation::{
     AudioFacts, Observation, ValidationConfig, ValidationDecider, ValidationState,
@@ -235,7 +235,7 @@ fn a_valid_file_passes_and_its_job_lists_the_planned_chunks() {
     ids.dedup();
     assert_eq!(ids.len(), decision.emit.len());
 
-    assert!(state.started && state.passed && !state.failed);
+    assert!(state.passed && !state.failed && state.is_finished());
     assert_eq!(state.job_id.as_deref(), Some(job.job_id.as_str()));
 }
 
@@ -317,7 +317,7 @@ fn a_file_the_decoder_refuses_fails_with_the_observed_reason() {
     assert_eq!(failed.reason_code, ValidationFailureReason::Undecodable);
     assert_eq!(failed.message, "not a recognised audio format");
     assert_eq!(decision.emit[1].key, RESOURCE);
-    assert!(state.started && state.failed && !state.passed && state.job_id.is_none());
+    assert!(state.failed && !state.passed && state.is_finished() && state.job_id.is_none());
 }
 
 #[test]
@@ -405,6 +405,38 @@ fn a_second_upload_completed_causes_nothing_and_needs_no_download() {
     assert!(!needs_examination(&failed, Input::Record(&again)));
     let (decision, _) = handle(&config, &failed, &again, Observation::Nothing).unwrap();
     assert!(decision.emit.is_empty());
+}
+
+/// The examination of a client's file is announced: `validation.started` is committed before
+/// `observe` reads the file, so the runtime counts each life that began it and quarantines a
+/// file that killed the processor `runtime.poison_after_failures` times.
+#[test]
+fn the_examination_is_announced_before_the_file_is_read() {
+    let decider = ValidationDecider {
+        config: ValidationConfig::default(),
+    };
+    let first = completed("up-1");
+    let ctx = Context::for_input("validation", NOW, Input::Record(&first));
+    let announced = decider.announce(&ValidationState::default(), Input::Record(&first), &ctx);
+    assert_eq!(
+        announced.iter().map(|o| o.type_name).collect::<Vec<_>>(),
+        ["validation.started"]
+    );
+    let started: ValidationStarted = announced[0].decode().unwrap();
+    assert_eq!(started.object_key, KEY);
+
+    let (_, validated) = handle(
+        &ValidationConfig::default(),
+        &ValidationState::default(),
+        &first,
+        Observation::Audio(facts(3_000)),
+    )
+    .unwrap();
+    let again = completed("up-2");
+    let ctx = Context::for_input("validation", NOW, Input::Record(&again));
+    assert!(decider
+        .announce(&validated, Input::Record(&again), &ctx)
+        .is_empty());
 }
 
 #[test]

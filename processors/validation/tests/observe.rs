@@ -10,7 +10,7 @@ use echo_catalog::events::{
     ValidationPassed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{Context, Decider, Decision, EchoConfig, Incoming, Input, Processor};
+use echo_runtime::{testing, Context, Decision, EchoConfig, Incoming, Input, Processor};
 use echo_storage::keys;
 use echo_validation::{Observation, ValidationConfig, ValidationProcessor, ValidationState};
 
@@ -62,18 +62,24 @@ fn completed(
     })
 }
 
-/// Observes and decides as the runtime does.
+/// Observes, announces and decides as the runtime does: the decision holds the announcement
+/// first.
 async fn validate(p: &ValidationProcessor, input: &Incoming) -> (Observation, Decision) {
-    let ctx = Context::for_input("validation", 1_700_000_000_000, Input::Record(input));
+    const NOW: i64 = 1_700_000_000_000;
+    let ctx = Context::for_input("validation", NOW, Input::Record(input));
     let state = ValidationState::default();
     let observed = p
         .observe(&state, Input::Record(input), &ctx)
         .await
         .expect("observe");
-    let decision = p
-        .decider()
-        .decide(&state, Input::Record(input), observed.clone(), &ctx)
-        .expect("decide");
+    let (decision, _) = testing::step(
+        p.decider(),
+        &state,
+        Input::Record(input),
+        observed.clone(),
+        NOW,
+    )
+    .expect("decide");
     (observed, decision)
 }
 
@@ -354,6 +360,33 @@ async fn a_file_whose_clock_lies_fails_as_undecodable() {
     // The same audio with an honest clock passes.
     let honest = echo_tests::mkv::pcm_mkv(120, 1_000_000);
     let input = upload(&p, &honest, "audio/wav").await;
+    let (observed, _) = validate(&p, &input).await;
+    assert!(matches!(observed, Observation::Audio(_)), "{observed:?}");
+}
+
+#[tokio::test]
+async fn an_mp4_whose_time_table_would_take_hours_to_read_fails_as_undecodable() {
+    use echo_tests::mp4::{pcm_mp4, TimeTable};
+    let p = processor().await;
+    // Ten seconds whose time table has an entry per packet: symphonia would walk 80,000
+    // entries for each of 80,000 packets. Sent as WAV: what it is, is sniffed.
+    let quadratic = pcm_mp4(10, TimeTable::EntryPerPacket);
+    let input = upload(&p, &quadratic, "audio/wav").await;
+    let (observed, decision) = validate(&p, &input).await;
+    assert!(
+        matches!(
+            &observed,
+            Observation::Refused(ValidationFailureReason::Undecodable, m) if m.contains("time tables")
+        ),
+        "{observed:?}"
+    );
+    assert_eq!(
+        failure(&decision).reason_code,
+        ValidationFailureReason::Undecodable
+    );
+    // The same audio with its table as encoders write it passes.
+    let compact = pcm_mp4(10, TimeTable::Compact);
+    let input = upload(&p, &compact, "audio/wav").await;
     let (observed, _) = validate(&p, &input).await;
     assert!(matches!(observed, Observation::Audio(_)), "{observed:?}");
 }

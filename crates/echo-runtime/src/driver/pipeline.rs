@@ -4,6 +4,7 @@
 //! the drain of held records, retirement.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use apache_avro::types::Value;
@@ -19,6 +20,7 @@ use super::now_ms;
 use super::txn_error::TxnError;
 use super::Driver;
 use crate::codec::{DecodeError, EncodeError};
+use crate::config::EchoConfig;
 use crate::dead_letter::{self, capped_message, dead_letter, MAX_RECORD_BYTES};
 use crate::dependency::{Unavailable, SCHEMA_REGISTRY};
 use crate::envelope::{metadata_of, Incoming, Outgoing, SourcePosition};
@@ -226,25 +228,26 @@ impl<P: Processor> Driver<P> {
             let failure = Failure::new(ErrorClass::Poison, message);
             return self.dead_end(rec, type_name, &failure, attempt, &source);
         }
+        // Announced work runs in a transaction of its own: whatever is open is committed with
+        // the announcement (or, for work announced before, with the mark alone), so no
+        // transaction waits on the work and its budget is the announced work's.
         let handled = announced(self.processor.decider(), &key_state.state, input, &ctx)
             .map_err(ApplyError::Refused)
-            .and_then(|records| match (announced_before, relived) {
-                (true, false) => Ok(()),
-                (true, true) => self.announce(
-                    partition,
-                    &key,
-                    &key_state,
-                    &metadata.event_id,
-                    &[],
-                    began + 1,
-                ),
-                (false, _) if records.is_empty() => Ok(()),
-                (false, _) => {
-                    self.announce(partition, &key, &key_state, &metadata.event_id, &records, 1)
-                }
+            .and_then(|records| {
+                let (records, began) = match (announced_before, relived) {
+                    (true, false) => (Vec::new(), began),
+                    (true, true) => (Vec::new(), began + 1),
+                    (false, _) if records.is_empty() => {
+                        return Ok(IoBudget::of_input(&self.config))
+                    }
+                    (false, _) => (records, 1),
+                };
+                let event_id = &metadata.event_id;
+                self.announce(partition, &key, &key_state, event_id, &records, began)?;
+                Ok(IoBudget::of_announced_work(&self.config))
             })
-            .and_then(|()| {
-                self.decide(&key_state, input, &mut ctx)
+            .and_then(|budget| {
+                self.decide(&key_state, input, &mut ctx, budget)
                     .map_err(ApplyError::Refused)
             })
             .and_then(|decided| {
@@ -477,7 +480,8 @@ impl<P: Processor> Driver<P> {
         let span = info_span!("timer", processor = %self.spec.name, timer = %timer.name,
             correlation_id = %timer.scheduled_by.correlation_id);
         let _entered = span.enter();
-        let failure = match self.decide(&key_state, Input::Timer(&timer), &mut ctx) {
+        let budget = IoBudget::of_input(&self.config);
+        let failure = match self.decide(&key_state, Input::Timer(&timer), &mut ctx, budget) {
             Ok(decided) => {
                 let fact = Fact::TimerFired(&timer);
                 match self.apply(partition, key, key_state.clone(), fact, decided, None) {
@@ -602,12 +606,12 @@ impl<P: Processor> Driver<P> {
         key_state: &KeyState<StateOf<P>>,
         input: Input<'_>,
         ctx: &mut Context,
+        io: IoBudget,
     ) -> Result<Decided<EffectOf<P>>, HandlerError> {
-        let io_deadline = tokio::time::Instant::now() + self.config.kafka.observe_timeout();
         let observe = || {
             self.handle.block_on(async {
                 tokio::time::timeout_at(
-                    io_deadline,
+                    io.deadline,
                     self.processor.observe(&key_state.state, input, ctx),
                 )
                 .await
@@ -615,7 +619,7 @@ impl<P: Processor> Driver<P> {
         };
         let observed = catch_unwind(AssertUnwindSafe(observe))
             .map_err(|panic| HandlerError::Transient(panicked("observe", panic)))?
-            .map_err(|_| self.io_overrun("observe"))??;
+            .map_err(|_| io.overrun("observe"))??;
         ctx.now_ms = now_ms();
         let ctx = &*ctx;
         let decide = || {
@@ -625,10 +629,7 @@ impl<P: Processor> Driver<P> {
         };
         let decision = catch_unwind(AssertUnwindSafe(decide))
             .unwrap_or_else(|panic| Err(HandlerError::Permanent(panicked("decide", panic))))?;
-        Ok(Decided {
-            decision,
-            io_deadline,
-        })
+        Ok(Decided { decision, io })
     }
 
     /// Whether a handler's `failure` is its infrastructure's rather than its input's: after
@@ -676,15 +677,6 @@ impl<P: Processor> Driver<P> {
         })
     }
 
-    /// The transient failure of an input whose I/O outran its budget in `step`.
-    fn io_overrun(&self, step: &str) -> HandlerError {
-        HandlerError::Transient(format!(
-            "{step} ran past the input's I/O budget of {} ms (a quarter of the transaction \
-             timeout, for observe and effects together)",
-            self.config.kafka.observe_timeout().as_millis()
-        ))
-    }
-
     /// How long a finished key in `state` is kept: the decider's `retire_after_ms`, never
     /// longer than the runtime's setting (a panic in it: the runtime's).
     fn retire_delay(&self, state: &StateOf<P>) -> i64 {
@@ -722,10 +714,7 @@ impl<P: Processor> Driver<P> {
         decided: Decided<EffectOf<P>>,
         processed_id: Option<&str>,
     ) -> Result<(), ApplyError> {
-        let Decided {
-            decision,
-            io_deadline,
-        } = decided;
+        let Decided { decision, io } = decided;
         let encoded = decision
             .emit
             .iter()
@@ -767,7 +756,7 @@ impl<P: Processor> Driver<P> {
                 encode_changelog(&key_state).len()
             ))));
         }
-        self.carry_out(&decision.effects, io_deadline)?;
+        self.carry_out(&decision.effects, &io)?;
         for out in &encoded {
             self.produce(out)?;
         }
@@ -779,20 +768,16 @@ impl<P: Processor> Driver<P> {
     /// input's I/O budget, before its outputs are produced: outputs never announce a write
     /// that did not happen. A failure, an overrun or a panic is the input's transient failure;
     /// the effects are idempotent, so the retry asks for and does the same again.
-    fn carry_out(
-        &self,
-        effects: &[EffectOf<P>],
-        io_deadline: tokio::time::Instant,
-    ) -> Result<(), ApplyError> {
+    fn carry_out(&self, effects: &[EffectOf<P>], io: &IoBudget) -> Result<(), ApplyError> {
         for effect in effects {
             let run = || {
                 self.handle.block_on(async {
-                    tokio::time::timeout_at(io_deadline, self.processor.effect(effect)).await
+                    tokio::time::timeout_at(io.deadline, self.processor.effect(effect)).await
                 })
             };
             catch_unwind(AssertUnwindSafe(run))
                 .map_err(|panic| HandlerError::Transient(panicked("effect", panic)))
-                .and_then(|done| done.map_err(|_| self.io_overrun("an effect")))
+                .and_then(|done| done.map_err(|_| io.overrun("an effect")))
                 .and_then(|done| done)
                 .map_err(ApplyError::Refused)?;
         }
@@ -1060,12 +1045,59 @@ fn parse_or<T: std::str::FromStr>(v: Option<&str>, default: T) -> T {
     v.and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-/// A decision with the deadline its effects must finish by: what is left of the input's I/O
-/// budget after `observe`, so that one input's I/O stays within a quarter of the transaction
-/// timeout however it is split between reads and writes.
+/// A decision with the I/O budget its effects must finish within: what is left of the
+/// input's after `observe`, so that one input's I/O stays within its budget however it is
+/// split between reads and writes.
 struct Decided<E> {
     /// What `decide` returned.
     decision: Decision<E>,
-    /// When the input's I/O budget runs out.
-    io_deadline: tokio::time::Instant,
+    /// The input's I/O budget.
+    io: IoBudget,
+}
+
+/// How long one input's I/O (`observe` and the effects together) may take, from now.
+#[derive(Debug, Clone, Copy)]
+struct IoBudget {
+    /// When it runs out.
+    deadline: tokio::time::Instant,
+    /// How long it was.
+    length: Duration,
+    /// What it is the budget of, for the failure's message.
+    of: &'static str,
+}
+
+impl IoBudget {
+    fn new(length: Duration, of: &'static str) -> IoBudget {
+        IoBudget {
+            deadline: tokio::time::Instant::now() + length,
+            length,
+            of,
+        }
+    }
+
+    /// An input handled inside the open transaction: a quarter of the transaction timeout.
+    fn of_input(config: &EchoConfig) -> IoBudget {
+        IoBudget::new(
+            config.kafka.observe_timeout(),
+            "a quarter of the transaction timeout",
+        )
+    }
+
+    /// Announced work, in a transaction of its own: half the consumer's poll interval.
+    fn of_announced_work(config: &EchoConfig) -> IoBudget {
+        IoBudget::new(
+            config.kafka.announced_work_timeout(),
+            "announced work: half the consumer's poll interval",
+        )
+    }
+
+    /// The transient failure of an input whose I/O outran this budget in `step`.
+    fn overrun(&self, step: &str) -> HandlerError {
+        HandlerError::Transient(format!(
+            "{step} ran past the input's I/O budget of {} ms ({}, for observe and effects \
+             together)",
+            self.length.as_millis(),
+            self.of
+        ))
+    }
 }
