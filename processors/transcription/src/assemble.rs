@@ -29,6 +29,11 @@ pub struct ChunkTranscript {
     /// model (and in state written before it existed).
     #[serde(default)]
     pub language: Option<String>,
+    /// Where its segments are kept as an object ([`crate::stored`]); `segments` is then
+    /// empty. `None` for the segments at hand (and in state written before results were
+    /// kept as objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
 }
 
 /// A word on its way through the merge, with the segment it came from.
@@ -331,6 +336,7 @@ mod tests {
     fn chunk(index: i32, start_ms: i64, end_ms: i64, segments: Vec<Segment>) -> ChunkTranscript {
         ChunkTranscript {
             language: None,
+            stored_at: None,
             index,
             start_ms,
             end_ms,

@@ -3,10 +3,13 @@
 //!
 //! Per resource and job: chunk results are collected (first result per chunk wins) until
 //! every chunk of the job has one, in whatever order they and `processing.job.created`
-//! arrive; the input that completes the set emits `transcription.started` and
+//! arrive, each kept as an object ([`crate::stored`]: its write is the effect of the input
+//! that brings it) with only its key in the state; the input that completes the set, given
+//! the kept results read back by `observe`, emits `transcription.started` and
 //! `transcription.completed`, and asks for the report files it rendered to be written (the
-//! effects, carried out before the events are published). A failed chunk without a result
-//! emits `transcription.failed`. Each job ends in exactly one terminal event.
+//! effects, carried out before the events are published). A failed chunk without a result,
+//! or a kept result that is gone, emits `transcription.failed`. Each job ends in exactly one
+//! terminal event.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,7 @@ use crate::assemble::ChunkTranscript;
 use crate::config::TranscriptionConfig;
 use crate::plan::JobPlan;
 use crate::report::{artifact_keys, render, Artifact, Transcript};
+use crate::stored::{self, StoredResults};
 
 /// The transcription processor's decisions: when a job's chunks are all in, what its report says.
 /// Pure: built from configuration alone; the report files it renders are its effects.
@@ -34,7 +38,7 @@ pub struct TranscriptionDecider {
 
 impl Decider for TranscriptionDecider {
     type State = TranscriptionState;
-    type Observation = ();
+    type Observation = StoredResults;
     type Effect = Artifact;
 
     fn name(&self) -> &'static str {
@@ -57,14 +61,16 @@ impl Decider for TranscriptionDecider {
         ]
     }
 
-    /// Decides what an input causes: for the input that completes a job, the transcript is
-    /// assembled and analyzed, its files rendered (the effects: written before the outputs are
-    /// produced) and `transcription.started` and `transcription.completed` announced.
+    /// Decides what an input causes: a chunk's first result is kept as an object; for the
+    /// input that completes a job, the transcript is assembled (from the kept results read
+    /// back, `stored`) and analyzed, its files rendered (the effects: written before the
+    /// outputs are produced) and `transcription.started` and `transcription.completed`
+    /// announced.
     fn decide(
         &self,
         state: &TranscriptionState,
         input: Input<'_>,
-        _observed: (),
+        stored: StoredResults,
         ctx: &Context,
     ) -> Result<Decision<Artifact>, HandlerError> {
         let Input::Record(record) = input else {
@@ -89,13 +95,24 @@ impl Decider for TranscriptionDecider {
         }
 
         let Some(ready) = ready_job(state, record)? else {
-            return Ok(Decision::default());
+            return keep_result(state, record);
         };
         let resource = resource_id(record)?;
+        if !stored.missing.is_empty() {
+            let failed = TranscriptionFailed {
+                metadata: ctx.metadata(),
+                job_id: ready.job_id,
+                reason: format!(
+                    "the kept results of chunks {:?} are gone from the object store",
+                    stored.missing
+                ),
+            };
+            return Ok(Decision::emit(vec![Outgoing::new(resource, &failed)]));
+        }
         let transcript = Transcript::build(
             &ready.job_id,
             &ready.plan,
-            &ready.chunks,
+            &stored::with_segments(&ready, &stored),
             &self.config.language,
         );
         let options = ready.plan.options();
@@ -135,17 +152,14 @@ impl Decider for TranscriptionDecider {
             }
             Fact::Consumed(record) if record.is::<ChunkProcessingCompleted>() => {
                 if let Ok(chunk) = record.decode::<ChunkProcessingCompleted>() {
+                    let resource = record.metadata.correlation_id.as_str();
                     let progress = state.jobs.entry(chunk.job_id.clone()).or_default();
-                    let in_range = chunk.chunk_index >= 0
-                        && progress
-                            .plan
-                            .as_ref()
-                            .is_none_or(|p| chunk.chunk_index < p.chunk_count);
-                    if !progress.is_terminal() && in_range {
-                        progress
-                            .chunks
-                            .entry(chunk.chunk_index)
-                            .or_insert_with(|| chunk_transcript(chunk));
+                    if is_first_result(progress, &chunk) {
+                        let job_id = chunk.job_id.clone();
+                        progress.chunks.insert(
+                            chunk.chunk_index,
+                            stored::kept(resource, &job_id, chunk_transcript(chunk)),
+                        );
                     }
                 }
             }
@@ -202,8 +216,9 @@ pub struct JobProgress {
     /// The plan from `processing.job.created`; `None` while chunk results arrived first, so
     /// completeness cannot be judged yet.
     pub plan: Option<JobPlan>,
-    /// The first result of each chunk by index; later ones are re-issues and ignored. Cleared
-    /// once the job ends, as nothing reads it after that.
+    /// The first result of each chunk by index (where it is kept as an object; its segments
+    /// only in state written before results were kept so); later ones are re-issues and
+    /// ignored. Cleared once the job ends, as nothing reads it after that.
     pub chunks: BTreeMap<i32, ChunkTranscript>,
     /// `transcription.started` was emitted.
     pub started: bool,
@@ -234,7 +249,12 @@ pub struct ReadyJob {
 /// The resource an input is about; it names the S3 prefix written to, so it must not be able
 /// to address anything outside its own (ids are UUIDs).
 pub fn resource_id(record: &Incoming) -> Result<&str, HandlerError> {
-    let id = record.metadata.correlation_id.as_str();
+    safe_id(record.metadata.correlation_id.as_str())
+}
+
+/// `id` (a resource's or a job's), which names part of an object key: 1-128 letters, digits,
+/// '-' or '_', so that no key derived from it leaves its place (ids are UUIDs).
+fn safe_id(id: &str) -> Result<&str, HandlerError> {
     let ok = (1..=128).contains(&id.len())
         && id
             .bytes()
@@ -243,7 +263,7 @@ pub fn resource_id(record: &Incoming) -> Result<&str, HandlerError> {
         Ok(id)
     } else {
         Err(HandlerError::Permanent(format!(
-            "resource id {id:?} is not 1-128 letters, digits, '-' or '_'"
+            "id {id:?} is not 1-128 letters, digits, '-' or '_'"
         )))
     }
 }
@@ -306,6 +326,41 @@ pub fn ready_job(
     }))
 }
 
+/// Whether `chunk` is the first result of its chunk for a job still open (and within its
+/// plan, when known): the result that counts, kept as an object.
+fn is_first_result(progress: &JobProgress, chunk: &ChunkProcessingCompleted) -> bool {
+    let in_range = chunk.chunk_index >= 0
+        && progress
+            .plan
+            .as_ref()
+            .is_none_or(|p| chunk.chunk_index < p.chunk_count);
+    in_range && !progress.is_terminal() && !progress.chunks.contains_key(&chunk.chunk_index)
+}
+
+/// A chunk result that does not complete its job: kept as an object when it is its chunk's
+/// first (the state keeps only its key), otherwise nothing.
+fn keep_result(
+    state: &TranscriptionState,
+    record: &Incoming,
+) -> Result<Decision<Artifact>, HandlerError> {
+    if !record.is::<ChunkProcessingCompleted>() {
+        return Ok(Decision::default());
+    }
+    let chunk: ChunkProcessingCompleted = record.decode()?;
+    let empty = JobProgress::default();
+    let progress = state.jobs.get(&chunk.job_id).unwrap_or(&empty);
+    if !is_first_result(progress, &chunk) {
+        return Ok(Decision::default());
+    }
+    let resource = resource_id(record)?;
+    let job_id = safe_id(&chunk.job_id)?.to_string();
+    let object = stored::object(resource, &job_id, &chunk_transcript(chunk));
+    Ok(Decision {
+        effects: vec![object],
+        ..Decision::default()
+    })
+}
+
 /// A chunk result with an impossible index is a bug upstream: refused (to the DLQ) rather
 /// than silently waited on forever.
 fn check_chunk(state: &TranscriptionState, record: &Incoming) -> Result<(), HandlerError> {
@@ -358,5 +413,6 @@ fn chunk_transcript(chunk: ChunkProcessingCompleted) -> ChunkTranscript {
         end_ms: chunk.end_ms,
         segments: chunk.segments,
         language: chunk.language,
+        stored_at: None,
     }
 }

@@ -1,6 +1,7 @@
-//! The transcription processor's one write outside Kafka: a report file its decider rendered,
-//! PUT under its key before `transcription.completed` announces it. Idempotent: a retried
-//! input renders the same bytes for the same key.
+//! The transcription processor's one kind of write outside Kafka: a file its decider asked
+//! for, PUT under its key before the state relies on it (a chunk's kept result) or
+//! `transcription.completed` announces it (a report file). Idempotent: a retried input asks
+//! for the same bytes under the same key.
 
 use echo_runtime::HandlerError;
 
@@ -17,7 +18,7 @@ impl TranscriptionProcessor {
                 artifact.content_type,
             )
             .await?;
-        tracing::info!(key = %artifact.key, bytes = artifact.body.len(), "report file written");
+        tracing::info!(key = %artifact.key, bytes = artifact.body.len(), "file written");
         Ok(())
     }
 }

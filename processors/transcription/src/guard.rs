@@ -133,6 +133,7 @@ mod tests {
         };
         let chunk = |index, texts: &[&str]| ChunkTranscript {
             language: None,
+            stored_at: None,
             index,
             start_ms: 0,
             end_ms: 30_000,

@@ -8,13 +8,15 @@
 //!   chunk of the job has a result → the transcript is assembled word by word
 //!   ([`assemble`]), cleared of whisper's loops ([`guard`]), analysed ([`analysis`]),
 //!   rendered ([`report`], captions cut by [`captions`]) and written to S3, then
-//!   `transcription.started` and `transcription.completed` are emitted;
+//!   `transcription.started` and `transcription.completed` are emitted; each chunk's result
+//!   is kept as an object until then ([`stored`]), not in the state;
 //! - `chunk.processing.failed` for a chunk without a result → `transcription.failed`.
 //!
 //! Its shape is every processor's: [`config`] (its settings), [`decide`] (its `Decider`: what it
 //! handles and emits, pure `decide` and `evolve`; it renders the report), [`observe`] (the
-//! processor; it reads nothing) and [`effects`] (the report files written before they are
-//! announced); assembly, analysis and rendering are pure functions too.
+//! processor; it reads a completing job's stored chunk results) and [`effects`] (the chunk
+//! results and report files written before they are relied on or announced); assembly,
+//! analysis and rendering are pure functions too.
 
 pub mod analysis;
 pub mod assemble;
@@ -26,6 +28,7 @@ pub mod guard;
 pub mod observe;
 pub mod plan;
 pub mod report;
+pub mod stored;
 
 use anyhow::Result;
 use echo_runtime::{EchoConfig, Instances, Registration, RunOptions};

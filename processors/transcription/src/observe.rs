@@ -1,14 +1,17 @@
-//! The I/O of the `transcription` processor: `observe` reads nothing (a job's chunk results
-//! are in its state), and the report files its decider renders are written by its effects
-//! (`effects.rs`).
+//! The I/O of the `transcription` processor: `observe` reads back the chunk results kept as
+//! objects for the input that completes a job, and the chunk results and report files its
+//! decider asks for are written by its effects (`effects.rs`).
+
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use echo_runtime::prelude::*;
 use echo_storage::S3Service;
 
 use crate::config::TranscriptionConfig;
-use crate::decide::{TranscriptionDecider, TranscriptionState};
+use crate::decide::{self, TranscriptionDecider, TranscriptionState};
 use crate::report::Artifact;
+use crate::stored::{self, StoredResults};
 
 /// The transcription processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -53,13 +56,27 @@ impl Processor for TranscriptionProcessor {
         &self.decider
     }
 
+    /// Reads only for the input that completes a job (its kept chunk results), so every
+    /// other input costs no S3 call.
     async fn observe(
         &self,
-        _state: &TranscriptionState,
-        _input: Input<'_>,
+        state: &TranscriptionState,
+        input: Input<'_>,
         _ctx: &Context,
-    ) -> Result<(), HandlerError> {
-        Ok(())
+    ) -> Result<StoredResults, HandlerError> {
+        let Input::Record(record) = input else {
+            return Ok(StoredResults::default());
+        };
+        let Some(ready) = decide::ready_job(state, record)? else {
+            return Ok(StoredResults::default());
+        };
+        let mut objects = BTreeMap::new();
+        for chunk in &ready.chunks {
+            if let Some(key) = &chunk.stored_at {
+                objects.insert(chunk.index, self.s3.get_bytes(key).await?);
+            }
+        }
+        Ok(stored::read_back(&ready, objects))
     }
 
     /// The object store is this processor's dependency besides Kafka; it writes there.

@@ -530,6 +530,7 @@ mod tests {
         };
         let chunk = ChunkTranscript {
             language: None,
+            stored_at: None,
             index: 0,
             start_ms: 0,
             end_ms: 3_000,
@@ -588,6 +589,7 @@ mod tests {
             end_ms: duration_ms,
             segments,
             language: None,
+            stored_at: None,
         };
         let plan = JobPlan {
             chunk_count: 2,

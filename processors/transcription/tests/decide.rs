@@ -1,6 +1,10 @@
 //! The transcription rules as pure functions: hand-made inputs in, decisions and states out,
-//! with the state folded the way the runtime folds it (input, then each output); the report
-//! files a completing input asks to be written are in its decision, as effects.
+//! with the state folded the way the runtime folds it (input, then each output); the chunk
+//! results and report files an input asks to be written are in its decision, as effects, and
+//! the kept chunk results are read back from a map standing in for the object store.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use echo_catalog::events::{
     CaptionRules, ChunkProcessingCompleted, ChunkProcessingFailed, ChunkProcessingStarted,
@@ -12,9 +16,10 @@ use echo_runtime::dead_letter::{fits, MAX_RECORD_BYTES};
 use echo_runtime::headers::HeaderList;
 use echo_runtime::state::{encode_changelog, KeyState};
 use echo_runtime::{testing, Decision, HandlerError, Incoming, Input};
-use echo_transcription::decide::TranscriptionDecider;
+use echo_transcription::decide::{ready_job, TranscriptionDecider};
 use echo_transcription::report::Artifact;
-use echo_transcription::TranscriptionState;
+use echo_transcription::stored::{read_back, StoredResults};
+use echo_transcription::{ChunkTranscript, TranscriptionState};
 
 const RESOURCE: &str = "3f6e2b1a-9c8d-4e7f-a1b2-c3d4e5f60718";
 const JOB: &str = "job-1";
@@ -83,17 +88,64 @@ fn chunk_failed(event_id: &str, job_id: &str, index: i32) -> Incoming {
 /// What the transcription processor decides, with the default settings.
 type Decided = Decision<Artifact>;
 
-/// Handles a record at `NOW` as the runtime does (the processor observes nothing).
+thread_local! {
+    /// The objects this test's decisions wrote (each test runs on a thread of its own).
+    static STORE: RefCell<HashMap<String, String>> = RefCell::default();
+}
+
+/// What `observe` reads back for `input`: the kept results of the job it completes.
+fn observed(state: &TranscriptionState, input: &Incoming) -> StoredResults {
+    let Some(ready) = ready_job(state, input).unwrap() else {
+        return StoredResults::default();
+    };
+    let objects: BTreeMap<i32, Option<Vec<u8>>> = ready
+        .chunks
+        .iter()
+        .filter_map(|c| Some((c.index, c.stored_at.as_ref()?)))
+        .map(|(index, key)| {
+            let body = STORE.with(|s| s.borrow().get(key).map(|b| b.clone().into_bytes()));
+            (index, body)
+        })
+        .collect();
+    read_back(&ready, objects)
+}
+
+/// The segments kept for `chunk` in the store.
+fn kept_segments(chunk: &ChunkTranscript) -> Vec<Segment> {
+    let key = chunk.stored_at.as_ref().expect("a kept result");
+    let body = STORE.with(|s| s.borrow()[key].clone());
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Handles a record at `NOW` as the runtime does: observes what it would read back, decides,
+/// and carries out the effects into the store.
 fn try_handle(
     state: &TranscriptionState,
     input: &Incoming,
 ) -> Result<(Decided, TranscriptionState), HandlerError> {
     let decider = TranscriptionDecider::default();
-    testing::step(&decider, state, Input::Record(input), (), NOW)
+    let observed = observed(state, input);
+    let handled = testing::step(&decider, state, Input::Record(input), observed, NOW)?;
+    STORE.with(|s| {
+        for artifact in &handled.0.effects {
+            s.borrow_mut()
+                .insert(artifact.key.clone(), artifact.body.clone());
+        }
+    });
+    Ok(handled)
 }
 
 fn handle(state: &TranscriptionState, input: &Incoming) -> (Decided, TranscriptionState) {
     try_handle(state, input).unwrap()
+}
+
+/// Whether `decision` emits nothing and writes nothing but kept chunk results.
+fn keeps_results_only(decision: &Decided) -> bool {
+    decision.emit.is_empty()
+        && decision
+            .effects
+            .iter()
+            .all(|a| a.key.starts_with(&format!("resources/{RESOURCE}/chunks/")))
 }
 
 /// Feeds inputs in order, asserting none but the last emits anything; returns the last
@@ -194,7 +246,10 @@ fn the_first_result_of_a_chunk_wins_and_duplicates_change_nothing() {
         assert!(decision.emit.is_empty());
         state = next;
     }
-    assert_eq!(state.jobs[JOB].chunks[&0].segments[0].text, "first result");
+    assert_eq!(
+        kept_segments(&state.jobs[JOB].chunks[&0])[0].text,
+        "first result"
+    );
 
     let (decision, state) = handle(&state, &chunk_done("c1", JOB, 1, "end"));
     assert_completed(&decision, JOB, 2, 3);
@@ -270,10 +325,7 @@ fn a_failed_copy_of_a_chunk_that_already_has_a_result_is_ignored() {
         chunk_failed("f0", JOB, 0),
     ] {
         let (decision, next) = handle(&state, &input);
-        assert!(
-            decision.emit.is_empty() && decision.effects.is_empty(),
-            "{decision:?}"
-        );
+        assert!(keeps_results_only(&decision), "{decision:?}");
         state = next;
     }
     let (decision, _) = handle(&state, &chunk_done("c1", JOB, 1, "done"));
@@ -293,10 +345,7 @@ fn jobs_of_one_resource_are_kept_apart() {
         let outcome = try_handle(&state, &input);
         match outcome {
             Ok((decision, next)) => {
-                assert!(
-                    decision.emit.is_empty() && decision.effects.is_empty(),
-                    "{decision:?}"
-                );
+                assert!(keeps_results_only(&decision), "{decision:?}");
                 state = next;
             }
             // job-b has one chunk: index 1 is refused.
@@ -449,29 +498,34 @@ fn spoken_chunk(index: i32, seed: &mut u64) -> Incoming {
     })
 }
 
-/// The state grows with every word heard and is changelogged as one record per resource:
-/// the longest upload validation accepts (3 h) must still fit one when all but its last
-/// chunk are in, or that chunk's result could never be taken (and the job would time out).
+/// A key's state is changelogged as one record, and the longest upload validation accepts
+/// (3 h) heard on two channels (a speaker each: every range planned twice) is some 750
+/// chunks of fast speech. Its words are kept as objects, so the state of the job with all
+/// but its last chunk in stays small enough for one record; with them in the state (before)
+/// it was over 5 MB of JSON and did not fit, so the job could never complete.
 #[test]
-fn the_state_of_a_three_hour_job_fits_one_changelog_record() {
+fn the_state_of_a_three_hour_job_on_two_channels_fits_one_changelog_record() {
     let duration_ms = 3 * 60 * 60 * 1000;
-    let chunk_count = (duration_ms / 29_000) as i32 + 1;
+    let chunk_count = 2 * ((duration_ms / 29_000) as i32 + 1);
     let mut state = handle(
         &TranscriptionState::default(),
         &job_created(JOB, chunk_count, duration_ms),
     )
     .1;
     let mut seed = 7;
+    let mut kept = 0;
     for index in 0..chunk_count - 1 {
-        state = handle(&state, &spoken_chunk(index, &mut seed)).1;
+        let (decision, next) = handle(&state, &spoken_chunk(index, &mut seed));
+        kept += decision.effects.iter().map(|a| a.body.len()).sum::<usize>();
+        state = next;
     }
+    // As many words as a real job's: 17 KB of JSON per minute of speech was measured.
+    assert!(kept > 2 * 180 * 15_000, "{kept} bytes kept for 3 hours");
     let key_state = KeyState {
-        state,
+        state: state.clone(),
         ..Default::default()
     };
     let json = serde_json::to_vec(&key_state).unwrap().len();
-    // As large as a real job's: 17 KB of JSON per minute of speech was measured.
-    assert!(json > 180 * 15_000, "{json} bytes of JSON for 3 hours");
     let record = encode_changelog(&key_state);
     assert!(
         fits(
@@ -481,5 +535,13 @@ fn the_state_of_a_three_hour_job_fits_one_changelog_record() {
         ),
         "{json} bytes of JSON written as {} bytes, over the {MAX_RECORD_BYTES} a record may hold",
         record.len()
+    );
+    // The last chunk completes the job from the kept words.
+    let (decision, _) = handle(&state, &spoken_chunk(chunk_count - 1, &mut seed));
+    let completed: TranscriptionCompleted = decision.emit[1].decode().unwrap();
+    assert!(
+        completed.word_count > 2 * 180 * 60 * 2,
+        "{}",
+        completed.word_count
     );
 }

@@ -1,12 +1,17 @@
 //! The I/O of `TranscriptionProcessor` against the real local S3 (the shared dev stack; these
-//! tests fail when it is down): the input completing a job has its four files written by the
-//! effects, every other input asks for no write, and an unreachable store is transient.
+//! tests fail when it is down): each chunk's first result is kept as an object, the input
+//! completing a job reads them back and has its four files written by the effects, no other
+//! input reads anything, a kept result that is gone fails the job, and an unreachable store is
+//! transient.
 
 use echo_catalog::events::{
     ChunkProcessingCompleted, ProcessingJobCreated, Segment, TranscriptionCompleted,
+    TranscriptionFailed,
 };
 use echo_catalog::record::{EventMetadata, Record};
-use echo_runtime::{testing, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor};
+use echo_runtime::{
+    testing, Context, Decider, EchoConfig, Fact, HandlerError, Incoming, Input, Processor,
+};
 use echo_transcription::{TranscriptionConfig, TranscriptionProcessor, TranscriptionState};
 
 fn meta(resource: &str, event_id: &str) -> EventMetadata {
@@ -106,7 +111,19 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
         .expect("the local S3 must be up");
     let resource = uuid::Uuid::new_v4().to_string();
     let (job, chunk0, chunk1) = job_inputs(&resource);
-    let state = fold(&p, &[&job, &chunk0]);
+    let mut state = TranscriptionState::default();
+    for input in [&job, &chunk0] {
+        state = testing::handle(&p, &state, Input::Record(input), 0)
+            .await
+            .unwrap()
+            .1;
+    }
+    // The first chunk's words are kept as an object, not in the state.
+    let kept = &state.jobs["job-1"].chunks[&0];
+    assert!(kept.segments.is_empty());
+    let key = kept.stored_at.clone().unwrap();
+    assert_eq!(key, format!("resources/{resource}/chunks/job-1/0.json"));
+    assert!(p.s3().get_bytes(&key).await.unwrap().is_some());
 
     // Run twice, as a retried transaction would: rewriting the same objects is harmless.
     let mut decision = None;
@@ -169,7 +186,7 @@ async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() 
 }
 
 #[tokio::test]
-async fn inputs_that_complete_nothing_cost_no_s3_call() {
+async fn inputs_that_complete_nothing_read_nothing() {
     let p = unreachable_store();
     let (job, chunk0, chunk1) = job_inputs("r-quiet");
     let cases = [
@@ -178,11 +195,30 @@ async fn inputs_that_complete_nothing_cost_no_s3_call() {
         (TranscriptionState::default(), &chunk1),
     ];
     for (state, input) in cases {
-        let (decision, _) = testing::handle(&p, &state, Input::Record(input), 0)
-            .await
-            .unwrap();
-        assert!(decision.effects.is_empty(), "{decision:?}");
+        let ctx = Context::for_input("transcription", 0, Input::Record(input));
+        let observed = p.observe(&state, Input::Record(input), &ctx).await;
+        assert_eq!(observed.unwrap(), Default::default());
     }
+}
+
+#[tokio::test]
+async fn a_kept_result_gone_from_the_store_fails_the_job() {
+    let p = TranscriptionProcessor::new(&EchoConfig::default(), TranscriptionConfig::default())
+        .unwrap();
+    p.s3()
+        .ensure_bucket()
+        .await
+        .expect("the local S3 must be up");
+    let resource = uuid::Uuid::new_v4().to_string();
+    let (job, chunk0, chunk1) = job_inputs(&resource);
+    // Its result was kept by an earlier instance, and deleted since.
+    let state = fold(&p, &[&job, &chunk0]);
+    let (decision, _) = testing::handle(&p, &state, Input::Record(&chunk1), 0)
+        .await
+        .unwrap();
+    let failed: TranscriptionFailed = decision.emit[0].decode().unwrap();
+    assert!(failed.reason.contains("chunks [0]"), "{}", failed.reason);
+    assert!(decision.effects.is_empty(), "{decision:?}");
 }
 
 #[tokio::test]
