@@ -2,18 +2,24 @@
 //! operators' tools and tests. Records go to the topic the catalogue assigns to their type,
 //! Avro-encoded through the registry, with CloudEvents headers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use echo_catalog::record::Record;
+use apache_avro::types::Value;
+use echo_catalog::record::{Record, RecordInfo};
 use echo_catalog::{events, Catalogue};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::codec::Codec;
+use crate::codec::{Codec, EncodeError};
 use crate::config::EchoConfig;
 use crate::driver::producer_config;
 use crate::headers;
 use crate::spans::TraceParent;
+use tracing::warn;
+
+/// How long a client waits for a schema registry that does not answer before it gives up on
+/// a record.
+pub const REGISTRY_PATIENCE: Duration = Duration::from_secs(600);
 
 /// An idempotent (not transactional) producer of catalogue records.
 pub struct Publisher {
@@ -40,8 +46,7 @@ impl Publisher {
         let topic = self.config.topic(&self.catalogue.topic_of(R::TYPE)?.name);
         let (metadata, value) = crate::envelope::written_form(record);
         let bytes = self
-            .codec
-            .encode(&topic, info, value)
+            .encoded(&topic, info, value)
             .await
             .with_context(|| format!("encoding {}", R::TYPE))?;
         self.publish_raw(
@@ -51,6 +56,33 @@ impl Publisher {
             headers::cloud_event(&metadata, R::TYPE, &TraceParent::own(&metadata)),
         )
         .await
+    }
+
+    /// `value` encoded for `topic`, waiting out a schema registry that does not answer (for
+    /// up to [`REGISTRY_PATIENCE`]), as the processors wait it out: a client that starts
+    /// during an outage of minutes publishes once the registry is back, not never.
+    async fn encoded(
+        &self,
+        topic: &str,
+        info: &RecordInfo,
+        value: Value,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.codec.encode(topic, info, value.clone()).await {
+                Err(EncodeError::RegistryUnavailable(e))
+                    if started.elapsed() + pause < REGISTRY_PATIENCE =>
+                {
+                    if pause == Duration::from_millis(500) {
+                        warn!(error = %e, "the schema registry does not answer; waiting for it");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                encoded => return encoded,
+            }
+        }
     }
 
     /// Publishes raw bytes (already encoded, or deliberately not) to a real topic name.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use echo_catalog::record::EventMetadata;
-use echo_runtime::codec::Codec;
+use echo_runtime::codec::{Codec, DecodeError};
 use echo_runtime::envelope::metadata_of;
 use echo_runtime::EchoConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -64,7 +64,22 @@ impl Follower {
                     continue;
                 }
             };
-            let Ok(decoded) = self.codec.decode(message.payload()).await else {
+            let decoded = loop {
+                match self.codec.decode(message.payload()).await {
+                    Ok(decoded) => break Some(decoded),
+                    // Not the event's fault: it is decoded once the registry answers again,
+                    // never skipped (it may be the resource's outcome).
+                    Err(DecodeError::RegistryUnavailable(e)) if started.elapsed() < patience => {
+                        tracing::debug!(error = %e, "the schema registry does not answer");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(DecodeError::RegistryUnavailable(e)) => {
+                        bail!("the schema registry did not answer within {patience:?}: {e}")
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let Some(decoded) = decoded else {
                 continue;
             };
             let Some(metadata) = metadata_of(&decoded.value) else {

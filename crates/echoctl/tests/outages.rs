@@ -3,7 +3,8 @@
 //! middle of a job, for longer than every retry tier together. The pipeline must pause, say
 //! so on `/readyz` and in `echo_dependency_unavailable`, and finish the job once the store
 //! answers again, with nothing dead-lettered, and log what it met without naming a local
-//! path or a pre-signed URL.
+//! path or a pre-signed URL. And the schema registry frozen when a client starts: the client
+//! waits for it as the processors do.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,39 +30,69 @@ stopped and the hills were green and quiet. ";
 /// which dead-letter a transient failure within about half a minute.
 const OUTAGE: Duration = Duration::from_secs(45);
 
-/// An S3 server of the test's own (the local stack's, on another port and directory), so
-/// freezing it leaves other tests' store alone. Thawed and killed when dropped.
-struct Store {
+/// A server of the test's own (the local stack's S3 server or schema registry, on another
+/// port and directory), so freezing it leaves other tests' alone. Thawed and killed when
+/// dropped.
+struct OwnServer {
     child: Child,
-    endpoint: String,
+    url: String,
 }
 
-impl Store {
-    fn start(env: &TestEnv, root: &Path) -> Store {
-        let bin = Path::new(BIN).with_file_name("echo-dev-s3");
+impl OwnServer {
+    /// Starts the stack's binary `name` (built beside echoctl) with `args` (`{port}` replaced
+    /// by a free port) and `envs`, and waits until it accepts connections.
+    fn start(name: &str, args: &[&str], envs: &[(&str, &str)]) -> OwnServer {
+        let bin = Path::new(BIN).with_file_name(name);
         let port = free_port();
-        std::fs::create_dir_all(root).unwrap();
         let child = Command::new(bin)
-            .args(["--port", &port.to_string()])
-            .arg(root)
-            .env("ECHO_S3_ACCESS_KEY", &env.config.s3.access_key)
-            .env("ECHO_S3_SECRET_KEY", env.config.s3.secret_key.expose())
+            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting the test's S3 server");
+            .unwrap_or_else(|e| panic!("starting the test's {name}: {e}"));
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "S3 server not up"
-            );
+            assert!(started.elapsed() < Duration::from_secs(30), "{name} not up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Store {
+        OwnServer {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// An S3 server keeping its objects under `root`.
+    fn store(env: &TestEnv, root: &Path) -> OwnServer {
+        std::fs::create_dir_all(root).unwrap();
+        let root = root.to_str().unwrap();
+        let secret = env.config.s3.secret_key.expose();
+        OwnServer::start(
+            "echo-dev-s3",
+            &["--port", "{port}", root],
+            &[
+                ("ECHO_S3_ACCESS_KEY", env.config.s3.access_key.as_str()),
+                ("ECHO_S3_SECRET_KEY", secret),
+            ],
+        )
+    }
+
+    /// A schema registry keeping its schemas in `file`, taking writes from `env`'s writer.
+    fn registry(env: &TestEnv, file: &Path) -> OwnServer {
+        let registry = &env.config.registry;
+        let writer = format!("{}:{}", registry.username, registry.password.expose());
+        OwnServer::start(
+            "echo-schema-registry",
+            &[
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--data-file",
+                file.to_str().unwrap(),
+            ],
+            &[("ECHO_SCHEMA_REGISTRY_USER_INFO", writer.as_str())],
+        )
     }
 
     fn signal(&self, name: &str) {
@@ -69,7 +100,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for OwnServer {
     fn drop(&mut self) {
         self.signal("CONT");
         let _ = self.child.kill();
@@ -82,12 +113,12 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
     let env = TestEnv::new("outage-store").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wav = speak(dir.path(), "speech.wav", &SPEECH.repeat(3)).unwrap();
-    let store = Store::start(&env, &dir.path().join("store"));
+    let store = OwnServer::store(&env, &dir.path().join("store"));
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let settings = [
         ("ECHO_ENDPOINTS__LISTEN", listen.as_str()),
-        ("ECHO_S3__ENDPOINT", store.endpoint.as_str()),
+        ("ECHO_S3__ENDPOINT", store.url.as_str()),
         ("ECHO_VALIDATION__CHUNK_MS", "5000"),
         ("ECHO_KAFKA__TRANSACTION_TIMEOUT_MS", "20000"),
         ("ECHO_RUNTIME__RETRY_BACKOFF_SCALE", "0.05"),
@@ -106,7 +137,7 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
             TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap(),
             wav,
         );
-        let endpoint = store.endpoint.clone();
+        let endpoint = store.url.clone();
         std::thread::spawn(move || {
             submit(
                 Path::new(BIN),
@@ -198,5 +229,57 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
             "{processor} dead-lettered {} records during the outage",
             dead.len()
         );
+    }
+}
+
+/// How long the test's registry stays frozen before a client's first request: longer than
+/// the client's request timeout (10 s), so a client that does not wait fails.
+const REGISTRY_OUTAGE: Duration = Duration::from_secs(25);
+
+/// A client starting while the schema registry does not answer waits for it, as the
+/// processors do, and its upload goes through once the registry is back. Before, `echoctl
+/// submit` gave up after its request timed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_starting_while_the_registry_is_frozen_waits_for_it() {
+    let env = TestEnv::new("outage-registry").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = speak(dir.path(), "speech.wav", SPEECH).unwrap();
+    // The environment's schemas, registered in a registry of the test's own.
+    let registry = OwnServer::registry(&env, &dir.path().join("schemas.json"));
+    let mut config = env.config.clone();
+    config.registry.url = registry.url.clone();
+    echo_runtime::registry::register(&config, &env.catalogue, false)
+        .await
+        .unwrap();
+    let settings = [("ECHO_REGISTRY__URL", registry.url.as_str())];
+    let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
+
+    registry.signal("STOP");
+    let client = {
+        let env = TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap();
+        let url = registry.url.clone();
+        std::thread::spawn(move || {
+            submit(
+                Path::new(BIN),
+                &env,
+                &wav,
+                &[("ECHO_REGISTRY__URL", url.as_str())],
+            )
+        })
+    };
+    tokio::time::sleep(REGISTRY_OUTAGE).await;
+    assert!(
+        !client.is_finished(),
+        "the client ended while the registry was frozen"
+    );
+    registry.signal("CONT");
+    let report = client.join().unwrap().unwrap();
+    assert_eq!(report["status"], "ready", "{report:#}");
+    for processor in env.processor_names() {
+        let dlq = env.topic(&dlq_topic(processor));
+        let dead = read_topic(&env.config, &dlq, Isolation::Committed)
+            .await
+            .unwrap();
+        assert!(dead.is_empty(), "{processor} dead-lettered {}", dead.len());
     }
 }
