@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Checks k8s/ without a cluster: renders every kustomization and validates it against the
 # Kubernetes schemas (unknown fields are errors), validates its custom resources (KEDA's
-# ScaledObject, Strimzi's KafkaTopic and KafkaUser) against their publishers' CRDs
-# (scripts/k8s/crds.sh, scripts/k8s/crd_validate.py: schema, unknown fields, CEL rules, and the
-# autoscaler bounded by the partitions), checks its hardening (scripts/k8s/hardening.py:
-# seccomp, no service account token, locked-down containers, sized emptyDirs, a NetworkPolicy
-# per workload), and checks that every processor `echoctl processors` registers has its
-# StatefulSet, so the manifests cannot drift from what the binary runs.
+# ScaledObject, Strimzi's KafkaTopic and KafkaUser, the Prometheus Operator's PrometheusRule)
+# against their publishers' CRDs (scripts/k8s/crds.sh, scripts/k8s/crd_validate.py: schema,
+# unknown fields, CEL rules, and the autoscaler bounded by the partitions), checks its
+# hardening (scripts/k8s/hardening.py: seccomp, no service account token, locked-down
+# containers, sized emptyDirs, a NetworkPolicy per workload), checks the alert rules and runs
+# their unit tests with promtool, and checks that every processor `echoctl processors`
+# registers has its StatefulSet, so the manifests cannot drift from what the binary runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -48,6 +49,25 @@ report="$("$venv/bin/python" scripts/k8s/crd_validate.py "$crds" <<<"$rendered" 
 for expected in "'pollingIntervall' was unexpected" "above the 12 partitions" "minReplicaCount must be less"; do
   grep -q "$expected" <<<"$report" || { echo "k8s: the CRD validator missed: $expected" >&2; exit 1; }
 done
+
+# The alert rules (k8s/base/alerts.yaml) as Prometheus reads them: promtool checks them and
+# runs their unit tests (scripts/k8s/alerts.test.yaml: series that must fire each alert, and
+# series that must not).
+promtool="$(bash scripts/stack/install-observability.sh promtool)"
+rules="$(mktemp -d)"
+trap 'rm -rf "$rules"' EXIT
+"$venv/bin/kubectl" kustomize k8s/base | "$venv/bin/python" -c '
+import sys, yaml
+rule, = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "PrometheusRule"]
+yaml.safe_dump({"groups": rule["spec"]["groups"]}, sys.stdout, sort_keys=False)
+' >"$rules/echo-alerts.yaml"
+cp scripts/k8s/alerts.test.yaml "$rules/"
+if ! report="$("$promtool" check rules "$rules/echo-alerts.yaml" 2>&1 && "$promtool" test rules "$rules/alerts.test.yaml" 2>&1)"; then
+  echo "$report" >&2
+  echo "k8s: the alert rules do not check or do not pass their tests" >&2
+  exit 1
+fi
+echo "k8s: the alert rules check and pass their tests"
 
 missing=0
 # The processors the binary registers (a test holds them equal to topics/topics.toml's).

@@ -2,7 +2,8 @@
 # Fetches the CustomResourceDefinitions of the CRD-based objects in k8s/ from their publishers'
 # artifacts, so scripts/k8s/check.sh validates those objects against the schemas a cluster
 # would: KEDA's ScaledObject and TriggerAuthentication from KEDA's Go module (its
-# config/crd/bases, checksum-verified by the Go module proxy's sum database), Strimzi's
+# config/crd/bases, checksum-verified by the Go module proxy's sum database), the Prometheus
+# Operator's PrometheusRule from its Go module (example/prometheus-operator-crd), Strimzi's
 # KafkaTopic and KafkaUser generated from Strimzi's API model on Maven Central by Strimzi's
 # own CRD generator, with the arguments of Strimzi's build (the output is byte for byte the
 # CRDs of its release). Prints the folder holding them. Idempotent: fetches only when a
@@ -11,9 +12,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 keda_version=v2.21.0
+prometheus_operator_version=v0.94.0
 pom="$here/crds.pom.xml"
 out="${ECHO_DATA_DIR:-$HOME/.local/share/echo}/tools/crds"
-stamp="$keda_version $(sha256sum "$pom" | cut -d' ' -f1)"
+stamp="$keda_version $prometheus_operator_version $(sha256sum "$pom" | cut -d' ' -f1)"
 if [[ "$(cat "$out/.stamp" 2>/dev/null || true)" == "$stamp" ]]; then
   echo "$out"
   exit 0
@@ -27,6 +29,11 @@ mkdir -p "$tmp/crds"
 keda="$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/kedacore/keda/v2@$keda_version" |
   python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])')"
 cp "$keda/config/crd/bases/keda.sh_scaledobjects.yaml" "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml" "$tmp/crds/"
+
+# The Prometheus Operator's PrometheusRule (the alert rules), from its Go module the same way.
+operator="$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus-operator/prometheus-operator@$prometheus_operator_version" |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])')"
+cp "$operator/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$tmp/crds/"
 
 # Strimzi's generator is built for Java 21 or newer; the machine's default Java may be older.
 java=java

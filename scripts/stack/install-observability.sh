@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds Jaeger or Prometheus from its Go module (the Go module proxy is the source), pinned
-# to the version lib.sh names, into $ECHO_DATA_DIR/observability/. Reuses a binary already
-# built. Each tool gets a module of its own, so their dependency versions never mix.
-# Usage: install-observability.sh jaeger|prometheus
+# Builds Jaeger, Prometheus or promtool (which checks and unit-tests the alert rules) from its
+# Go module (the Go module proxy is the source), pinned to the version lib.sh names, into
+# $ECHO_DATA_DIR/observability/. Reuses a binary already built. Each tool gets a module of its
+# own, so their dependency versions never mix.
+# Usage: install-observability.sh jaeger|prometheus|promtool; prints the binary's path.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,9 +11,10 @@ tool="${1:-}"
 case "$tool" in
   jaeger) bin="$JAEGER_BIN" pkg=github.com/jaegertracing/jaeger/cmd/jaeger version="$JAEGER_VERSION" ;;
   prometheus) bin="$PROMETHEUS_BIN" pkg=github.com/prometheus/prometheus/cmd/prometheus version="$PROMETHEUS_VERSION" ;;
-  *) die "usage: install-observability.sh jaeger|prometheus" ;;
+  promtool) bin="$PROMTOOL_BIN" pkg=github.com/prometheus/prometheus/cmd/promtool version="$PROMETHEUS_VERSION" ;;
+  *) die "usage: install-observability.sh jaeger|prometheus|promtool" ;;
 esac
-[[ -x "$bin" ]] && exit 0
+[[ -x "$bin" ]] && { echo "$bin"; exit 0; }
 # Go's own installer puts it in /usr/local/go, which a non-login shell may not have on PATH.
 command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || die "$tool is built with Go (1.26 or newer on PATH), which is missing"
@@ -33,3 +35,4 @@ trap 'rm -rf "$tmp"' EXIT
 }
 mv "$tmp/$tool" "$bin"
 log "$tool: $bin"
+echo "$bin"

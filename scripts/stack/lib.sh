@@ -65,12 +65,14 @@ CLIENTS_ENV="$KAFKA_DIR/clients.env"
 S3_DATA="$ECHO_DATA_DIR/s3/data"
 REGISTRY_DIR="$ECHO_DATA_DIR/registry"
 REGISTRY_FILE="$REGISTRY_DIR/schemas.json"
-# Jaeger and Prometheus, built from their Go modules (install-observability.sh), pinned.
+# Jaeger, Prometheus and promtool, built from their Go modules (install-observability.sh),
+# pinned.
 JAEGER_VERSION=v1.75.0
 PROMETHEUS_VERSION=v0.316.0
 OBSERVABILITY_DIR="$ECHO_DATA_DIR/observability"
 JAEGER_BIN="$OBSERVABILITY_DIR/jaeger-$JAEGER_VERSION/jaeger"
 PROMETHEUS_BIN="$OBSERVABILITY_DIR/prometheus-$PROMETHEUS_VERSION/prometheus"
+PROMTOOL_BIN="$OBSERVABILITY_DIR/prometheus-$PROMETHEUS_VERSION/promtool"
 PROMETHEUS_DATA="$OBSERVABILITY_DIR/prometheus-data"
 RUN_DIR="$ECHO_DATA_DIR/run"
 LOG_DIR="$ECHO_DATA_DIR/logs"

@@ -25,7 +25,7 @@ take_lock
 check_broker_count
 "$STACK_DIR/install.sh"
 for s in "${wanted[@]}"; do
-  case "$s" in jaeger | prometheus) "$STACK_DIR/install-observability.sh" "$s" ;; esac
+  case "$s" in jaeger | prometheus) "$STACK_DIR/install-observability.sh" "$s" >/dev/null ;; esac
 done
 
 # Decide everything before starting anything, so a missing registry binary does not leave
