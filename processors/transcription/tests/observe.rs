@@ -84,6 +84,17 @@ fn fold(p: &TranscriptionProcessor, inputs: &[&Incoming]) -> TranscriptionState 
     })
 }
 
+/// A processor on the local S3, and a resource id of its own.
+async fn on_local_store() -> (TranscriptionProcessor, String) {
+    let p = TranscriptionProcessor::new(&EchoConfig::default(), TranscriptionConfig::default())
+        .unwrap();
+    p.s3()
+        .ensure_bucket()
+        .await
+        .expect("the local S3 must be up");
+    (p, uuid::Uuid::new_v4().to_string())
+}
+
 fn unreachable_store() -> TranscriptionProcessor {
     let mut config = EchoConfig::default();
     // Port 1 on loopback: connection refused at once.
@@ -103,13 +114,7 @@ fn new_refuses_unusable_settings() {
 
 #[tokio::test]
 async fn the_completing_input_writes_the_four_artifacts_and_completes_the_job() {
-    let p = TranscriptionProcessor::new(&EchoConfig::default(), TranscriptionConfig::default())
-        .unwrap();
-    p.s3()
-        .ensure_bucket()
-        .await
-        .expect("the local S3 must be up");
-    let resource = uuid::Uuid::new_v4().to_string();
+    let (p, resource) = on_local_store().await;
     let (job, chunk0, chunk1) = job_inputs(&resource);
     let mut state = TranscriptionState::default();
     for input in [&job, &chunk0] {
@@ -203,13 +208,7 @@ async fn inputs_that_complete_nothing_read_nothing() {
 
 #[tokio::test]
 async fn a_kept_result_gone_from_the_store_fails_the_job() {
-    let p = TranscriptionProcessor::new(&EchoConfig::default(), TranscriptionConfig::default())
-        .unwrap();
-    p.s3()
-        .ensure_bucket()
-        .await
-        .expect("the local S3 must be up");
-    let resource = uuid::Uuid::new_v4().to_string();
+    let (p, resource) = on_local_store().await;
     let (job, chunk0, chunk1) = job_inputs(&resource);
     // Its result was kept by an earlier instance, and deleted since.
     let state = fold(&p, &[&job, &chunk0]);
