@@ -259,7 +259,7 @@ pub async fn run(config: &EchoConfig, args: Args) -> Result<ExitCode> {
         .as_deref()
         .context("upload.url.generated carries no sealed URL")?;
     let upload_url = reply_key.open(sealed)?;
-    upload(&args, &upload_url, &content_type, size).await?;
+    upload(&args, &upload_url, &content_type, size, url.expires_at).await?;
     session.note(format!(
         "{:<28} {size} bytes to {}",
         "uploaded", url.object_key
@@ -395,8 +395,36 @@ async fn transcript_of(config: &EchoConfig, artifacts: &TranscriptArtifacts) -> 
     Ok(texts.join(" ") + "\n")
 }
 
-/// PUTs the file to the pre-signed URL, streaming it with a progress bar.
-async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result<()> {
+/// PUTs the file to the pre-signed URL, streaming it with a progress bar. A store that does
+/// not answer, or answers that it cannot take it now (5xx), is waited out as the processors
+/// wait it out, the PUT tried again with backoff until the URL expires at `expires_at_ms`.
+async fn upload(
+    args: &Args,
+    url: &str,
+    content_type: &str,
+    size: u64,
+    expires_at_ms: i64,
+) -> Result<()> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match put(args, url, content_type, size).await? {
+            None => return Ok(()),
+            Some(why) if now_ms() + (pause.as_millis() as i64) < expires_at_ms => {
+                tracing::warn!(error = %why, "the object store does not take the upload; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(15));
+            }
+            Some(why) => {
+                bail!("the object store did not take the upload before its URL expired: {why}")
+            }
+        }
+    }
+}
+
+/// One PUT of the file: `None` once stored, `Some(why)` when the store could not take it now
+/// (no answer, or a 5xx); a refusal (4xx) is an error. Errors never carry the URL, which is
+/// the upload's credential.
+async fn put(args: &Args, url: &str, content_type: &str, size: u64) -> Result<Option<String>> {
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -412,19 +440,23 @@ async fn upload(args: &Args, url: &str, content_type: &str, size: u64) -> Result
             progress.inc(bytes.len() as u64);
         }
     });
-    let response = reqwest::Client::new()
+    let sent = reqwest::Client::new()
         .put(url)
         .header("Content-Type", content_type)
         .header("Content-Length", size)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
-        .await
-        .context("uploading to the pre-signed URL")?;
+        .await;
     bar.finish_and_clear();
-    if !response.status().is_success() {
-        bail!("the S3 server refused the upload: {}", response.status());
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => return Ok(Some(e.without_url().to_string())),
+    };
+    match response.status() {
+        status if status.is_success() => Ok(None),
+        status if status.is_server_error() => Ok(Some(format!("the S3 server answered {status}"))),
+        status => bail!("the S3 server refused the upload: {status}"),
     }
-    Ok(())
 }
 
 /// Metadata of a record the client issues.
