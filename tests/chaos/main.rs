@@ -13,14 +13,15 @@
 //! restarting the only one, starts it again after a while, and makes the chunk workers'
 //! group rebalance by adding a worker and later removing it.
 //!
-//! With `--freeze-store-secs N` (the fault run, `scripts/faults.sh`) it kills nothing:
-//! it freezes the object store for N seconds while uploads are in flight, then thaws it.
+//! With `--fault store|registry|disk --fault-secs N` (the fault run, `scripts/faults.sh`) it
+//! kills nothing: it freezes the object store or the schema registry, or fills the object
+//! store's disk, for N seconds while uploads are in flight, then lifts the fault.
 
 mod audit;
 mod cluster;
 mod corpus;
+mod fault;
 mod fleet;
-mod freeze;
 mod verdict;
 
 use std::collections::HashMap;
@@ -80,10 +81,13 @@ struct Args {
     /// How long to wait, once the clients are done, for the last uploads to end.
     #[arg(long, default_value = "300")]
     settle_secs: u64,
-    /// Instead of kills and broker restarts: freeze the object store (SIGSTOP) this many
-    /// seconds once 20–40 % of the clients are done, then thaw it.
-    #[arg(long)]
-    freeze_store_secs: Option<u64>,
+    /// Instead of kills and broker restarts: inflict this fault once 20–40 % of the clients
+    /// are done, then lift it.
+    #[arg(long, value_enum)]
+    fault: Option<fault::Fault>,
+    /// How long the fault lasts, s.
+    #[arg(long, default_value = "180")]
+    fault_secs: u64,
 }
 
 /// Where chaos runs' topics and subjects start; a new run deletes the previous one's.
@@ -155,19 +159,20 @@ async fn run(args: Args) -> Result<bool> {
 
     let done = Arc::new(AtomicUsize::new(0));
     let clients = submit_all(&echoctl, &settings, &uploads, args.clients, done.clone());
-    if let Some(secs) = args.freeze_store_secs {
-        let frozen = freeze::store(&base.data_dir, secs, &mut rng, &done, uploads.len()).await?;
+    if let Some(fault) = args.fault {
+        let (secs, total) = (args.fault_secs, uploads.len());
+        let inflicted = fault::inflict(fault, &base.data_dir, secs, &mut rng, &done, total).await?;
         let client_failures = clients.await?;
         fleet.revive()?;
         println!(
-            "clients done after {:.0} s: the object store frozen {} s at {} of {} clients done, \
-             an upload ended {:.1} s after the thaw, {} processes exited on their own, {} \
-             client(s) failed",
+            "clients done after {:.0} s: {} for {} s from {} of {} clients done, an upload \
+             ended {:.1} s after it, {} processes exited on their own, {} client(s) failed",
             started.elapsed().as_secs_f64(),
-            frozen.secs,
-            frozen.at,
+            fault.label(),
+            inflicted.secs,
+            inflicted.at,
             uploads.len(),
-            frozen.serving_again_secs.unwrap_or_default(),
+            inflicted.serving_again_secs.unwrap_or_default(),
             fleet.exits,
             client_failures
         );
@@ -226,10 +231,10 @@ fn args_line(args: &Args, seed: u64) -> String {
     } else {
         String::new()
     };
-    if let Some(secs) = args.freeze_store_secs {
+    if let Some(fault) = args.fault {
         return format!(
-            "scripts/faults.sh --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --freeze-store-secs {secs}",
-            args.uploads, args.chunk_workers, args.clients, args.chunk_ms
+            "scripts/faults.sh {} --seed {seed} --uploads {} --chunk-workers {} --clients {} --chunk-ms {} --fault-secs {}",
+            fault.arg(), args.uploads, args.chunk_workers, args.clients, args.chunk_ms, args.fault_secs
         );
     }
     format!(
