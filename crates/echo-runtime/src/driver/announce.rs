@@ -47,6 +47,7 @@ impl<P: Processor> Driver<P> {
         self.finish(open)?;
         // What the committed transaction changed is the state to fall back to from now on.
         self.store.commit();
+        self.announcements += 1;
         self.begun
             .lock()
             .expect("begun")

@@ -104,7 +104,9 @@ impl<P: Processor> Driver<P> {
                         .abort_transaction(KAFKA_TIMEOUT)
                         .context("aborting transaction")?;
                     self.store.rollback();
-                    self.seek_back(&batch)?;
+                    // What an announcement committed is not read again.
+                    let settled = std::mem::take(&mut self.settled).min(batch.len());
+                    self.seek_back(&batch[settled..])?;
                     if let TxnError::Unavailable(down) = failed {
                         self.wait_out(down)?;
                         backoff = Duration::from_millis(200);

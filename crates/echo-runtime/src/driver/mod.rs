@@ -179,6 +179,11 @@ struct Driver<P: Processor> {
     begun: Arc<Mutex<HashSet<String>>>,
     /// When the open transaction's time budget runs out.
     budget_ends: Option<std::time::Instant>,
+    /// Announcements committed since the batch began: a batch ends at its announced input.
+    announcements: u64,
+    /// Records at the head of the current batch that an announcement committed: an abort of
+    /// the rest reads only the rest again.
+    settled: usize,
     /// What the open transaction has handled so far.
     open: transaction::OpenTxn,
     /// Test-only: sleep between producing and committing, to kill a process mid-transaction.
@@ -239,6 +244,8 @@ impl<P: Processor> Driver<P> {
             guard: ReplayGuard::new(config.runtime.poison_after_failures),
             begun,
             budget_ends: None,
+            announcements: 0,
+            settled: 0,
             open: transaction::OpenTxn::default(),
             refusals,
             config,

@@ -51,6 +51,7 @@ impl<P: Processor> Driver<P> {
         due: &[Due],
     ) -> Result<Done, TxnError> {
         self.begin()?;
+        self.settled = 0;
         let mut held: HashSet<(String, i32)> = HashSet::new();
         let mut records = 0;
         for msg in batch {
@@ -72,9 +73,17 @@ impl<P: Processor> Driver<P> {
                 held.insert(tp);
                 continue;
             }
+            let announced_before = self.announcements;
             self.handle_record(&RecordIn::of(msg))?;
             self.open.offsets.insert(tp, msg.offset() + 1);
             self.open.touched.insert(msg.partition());
+            if self.announcements != announced_before {
+                // The records before it were committed with its announcement, and the work
+                // itself may take up to the announced work's budget: the batch ends here, so
+                // the loop polls again, and an abort reads only this record again.
+                self.settled = records - 1;
+                break;
+            }
         }
         let mut due_run = 0;
         if records == batch.len() {
