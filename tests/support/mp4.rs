@@ -12,6 +12,9 @@ pub enum TimeTable {
     /// An entry per packet, each saying one packet lasts one frame: the same times, a table
     /// as long as the file.
     EntryPerPacket,
+    /// The same, and a size table that states one sample (all of one size): symphonia reads
+    /// as many packets as the time table lists all the same.
+    EntryPerPacketOneSized,
 }
 
 /// An MP4 of `seconds` seconds of 8 kHz mono PCM (a quiet tone) whose time table is `table`.
@@ -26,7 +29,7 @@ pub fn pcm_mp4(seconds: u32, table: TimeTable) -> Vec<u8> {
     let ftyp = bx(b"ftyp", &[&b"M4A "[..], &u32b(0), b"M4A isom"].concat());
     let stts = match table {
         TimeTable::Compact => full(b"stts", &[u32b(1), u32b(frames), u32b(1)].concat()),
-        TimeTable::EntryPerPacket => {
+        TimeTable::EntryPerPacket | TimeTable::EntryPerPacketOneSized => {
             let mut body = u32b(frames);
             for _ in 0..frames {
                 body.extend(u32b(1));
@@ -51,7 +54,11 @@ pub fn pcm_mp4(seconds: u32, table: TimeTable) -> Vec<u8> {
     );
     let stsd = full(b"stsd", &[u32b(1), sample_entry].concat());
     let stsc = full(b"stsc", &[u32b(1), u32b(1), u32b(frames), u32b(1)].concat());
-    let stsz = full(b"stsz", &[u32b(2), u32b(frames)].concat());
+    let sized = match table {
+        TimeTable::EntryPerPacketOneSized => 1,
+        _ => frames,
+    };
+    let stsz = full(b"stsz", &[u32b(2), u32b(sized)].concat());
     let head = |offset: u32| {
         let stco = full(b"stco", &[u32b(1), u32b(offset)].concat());
         let stbl = bx(b"stbl", &[&stsd[..], &stts, &stsc, &stsz, &stco].concat());

@@ -27,7 +27,7 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::units::{Time, TimeBase};
 use tracing::warn;
 
-use crate::mp4_tables::{self, TableSize, MAX_TABLE_STEPS};
+use crate::mp4_tables::{self, TableSize, MAX_BOXES, MAX_TABLE_STEPS};
 
 /// Sample rate, in Hz, of everything this module returns (Whisper's rate).
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
@@ -80,6 +80,9 @@ impl fmt::Display for Limit {
                 f,
                 "packets of {n} frames are stated; at most {MAX_FRAMES_PER_PACKET} are accepted"
             ),
+            Limit::TimeTables(size) if size.boxes > MAX_BOXES => {
+                write!(f, "it is made of more than {MAX_BOXES} boxes")
+            }
             Limit::TimeTables(size) => write!(
                 f,
                 "its time tables hold {} entries for {} packets: reading them would take {} \

@@ -199,13 +199,11 @@ fn an_mp4_whose_time_table_would_take_hours_to_read_is_refused_when_opened() {
     let dir = tempfile::tempdir().unwrap();
     let compact = dir.path().join("compact.m4a");
     std::fs::write(&compact, pcm_mp4(10, TimeTable::Compact)).unwrap();
-    assert_eq!(
-        measure(&compact).unwrap(),
-        TableSize {
-            packets: 80_000,
-            time_entries: 1
-        }
-    );
+    let counted = |path: &Path| {
+        let size: TableSize = measure(path).unwrap();
+        (size.packets, size.time_entries)
+    };
+    assert_eq!(counted(&compact), (80_000, 1));
     assert_eq!(
         scan(&compact, 60_000, None, None).unwrap().decoded_ms,
         10_000
@@ -218,15 +216,21 @@ fn an_mp4_whose_time_table_would_take_hours_to_read_is_refused_when_opened() {
     // The same ten seconds, the table an entry per packet: 80,000 × 80,000 steps to read.
     let quadratic = dir.path().join("quadratic.m4a");
     std::fs::write(&quadratic, pcm_mp4(10, TimeTable::EntryPerPacket)).unwrap();
-    let size = TableSize {
-        packets: 80_000,
-        time_entries: 80_000,
-    };
-    assert_eq!(measure(&quadratic).unwrap(), size);
-    refused_everywhere(&quadratic, Limit::TimeTables(size));
+    assert_eq!(counted(&quadratic), (80_000, 80_000));
+    refused_everywhere(&quadratic, Limit::TimeTables(measure(&quadratic).unwrap()));
     let message = probe(&quadratic).unwrap_err().to_string();
     assert!(
         message.contains("80000 entries for 80000 packets"),
         "{message}"
+    );
+
+    // A size table that states one sample of a fixed size does not hide the packets: symphonia
+    // reads as many as the time table lists.
+    let understated = dir.path().join("understated.m4a");
+    std::fs::write(&understated, pcm_mp4(10, TimeTable::EntryPerPacketOneSized)).unwrap();
+    assert_eq!(counted(&understated), (80_000, 80_000));
+    refused_everywhere(
+        &understated,
+        Limit::TimeTables(measure(&understated).unwrap()),
     );
 }
