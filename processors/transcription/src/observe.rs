@@ -7,11 +7,16 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use echo_runtime::prelude::*;
 use echo_storage::S3Service;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::config::TranscriptionConfig;
 use crate::decide::{self, TranscriptionDecider, TranscriptionState};
 use crate::report::Artifact;
 use crate::stored::{self, StoredResults};
+
+/// Kept chunk results read at once: a three-hour job on two channels has some 750, and one
+/// at a time they would cost its I/O budget on a store 40 ms away.
+const PARALLEL_READS: usize = 16;
 
 /// The transcription processor, run by `echo_runtime::run`.
 #[derive(Debug, Clone)]
@@ -70,12 +75,17 @@ impl Processor for TranscriptionProcessor {
         let Some(ready) = decide::ready_job(state, record)? else {
             return Ok(StoredResults::default());
         };
-        let mut objects = BTreeMap::new();
-        for chunk in &ready.chunks {
-            if let Some(key) = &chunk.stored_at {
-                objects.insert(chunk.index, self.s3.get_bytes(key).await?);
-            }
-        }
+        let kept = ready
+            .chunks
+            .iter()
+            .filter_map(|c| Some((c.index, c.stored_at.as_deref()?)));
+        let objects: BTreeMap<i32, Option<Vec<u8>>> = stream::iter(kept)
+            .map(|(index, key)| async move {
+                Ok::<_, HandlerError>((index, self.s3.get_bytes(key).await?))
+            })
+            .buffer_unordered(PARALLEL_READS)
+            .try_collect()
+            .await?;
         Ok(stored::read_back(&ready, objects))
     }
 
