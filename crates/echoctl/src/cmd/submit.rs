@@ -407,7 +407,7 @@ async fn upload(
 ) -> Result<()> {
     let mut pause = Duration::from_secs(1);
     loop {
-        match put(args, url, content_type, size).await? {
+        match put(args, url, content_type, size, expires_at_ms).await? {
             None => return Ok(()),
             Some(why) if now_ms() + (pause.as_millis() as i64) < expires_at_ms => {
                 tracing::warn!(error = %why, "the object store does not take the upload; trying again");
@@ -421,10 +421,16 @@ async fn upload(
     }
 }
 
-/// One PUT of the file: `None` once stored, `Some(why)` when the store could not take it now
-/// (no answer, or a 5xx); a refusal (4xx) is an error. Errors never carry the URL, which is
-/// the upload's credential.
-async fn put(args: &Args, url: &str, content_type: &str, size: u64) -> Result<Option<String>> {
+/// One PUT of the file, given up on when the URL expires at `expires_at_ms`: `None` once
+/// stored, `Some(why)` when the store could not take it now (no answer, or a 5xx); a refusal
+/// (4xx) is an error. Errors never carry the URL, which is the upload's credential.
+async fn put(
+    args: &Args,
+    url: &str,
+    content_type: &str,
+    size: u64,
+    expires_at_ms: i64,
+) -> Result<Option<String>> {
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -440,7 +446,17 @@ async fn put(args: &Args, url: &str, content_type: &str, size: u64) -> Result<Op
             progress.inc(bytes.len() as u64);
         }
     });
-    let sent = reqwest::Client::new()
+    // A store that accepts the connection and then never answers (frozen, partitioned) is
+    // given up on after a while without progress, and tried again.
+    let left = u64::try_from(expires_at_ms - now_ms())
+        .unwrap_or(0)
+        .max(1_000);
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .timeout(Duration::from_millis(left))
+        .build()?;
+    let sent = client
         .put(url)
         .header("Content-Type", content_type)
         .header("Content-Length", size)
