@@ -9,8 +9,9 @@
 #   bash scripts/faults.sh --seed 42              # every fault
 #   bash scripts/faults.sh registry --seed 42     # some of them (store, registry, disk)
 # Other arguments go to the driver (`--seed N`, `--fault-secs N`, `--uploads N`). The disk
-# fault puts the store's data on a filesystem of its own (a 1 GiB tmpfs, so it needs root to
-# mount) for its run, restarting the stack around it, and fills it for two minutes.
+# fault puts the store's data on an empty filesystem of its own (a 1 GiB tmpfs, so it needs
+# root to mount; the stack's objects are set aside meanwhile) for its run, restarting the
+# stack around it, and fills it for two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +27,13 @@ echoctl=("${CARGO_TARGET_DIR:-target}/debug/echoctl")
 "${echoctl[@]}" dev up >/dev/null
 store="${ECHO_DATA_DIR:-$HOME/.local/share/echo}/s3"
 
-# The store's data moved onto a small filesystem of its own, and back.
+# The store on a small filesystem of its own, empty (the stack's objects set aside), and back.
 own_disk() {
   [[ $EUID -eq 0 ]] || { echo "the disk fault mounts a filesystem: run it as root" >&2; return 1; }
   "${echoctl[@]}" dev down >/dev/null
   mv "$store" "$store.kept"
   mkdir "$store"
   mount -t tmpfs -o size=1g echo-store-disk "$store"
-  cp -a "$store.kept/." "$store/"
   "${echoctl[@]}" dev up >/dev/null
 }
 shared_disk() {

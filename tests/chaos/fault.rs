@@ -133,9 +133,11 @@ async fn fill(data_dir: &Path) -> Result<PathBuf> {
         store.display()
     );
     let ballast = store.join("ballast");
+    // Written until the filesystem refuses more (dd then fails, which is the point); full
+    // means less than a MiB left.
     let status = tokio::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"fallocate -l "$(df --output=avail -B1 "$1" | tail -1)" "$1/ballast""#)
+        .arg(r#"dd if=/dev/zero of="$1/ballast" bs=1M 2>/dev/null; test "$(df --output=avail -B1 "$1" | tail -1)" -lt 1048576"#)
         .arg("fill")
         .arg(&store)
         .status()
