@@ -108,6 +108,19 @@ impl Drop for OwnServer {
     }
 }
 
+/// `echoctl submit --wait` of `wav` in `env`, with `setting` set to `value` (the test's own
+/// server), on a thread beside the test: its JSON report when it ends.
+async fn client_beside(
+    env: &TestEnv,
+    wav: std::path::PathBuf,
+    setting: &'static str,
+    value: &str,
+) -> std::thread::JoinHandle<anyhow::Result<serde_json::Value>> {
+    let env = TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap();
+    let value = value.to_string();
+    std::thread::spawn(move || submit(Path::new(BIN), &env, &wav, &[(setting, value.as_str())]))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_object_store_frozen_for_a_while_is_waited_out() {
     let env = TestEnv::new("outage-store").await.unwrap();
@@ -132,21 +145,7 @@ async fn the_object_store_frozen_for_a_while_is_waited_out() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let client = {
-        let (env, wav) = (
-            TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap(),
-            wav,
-        );
-        let endpoint = store.url.clone();
-        std::thread::spawn(move || {
-            submit(
-                Path::new(BIN),
-                &env,
-                &wav,
-                &[("ECHO_S3__ENDPOINT", endpoint.as_str())],
-            )
-        })
-    };
+    let client = client_beside(&env, wav, "ECHO_S3__ENDPOINT", &store.url).await;
     // Frozen as soon as the upload is verified: the job's reads and writes of the store
     // (validation, the chunk download, the transcript, the report) are all still ahead.
     let events = env.topic("echo.upload.events");
@@ -255,18 +254,7 @@ async fn a_client_starting_while_the_registry_is_frozen_waits_for_it() {
     let _pipeline = Pipeline::start(Path::new(BIN), &env, 1, &settings).unwrap();
 
     registry.signal("STOP");
-    let client = {
-        let env = TestEnv::at(&env.config.kafka.topic_prefix).await.unwrap();
-        let url = registry.url.clone();
-        std::thread::spawn(move || {
-            submit(
-                Path::new(BIN),
-                &env,
-                &wav,
-                &[("ECHO_REGISTRY__URL", url.as_str())],
-            )
-        })
-    };
+    let client = client_beside(&env, wav, "ECHO_REGISTRY__URL", &registry.url).await;
     tokio::time::sleep(REGISTRY_OUTAGE).await;
     assert!(
         !client.is_finished(),
